@@ -1,0 +1,3 @@
+//! # driftwatch-codec
+//!
+//! Encode/decode of every record on driftwatch's topics.

@@ -1,0 +1,1 @@
+//! Join of predictions with delayed ground truth.

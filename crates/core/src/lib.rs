@@ -1,0 +1,16 @@
+//! # driftwatch-core
+//!
+//! The pure domain of driftwatch. Everything here is deterministic: no Kafka, no async runtime,
+//! no clocks, no files. Time is *event time* handed in by the caller, so every piece can be unit
+//! and property tested, replayed from a changelog, and benchmarked without a broker.
+//!
+//! - [`record`]: owned records of every topic (the wire contract is `schemas/*.avsc`).
+//! - [`join`]: the join buffer and the two-input join task (event-time watermarks, expiry,
+//!   accounting).
+//! - [`detect`]: streaming change detectors (ADWIN, DDM, EDDM, Page-Hinkley, HDDM).
+
+pub mod detect;
+pub mod join;
+pub mod record;
+
+pub use record::*;

@@ -1,0 +1,232 @@
+//! Owned forms of every record on driftwatch's topics.
+//!
+//! These are the types the codecs (Avro, JSON) read and write; the wire contract itself lives in
+//! `schemas/*.avsc`. The join hot path does not build these: it decodes straight into compact
+//! join entries (see the `codec` crate's borrowed decoder).
+
+use serde::{Deserialize, Serialize};
+
+/// Event time: milliseconds since the Unix epoch, as carried by Avro `timestamp-millis`.
+pub type TimestampMs = i64;
+
+/// One input feature's value: `union {null, double, string}` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FeatureValue {
+    /// The feature was absent or null at prediction time.
+    Missing,
+    /// A numeric feature.
+    Number(f64),
+    /// A categorical feature.
+    Category(String),
+}
+
+/// A model server's prediction (topic `predictions`, key = request id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prediction {
+    pub request_id: String,
+    pub model_id: String,
+    pub model_version: String,
+    /// When the prediction was made.
+    pub timestamp: TimestampMs,
+    /// Input features by name. Order is kept for deterministic round trips; names are unique.
+    #[serde(default)]
+    pub features: Vec<(String, FeatureValue)>,
+    /// Predicted class of a classifier.
+    #[serde(default)]
+    pub predicted_label: Option<String>,
+    /// Predicted value of a regressor.
+    #[serde(default)]
+    pub predicted_value: Option<f64>,
+    /// Class probabilities, when the model exposes them.
+    #[serde(default)]
+    pub scores: Option<Vec<(String, f64)>>,
+    /// Free-form tags (region, tenant, …).
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+/// A ground-truth label that arrives after (or before) its prediction (topic `ground-truth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroundTruth {
+    pub request_id: String,
+    /// Optional: lets a label be attributed to a model even when it ends as an orphan.
+    #[serde(default)]
+    pub model_id: Option<String>,
+    /// When the label was observed.
+    pub timestamp: TimestampMs,
+    /// True class, for classifiers.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// True value, for regressors.
+    #[serde(default)]
+    pub value: Option<f64>,
+}
+
+/// State of one drift detector for one (model, version, detector, feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DriftState {
+    Ok,
+    Warning,
+    Drift,
+    Recovered,
+}
+
+impl DriftState {
+    /// The Avro enum symbol / JSON string of this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftState::Ok => "OK",
+            DriftState::Warning => "WARNING",
+            DriftState::Drift => "DRIFT",
+            DriftState::Recovered => "RECOVERED",
+        }
+    }
+
+    /// Parses an Avro enum symbol / JSON string.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "OK" => DriftState::Ok,
+            "WARNING" => DriftState::Warning,
+            "DRIFT" => DriftState::Drift,
+            "RECOVERED" => DriftState::Recovered,
+            _ => return None,
+        })
+    }
+}
+
+/// A detector changed state (topic `drift-events`, key = model id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEvent {
+    /// Idempotent id derived from model, version, detector, feature and window end.
+    pub event_id: String,
+    pub model_id: String,
+    pub model_version: String,
+    /// Detector name, e.g. `accuracy_drop`, `psi`, `adwin`.
+    pub detector: String,
+    /// Feature the detector watches; `None` for model-level detectors.
+    pub feature: Option<String>,
+    pub previous_state: DriftState,
+    pub state: DriftState,
+    /// Name of the statistic, e.g. `psi`, `ks_p_value`, `accuracy`.
+    pub statistic: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub baseline_start: TimestampMs,
+    pub baseline_end: TimestampMs,
+    pub window_start: TimestampMs,
+    pub window_end: TimestampMs,
+    pub baseline_samples: u64,
+    pub window_samples: u64,
+    /// 0.0 (negligible) to 1.0 (severe).
+    pub severity: f64,
+    pub detected_at: TimestampMs,
+}
+
+/// Advice to retrain a model (topic `retrain-events`, key = model id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainEvent {
+    pub event_id: String,
+    pub model_id: String,
+    pub model_version: String,
+    /// Human-readable reasons, one per triggering detector.
+    pub reasons: Vec<String>,
+    pub drift_event_ids: Vec<String>,
+    /// Metrics snapshot at decision time (name → value).
+    pub metrics: Vec<(String, f64)>,
+    /// Suggested training data range: from the estimated drift onset to now.
+    pub train_from: TimestampMs,
+    pub train_to: TimestampMs,
+    /// Advisory only: the policy is in dry-run mode.
+    pub dry_run: bool,
+    pub created_at: TimestampMs,
+}
+
+/// A metrics snapshot of one model over one window (topic `model-metrics`, key = model id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMetrics {
+    pub model_id: String,
+    pub model_version: String,
+    /// Window name, e.g. `15m`, `24h`.
+    pub window: String,
+    pub window_start: TimestampMs,
+    pub window_end: TimestampMs,
+    pub predictions: u64,
+    pub labeled: u64,
+    /// labeled / predictions.
+    pub label_coverage: f64,
+    /// Metric name → value (accuracy, f1_macro, mae, …).
+    pub metrics: Vec<(String, f64)>,
+    pub emitted_at: TimestampMs,
+}
+
+/// Accounting counters of the join stage: every input ends in exactly one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinCounters {
+    pub predictions: u64,
+    pub labels: u64,
+    /// Prediction/label pairs matched (each pair counts once here, and once in each input).
+    pub matched: u64,
+    pub expired_unlabeled: u64,
+    pub orphan_labels: u64,
+    pub duplicate_predictions: u64,
+    pub duplicate_labels: u64,
+    pub late_labels: u64,
+    pub dead_lettered: u64,
+}
+
+/// One cell of a confusion matrix: how often `predicted` was said when `actual` was true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfusionCell {
+    pub predicted: String,
+    pub actual: String,
+    pub count: u64,
+}
+
+/// Sums from which regression errors (MAE, RMSE, bias, MAPE) are derived; mergeable by addition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionSums {
+    pub count: u64,
+    pub abs_error_sum: f64,
+    pub squared_error_sum: f64,
+    pub error_sum: f64,
+    /// Sum of |error| / |actual| over outcomes whose actual value is not zero.
+    pub abs_pct_error_sum: f64,
+    pub pct_count: u64,
+}
+
+/// Internal record from the join stage to the monitor stage (topic `driftwatch.model-partials`,
+/// key = model id): everything one join task learned about one (model, version, time bucket)
+/// since its last flush. Pre-aggregated so a busy model does not cost one message per event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPartial {
+    pub model_id: String,
+    pub model_version: String,
+    /// Start of the prediction-time bucket (inclusive).
+    pub bucket_start: TimestampMs,
+    pub bucket_width_ms: i64,
+    /// Input partition of the join task that produced it.
+    pub source_partition: i32,
+    /// Per-task sequence number, lets the monitor drop a partial it already merged.
+    pub sequence: u64,
+    pub counters: JoinCounters,
+    pub confusion: Vec<ConfusionCell>,
+    pub regression: RegressionSums,
+    /// Sum of log loss over scored classification outcomes.
+    pub log_loss_sum: f64,
+    /// Sum of Brier score over scored classification outcomes.
+    pub brier_sum: f64,
+    pub scored: u64,
+    /// Sum of label delays (ms) over matched outcomes.
+    pub label_delay_sum_ms: i64,
+}
