@@ -1,0 +1,945 @@
+//! The join buffer: one 16-byte slot per unresolved or recently resolved request.
+//!
+//! # Layout
+//! `hashbrown::HashMap<RequestKey, Slot, KeyHashBuilder>`: a bucket is the 16-byte key plus
+//! the 16-byte [`Slot`] plus one control byte. With hashbrown's 7/8 maximum load and
+//! power-of-two bucket counts, 10M entries sit in 2^24 buckets: 2^24 × 33 B ≈ 554 MB, about
+//! 55 B per entry (between 38 and 66 B depending on where in the growth cycle the count is).
+//!
+//! A slot holds:
+//! - `time`: event time as a `u32` ms offset from a per-buffer epoch (≈ 49.7 days of range).
+//!   The epoch is anchored [`EPOCH_HEADROOM_MS`] before the first entry of an empty buffer and
+//!   moved forward during sweeps to stay about that far behind the watermark (every retained
+//!   entry is younger than [`MAX_RETENTION_MS`](super::MAX_RETENTION_MS), so the rebase never
+//!   underflows). A time outside the range is rejected ([`JoinError::TimeOutOfRange`]); the
+//!   caller dead-letters it as an absurd timestamp.
+//! - `model`: the [`ModelVersionId`].
+//! - `flags`: kind (pending prediction / pending label / tombstone), payload kind, whether a
+//!   score is present, and for tombstones which inputs were seen.
+//! - `payload`: the predicted/actual value (`f64` bits) or class id (low 32 bits) with the
+//!   score (`f32` bits, high 32 bits). A regressor's score is not kept (scores are class
+//!   probabilities).
+//!
+//! # Tombstones
+//! A resolved request leaves a tombstone so that a second prediction or label is recognised
+//! as a duplicate or late instead of starting a new request. Its base time is the
+//! prediction's time (the label's for an orphan) and it is kept until the watermark passes
+//! `base + label_timeout + orphan_timeout`: any label that could still match had to arrive
+//! before `prediction_time + label_timeout`, and a label arriving later would, without the
+//! tombstone, sit as pending for `orphan_timeout` and end as an orphan; keeping the tombstone
+//! for that extra `orphan_timeout` lets it be counted late instead. Past that point a record
+//! with the same key is far enough behind the watermark to be classified on arrival.
+//!
+//! # Expiry
+//! No timer per entry (that would double the memory). [`JoinBuffer::advance_watermark`] runs
+//! a `retain` sweep whenever the watermark moved by the sweep interval (1/8 of the smallest
+//! timeout). Between sweeps every lookup first applies the expiry the sweep would have
+//! applied (check-on-access), so when the sweep runs never changes a classification.
+
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
+
+use super::{
+    Actual, Input, JoinError, JoinEvent, LabelIn, ModelVersionId, Outcome, Predicted, PredictionIn,
+    RequestKey,
+};
+use super::{ClassId, KeyHashBuilder};
+use crate::TimestampMs;
+
+/// How far behind the watermark (or the first entry) the epoch is kept: half the `u32` range.
+pub const EPOCH_HEADROOM_MS: i64 = 1 << 31;
+
+/// The epoch is moved only when it lags the target by more than this (≈ 3.1 days), so a
+/// rebase pass is rare.
+const REBASE_STEP_MS: i64 = 1 << 28;
+
+const KIND_MASK: u16 = 0b11;
+const KIND_PREDICTION: u16 = 0;
+const KIND_LABEL: u16 = 1;
+const KIND_TOMBSTONE: u16 = 2;
+const VALUE_MASK: u16 = 0b1100;
+const VALUE_NONE: u16 = 0;
+const VALUE_CLASS: u16 = 1 << 2;
+const VALUE_NUMBER: u16 = 2 << 2;
+const HAS_SCORE: u16 = 1 << 4;
+const SEEN_PREDICTION: u16 = 1 << 5;
+const SEEN_LABEL: u16 = 1 << 6;
+
+/// One buffer entry (16 bytes, 8-byte aligned). See the module docs for the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct Slot {
+    time: u32,
+    model: u16,
+    flags: u16,
+    payload: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 16);
+const _: () = assert!(std::mem::size_of::<(RequestKey, Slot)>() == 32);
+
+impl Slot {
+    fn prediction(time: u32, p: &PredictionIn) -> Slot {
+        let score_bits = p.score.map_or(0, |s| u64::from(s.to_bits()) << 32);
+        let score_flag = if p.score.is_some() { HAS_SCORE } else { 0 };
+        let (value_flags, payload) = match p.predicted {
+            Predicted::Class(c) => (VALUE_CLASS | score_flag, u64::from(c.0) | score_bits),
+            Predicted::Value(v) => (VALUE_NUMBER, v.to_bits()),
+            Predicted::None => (VALUE_NONE | score_flag, score_bits),
+        };
+        Slot {
+            time,
+            model: p.model.0,
+            flags: KIND_PREDICTION | value_flags,
+            payload,
+        }
+    }
+
+    fn label(time: u32, model: ModelVersionId, actual: Actual) -> Slot {
+        let (value_flags, payload) = match actual {
+            Actual::Class(c) => (VALUE_CLASS, u64::from(c.0)),
+            Actual::Value(v) => (VALUE_NUMBER, v.to_bits()),
+            Actual::None => (VALUE_NONE, 0),
+        };
+        Slot {
+            time,
+            model: model.0,
+            flags: KIND_LABEL | value_flags,
+            payload,
+        }
+    }
+
+    fn tombstone(time: u32, model: ModelVersionId, seen: u16) -> Slot {
+        Slot {
+            time,
+            model: model.0,
+            flags: KIND_TOMBSTONE | seen,
+            payload: 0,
+        }
+    }
+
+    fn kind(&self) -> u16 {
+        self.flags & KIND_MASK
+    }
+
+    fn model(&self) -> ModelVersionId {
+        ModelVersionId(self.model)
+    }
+
+    fn predicted(&self) -> (Predicted, Option<f32>) {
+        let score =
+            (self.flags & HAS_SCORE != 0).then(|| f32::from_bits((self.payload >> 32) as u32));
+        match self.flags & VALUE_MASK {
+            VALUE_CLASS => (Predicted::Class(ClassId(self.payload as u32)), score),
+            VALUE_NUMBER => (Predicted::Value(f64::from_bits(self.payload)), None),
+            _ => (Predicted::None, score),
+        }
+    }
+
+    fn actual(&self) -> Actual {
+        match self.flags & VALUE_MASK {
+            VALUE_CLASS => Actual::Class(ClassId(self.payload as u32)),
+            VALUE_NUMBER => Actual::Value(f64::from_bits(self.payload)),
+            _ => Actual::None,
+        }
+    }
+}
+
+/// Entry counts by kind (an O(n) scan; for metrics and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    pub pending_predictions: usize,
+    pub pending_labels: usize,
+    pub tombstones: usize,
+}
+
+/// Everything but the table, so the table's entry borrow and these can be used together.
+#[derive(Debug, Clone)]
+struct Params {
+    epoch: i64,
+    watermark: i64,
+    default_label_timeout: i64,
+    orphan_timeout: i64,
+    /// Label timeout by `ModelVersionId`; models past its end use the default.
+    label_timeouts: Vec<i64>,
+}
+
+impl Params {
+    fn label_timeout(&self, model: ModelVersionId) -> i64 {
+        self.label_timeouts
+            .get(usize::from(model.0))
+            .copied()
+            .unwrap_or(self.default_label_timeout)
+    }
+
+    fn time(&self, offset: u32) -> TimestampMs {
+        self.epoch.saturating_add(i64::from(offset))
+    }
+
+    fn offset(&self, time: TimestampMs) -> Result<u32, JoinError> {
+        time.checked_sub(self.epoch)
+            .and_then(|d| u32::try_from(d).ok())
+            .ok_or(JoinError::TimeOutOfRange {
+                time,
+                min: self.epoch,
+                max: self.epoch.saturating_add(i64::from(u32::MAX)),
+            })
+    }
+
+    /// True once the watermark has passed `t` (strictly: an entry whose deadline equals the
+    /// watermark is still alive).
+    fn passed(&self, t: i64) -> bool {
+        t < self.watermark
+    }
+
+    fn prediction_deadline(&self, time: i64, model: ModelVersionId) -> i64 {
+        time.saturating_add(self.label_timeout(model))
+    }
+
+    fn label_deadline(&self, time: i64) -> i64 {
+        time.saturating_add(self.orphan_timeout)
+    }
+
+    fn tombstone_deadline(&self, base: i64, model: ModelVersionId) -> i64 {
+        base.saturating_add(self.label_timeout(model))
+            .saturating_add(self.orphan_timeout)
+    }
+
+    /// Applies the expiry the sweep would have applied to `slot` by now. Returns `false` when
+    /// the slot is gone entirely (a tombstone past its retention).
+    fn expire_slot(
+        &self,
+        key: RequestKey,
+        slot: &mut Slot,
+        sink: &mut impl FnMut(JoinEvent),
+    ) -> bool {
+        let time = self.time(slot.time);
+        let model = slot.model();
+        match slot.kind() {
+            KIND_PREDICTION if self.passed(self.prediction_deadline(time, model)) => {
+                let (predicted, score) = slot.predicted();
+                sink(JoinEvent::ExpiredUnlabeled {
+                    key,
+                    model,
+                    prediction_time: time,
+                    predicted,
+                    score,
+                });
+                *slot = Slot::tombstone(slot.time, model, SEEN_PREDICTION);
+            }
+            KIND_LABEL if self.passed(self.label_deadline(time)) => {
+                sink(JoinEvent::Orphan {
+                    key,
+                    model,
+                    label_time: time,
+                    actual: slot.actual(),
+                });
+                *slot = Slot::tombstone(slot.time, model, SEEN_LABEL);
+            }
+            _ => {}
+        }
+        !(slot.kind() == KIND_TOMBSTONE && self.passed(self.tombstone_deadline(time, model)))
+    }
+
+    /// A prediction whose key has no live entry: classify or build the slot to store.
+    fn fresh_prediction(&self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) -> Option<Slot> {
+        let expired = |sink: &mut dyn FnMut(JoinEvent)| {
+            sink(JoinEvent::ExpiredUnlabeled {
+                key: p.key,
+                model: p.model,
+                prediction_time: p.time,
+                predicted: p.predicted,
+                score: p.score,
+            })
+        };
+        if self.passed(self.tombstone_deadline(p.time, p.model)) {
+            expired(sink);
+            return None;
+        }
+        let offset = match self.offset(p.time) {
+            Ok(o) => o,
+            Err(error) => {
+                sink(JoinEvent::Rejected {
+                    input: Input::Predictions,
+                    key: p.key,
+                    model: p.model,
+                    time: p.time,
+                    error,
+                });
+                return None;
+            }
+        };
+        if self.passed(self.prediction_deadline(p.time, p.model)) {
+            expired(sink);
+            return Some(Slot::tombstone(offset, p.model, SEEN_PREDICTION));
+        }
+        Some(Slot::prediction(offset, p))
+    }
+
+    /// A label whose key has no live entry: classify or build the slot to store.
+    fn fresh_label(&self, l: &LabelIn, sink: &mut impl FnMut(JoinEvent)) -> Option<Slot> {
+        let model = l.model_hint.unwrap_or(ModelVersionId::UNKNOWN);
+        let orphan = |sink: &mut dyn FnMut(JoinEvent)| {
+            sink(JoinEvent::Orphan {
+                key: l.key,
+                model,
+                label_time: l.time,
+                actual: l.actual,
+            })
+        };
+        if self.passed(self.tombstone_deadline(l.time, model)) {
+            orphan(sink);
+            return None;
+        }
+        let offset = match self.offset(l.time) {
+            Ok(o) => o,
+            Err(error) => {
+                sink(JoinEvent::Rejected {
+                    input: Input::Labels,
+                    key: l.key,
+                    model,
+                    time: l.time,
+                    error,
+                });
+                return None;
+            }
+        };
+        if self.passed(self.label_deadline(l.time)) {
+            orphan(sink);
+            return Some(Slot::tombstone(offset, model, SEEN_LABEL));
+        }
+        Some(Slot::label(offset, model, l.actual))
+    }
+}
+
+/// The join state of one task. See the module docs.
+#[derive(Debug, Clone)]
+pub struct JoinBuffer {
+    map: HashMap<RequestKey, Slot, KeyHashBuilder>,
+    params: Params,
+    sweep_interval: i64,
+    last_sweep_watermark: i64,
+}
+
+impl JoinBuffer {
+    /// An empty buffer. `sweep_interval_ms` is clamped to at least 1.
+    pub fn new(
+        default_label_timeout_ms: i64,
+        orphan_timeout_ms: i64,
+        sweep_interval_ms: i64,
+    ) -> Self {
+        Self::with_capacity(
+            default_label_timeout_ms,
+            orphan_timeout_ms,
+            sweep_interval_ms,
+            0,
+        )
+    }
+
+    /// An empty buffer with room for `capacity` entries.
+    pub fn with_capacity(
+        default_label_timeout_ms: i64,
+        orphan_timeout_ms: i64,
+        sweep_interval_ms: i64,
+        capacity: usize,
+    ) -> Self {
+        JoinBuffer {
+            map: HashMap::with_capacity_and_hasher(capacity, KeyHashBuilder),
+            params: Params {
+                epoch: 0,
+                watermark: i64::MIN,
+                default_label_timeout: default_label_timeout_ms,
+                orphan_timeout: orphan_timeout_ms,
+                label_timeouts: Vec::new(),
+            },
+            sweep_interval: sweep_interval_ms.max(1),
+            last_sweep_watermark: i64::MIN,
+        }
+    }
+
+    /// Sets the label timeout of one model (others keep the default).
+    pub fn set_label_timeout(&mut self, model: ModelVersionId, timeout_ms: i64) {
+        let i = usize::from(model.0);
+        let default = self.params.default_label_timeout;
+        if self.params.label_timeouts.len() <= i {
+            self.params.label_timeouts.resize(i + 1, default);
+        }
+        if let Some(t) = self.params.label_timeouts.get_mut(i) {
+            *t = timeout_ms;
+        }
+    }
+
+    /// The label timeout that applies to `model`.
+    pub fn label_timeout(&self, model: ModelVersionId) -> i64 {
+        self.params.label_timeout(model)
+    }
+
+    /// The current watermark (`i64::MIN` before the first advance).
+    pub fn watermark(&self) -> TimestampMs {
+        self.params.watermark
+    }
+
+    /// Number of entries (pending and tombstones).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes allocated by the table (buckets and control bytes).
+    pub fn allocation_size(&self) -> usize {
+        self.map.allocation_size()
+    }
+
+    /// Entry counts by kind (scans the table).
+    pub fn stats(&self) -> BufferStats {
+        let mut s = BufferStats::default();
+        for slot in self.map.values() {
+            match slot.kind() {
+                KIND_PREDICTION => s.pending_predictions += 1,
+                KIND_LABEL => s.pending_labels += 1,
+                _ => s.tombstones += 1,
+            }
+        }
+        s
+    }
+
+    /// Anchors the epoch of an empty table so that the watermark (or, before there is one,
+    /// `time`) sits in the middle of the range. Anchoring on the watermark keeps a single very
+    /// old or very new record from pulling the range away from the live traffic.
+    fn anchor_if_empty(&mut self, time: TimestampMs) {
+        if self.map.is_empty() {
+            let centre = if self.params.watermark == i64::MIN {
+                time
+            } else {
+                self.params.watermark
+            };
+            self.params.epoch = centre.saturating_sub(EPOCH_HEADROOM_MS);
+        }
+    }
+
+    /// Processes one prediction; the decisions go to `sink`.
+    pub fn on_prediction(&mut self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) {
+        self.anchor_if_empty(p.time);
+        let params = &self.params;
+        match self.map.entry(p.key) {
+            Entry::Vacant(v) => {
+                if let Some(slot) = params.fresh_prediction(p, sink) {
+                    v.insert(slot);
+                }
+            }
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                if !params.expire_slot(p.key, slot, sink) {
+                    match params.fresh_prediction(p, sink) {
+                        Some(fresh) => *slot = fresh,
+                        None => {
+                            o.remove();
+                        }
+                    }
+                    return;
+                }
+                match slot.kind() {
+                    KIND_LABEL => {
+                        let label_time = params.time(slot.time);
+                        let actual = slot.actual();
+                        // The tombstone is based on the prediction's time when it fits.
+                        let base = params.offset(p.time).unwrap_or(slot.time);
+                        if label_time.saturating_sub(p.time) <= params.label_timeout(p.model) {
+                            sink(JoinEvent::Matched(Outcome {
+                                key: p.key,
+                                model: p.model,
+                                prediction_time: p.time,
+                                label_time,
+                                label_delay_ms: label_time.saturating_sub(p.time),
+                                predicted: p.predicted,
+                                actual,
+                                score: p.score,
+                            }));
+                        } else {
+                            sink(JoinEvent::ExpiredUnlabeled {
+                                key: p.key,
+                                model: p.model,
+                                prediction_time: p.time,
+                                predicted: p.predicted,
+                                score: p.score,
+                            });
+                            sink(JoinEvent::LateLabel {
+                                key: p.key,
+                                model: p.model,
+                                label_time,
+                                prediction_time: Some(p.time),
+                            });
+                        }
+                        *slot = Slot::tombstone(base, p.model, SEEN_PREDICTION | SEEN_LABEL);
+                    }
+                    KIND_TOMBSTONE if slot.flags & SEEN_PREDICTION == 0 => {
+                        // Its label was already an orphan: this prediction can never match.
+                        sink(JoinEvent::ExpiredUnlabeled {
+                            key: p.key,
+                            model: p.model,
+                            prediction_time: p.time,
+                            predicted: p.predicted,
+                            score: p.score,
+                        });
+                        slot.flags |= SEEN_PREDICTION;
+                    }
+                    _ => sink(JoinEvent::DuplicatePrediction {
+                        key: p.key,
+                        model: p.model,
+                        prediction_time: p.time,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Processes one label; the decisions go to `sink`.
+    pub fn on_label(&mut self, l: &LabelIn, sink: &mut impl FnMut(JoinEvent)) {
+        self.anchor_if_empty(l.time);
+        let params = &self.params;
+        let own_model = l.model_hint.unwrap_or(ModelVersionId::UNKNOWN);
+        match self.map.entry(l.key) {
+            Entry::Vacant(v) => {
+                if let Some(slot) = params.fresh_label(l, sink) {
+                    v.insert(slot);
+                }
+            }
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                if !params.expire_slot(l.key, slot, sink) {
+                    match params.fresh_label(l, sink) {
+                        Some(fresh) => *slot = fresh,
+                        None => {
+                            o.remove();
+                        }
+                    }
+                    return;
+                }
+                match slot.kind() {
+                    KIND_PREDICTION => {
+                        let prediction_time = params.time(slot.time);
+                        let model = slot.model();
+                        let (predicted, score) = slot.predicted();
+                        if l.time.saturating_sub(prediction_time) <= params.label_timeout(model) {
+                            sink(JoinEvent::Matched(Outcome {
+                                key: l.key,
+                                model,
+                                prediction_time,
+                                label_time: l.time,
+                                label_delay_ms: l.time.saturating_sub(prediction_time),
+                                predicted,
+                                actual: l.actual,
+                                score,
+                            }));
+                        } else {
+                            sink(JoinEvent::ExpiredUnlabeled {
+                                key: l.key,
+                                model,
+                                prediction_time,
+                                predicted,
+                                score,
+                            });
+                            sink(JoinEvent::LateLabel {
+                                key: l.key,
+                                model,
+                                label_time: l.time,
+                                prediction_time: Some(prediction_time),
+                            });
+                        }
+                        *slot = Slot::tombstone(slot.time, model, SEEN_PREDICTION | SEEN_LABEL);
+                    }
+                    KIND_TOMBSTONE if slot.flags & SEEN_LABEL == 0 => {
+                        // Its prediction already expired.
+                        sink(JoinEvent::LateLabel {
+                            key: l.key,
+                            model: slot.model(),
+                            label_time: l.time,
+                            prediction_time: Some(params.time(slot.time)),
+                        });
+                        slot.flags |= SEEN_LABEL;
+                    }
+                    _ => sink(JoinEvent::DuplicateLabel {
+                        key: l.key,
+                        model: own_model,
+                        label_time: l.time,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Moves the watermark forward (never back) and sweeps when it moved by the sweep
+    /// interval since the last sweep. Returns whether a sweep ran.
+    pub fn advance_watermark(
+        &mut self,
+        watermark: TimestampMs,
+        sink: &mut impl FnMut(JoinEvent),
+    ) -> bool {
+        if watermark <= self.params.watermark {
+            return false;
+        }
+        self.params.watermark = watermark;
+        if watermark.saturating_sub(self.last_sweep_watermark) >= self.sweep_interval {
+            self.sweep(sink);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Expires everything the watermark has passed, drops stale tombstones, and moves the
+    /// epoch forward when it lags the watermark.
+    pub fn sweep(&mut self, sink: &mut impl FnMut(JoinEvent)) {
+        let params = &self.params;
+        let target = params.watermark.saturating_sub(EPOCH_HEADROOM_MS);
+        let shift = if target.saturating_sub(params.epoch) > REBASE_STEP_MS {
+            target.saturating_sub(params.epoch)
+        } else {
+            0
+        };
+        self.map.retain(|key, slot| {
+            if !params.expire_slot(*key, slot, sink) {
+                return false;
+            }
+            if shift > 0 {
+                // Retained entries are younger than the maximum retention, hence at or after
+                // the new epoch; the clamp only guards against a misconfigured retention.
+                let moved = i64::from(slot.time).saturating_sub(shift).max(0);
+                slot.time = u32::try_from(moved).unwrap_or(0);
+            }
+            true
+        });
+        self.params.epoch = self.params.epoch.saturating_add(shift);
+        self.last_sweep_watermark = self.params.watermark;
+    }
+
+    /// Expires every pending entry (predictions unlabeled, labels orphan) and clears the
+    /// buffer, as at shutdown. The watermark is left as it was.
+    pub fn expire_all(&mut self, sink: &mut impl FnMut(JoinEvent)) {
+        let mut params = self.params.clone();
+        params.watermark = i64::MAX;
+        for (key, slot) in self.map.iter_mut() {
+            params.expire_slot(*key, slot, sink);
+        }
+        self.map.clear();
+    }
+
+    /// The epoch times are stored against (for tests and diagnostics).
+    pub fn epoch(&self) -> TimestampMs {
+        self.params.epoch
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::JoinCounters;
+
+    const T: i64 = 1_000; // label timeout
+    const O: i64 = 2_000; // orphan timeout
+    const BASE: i64 = 1_700_000_000_000;
+
+    fn key(n: u64) -> RequestKey {
+        RequestKey::from_request_id(n.to_le_bytes())
+    }
+
+    fn pred(n: u64, t: i64) -> PredictionIn {
+        PredictionIn {
+            key: key(n),
+            model: ModelVersionId(1),
+            time: BASE + t,
+            predicted: Predicted::Class(ClassId(3)),
+            score: Some(0.75),
+        }
+    }
+
+    fn label(n: u64, t: i64) -> LabelIn {
+        LabelIn {
+            key: key(n),
+            model_hint: None,
+            time: BASE + t,
+            actual: Actual::Class(ClassId(4)),
+        }
+    }
+
+    fn buf() -> JoinBuffer {
+        JoinBuffer::new(T, O, 100)
+    }
+
+    fn collect(events: &[JoinEvent]) -> JoinCounters {
+        let mut c = JoinCounters::default();
+        for e in events {
+            e.count_into(&mut c);
+        }
+        c
+    }
+
+    #[test]
+    fn slot_round_trips_payloads() {
+        let p = pred(1, 0);
+        let s = Slot::prediction(7, &p);
+        assert_eq!(s.predicted(), (Predicted::Class(ClassId(3)), Some(0.75)));
+        let p = PredictionIn {
+            predicted: Predicted::Value(-2.5),
+            ..p
+        };
+        assert_eq!(
+            Slot::prediction(7, &p).predicted(),
+            (Predicted::Value(-2.5), None)
+        );
+        let p = PredictionIn {
+            predicted: Predicted::None,
+            score: None,
+            ..p
+        };
+        assert_eq!(Slot::prediction(7, &p).predicted(), (Predicted::None, None));
+        let s = Slot::label(1, ModelVersionId(2), Actual::Value(4.25));
+        assert_eq!(s.actual(), Actual::Value(4.25));
+        assert_eq!(
+            Slot::label(1, ModelVersionId(2), Actual::Class(ClassId(9))).actual(),
+            Actual::Class(ClassId(9))
+        );
+    }
+
+    #[test]
+    fn prediction_then_label_matches_with_payloads() {
+        let mut b = buf();
+        let mut ev = Vec::new();
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        assert!(ev.is_empty());
+        b.on_label(&label(1, 400), &mut |e| ev.push(e));
+        let JoinEvent::Matched(o) = &ev[0] else {
+            panic!("expected match, got {ev:?}")
+        };
+        assert_eq!(o.prediction_time, BASE);
+        assert_eq!(o.label_time, BASE + 400);
+        assert_eq!(o.label_delay_ms, 400);
+        assert_eq!(o.predicted, Predicted::Class(ClassId(3)));
+        assert_eq!(o.actual, Actual::Class(ClassId(4)));
+        assert_eq!(o.score, Some(0.75));
+        assert_eq!(b.stats().tombstones, 1);
+    }
+
+    #[test]
+    fn label_then_prediction_matches() {
+        let mut b = buf();
+        let mut ev = Vec::new();
+        b.on_label(&label(1, 400), &mut |e| ev.push(e));
+        assert_eq!(b.stats().pending_labels, 1);
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        assert!(matches!(&ev[..], [JoinEvent::Matched(o)] if o.label_delay_ms == 400));
+    }
+
+    #[test]
+    fn label_exactly_at_timeout_matches_one_ms_more_does_not() {
+        for (label_first, delay, matches) in [
+            (false, T, true),
+            (false, T + 1, false),
+            (true, T, true),
+            (true, T + 1, false),
+        ] {
+            let mut b = buf();
+            let mut ev = Vec::new();
+            if label_first {
+                b.on_label(&label(1, delay), &mut |e| ev.push(e));
+                b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+            } else {
+                b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+                b.on_label(&label(1, delay), &mut |e| ev.push(e));
+            }
+            let c = collect(&ev);
+            assert_eq!(
+                c.matched,
+                u64::from(matches),
+                "{label_first} {delay}: {ev:?}"
+            );
+            assert_eq!(c.expired_unlabeled, u64::from(!matches));
+            assert_eq!(c.late_labels, u64::from(!matches));
+        }
+    }
+
+    #[test]
+    fn watermark_expiry_is_strict_and_check_on_access_agrees_with_sweep() {
+        // Watermark == deadline: still pending, the label matches.
+        let mut b = JoinBuffer::new(T, O, i64::MAX);
+        let mut ev = Vec::new();
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        b.advance_watermark(BASE + T, &mut |e| ev.push(e));
+        b.on_label(&label(1, T), &mut |e| ev.push(e));
+        assert_eq!(collect(&ev).matched, 1);
+
+        // One ms past the deadline with no sweep run (huge interval): check-on-access expires
+        // the prediction first, and the label is late.
+        let mut lazy = JoinBuffer::new(T, O, i64::MAX);
+        let mut eager = JoinBuffer::new(T, O, 1);
+        for b in [&mut lazy, &mut eager] {
+            let mut ev = Vec::new();
+            b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+            b.advance_watermark(BASE + T + 1, &mut |e| ev.push(e));
+            b.on_label(&label(1, T), &mut |e| ev.push(e));
+            let c = collect(&ev);
+            assert_eq!(
+                (c.expired_unlabeled, c.late_labels, c.matched),
+                (1, 1, 0),
+                "{ev:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicates_and_late_and_orphans() {
+        let mut b = buf();
+        let mut ev = Vec::new();
+        // Duplicate prediction while pending, duplicate label after match.
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        b.on_prediction(&pred(1, 10), &mut |e| ev.push(e));
+        b.on_label(&label(1, 20), &mut |e| ev.push(e));
+        b.on_label(&label(1, 30), &mut |e| ev.push(e));
+        b.on_prediction(&pred(1, 40), &mut |e| ev.push(e));
+        // Duplicate label while the first one is pending.
+        b.on_label(&label(2, 0), &mut |e| ev.push(e));
+        b.on_label(&label(2, 5), &mut |e| ev.push(e));
+        let c = collect(&ev);
+        assert_eq!(c.matched, 1);
+        assert_eq!(c.duplicate_predictions, 2);
+        assert_eq!(c.duplicate_labels, 2);
+
+        // Prediction 3 expires by the watermark, then its label is late.
+        b.on_prediction(&pred(3, 100), &mut |e| ev.push(e));
+        b.advance_watermark(BASE + 100 + T + 1, &mut |e| ev.push(e));
+        b.on_label(&label(3, 150), &mut |e| ev.push(e));
+        // Label 2 (pending since t=0) becomes an orphan once the watermark passes 0 + O.
+        b.advance_watermark(BASE + O + 1, &mut |e| ev.push(e));
+        let c = collect(&ev);
+        assert_eq!(c.expired_unlabeled, 1);
+        assert_eq!(c.late_labels, 1);
+        assert_eq!(c.orphan_labels, 1);
+        // A prediction for the orphaned request can never match.
+        b.on_prediction(&pred(2, O + 10), &mut |e| ev.push(e));
+        assert_eq!(collect(&ev).expired_unlabeled, 2);
+        assert_eq!(c.predictions + 1, collect(&ev).predictions);
+    }
+
+    #[test]
+    fn tombstones_are_dropped_after_retention() {
+        let mut b = JoinBuffer::new(T, O, 1);
+        let mut ev = Vec::new();
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        b.on_label(&label(1, 10), &mut |e| ev.push(e));
+        b.advance_watermark(BASE + T + O, &mut |e| ev.push(e));
+        assert_eq!(b.len(), 1, "kept until the watermark passes base + T + O");
+        b.advance_watermark(BASE + T + O + 1, &mut |e| ev.push(e));
+        assert!(b.is_empty());
+        // The same key later is a new request.
+        b.on_prediction(&pred(1, T + O + 10), &mut |e| ev.push(e));
+        assert_eq!(b.stats().pending_predictions, 1);
+    }
+
+    #[test]
+    fn out_of_range_time_is_rejected() {
+        let mut b = buf();
+        let mut ev = Vec::new();
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        let far = PredictionIn {
+            time: BASE + (1i64 << 33),
+            ..pred(2, 0)
+        };
+        b.on_prediction(&far, &mut |e| ev.push(e));
+        assert!(
+            matches!(
+                &ev[..],
+                [JoinEvent::Rejected {
+                    error: JoinError::TimeOutOfRange { .. },
+                    input: Input::Predictions,
+                    ..
+                }]
+            ),
+            "{ev:?}"
+        );
+        assert_eq!(b.len(), 1);
+        let c = collect(&ev);
+        assert_eq!((c.predictions, c.dead_lettered), (1, 1));
+    }
+
+    #[test]
+    fn epoch_follows_the_watermark_and_times_survive_rebase() {
+        let day = 86_400_000;
+        let mut b = JoinBuffer::new(day, day, day / 8);
+        let mut ev = Vec::new();
+        let start = b.epoch();
+        // Walk 60 days forward (beyond the u32 range) with one pending prediction per day.
+        for d in 0..60u64 {
+            let t = d as i64 * day;
+            b.on_prediction(&pred(d, t), &mut |e| ev.push(e));
+            b.advance_watermark(BASE + t, &mut |e| ev.push(e));
+        }
+        assert!(
+            ev.iter().all(|e| !matches!(e, JoinEvent::Rejected { .. })),
+            "{ev:?}"
+        );
+        assert!(b.epoch() > start);
+        // The latest prediction still matches with its exact time after the rebases.
+        b.on_label(&label(59, 59 * day + 5), &mut |e| ev.push(e));
+        let last = ev.last().cloned();
+        assert!(
+            matches!(last, Some(JoinEvent::Matched(o)) if o.prediction_time == BASE + 59 * day && o.label_delay_ms == 5),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn an_old_record_into_an_empty_buffer_does_not_move_the_range() {
+        let day = 86_400_000;
+        let mut b = JoinBuffer::new(day, day, day / 8);
+        let mut ev = Vec::new();
+        b.advance_watermark(BASE, &mut |e| ev.push(e));
+        // 40 days old: classified on arrival, nothing stored.
+        b.on_prediction(&pred(1, -40 * day), &mut |e| ev.push(e));
+        assert!(
+            matches!(&ev[..], [JoinEvent::ExpiredUnlabeled { .. }]),
+            "{ev:?}"
+        );
+        assert!(b.is_empty());
+        b.on_prediction(&pred(2, 0), &mut |e| ev.push(e));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(b.stats().pending_predictions, 1);
+    }
+
+    #[test]
+    fn per_model_timeout_override() {
+        let mut b = buf();
+        b.set_label_timeout(ModelVersionId(5), 10 * T);
+        let mut ev = Vec::new();
+        let p = PredictionIn {
+            model: ModelVersionId(5),
+            ..pred(1, 0)
+        };
+        b.on_prediction(&p, &mut |e| ev.push(e));
+        b.on_prediction(&pred(2, 0), &mut |e| ev.push(e));
+        b.on_label(&label(1, 5 * T), &mut |e| ev.push(e));
+        b.on_label(&label(2, 5 * T), &mut |e| ev.push(e));
+        let c = collect(&ev);
+        assert_eq!((c.matched, c.late_labels), (1, 1));
+        assert_eq!(b.label_timeout(ModelVersionId(5)), 10 * T);
+        assert_eq!(b.label_timeout(ModelVersionId(1)), T);
+    }
+
+    #[test]
+    fn expire_all_classifies_everything_pending() {
+        let mut b = buf();
+        let mut ev = Vec::new();
+        b.on_prediction(&pred(1, 0), &mut |e| ev.push(e));
+        b.on_label(&label(2, 0), &mut |e| ev.push(e));
+        b.on_prediction(&pred(3, 0), &mut |e| ev.push(e));
+        b.on_label(&label(3, 1), &mut |e| ev.push(e));
+        b.expire_all(&mut |e| ev.push(e));
+        let c = collect(&ev);
+        assert_eq!((c.matched, c.expired_unlabeled, c.orphan_labels), (1, 1, 1));
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,445 @@
+//! Pre-aggregation of join decisions into [`ModelPartial`]s for the monitor stage.
+//!
+//! A busy model must not cost one message per outcome, so a join task folds its
+//! [`JoinEvent`]s into one accumulator per (model version, time bucket) and flushes them as
+//! `ModelPartial` records. Events are bucketed by prediction time (matched, expired,
+//! duplicate prediction) or by label time when there is no prediction to go by (orphan, late,
+//! duplicate label, and rejected inputs by their own time).
+//!
+//! Every input ends in exactly one event, so counting from events alone keeps each partial's
+//! counters consistent with the join accounting: inputs are counted when they resolve.
+//!
+//! Partials of the same (model, version, bucket) form a commutative monoid under
+//! [`merge_partials`], with [`empty_partial`] as identity: counters and sums add, confusion
+//! cells add by (predicted, actual). Integer fields merge exactly; floating-point sums are
+//! associative up to rounding. The monitor may therefore merge partials from any task, in
+//! any grouping, and get what one task seeing the whole stream would have produced.
+
+use std::collections::BTreeMap;
+
+use super::{Actual, ClassId, Interner, JoinEvent, ModelVersionId, Outcome, Predicted};
+use crate::{ConfusionCell, JoinCounters, ModelPartial, RegressionSums, TimestampMs};
+
+/// Default bucket width: one minute.
+pub const DEFAULT_BUCKET_WIDTH_MS: i64 = 60_000;
+
+/// `source_partition` of a partial merged from partials of different partitions.
+pub const MIXED_PARTITION: i32 = -1;
+
+/// Scores are clamped into `[EPS, 1 − EPS]` before taking logarithms.
+const EPS: f64 = 1e-15;
+
+/// Why two partials could not be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartialMergeError {
+    #[error("partials of different keys: {left} vs {right}")]
+    DifferentKeys { left: String, right: String },
+    #[error("bucket width must be positive (got {0} ms)")]
+    InvalidBucketWidth(i64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Acc {
+    counters: JoinCounters,
+    confusion: BTreeMap<(ClassId, ClassId), u64>,
+    regression: RegressionSums,
+    log_loss_sum: f64,
+    brier_sum: f64,
+    scored: u64,
+    label_delay_sum_ms: i64,
+}
+
+impl Acc {
+    fn add_outcome(&mut self, o: &Outcome) {
+        self.label_delay_sum_ms = self.label_delay_sum_ms.saturating_add(o.label_delay_ms);
+        match (o.predicted, o.actual) {
+            (Predicted::Class(p), Actual::Class(a)) => {
+                *self.confusion.entry((p, a)).or_insert(0) += 1;
+                if let Some(score) = o.score.map(f64::from).filter(|s| s.is_finite()) {
+                    let s = score.clamp(EPS, 1.0 - EPS);
+                    let correct = p == a;
+                    self.log_loss_sum += if correct { -s.ln() } else { -(1.0 - s).ln() };
+                    let target = if correct { 1.0 } else { 0.0 };
+                    self.brier_sum += (s - target) * (s - target);
+                    self.scored += 1;
+                }
+            }
+            (Predicted::Value(p), Actual::Value(a)) if p.is_finite() && a.is_finite() => {
+                let r = &mut self.regression;
+                let err = p - a;
+                r.count += 1;
+                r.abs_error_sum += err.abs();
+                r.squared_error_sum += err * err;
+                r.error_sum += err;
+                if a != 0.0 {
+                    r.abs_pct_error_sum += err.abs() / a.abs();
+                    r.pct_count += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Folds join events into per-(model, bucket) partials. One per join task.
+#[derive(Debug, Clone)]
+pub struct PartialAggregator {
+    source_partition: i32,
+    bucket_width_ms: i64,
+    next_sequence: u64,
+    accs: BTreeMap<(ModelVersionId, TimestampMs), Acc>,
+}
+
+impl PartialAggregator {
+    /// An aggregator for the task of `source_partition`. `bucket_width_ms` must be positive.
+    pub fn new(source_partition: i32, bucket_width_ms: i64) -> Result<Self, PartialMergeError> {
+        if bucket_width_ms <= 0 {
+            return Err(PartialMergeError::InvalidBucketWidth(bucket_width_ms));
+        }
+        Ok(PartialAggregator {
+            source_partition,
+            bucket_width_ms,
+            next_sequence: 0,
+            accs: BTreeMap::new(),
+        })
+    }
+
+    /// Start of the bucket holding `t`.
+    pub fn bucket_start(&self, t: TimestampMs) -> TimestampMs {
+        t.div_euclid(self.bucket_width_ms) * self.bucket_width_ms
+    }
+
+    /// Number of (model, bucket) accumulators not flushed yet.
+    pub fn pending(&self) -> usize {
+        self.accs.len()
+    }
+
+    /// Adds one join event.
+    pub fn fold(&mut self, event: &JoinEvent) {
+        let time = match event {
+            JoinEvent::Matched(o) => o.prediction_time,
+            JoinEvent::ExpiredUnlabeled {
+                prediction_time, ..
+            }
+            | JoinEvent::DuplicatePrediction {
+                prediction_time, ..
+            } => *prediction_time,
+            JoinEvent::Orphan { label_time, .. }
+            | JoinEvent::DuplicateLabel { label_time, .. }
+            | JoinEvent::LateLabel { label_time, .. } => *label_time,
+            JoinEvent::Rejected { time, .. } => *time,
+        };
+        let bucket = self.bucket_start(time);
+        let acc = self.accs.entry((event.model(), bucket)).or_default();
+        event.count_into(&mut acc.counters);
+        if let JoinEvent::Matched(o) = event {
+            acc.add_outcome(o);
+        }
+    }
+
+    /// Emits everything folded since the last flush, ordered by (model id, bucket), each with
+    /// the next sequence number of this task. Names come from `interner`; an id it does not
+    /// know is written as `#<id>`.
+    pub fn flush(&mut self, interner: &Interner) -> Vec<ModelPartial> {
+        let accs = std::mem::take(&mut self.accs);
+        let mut out = Vec::with_capacity(accs.len());
+        for ((model, bucket_start), acc) in accs {
+            let (model_id, model_version) = interner
+                .model(model)
+                .map(|(m, v)| (m.to_owned(), v.to_owned()))
+                .unwrap_or_else(|| (format!("#{}", model.0), String::new()));
+            let class = |c: ClassId| {
+                interner
+                    .class(c)
+                    .map_or_else(|| format!("#{}", c.0), str::to_owned)
+            };
+            let mut cells: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for ((p, a), n) in acc.confusion {
+                *cells.entry((class(p), class(a))).or_insert(0) += n;
+            }
+            out.push(ModelPartial {
+                model_id,
+                model_version,
+                bucket_start,
+                bucket_width_ms: self.bucket_width_ms,
+                source_partition: self.source_partition,
+                sequence: self.next_sequence,
+                counters: acc.counters,
+                confusion: cells_to_vec(cells),
+                regression: acc.regression,
+                log_loss_sum: acc.log_loss_sum,
+                brier_sum: acc.brier_sum,
+                scored: acc.scored,
+                label_delay_sum_ms: acc.label_delay_sum_ms,
+            });
+            self.next_sequence += 1;
+        }
+        out
+    }
+}
+
+fn cells_to_vec(cells: BTreeMap<(String, String), u64>) -> Vec<ConfusionCell> {
+    cells
+        .into_iter()
+        .map(|((predicted, actual), count)| ConfusionCell {
+            predicted,
+            actual,
+            count,
+        })
+        .collect()
+}
+
+/// The identity of [`merge_partials`] for one key: no counts, no sums, sequence 0.
+pub fn empty_partial(
+    model_id: &str,
+    model_version: &str,
+    bucket_start: TimestampMs,
+    bucket_width_ms: i64,
+    source_partition: i32,
+) -> ModelPartial {
+    ModelPartial {
+        model_id: model_id.to_owned(),
+        model_version: model_version.to_owned(),
+        bucket_start,
+        bucket_width_ms,
+        source_partition,
+        sequence: 0,
+        counters: JoinCounters::default(),
+        confusion: Vec::new(),
+        regression: RegressionSums::default(),
+        log_loss_sum: 0.0,
+        brier_sum: 0.0,
+        scored: 0,
+        label_delay_sum_ms: 0,
+    }
+}
+
+fn add_counters(a: &JoinCounters, b: &JoinCounters) -> JoinCounters {
+    JoinCounters {
+        predictions: a.predictions + b.predictions,
+        labels: a.labels + b.labels,
+        matched: a.matched + b.matched,
+        expired_unlabeled: a.expired_unlabeled + b.expired_unlabeled,
+        orphan_labels: a.orphan_labels + b.orphan_labels,
+        duplicate_predictions: a.duplicate_predictions + b.duplicate_predictions,
+        duplicate_labels: a.duplicate_labels + b.duplicate_labels,
+        late_labels: a.late_labels + b.late_labels,
+        dead_lettered: a.dead_lettered + b.dead_lettered,
+    }
+}
+
+/// Merges two partials of the same (model, version, bucket start, bucket width).
+///
+/// Counters, sums and confusion cells add; `sequence` is the larger one; `source_partition`
+/// is kept when both agree and becomes [`MIXED_PARTITION`] otherwise. The result's confusion
+/// cells are sorted by (predicted, actual) with one cell per pair, the form
+/// [`PartialAggregator::flush`] produces.
+pub fn merge_partials(
+    a: &ModelPartial,
+    b: &ModelPartial,
+) -> Result<ModelPartial, PartialMergeError> {
+    let key = |p: &ModelPartial| {
+        format!(
+            "{}/{}@{}+{}",
+            p.model_id, p.model_version, p.bucket_start, p.bucket_width_ms
+        )
+    };
+    if a.model_id != b.model_id
+        || a.model_version != b.model_version
+        || a.bucket_start != b.bucket_start
+        || a.bucket_width_ms != b.bucket_width_ms
+    {
+        return Err(PartialMergeError::DifferentKeys {
+            left: key(a),
+            right: key(b),
+        });
+    }
+    let mut cells: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for c in a.confusion.iter().chain(&b.confusion) {
+        *cells
+            .entry((c.predicted.clone(), c.actual.clone()))
+            .or_insert(0) += c.count;
+    }
+    let (ra, rb) = (&a.regression, &b.regression);
+    Ok(ModelPartial {
+        model_id: a.model_id.clone(),
+        model_version: a.model_version.clone(),
+        bucket_start: a.bucket_start,
+        bucket_width_ms: a.bucket_width_ms,
+        source_partition: if a.source_partition == b.source_partition {
+            a.source_partition
+        } else {
+            MIXED_PARTITION
+        },
+        sequence: a.sequence.max(b.sequence),
+        counters: add_counters(&a.counters, &b.counters),
+        confusion: cells_to_vec(cells),
+        regression: RegressionSums {
+            count: ra.count + rb.count,
+            abs_error_sum: ra.abs_error_sum + rb.abs_error_sum,
+            squared_error_sum: ra.squared_error_sum + rb.squared_error_sum,
+            error_sum: ra.error_sum + rb.error_sum,
+            abs_pct_error_sum: ra.abs_pct_error_sum + rb.abs_pct_error_sum,
+            pct_count: ra.pct_count + rb.pct_count,
+        },
+        log_loss_sum: a.log_loss_sum + b.log_loss_sum,
+        brier_sum: a.brier_sum + b.brier_sum,
+        scored: a.scored + b.scored,
+        label_delay_sum_ms: a.label_delay_sum_ms.saturating_add(b.label_delay_sum_ms),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::join::RequestKey;
+
+    fn outcome(
+        model: ModelVersionId,
+        t: i64,
+        p: Predicted,
+        a: Actual,
+        score: Option<f32>,
+    ) -> JoinEvent {
+        JoinEvent::Matched(Outcome {
+            key: RequestKey::from_parts(1, 2),
+            model,
+            prediction_time: t,
+            label_time: t + 250,
+            label_delay_ms: 250,
+            predicted: p,
+            actual: a,
+            score,
+        })
+    }
+
+    #[test]
+    fn folds_classification_regression_and_counters_by_bucket() {
+        let mut i = Interner::new();
+        let m = i.intern_model("fraud", "v1").unwrap();
+        let yes = i.intern_class("yes").unwrap();
+        let no = i.intern_class("no").unwrap();
+        let mut agg = PartialAggregator::new(3, 1_000).unwrap();
+        agg.fold(&outcome(
+            m,
+            100,
+            Predicted::Class(yes),
+            Actual::Class(yes),
+            Some(0.8),
+        ));
+        agg.fold(&outcome(
+            m,
+            900,
+            Predicted::Class(yes),
+            Actual::Class(no),
+            Some(0.8),
+        ));
+        agg.fold(&outcome(
+            m,
+            1_500,
+            Predicted::Value(3.0),
+            Actual::Value(2.0),
+            None,
+        ));
+        agg.fold(&JoinEvent::Orphan {
+            key: RequestKey::from_parts(0, 0),
+            model: ModelVersionId::UNKNOWN,
+            label_time: 1_999,
+            actual: Actual::None,
+        });
+        let out = agg.flush(&i);
+        assert_eq!(out.len(), 3);
+        let unknown = &out[0];
+        assert_eq!(
+            (unknown.model_id.as_str(), unknown.bucket_start),
+            ("unknown", 1_000)
+        );
+        assert_eq!(unknown.counters.orphan_labels, 1);
+        let first = &out[1];
+        assert_eq!(
+            (first.model_id.as_str(), first.model_version.as_str()),
+            ("fraud", "v1")
+        );
+        assert_eq!(
+            (
+                first.bucket_start,
+                first.bucket_width_ms,
+                first.source_partition
+            ),
+            (0, 1_000, 3)
+        );
+        assert_eq!(first.counters.matched, 2);
+        assert_eq!(first.counters.predictions, 2);
+        assert_eq!(first.scored, 2);
+        let expected_ll = -(0.8f32 as f64).ln() - (1.0 - 0.8f32 as f64).ln();
+        assert!((first.log_loss_sum - expected_ll).abs() < 1e-12);
+        let s = 0.8f32 as f64;
+        assert!((first.brier_sum - ((s - 1.0).powi(2) + s * s)).abs() < 1e-12);
+        assert_eq!(first.label_delay_sum_ms, 500);
+        let cells: Vec<_> = first
+            .confusion
+            .iter()
+            .map(|c| (c.predicted.as_str(), c.actual.as_str(), c.count))
+            .collect();
+        assert_eq!(cells, vec![("yes", "no", 1), ("yes", "yes", 1)]);
+        let second = &out[2];
+        assert_eq!(second.bucket_start, 1_000);
+        assert_eq!(second.regression.count, 1);
+        assert_eq!(second.regression.abs_error_sum, 1.0);
+        assert_eq!(second.regression.abs_pct_error_sum, 0.5);
+        // Sequence numbers increase across flushes.
+        let seqs: Vec<u64> = out.iter().map(|p| p.sequence).collect();
+        assert_eq!(seqs, vec![0, 1, 2]);
+        agg.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
+        assert_eq!(agg.flush(&i)[0].sequence, 3);
+        assert!(agg.flush(&i).is_empty());
+    }
+
+    #[test]
+    fn extreme_scores_are_clamped() {
+        let i = Interner::new();
+        let mut agg = PartialAggregator::new(0, DEFAULT_BUCKET_WIDTH_MS).unwrap();
+        let c = ClassId(0);
+        agg.fold(&outcome(
+            ModelVersionId(1),
+            0,
+            Predicted::Class(c),
+            Actual::Class(ClassId(1)),
+            Some(1.0),
+        ));
+        let p = &agg.flush(&i)[0];
+        assert!(p.log_loss_sum.is_finite());
+        // About -ln(1e-15) ≈ 34.5 (1 − (1 − 1e-15) is not exact in f64).
+        assert!(
+            p.log_loss_sum > 34.0 && p.log_loss_sum < 35.0,
+            "{}",
+            p.log_loss_sum
+        );
+        assert_eq!(p.model_id, "#1");
+    }
+
+    #[test]
+    fn negative_times_bucket_downwards_and_bad_width_is_refused() {
+        let agg = PartialAggregator::new(0, 1_000).unwrap();
+        assert_eq!(agg.bucket_start(-1), -1_000);
+        assert_eq!(agg.bucket_start(1_000), 1_000);
+        assert!(PartialAggregator::new(0, 0).is_err());
+    }
+
+    #[test]
+    fn merge_refuses_different_keys_and_marks_mixed_partitions() {
+        let a = empty_partial("m", "v", 0, 60_000, 1);
+        let b = empty_partial("m", "v", 60_000, 60_000, 1);
+        assert!(matches!(
+            merge_partials(&a, &b),
+            Err(PartialMergeError::DifferentKeys { .. })
+        ));
+        let c = empty_partial("m", "v", 0, 60_000, 2);
+        assert_eq!(
+            merge_partials(&a, &c).unwrap().source_partition,
+            MIXED_PARTITION
+        );
+        assert_eq!(merge_partials(&a, &a).unwrap().source_partition, 1);
+    }
+}

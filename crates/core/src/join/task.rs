@@ -1,0 +1,719 @@
+//! One join task: partition *i* of `predictions` and partition *i* of `ground-truth`.
+//!
+//! # Merge order
+//! Records are queued per input and processed in timestamp order, always taking the smaller
+//! head of the two queues (ties: prediction first), as a Kafka Streams task does. When one
+//! queue is empty the task goes on with the other only if the empty input is caught up (read
+//! to its end); otherwise it waits up to `max_task_idle_ms` of processing time and then goes
+//! on anyway. This is what keeps a backlog on one input from running ahead of records still
+//! unread on the other.
+//!
+//! # Watermark
+//! `progress_i` is the largest event time processed from input *i*. A caught-up input that
+//! has received nothing for `idle_timeout_ms` of processing time counts as
+//! `max(progress_i, now_ms − idle_timeout_ms)`, so a quiet partition does not hold state
+//! forever. The watermark is `max(previous, min(progress_pred, progress_label) −
+//! allowed_lateness_ms)`: it never decreases, and it never runs ahead of the slower input.
+//! With the minimum, a task catching up on a prediction backlog does not expire predictions
+//! whose labels are simply not read yet (see the tests).
+//!
+//! # Accounting
+//! [`JoinCounters`] are kept per [`ModelVersionId`]. An input is counted in `predictions` /
+//! `labels` when it reaches its final bucket, so at every moment
+//! `predictions == matched + expired_unlabeled + duplicate_predictions + rejected predictions`
+//! and `labels == matched + orphan_labels + duplicate_labels + late_labels + rejected labels`
+//! per model. Inputs still queued or pending are reported by [`JoinTask::queued`] and
+//! [`JoinTask::buffer`]; inputs received at all by [`JoinTask::received`].
+
+use std::collections::VecDeque;
+
+use super::{
+    ClassId, Interner, JoinBuffer, JoinConfig, JoinError, JoinEvent, LabelIn, ModelVersionId,
+    PredictionIn,
+};
+use crate::{JoinCounters, TimestampMs};
+
+/// One of the task's two inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Input {
+    Predictions,
+    Labels,
+}
+
+/// Per-input state of the merge and the watermark.
+#[derive(Debug, Clone, Default)]
+struct InputState {
+    caught_up: bool,
+    /// Largest event time processed (`i64::MIN` before the first).
+    progress: i64,
+    /// Processing time of the last poll that found new records (or of the first poll).
+    last_active_ms: Option<i64>,
+    /// Records pushed since the last poll.
+    fresh: bool,
+    received: u64,
+}
+
+impl InputState {
+    fn new() -> Self {
+        InputState {
+            progress: i64::MIN,
+            ..Self::default()
+        }
+    }
+
+    /// Progress as the watermark sees it, with the idle fallback.
+    fn effective_progress(&self, now_ms: i64, idle_timeout_ms: i64) -> i64 {
+        match self.last_active_ms {
+            Some(last) if self.caught_up && now_ms.saturating_sub(last) >= idle_timeout_ms => {
+                self.progress.max(now_ms.saturating_sub(idle_timeout_ms))
+            }
+            _ => self.progress,
+        }
+    }
+}
+
+/// The join logic of one task. See the module docs.
+#[derive(Debug, Clone)]
+pub struct JoinTask {
+    config: JoinConfig,
+    buffer: JoinBuffer,
+    interner: Interner,
+    counters: Vec<JoinCounters>,
+    predictions: VecDeque<PredictionIn>,
+    labels: VecDeque<LabelIn>,
+    pred_input: InputState,
+    label_input: InputState,
+    /// Processing time at which the task started waiting for an empty, not caught-up input.
+    waiting_since: Option<i64>,
+    watermark: i64,
+}
+
+impl JoinTask {
+    /// A task with a fresh interner. Fails when the configuration does not validate.
+    pub fn new(config: JoinConfig) -> Result<Self, JoinError> {
+        Self::with_interner(config, Interner::new())
+    }
+
+    /// A task using the given interner (e.g. one with smaller id spaces, or restored).
+    pub fn with_interner(config: JoinConfig, interner: Interner) -> Result<Self, JoinError> {
+        config.validate()?;
+        let sweep_interval = (config.min_timeout_ms() / 8).max(1);
+        let mut task = JoinTask {
+            buffer: JoinBuffer::new(
+                config.label_timeout_ms,
+                config.orphan_timeout_ms,
+                sweep_interval,
+            ),
+            config,
+            interner,
+            counters: Vec::new(),
+            predictions: VecDeque::new(),
+            labels: VecDeque::new(),
+            pred_input: InputState::new(),
+            label_input: InputState::new(),
+            waiting_since: None,
+            watermark: i64::MIN,
+        };
+        // Models interned before the task existed get their overrides too.
+        for i in 0..task.interner.model_count() {
+            if let Ok(raw) = u16::try_from(i) {
+                task.apply_timeout(ModelVersionId(raw));
+            }
+        }
+        Ok(task)
+    }
+
+    fn apply_timeout(&mut self, id: ModelVersionId) {
+        if let Some(model_id) = self.interner.model_id(id) {
+            let timeout = self.config.label_timeout_for(model_id);
+            if timeout != self.config.label_timeout_ms {
+                self.buffer.set_label_timeout(id, timeout);
+            }
+        }
+    }
+
+    /// Interns (model id, version), applying its label-timeout override.
+    pub fn intern_model(
+        &mut self,
+        model_id: &str,
+        version: &str,
+    ) -> Result<ModelVersionId, JoinError> {
+        let known = self.interner.model_count();
+        let id = self.interner.intern_model(model_id, version)?;
+        if self.interner.model_count() > known {
+            self.apply_timeout(id);
+        }
+        Ok(id)
+    }
+
+    /// Interns a label's model hint (model id without version).
+    pub fn intern_model_hint(&mut self, model_id: &str) -> Result<ModelVersionId, JoinError> {
+        self.intern_model(model_id, "")
+    }
+
+    /// Interns a class label.
+    pub fn intern_class(&mut self, label: &str) -> Result<ClassId, JoinError> {
+        self.interner.intern_class(label)
+    }
+
+    /// The task's interner (id → names for output).
+    pub fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &JoinConfig {
+        &self.config
+    }
+
+    /// The join buffer (pending entries, memory).
+    pub fn buffer(&self) -> &JoinBuffer {
+        &self.buffer
+    }
+
+    /// Queues a prediction.
+    pub fn push_prediction(&mut self, p: PredictionIn) {
+        self.predictions.push_back(p);
+        self.pred_input.fresh = true;
+        self.pred_input.received += 1;
+    }
+
+    /// Queues a label.
+    pub fn push_label(&mut self, l: LabelIn) {
+        self.labels.push_back(l);
+        self.label_input.fresh = true;
+        self.label_input.received += 1;
+    }
+
+    /// Tells whether an input partition has been read up to its end (position == high
+    /// watermark).
+    pub fn set_caught_up(&mut self, input: Input, caught_up: bool) {
+        self.input_mut(input).caught_up = caught_up;
+    }
+
+    fn input_mut(&mut self, input: Input) -> &mut InputState {
+        match input {
+            Input::Predictions => &mut self.pred_input,
+            Input::Labels => &mut self.label_input,
+        }
+    }
+
+    /// Number of queued (not yet processed) predictions and labels.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.predictions.len(), self.labels.len())
+    }
+
+    /// Number of predictions and labels ever pushed.
+    pub fn received(&self) -> (u64, u64) {
+        (self.pred_input.received, self.label_input.received)
+    }
+
+    /// The current watermark (`i64::MIN` until both inputs made progress).
+    pub fn watermark(&self) -> TimestampMs {
+        self.watermark
+    }
+
+    /// Counters of one model (zero for a model never seen).
+    pub fn counters(&self, model: ModelVersionId) -> JoinCounters {
+        self.counters
+            .get(usize::from(model.0))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// All non-empty per-model counters.
+    pub fn all_counters(&self) -> impl Iterator<Item = (ModelVersionId, JoinCounters)> + '_ {
+        self.counters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != JoinCounters::default())
+            .filter_map(|(i, c)| u16::try_from(i).ok().map(|i| (ModelVersionId(i), *c)))
+    }
+
+    /// The sum of all per-model counters.
+    pub fn total_counters(&self) -> JoinCounters {
+        let mut t = JoinCounters::default();
+        for c in &self.counters {
+            t.predictions += c.predictions;
+            t.labels += c.labels;
+            t.matched += c.matched;
+            t.expired_unlabeled += c.expired_unlabeled;
+            t.orphan_labels += c.orphan_labels;
+            t.duplicate_predictions += c.duplicate_predictions;
+            t.duplicate_labels += c.duplicate_labels;
+            t.late_labels += c.late_labels;
+            t.dead_lettered += c.dead_lettered;
+        }
+        t
+    }
+
+    /// Processes queued records in timestamp order as far as the merge rule allows, advances
+    /// the watermark and emits every decision to `sink`.
+    pub fn poll(&mut self, now_ms: i64, sink: &mut impl FnMut(JoinEvent)) {
+        for input in [&mut self.pred_input, &mut self.label_input] {
+            if input.fresh || input.last_active_ms.is_none() {
+                input.last_active_ms = Some(now_ms);
+                input.fresh = false;
+            }
+        }
+        let counters = &mut self.counters;
+        let mut counted = |e: JoinEvent| {
+            count(counters, &e);
+            sink(e);
+        };
+        loop {
+            let next = match (self.predictions.front(), self.labels.front()) {
+                (Some(p), Some(l)) => {
+                    self.waiting_since = None;
+                    if p.time <= l.time {
+                        Input::Predictions
+                    } else {
+                        Input::Labels
+                    }
+                }
+                (Some(_), None) if self.label_input.caught_up => {
+                    self.waiting_since = None;
+                    Input::Predictions
+                }
+                (None, Some(_)) if self.pred_input.caught_up => {
+                    self.waiting_since = None;
+                    Input::Labels
+                }
+                (Some(_), None) | (None, Some(_)) => {
+                    let since = *self.waiting_since.get_or_insert(now_ms);
+                    if now_ms.saturating_sub(since) < self.config.max_task_idle_ms {
+                        break;
+                    }
+                    if self.predictions.is_empty() {
+                        Input::Labels
+                    } else {
+                        Input::Predictions
+                    }
+                }
+                (None, None) => {
+                    self.waiting_since = None;
+                    break;
+                }
+            };
+            match next {
+                Input::Predictions => {
+                    if let Some(p) = self.predictions.pop_front() {
+                        self.pred_input.progress = self.pred_input.progress.max(p.time);
+                        self.buffer.on_prediction(&p, &mut counted);
+                    }
+                }
+                Input::Labels => {
+                    if let Some(l) = self.labels.pop_front() {
+                        self.label_input.progress = self.label_input.progress.max(l.time);
+                        self.buffer.on_label(&l, &mut counted);
+                    }
+                }
+            }
+            Self::update_watermark(
+                &self.config,
+                &self.pred_input,
+                &self.label_input,
+                &mut self.watermark,
+                &mut self.buffer,
+                now_ms,
+                &mut counted,
+            );
+        }
+        Self::update_watermark(
+            &self.config,
+            &self.pred_input,
+            &self.label_input,
+            &mut self.watermark,
+            &mut self.buffer,
+            now_ms,
+            &mut counted,
+        );
+    }
+
+    fn update_watermark(
+        config: &JoinConfig,
+        pred: &InputState,
+        label: &InputState,
+        watermark: &mut i64,
+        buffer: &mut JoinBuffer,
+        now_ms: i64,
+        sink: &mut impl FnMut(JoinEvent),
+    ) {
+        let p = pred.effective_progress(now_ms, config.idle_timeout_ms);
+        let l = label.effective_progress(now_ms, config.idle_timeout_ms);
+        let low = p.min(l);
+        if low == i64::MIN {
+            return;
+        }
+        let candidate = low.saturating_sub(config.allowed_lateness_ms);
+        if candidate > *watermark {
+            *watermark = candidate;
+            buffer.advance_watermark(candidate, sink);
+        }
+    }
+
+    /// Forces the watermark to at least `watermark` and expires what it passed (tests,
+    /// operator commands). Never moves it back.
+    pub fn advance_to(&mut self, watermark: TimestampMs, sink: &mut impl FnMut(JoinEvent)) {
+        let counters = &mut self.counters;
+        let mut counted = |e: JoinEvent| {
+            count(counters, &e);
+            sink(e);
+        };
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            if !self.buffer.advance_watermark(watermark, &mut counted) {
+                self.buffer.sweep(&mut counted);
+            }
+        }
+    }
+
+    /// Shutdown: processes every queued record in timestamp order without waiting, then
+    /// expires everything pending. Afterwards every input received is counted.
+    pub fn drain(&mut self, sink: &mut impl FnMut(JoinEvent)) {
+        let (pred_caught_up, label_caught_up) =
+            (self.pred_input.caught_up, self.label_input.caught_up);
+        self.pred_input.caught_up = true;
+        self.label_input.caught_up = true;
+        // `i64::MIN` as processing time keeps the idle fallback out of the watermark.
+        self.poll(i64::MIN, sink);
+        self.pred_input.caught_up = pred_caught_up;
+        self.label_input.caught_up = label_caught_up;
+        let counters = &mut self.counters;
+        self.buffer.expire_all(&mut |e: JoinEvent| {
+            count(counters, &e);
+            sink(e);
+        });
+    }
+}
+
+fn count(counters: &mut Vec<JoinCounters>, event: &JoinEvent) {
+    let i = usize::from(event.model().0);
+    if counters.len() <= i {
+        counters.resize(i + 1, JoinCounters::default());
+    }
+    if let Some(c) = counters.get_mut(i) {
+        event.count_into(c);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::join::{Actual, Predicted, RequestKey, HOUR_MS};
+
+    const BASE: i64 = 1_750_000_000_000;
+
+    fn key(n: u64) -> RequestKey {
+        RequestKey::from_request_id(format!("req-{n}"))
+    }
+
+    struct Fixture {
+        task: JoinTask,
+        model: ModelVersionId,
+        events: Vec<JoinEvent>,
+    }
+
+    impl Fixture {
+        fn new(config: JoinConfig) -> Self {
+            let mut task = JoinTask::new(config).unwrap();
+            let model = task.intern_model("fraud", "v1").unwrap();
+            Fixture {
+                task,
+                model,
+                events: Vec::new(),
+            }
+        }
+
+        fn pred(&mut self, n: u64, t: i64) {
+            let model = self.model;
+            self.task.push_prediction(PredictionIn {
+                key: key(n),
+                model,
+                time: BASE + t,
+                predicted: Predicted::Value(1.0),
+                score: None,
+            });
+        }
+
+        fn label(&mut self, n: u64, t: i64) {
+            self.task.push_label(LabelIn {
+                key: key(n),
+                model_hint: None,
+                time: BASE + t,
+                actual: Actual::Value(2.0),
+            });
+        }
+
+        fn poll(&mut self, now: i64) {
+            let ev = &mut self.events;
+            self.task.poll(now, &mut |e| ev.push(e));
+        }
+
+        fn drain(&mut self) {
+            let ev = &mut self.events;
+            self.task.drain(&mut |e| ev.push(e));
+        }
+
+        fn totals(&self) -> JoinCounters {
+            self.task.total_counters()
+        }
+    }
+
+    fn quick() -> JoinConfig {
+        JoinConfig {
+            label_timeout_ms: 1_000,
+            orphan_timeout_ms: 1_000,
+            allowed_lateness_ms: 0,
+            max_task_idle_ms: 100,
+            idle_timeout_ms: 500,
+            ..JoinConfig::default()
+        }
+    }
+
+    fn assert_accounting(c: &JoinCounters) {
+        assert_eq!(
+            c.predictions,
+            c.matched + c.expired_unlabeled + c.duplicate_predictions,
+            "{c:?}"
+        );
+        assert_eq!(
+            c.labels,
+            c.matched + c.orphan_labels + c.duplicate_labels + c.late_labels,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn merges_in_timestamp_order() {
+        let mut f = Fixture::new(quick());
+        // Label for 1 queued before its prediction; the prediction is older and goes first.
+        f.label(1, 300);
+        f.pred(1, 100);
+        f.pred(2, 200);
+        f.poll(0);
+        // Predictions 100 and 200 go before the label at 300; then the prediction queue is
+        // empty and not caught up, so the label waits.
+        assert_eq!(f.task.queued(), (0, 1));
+        f.task.set_caught_up(Input::Predictions, true);
+        f.poll(0);
+        assert_eq!(f.task.queued(), (0, 0));
+        assert_eq!(f.totals().matched, 1);
+    }
+
+    #[test]
+    fn waits_for_an_input_that_is_not_caught_up_then_goes_on() {
+        let mut f = Fixture::new(quick());
+        f.pred(1, 0);
+        f.poll(1_000);
+        assert_eq!(f.task.queued(), (1, 0), "waits for the label input");
+        f.poll(1_099);
+        assert_eq!(f.task.queued(), (1, 0));
+        f.poll(1_100);
+        assert_eq!(f.task.queued(), (0, 0), "max_task_idle_ms elapsed");
+    }
+
+    #[test]
+    fn watermark_is_min_of_inputs_minus_lateness_and_never_decreases() {
+        let cfg = JoinConfig {
+            allowed_lateness_ms: 50,
+            ..quick()
+        };
+        let mut f = Fixture::new(cfg);
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        f.pred(1, 1_000);
+        f.poll(0);
+        assert_eq!(f.task.watermark(), i64::MIN, "no label progress yet");
+        f.label(9, 400);
+        f.poll(0);
+        assert_eq!(f.task.watermark(), BASE + 400 - 50);
+        f.label(8, 2_000);
+        f.poll(0);
+        assert_eq!(f.task.watermark(), BASE + 1_000 - 50);
+        // An out-of-order older label does not move it back.
+        f.label(7, 0);
+        f.poll(0);
+        assert_eq!(f.task.watermark(), BASE + 1_000 - 50);
+        f.task.advance_to(BASE, &mut |_| {});
+        assert_eq!(f.task.watermark(), BASE + 1_000 - 50);
+    }
+
+    #[test]
+    fn idle_caught_up_input_advances_by_processing_time() {
+        let mut f = Fixture::new(quick());
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        f.pred(1, 0);
+        f.poll(BASE);
+        assert_eq!(f.totals().expired_unlabeled, 0);
+        // The label input has been silent for longer than idle_timeout: it counts as
+        // now − idle_timeout, but the active prediction input holds the watermark.
+        f.pred(2, 100);
+        f.poll(BASE + 10_000);
+        assert_eq!(f.task.watermark(), BASE + 100);
+        assert_eq!(f.totals().expired_unlabeled, 0);
+        // The prediction input goes quiet too: the watermark follows processing time and
+        // both predictions expire.
+        f.poll(BASE + 10_000 + 500);
+        assert_eq!(f.task.watermark(), BASE + 10_000);
+        assert_eq!(f.totals().expired_unlabeled, 2);
+        assert_accounting(&f.totals());
+    }
+
+    #[test]
+    fn not_caught_up_input_never_idles_the_watermark_forward() {
+        let mut f = Fixture::new(quick());
+        f.task.set_caught_up(Input::Predictions, true);
+        f.pred(1, 0);
+        f.poll(BASE);
+        f.poll(BASE + 100 * HOUR_MS);
+        assert_eq!(f.task.watermark(), i64::MIN);
+        assert_eq!(f.totals().expired_unlabeled, 0);
+    }
+
+    /// All predictions queued first, all labels afterwards, the label input not caught up:
+    /// nothing expires before the labels are processed, and the counts equal an interleaved
+    /// feed of the same records.
+    #[test]
+    fn catch_up_backlog_matches_interleaved_feed() {
+        let n = 200u64;
+        let cfg = quick();
+        let delay = |i: u64| (i % 7) as i64 * 100; // all within the 1 s timeout
+                                                   // Predictions 10 s apart: far more than the timeout, so any premature watermark
+                                                   // advance would expire them.
+        let pt = |i: u64| i as i64 * 10_000;
+
+        let mut backlog = Fixture::new(cfg.clone());
+        for i in 0..n {
+            backlog.pred(i, pt(i));
+        }
+        backlog.task.set_caught_up(Input::Predictions, true);
+        // Processing time goes on while the label input is still being read.
+        for step in 0..50 {
+            backlog.poll(BASE + step * 60_000);
+            assert_eq!(backlog.totals().expired_unlabeled, 0, "step {step}");
+        }
+        for i in 0..n {
+            if i % 10 != 0 {
+                backlog.label(i, pt(i) + delay(i));
+            }
+        }
+        backlog.task.set_caught_up(Input::Labels, true);
+        backlog.poll(BASE + 50 * 60_000);
+        backlog.drain();
+
+        let mut inter = Fixture::new(cfg);
+        inter.task.set_caught_up(Input::Predictions, true);
+        inter.task.set_caught_up(Input::Labels, true);
+        for i in 0..n {
+            inter.pred(i, pt(i));
+            if i % 10 != 0 {
+                inter.label(i, pt(i) + delay(i));
+            }
+            inter.poll(0);
+        }
+        inter.drain();
+
+        assert_eq!(backlog.totals(), inter.totals());
+        assert_eq!(backlog.totals().matched, n - n / 10);
+        assert_eq!(backlog.totals().expired_unlabeled, n / 10);
+        assert_accounting(&backlog.totals());
+    }
+
+    /// Why the min-watermark matters: treat the label input as caught up and idle while its
+    /// backlog is in fact unread, and the predictions expire before their labels arrive.
+    #[test]
+    fn naive_order_would_expire_the_backlog() {
+        let n = 50u64;
+        let mut f = Fixture::new(quick());
+        for i in 0..n {
+            f.pred(i, i as i64 * 10_000);
+        }
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        f.poll(BASE);
+        f.poll(BASE + n as i64 * 10_000 + 10_000);
+        for i in 0..n {
+            f.label(i, i as i64 * 10_000 + 100);
+        }
+        f.poll(BASE + n as i64 * 10_000 + 10_000);
+        f.drain();
+        let c = f.totals();
+        // The predictions expired before their labels were read; the labels then come so far
+        // behind the watermark that even the tombstones are gone: late or orphan, not matched.
+        assert_eq!(c.expired_unlabeled, n, "{c:?}");
+        assert_eq!(c.late_labels + c.orphan_labels, n, "{c:?}");
+        assert!(c.matched < n, "{c:?}");
+        assert_accounting(&c);
+    }
+
+    #[test]
+    fn per_model_override_and_unknown_model_for_orphans() {
+        let mut cfg = quick();
+        cfg.label_timeout_overrides_ms.insert("slow".into(), 5_000);
+        let mut f = Fixture::new(cfg);
+        let slow = f.task.intern_model("slow", "v3").unwrap();
+        let fast = f.model;
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        for (n, model) in [(1, slow), (2, fast)] {
+            f.task.push_prediction(PredictionIn {
+                key: key(n),
+                model,
+                time: BASE,
+                predicted: Predicted::None,
+                score: None,
+            });
+        }
+        f.label(1, 3_000);
+        f.label(2, 3_000);
+        f.label(3, 3_000); // no prediction: orphan of the unknown model
+        f.poll(0);
+        f.drain();
+        assert_eq!(f.task.counters(slow).matched, 1);
+        assert_eq!(f.task.counters(fast).late_labels, 1);
+        assert_eq!(f.task.counters(fast).expired_unlabeled, 1);
+        assert_eq!(f.task.counters(ModelVersionId::UNKNOWN).orphan_labels, 1);
+        for (_, c) in f.task.all_counters() {
+            assert_accounting(&c);
+        }
+    }
+
+    #[test]
+    fn out_of_range_time_is_dead_lettered_and_counted() {
+        let mut f = Fixture::new(quick());
+        f.task.set_caught_up(Input::Labels, true);
+        f.pred(1, 0);
+        f.pred(2, 1i64 << 40);
+        f.poll(0);
+        let rejected = f
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    JoinEvent::Rejected {
+                        error: JoinError::TimeOutOfRange { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(rejected, 1);
+        assert_eq!(f.task.counters(f.model).dead_lettered, 1);
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        let cfg = JoinConfig {
+            idle_timeout_ms: -5,
+            ..JoinConfig::default()
+        };
+        assert!(matches!(
+            JoinTask::new(cfg),
+            Err(JoinError::InvalidConfig(_))
+        ));
+    }
+}
