@@ -1,0 +1,307 @@
+//! Every record round-trips through Avro and JSON, and the hand-written Avro agrees with
+//! apache-avro reading the `.avsc` schemas.
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+mod common;
+
+use common::*;
+use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::{
+    from_avro, from_json, to_avro, to_json, AvroRecord, JsonRecord, PredictionDecoder, RecordKind,
+};
+use driftwatch_core::{
+    ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics, ModelPartial,
+    Prediction, RegressionSums, RetrainEvent,
+};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn prediction_round_trips_through_avro_and_json(p in prediction()) {
+        let datum = to_avro(&p).unwrap();
+        prop_assert_eq!(&from_avro::<Prediction>(&datum).unwrap(), &p);
+        prop_assert_eq!(&from_json::<Prediction>(&to_json(&p).unwrap()).unwrap(), &p);
+    }
+
+    #[test]
+    fn ground_truth_round_trips_through_avro_and_json(g in ground_truth()) {
+        let datum = to_avro(&g).unwrap();
+        prop_assert_eq!(&from_avro::<GroundTruth>(&datum).unwrap(), &g);
+        prop_assert_eq!(&from_json::<GroundTruth>(&to_json(&g).unwrap()).unwrap(), &g);
+    }
+
+    /// The fast decoder and apache-avro read the same bytes to the same record.
+    #[test]
+    fn fast_decoder_agrees_with_apache_avro(p in prediction(), g in ground_truth()) {
+        let schema = RecordKind::Prediction.schema().unwrap();
+        let datum = to_avro(&p).unwrap();
+        let reference = prediction_from_value(&avro_decode(schema, schema, &datum));
+        prop_assert_eq!(sorted(from_avro::<Prediction>(&datum).unwrap()), reference);
+
+        let schema = RecordKind::GroundTruth.schema().unwrap();
+        let datum = to_avro(&g).unwrap();
+        let reference = ground_truth_from_value(&avro_decode(schema, schema, &datum));
+        prop_assert_eq!(from_avro::<GroundTruth>(&datum).unwrap(), reference);
+    }
+}
+
+/// Counts what the visitor sees, without allocating.
+#[derive(Default)]
+struct Tally {
+    numbers: f64,
+    categories: usize,
+    missing: usize,
+    scores: usize,
+    tags: usize,
+}
+
+impl<'a> PredictionVisitor<'a> for Tally {
+    fn feature(&mut self, _: &'a str, value: FeatureRef<'a>) {
+        match value {
+            FeatureRef::Missing => self.missing += 1,
+            FeatureRef::Number(x) => self.numbers += x,
+            FeatureRef::Category(s) => self.categories += s.len(),
+        }
+    }
+    fn score(&mut self, _: &'a str, _: f64) {
+        self.scores += 1;
+    }
+    fn tag(&mut self, _: &'a str, _: &'a str) {
+        self.tags += 1;
+    }
+}
+
+#[test]
+fn visitor_sees_every_entry_and_borrowed_head_matches() {
+    let p = realistic_prediction();
+    let datum = to_avro(&p).unwrap();
+    let decoder = PredictionDecoder::current().unwrap();
+    let mut tally = Tally::default();
+    let head = decoder.decode(&datum, &mut tally).unwrap();
+    assert_eq!(head.request_id, p.request_id);
+    assert_eq!(head.predicted_label, p.predicted_label.as_deref());
+    assert!(head.has_scores);
+    let expected_numbers: f64 = p
+        .features
+        .iter()
+        .filter_map(|(_, v)| match v {
+            driftwatch_core::FeatureValue::Number(x) => Some(*x),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(tally.numbers, expected_numbers);
+    assert_eq!(tally.scores, p.scores.as_ref().map_or(0, Vec::len));
+    assert_eq!(tally.tags, p.tags.len());
+    // The benchmark's "~477 B" figure refers to this record.
+    assert!(
+        (400..560).contains(&datum.len()),
+        "datum is {} bytes",
+        datum.len()
+    );
+}
+
+fn drift_event() -> DriftEvent {
+    DriftEvent {
+        event_id: "e-1".into(),
+        model_id: "m".into(),
+        model_version: "3".into(),
+        detector: "psi".into(),
+        feature: Some("age".into()),
+        previous_state: DriftState::Warning,
+        state: DriftState::Drift,
+        statistic: "psi".into(),
+        value: 0.31,
+        threshold: 0.2,
+        baseline_start: 1,
+        baseline_end: 2,
+        window_start: 3,
+        window_end: 4,
+        baseline_samples: 1000,
+        window_samples: 250,
+        severity: 0.7,
+        detected_at: 5,
+    }
+}
+
+fn retrain_event() -> RetrainEvent {
+    RetrainEvent {
+        event_id: "r-1".into(),
+        model_id: "m".into(),
+        model_version: "3".into(),
+        reasons: vec!["psi on age".into(), "accuracy drop".into()],
+        drift_event_ids: vec!["e-1".into(), "e-2".into()],
+        metrics: vec![("zeta".into(), 1.0), ("accuracy".into(), 0.81)],
+        train_from: 10,
+        train_to: 20,
+        dry_run: true,
+        created_at: 21,
+    }
+}
+
+fn model_metrics() -> ModelMetrics {
+    ModelMetrics {
+        model_id: "m".into(),
+        model_version: "3".into(),
+        window: "15m".into(),
+        window_start: 0,
+        window_end: 900_000,
+        predictions: 12_345,
+        labeled: 678,
+        label_coverage: 678.0 / 12_345.0,
+        metrics: vec![("mae".into(), 3.5), ("accuracy".into(), 0.9)],
+        emitted_at: 900_001,
+    }
+}
+
+fn model_partial() -> ModelPartial {
+    ModelPartial {
+        model_id: "m".into(),
+        model_version: "3".into(),
+        bucket_start: 60_000,
+        bucket_width_ms: 60_000,
+        source_partition: 7,
+        sequence: 42,
+        counters: JoinCounters {
+            predictions: 10,
+            labels: 9,
+            matched: 8,
+            expired_unlabeled: 1,
+            orphan_labels: 1,
+            duplicate_predictions: 0,
+            duplicate_labels: 2,
+            late_labels: 3,
+            dead_lettered: 4,
+        },
+        confusion: vec![
+            ConfusionCell {
+                predicted: "a".into(),
+                actual: "a".into(),
+                count: 5,
+            },
+            ConfusionCell {
+                predicted: "a".into(),
+                actual: "b".into(),
+                count: 3,
+            },
+        ],
+        regression: RegressionSums {
+            count: 2,
+            abs_error_sum: 1.5,
+            squared_error_sum: 2.25,
+            error_sum: -0.5,
+            abs_pct_error_sum: 0.1,
+            pct_count: 1,
+        },
+        log_loss_sum: 0.4,
+        brier_sum: 0.2,
+        scored: 8,
+        label_delay_sum_ms: 123_456,
+    }
+}
+
+/// Round-trips through both forms, checks apache-avro accepts the datum and re-encodes it to
+/// the same bytes (maps of one entry or sorted input aside, byte equality needs a stable map
+/// order, so the comparison is on the decoded value).
+fn check_record<T>(record: T)
+where
+    T: AvroRecord + JsonRecord + PartialEq + std::fmt::Debug,
+{
+    let datum = to_avro(&record).unwrap();
+    assert_eq!(from_avro::<T>(&datum).unwrap(), record);
+    assert_eq!(from_json::<T>(&to_json(&record).unwrap()).unwrap(), record);
+    let schema = T::KIND.schema().unwrap();
+    // apache-avro reads our bytes with the schema and consumes all of them.
+    let value = avro_decode(schema, schema, &datum);
+    // Re-encoded by apache-avro and read back by us: the same record up to map order.
+    let again = avro_encode(schema, value);
+    assert_eq!(again.len(), datum.len());
+    let _: T = from_avro(&again).unwrap();
+}
+
+#[test]
+fn every_record_round_trips_and_apache_avro_reads_our_bytes() {
+    check_record(realistic_prediction());
+    check_record(GroundTruth {
+        request_id: "r".into(),
+        model_id: Some("m".into()),
+        timestamp: -5,
+        label: Some("cat".into()),
+        value: None,
+    });
+    check_record(drift_event());
+    check_record(DriftEvent {
+        feature: None,
+        ..drift_event()
+    });
+    check_record(retrain_event());
+    check_record(model_metrics());
+    check_record(model_partial());
+}
+
+#[test]
+fn maps_keep_their_order_through_avro() {
+    let r = retrain_event();
+    assert_eq!(
+        from_avro::<RetrainEvent>(&to_avro(&r).unwrap())
+            .unwrap()
+            .metrics,
+        r.metrics
+    );
+}
+
+#[test]
+fn counters_beyond_i64_are_refused_not_wrapped() {
+    let mut m = model_metrics();
+    m.predictions = u64::MAX;
+    assert_eq!(to_avro(&m).unwrap_err().kind(), "invalid_data");
+}
+
+/// The schemas mirror record.rs: the field names of each record's serde form (which follows
+/// the Rust struct) are the field names of its `.avsc`, in the same order.
+#[test]
+fn schema_fields_match_the_rust_records() {
+    fn names_of_schema(kind: RecordKind) -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(kind.schema_text()).unwrap();
+        json["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+    fn names_of_json(text: &str) -> Vec<String> {
+        // serde_json::Map without preserve_order is sorted, so compare as sorted sets.
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+    let cases = [
+        (
+            RecordKind::Prediction,
+            to_json(&realistic_prediction()).unwrap(),
+        ),
+        (
+            RecordKind::GroundTruth,
+            to_json(&GroundTruth {
+                request_id: "r".into(),
+                model_id: None,
+                timestamp: 0,
+                label: None,
+                value: None,
+            })
+            .unwrap(),
+        ),
+        (RecordKind::DriftEvent, to_json(&drift_event()).unwrap()),
+        (RecordKind::RetrainEvent, to_json(&retrain_event()).unwrap()),
+        (RecordKind::ModelMetrics, to_json(&model_metrics()).unwrap()),
+        (RecordKind::ModelPartial, to_json(&model_partial()).unwrap()),
+    ];
+    for (kind, json) in cases {
+        let mut from_schema = names_of_schema(kind);
+        from_schema.sort();
+        let mut from_record = names_of_json(&json);
+        from_record.sort();
+        assert_eq!(from_schema, from_record, "{}", kind.file_name());
+    }
+}
