@@ -1,0 +1,875 @@
+//! The join stage runtime: one consumer group over `predictions` and `ground-truth`, one
+//! [`JoinTask`] per partition pair, partials out to the monitor stage, bad input to the
+//! dead-letter topic.
+//!
+//! Design:
+//! - The consumer subscribes to both inputs with the `range` assignor, so partition *i* of both
+//!   topics goes to the same member (checked at start: equal partition counts).
+//! - Each message is decoded by the hand-written codec (no per-feature allocation), turned into
+//!   a compact [`PredictionIn`]/[`LabelIn`] and pushed into its partition's task; the task merges
+//!   both inputs in timestamp order and emits [`JoinEvent`]s, which fold into per-(model,
+//!   version, bucket) [`ModelPartial`]s.
+//! - Every `flush_interval` the partials are produced (keyed by model id), their delivery is
+//!   awaited, then the stored offsets are committed: nothing is committed before what it
+//!   produced is in Kafka.
+//! - Rebalance: tasks are created on assignment; on revocation the revoked partitions' partials
+//!   are flushed and offsets committed synchronously inside the callback, then their state is
+//!   dropped (restoring it is the job of changelogs, not built yet).
+//! - "Caught up" per input partition comes from librdkafka's statistics (last stable offset vs.
+//!   our position); it lets a task go on without waiting for an input that has nothing to give.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use driftwatch_codec::avro::to_avro;
+use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterSchemas};
+use driftwatch_codec::CodecError;
+use driftwatch_core::join::{
+    Actual, Input, JoinEvent, JoinTask, LabelIn, PartialAggregator, Predicted, PredictionIn,
+    RequestKey,
+};
+use driftwatch_core::{JoinCounters, ModelPartial};
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use crate::clients::{consumer_config, producer_config};
+use crate::error::{Result, WorkerError};
+use crate::settings::Settings;
+use crate::topics::check_copartitioned;
+
+/// Accounting of the join stage, per (model id, model version). Inputs that could not be
+/// attributed to a model are under `("unknown", "")`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinStats {
+    pub per_model: BTreeMap<(String, String), JoinCounters>,
+    /// Label delay of matched outcomes per model id, milliseconds: (p50, p90, p99, count).
+    pub label_delay_ms: BTreeMap<String, (u64, u64, u64, u64)>,
+    /// Partitions (of both inputs) currently assigned.
+    pub assigned: Vec<i32>,
+    /// Inputs that were pending (in the join buffer or queued) when their partition was revoked
+    /// and were dropped with it.
+    pub dropped_on_revoke: u64,
+}
+
+impl JoinStats {
+    /// Sum over all models.
+    pub fn total(&self) -> JoinCounters {
+        self.per_model
+            .values()
+            .fold(JoinCounters::default(), |a, c| add_counters(a, *c))
+    }
+}
+
+fn add_counters(a: JoinCounters, b: JoinCounters) -> JoinCounters {
+    JoinCounters {
+        predictions: a.predictions + b.predictions,
+        labels: a.labels + b.labels,
+        matched: a.matched + b.matched,
+        expired_unlabeled: a.expired_unlabeled + b.expired_unlabeled,
+        orphan_labels: a.orphan_labels + b.orphan_labels,
+        duplicate_predictions: a.duplicate_predictions + b.duplicate_predictions,
+        duplicate_labels: a.duplicate_labels + b.duplicate_labels,
+        late_labels: a.late_labels + b.late_labels,
+        dead_lettered: a.dead_lettered + b.dead_lettered,
+    }
+}
+
+/// A handle on a running join stage: read its accounting while it runs.
+#[derive(Clone)]
+pub struct JoinStageHandle {
+    state: Arc<Mutex<StageState>>,
+}
+
+impl JoinStageHandle {
+    /// A consistent snapshot of the stage's counters.
+    pub fn stats(&self) -> JoinStats {
+        lock(&self.state).stats()
+    }
+}
+
+/// Runs the join stage until `shutdown` resolves.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let stage = JoinStage::new(settings)?;
+    stage.run(shutdown).await
+}
+
+/// A join stage, built and checked but not yet consuming.
+pub struct JoinStage {
+    settings: Settings,
+    consumer: StreamConsumer<StageContext>,
+    producer: FutureProducer,
+    state: Arc<Mutex<StageState>>,
+}
+
+impl JoinStage {
+    /// Builds the clients and checks the topics (inputs exist and are co-partitioned).
+    pub fn new(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        let producer: FutureProducer = producer_config(&settings.kafka).create()?;
+        let mut writers = WriterSchemas::new();
+        // Schema ids of framed payloads are resolved against the current schemas until a
+        // registry client exists; unknown ids are dead-lettered.
+        let _ = &mut writers;
+        let max_bytes = settings.join.max_message_bytes;
+        let predictions = PredictionDecoders::for_writers(&writers)
+            .map_err(|e| WorkerError::Config(format!("prediction schema: {e}")))?
+            .with_max_message_bytes(max_bytes);
+        let labels = GroundTruthDecoders::for_writers(&writers)
+            .map_err(|e| WorkerError::Config(format!("ground-truth schema: {e}")))?
+            .with_max_message_bytes(max_bytes);
+        let state = Arc::new(Mutex::new(StageState::new(
+            &settings,
+            predictions,
+            labels,
+            producer.clone(),
+        )?));
+        let context = StageContext {
+            state: state.clone(),
+            producer: producer.clone(),
+        };
+        let consumer: StreamConsumer<StageContext> =
+            consumer_config(&settings.kafka, &settings.kafka.join_group_id)
+                .set("statistics.interval.ms", "500")
+                .create_with_context(context)?;
+        let t = &settings.topics;
+        let partitions = check_copartitioned(
+            consumer.client(),
+            &settings.kafka.bootstrap_servers,
+            &t.predictions,
+            &t.ground_truth,
+            Duration::from_secs(10),
+        )?;
+        info!(partitions, predictions = %t.predictions, ground_truth = %t.ground_truth, "inputs co-partitioned");
+        Ok(JoinStage {
+            settings,
+            consumer,
+            producer,
+            state,
+        })
+    }
+
+    /// A handle to read the stage's accounting.
+    pub fn handle(&self) -> JoinStageHandle {
+        JoinStageHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Consumes until `shutdown` resolves, then flushes, commits and leaves the group.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let t = &self.settings.topics;
+        self.consumer
+            .subscribe(&[&t.predictions, &t.ground_truth])?;
+        let flush_every = self.settings.join.flush_interval;
+        let mut tick = tokio::time::interval(flush_every.min(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = Instant::now();
+        let mut last_log = Instant::now();
+        let mut paused: HashSet<(Input, i32)> = HashSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        let pause = lock(&self.state).handle_message(&m, now_ms());
+                        if let Err(e) = self.consumer.store_offset(m.topic(), m.partition(), m.offset() + 1) {
+                            debug!(error = %e, "offset not stored (partition revoked?)");
+                        }
+                        if let Some(key) = pause {
+                            self.set_paused(key, true);
+                            paused.insert(key);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "consumer error"),
+                },
+                _ = tick.tick() => {
+                    let resumable = lock(&self.state).poll_all(now_ms(), &paused);
+                    for key in resumable {
+                        self.set_paused(key, false);
+                        paused.remove(&key);
+                    }
+                    if last_flush.elapsed() >= flush_every {
+                        self.flush_and_commit().await;
+                        last_flush = Instant::now();
+                    }
+                    if last_log.elapsed() >= Duration::from_secs(30) {
+                        log_stats(&lock(&self.state).stats());
+                        last_log = Instant::now();
+                    }
+                }
+            }
+        }
+        info!("shutting down: flushing partials and committing offsets");
+        self.flush_and_commit().await;
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            debug!(error = %e, "final commit");
+        }
+        self.consumer.unsubscribe();
+        let _ = self.producer.flush(Duration::from_secs(10));
+        log_stats(&lock(&self.state).stats());
+        Ok(())
+    }
+
+    fn set_paused(&self, (input, partition): (Input, i32), pause: bool) {
+        let t = &self.settings.topics;
+        let topic = match input {
+            Input::Predictions => &t.predictions,
+            Input::Labels => &t.ground_truth,
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let r = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = r {
+            debug!(error = %e, topic, partition, pause, "pause/resume");
+        }
+    }
+
+    async fn flush_and_commit(&self) {
+        let records = lock(&self.state).flush_partials();
+        let topic = &self.settings.topics.model_partials;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (key, payload) in &records {
+            match self
+                .producer
+                .send_result(FutureRecord::to(topic).key(key).payload(payload))
+            {
+                Ok(d) => deliveries.push(d),
+                Err((e, _)) => error!(error = %e, "partial not enqueued"),
+            }
+        }
+        let mut ok = true;
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    ok = false;
+                    error!(error = %e, "partial not delivered");
+                }
+                Err(_) => ok = false,
+            }
+        }
+        // Offsets move only when everything they account for is in Kafka.
+        if ok {
+            if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                debug!(error = %e, "commit");
+            }
+        }
+    }
+}
+
+fn log_stats(stats: &JoinStats) {
+    for ((model, version), c) in &stats.per_model {
+        info!(
+            model = %model, version = %version,
+            predictions = c.predictions, labels = c.labels, matched = c.matched,
+            expired_unlabeled = c.expired_unlabeled, orphan = c.orphan_labels,
+            duplicate_predictions = c.duplicate_predictions, duplicate_labels = c.duplicate_labels,
+            late = c.late_labels, dead_lettered = c.dead_lettered,
+            "join accounting"
+        );
+    }
+    for (model, (p50, p90, p99, n)) in &stats.label_delay_ms {
+        info!(model = %model, p50, p90, p99, matched = n, "label delay ms");
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
+    // A panic while holding the lock cannot leave the counters half-written in a way that
+    // matters more than stopping would; keep going with the data as it is.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Rebalance and statistics callbacks, run on the thread that polls the consumer.
+struct StageContext {
+    state: Arc<Mutex<StageState>>,
+    producer: FutureProducer,
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, statistics: Statistics) {
+        lock(&self.state).observe_statistics(&statistics);
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let records = {
+                let mut state = lock(&self.state);
+                let records = state.flush_partials();
+                state.retire(&partitions);
+                records
+            };
+            let topic = lock(&self.state).partials_topic.clone();
+            for (key, payload) in &records {
+                if let Err((e, _)) = self
+                    .producer
+                    .send_result(FutureRecord::to(&topic).key(key).payload(payload))
+                {
+                    error!(error = %e, "partial not enqueued on revoke");
+                }
+            }
+            if let Err(e) = self.producer.flush(Duration::from_secs(30)) {
+                error!(error = %e, "partials not flushed on revoke; offsets not committed");
+                return;
+            }
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                debug!(error = %e, "commit on revoke");
+            }
+            info!(?partitions, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut state = lock(&self.state);
+                let mut per_topic: HashMap<i32, (bool, bool)> = HashMap::new();
+                for e in tpl.elements() {
+                    let entry = per_topic.entry(e.partition()).or_default();
+                    if e.topic() == state.predictions_topic {
+                        entry.0 = true;
+                    } else if e.topic() == state.ground_truth_topic {
+                        entry.1 = true;
+                    }
+                }
+                for (partition, (p, g)) in per_topic {
+                    if !(p && g) {
+                        error!(partition, "only one input of this partition was assigned: the join needs the range assignor and co-partitioned topics");
+                    }
+                    state.assign(partition);
+                }
+                info!(partitions = ?state.assigned(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => error!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// One partition pair's join state.
+struct PartitionTask {
+    task: JoinTask,
+    aggregator: PartialAggregator,
+    /// Next offset to read per input, as far as this worker processed.
+    next_offset: [i64; 2],
+}
+
+/// Everything the consumer loop and the rebalance callbacks share.
+struct StageState {
+    predictions_topic: String,
+    ground_truth_topic: String,
+    partials_topic: String,
+    dead_letter_topic: String,
+    join_config: driftwatch_core::join::JoinConfig,
+    bucket_width_ms: i64,
+    max_future_skew_ms: i64,
+    max_queued: usize,
+    predictions: PredictionDecoders,
+    labels: GroundTruthDecoders,
+    producer: FutureProducer,
+    tasks: BTreeMap<i32, PartitionTask>,
+    /// Counters of tasks that were revoked, so totals survive rebalances.
+    retired: BTreeMap<(String, String), JoinCounters>,
+    /// Input that never reached a task (undecodable, invalid), per model when known.
+    rejected: BTreeMap<(String, String), JoinCounters>,
+    label_delay: BTreeMap<String, Histogram<u64>>,
+    dropped_on_revoke: u64,
+    /// Last stable offset per (input, partition) from the client's statistics.
+    last_stable: HashMap<(Input, i32), i64>,
+    events: Vec<JoinEvent>,
+    dead_letter_log: HashMap<&'static str, (Instant, u64)>,
+}
+
+const UNKNOWN: (&str, &str) = ("unknown", "");
+
+impl StageState {
+    fn new(
+        settings: &Settings,
+        predictions: PredictionDecoders,
+        labels: GroundTruthDecoders,
+        producer: FutureProducer,
+    ) -> Result<Self> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Ok(StageState {
+            predictions_topic: settings.topics.predictions.clone(),
+            ground_truth_topic: settings.topics.ground_truth.clone(),
+            partials_topic: settings.topics.model_partials.clone(),
+            dead_letter_topic: settings.topics.dead_letter.clone(),
+            join_config: settings.join_config()?,
+            bucket_width_ms: ms(settings.join.bucket_width),
+            max_future_skew_ms: ms(settings.join.max_future_skew),
+            max_queued: settings.join.max_queued_records,
+            predictions,
+            labels,
+            producer,
+            tasks: BTreeMap::new(),
+            retired: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            label_delay: BTreeMap::new(),
+            dropped_on_revoke: 0,
+            last_stable: HashMap::new(),
+            events: Vec::new(),
+            dead_letter_log: HashMap::new(),
+        })
+    }
+
+    fn assigned(&self) -> Vec<i32> {
+        self.tasks.keys().copied().collect()
+    }
+
+    fn assign(&mut self, partition: i32) {
+        if self.tasks.contains_key(&partition) {
+            return;
+        }
+        let task = JoinTask::new(self.join_config.clone());
+        let aggregator = PartialAggregator::new(partition, self.bucket_width_ms);
+        match (task, aggregator) {
+            (Ok(task), Ok(aggregator)) => {
+                self.tasks.insert(
+                    partition,
+                    PartitionTask {
+                        task,
+                        aggregator,
+                        next_offset: [-1, -1],
+                    },
+                );
+            }
+            (Err(e), _) => error!(error = %e, partition, "join task not created"),
+            (_, Err(e)) => error!(error = %e, partition, "partial aggregator not created"),
+        }
+    }
+
+    fn retire(&mut self, partitions: &HashSet<i32>) {
+        for p in partitions {
+            if let Some(t) = self.tasks.remove(p) {
+                let b = t.task.buffer().stats();
+                let pending = (b.pending_predictions + b.pending_labels) as u64;
+                let (qp, ql) = t.task.queued();
+                self.dropped_on_revoke += pending + (qp + ql) as u64;
+                for (id, c) in t.task.all_counters() {
+                    let key = model_key(&t.task, id);
+                    let e = self.retired.entry(key).or_default();
+                    *e = add_counters(*e, c);
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> JoinStats {
+        let mut per_model = self.retired.clone();
+        for (k, c) in &self.rejected {
+            let e = per_model.entry(k.clone()).or_default();
+            *e = add_counters(*e, *c);
+        }
+        for t in self.tasks.values() {
+            for (id, c) in t.task.all_counters() {
+                let e = per_model.entry(model_key(&t.task, id)).or_default();
+                *e = add_counters(*e, c);
+            }
+        }
+        let label_delay_ms = self
+            .label_delay
+            .iter()
+            .map(|(m, h)| {
+                (
+                    m.clone(),
+                    (
+                        h.value_at_quantile(0.5),
+                        h.value_at_quantile(0.9),
+                        h.value_at_quantile(0.99),
+                        h.len(),
+                    ),
+                )
+            })
+            .collect();
+        JoinStats {
+            per_model,
+            label_delay_ms,
+            assigned: self.assigned(),
+            dropped_on_revoke: self.dropped_on_revoke,
+        }
+    }
+
+    fn observe_statistics(&mut self, s: &Statistics) {
+        for (name, topic) in &s.topics {
+            let input = if *name == self.predictions_topic {
+                Input::Predictions
+            } else if *name == self.ground_truth_topic {
+                Input::Labels
+            } else {
+                continue;
+            };
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.ls_offset >= 0 {
+                    self.last_stable.insert((input, *id), p.ls_offset);
+                }
+            }
+        }
+    }
+
+    /// Decodes one message and feeds it to its task. Returns an input partition to pause when
+    /// its task's queue is full.
+    fn handle_message(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Option<(Input, i32)> {
+        let partition = msg.partition();
+        let input = if msg.topic() == self.predictions_topic {
+            Input::Predictions
+        } else {
+            Input::Labels
+        };
+        let payload = msg.payload().unwrap_or(&[]);
+        let result = match input {
+            Input::Predictions => self.push_prediction(partition, payload, now),
+            Input::Labels => self.push_label(partition, payload, now),
+        };
+        if let Err(reject) = result {
+            self.dead_letter(msg, input, reject);
+        }
+        let task = self.tasks.get_mut(&partition)?;
+        task.next_offset[input_index(input)] = msg.offset() + 1;
+        self.poll_one(partition, now);
+        let task = self.tasks.get(&partition)?;
+        let (qp, ql) = task.task.queued();
+        let queued = match input {
+            Input::Predictions => qp,
+            Input::Labels => ql,
+        };
+        (queued > self.max_queued).then_some((input, partition))
+    }
+
+    fn push_prediction(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+        let (decoder, datum) = self.predictions.select(payload).map_err(Reject::codec)?;
+        let mut scores = ScoreOfPredicted::default();
+        let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
+        let model = (p.model_id, p.model_version);
+        if p.request_id.is_empty() {
+            return Err(Reject::invalid(
+                "missing_request_id",
+                "request_id is empty",
+                model,
+            ));
+        }
+        check_time(p.timestamp, now, self.max_future_skew_ms, model)?;
+        let Some(t) = self.tasks.get_mut(&partition) else {
+            return Ok(()); // revoked meanwhile; the next owner reads it again
+        };
+        let id = t
+            .task
+            .intern_model(p.model_id, p.model_version)
+            .map_err(|e| Reject::invalid("id_space_exhausted", &e.to_string(), model))?;
+        let predicted = match (p.predicted_label, p.predicted_value) {
+            (Some(label), _) => Predicted::Class(
+                t.task
+                    .intern_class(label)
+                    .map_err(|e| Reject::invalid("id_space_exhausted", &e.to_string(), model))?,
+            ),
+            (None, Some(v)) => Predicted::Value(v),
+            (None, None) => Predicted::None,
+        };
+        let score = p.predicted_label.and_then(|l| scores.score_of(l));
+        t.task.push_prediction(PredictionIn {
+            key: RequestKey::from_request_id(p.request_id),
+            model: id,
+            time: p.timestamp,
+            predicted,
+            score,
+        });
+        Ok(())
+    }
+
+    fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+        let (decoder, datum) = self.labels.select(payload).map_err(Reject::codec)?;
+        let l = decoder.decode(datum).map_err(Reject::codec)?;
+        let model = (l.model_id.unwrap_or(UNKNOWN.0), "");
+        if l.request_id.is_empty() {
+            return Err(Reject::invalid(
+                "missing_request_id",
+                "request_id is empty",
+                model,
+            ));
+        }
+        check_time(l.timestamp, now, self.max_future_skew_ms, model)?;
+        let Some(t) = self.tasks.get_mut(&partition) else {
+            return Ok(());
+        };
+        let hint = match l.model_id {
+            Some(m) => Some(
+                t.task
+                    .intern_model_hint(m)
+                    .map_err(|e| Reject::invalid("id_space_exhausted", &e.to_string(), model))?,
+            ),
+            None => None,
+        };
+        let actual = match (l.label, l.value) {
+            (Some(label), _) => Actual::Class(
+                t.task
+                    .intern_class(label)
+                    .map_err(|e| Reject::invalid("id_space_exhausted", &e.to_string(), model))?,
+            ),
+            (None, Some(v)) => Actual::Value(v),
+            (None, None) => Actual::None,
+        };
+        t.task.push_label(LabelIn {
+            key: RequestKey::from_request_id(l.request_id),
+            model_hint: hint,
+            time: l.timestamp,
+            actual,
+        });
+        Ok(())
+    }
+
+    /// Sets caught-up flags, lets every task make progress (idle fallback), and returns paused
+    /// inputs whose queues have drained enough to resume.
+    fn poll_all(&mut self, now: i64, paused: &HashSet<(Input, i32)>) -> Vec<(Input, i32)> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            for input in [Input::Predictions, Input::Labels] {
+                let caught_up = match (self.last_stable.get(&(input, p)), self.tasks.get(&p)) {
+                    (Some(ls), Some(t)) => {
+                        let next = t.next_offset[input_index(input)];
+                        // Without a record read yet, an empty partition (ls 0) is caught up.
+                        next >= *ls || (*ls == 0 && next < 0)
+                    }
+                    _ => false,
+                };
+                if let Some(t) = self.tasks.get_mut(&p) {
+                    t.task.set_caught_up(input, caught_up);
+                }
+            }
+            self.poll_one(p, now);
+        }
+        paused
+            .iter()
+            .filter(|(input, p)| {
+                self.tasks.get(p).is_none_or(|t| {
+                    let (qp, ql) = t.task.queued();
+                    let q = if *input == Input::Predictions { qp } else { ql };
+                    q <= self.max_queued / 4
+                })
+            })
+            .copied()
+            .collect()
+    }
+
+    fn poll_one(&mut self, partition: i32, now: i64) {
+        let Some(t) = self.tasks.get_mut(&partition) else {
+            return;
+        };
+        let events = &mut self.events;
+        events.clear();
+        t.task.poll(now, &mut |e| events.push(e));
+        for e in events.iter() {
+            t.aggregator.fold(e);
+            match e {
+                JoinEvent::Matched(o) => {
+                    if let Some(model) = t.task.interner().model_id(o.model) {
+                        if !self.label_delay.contains_key(model) {
+                            // Up to 30 days at 3 significant figures; construction cannot fail
+                            // for these constants, and a failure would only skip the histogram.
+                            if let Ok(h) = Histogram::new_with_bounds(1, 30 * 24 * 3_600_000, 3) {
+                                self.label_delay.insert(model.to_string(), h);
+                            }
+                        }
+                        if let Some(h) = self.label_delay.get_mut(model) {
+                            h.saturating_record(u64::try_from(o.label_delay_ms).unwrap_or(0));
+                        }
+                    }
+                }
+                JoinEvent::Rejected { error, time, .. } => {
+                    warn_rate_limited(
+                        &mut self.dead_letter_log,
+                        "join_rejected",
+                        &format!("input rejected by the join at time {time}: {error}"),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Partials of every task, Avro-encoded, keyed by model id.
+    fn flush_partials(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for t in self.tasks.values_mut() {
+            for partial in t.aggregator.flush(t.task.interner()) {
+                match to_avro::<ModelPartial>(&partial) {
+                    Ok(bytes) => out.push((partial.model_id.clone(), bytes)),
+                    Err(e) => error!(error = %e, "partial not encodable"),
+                }
+            }
+        }
+        out
+    }
+
+    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, input: Input, reject: Reject) {
+        let key = (reject.model.0.to_string(), reject.model.1.to_string());
+        let c = self.rejected.entry(key).or_default();
+        match input {
+            Input::Predictions => c.predictions += 1,
+            Input::Labels => c.labels += 1,
+        }
+        c.dead_lettered += 1;
+        warn_rate_limited(
+            &mut self.dead_letter_log,
+            reject.kind,
+            &format!(
+                "dead-lettered {}[{}]@{}: {}",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                reject.message
+            ),
+        );
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "driftwatch.source.topic",
+                value: Some(msg.topic()),
+            })
+            .insert(Header {
+                key: "driftwatch.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "driftwatch.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "driftwatch.error.kind",
+                value: Some(reject.kind),
+            })
+            .insert(Header {
+                key: "driftwatch.error.message",
+                value: Some(&reject.message),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.dead_letter_topic).headers(headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        // An oversized payload is not copied: the headers say where to find it.
+        if reject.kind != "oversized" {
+            if let Some(p) = msg.payload() {
+                record = record.payload(p);
+            }
+        }
+        if let Err((e, _)) = self.producer.send_result(record) {
+            error!(error = %e, "dead letter not enqueued");
+        }
+    }
+}
+
+fn model_key(task: &JoinTask, id: driftwatch_core::join::ModelVersionId) -> (String, String) {
+    task.interner()
+        .model(id)
+        .map(|(m, v)| (m.to_string(), v.to_string()))
+        .unwrap_or_else(|| (UNKNOWN.0.to_string(), UNKNOWN.1.to_string()))
+}
+
+fn input_index(input: Input) -> usize {
+    match input {
+        Input::Predictions => 0,
+        Input::Labels => 1,
+    }
+}
+
+fn check_time(t: i64, now: i64, skew: i64, model: (&str, &str)) -> Result<(), Reject> {
+    if t < 0 || t > now.saturating_add(skew) {
+        return Err(Reject::invalid(
+            "absurd_timestamp",
+            &format!("timestamp {t} ms is negative or more than {skew} ms ahead of the clock"),
+            model,
+        ));
+    }
+    Ok(())
+}
+
+fn warn_rate_limited(
+    log: &mut HashMap<&'static str, (Instant, u64)>,
+    kind: &'static str,
+    message: &str,
+) {
+    let now = Instant::now();
+    let entry = log
+        .entry(kind)
+        .or_insert((now - Duration::from_secs(3600), 0));
+    if now.duration_since(entry.0) >= Duration::from_secs(10) {
+        warn!(kind, suppressed = entry.1, "{message}");
+        *entry = (now, 0);
+    } else {
+        entry.1 += 1;
+    }
+}
+
+/// Why an input was dead-lettered.
+struct Reject {
+    kind: &'static str,
+    message: String,
+    model: (String, String),
+}
+
+impl Reject {
+    fn codec(e: CodecError) -> Self {
+        Reject {
+            kind: e.kind(),
+            message: e.to_string(),
+            model: (UNKNOWN.0.to_string(), UNKNOWN.1.to_string()),
+        }
+    }
+
+    fn invalid(kind: &'static str, message: &str, model: (&str, &str)) -> Self {
+        Reject {
+            kind,
+            message: message.to_string(),
+            model: (model.0.to_string(), model.1.to_string()),
+        }
+    }
+}
+
+/// Keeps the class scores of a prediction so the predicted class's score can be looked up
+/// once the whole datum is read (the predicted label may come after the scores).
+#[derive(Default)]
+struct ScoreOfPredicted<'a> {
+    scores: Vec<(&'a str, f64)>,
+}
+
+impl<'a> ScoreOfPredicted<'a> {
+    fn score_of(&self, class: &str) -> Option<f32> {
+        self.scores
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, p)| *p as f32)
+    }
+}
+
+impl<'a> PredictionVisitor<'a> for ScoreOfPredicted<'a> {
+    fn feature(&mut self, _name: &'a str, _value: FeatureRef<'a>) {}
+
+    fn score(&mut self, class: &'a str, p: f64) {
+        self.scores.push((class, p));
+    }
+}

@@ -1,0 +1,256 @@
+//! Connection and topic settings of the Kafka runtime.
+//!
+//! These are plain serde structs with `deny_unknown_fields`; the binary loads them from a TOML
+//! file and `DRIFTWATCH__…` environment variables. Defaults are documented on each field.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use driftwatch_core::join::JoinConfig;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::WorkerError;
+
+/// How to reach the brokers, plus any librdkafka property passed through unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list. Default `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// Consumer group of the join stage. Default `driftwatch-join`.
+    pub join_group_id: String,
+    /// `client.id` prefix, shown in broker logs and quotas. Default `driftwatch`.
+    pub client_id: String,
+    /// Any librdkafka property (e.g. `security.protocol`, `fetch.max.bytes`), applied last to
+    /// every client, so it overrides driftwatch's choices. Values are never logged.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            join_group_id: "driftwatch-join".into(),
+            client_id: "driftwatch".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic names. Defaults are the names in `schemas/README.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicNames {
+    /// Input: predictions, keyed by request id. Default `predictions`.
+    pub predictions: String,
+    /// Input: ground truth, keyed by request id. Default `ground-truth`.
+    pub ground_truth: String,
+    /// Internal: join stage → monitor stage partials, keyed by model id.
+    /// Default `driftwatch.model-partials`.
+    pub model_partials: String,
+    /// Bad input with headers naming its origin and the error. Default `driftwatch.dead-letter`.
+    pub dead_letter: String,
+    /// Output: drift events. Default `drift-events`.
+    pub drift_events: String,
+    /// Output: retrain events. Default `retrain-events`.
+    pub retrain_events: String,
+    /// Output: metrics snapshots. Default `model-metrics`.
+    pub model_metrics: String,
+}
+
+impl Default for TopicNames {
+    fn default() -> Self {
+        TopicNames {
+            predictions: "predictions".into(),
+            ground_truth: "ground-truth".into(),
+            model_partials: "driftwatch.model-partials".into(),
+            dead_letter: "driftwatch.dead-letter".into(),
+            drift_events: "drift-events".into(),
+            retrain_events: "retrain-events".into(),
+            model_metrics: "model-metrics".into(),
+        }
+    }
+}
+
+/// Settings of the join stage. Durations are written like `24h`, `90s`, `500ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JoinSettings {
+    /// Longest `label_time − prediction_time` that still matches. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub label_timeout: Duration,
+    /// How long a label that came first waits for its prediction. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub orphan_timeout: Duration,
+    /// The watermark trails the slower input by this much. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// Wait this long for an empty input that is not caught up before going on with the other
+    /// (Kafka Streams' `max.task.idle.ms`). Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub max_task_idle: Duration,
+    /// A caught-up input silent this long advances by processing time. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Width of the prediction-time buckets of the partials sent to the monitor. Default `1m`.
+    #[serde(with = "humantime_serde")]
+    pub bucket_width: Duration,
+    /// How often partials are flushed and offsets committed. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// A prediction or label stamped further than this ahead of the wall clock is dead-lettered
+    /// as an absurd timestamp. Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub max_future_skew: Duration,
+    /// Largest accepted message, bytes; larger ones are dead-lettered. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Pause fetching a partition when this many of its records wait in the task's queue.
+    /// Default 50 000.
+    pub max_queued_records: usize,
+    /// Per-model overrides, by model id.
+    pub models: BTreeMap<String, ModelJoinSettings>,
+}
+
+/// Join settings that may differ per model id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelJoinSettings {
+    /// This model's label timeout.
+    #[serde(with = "humantime_serde")]
+    pub label_timeout: Duration,
+}
+
+impl Default for JoinSettings {
+    fn default() -> Self {
+        JoinSettings {
+            label_timeout: Duration::from_secs(24 * 3600),
+            orphan_timeout: Duration::from_secs(24 * 3600),
+            allowed_lateness: Duration::from_secs(5),
+            max_task_idle: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            bucket_width: Duration::from_secs(60),
+            flush_interval: Duration::from_secs(1),
+            max_future_skew: Duration::from_secs(24 * 3600),
+            max_message_bytes: 1 << 20,
+            max_queued_records: 50_000,
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+/// Everything a `driftwatch run` needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub topics: TopicNames,
+    pub join: JoinSettings,
+}
+
+impl Settings {
+    /// Cross-field checks, with a message that says what to change.
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        let bad = |m: String| Err(WorkerError::Config(m));
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return bad("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
+        }
+        let t = &self.topics;
+        if t.predictions == t.ground_truth {
+            return bad(format!(
+                "topics.predictions and topics.ground_truth are both `{}`: they must differ",
+                t.predictions
+            ));
+        }
+        let outputs = [
+            &t.model_partials,
+            &t.dead_letter,
+            &t.drift_events,
+            &t.retrain_events,
+            &t.model_metrics,
+        ];
+        for o in outputs {
+            if *o == t.predictions || *o == t.ground_truth {
+                return bad(format!("output topic `{o}` is also an input topic"));
+            }
+        }
+        let j = &self.join;
+        if j.bucket_width.is_zero() || j.flush_interval.is_zero() {
+            return bad("join.bucket_width and join.flush_interval must be positive".into());
+        }
+        if j.max_message_bytes == 0 || j.max_queued_records == 0 {
+            return bad(
+                "join.max_message_bytes and join.max_queued_records must be positive".into(),
+            );
+        }
+        self.join_config()?
+            .validate()
+            .map_err(|e| WorkerError::Config(e.to_string()))
+    }
+
+    /// The core join configuration these settings describe.
+    pub fn join_config(&self) -> Result<JoinConfig, WorkerError> {
+        let ms = |name: &str, d: Duration| {
+            i64::try_from(d.as_millis())
+                .map_err(|_| WorkerError::Config(format!("join.{name} is too large")))
+        };
+        let j = &self.join;
+        let mut overrides = BTreeMap::new();
+        for (model, m) in &j.models {
+            overrides.insert(model.clone(), ms("models.label_timeout", m.label_timeout)?);
+        }
+        Ok(JoinConfig {
+            label_timeout_ms: ms("label_timeout", j.label_timeout)?,
+            orphan_timeout_ms: ms("orphan_timeout", j.orphan_timeout)?,
+            allowed_lateness_ms: ms("allowed_lateness", j.allowed_lateness)?,
+            max_task_idle_ms: ms("max_task_idle", j.max_task_idle)?,
+            idle_timeout_ms: ms("idle_timeout", j.idle_timeout)?,
+            label_timeout_overrides_ms: overrides,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().expect("defaults valid");
+    }
+
+    #[test]
+    fn same_input_topics_are_refused() {
+        let mut s = Settings::default();
+        s.topics.ground_truth = s.topics.predictions.clone();
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("must differ"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = serde_json::from_str::<Settings>(r#"{"kafka": {"bootstrap": "x"}}"#)
+            .expect_err("unknown field");
+        assert!(e.to_string().contains("unknown field `bootstrap`"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_overrides_reach_the_join_config() {
+        let s: Settings = serde_json::from_str(
+            r#"{"join": {"label_timeout": "2h", "models": {"churn": {"label_timeout": "7days"}}}}"#,
+        )
+        .expect("parse");
+        let c = s.join_config().expect("config");
+        assert_eq!(c.label_timeout_ms, 2 * 3_600_000);
+        assert_eq!(c.label_timeout_for("churn"), 7 * 24 * 3_600_000);
+        assert_eq!(c.label_timeout_for("other"), 2 * 3_600_000);
+    }
+
+    #[test]
+    fn too_long_retention_is_refused_with_the_field_name() {
+        let s: Settings =
+            serde_json::from_str(r#"{"join": {"label_timeout": "30days"}}"#).expect("parse");
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("label_timeout"), "{e}");
+    }
+}

@@ -1,0 +1,280 @@
+//! The join stage on the real broker: two workers in one consumer group over 8 co-partitioned
+//! partitions; every input accounted for exactly, every matched outcome correct; and the
+//! catch-up case (all predictions first, all labels afterwards, workers started only then)
+//! ends with the same counts.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use driftwatch_codec::from_avro;
+use driftwatch_core::{JoinCounters, ModelPartial};
+use driftwatch_tests::scenario::{Scenario, Side, LABEL_TIMEOUT_MS};
+use driftwatch_tests::{create_topic, settings, unique};
+use driftwatch_worker::clients::{consumer_config, producer_config};
+use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle, JoinStats};
+use driftwatch_worker::settings::Settings;
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use tokio::sync::oneshot;
+
+const PARTITIONS: i32 = 8;
+const PREDICTIONS: usize = 100_000;
+
+struct Topics {
+    settings: Settings,
+}
+
+async fn topics() -> Topics {
+    driftwatch_tests::init_logging();
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    s.kafka.join_group_id = unique("join");
+    s.topics.predictions = unique("predictions");
+    s.topics.ground_truth = unique("ground-truth");
+    s.topics.model_partials = unique("partials");
+    s.topics.dead_letter = unique("dead-letter");
+    for t in [
+        &s.topics.predictions,
+        &s.topics.ground_truth,
+        &s.topics.model_partials,
+    ] {
+        create_topic(t, PARTITIONS).await;
+    }
+    create_topic(&s.topics.dead_letter, 1).await;
+    let j = &mut s.join;
+    j.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
+    j.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
+    j.allowed_lateness = Duration::from_secs(30);
+    j.max_task_idle = Duration::from_secs(1);
+    j.idle_timeout = Duration::from_secs(3);
+    j.flush_interval = Duration::from_millis(500);
+    Topics { settings: s }
+}
+
+async fn produce(s: &Settings, scenario: &Scenario, only: Option<Side>) {
+    let producer: FutureProducer = producer_config(&s.kafka).create().expect("producer");
+    let mut inflight = Vec::new();
+    for r in scenario
+        .records
+        .iter()
+        .filter(|r| only.is_none_or(|o| o == r.side))
+    {
+        let topic = match r.side {
+            Side::Predictions => &s.topics.predictions,
+            Side::Labels => &s.topics.ground_truth,
+        };
+        let rec = FutureRecord::to(topic).key(&r.key).payload(&r.payload);
+        match producer.send_result(rec) {
+            Ok(d) => inflight.push(d),
+            Err((e, _)) => panic!("enqueue: {e}"),
+        }
+        if inflight.len() >= 10_000 {
+            for d in inflight.drain(..) {
+                d.await.expect("delivery").expect("delivered");
+            }
+        }
+    }
+    for d in inflight {
+        d.await.expect("delivery").expect("delivered");
+    }
+}
+
+struct Worker {
+    handle: JoinStageHandle,
+    stop: oneshot::Sender<()>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+fn start_worker(s: &Settings) -> Worker {
+    let stage = JoinStage::new(s.clone()).expect("join stage");
+    let handle = stage.handle();
+    let (stop, rx) = oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        stage
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("join stage run");
+    });
+    Worker { handle, stop, join }
+}
+
+fn by_model(stats: &[JoinStats]) -> BTreeMap<String, JoinCounters> {
+    let mut out: BTreeMap<String, JoinCounters> = BTreeMap::new();
+    for s in stats {
+        for ((model, _version), c) in &s.per_model {
+            let e = out.entry(model.clone()).or_default();
+            e.predictions += c.predictions;
+            e.labels += c.labels;
+            e.matched += c.matched;
+            e.expired_unlabeled += c.expired_unlabeled;
+            e.orphan_labels += c.orphan_labels;
+            e.duplicate_predictions += c.duplicate_predictions;
+            e.duplicate_labels += c.duplicate_labels;
+            e.late_labels += c.late_labels;
+            e.dead_lettered += c.dead_lettered;
+        }
+    }
+    out
+}
+
+fn accounted(c: &JoinCounters) -> u64 {
+    c.predictions + c.labels
+}
+
+/// Waits until every input is accounted for (or the deadline passes), then stops the workers.
+async fn settle(workers: Vec<Worker>, inputs: u64) -> BTreeMap<String, JoinCounters> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let stats: Vec<JoinStats> = workers.iter().map(|w| w.handle.stats()).collect();
+        let total: u64 = by_model(&stats).values().map(accounted).sum();
+        if total >= inputs || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut stats = Vec::new();
+    for w in workers {
+        let _ = w.stop.send(());
+        w.join.await.expect("worker task");
+        stats.push(w.handle.stats());
+    }
+    for s in &stats {
+        assert_eq!(s.dropped_on_revoke, 0, "a rebalance dropped join state");
+    }
+    by_model(&stats)
+}
+
+/// Reads every partial from the internal topic and merges the confusion cells per model.
+async fn confusion_from_partials(
+    s: &Settings,
+) -> BTreeMap<String, BTreeMap<(String, String), u64>> {
+    let consumer: StreamConsumer = consumer_config(&s.kafka, &unique("partials-reader"))
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[&s.topics.model_partials])
+        .expect("subscribe");
+    let mut out: BTreeMap<String, BTreeMap<(String, String), u64>> = BTreeMap::new();
+    let mut stream = consumer.stream();
+    // Partials are all flushed before the workers stop; read until the topic is quiet.
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(8), stream.next()).await {
+        let m = m.expect("consume");
+        let p: ModelPartial = from_avro(m.payload().expect("payload")).expect("partial decodes");
+        assert_eq!(
+            m.key(),
+            Some(p.model_id.as_bytes()),
+            "partials are keyed by model id"
+        );
+        for cell in p.confusion {
+            *out.entry(p.model_id.clone())
+                .or_default()
+                .entry((cell.predicted, cell.actual))
+                .or_default() += cell.count;
+        }
+    }
+    out
+}
+
+async fn dead_letters(s: &Settings) -> u64 {
+    let consumer: StreamConsumer = consumer_config(&s.kafka, &unique("dl-reader"))
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[&s.topics.dead_letter])
+        .expect("subscribe");
+    let mut stream = consumer.stream();
+    let mut n = 0;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(8), stream.next()).await {
+        let m = m.expect("consume");
+        let headers = m.headers().expect("dead letters carry headers");
+        let names: Vec<&str> = headers.iter().map(|h| h.key).collect();
+        for required in [
+            "driftwatch.source.topic",
+            "driftwatch.source.partition",
+            "driftwatch.source.offset",
+            "driftwatch.error.kind",
+        ] {
+            assert!(
+                names.contains(&required),
+                "missing header {required}: {names:?}"
+            );
+        }
+        n += 1;
+    }
+    n
+}
+
+fn start_ms() -> i64 {
+    // Two hours ago: the data is historical, so once the inputs are caught up and idle the
+    // processing-time fallback expires everything still pending.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    now - 2 * 3_600_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_account_for_every_input_and_match_correctly() {
+    let t = topics().await;
+    let scenario = Scenario::generate(7, PREDICTIONS, start_ms());
+    let workers = vec![start_worker(&t.settings), start_worker(&t.settings)];
+    // Both members join the first generation (broker: group.initial.rebalance.delay.ms).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let assigned = loop {
+        let assigned: Vec<Vec<i32>> = workers.iter().map(|w| w.handle.stats().assigned).collect();
+        if assigned.iter().all(|a| !a.is_empty()) || tokio::time::Instant::now() > deadline {
+            break assigned;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        assigned.iter().map(Vec::len).sum::<usize>(),
+        PARTITIONS as usize,
+        "{assigned:?}"
+    );
+    assert!(
+        assigned.iter().all(|a| a.len() == PARTITIONS as usize / 2),
+        "range assignor splits 4 + 4: {assigned:?}"
+    );
+
+    produce(&t.settings, &scenario, None).await;
+    let counts = settle(workers, scenario.inputs()).await;
+    assert_eq!(counts, scenario.expected, "accounting per model");
+    let total: u64 = counts.values().map(accounted).sum();
+    assert_eq!(total, scenario.inputs());
+
+    assert_eq!(
+        confusion_from_partials(&t.settings).await,
+        scenario.confusion,
+        "matched outcomes"
+    );
+    assert_eq!(dead_letters(&t.settings).await, scenario.garbage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_after_a_backlog_gives_the_same_counts() {
+    let t = topics().await;
+    let scenario = Scenario::generate(7, PREDICTIONS, start_ms());
+    // All predictions first, then the whole ground-truth topic; workers start only then.
+    produce(&t.settings, &scenario, Some(Side::Predictions)).await;
+    produce(&t.settings, &scenario, Some(Side::Labels)).await;
+    let workers = vec![start_worker(&t.settings), start_worker(&t.settings)];
+    let counts = settle(workers, scenario.inputs()).await;
+    assert_eq!(
+        counts, scenario.expected,
+        "accounting per model after catch-up"
+    );
+    assert_eq!(
+        confusion_from_partials(&t.settings).await,
+        scenario.confusion,
+        "matched outcomes"
+    );
+}

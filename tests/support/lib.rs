@@ -1,0 +1,117 @@
+//! Shared helpers of the integration tests in `tests/`.
+//!
+//! The tests run against a real Apache Kafka broker. `scripts/test` starts one with
+//! `scripts/kafka start` and exports its address as `DRIFTWATCH_TEST_BOOTSTRAP`; when a test is
+//! run by hand, the address is read from `.kafka/bootstrap` of a broker started the same way.
+
+pub mod scenario;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use driftwatch_worker::clients::{create_topics, TopicSpec};
+use driftwatch_worker::settings::KafkaSettings;
+
+/// Bootstrap address of the test broker.
+///
+/// # Panics
+/// When no broker was started: the message says how to start one.
+pub fn bootstrap() -> String {
+    if let Ok(b) = std::env::var("DRIFTWATCH_TEST_BOOTSTRAP") {
+        if !b.trim().is_empty() {
+            return b.trim().to_string();
+        }
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/.kafka/bootstrap");
+    match std::fs::read_to_string(file) {
+        Ok(b) => b.trim().to_string(),
+        Err(_) => panic!(
+            "no test broker: run the tests with scripts/test, or start one with `scripts/kafka start`"
+        ),
+    }
+}
+
+/// Sends the workers' logs to the test output (shown for failing tests); `DRIFTWATCH_LOG`
+/// sets the filter (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// Settings pointing at the test broker.
+pub fn settings() -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: bootstrap(),
+        ..KafkaSettings::default()
+    }
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates `name` with `partitions` partitions on the test broker.
+pub async fn create_topic(name: &str, partitions: i32) {
+    create_topics(
+        &settings(),
+        &[TopicSpec {
+            name: name.to_string(),
+            partitions,
+            configs: vec![],
+        }],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
+}
+
+/// Kafka's Java default partitioner hash (`Utils.murmur2`), written out independently so tests
+/// can check that driftwatch's producers place keys where a Java producer would.
+pub fn java_murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let len = data.len();
+    let mut h: u32 = SEED ^ (len as u32);
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition the Java client's default partitioner picks for `key`.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (java_murmur2(key) & 0x7fff_ffff) % partitions
+}

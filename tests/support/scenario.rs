@@ -1,0 +1,257 @@
+//! A deterministic mixed workload for the join stage and its offline reference result.
+//!
+//! Predictions of three models, labels with realistic delays (some beyond the timeout, some
+//! never), duplicates on both sides, labels without predictions, and garbage. The reference
+//! applies the join rule directly — label matches iff `label_time − prediction_time ≤ timeout`,
+//! first wins — with no Kafka, no watermark and no buffer, so the pipeline's counts must equal it.
+
+use std::collections::BTreeMap;
+
+use driftwatch_codec::{encode_framed, to_avro};
+use driftwatch_core::{GroundTruth, JoinCounters, Prediction};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// Which input a record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Predictions,
+    Labels,
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub side: Side,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub time: i64,
+}
+
+/// The workload and what the join must make of it.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub records: Vec<Record>,
+    /// Expected counters per model id (all models use version `v1`; unattributable garbage is
+    /// under `unknown`).
+    pub expected: BTreeMap<String, JoinCounters>,
+    /// Expected confusion cells per model id: (predicted, actual) → count.
+    pub confusion: BTreeMap<String, BTreeMap<(String, String), u64>>,
+    pub garbage: u64,
+}
+
+pub const LABEL_TIMEOUT_MS: i64 = 10 * 60_000;
+const CLASSES: [&str; 3] = ["cat", "dog", "bird"];
+
+impl Scenario {
+    /// `n` predictions starting at `start_ms`, 10 ms apart.
+    pub fn generate(seed: u64, n: usize, start_ms: i64) -> Scenario {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut records = Vec::new();
+        let mut expected: BTreeMap<String, JoinCounters> = BTreeMap::new();
+        let mut confusion: BTreeMap<String, BTreeMap<(String, String), u64>> = BTreeMap::new();
+        let mut garbage = 0u64;
+        for i in 0..n {
+            let model = format!("model-{}", i % 3);
+            let id = format!("req-{seed}-{i}");
+            let tp = start_ms + i as i64 * 10;
+            let predicted = CLASSES[rng.gen_range(0..3)];
+            let p = Prediction {
+                request_id: id.clone(),
+                model_id: model.clone(),
+                model_version: "v1".into(),
+                timestamp: tp,
+                features: vec![],
+                predicted_label: Some(predicted.into()),
+                predicted_value: None,
+                scores: Some(vec![(predicted.into(), 0.6)]),
+                tags: vec![],
+            };
+            let pb = to_avro(&p).expect("encode");
+            let c = expected.entry(model.clone()).or_default();
+            c.predictions += 1;
+            records.push(Record {
+                side: Side::Predictions,
+                key: id.clone(),
+                payload: pb.clone(),
+                time: tp,
+            });
+            let roll: f64 = rng.gen();
+            // 10 % never labeled.
+            if roll < 0.10 {
+                c.expired_unlabeled += 1;
+                if rng.gen_bool(0.02) {
+                    c.predictions += 1;
+                    c.duplicate_predictions += 1;
+                    records.push(Record {
+                        side: Side::Predictions,
+                        key: id.clone(),
+                        payload: pb,
+                        time: tp,
+                    });
+                }
+                continue;
+            }
+            // 4 % labeled too late (11–15 min), the rest within 0–5 min; 1 % stamped before
+            // the prediction.
+            let delay = if roll < 0.14 {
+                rng.gen_range(11 * 60_000..15 * 60_000)
+            } else if roll < 0.15 {
+                -rng.gen_range(1..2_000)
+            } else {
+                rng.gen_range(0..5 * 60_000)
+            };
+            let tl = tp + delay;
+            let actual = if rng.gen_bool(0.8) {
+                predicted
+            } else {
+                CLASSES[rng.gen_range(0..3)]
+            };
+            let l = GroundTruth {
+                request_id: id.clone(),
+                model_id: Some(model.clone()),
+                timestamp: tl,
+                label: Some(actual.into()),
+                value: None,
+            };
+            let lb = to_avro(&l).expect("encode");
+            c.labels += 1;
+            records.push(Record {
+                side: Side::Labels,
+                key: id.clone(),
+                payload: lb.clone(),
+                time: tl,
+            });
+            if delay <= LABEL_TIMEOUT_MS {
+                c.matched += 1;
+                *confusion
+                    .entry(model.clone())
+                    .or_default()
+                    .entry((predicted.to_string(), actual.to_string()))
+                    .or_default() += 1;
+                // Duplicates of matched requests, on either side, sent at the same time.
+                if rng.gen_bool(0.01) {
+                    c.labels += 1;
+                    c.duplicate_labels += 1;
+                    records.push(Record {
+                        side: Side::Labels,
+                        key: id.clone(),
+                        payload: lb,
+                        time: tl,
+                    });
+                }
+                if rng.gen_bool(0.01) {
+                    c.predictions += 1;
+                    c.duplicate_predictions += 1;
+                    records.push(Record {
+                        side: Side::Predictions,
+                        key: id,
+                        payload: pb,
+                        time: tp,
+                    });
+                }
+            } else {
+                c.expired_unlabeled += 1;
+                c.late_labels += 1;
+            }
+        }
+        // Labels whose prediction never comes.
+        for j in 0..(n / 50) {
+            let model = format!("model-{}", j % 3);
+            let tl = start_ms + rng.gen_range(0..n as i64 * 10);
+            let l = GroundTruth {
+                request_id: format!("orphan-{seed}-{j}"),
+                model_id: Some(model.clone()),
+                timestamp: tl,
+                label: Some("cat".into()),
+                value: None,
+            };
+            let c = expected.entry(model).or_default();
+            c.labels += 1;
+            c.orphan_labels += 1;
+            records.push(Record {
+                side: Side::Labels,
+                key: l.request_id.clone(),
+                payload: to_avro(&l).expect("encode"),
+                time: tl,
+            });
+        }
+        // Garbage on both inputs: bytes that are no datum.
+        let unknown = expected.entry("unknown".into()).or_default();
+        for j in 0..(n / 200) {
+            let t = start_ms + rng.gen_range(0..n as i64 * 10);
+            let side = if j % 2 == 0 {
+                Side::Predictions
+            } else {
+                Side::Labels
+            };
+            let payload: Vec<u8> = (0..rng.gen_range(1..40))
+                .map(|_| rng.gen_range(1..=255u8))
+                .collect();
+            match side {
+                Side::Predictions => unknown.predictions += 1,
+                Side::Labels => unknown.labels += 1,
+            }
+            unknown.dead_lettered += 1;
+            garbage += 1;
+            records.push(Record {
+                side,
+                key: format!("garbage-{seed}-{j}"),
+                payload,
+                time: t,
+            });
+        }
+        // A prediction stamped in the year 3000 (absurd timestamp, attributed to its model)
+        // and one framed with a schema id nobody registered.
+        for j in 0..(n / 500) {
+            let model = format!("model-{}", j % 3);
+            let p = Prediction {
+                request_id: format!("future-{seed}-{j}"),
+                model_id: model.clone(),
+                model_version: "v1".into(),
+                timestamp: 32_503_680_000_000,
+                features: vec![],
+                predicted_label: Some("cat".into()),
+                predicted_value: None,
+                scores: None,
+                tags: vec![],
+            };
+            let datum = to_avro(&p).expect("encode");
+            let (payload, c) = if j % 2 == 0 {
+                (datum, expected.entry(model).or_default())
+            } else {
+                (
+                    encode_framed(4_000_000 + j as u32, &datum),
+                    expected.entry("unknown".into()).or_default(),
+                )
+            };
+            c.predictions += 1;
+            c.dead_lettered += 1;
+            garbage += 1;
+            records.push(Record {
+                side: Side::Predictions,
+                key: format!("bad-{seed}-{j}"),
+                payload,
+                time: start_ms,
+            });
+        }
+        // Time order with local shuffles: records arrive a little out of order (within ~2 s
+        // of event time, well inside the allowed lateness), as from real producers.
+        records.sort_by_key(|r| r.time);
+        for chunk in records.chunks_mut(100) {
+            chunk.shuffle(&mut rng);
+        }
+        Scenario {
+            records,
+            expected,
+            confusion,
+            garbage,
+        }
+    }
+
+    /// Number of input records.
+    pub fn inputs(&self) -> u64 {
+        self.records.len() as u64
+    }
+}
