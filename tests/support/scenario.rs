@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use driftwatch_codec::{encode_framed, to_avro};
+use driftwatch_codec::{encode_framed, to_avro, to_json};
 use driftwatch_core::{GroundTruth, JoinCounters, Prediction};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -68,7 +68,13 @@ impl Scenario {
                 scores: Some(vec![(predicted.into(), 0.6)]),
                 tags: vec![],
             };
-            let pb = to_avro(&p).expect("encode");
+            // Every 50th request travels in the JSON form instead of Avro.
+            let json = i % 50 == 0;
+            let pb = if json {
+                to_json(&p).expect("json").into_bytes()
+            } else {
+                to_avro(&p).expect("encode")
+            };
             let c = expected.entry(model.clone()).or_default();
             c.predictions += 1;
             records.push(Record {
@@ -115,7 +121,11 @@ impl Scenario {
                 label: Some(actual.into()),
                 value: None,
             };
-            let lb = to_avro(&l).expect("encode");
+            let lb = if json {
+                to_json(&l).expect("json").into_bytes()
+            } else {
+                to_avro(&l).expect("encode")
+            };
             c.labels += 1;
             records.push(Record {
                 side: Side::Labels,

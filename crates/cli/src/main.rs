@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 runtime failure (broker, topics, I/O); 2 bad usage or invalid
 //! configuration.
 
+mod demo;
+mod generate;
 mod settings_file;
 
 use std::path::PathBuf;
@@ -62,12 +64,87 @@ enum Command {
     /// Manage driftwatch's topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// The whole pipeline on an embedded Kafka in about a minute: generated traffic for two
+    /// models, one of which drifts halfway; a live table and every drift/retrain event.
+    ///
+    /// Examples:
+    ///   driftwatch demo
+    ///   driftwatch demo --bootstrap-servers 127.0.0.1:9092
+    Demo(DemoArgs),
+    /// Publish synthetic predictions and delayed labels to the input topics (or write them to
+    /// JSON-lines files), deterministic for a seed.
+    ///
+    /// Examples:
+    ///   driftwatch generate --scenario drift --duration 2h --time-scale 120
+    ///   driftwatch generate --rate 1000 --duration 10m --time-scale 0 --output-dir /tmp/traffic
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GenerateArgs {
+    /// Ready-made scenario: `drift` makes the first model's accuracy fall to 0.70 and its
+    /// feature x0 shift halfway through.
+    #[arg(long, value_enum, default_value_t = ScenarioArg::Stable)]
+    scenario: ScenarioArg,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Predictions per second of event time, over all models.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Event-time span of the traffic, e.g. 90s, 2h.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Event time runs this many times faster than the wall clock; 0 publishes as fast as
+    /// possible.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Event time of the first prediction (ms since the epoch). Default: now in real time,
+    /// otherwise now minus the duration, so the traffic never lies in the future.
+    #[arg(long)]
+    start_ms: Option<i64>,
+    /// Write predictions.jsonl and ground-truth.jsonl here instead of publishing.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// A TOML file with the full generator configuration (models, delays, loss, events);
+    /// flags given explicitly are applied on top.
+    #[arg(long)]
+    generator_config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    /// Run against this broker instead of the embedded one (topics are created if missing).
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Wall-clock time over which the traffic (two hours of event time) is replayed.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    traffic_time: std::time::Duration,
+    /// Predictions in all (the embedded Kafka keeps at most 5 MiB per partition).
+    #[arg(long, default_value_t = 24_000, value_parser = clap::value_parser!(u64).range(1_000..=60_000))]
+    predictions: u64,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// No live table: only events and the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum ScenarioArg {
+    Stable,
+    Drift,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum Role {
     /// The join stage: predictions ⋈ ground truth → model partials.
     Join,
+    /// The monitor stage: model partials → drift events, retrain events, metrics snapshots.
+    Monitor,
+    /// Both stages in one process.
+    All,
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,7 +176,40 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command, settings)) {
+    // The embedded Kafka of the demo lives on this thread for the whole run.
+    let embedded = match &cli.command {
+        Command::Demo(args) if args.bootstrap_servers.is_none() => {
+            match demo::EmbeddedKafka::start() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!("driftwatch: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
+    let bootstrap = embedded
+        .as_ref()
+        .map(demo::EmbeddedKafka::bootstrap_servers);
+    if let (Some(k), Command::Demo(_)) = (&embedded, &cli.command) {
+        let topics = match demo::demo_settings(&settings, k.bootstrap_servers().as_str()) {
+            Ok(s) => demo::demo_topics(&s),
+            Err(e) => {
+                eprintln!("driftwatch: {e:#}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        if let Err(e) = k.create_topics(&topics) {
+            eprintln!("driftwatch: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = runtime.block_on(execute(cli.command, settings, bootstrap));
+    // Clients first, then the embedded broker they talk to.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(embedded);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("driftwatch: {e:#}");
@@ -108,13 +218,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn execute(
+    command: Command,
+    settings: Settings,
+    embedded: Option<String>,
+) -> anyhow::Result<()> {
     match command {
-        Command::Run { role: Role::Join } => {
-            driftwatch_worker::join_stage::run(settings, shutdown_signal()).await?;
+        Command::Run { role } => run_role(settings, role).await,
+        Command::Demo(args) => {
+            let opts = demo::DemoOptions {
+                traffic_time: args.traffic_time,
+                event_span: Duration::from_secs(2 * 3600),
+                predictions: args.predictions,
+                seed: args.seed,
+                live: !args.quiet,
+            };
+            let settings = match (&args.bootstrap_servers, embedded) {
+                (Some(b), _) => {
+                    let s = demo::demo_settings(&settings, b)?;
+                    demo::create_real_topics(&s).await?;
+                    s
+                }
+                (None, Some(bootstrap)) => demo::demo_settings(&settings, &bootstrap)?,
+                (None, None) => anyhow::bail!("no embedded Kafka and no --bootstrap-servers"),
+            };
+            demo::run(settings, opts).await?;
             Ok(())
         }
         Command::CheckConfig { offline } => check_config(&settings, offline),
+        Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
             let specs = topic_specs(&settings, partitions);
             create_topics(&settings.kafka, &specs).await?;
@@ -124,6 +256,70 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use driftwatch_worker::http::MetricsServer;
+    use driftwatch_worker::join_stage::JoinStage;
+    use driftwatch_worker::metrics::RenderOptions;
+    use driftwatch_worker::monitor_stage::MonitorStage;
+    use driftwatch_worker::snapshot::StageHandles;
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stop = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    // Reachability and credentials first: one clear error instead of a stage that retries.
+    let kafka = settings.kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        driftwatch_worker::clients::probe(&kafka, Duration::from_secs(10))
+    })
+    .await??;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut handles = StageHandles::default();
+    if matches!(role, Role::Join | Role::All) {
+        let stage = JoinStage::new(settings.clone())?;
+        handles.join = Some((stage.handle(), settings.kafka.join_group_id.clone()));
+        tasks.spawn(stage.run(stop(&tx)));
+    }
+    if matches!(role, Role::Monitor | Role::All) {
+        let stage = MonitorStage::new(settings.clone())?;
+        handles.monitor = Some(stage.handle());
+        tasks.spawn(stage.run(stop(&tx)));
+    }
+    if settings.http.enabled {
+        let server = MetricsServer::bind(settings.http.bind)
+            .await
+            .with_context(|| format!("metrics endpoint on {}", settings.http.bind))?
+            .with_options(RenderOptions {
+                max_models: settings.http.max_exported_models,
+            });
+        tracing::info!(bind = %settings.http.bind, "serving /metrics, /healthz, /readyz");
+        let stop_http = stop(&tx);
+        tokio::spawn(async move {
+            if let Err(e) = server.run(move || handles.snapshot(), stop_http).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("signal received: stopping");
+            let _ = tx.send(());
+        }
+        Some(r) = tasks.join_next() => {
+            // A stage ended on its own: stop the other one too and report why.
+            let _ = tx.send(());
+            r??;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
 }
 
 fn topic_specs(settings: &Settings, partitions: i32) -> Vec<TopicSpec> {
@@ -159,6 +355,8 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
     if offline {
         return Ok(());
     }
+    let brokers = driftwatch_worker::clients::probe(&settings.kafka, Duration::from_secs(10))?;
+    println!("  reachable:     {brokers} broker(s)");
     let checker = TopicChecker::new(&settings.kafka, Duration::from_secs(10))?;
     let n = checker.copartitioned(&t.predictions, &t.ground_truth)?;
     println!("  inputs are co-partitioned: {n} partitions each; up to {n} join workers get work");

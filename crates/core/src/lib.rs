@@ -8,9 +8,14 @@
 //! - [`join`]: the join buffer and the two-input join task (event-time watermarks, expiry,
 //!   accounting).
 //! - [`detect`]: streaming change detectors (ADWIN, DDM, EDDM, Page-Hinkley, HDDM).
+//! - [`monitor`]: per-model windows, metrics, performance-decay detection and retrain advice.
+//! - [`summary`]: mergeable feature/prediction summaries (DataSketches KLL, frequent items,
+//!   HLL) and drift statistics between them.
 
 pub mod detect;
 pub mod join;
+pub mod monitor;
 pub mod record;
+pub mod summary;
 
 pub use record::*;

@@ -17,6 +17,13 @@ pub struct LabelDelay {
     pub median_ms: i64,
     /// σ of ln(delay). Default 1.5: about 0.3 % of labels take longer than an hour.
     pub sigma: f64,
+    /// Labels that would take longer never come (counted as lost). Default one day.
+    #[serde(default = "default_max_delay")]
+    pub max_ms: i64,
+}
+
+fn default_max_delay() -> i64 {
+    86_400_000
 }
 
 /// Classifier or regressor.
@@ -213,6 +220,7 @@ impl GeneratorConfig {
             label_delay: LabelDelay {
                 median_ms: 60_000,
                 sigma: 1.5,
+                max_ms: default_max_delay(),
             },
             label_loss: 0.05,
             duplicate_rate: 0.01,

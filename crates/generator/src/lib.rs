@@ -217,12 +217,12 @@ impl TrafficGenerator {
             counts.correct += 1;
         }
 
-        // The label, unless lost.
-        if self.rng.gen_bool(self.config.label_loss) {
+        // The label, unless lost (or slower than the longest delay, which is the same thing).
+        let delay = self.delay.sample(&mut self.rng).min(1e15) as i64;
+        if self.rng.gen_bool(self.config.label_loss) || delay > self.config.label_delay.max_ms {
             counts.lost_labels += 1;
         } else {
             counts.labels += 1;
-            let delay = self.delay.sample(&mut self.rng).min(30.0 * 86_400_000.0) as i64;
             let label = GroundTruth {
                 request_id: request_id.clone(),
                 model_id: Some(model_id.clone()),

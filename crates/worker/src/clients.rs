@@ -1,11 +1,16 @@
 //! librdkafka client configurations: the choices the join depends on, in one place.
+//!
+//! Every client driftwatch creates (consumer, producer, admin, metadata) goes through
+//! [`apply_common`]: the security settings of `[kafka.security]` first, then the pass-through
+//! `properties`, so an operator can still override any property.
 
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Result, WorkerError};
@@ -28,7 +33,7 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
-    apply_passthrough(&mut c, settings);
+    apply_common_infallible(&mut c, settings);
     c
 }
 
@@ -45,13 +50,34 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "lz4");
-    apply_passthrough(&mut c, settings);
+    apply_common_infallible(&mut c, settings);
     c
 }
 
-fn apply_passthrough(c: &mut ClientConfig, settings: &KafkaSettings) {
+/// Applies `[kafka.security]` and then the pass-through properties to `c`.
+///
+/// Fails only when a secret file named in the settings cannot be read any more (it was read
+/// when the configuration was loaded).
+pub fn apply_common(c: &mut ClientConfig, settings: &KafkaSettings) -> Result<()> {
+    settings
+        .security
+        .apply(c)
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
     for (k, v) in &settings.properties {
         c.set(k, v);
+    }
+    Ok(())
+}
+
+/// [`apply_common`] for the configuration builders that cannot fail. An unreadable secret file
+/// is logged (by name) and the password left unset, so creating the client then fails with
+/// librdkafka's "sasl.username and sasl.password must be set".
+fn apply_common_infallible(c: &mut ClientConfig, settings: &KafkaSettings) {
+    if let Err(e) = apply_common(c, settings) {
+        tracing::error!("{e}");
+        for (k, v) in &settings.properties {
+            c.set(k, v);
+        }
     }
 }
 
@@ -67,8 +93,9 @@ pub struct TopicSpec {
 /// Creates topics that do not exist yet; existing topics are left as they are.
 pub async fn create_topics(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<()> {
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &settings.bootstrap_servers);
-    apply_passthrough(&mut cfg, settings);
+    cfg.set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("client.id", format!("{}-admin", settings.client_id));
+    apply_common(&mut cfg, settings)?;
     let admin: AdminClient<DefaultClientContext> = cfg.create()?;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
@@ -103,6 +130,103 @@ pub fn metadata_client(settings: &KafkaSettings) -> Result<MetadataClient> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.bootstrap_servers)
         .set("client.id", format!("{}-metadata", settings.client_id));
-    apply_passthrough(&mut c, settings);
+    apply_common(&mut c, settings)?;
     Ok(c.create()?)
+}
+
+/// Client context of [`probe`]: remembers an authentication failure that librdkafka reports
+/// only in its log (a metadata request then just fails with "transport failure"), and forwards
+/// librdkafka's log lines to `tracing`.
+#[derive(Default)]
+pub struct ProbeContext {
+    auth_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl ProbeContext {
+    /// The last authentication failure librdkafka reported, if any.
+    pub fn authentication_failure(&self) -> Option<String> {
+        self.auth_failure.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn remember(&self, reason: &str) {
+        if let Ok(mut g) = self.auth_failure.lock() {
+            *g = Some(reason.to_string());
+        }
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // librdkafka's words for a refused login, e.g. "SASL authentication error:
+        // Authentication failed during authentication due to invalid credentials ...".
+        if message.contains("SASL authentication error")
+            || message.contains("Authentication failed")
+        {
+            self.remember(message);
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "{fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            self.remember(reason);
+        }
+        tracing::error!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+/// Connects to the brokers and fetches the cluster metadata: succeeds when the brokers answer
+/// and accept the credentials. Returns the number of brokers.
+///
+/// A refused login is a configuration error naming the mechanism and user (never the
+/// password); silence is [`WorkerError::Unreachable`]. Call it at start-up before anything
+/// else talks to the brokers, so a wrong password is not reported as "broker did not answer".
+/// Blocks up to `timeout` (use `spawn_blocking` on an async runtime).
+pub fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<usize> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("client.id", format!("{}-probe", settings.client_id));
+    apply_common(&mut c, settings)?;
+    let client: BaseConsumer<ProbeContext> = c.create_with_context(ProbeContext::default())?;
+    // librdkafka reports a refused login only as a log line and an error event, both queued
+    // (rdkafka sets `log.queue`): ask in short rounds and poll the queue in between, so a wrong
+    // password is reported within about a second, not after the whole timeout.
+    let deadline = std::time::Instant::now() + timeout;
+    let round = Duration::from_secs(1).min(timeout);
+    loop {
+        let result = client.fetch_metadata(None, round);
+        let _ = client.poll(Duration::from_millis(50));
+        if let Some(reason) = client.context().authentication_failure() {
+            let s = &settings.security;
+            let mechanism = s.sasl_mechanism.map(|m| m.as_str()).unwrap_or("none");
+            let user = s.sasl_username.as_deref().unwrap_or("");
+            return Err(WorkerError::Config(format!(
+                "authentication to {} failed (SASL {mechanism}, user `{user}`): check kafka.security: {reason}",
+                settings.bootstrap_servers
+            )));
+        }
+        match result {
+            Ok(md) => return Ok(md.brokers().len()),
+            Err(source) if std::time::Instant::now() >= deadline => {
+                return Err(WorkerError::Unreachable {
+                    bootstrap: settings.bootstrap_servers.clone(),
+                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    source,
+                })
+            }
+            Err(_) => {}
+        }
+    }
 }

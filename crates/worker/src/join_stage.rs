@@ -24,14 +24,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::avro::to_avro;
-use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::fast::{FeatureRef, GroundTruthRef, PredictionRef, PredictionVisitor};
 use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterSchemas};
+use driftwatch_codec::from_json_slice;
 use driftwatch_codec::CodecError;
 use driftwatch_core::join::{
     Actual, Input, JoinEvent, JoinTask, LabelIn, PartialAggregator, Predicted, PredictionIn,
     RequestKey,
 };
-use driftwatch_core::{JoinCounters, ModelPartial};
+use driftwatch_core::{GroundTruth, JoinCounters, ModelPartial, Prediction};
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -59,6 +60,19 @@ pub struct JoinStats {
     /// Inputs that were pending (in the join buffer or queued) when their partition was revoked
     /// and were dropped with it.
     pub dropped_on_revoke: u64,
+    /// Per partition: entries in the join buffer (pending and tombstones) and the event time of
+    /// the oldest pending one.
+    pub buffers: BTreeMap<i32, (u64, Option<i64>)>,
+    /// Records read per topic.
+    pub events_in: BTreeMap<String, u64>,
+    /// Records written per topic (partials, dead letters).
+    pub events_out: BTreeMap<String, u64>,
+    /// Consumer lag per (topic, partition), from the client's statistics.
+    pub consumer_lag: BTreeMap<(String, i32), i64>,
+    /// Time to decode and join one message, microseconds.
+    pub processing_micros: Option<Histogram<u64>>,
+    /// Whether the last flush of partials was delivered.
+    pub producing: bool,
 }
 
 impl JoinStats {
@@ -264,6 +278,13 @@ impl JoinStage {
                 Err(_) => ok = false,
             }
         }
+        {
+            let mut state = lock(&self.state);
+            state.producing = ok;
+            if ok && !records.is_empty() {
+                *state.events_out.entry(topic.clone()).or_default() += records.len() as u64;
+            }
+        }
         // Offsets move only when everything they account for is in Kafka.
         if ok {
             if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
@@ -389,6 +410,7 @@ struct StageState {
     bucket_width_ms: i64,
     max_future_skew_ms: i64,
     max_queued: usize,
+    max_message_bytes: usize,
     predictions: PredictionDecoders,
     labels: GroundTruthDecoders,
     producer: FutureProducer,
@@ -403,6 +425,11 @@ struct StageState {
     last_stable: HashMap<(Input, i32), i64>,
     events: Vec<JoinEvent>,
     dead_letter_log: HashMap<&'static str, (Instant, u64)>,
+    events_in: BTreeMap<String, u64>,
+    events_out: BTreeMap<String, u64>,
+    consumer_lag: BTreeMap<(String, i32), i64>,
+    processing_micros: Option<Histogram<u64>>,
+    producing: bool,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -424,6 +451,7 @@ impl StageState {
             bucket_width_ms: ms(settings.join.bucket_width),
             max_future_skew_ms: ms(settings.join.max_future_skew),
             max_queued: settings.join.max_queued_records,
+            max_message_bytes: settings.join.max_message_bytes,
             predictions,
             labels,
             producer,
@@ -435,6 +463,12 @@ impl StageState {
             last_stable: HashMap::new(),
             events: Vec::new(),
             dead_letter_log: HashMap::new(),
+            events_in: BTreeMap::new(),
+            events_out: BTreeMap::new(),
+            consumer_lag: BTreeMap::new(),
+            // One µs to one minute at 3 significant figures; cannot fail for these constants.
+            processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+            producing: false,
         })
     }
 
@@ -507,11 +541,26 @@ impl StageState {
                 )
             })
             .collect();
+        let buffers = self
+            .tasks
+            .iter()
+            .map(|(p, t)| {
+                let b = t.task.buffer().stats();
+                let entries = (b.pending_predictions + b.pending_labels + b.tombstones) as u64;
+                (*p, (entries, b.oldest_pending))
+            })
+            .collect();
         JoinStats {
             per_model,
             label_delay_ms,
             assigned: self.assigned(),
             dropped_on_revoke: self.dropped_on_revoke,
+            buffers,
+            events_in: self.events_in.clone(),
+            events_out: self.events_out.clone(),
+            consumer_lag: self.consumer_lag.clone(),
+            processing_micros: self.processing_micros.clone(),
+            producing: self.producing,
         }
     }
 
@@ -528,6 +577,10 @@ impl StageState {
                 if *id >= 0 && p.ls_offset >= 0 {
                     self.last_stable.insert((input, *id), p.ls_offset);
                 }
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    self.consumer_lag
+                        .insert((name.clone(), *id), p.consumer_lag);
+                }
             }
         }
     }
@@ -535,6 +588,16 @@ impl StageState {
     /// Decodes one message and feeds it to its task. Returns an input partition to pause when
     /// its task's queue is full.
     fn handle_message(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Option<(Input, i32)> {
+        let started = Instant::now();
+        let pause = self.process_message(msg, now);
+        if let Some(h) = self.processing_micros.as_mut() {
+            h.saturating_record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
+        *self.events_in.entry(msg.topic().to_string()).or_default() += 1;
+        pause
+    }
+
+    fn process_message(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Option<(Input, i32)> {
         let partition = msg.partition();
         let input = if msg.topic() == self.predictions_topic {
             Input::Predictions
@@ -562,9 +625,72 @@ impl StageState {
     }
 
     fn push_prediction(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+        if payload.first() == Some(&b'{') {
+            return self.push_json_prediction(partition, payload, now);
+        }
         let (decoder, datum) = self.predictions.select(payload).map_err(Reject::codec)?;
         let mut scores = ScoreOfPredicted::default();
         let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
+        Self::push_decoded_prediction(
+            &mut self.tasks,
+            self.max_future_skew_ms,
+            partition,
+            &p,
+            &scores,
+            now,
+        )
+    }
+
+    /// The JSON form (`schemas/README.md`). A bare Avro datum of these records cannot start
+    /// with `{` (it would be a negative string length), so the first byte tells them apart.
+    fn push_json_prediction(
+        &mut self,
+        partition: i32,
+        payload: &[u8],
+        now: i64,
+    ) -> Result<(), Reject> {
+        if payload.len() > self.max_message_bytes {
+            return Err(Reject::codec(CodecError::Oversized {
+                size: payload.len(),
+                limit: self.max_message_bytes,
+            }));
+        }
+        let owned: Prediction = from_json_slice(payload).map_err(Reject::codec)?;
+        let scores = ScoreOfPredicted {
+            scores: owned
+                .scores
+                .iter()
+                .flatten()
+                .map(|(c, p)| (c.as_str(), *p))
+                .collect(),
+        };
+        let p = PredictionRef {
+            request_id: &owned.request_id,
+            model_id: &owned.model_id,
+            model_version: &owned.model_version,
+            timestamp: owned.timestamp,
+            predicted_label: owned.predicted_label.as_deref(),
+            predicted_value: owned.predicted_value,
+            has_scores: owned.scores.is_some(),
+        };
+        Self::push_decoded_prediction(
+            &mut self.tasks,
+            self.max_future_skew_ms,
+            partition,
+            &p,
+            &scores,
+            now,
+        )
+    }
+
+    fn push_decoded_prediction(
+        tasks: &mut BTreeMap<i32, PartitionTask>,
+        max_future_skew_ms: i64,
+        partition: i32,
+        p: &PredictionRef<'_>,
+        scores: &ScoreOfPredicted<'_>,
+        now: i64,
+    ) -> Result<(), Reject> {
         let model = (p.model_id, p.model_version);
         if p.request_id.is_empty() {
             return Err(Reject::invalid(
@@ -573,8 +699,8 @@ impl StageState {
                 model,
             ));
         }
-        check_time(p.timestamp, now, self.max_future_skew_ms, model)?;
-        let Some(t) = self.tasks.get_mut(&partition) else {
+        check_time(p.timestamp, now, max_future_skew_ms, model)?;
+        let Some(t) = tasks.get_mut(&partition) else {
             return Ok(()); // revoked meanwhile; the next owner reads it again
         };
         let id = t
@@ -602,8 +728,41 @@ impl StageState {
     }
 
     fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+        if payload.first() == Some(&b'{') {
+            if payload.len() > self.max_message_bytes {
+                return Err(Reject::codec(CodecError::Oversized {
+                    size: payload.len(),
+                    limit: self.max_message_bytes,
+                }));
+            }
+            let owned: GroundTruth = from_json_slice(payload).map_err(Reject::codec)?;
+            let l = GroundTruthRef {
+                request_id: &owned.request_id,
+                model_id: owned.model_id.as_deref(),
+                timestamp: owned.timestamp,
+                label: owned.label.as_deref(),
+                value: owned.value,
+            };
+            return Self::push_decoded_label(
+                &mut self.tasks,
+                self.max_future_skew_ms,
+                partition,
+                &l,
+                now,
+            );
+        }
         let (decoder, datum) = self.labels.select(payload).map_err(Reject::codec)?;
         let l = decoder.decode(datum).map_err(Reject::codec)?;
+        Self::push_decoded_label(&mut self.tasks, self.max_future_skew_ms, partition, &l, now)
+    }
+
+    fn push_decoded_label(
+        tasks: &mut BTreeMap<i32, PartitionTask>,
+        max_future_skew_ms: i64,
+        partition: i32,
+        l: &GroundTruthRef<'_>,
+        now: i64,
+    ) -> Result<(), Reject> {
         let model = (l.model_id.unwrap_or(UNKNOWN.0), "");
         if l.request_id.is_empty() {
             return Err(Reject::invalid(
@@ -612,8 +771,8 @@ impl StageState {
                 model,
             ));
         }
-        check_time(l.timestamp, now, self.max_future_skew_ms, model)?;
-        let Some(t) = self.tasks.get_mut(&partition) else {
+        check_time(l.timestamp, now, max_future_skew_ms, model)?;
+        let Some(t) = tasks.get_mut(&partition) else {
             return Ok(());
         };
         let hint = match l.model_id {
@@ -777,8 +936,14 @@ impl StageState {
                 record = record.payload(p);
             }
         }
-        if let Err((e, _)) = self.producer.send_result(record) {
-            error!(error = %e, "dead letter not enqueued");
+        match self.producer.send_result(record) {
+            Ok(_) => {
+                *self
+                    .events_out
+                    .entry(self.dead_letter_topic.clone())
+                    .or_default() += 1
+            }
+            Err((e, _)) => error!(error = %e, "dead letter not enqueued"),
         }
     }
 }

@@ -7,12 +7,24 @@
 //! - [`settings`]: connection and topic settings (serde, `deny_unknown_fields`).
 //! - [`clients`]: librdkafka configurations (range assignor, murmur2 partitioner, manual offsets).
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
+//! - [`monitor_stage`]: the monitor stage: partials in; drift, retrain and metrics records out.
+//! - [`traffic`]: publishing generated traffic, paced by event time.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
+//! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
+//! - [`metrics`]: the [`metrics::WorkerSnapshot`] a stage fills and its Prometheus rendering.
+//! - [`snapshot`]: the stages' state as the [`metrics::WorkerSnapshot`] served over HTTP.
+//! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
 
 pub mod clients;
 pub mod error;
+pub mod http;
 pub mod join_stage;
+pub mod metrics;
+pub mod monitor_stage;
+pub mod security;
 pub mod settings;
+pub mod snapshot;
 pub mod topics;
+pub mod traffic;
 
 pub use error::{Result, WorkerError};

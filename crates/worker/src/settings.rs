@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use driftwatch_core::join::JoinConfig;
+use driftwatch_core::monitor::MonitorConfig;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::WorkerError;
+use crate::security::SecuritySettings;
 
 /// How to reach the brokers, plus any librdkafka property passed through unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +24,12 @@ pub struct KafkaSettings {
     pub join_group_id: String,
     /// `client.id` prefix, shown in broker logs and quotas. Default `driftwatch`.
     pub client_id: String,
-    /// Any librdkafka property (e.g. `security.protocol`, `fetch.max.bytes`), applied last to
-    /// every client, so it overrides driftwatch's choices. Values are never logged.
+    /// Authentication and encryption (`[kafka.security]`); default plaintext. Validated, and
+    /// secret files read, when the configuration is loaded.
+    #[serde(deserialize_with = "crate::security::deserialize_validated")]
+    pub security: SecuritySettings,
+    /// Any librdkafka property (e.g. `fetch.max.bytes`), applied last to every client, so it
+    /// overrides driftwatch's choices. Values are never logged.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -33,6 +39,7 @@ impl Default for KafkaSettings {
             bootstrap_servers: "127.0.0.1:9092".into(),
             join_group_id: "driftwatch-join".into(),
             client_id: "driftwatch".into(),
+            security: SecuritySettings::default(),
             properties: BTreeMap::new(),
         }
     }
@@ -146,6 +153,74 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub topics: TopicNames,
     pub join: JoinSettings,
+    pub monitor: MonitorSettings,
+    pub http: HttpSettings,
+}
+
+/// The metrics and health endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Serve `/metrics`, `/healthz` and `/readyz`. Default true.
+    pub enabled: bool,
+    /// Listen address. Default `0.0.0.0:9898`.
+    pub bind: std::net::SocketAddr,
+    /// Most model ids exported as their own label value; the rest are summed into
+    /// `model="_other"`, so a tenant with thousands of models cannot blow up the time-series
+    /// database. Default 100.
+    pub max_exported_models: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            enabled: true,
+            bind: std::net::SocketAddr::from(([0, 0, 0, 0], 9898)),
+            max_exported_models: 100,
+        }
+    }
+}
+
+/// How the monitor stage writes drift events, retrain events and metrics snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// Bare Avro datums of the schemas in `schemas/`.
+    #[default]
+    Avro,
+    /// The documented JSON form (easiest for orchestrators' Kafka sensors).
+    Json,
+}
+
+/// Settings of the monitor stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSettings {
+    /// Consumer group of the monitor stage. Default `driftwatch-monitor`.
+    pub group_id: String,
+    /// How often detectors are evaluated (processing time). Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// How often metrics snapshots are published. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
+    /// Encoding of the output topics. Default `avro`.
+    pub output_format: OutputFormat,
+    /// Windows, detectors, hysteresis and retrain policy: a default profile plus overrides by
+    /// model id (`[monitor.detection.default]`, `[monitor.detection.models.<id>]`).
+    pub detection: MonitorConfig,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            group_id: "driftwatch-monitor".into(),
+            evaluation_interval: Duration::from_secs(1),
+            metrics_interval: Duration::from_secs(10),
+            output_format: OutputFormat::Avro,
+            detection: MonitorConfig::default(),
+        }
+    }
 }
 
 impl Settings {
@@ -183,6 +258,21 @@ impl Settings {
                 "join.max_message_bytes and join.max_queued_records must be positive".into(),
             );
         }
+        let m = &self.monitor;
+        if m.evaluation_interval.is_zero() || m.metrics_interval.is_zero() {
+            return bad(
+                "monitor.evaluation_interval and monitor.metrics_interval must be positive".into(),
+            );
+        }
+        if m.group_id == self.kafka.join_group_id {
+            return bad(format!(
+                "monitor.group_id and kafka.join_group_id are both `{}`: each stage needs its own consumer group",
+                m.group_id
+            ));
+        }
+        m.detection
+            .validate()
+            .map_err(|e| WorkerError::Config(format!("monitor.detection: {e}")))?;
         self.join_config()?
             .validate()
             .map_err(|e| WorkerError::Config(e.to_string()))

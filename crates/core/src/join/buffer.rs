@@ -151,6 +151,8 @@ pub struct BufferStats {
     pub pending_predictions: usize,
     pub pending_labels: usize,
     pub tombstones: usize,
+    /// Event time of the oldest pending prediction or label, if any.
+    pub oldest_pending: Option<TimestampMs>,
 }
 
 /// Everything but the table, so the table's entry borrow and these can be used together.
@@ -397,12 +399,20 @@ impl JoinBuffer {
     /// Entry counts by kind (scans the table).
     pub fn stats(&self) -> BufferStats {
         let mut s = BufferStats::default();
+        let mut oldest = u32::MAX;
         for slot in self.map.values() {
             match slot.kind() {
                 KIND_PREDICTION => s.pending_predictions += 1,
                 KIND_LABEL => s.pending_labels += 1,
-                _ => s.tombstones += 1,
+                _ => {
+                    s.tombstones += 1;
+                    continue;
+                }
             }
+            oldest = oldest.min(slot.time);
+        }
+        if oldest != u32::MAX {
+            s.oldest_pending = Some(self.params.time(oldest));
         }
         s
     }

@@ -1,0 +1,262 @@
+//! The `driftwatch` binary as a user runs it: help, bad usage, bad configuration, offline
+//! checks, environment overrides, an unreachable broker.
+//!
+//! Tests that need a broker read `DRIFTWATCH_TEST_BOOTSTRAP` and are skipped (with a printed
+//! reason) when it is unset; the root package's integration tests cover the broker path.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+const EXIT_USAGE: i32 = 2;
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/driftwatch.example.toml")
+}
+
+/// The binary with a clean environment: no config file or overrides from the caller's shell.
+fn driftwatch() -> Command {
+    let mut cmd = Command::cargo_bin("driftwatch").expect("binary built by cargo test");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DRIFTWATCH") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("driftwatch-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, content).expect("write temp file");
+    p
+}
+
+/// Subcommand names listed under `Commands:` in a help text (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let out = driftwatch().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let (top, _) = text(&out);
+    let commands = subcommands(&top);
+    for expected in ["run", "check-config", "topics"] {
+        assert!(
+            commands.iter().any(|c| c == expected),
+            "{expected} in {commands:?}"
+        );
+    }
+    // Walk the tree: every command and nested command answers --help with usage and exit 0.
+    let mut queue: Vec<Vec<String>> = commands.into_iter().map(|c| vec![c]).collect();
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        seen += 1;
+        let out = driftwatch().args(&path).arg("--help").output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{path:?} --help: {stderr}");
+        let usage = format!("Usage: driftwatch {}", path.join(" "));
+        assert!(stdout.contains(&usage), "{path:?}: {stdout}");
+        for sub in subcommands(&stdout) {
+            let mut p = path.clone();
+            p.push(sub);
+            queue.push(p);
+        }
+    }
+    assert!(seen >= 4, "only {seen} commands found");
+}
+
+#[test]
+fn version_is_printed() {
+    let out = driftwatch().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(text(&out).0.starts_with("driftwatch "));
+}
+
+#[test]
+fn bad_flag_exits_2_naming_the_flag() {
+    let out = driftwatch()
+        .args(["check-config", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    let out = driftwatch().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+}
+
+#[test]
+fn unknown_config_field_exits_2_naming_the_field() {
+    let f = temp_file(
+        "unknown.toml",
+        "[kafka]\nbootstrap_servers = \"x:1\"\nbootstrap_typo = \"y\"\n",
+    );
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("bootstrap_typo"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_exits_2_naming_it() {
+    let out = driftwatch()
+        .args([
+            "check-config",
+            "--offline",
+            "-c",
+            "/nonexistent/driftwatch.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    assert!(text(&out).1.contains("/nonexistent/driftwatch.toml"));
+}
+
+#[test]
+fn inconsistent_config_exits_2_saying_what_to_change() {
+    let out = driftwatch()
+        .args(["check-config", "--offline"])
+        .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", "predictions")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    assert!(text(&out).1.contains("must differ"), "{:?}", text(&out));
+}
+
+#[test]
+fn example_config_is_valid_offline() {
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(example_config())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(example_config())
+        .env(
+            "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
+            "broker-from-env:19092",
+        )
+        .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", "group-from-env")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("broker-from-env:19092"), "{stdout}");
+    assert!(stdout.contains("group-from-env"), "{stdout}");
+}
+
+#[test]
+fn sasl_settings_from_the_environment_never_print_the_password() {
+    let secret = "pw-that-must-not-appear-7f3a";
+    let out = driftwatch()
+        .args(["--log-format", "json", "check-config", "--offline"])
+        .env("DRIFTWATCH_LOG", "trace")
+        .env("DRIFTWATCH__KAFKA__SECURITY__PROTOCOL", "sasl_ssl")
+        .env(
+            "DRIFTWATCH__KAFKA__SECURITY__SASL_MECHANISM",
+            "SCRAM-SHA-256",
+        )
+        .env("DRIFTWATCH__KAFKA__SECURITY__SASL_USERNAME", "svc")
+        .env("DRIFTWATCH__KAFKA__SECURITY__SASL_PASSWORD", secret)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains(secret) && !stderr.contains(secret));
+}
+
+#[test]
+fn incomplete_sasl_settings_exit_2() {
+    let out = driftwatch()
+        .args(["check-config", "--offline"])
+        .env("DRIFTWATCH__KAFKA__SECURITY__PROTOCOL", "sasl_ssl")
+        .env("DRIFTWATCH__KAFKA__SECURITY__SASL_USERNAME", "svc")
+        .env(
+            "DRIFTWATCH__KAFKA__SECURITY__SASL_PASSWORD_FILE",
+            "/nonexistent/secret",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    assert!(text(&out).1.contains("sasl_mechanism"), "{:?}", text(&out));
+}
+
+#[test]
+fn unreachable_broker_fails_with_one_clear_line() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let out = driftwatch()
+        .arg("check-config")
+        .env("DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .env("DRIFTWATCH_LOG", "off")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert_ne!(out.status.code(), Some(EXIT_USAGE));
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("127.0.0.1:1"), "{stderr}");
+}
+
+#[test]
+fn topics_and_check_config_against_a_real_broker() {
+    let Ok(bootstrap) = std::env::var("DRIFTWATCH_TEST_BOOTSTRAP") else {
+        eprintln!("skipped: DRIFTWATCH_TEST_BOOTSTRAP is not set (scripts/test sets it)");
+        return;
+    };
+    let suffix = format!("{}-{}", std::process::id(), line!());
+    let topic = |name: &str| format!("cli-{name}-{suffix}");
+    let env = [
+        ("DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone()),
+        ("DRIFTWATCH__TOPICS__PREDICTIONS", topic("predictions")),
+        ("DRIFTWATCH__TOPICS__GROUND_TRUTH", topic("ground-truth")),
+        ("DRIFTWATCH__TOPICS__MODEL_PARTIALS", topic("partials")),
+        ("DRIFTWATCH__TOPICS__DEAD_LETTER", topic("dead")),
+        ("DRIFTWATCH__TOPICS__DRIFT_EVENTS", topic("drift")),
+        ("DRIFTWATCH__TOPICS__RETRAIN_EVENTS", topic("retrain")),
+        ("DRIFTWATCH__TOPICS__MODEL_METRICS", topic("metrics")),
+    ];
+    let out = driftwatch()
+        .args(["topics", "create", "--partitions", "3"])
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&topic("predictions")), "{stdout}");
+    let out = driftwatch().arg("check-config").envs(env).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("3 partitions each"), "{stdout}");
+}

@@ -1,0 +1,434 @@
+//! Monitor configuration: a default profile and per-model overrides.
+//!
+//! Every struct rejects unknown fields (a misspelt threshold must fail loudly, not silently
+//! fall back to its default) and fills missing ones with documented defaults. An override
+//! replaces whole sections of the default profile (`windows`, `maturity_ms`, `baseline`,
+//! `accuracy_drop`, `adwin`, `page_hinkley`, `ddm`, `hysteresis`, `policy`); fields missing
+//! inside an overriding section take the built-in defaults, not the profile's.
+//!
+//! ```json
+//! { "default": { "windows": ["15m", "1h", "24h"], "maturity_ms": 900000 },
+//!   "models": { "fraud": { "policy": { "dry_run": true } } } }
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{AdwinConfig, DdmConfig, PageHinkleyConfig};
+
+use super::baseline::BaselineConfig;
+use super::detectors::{
+    AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, PAGE_HINKLEY,
+};
+use super::policy::{PolicyConfig, TriggerMode};
+use super::state::Hysteresis;
+use super::window::WindowSpec;
+
+/// An invalid configuration, naming where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid monitor config for {scope}: {field}: {message}")]
+pub struct ConfigError {
+    /// `default` or `model <id>`.
+    pub scope: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// Everything about one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Sliding windows by length, `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`; the
+    /// text is also the window's name. Default `15m`, `1h`, `24h`: a fast signal, the judged
+    /// window, and a daily view for dashboards.
+    pub windows: Vec<String>,
+    /// Buckets younger than this are left out of windows and not yet fed to stream detectors.
+    /// Default 15 min: set it near the 95th percentile of label delay; shorter judges buckets
+    /// on their quickest labels only, longer delays detection by as much.
+    pub maturity_ms: i64,
+    pub baseline: BaselineConfig,
+    pub accuracy_drop: AccuracyDropConfig,
+    pub adwin: StreamDetectorConfig<AdwinConfig>,
+    pub page_hinkley: StreamDetectorConfig<PageHinkleyConfig>,
+    pub ddm: StreamDetectorConfig<DdmConfig>,
+    pub hysteresis: Hysteresis,
+    pub policy: PolicyConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            windows: vec!["15m".into(), "1h".into(), "24h".into()],
+            maturity_ms: 15 * 60_000,
+            baseline: BaselineConfig::default(),
+            accuracy_drop: AccuracyDropConfig::default(),
+            adwin: StreamDetectorConfig::default(),
+            page_hinkley: StreamDetectorConfig::default(),
+            ddm: StreamDetectorConfig::default(),
+            hysteresis: Hysteresis::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// Sections of [`ModelConfig`] one model replaces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelOverride {
+    pub windows: Option<Vec<String>>,
+    pub maturity_ms: Option<i64>,
+    pub baseline: Option<BaselineConfig>,
+    pub accuracy_drop: Option<AccuracyDropConfig>,
+    pub adwin: Option<StreamDetectorConfig<AdwinConfig>>,
+    pub page_hinkley: Option<StreamDetectorConfig<PageHinkleyConfig>>,
+    pub ddm: Option<StreamDetectorConfig<DdmConfig>>,
+    pub hysteresis: Option<Hysteresis>,
+    pub policy: Option<PolicyConfig>,
+}
+
+/// The monitor's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Profile of every model without an override.
+    pub default: ModelConfig,
+    /// Overrides by model id.
+    pub models: BTreeMap<String, ModelOverride>,
+}
+
+impl MonitorConfig {
+    /// The effective configuration of `model_id`.
+    pub fn for_model(&self, model_id: &str) -> ModelConfig {
+        let mut c = self.default.clone();
+        if let Some(o) = self.models.get(model_id) {
+            let o = o.clone();
+            if let Some(v) = o.windows {
+                c.windows = v;
+            }
+            if let Some(v) = o.maturity_ms {
+                c.maturity_ms = v;
+            }
+            if let Some(v) = o.baseline {
+                c.baseline = v;
+            }
+            if let Some(v) = o.accuracy_drop {
+                c.accuracy_drop = v;
+            }
+            if let Some(v) = o.adwin {
+                c.adwin = v;
+            }
+            if let Some(v) = o.page_hinkley {
+                c.page_hinkley = v;
+            }
+            if let Some(v) = o.ddm {
+                c.ddm = v;
+            }
+            if let Some(v) = o.hysteresis {
+                c.hysteresis = v;
+            }
+            if let Some(v) = o.policy {
+                c.policy = v;
+            }
+        }
+        c
+    }
+
+    /// Checks the default profile and every model's effective configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.default.validate("default")?;
+        for id in self.models.keys() {
+            self.for_model(id).validate(&format!("model {id}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration such as `15m`, `1h`, `500ms`, `2d` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+impl ModelConfig {
+    /// The windows with their lengths (call [`validate`](Self::validate) first for messages).
+    pub fn window_specs(&self) -> Vec<WindowSpec> {
+        self.windows
+            .iter()
+            .filter_map(|w| {
+                parse_duration_ms(w).map(|length_ms| WindowSpec {
+                    name: w.clone(),
+                    length_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the built-in detector `name` is enabled; `None` for other names.
+    pub fn builtin_enabled(&self, name: &str) -> Option<bool> {
+        match name {
+            ACCURACY_DROP => Some(self.accuracy_drop.enabled),
+            ADWIN => Some(self.adwin.enabled),
+            PAGE_HINKLEY => Some(self.page_hinkley.enabled),
+            DDM => Some(self.ddm.enabled),
+            _ => None,
+        }
+    }
+
+    /// Checks every field; `scope` names the profile in the message.
+    pub fn validate(&self, scope: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, message: String| ConfigError {
+            scope: scope.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let check = |ok: bool, field: &str, message: &dyn Fn() -> String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(err(field, message()))
+            }
+        };
+        check(!self.windows.is_empty(), "windows", &|| {
+            "at least one window is needed".into()
+        })?;
+        let mut seen = Vec::new();
+        for w in &self.windows {
+            match parse_duration_ms(w) {
+                Some(ms) if ms > 0 => {}
+                _ => {
+                    return Err(err(
+                        "windows",
+                        format!("`{w}` is not a positive duration like `15m`, `1h`, `24h`"),
+                    ))
+                }
+            }
+            check(!seen.contains(&w), "windows", &|| {
+                format!("`{w}` is listed twice")
+            })?;
+            seen.push(w);
+        }
+        check(self.maturity_ms >= 0, "maturity_ms", &|| {
+            format!("{} must be >= 0", self.maturity_ms)
+        })?;
+        check(self.baseline.samples >= 1, "baseline.samples", &|| {
+            "must be at least 1".into()
+        })?;
+        check(self.baseline.warmup_ms >= 0, "baseline.warmup_ms", &|| {
+            format!("{} must be >= 0", self.baseline.warmup_ms)
+        })?;
+
+        let a = &self.accuracy_drop;
+        // Checked even when the test is off: the policy reads its labeled count there too.
+        check(
+            self.windows.contains(&a.window),
+            "accuracy_drop.window",
+            &|| {
+                format!(
+                    "`{}` is not one of the windows {:?}",
+                    a.window, self.windows
+                )
+            },
+        )?;
+        check(
+            a.p_drift > 0.0 && a.p_drift < 1.0,
+            "accuracy_drop.p_drift",
+            &|| format!("{} must be in (0, 1)", a.p_drift),
+        )?;
+        check(
+            a.p_warning >= a.p_drift && a.p_warning < 1.0,
+            "accuracy_drop.p_warning",
+            &|| format!("{} must be in [p_drift, 1)", a.p_warning),
+        )?;
+        check(
+            a.min_drop > 0.0 && a.min_drop <= 1.0,
+            "accuracy_drop.min_drop",
+            &|| format!("{} must be in (0, 1]", a.min_drop),
+        )?;
+        check(
+            a.min_relative_increase.is_finite() && a.min_relative_increase > 0.0,
+            "accuracy_drop.min_relative_increase",
+            &|| format!("{} must be finite and > 0", a.min_relative_increase),
+        )?;
+        check(
+            (0.0..=1.0).contains(&a.min_coverage),
+            "accuracy_drop.min_coverage",
+            &|| format!("{} must be in [0, 1]", a.min_coverage),
+        )?;
+
+        let detector = |field: &str, r: Result<(), crate::detect::ConfigError>| {
+            r.map_err(|e| err(field, e.to_string()))
+        };
+        detector("adwin.params", self.adwin.params.validate())?;
+        detector("page_hinkley.params", self.page_hinkley.params.validate())?;
+        detector("ddm.params", self.ddm.params.validate())?;
+        for (name, hold, inc, cap) in [
+            (
+                "adwin",
+                self.adwin.hold_ms,
+                self.adwin.min_increase,
+                self.adwin.max_updates_per_bucket,
+            ),
+            (
+                "page_hinkley",
+                self.page_hinkley.hold_ms,
+                self.page_hinkley.min_increase,
+                1,
+            ),
+            ("ddm", self.ddm.hold_ms, self.ddm.min_increase, 1),
+        ] {
+            check(hold >= 0, &format!("{name}.hold_ms"), &|| {
+                format!("{hold} must be >= 0")
+            })?;
+            check(
+                (0.0..=1.0).contains(&inc),
+                &format!("{name}.min_increase"),
+                &|| format!("{inc} must be in [0, 1]"),
+            )?;
+            check(cap >= 1, &format!("{name}.max_updates_per_bucket"), &|| {
+                "must be at least 1".into()
+            })?;
+        }
+        check(self.hysteresis.enter >= 1, "hysteresis.enter", &|| {
+            "must be at least 1".into()
+        })?;
+        check(self.hysteresis.exit >= 1, "hysteresis.exit", &|| {
+            "must be at least 1".into()
+        })?;
+
+        let p = &self.policy;
+        check(p.cooldown_ms >= 0, "policy.cooldown_ms", &|| {
+            format!("{} must be >= 0", p.cooldown_ms)
+        })?;
+        check(p.daily_budget >= 1, "policy.daily_budget", &|| {
+            "must be at least 1 (disable the policy with `enabled = false`)".into()
+        })?;
+        if p.enabled {
+            check(!p.detectors.is_empty(), "policy.detectors", &|| {
+                "an enabled policy needs at least one detector".into()
+            })?;
+            for d in &p.detectors {
+                // Names other than the built-in ones belong to detectors submitted from
+                // outside (feature drift); only built-in ones can be checked here.
+                if self.builtin_enabled(d) == Some(false) && p.mode == TriggerMode::All {
+                    return Err(err(
+                        "policy.detectors",
+                        format!("`{d}` is disabled, so mode `all` could never fire"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_parse_from_empty() {
+        let c: MonitorConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, MonitorConfig::default());
+        c.validate().unwrap();
+        let specs = c.default.window_specs();
+        assert_eq!(specs.len(), 3);
+        assert_eq!(specs[1].length_ms, 3_600_000);
+    }
+
+    #[test]
+    fn overrides_replace_sections() {
+        let c: MonitorConfig = serde_json::from_str(
+            r#"{"default": {"maturity_ms": 60000},
+                "models": {"fraud": {"policy": {"dry_run": true}, "windows": ["5m", "1h"]}}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let fraud = c.for_model("fraud");
+        assert!(fraud.policy.dry_run);
+        assert_eq!(fraud.windows, vec!["5m", "1h"]);
+        assert_eq!(fraud.maturity_ms, 60_000, "profile value kept");
+        let other = c.for_model("other");
+        assert!(!other.policy.dry_run);
+        assert_eq!(other.windows.len(), 3);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        for text in [
+            r#"{"defaults": {}}"#,
+            r#"{"default": {"maturity": 1}}"#,
+            r#"{"default": {"accuracy_drop": {"pdrift": 0.1}}}"#,
+            r#"{"models": {"m": {"polciy": {}}}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<MonitorConfig>(text).is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = |f: &dyn Fn(&mut ModelConfig)| {
+            let mut c = ModelConfig::default();
+            f(&mut c);
+            c.validate("default").unwrap_err()
+        };
+        let e = bad(&|c| c.windows = vec!["15x".into()]);
+        assert_eq!(e.field, "windows");
+        assert!(e.to_string().contains("15x"), "{e}");
+        assert_eq!(bad(&|c| c.windows.push("1h".into())).field, "windows");
+        assert_eq!(
+            bad(&|c| c.accuracy_drop.window = "2h".into()).field,
+            "accuracy_drop.window"
+        );
+        assert_eq!(
+            bad(&|c| c.accuracy_drop.p_warning = 0.001).field,
+            "accuracy_drop.p_warning"
+        );
+        assert_eq!(bad(&|c| c.adwin.params.delta = 2.0).field, "adwin.params");
+        assert_eq!(bad(&|c| c.hysteresis.exit = 0).field, "hysteresis.exit");
+        assert_eq!(
+            bad(&|c| c.policy.daily_budget = 0).field,
+            "policy.daily_budget"
+        );
+        let e = bad(&|c| {
+            c.policy.mode = TriggerMode::All;
+            c.policy.detectors = vec!["accuracy_drop".into(), "ddm".into()];
+            c.ddm.enabled = false;
+        });
+        assert_eq!(e.field, "policy.detectors");
+        let mut m = MonitorConfig::default();
+        m.models.insert(
+            "x".into(),
+            ModelOverride {
+                maturity_ms: Some(-1),
+                ..ModelOverride::default()
+            },
+        );
+        assert_eq!(m.validate().unwrap_err().scope, "model x");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("15m"), Some(900_000));
+        assert_eq!(parse_duration_ms("2d"), Some(172_800_000));
+        assert_eq!(parse_duration_ms("h"), None);
+        assert_eq!(parse_duration_ms("10"), None);
+        assert_eq!(parse_duration_ms("10y"), None);
+    }
+}

@@ -1,0 +1,395 @@
+//! The monitor stage: from [`ModelPartial`]s to metrics, drift events and retrain advice.
+//!
+//! One monitor owns a set of models (partials are keyed by model id, so one owner sees every
+//! partial of its models). Per (model, version) it keeps:
+//!
+//! - [`window`]: buckets of merged partials by prediction time and named sliding windows over
+//!   them, cut a `maturity` delay behind the data's progress because labels arrive late;
+//! - [`baseline`]: the reference performance, learned from the first labeled outcomes or set
+//!   from outside;
+//! - [`detectors`]: the windowed drop test against the baseline and the stream detectors
+//!   (ADWIN, Page-Hinkley, DDM) over matured bucket error rates;
+//! - [`state`]: one drift state machine per detector (and feature), with hysteresis and
+//!   idempotent event ids;
+//!
+//! and per model a [`policy`] that turns sustained drift into a [`RetrainEvent`], configured by
+//! [`config`] with per-model overrides; [`metrics`] derives every metric from merged sums.
+//!
+//! # Flow
+//! [`Monitor::ingest`] merges a partial, then hands every bucket that matured to the baseline
+//! and the stream detectors (once each, in bucket order), then evicts buckets no window needs.
+//! [`Monitor::evaluate`] computes window metrics, collects one verdict per detector, steps the
+//! state machines, and asks the policies. The caller decides how often to evaluate; a detector
+//! abstains when nothing new reached it since its last verdict, so evaluating more often does
+//! not make the hysteresis easier to satisfy.
+//!
+//! Pure and deterministic: no clocks (event time is passed in), no I/O, ordered maps only, so
+//! the same partials in the same order give the same output on any worker.
+//!
+//! Other detectors (data drift over feature statistics) plug in through
+//! [`Monitor::submit`]: they produce a [`Judgement`] and share the state machines, event ids
+//! and retrain policy.
+
+pub mod baseline;
+pub mod config;
+pub mod detectors;
+pub mod metrics;
+pub mod policy;
+pub mod state;
+pub mod window;
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+pub use baseline::{Baseline, BaselineConfig, BaselineSource};
+pub use config::{ConfigError, ModelConfig, ModelOverride, MonitorConfig};
+pub use detectors::{AccuracyDropConfig, Judgement, Level, StreamDetectorConfig};
+pub use metrics::{Aggregate, Metrics};
+pub use policy::{PolicyConfig, PolicyState, TriggerMode};
+pub use state::{event_id, DriftMachine, Hysteresis};
+pub use window::{ModelWindows, Placement, WindowError, WindowSpec, WindowStats, WindowView};
+
+use crate::{DriftEvent, DriftState, ModelMetrics, ModelPartial, RetrainEvent, TimestampMs};
+use detectors::StreamWatch;
+use policy::{Decision, DetectorStatus};
+
+/// Why the monitor refused something.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Detector(#[from] crate::detect::ConfigError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+}
+
+/// What one evaluation produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorOutput {
+    pub drift_events: Vec<DriftEvent>,
+    pub retrain_events: Vec<RetrainEvent>,
+    /// One snapshot per model version and window with data.
+    pub metrics: Vec<ModelMetrics>,
+}
+
+/// Machines are keyed by (detector, feature).
+type MachineKey = (String, Option<String>);
+
+#[derive(Debug, Clone)]
+struct VersionState {
+    windows: ModelWindows,
+    baseline: Baseline,
+    streams: Vec<StreamWatch>,
+    machines: BTreeMap<MachineKey, DriftMachine>,
+    /// Window end the drop test last judged: the same window is not judged twice.
+    last_judged_end: Option<TimestampMs>,
+    submitted: Vec<Judgement>,
+}
+
+impl VersionState {
+    fn new(cfg: &ModelConfig) -> Result<Self, MonitorError> {
+        let mut streams = Vec::new();
+        if cfg.adwin.enabled {
+            streams.push(StreamWatch::adwin(&cfg.adwin)?);
+        }
+        if cfg.page_hinkley.enabled {
+            streams.push(StreamWatch::page_hinkley(&cfg.page_hinkley)?);
+        }
+        if cfg.ddm.enabled {
+            streams.push(StreamWatch::ddm(&cfg.ddm)?);
+        }
+        Ok(VersionState {
+            windows: ModelWindows::new(cfg.window_specs(), cfg.maturity_ms),
+            baseline: Baseline::learned(cfg.baseline.clone()),
+            streams,
+            machines: BTreeMap::new(),
+            last_judged_end: None,
+            submitted: Vec::new(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ModelState {
+    config: ModelConfig,
+    versions: BTreeMap<String, VersionState>,
+    policy: PolicyState,
+}
+
+/// The monitor of a set of models.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    config: MonitorConfig,
+    models: BTreeMap<String, ModelState>,
+}
+
+fn machine_key_name(detector: &str, feature: Option<&str>) -> String {
+    match feature {
+        Some(f) => format!("{detector}:{f}"),
+        None => detector.to_owned(),
+    }
+}
+
+impl Monitor {
+    /// A monitor; fails on an invalid configuration.
+    pub fn new(config: MonitorConfig) -> Result<Self, MonitorError> {
+        config.validate()?;
+        Ok(Monitor {
+            config,
+            models: BTreeMap::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    fn version_mut(
+        &mut self,
+        model_id: &str,
+        version: &str,
+    ) -> Result<&mut VersionState, MonitorError> {
+        let config = &self.config;
+        let model = self
+            .models
+            .entry(model_id.to_owned())
+            .or_insert_with(|| ModelState {
+                config: config.for_model(model_id),
+                versions: BTreeMap::new(),
+                policy: PolicyState::default(),
+            });
+        Ok(match model.versions.entry(version.to_owned()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(VersionState::new(&model.config)?),
+        })
+    }
+
+    /// Merges one partial; feeds the buckets that matured to the baseline and the stream
+    /// detectors; evicts what no window needs any more.
+    pub fn ingest(&mut self, p: &ModelPartial) -> Result<Placement, MonitorError> {
+        // Look up by `&str` first: the common case allocates nothing.
+        if let Some(v) = self
+            .models
+            .get_mut(p.model_id.as_str())
+            .and_then(|m| m.versions.get_mut(p.model_version.as_str()))
+        {
+            return Self::ingest_into(v, p);
+        }
+        let v = self.version_mut(&p.model_id, &p.model_version)?;
+        Self::ingest_into(v, p)
+    }
+
+    fn ingest_into(v: &mut VersionState, p: &ModelPartial) -> Result<Placement, MonitorError> {
+        let placement = v.windows.ingest(p)?;
+        if placement == Placement::Merged {
+            let width = v.windows.bucket_width_ms().unwrap_or(p.bucket_width_ms);
+            for bucket in v.windows.take_matured() {
+                v.baseline.offer(&bucket);
+                for s in &mut v.streams {
+                    s.feed(&bucket, width);
+                }
+            }
+            v.windows.evict(0);
+        }
+        Ok(placement)
+    }
+
+    /// Sets an external baseline for a model version (a reference period's outcomes as one
+    /// partial spanning it); replaces a learned one.
+    pub fn set_baseline(
+        &mut self,
+        model_id: &str,
+        version: &str,
+        reference: &ModelPartial,
+    ) -> Result<(), MonitorError> {
+        let v = self.version_mut(model_id, version)?;
+        v.baseline = Baseline::external(reference);
+        Ok(())
+    }
+
+    /// Queues a verdict of a detector living outside the monitor (feature drift, say), to be
+    /// applied at the next [`evaluate`](Self::evaluate), after the built-in detectors.
+    pub fn submit(
+        &mut self,
+        model_id: &str,
+        version: &str,
+        judgement: Judgement,
+    ) -> Result<(), MonitorError> {
+        let v = self.version_mut(model_id, version)?;
+        v.submitted.push(judgement);
+        Ok(())
+    }
+
+    /// Evaluates every model at event time `now`.
+    pub fn evaluate(&mut self, now: TimestampMs) -> MonitorOutput {
+        let mut out = MonitorOutput::default();
+        for (model_id, model) in &mut self.models {
+            let cfg = &model.config;
+            for (version, v) in &mut model.versions {
+                for view in v.windows.windows() {
+                    out.metrics.push(snapshot(model_id, version, &view, now));
+                }
+                let mut verdicts = Vec::new();
+                if cfg.accuracy_drop.enabled {
+                    if let Some(view) = v.windows.window(&cfg.accuracy_drop.window) {
+                        if v.last_judged_end != Some(view.end) {
+                            if let Some(j) = detectors::judge_accuracy_drop(
+                                &cfg.accuracy_drop,
+                                &v.baseline,
+                                &view,
+                            ) {
+                                v.last_judged_end = Some(view.end);
+                                verdicts.push(j);
+                            }
+                        }
+                    }
+                }
+                for s in &mut v.streams {
+                    verdicts.extend(s.judge(&v.baseline));
+                }
+                verdicts.append(&mut v.submitted);
+                for j in verdicts {
+                    let key = (j.detector.clone(), j.feature.clone());
+                    let m = v.machines.entry(key).or_default();
+                    if let Some(e) = m.step(model_id, version, &j, cfg.hysteresis, now) {
+                        out.drift_events.push(e);
+                    }
+                }
+            }
+            for (version, v) in &model.versions {
+                let statuses: Vec<DetectorStatus> = v
+                    .machines
+                    .iter()
+                    .map(|((d, f), m)| DetectorStatus {
+                        key: machine_key_name(d, f.as_deref()),
+                        state: m.state,
+                        evaluations_in_drift: m.evaluations_in_drift,
+                        drift_event_id: m.drift_event_id.clone(),
+                        onset: m.onset,
+                    })
+                    .collect();
+                let judged = v.windows.window(&cfg.accuracy_drop.window);
+                let (labeled, metrics) = judged.as_ref().map_or((0, Vec::new()), |w| {
+                    (
+                        w.aggregate.labeled(),
+                        Metrics::compute(&w.aggregate, w.length_ms).to_pairs(),
+                    )
+                });
+                let decision = Decision {
+                    model_id,
+                    model_version: version,
+                    detectors: &statuses,
+                    labeled,
+                    metrics,
+                    now,
+                };
+                if let Some(e) = policy::decide(&cfg.policy, &mut model.policy, decision) {
+                    out.retrain_events.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Current metrics of one model version over one window (for dashboards).
+    pub fn metrics(
+        &self,
+        model_id: &str,
+        version: &str,
+        window: &str,
+        now: TimestampMs,
+    ) -> Option<ModelMetrics> {
+        let v = self.models.get(model_id)?.versions.get(version)?;
+        v.windows
+            .window(window)
+            .map(|view| snapshot(model_id, version, &view, now))
+    }
+
+    /// Current metrics of every version and window of a model.
+    pub fn model_metrics(&self, model_id: &str, now: TimestampMs) -> Vec<ModelMetrics> {
+        let Some(m) = self.models.get(model_id) else {
+            return Vec::new();
+        };
+        m.versions
+            .iter()
+            .flat_map(|(version, v)| {
+                v.windows
+                    .windows()
+                    .into_iter()
+                    .map(move |view| snapshot(model_id, version, &view, now))
+            })
+            .collect()
+    }
+
+    /// State of one detector's machine.
+    pub fn drift_state(
+        &self,
+        model_id: &str,
+        version: &str,
+        detector: &str,
+        feature: Option<&str>,
+    ) -> Option<DriftState> {
+        let v = self.models.get(model_id)?.versions.get(version)?;
+        v.machines
+            .get(&(detector.to_owned(), feature.map(str::to_owned)))
+            .map(|m| m.state)
+    }
+
+    /// The baseline of a model version.
+    pub fn baseline(&self, model_id: &str, version: &str) -> Option<&Baseline> {
+        Some(&self.models.get(model_id)?.versions.get(version)?.baseline)
+    }
+
+    /// Window counters of a model version (late, duplicate partials).
+    pub fn window_stats(&self, model_id: &str, version: &str) -> Option<WindowStats> {
+        Some(
+            self.models
+                .get(model_id)?
+                .versions
+                .get(version)?
+                .windows
+                .stats(),
+        )
+    }
+
+    /// A model's policy state, to persist.
+    pub fn policy_state(&self, model_id: &str) -> Option<&PolicyState> {
+        self.models.get(model_id).map(|m| &m.policy)
+    }
+
+    /// Restores a model's persisted policy state.
+    pub fn restore_policy_state(&mut self, model_id: &str, state: PolicyState) {
+        let config = self.config.for_model(model_id);
+        self.models
+            .entry(model_id.to_owned())
+            .or_insert_with(|| ModelState {
+                config,
+                versions: BTreeMap::new(),
+                policy: PolicyState::default(),
+            })
+            .policy = state;
+    }
+}
+
+fn snapshot(model_id: &str, version: &str, view: &WindowView, now: TimestampMs) -> ModelMetrics {
+    let m = Metrics::compute(&view.aggregate, view.length_ms);
+    ModelMetrics {
+        model_id: model_id.to_owned(),
+        model_version: version.to_owned(),
+        window: view.name.clone(),
+        window_start: view.start,
+        window_end: view.end,
+        predictions: m.predictions,
+        // `ModelMetrics` defines coverage as labeled / predictions: labeled means matched.
+        labeled: m.matched,
+        label_coverage: m.label_coverage.unwrap_or(0.0),
+        metrics: m.to_pairs(),
+        emitted_at: now,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

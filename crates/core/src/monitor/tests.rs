@@ -1,0 +1,187 @@
+//! Façade tests: the whole path from partials to events.
+
+use super::*;
+use crate::join::partial::empty_partial;
+use crate::ConfusionCell;
+
+const MIN: i64 = 60_000;
+
+fn partial(model: &str, minute: i64, seq: u64, right: u64, wrong: u64) -> ModelPartial {
+    let mut p = empty_partial(model, "v1", minute * MIN, MIN, 0);
+    p.sequence = seq;
+    p.counters.predictions = right + wrong;
+    p.counters.matched = right + wrong;
+    p.confusion = vec![
+        ConfusionCell {
+            predicted: "a".into(),
+            actual: "a".into(),
+            count: right,
+        },
+        ConfusionCell {
+            predicted: "a".into(),
+            actual: "b".into(),
+            count: wrong,
+        },
+    ];
+    p
+}
+
+fn config() -> MonitorConfig {
+    let mut c = MonitorConfig::default();
+    c.default.maturity_ms = 2 * MIN;
+    c
+}
+
+/// 100 outcomes a minute, 8 % wrong until `change`, 30 % after.
+fn run(m: &mut Monitor, model: &str, minutes: i64, change: Option<i64>) -> MonitorOutput {
+    let mut all = MonitorOutput::default();
+    for t in 0..minutes {
+        let wrong = match change {
+            Some(c) if t >= c => 30,
+            _ => 7 + (t % 3) as u64,
+        };
+        m.ingest(&partial(model, t, t as u64, 100 - wrong, wrong))
+            .unwrap();
+        if t % 5 == 4 {
+            let out = m.evaluate((t + 1) * MIN);
+            all.drift_events.extend(out.drift_events);
+            all.retrain_events.extend(out.retrain_events);
+            all.metrics.extend(out.metrics);
+        }
+    }
+    all
+}
+
+#[test]
+fn drop_produces_drift_and_one_retrain() {
+    let mut m = Monitor::new(config()).unwrap();
+    let out = run(&mut m, "m", 240, Some(120));
+    let acc: Vec<_> = out
+        .drift_events
+        .iter()
+        .filter(|e| e.detector == "accuracy_drop" && e.state == DriftState::Drift)
+        .collect();
+    assert_eq!(acc.len(), 1, "{:?}", out.drift_events);
+    assert!(acc[0].window_end > 120 * MIN);
+    assert!(acc[0].value < acc[0].threshold);
+    assert!(
+        out.drift_events.iter().all(|e| e.window_end > 120 * MIN),
+        "event before the change: {:?}",
+        out.drift_events
+    );
+    assert_eq!(out.retrain_events.len(), 1);
+    let r = &out.retrain_events[0];
+    assert!(r.drift_event_ids.contains(&acc[0].event_id));
+    assert!(
+        r.train_from >= 60 * MIN && r.train_from <= r.train_to,
+        "{r:?}"
+    );
+    assert_eq!(
+        m.drift_state("m", "v1", "accuracy_drop", None),
+        Some(DriftState::Drift)
+    );
+    assert!(m.baseline("m", "v1").unwrap().is_ready());
+    assert!(!out.metrics.is_empty());
+    let now = 240 * MIN;
+    let snap = m.metrics("m", "v1", "15m", now).unwrap();
+    assert_eq!(snap.labeled, 1500);
+    assert_eq!(m.model_metrics("m", now).len(), 3);
+}
+
+#[test]
+fn same_input_same_output() {
+    let mut a = Monitor::new(config()).unwrap();
+    let mut b = Monitor::new(config()).unwrap();
+    assert_eq!(
+        run(&mut a, "m", 200, Some(100)),
+        run(&mut b, "m", 200, Some(100))
+    );
+}
+
+#[test]
+fn stable_model_stays_quiet() {
+    let mut m = Monitor::new(config()).unwrap();
+    let out = run(&mut m, "m", 600, None);
+    assert!(out.drift_events.is_empty(), "{:?}", out.drift_events);
+    assert!(out.retrain_events.is_empty());
+}
+
+#[test]
+fn submitted_judgements_share_machines_and_policy() {
+    let mut c = config();
+    c.default.policy.detectors = vec!["psi:age".into()];
+    let mut m = Monitor::new(c).unwrap();
+    m.ingest(&partial("m", 0, 0, 90, 10)).unwrap();
+    let j = |end: i64| Judgement {
+        detector: "psi".into(),
+        feature: Some("age".into()),
+        level: Level::Drift,
+        statistic: "psi".into(),
+        value: 0.4,
+        threshold: 0.2,
+        baseline_start: 0,
+        baseline_end: MIN,
+        baseline_samples: 1000,
+        window_start: end - MIN,
+        window_end: end,
+        window_samples: 500,
+        severity: 0.8,
+        onset: None,
+    };
+    m.submit("m", "v1", j(MIN)).unwrap();
+    assert!(m.evaluate(MIN).drift_events.is_empty());
+    m.submit("m", "v1", j(2 * MIN)).unwrap();
+    let out = m.evaluate(2 * MIN);
+    assert_eq!(out.drift_events.len(), 1);
+    assert_eq!(out.drift_events[0].feature.as_deref(), Some("age"));
+    // The policy needs labeled outcomes in the judged window: none are mature yet.
+    assert!(out.retrain_events.is_empty());
+    assert_eq!(
+        m.drift_state("m", "v1", "psi", Some("age")),
+        Some(DriftState::Drift)
+    );
+}
+
+#[test]
+fn external_baseline_and_restored_policy_state() {
+    let mut m = Monitor::new(config()).unwrap();
+    let mut reference = partial("m", -1000, 0, 990, 10);
+    reference.bucket_width_ms = 1000 * MIN;
+    m.set_baseline("m", "v1", &reference).unwrap();
+    assert_eq!(
+        m.baseline("m", "v1").unwrap().source(),
+        BaselineSource::External
+    );
+    m.restore_policy_state(
+        "m",
+        PolicyState {
+            last_retrain_at: Some(0),
+            ..PolicyState::default()
+        },
+    );
+    // 92 % against a 99 % reference: drift, but the restored cooldown holds the retrain back.
+    let out = run(&mut m, "m", 120, None);
+    assert!(out
+        .drift_events
+        .iter()
+        .any(|e| e.detector == "accuracy_drop" && e.state == DriftState::Drift));
+    assert!(out.retrain_events.is_empty());
+    assert!(m.policy_state("m").unwrap().suppressed_by_cooldown > 0);
+}
+
+#[test]
+fn invalid_config_and_partials_are_refused() {
+    let mut c = MonitorConfig::default();
+    c.default.windows.clear();
+    assert!(matches!(Monitor::new(c), Err(MonitorError::Config(_))));
+    let mut m = Monitor::new(config()).unwrap();
+    let mut p = partial("m", 0, 0, 1, 0);
+    p.bucket_width_ms = -5;
+    assert!(matches!(m.ingest(&p), Err(MonitorError::Window(_))));
+    m.ingest(&partial("m", 0, 0, 1, 0)).unwrap();
+    assert_eq!(
+        m.ingest(&partial("m", 0, 0, 1, 0)).unwrap(),
+        Placement::Duplicate
+    );
+    assert_eq!(m.window_stats("m", "v1").unwrap().duplicates, 1);
+}

@@ -1,0 +1,435 @@
+//! Versioned binary form of [`SignatureSummary`].
+//!
+//! Layout (integers little-endian, `blob` = `u32` length + bytes, length 0 = absent):
+//! ```text
+//! "DWSG" version:u8(=1) predictions:u64
+//! predicted_label:cat predicted_value:num score:num
+//! n_features:u16 { name_len:u16 name:utf8 missing:u64 flags:u8 [num if flags&1] [cat if flags&2] }
+//! num = count:u64 missing:u64 min:f64 max:f64 mean:f64 m2:f64 kll:blob
+//! cat = count:u64 missing:u64 frequent_items:blob hll:blob
+//! ```
+//! Sketch blobs are DataSketches' own serialized forms (KLL doubles, frequent items of
+//! strings, HLL_8), readable by the Java / C++ / Python libraries. Decoding checks lengths,
+//! UTF-8, duplicate names, that every count is at most [`MAX_COUNT`] and agrees with its
+//! sketch, and that no bytes trail.
+
+use datasketches::frequencies::FrequentItemsSketch;
+use datasketches::hll::HllSketch;
+use datasketches::kll::KllSketch;
+
+use super::{
+    CategoricalSummary, FeatureInterner, FeatureSummary, NumericSummary, SignatureSummary,
+    SummaryError, MAX_COUNT,
+};
+
+const MAGIC: &[u8; 4] = b"DWSG";
+/// Current format version.
+pub const FORMAT_VERSION: u8 = 1;
+
+const HAS_NUMERIC: u8 = 1;
+const HAS_CATEGORICAL: u8 = 2;
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn blob(&mut self, b: Option<Vec<u8>>) -> Result<(), SummaryError> {
+        let b = b.unwrap_or_default();
+        let len =
+            u32::try_from(b.len()).map_err(|_| SummaryError::malformed("sketch too large"))?;
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(&b);
+        Ok(())
+    }
+
+    fn numeric(&mut self, n: &NumericSummary) -> Result<(), SummaryError> {
+        self.u64(n.count);
+        self.u64(n.missing);
+        self.f64(n.min);
+        self.f64(n.max);
+        self.f64(n.mean);
+        self.f64(n.m2);
+        self.blob(n.sketch().map(|k| k.serialize()))
+    }
+
+    fn categorical(&mut self, c: &CategoricalSummary) -> Result<(), SummaryError> {
+        let c = c.flushed();
+        self.u64(c.count);
+        self.u64(c.missing);
+        self.blob(c.frequent.as_ref().map(FrequentItemsSketch::serialize))?;
+        self.blob(c.hll.as_ref().map(HllSketch::serialize))
+    }
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], SummaryError> {
+        if self.rest.len() < n {
+            return Err(SummaryError::malformed(format!("truncated {what}")));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], SummaryError> {
+        let b = self.take(N, what)?;
+        <[u8; N]>::try_from(b).map_err(|_| SummaryError::malformed(format!("truncated {what}")))
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, SummaryError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, SummaryError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, SummaryError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn count(&mut self, what: &str) -> Result<u64, SummaryError> {
+        let v = u64::from_le_bytes(self.array(what)?);
+        if v > MAX_COUNT {
+            return Err(SummaryError::malformed(format!(
+                "{what} {v} exceeds {MAX_COUNT}"
+            )));
+        }
+        Ok(v)
+    }
+    fn f64(&mut self, what: &str) -> Result<f64, SummaryError> {
+        Ok(f64::from_le_bytes(self.array(what)?))
+    }
+    fn blob(&mut self, what: &str) -> Result<Option<&'a [u8]>, SummaryError> {
+        let len = self.u32(what)? as usize;
+        if len == 0 {
+            return Ok(None);
+        }
+        self.take(len, what).map(Some)
+    }
+
+    fn numeric(&mut self) -> Result<NumericSummary, SummaryError> {
+        let count = self.count("numeric count")?;
+        let missing = self.count("numeric missing")?;
+        let min = self.f64("min")?;
+        let max = self.f64("max")?;
+        let mean = self.f64("mean")?;
+        let m2 = self.f64("m2")?;
+        let kll = match self.blob("kll sketch")? {
+            Some(b) => Some(
+                KllSketch::deserialize(b)
+                    .map_err(|e| SummaryError::malformed(format!("kll sketch: {e}")))?,
+            ),
+            None => None,
+        };
+        let kll_n = kll.as_ref().map_or(0, KllSketch::n);
+        if kll_n != count {
+            return Err(SummaryError::malformed(format!(
+                "numeric count {count} disagrees with its sketch ({kll_n})"
+            )));
+        }
+        if count == 0 {
+            return Ok(NumericSummary {
+                missing,
+                ..NumericSummary::default()
+            });
+        }
+        let finite = [min, max, mean, m2].iter().all(|v| v.is_finite());
+        if !finite || min > max || m2 < 0.0 {
+            return Err(SummaryError::malformed("numeric moments out of range"));
+        }
+        Ok(NumericSummary {
+            count,
+            missing,
+            min,
+            max,
+            mean,
+            m2,
+            kll,
+            ..NumericSummary::default()
+        })
+    }
+
+    fn categorical(&mut self) -> Result<CategoricalSummary, SummaryError> {
+        let count = self.count("categorical count")?;
+        let missing = self.count("categorical missing")?;
+        let frequent = match self.blob("frequent items sketch")? {
+            Some(b) => Some(
+                FrequentItemsSketch::<String>::deserialize(b)
+                    .map_err(|e| SummaryError::malformed(format!("frequent items: {e}")))?,
+            ),
+            None => None,
+        };
+        let hll = match self.blob("hll sketch")? {
+            Some(b) => Some(
+                HllSketch::deserialize(b)
+                    .map_err(|e| SummaryError::malformed(format!("hll sketch: {e}")))?,
+            ),
+            None => None,
+        };
+        let weight = frequent
+            .as_ref()
+            .map_or(0, FrequentItemsSketch::total_weight);
+        if weight != count {
+            return Err(SummaryError::malformed(format!(
+                "categorical count {count} disagrees with its sketch ({weight})"
+            )));
+        }
+        if hll.is_some() != (count > 0) {
+            return Err(SummaryError::malformed(
+                "hll sketch presence disagrees with count",
+            ));
+        }
+        let mut c = CategoricalSummary::new();
+        c.count = count;
+        c.missing = missing;
+        c.frequent = frequent;
+        c.hll = hll;
+        Ok(c)
+    }
+}
+
+impl SignatureSummary {
+    /// The versioned binary form, feature names resolved through `interner` (the one the
+    /// signature was built with). Fails only for a feature id the interner does not know or a
+    /// sketch over 4 GiB.
+    pub fn to_bytes(&self, interner: &FeatureInterner) -> Result<Vec<u8>, SummaryError> {
+        let mut w = Writer(Vec::with_capacity(256));
+        w.0.extend_from_slice(MAGIC);
+        w.u8(FORMAT_VERSION);
+        w.u64(self.predictions);
+        w.categorical(&self.predicted_label)?;
+        w.numeric(&self.predicted_value)?;
+        w.numeric(&self.score)?;
+        let features: Vec<_> = self.features().collect();
+        let n = u16::try_from(features.len())
+            .map_err(|_| SummaryError::malformed("more than 65535 features"))?;
+        w.u16(n);
+        for (id, f) in features {
+            let name = interner
+                .name(id)
+                .ok_or_else(|| SummaryError::malformed(format!("unknown feature id {}", id.0)))?;
+            let len = u16::try_from(name.len())
+                .map_err(|_| SummaryError::malformed("feature name longer than 65535 bytes"))?;
+            w.u16(len);
+            w.0.extend_from_slice(name.as_bytes());
+            w.u64(f.missing);
+            let mut flags = 0;
+            if f.numeric.is_some() {
+                flags |= HAS_NUMERIC;
+            }
+            if f.categorical.is_some() {
+                flags |= HAS_CATEGORICAL;
+            }
+            w.u8(flags);
+            if let Some(num) = &f.numeric {
+                w.numeric(num)?;
+            }
+            if let Some(cat) = &f.categorical {
+                w.categorical(cat)?;
+            }
+        }
+        Ok(w.0)
+    }
+
+    /// Decodes [`to_bytes`](Self::to_bytes) output, interning feature names into `interner`.
+    /// Malformed or hostile input gives an error, never a panic.
+    pub fn from_bytes(
+        bytes: &[u8],
+        interner: &mut FeatureInterner,
+    ) -> Result<SignatureSummary, SummaryError> {
+        let mut r = Reader { rest: bytes };
+        if r.take(4, "magic")? != MAGIC {
+            return Err(SummaryError::malformed("bad magic"));
+        }
+        let version = r.u8("version")?;
+        if version != FORMAT_VERSION {
+            return Err(SummaryError::UnsupportedVersion(version));
+        }
+        let mut s = SignatureSummary {
+            predictions: r.count("predictions")?,
+            ..SignatureSummary::default()
+        };
+        s.predicted_label = r.categorical()?;
+        s.predicted_value = r.numeric()?;
+        s.score = r.numeric()?;
+        let n = r.u16("feature count")?;
+        for _ in 0..n {
+            let len = usize::from(r.u16("name length")?);
+            let name = std::str::from_utf8(r.take(len, "feature name")?)
+                .map_err(|_| SummaryError::malformed("feature name is not UTF-8"))?;
+            let id = interner.intern(name)?;
+            if s.feature(id).is_some() {
+                return Err(SummaryError::malformed(format!(
+                    "duplicate feature `{name}`"
+                )));
+            }
+            let mut f = FeatureSummary {
+                missing: r.count("feature missing")?,
+                ..FeatureSummary::default()
+            };
+            let flags = r.u8("feature flags")?;
+            if flags & !(HAS_NUMERIC | HAS_CATEGORICAL) != 0 {
+                return Err(SummaryError::malformed("unknown feature flags"));
+            }
+            if flags & HAS_NUMERIC != 0 {
+                f.numeric = Some(Box::new(r.numeric()?));
+            }
+            if flags & HAS_CATEGORICAL != 0 {
+                f.categorical = Some(Box::new(r.categorical()?));
+            }
+            if f.is_empty() {
+                return Err(SummaryError::malformed(format!("empty feature `{name}`")));
+            }
+            let i = id.index();
+            if i >= s.features.len() {
+                s.features.resize_with(i + 1, FeatureSummary::default);
+            }
+            if let Some(slot) = s.features.get_mut(i) {
+                *slot = f;
+            }
+        }
+        if !r.rest.is_empty() {
+            return Err(SummaryError::malformed(format!(
+                "{} trailing bytes",
+                r.rest.len()
+            )));
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::summary::FeatureId;
+
+    fn sample() -> (SignatureSummary, FeatureInterner) {
+        let mut interner = FeatureInterner::new();
+        let mut s = SignatureSummary::new();
+        let x = interner.intern("x").unwrap();
+        let c = interner.intern("c").unwrap();
+        let e = interner.intern("empty_missing").unwrap();
+        for i in 0..2000 {
+            s.update_number(x, f64::from(i) * 0.5);
+            s.update_category(c, ["a", "b", "c"][i as usize % 3]);
+            s.update_missing(e);
+            s.update_output(Some("yes"), Some(f64::from(i)), Some(0.5));
+        }
+        s.update_category(x, "mismatch");
+        (s, interner)
+    }
+
+    #[test]
+    fn round_trip_preserves_everything_observable() {
+        let (mut s, interner) = sample();
+        // Stable quantiles to compare against (see `NumericSummary::sketch`).
+        s.flush();
+        let bytes = s.to_bytes(&interner).unwrap();
+        // A fresh interner: ids may differ, names carry over.
+        let mut other = FeatureInterner::new();
+        other.intern("unrelated").unwrap();
+        let back = SignatureSummary::from_bytes(&bytes, &mut other).unwrap();
+        assert_eq!(back.predictions(), s.predictions());
+        for name in ["x", "c", "empty_missing"] {
+            let a = s.feature_by_name(&interner, name).unwrap();
+            let b = back.feature_by_name(&other, name).unwrap();
+            assert_eq!(a.count(), b.count(), "{name}");
+            assert_eq!(a.missing(), b.missing(), "{name}");
+            assert_eq!(a.type_mismatches(), b.type_mismatches(), "{name}");
+            assert_eq!(a.kind(), b.kind(), "{name}");
+        }
+        let xa = s
+            .feature_by_name(&interner, "x")
+            .unwrap()
+            .numeric()
+            .unwrap();
+        let xb = back
+            .feature_by_name(&other, "x")
+            .unwrap()
+            .numeric()
+            .unwrap();
+        assert_eq!(xa.mean(), xb.mean());
+        assert_eq!(xa.variance(), xb.variance());
+        assert_eq!(xa.quantile(0.5), xb.quantile(0.5));
+        let ca = s
+            .feature_by_name(&interner, "c")
+            .unwrap()
+            .categorical()
+            .unwrap();
+        let cb = back
+            .feature_by_name(&other, "c")
+            .unwrap()
+            .categorical()
+            .unwrap();
+        assert_eq!(ca.frequent_items(), cb.frequent_items());
+        assert_eq!(ca.distinct_estimate(), cb.distinct_estimate());
+        assert_eq!(back.predicted_label().estimate("yes"), 2000);
+        // Re-encoding through the other interner gives the same bytes.
+        assert_eq!(back.to_bytes(&other).unwrap(), bytes);
+    }
+
+    #[test]
+    fn empty_signature_round_trips() {
+        let interner = FeatureInterner::new();
+        let bytes = SignatureSummary::new().to_bytes(&interner).unwrap();
+        let back = SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).unwrap();
+        assert_eq!(back.predictions(), 0);
+        assert_eq!(back.features().count(), 0);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let (s, interner) = sample();
+        let bytes = s.to_bytes(&interner).unwrap();
+        for len in 0..bytes.len() {
+            let r = SignatureSummary::from_bytes(&bytes[..len], &mut FeatureInterner::new());
+            assert!(r.is_err(), "prefix of {len} bytes decoded");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(SignatureSummary::from_bytes(&long, &mut FeatureInterner::new()).is_err());
+    }
+
+    #[test]
+    fn version_and_magic_are_checked() {
+        let (s, interner) = sample();
+        let mut bytes = s.to_bytes(&interner).unwrap();
+        bytes[4] = 99;
+        assert_eq!(
+            SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).err(),
+            Some(SummaryError::UnsupportedVersion(99))
+        );
+        bytes[0] = b'X';
+        assert!(SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).is_err());
+    }
+
+    #[test]
+    fn unknown_feature_id_is_an_error() {
+        let mut s = SignatureSummary::new();
+        s.update_number(FeatureId(3), 1.0);
+        assert!(s.to_bytes(&FeatureInterner::new()).is_err());
+    }
+
+    #[test]
+    fn full_interner_is_reported() {
+        let (s, interner) = sample();
+        let bytes = s.to_bytes(&interner).unwrap();
+        let mut small = FeatureInterner::with_limit(1);
+        assert!(matches!(
+            SignatureSummary::from_bytes(&bytes, &mut small),
+            Err(SummaryError::FeaturesExhausted { .. })
+        ));
+    }
+}

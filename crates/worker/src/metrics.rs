@@ -1,0 +1,717 @@
+//! What a worker exposes to Prometheus, and how it is rendered.
+//!
+//! Design:
+//! - **Decoupled from the stages.** A stage fills a plain [`WorkerSnapshot`] (counters, gauges,
+//!   latency percentiles, readiness) when asked; [`render`] turns a snapshot into the Prometheus
+//!   text format (version 0.0.4). The renderer knows nothing about Kafka or tasks, so it is
+//!   tested with hand-made snapshots, and a stage is tested without HTTP.
+//! - **Series names users know.** Consumer lag is `kafka_consumergroup_lag{consumergroup,topic,
+//!   partition}` as kafka_exporter names it, so existing dashboards and alerts apply; everything
+//!   else is `driftwatch_*`. [`MetricName`] is the one place that names every series.
+//! - **Bounded cardinality.** Model ids come from the data, so one misbehaving producer could
+//!   create unbounded label values. At most [`RenderOptions::max_models`] model ids (default
+//!   100; the ones with the most join inputs, ties by name) are exported with their own label;
+//!   the counters of all other models are summed into `model="_other", version="_other"`.
+//!   Gauges of those other models (accuracy, coverage, drift state) are not exported, since a
+//!   sum of accuracies means nothing; their drift events still reach the `drift-events` topic.
+//! - Label values are escaped by `prometheus-client`; the processing-latency summary (a type
+//!   `prometheus-client` does not model) is written after the registry's output, with fixed
+//!   quantile labels only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+
+use driftwatch_core::record::{DriftState, JoinCounters};
+use hdrhistogram::Histogram;
+use prometheus_client::encoding::prometheus_text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+/// `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The label value that stands for every model beyond [`RenderOptions::max_models`].
+pub const OTHER_MODELS: &str = "_other";
+
+/// Every series a worker exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetricName {
+    /// `kafka_consumergroup_lag{consumergroup,topic,partition}`: records not yet consumed.
+    ConsumerGroupLag,
+    /// `driftwatch_events_in_total{topic}`: records read.
+    EventsIn,
+    /// `driftwatch_events_out_total{topic}`: records written.
+    EventsOut,
+    /// `driftwatch_join_inputs_total{model,version,outcome}`: how each join input ended.
+    JoinInputs,
+    /// `driftwatch_join_buffer_entries{partition}`: predictions waiting for a label.
+    JoinBufferEntries,
+    /// `driftwatch_join_oldest_pending_age_seconds{partition}`: event-time age of the oldest one.
+    JoinOldestPendingAge,
+    /// `driftwatch_processing_latency_seconds{quantile}` (summary): consume → produce.
+    ProcessingLatency,
+    /// `driftwatch_ready{condition}`: 1 when a readiness condition holds.
+    Ready,
+    /// `driftwatch_model_accuracy{model,version,window}` (monitor stage).
+    ModelAccuracy,
+    /// `driftwatch_label_coverage{model,version,window}`: share of predictions labelled.
+    LabelCoverage,
+    /// `driftwatch_drift_state{model,version,detector,feature}`: 0 OK, 1 warning, 2 drift,
+    /// 3 recovered.
+    DriftState,
+}
+
+/// Prometheus metric type of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Summary,
+}
+
+impl MetricName {
+    /// Every series, in rendering order.
+    pub const ALL: [MetricName; 11] = [
+        MetricName::ConsumerGroupLag,
+        MetricName::EventsIn,
+        MetricName::EventsOut,
+        MetricName::JoinInputs,
+        MetricName::JoinBufferEntries,
+        MetricName::JoinOldestPendingAge,
+        MetricName::ProcessingLatency,
+        MetricName::Ready,
+        MetricName::ModelAccuracy,
+        MetricName::LabelCoverage,
+        MetricName::DriftState,
+    ];
+
+    /// The exposed name (counters with their `_total` suffix).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricName::ConsumerGroupLag => "kafka_consumergroup_lag",
+            MetricName::EventsIn => "driftwatch_events_in_total",
+            MetricName::EventsOut => "driftwatch_events_out_total",
+            MetricName::JoinInputs => "driftwatch_join_inputs_total",
+            MetricName::JoinBufferEntries => "driftwatch_join_buffer_entries",
+            MetricName::JoinOldestPendingAge => "driftwatch_join_oldest_pending_age_seconds",
+            MetricName::ProcessingLatency => "driftwatch_processing_latency_seconds",
+            MetricName::Ready => "driftwatch_ready",
+            MetricName::ModelAccuracy => "driftwatch_model_accuracy",
+            MetricName::LabelCoverage => "driftwatch_label_coverage",
+            MetricName::DriftState => "driftwatch_drift_state",
+        }
+    }
+
+    /// The metric type.
+    pub fn kind(self) -> MetricKind {
+        match self {
+            MetricName::EventsIn | MetricName::EventsOut | MetricName::JoinInputs => {
+                MetricKind::Counter
+            }
+            MetricName::ProcessingLatency => MetricKind::Summary,
+            _ => MetricKind::Gauge,
+        }
+    }
+
+    /// The `# HELP` text.
+    pub fn help(self) -> &'static str {
+        match self {
+            MetricName::ConsumerGroupLag => {
+                "Records of the partition not yet consumed by the group (log end offset minus position)"
+            }
+            MetricName::EventsIn => "Records read, by topic",
+            MetricName::EventsOut => "Records written, by topic",
+            MetricName::JoinInputs => {
+                "Join inputs by model, version and outcome (matched counts each pair once)"
+            }
+            MetricName::JoinBufferEntries => "Predictions waiting for their label, by partition",
+            MetricName::JoinOldestPendingAge => {
+                "Event-time age of the oldest prediction waiting for its label, by partition"
+            }
+            MetricName::ProcessingLatency => "Time from consuming a record to producing its result",
+            MetricName::Ready => "1 when the readiness condition holds, else 0",
+            MetricName::ModelAccuracy => "Accuracy of the model over the window",
+            MetricName::LabelCoverage => "Share of the window's predictions that got a label",
+            MetricName::DriftState => "Drift detector state: 0 ok, 1 warning, 2 drift, 3 recovered",
+        }
+    }
+
+    /// Name to register with `prometheus-client`, which appends `_total` to counters itself.
+    fn registration_name(self) -> &'static str {
+        let n = self.as_str();
+        match self.kind() {
+            MetricKind::Counter => n.strip_suffix("_total").unwrap_or(n),
+            _ => n,
+        }
+    }
+}
+
+/// Reads one counter of [`JoinCounters`].
+pub type CounterReader = fn(&JoinCounters) -> u64;
+
+/// Values of `outcome` in `driftwatch_join_inputs_total`, with the counter each one reads.
+pub const JOIN_OUTCOMES: [(&str, CounterReader); 7] = [
+    ("matched", |c| c.matched),
+    ("expired_unlabeled", |c| c.expired_unlabeled),
+    ("orphan", |c| c.orphan_labels),
+    ("duplicate_prediction", |c| c.duplicate_predictions),
+    ("duplicate_label", |c| c.duplicate_labels),
+    ("late", |c| c.late_labels),
+    ("dead_lettered", |c| c.dead_lettered),
+];
+
+/// Join buffer gauges of one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JoinBufferGauge {
+    /// Predictions waiting for a label.
+    pub entries: u64,
+    /// Event-time age of the oldest of them, seconds (0 when empty).
+    pub oldest_pending_age_seconds: f64,
+}
+
+/// Processing-latency percentiles, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// Observations.
+    pub count: u64,
+    /// Sum of the observations, seconds (from the histogram's mean: within its precision).
+    pub sum: f64,
+}
+
+impl LatencySummary {
+    /// Summarizes a histogram of latencies recorded in microseconds.
+    pub fn from_micros(h: &Histogram<u64>) -> Self {
+        let s = |micros: u64| micros as f64 / 1e6;
+        LatencySummary {
+            p50: s(h.value_at_quantile(0.5)),
+            p90: s(h.value_at_quantile(0.9)),
+            p99: s(h.value_at_quantile(0.99)),
+            max: s(h.max()),
+            count: h.len(),
+            sum: h.mean() * h.len() as f64 / 1e6,
+        }
+    }
+}
+
+/// What `/readyz` checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// The consumer has partitions assigned.
+    pub assigned: bool,
+    /// The state of every assigned partition is restored.
+    pub restored: bool,
+    /// The producer is connected and delivering.
+    pub producing: bool,
+}
+
+impl Readiness {
+    /// Every condition, by name.
+    pub fn conditions(&self) -> [(&'static str, bool); 3] {
+        [
+            ("assigned", self.assigned),
+            ("restored", self.restored),
+            ("producing", self.producing),
+        ]
+    }
+
+    /// Whether the worker is ready.
+    pub fn is_ready(&self) -> bool {
+        self.conditions().iter().all(|(_, ok)| *ok)
+    }
+}
+
+/// Series of the monitor stage, keyed `(model, version, window)` or
+/// `(model, version, detector, feature)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorSnapshot {
+    pub accuracy: BTreeMap<(String, String, String), f64>,
+    pub label_coverage: BTreeMap<(String, String, String), f64>,
+    pub drift_state: BTreeMap<(String, String, String, String), DriftState>,
+}
+
+/// Everything a worker exposes, as plain values; a stage fills one per scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerSnapshot {
+    /// Consumer group the lag is reported for.
+    pub consumer_group: String,
+    /// Join accounting per (model, version).
+    pub join: BTreeMap<(String, String), JoinCounters>,
+    /// Join buffer per partition.
+    pub join_buffers: BTreeMap<i32, JoinBufferGauge>,
+    /// Consumer lag per (topic, partition).
+    pub consumer_lag: BTreeMap<(String, i32), i64>,
+    /// Records read per topic.
+    pub events_in: BTreeMap<String, u64>,
+    /// Records written per topic.
+    pub events_out: BTreeMap<String, u64>,
+    /// Processing latency, when anything was processed.
+    pub latency: Option<LatencySummary>,
+    pub readiness: Readiness,
+    /// Filled by the monitor stage only.
+    pub monitor: Option<MonitorSnapshot>,
+}
+
+/// Rendering options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Most model ids exported with their own label; the rest are `_other`. Default 100.
+    pub max_models: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { max_models: 100 }
+    }
+}
+
+/// Rendering failed (only a formatter error; writing to a `String` does not fail).
+#[derive(Debug, thiserror::Error)]
+#[error("rendering metrics: {0}")]
+pub struct RenderError(#[from] std::fmt::Error);
+
+type Labels = Vec<(&'static str, String)>;
+type CounterFamily = Family<Labels, Counter<u64>>;
+type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// Model ids exported under their own name: the `max_models` with the most join inputs.
+fn kept_models(s: &WorkerSnapshot, max_models: usize) -> BTreeSet<String> {
+    let mut volume: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((model, _), c) in &s.join {
+        *volume.entry(model).or_default() += c.predictions.saturating_add(c.labels);
+    }
+    if let Some(m) = &s.monitor {
+        let keys = m
+            .accuracy
+            .keys()
+            .chain(m.label_coverage.keys())
+            .map(|(model, _, _)| model)
+            .chain(m.drift_state.keys().map(|(model, _, _, _)| model));
+        for model in keys {
+            volume.entry(model).or_default();
+        }
+    }
+    let mut ranked: Vec<(&str, u64)> = volume.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(max_models)
+        .map(|(m, _)| m.to_string())
+        .collect()
+}
+
+fn counter_family(registry: &mut Registry, name: MetricName) -> CounterFamily {
+    let f = CounterFamily::default();
+    registry.register(name.registration_name(), name.help(), f.clone());
+    f
+}
+
+fn gauge_family(registry: &mut Registry, name: MetricName) -> GaugeFamily {
+    let f = GaugeFamily::default();
+    registry.register(name.registration_name(), name.help(), f.clone());
+    f
+}
+
+/// Renders `snapshot` in the Prometheus text format.
+pub fn render(snapshot: &WorkerSnapshot, options: &RenderOptions) -> Result<String, RenderError> {
+    let s = snapshot;
+    let kept = kept_models(s, options.max_models);
+    let model_label = |model: &str, version: &str| -> Option<(String, String)> {
+        kept.contains(model)
+            .then(|| (model.to_string(), version.to_string()))
+    };
+    let mut registry = Registry::default();
+
+    let lag = gauge_family(&mut registry, MetricName::ConsumerGroupLag);
+    for ((topic, partition), v) in &s.consumer_lag {
+        let labels = vec![
+            ("consumergroup", s.consumer_group.clone()),
+            ("topic", topic.clone()),
+            ("partition", partition.to_string()),
+        ];
+        lag.get_or_create(&labels).set(*v as f64);
+    }
+
+    for (name, values) in [
+        (MetricName::EventsIn, &s.events_in),
+        (MetricName::EventsOut, &s.events_out),
+    ] {
+        let family = counter_family(&mut registry, name);
+        for (topic, v) in values {
+            family
+                .get_or_create(&vec![("topic", topic.clone())])
+                .inc_by(*v);
+        }
+    }
+
+    let inputs = counter_family(&mut registry, MetricName::JoinInputs);
+    for ((model, version), c) in &s.join {
+        let (model, version) = model_label(model, version)
+            .unwrap_or_else(|| (OTHER_MODELS.to_string(), OTHER_MODELS.to_string()));
+        for (outcome, read) in JOIN_OUTCOMES {
+            let labels = vec![
+                ("model", model.clone()),
+                ("version", version.clone()),
+                ("outcome", outcome.to_string()),
+            ];
+            inputs.get_or_create(&labels).inc_by(read(c));
+        }
+    }
+
+    let entries = gauge_family(&mut registry, MetricName::JoinBufferEntries);
+    let age = gauge_family(&mut registry, MetricName::JoinOldestPendingAge);
+    for (partition, b) in &s.join_buffers {
+        let labels = vec![("partition", partition.to_string())];
+        entries.get_or_create(&labels).set(b.entries as f64);
+        age.get_or_create(&labels).set(b.oldest_pending_age_seconds);
+    }
+
+    let ready = gauge_family(&mut registry, MetricName::Ready);
+    for (condition, ok) in s.readiness.conditions() {
+        ready
+            .get_or_create(&vec![("condition", condition.to_string())])
+            .set(if ok { 1.0 } else { 0.0 });
+    }
+
+    if let Some(m) = &s.monitor {
+        for (name, values) in [
+            (MetricName::ModelAccuracy, &m.accuracy),
+            (MetricName::LabelCoverage, &m.label_coverage),
+        ] {
+            let family = gauge_family(&mut registry, name);
+            for ((model, version, window), v) in values {
+                if let Some((model, version)) = model_label(model, version) {
+                    let labels = vec![
+                        ("model", model),
+                        ("version", version),
+                        ("window", window.clone()),
+                    ];
+                    family.get_or_create(&labels).set(*v);
+                }
+            }
+        }
+        let drift = gauge_family(&mut registry, MetricName::DriftState);
+        for ((model, version, detector, feature), state) in &m.drift_state {
+            if let Some((model, version)) = model_label(model, version) {
+                let labels = vec![
+                    ("model", model),
+                    ("version", version),
+                    ("detector", detector.clone()),
+                    ("feature", feature.clone()),
+                ];
+                drift.get_or_create(&labels).set(drift_state_value(*state));
+            }
+        }
+    }
+
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    if let Some(l) = &s.latency {
+        let name = MetricName::ProcessingLatency.as_str();
+        writeln!(
+            out,
+            "# HELP {name} {}.",
+            MetricName::ProcessingLatency.help()
+        )?;
+        writeln!(out, "# TYPE {name} summary")?;
+        for (q, v) in [
+            ("0.5", l.p50),
+            ("0.9", l.p90),
+            ("0.99", l.p99),
+            ("1", l.max),
+        ] {
+            writeln!(out, "{name}{{quantile=\"{q}\"}} {v}")?;
+        }
+        writeln!(out, "{name}_sum {}", l.sum)?;
+        writeln!(out, "{name}_count {}", l.count)?;
+    }
+    Ok(out)
+}
+
+/// The number `driftwatch_drift_state` shows for a state.
+pub fn drift_state_value(state: DriftState) -> f64 {
+    match state {
+        DriftState::Ok => 0.0,
+        DriftState::Warning => 1.0,
+        DriftState::Drift => 2.0,
+        DriftState::Recovered => 3.0,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// One parsed sample line: name, labels, value.
+    #[derive(Debug, Clone, PartialEq)]
+    pub(crate) struct Sample {
+        pub name: String,
+        pub labels: BTreeMap<String, String>,
+        pub value: f64,
+    }
+
+    /// A small parser of the text format (no escapes inside label values needed here except
+    /// `\"` and `\\`), independent of the renderer.
+    pub(crate) fn parse(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
+        let mut samples = Vec::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (n, t) = rest.split_once(' ').unwrap();
+                types.insert(n.to_string(), t.to_string());
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), BTreeMap::new()),
+                Some((n, rest)) => {
+                    let body = rest.strip_suffix('}').unwrap();
+                    let mut labels = BTreeMap::new();
+                    let mut chars = body.chars().peekable();
+                    while chars.peek().is_some() {
+                        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                        assert_eq!(chars.next(), Some('"'));
+                        let mut val = String::new();
+                        while let Some(c) = chars.next() {
+                            match c {
+                                '\\' => val.push(chars.next().unwrap()),
+                                '"' => break,
+                                c => val.push(c),
+                            }
+                        }
+                        if chars.peek() == Some(&',') {
+                            chars.next();
+                        }
+                        labels.insert(key, val);
+                    }
+                    (n.to_string(), labels)
+                }
+            };
+            samples.push(Sample {
+                name,
+                labels,
+                value: value.parse().unwrap(),
+            });
+        }
+        (samples, types)
+    }
+
+    fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+        samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    fn counters(seed: u64) -> JoinCounters {
+        JoinCounters {
+            predictions: 10 * seed,
+            labels: 9 * seed,
+            matched: 7 * seed,
+            expired_unlabeled: seed,
+            orphan_labels: 2 * seed,
+            duplicate_predictions: 3,
+            duplicate_labels: 4,
+            late_labels: 5,
+            dead_lettered: 6,
+        }
+    }
+
+    pub(crate) fn sample_snapshot() -> WorkerSnapshot {
+        let mut s = WorkerSnapshot {
+            consumer_group: "driftwatch-join".into(),
+            ..WorkerSnapshot::default()
+        };
+        s.join.insert(("churn".into(), "v1".into()), counters(1));
+        s.join
+            .insert(("fraud \"x\"".into(), "2024-01".into()), counters(3));
+        s.join_buffers.insert(
+            0,
+            JoinBufferGauge {
+                entries: 12,
+                oldest_pending_age_seconds: 3.5,
+            },
+        );
+        s.consumer_lag.insert(("predictions".into(), 0), 42);
+        s.consumer_lag.insert(("ground-truth".into(), 0), 7);
+        s.events_in.insert("predictions".into(), 100);
+        s.events_out.insert("driftwatch.model-partials".into(), 5);
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        for micros in 1..=1000u64 {
+            h.record(micros * 100).unwrap();
+        }
+        s.latency = Some(LatencySummary::from_micros(&h));
+        s.readiness = Readiness {
+            assigned: true,
+            restored: false,
+            producing: true,
+        };
+        let mut m = MonitorSnapshot::default();
+        m.accuracy
+            .insert(("churn".into(), "v1".into(), "1h".into()), 0.93);
+        m.label_coverage
+            .insert(("churn".into(), "v1".into(), "1h".into()), 0.5);
+        m.drift_state.insert(
+            ("churn".into(), "v1".into(), "adwin".into(), "age".into()),
+            DriftState::Drift,
+        );
+        s.monitor = Some(m);
+        s
+    }
+
+    #[test]
+    fn every_series_is_rendered_with_its_labels_and_values() {
+        let s = sample_snapshot();
+        let text = render(&s, &RenderOptions::default()).unwrap();
+        let (samples, types) = parse(&text);
+        for name in MetricName::ALL {
+            assert!(
+                samples.iter().any(|x| x.name == name.as_str()),
+                "{} missing in\n{text}",
+                name.as_str()
+            );
+            let want = match name.kind() {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge => "gauge",
+                MetricKind::Summary => "summary",
+            };
+            assert_eq!(types.get(name.as_str()).map(String::as_str), Some(want));
+        }
+        let lag = find(
+            &samples,
+            "kafka_consumergroup_lag",
+            &[
+                ("consumergroup", "driftwatch-join"),
+                ("topic", "predictions"),
+                ("partition", "0"),
+            ],
+        );
+        assert_eq!(lag.len(), 1);
+        assert_eq!(lag[0].value, 42.0);
+        // Escaped label value survives the round trip.
+        for (outcome, read) in JOIN_OUTCOMES {
+            let got = find(
+                &samples,
+                "driftwatch_join_inputs_total",
+                &[
+                    ("model", "fraud \"x\""),
+                    ("version", "2024-01"),
+                    ("outcome", outcome),
+                ],
+            );
+            assert_eq!(got.len(), 1, "{outcome}");
+            assert_eq!(got[0].value, read(&counters(3)) as f64, "{outcome}");
+        }
+        let age = find(
+            &samples,
+            "driftwatch_join_oldest_pending_age_seconds",
+            &[("partition", "0")],
+        );
+        assert_eq!(age[0].value, 3.5);
+        let not_ready = find(&samples, "driftwatch_ready", &[("condition", "restored")]);
+        assert_eq!(not_ready[0].value, 0.0);
+        let drift = find(&samples, "driftwatch_drift_state", &[("feature", "age")]);
+        assert_eq!(drift[0].value, drift_state_value(DriftState::Drift));
+        let l = s.latency.unwrap();
+        let p99 = find(
+            &samples,
+            "driftwatch_processing_latency_seconds",
+            &[("quantile", "0.99")],
+        );
+        assert_eq!(p99[0].value, l.p99);
+        assert!(l.p50 < l.p90 && l.p90 <= l.p99 && l.p99 <= l.max);
+        let count = find(&samples, "driftwatch_processing_latency_seconds_count", &[]);
+        assert_eq!(count[0].value, 1000.0);
+    }
+
+    #[test]
+    fn models_beyond_the_cap_are_summed_into_other() {
+        let mut s = WorkerSnapshot::default();
+        // model-i gets volume proportional to i: the busiest ones keep their label.
+        for i in 1..=5u64 {
+            s.join
+                .insert((format!("model-{i}"), "v".into()), counters(i));
+        }
+        let mut m = MonitorSnapshot::default();
+        m.accuracy
+            .insert(("model-1".into(), "v".into(), "1h".into()), 0.5);
+        m.accuracy
+            .insert(("model-5".into(), "v".into(), "1h".into()), 0.9);
+        s.monitor = Some(m);
+        let text = render(&s, &RenderOptions { max_models: 2 }).unwrap();
+        let (samples, _) = parse(&text);
+        let models: BTreeSet<&str> = samples
+            .iter()
+            .filter(|x| x.name == "driftwatch_join_inputs_total")
+            .filter_map(|x| x.labels.get("model").map(String::as_str))
+            .collect();
+        assert_eq!(
+            models,
+            BTreeSet::from(["model-4", "model-5", OTHER_MODELS]),
+            "{text}"
+        );
+        let other_matched = find(
+            &samples,
+            "driftwatch_join_inputs_total",
+            &[("model", OTHER_MODELS), ("outcome", "matched")],
+        );
+        let expected: u64 = (1..=3).map(|i| counters(i).matched).sum();
+        assert_eq!(other_matched[0].value, expected as f64);
+        // The total over all labels is unchanged by the cap.
+        let total: f64 = find(&samples, "driftwatch_join_inputs_total", &[])
+            .iter()
+            .map(|x| x.value)
+            .sum();
+        let want: u64 = s
+            .join
+            .values()
+            .map(|c| JOIN_OUTCOMES.iter().map(|(_, r)| r(c)).sum::<u64>())
+            .sum();
+        assert_eq!(total, want as f64);
+        // Gauges of capped models are left out, not summed.
+        let acc = find(&samples, "driftwatch_model_accuracy", &[]);
+        assert_eq!(acc.len(), 1);
+        assert_eq!(
+            acc[0].labels.get("model").map(String::as_str),
+            Some("model-5")
+        );
+    }
+
+    #[test]
+    fn empty_snapshot_renders_readiness_only_and_no_latency() {
+        let text = render(&WorkerSnapshot::default(), &RenderOptions::default()).unwrap();
+        let (samples, _) = parse(&text);
+        assert!(
+            samples.iter().all(|x| x.name == "driftwatch_ready"),
+            "{text}"
+        );
+        assert_eq!(samples.len(), 3);
+        assert!(!text.contains("driftwatch_processing_latency_seconds"));
+    }
+
+    #[test]
+    fn metric_names_are_unique_and_valid() {
+        let names: BTreeSet<&str> = MetricName::ALL.iter().map(|n| n.as_str()).collect();
+        assert_eq!(names.len(), MetricName::ALL.len());
+        for n in names {
+            assert!(n
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
+        }
+    }
+}

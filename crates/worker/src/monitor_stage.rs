@@ -1,0 +1,230 @@
+//! The monitor stage runtime: partials in, drift events, retrain events and metrics snapshots
+//! out.
+//!
+//! Partials are keyed by model id, so one member of the monitor group owns every partial of a
+//! model and so all of its decisions. The [`Monitor`] (pure, in the core crate) merges them into
+//! windows and decides; this module moves bytes and time:
+//! - every `evaluation_interval` (processing time) it evaluates at the event-time progress of
+//!   the partials seen (the latest bucket end), publishes what came out, waits for delivery and
+//!   only then commits the partials' offsets;
+//! - metrics snapshots go out every `metrics_interval`.
+//!
+//! State is in memory: a revoked model's windows are not handed over (changelog-backed state is
+//! the exactly-once work still to come); a new owner rebuilds from new partials.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
+use driftwatch_core::monitor::{Monitor, MonitorOutput};
+use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, RetrainEvent};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::Message;
+use tracing::{debug, error, info, warn};
+
+use crate::clients::{consumer_config, producer_config};
+use crate::error::{Result, WorkerError};
+use crate::settings::{OutputFormat, Settings};
+
+/// What the monitor stage published so far, readable while it runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorStats {
+    pub partials: u64,
+    pub bad_partials: u64,
+    pub drift_events: Vec<DriftEvent>,
+    pub retrain_events: Vec<RetrainEvent>,
+    /// The latest snapshot per (model, version, window).
+    pub latest_metrics: Vec<ModelMetrics>,
+    /// Event-time progress: the latest bucket end seen.
+    pub progress_ms: i64,
+}
+
+/// A handle on a running monitor stage.
+#[derive(Clone)]
+pub struct MonitorStageHandle {
+    stats: Arc<Mutex<MonitorStats>>,
+}
+
+impl MonitorStageHandle {
+    /// A snapshot of what the stage published.
+    pub fn stats(&self) -> MonitorStats {
+        lock(&self.stats).clone()
+    }
+}
+
+fn lock(m: &Mutex<MonitorStats>) -> MutexGuard<'_, MonitorStats> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A monitor stage, built but not yet consuming.
+pub struct MonitorStage {
+    settings: Settings,
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    monitor: Monitor,
+    stats: Arc<Mutex<MonitorStats>>,
+}
+
+impl MonitorStage {
+    /// Builds the clients and the monitor from the settings.
+    pub fn new(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        let monitor = Monitor::new(settings.monitor.detection.clone())
+            .map_err(|e| WorkerError::Config(format!("monitor: {e}")))?;
+        let consumer: StreamConsumer =
+            consumer_config(&settings.kafka, &settings.monitor.group_id).create()?;
+        let producer: FutureProducer = producer_config(&settings.kafka).create()?;
+        Ok(MonitorStage {
+            settings,
+            consumer,
+            producer,
+            monitor,
+            stats: Arc::new(Mutex::new(MonitorStats::default())),
+        })
+    }
+
+    /// A handle to read what the stage published.
+    pub fn handle(&self) -> MonitorStageHandle {
+        MonitorStageHandle {
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Consumes partials until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        self.consumer
+            .subscribe(&[&self.settings.topics.model_partials])?;
+        let m = &self.settings.monitor;
+        let mut tick = tokio::time::interval(m.evaluation_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let metrics_every = m.metrics_interval;
+        let mut last_metrics = Instant::now();
+        let mut progress = i64::MIN;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                msg = self.consumer.recv() => match msg {
+                    Ok(msg) => {
+                        match msg.payload().map(from_avro::<ModelPartial>) {
+                            Some(Ok(p)) => {
+                                progress = progress.max(p.bucket_start.saturating_add(p.bucket_width_ms));
+                                if let Err(e) = self.monitor.ingest(&p) {
+                                    warn!(error = %e, model = %p.model_id, "partial not merged");
+                                }
+                                lock(&self.stats).partials += 1;
+                            }
+                            Some(Err(e)) => {
+                                lock(&self.stats).bad_partials += 1;
+                                warn!(error = %e, offset = msg.offset(), "undecodable partial skipped");
+                            }
+                            None => lock(&self.stats).bad_partials += 1,
+                        }
+                        if let Err(e) = self.consumer.store_offset(msg.topic(), msg.partition(), msg.offset() + 1) {
+                            debug!(error = %e, "offset not stored");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "consumer error"),
+                },
+                _ = tick.tick() => {
+                    if progress == i64::MIN {
+                        continue;
+                    }
+                    let mut out = self.monitor.evaluate(progress);
+                    if last_metrics.elapsed() < metrics_every {
+                        out.metrics.clear();
+                    } else {
+                        last_metrics = Instant::now();
+                    }
+                    lock(&self.stats).progress_ms = progress;
+                    if self.publish(out).await {
+                        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                            debug!(error = %e, "commit");
+                        }
+                    }
+                }
+            }
+        }
+        info!("monitor stage shutting down");
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            debug!(error = %e, "final commit");
+        }
+        self.consumer.unsubscribe();
+        let _ = self.producer.flush(Duration::from_secs(10));
+        Ok(())
+    }
+
+    /// Publishes one evaluation's output; true when everything was delivered.
+    async fn publish(&self, out: MonitorOutput) -> bool {
+        let t = &self.settings.topics;
+        let format = self.settings.monitor.output_format;
+        let mut deliveries = Vec::new();
+        for e in &out.drift_events {
+            info!(
+                model = %e.model_id, version = %e.model_version, detector = %e.detector,
+                feature = e.feature.as_deref().unwrap_or("-"), from = e.previous_state.as_str(),
+                to = e.state.as_str(), value = e.value, threshold = e.threshold, id = %e.event_id,
+                "drift event"
+            );
+            deliveries.extend(self.send(&t.drift_events, &e.model_id, e, format));
+        }
+        for e in &out.retrain_events {
+            info!(model = %e.model_id, version = %e.model_version, id = %e.event_id, reasons = ?e.reasons, dry_run = e.dry_run, "retrain event");
+            deliveries.extend(self.send(&t.retrain_events, &e.model_id, e, format));
+        }
+        for m in &out.metrics {
+            deliveries.extend(self.send(&t.model_metrics, &m.model_id, m, format));
+        }
+        {
+            let mut s = lock(&self.stats);
+            s.drift_events.extend(out.drift_events.iter().cloned());
+            s.retrain_events.extend(out.retrain_events.iter().cloned());
+            if !out.metrics.is_empty() {
+                s.latest_metrics = out.metrics.clone();
+            }
+        }
+        let mut ok = true;
+        for d in deliveries {
+            if !matches!(d.await, Ok(Ok(_))) {
+                ok = false;
+            }
+        }
+        if !ok {
+            error!("some monitor output was not delivered; offsets not committed");
+        }
+        ok
+    }
+
+    fn send<T: AvroRecord + JsonRecord>(
+        &self,
+        topic: &str,
+        key: &str,
+        record: &T,
+        format: OutputFormat,
+    ) -> Option<rdkafka::producer::DeliveryFuture> {
+        let payload = match format {
+            OutputFormat::Avro => to_avro(record),
+            OutputFormat::Json => to_json(record).map(String::into_bytes),
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, topic, "record not encodable");
+                return None;
+            }
+        };
+        match self
+            .producer
+            .send_result(FutureRecord::to(topic).key(key).payload(&payload))
+        {
+            Ok(d) => Some(d),
+            Err((e, _)) => {
+                error!(error = %e, topic, "record not enqueued");
+                None
+            }
+        }
+    }
+}

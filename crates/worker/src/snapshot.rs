@@ -1,0 +1,93 @@
+//! Builds the [`WorkerSnapshot`] served on `/metrics` and `/readyz` from the stages' handles.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::join_stage::JoinStageHandle;
+use crate::metrics::{JoinBufferGauge, LatencySummary, MonitorSnapshot, Readiness, WorkerSnapshot};
+use crate::monitor_stage::MonitorStageHandle;
+
+/// The stages running in this process.
+#[derive(Clone, Default)]
+pub struct StageHandles {
+    pub join: Option<(JoinStageHandle, String)>,
+    pub monitor: Option<MonitorStageHandle>,
+}
+
+impl StageHandles {
+    /// A snapshot of everything this process exposes.
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        let mut w = WorkerSnapshot::default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut ready = Readiness {
+            assigned: true,
+            // Join state is rebuilt from the inputs, not restored: nothing to wait for.
+            restored: true,
+            producing: true,
+        };
+        if let Some((join, group)) = &self.join {
+            let s = join.stats();
+            w.consumer_group = group.clone();
+            w.join = s.per_model.clone();
+            w.join_buffers = s
+                .buffers
+                .iter()
+                .map(|(p, (entries, oldest))| {
+                    let age = oldest.map_or(0.0, |t| ((now - t).max(0)) as f64 / 1000.0);
+                    (
+                        *p,
+                        JoinBufferGauge {
+                            entries: *entries,
+                            oldest_pending_age_seconds: age,
+                        },
+                    )
+                })
+                .collect();
+            w.consumer_lag = s.consumer_lag.clone();
+            w.events_in = s.events_in.clone();
+            w.events_out = s.events_out.clone();
+            w.latency = s
+                .processing_micros
+                .as_ref()
+                .filter(|h| !h.is_empty())
+                .map(LatencySummary::from_micros);
+            ready.assigned = !s.assigned.is_empty();
+            // Before the first flush there is nothing to deliver: count that as producing.
+            ready.producing = s.producing || s.events_out.is_empty();
+        }
+        if let Some(monitor) = &self.monitor {
+            let s = monitor.stats();
+            let mut m = MonitorSnapshot::default();
+            for metrics in &s.latest_metrics {
+                let key = (
+                    metrics.model_id.clone(),
+                    metrics.model_version.clone(),
+                    metrics.window.clone(),
+                );
+                if let Some((_, v)) = metrics.metrics.iter().find(|(n, _)| n == "accuracy") {
+                    m.accuracy.insert(key.clone(), *v);
+                }
+                m.label_coverage.insert(key, metrics.label_coverage);
+            }
+            let mut states = BTreeMap::new();
+            for e in &s.drift_events {
+                states.insert(
+                    (
+                        e.model_id.clone(),
+                        e.model_version.clone(),
+                        e.detector.clone(),
+                        e.feature.clone().unwrap_or_default(),
+                    ),
+                    e.state,
+                );
+            }
+            m.drift_state = states;
+            w.monitor = Some(m);
+        }
+        w.readiness = ready;
+        w
+    }
+}
