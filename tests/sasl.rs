@@ -168,44 +168,6 @@ async fn wrong_password_is_refused_with_an_authentication_error() {
     assert!(!err.is_retryable(), "{text}");
 }
 
-/// The `driftwatch` binary of this build: built with the same cargo, profile and target
-/// directory as this test (a no-op when it is up to date), then found next to `deps/`.
-fn driftwatch_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "build",
-        "--quiet",
-        "-p",
-        "driftwatch-cli",
-        "--bin",
-        "driftwatch",
-    ]);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.args(["--profile", other]);
-        }
-        None => {}
-    }
-    if let Some(target) = profile_dir.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p driftwatch-cli failed");
-    let bin = profile_dir.join(format!("driftwatch{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not found after the build", bin.display());
-    bin
-}
-
 #[tokio::test]
 async fn check_config_over_sasl_never_prints_the_password() {
     let b = sasl_broker();
@@ -221,7 +183,7 @@ async fn check_config_over_sasl_never_prints_the_password() {
     create_topics(&s, &[spec(&pt), spec(&gt), spec(&partials), spec(&dead)])
         .await
         .expect("topics");
-    let bin = tokio::task::spawn_blocking(driftwatch_binary)
+    let bin = tokio::task::spawn_blocking(driftwatch_tests::driftwatch_binary)
         .await
         .expect("join");
 

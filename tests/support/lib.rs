@@ -6,6 +6,8 @@
 
 pub mod scenario;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,4 +116,42 @@ pub fn java_murmur2(data: &[u8]) -> i32 {
 /// The partition the Java client's default partitioner picks for `key`.
 pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     (java_murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// The `driftwatch` binary of this build: built with the same cargo, profile and target
+/// directory as this test (a no-op when it is up to date), then found next to `deps/`.
+pub fn driftwatch_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "-p",
+        "driftwatch-cli",
+        "--bin",
+        "driftwatch",
+    ]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+        None => {}
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p driftwatch-cli failed");
+    let bin = profile_dir.join(format!("driftwatch{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not found after the build", bin.display());
+    bin
 }

@@ -303,9 +303,23 @@ fn print_table(
 ) {
     let js = join.stats();
     let ms = monitor.stats();
-    let mut states: BTreeMap<&str, DriftState> = BTreeMap::new();
+    // A model's state is the most severe of its detectors' current states.
+    let mut per_detector: BTreeMap<(&str, &str, Option<&str>), DriftState> = BTreeMap::new();
     for e in drift {
-        states.insert(&e.model_id, e.state);
+        per_detector.insert((&e.model_id, &e.detector, e.feature.as_deref()), e.state);
+    }
+    let severity = |s: DriftState| match s {
+        DriftState::Ok => 0,
+        DriftState::Recovered => 1,
+        DriftState::Warning => 2,
+        DriftState::Drift => 3,
+    };
+    let mut states: BTreeMap<&str, DriftState> = BTreeMap::new();
+    for ((model, _, _), state) in per_detector {
+        let e = states.entry(model).or_insert(DriftState::Ok);
+        if severity(state) > severity(*e) {
+            *e = state;
+        }
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 runtime failure (broker, topics, I/O); 2 bad usage or invalid
 //! configuration.
 
+mod bench;
 mod demo;
 mod generate;
 mod settings_file;
@@ -71,6 +72,13 @@ enum Command {
     ///   driftwatch demo
     ///   driftwatch demo --bootstrap-servers 127.0.0.1:9092
     Demo(DemoArgs),
+    /// End-to-end benchmark against a real broker: producer rate, raw consume rate, maximum
+    /// throughput of the join and monitor stages, and join latency at half that load.
+    ///
+    /// Example (with the development broker):
+    ///   scripts/kafka start
+    ///   driftwatch bench --bootstrap-servers "$(scripts/kafka bootstrap)"
+    Bench(BenchArgs),
     /// Publish synthetic predictions and delayed labels to the input topics (or write them to
     /// JSON-lines files), deterministic for a seed.
     ///
@@ -110,6 +118,25 @@ struct GenerateArgs {
     /// flags given explicitly are applied on top.
     #[arg(long)]
     generator_config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// The broker to measure (overrides kafka.bootstrap_servers).
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Predictions in the backlog (each brings about 0.95 labels).
+    #[arg(long, default_value_t = 500_000)]
+    predictions: u64,
+    /// Partitions of each input topic.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    partitions: i32,
+    /// How long the half-load latency phase publishes.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    latency_time: std::time::Duration,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -246,6 +273,19 @@ async fn execute(
             Ok(())
         }
         Command::CheckConfig { offline } => check_config(&settings, offline),
+        Command::Bench(args) => {
+            let mut settings = settings;
+            if let Some(b) = args.bootstrap_servers {
+                settings.kafka.bootstrap_servers = b;
+            }
+            let opts = bench::BenchOptions {
+                predictions: args.predictions,
+                partitions: args.partitions,
+                latency_time: args.latency_time,
+                seed: args.seed,
+            };
+            bench::run(&settings, opts).await
+        }
         Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
             let specs = topic_specs(&settings, partitions);

@@ -23,7 +23,7 @@ use std::hint::black_box;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use driftwatch_codec::fast::{FeatureRef, IgnoreEntries, PredictionVisitor};
+use driftwatch_codec::fast::{FeatureRef, IgnoreEntries, NotUtf8, PredictionVisitor};
 use driftwatch_codec::{to_avro, PredictionDecoder, PredictionRef, RecordKind};
 use driftwatch_core::join::{
     Input, JoinConfig, JoinEvent, JoinTask, ModelVersionId, Predicted, PredictionIn, RequestKey,
@@ -151,59 +151,74 @@ impl Message {
 }
 
 /// Interns feature names and stages the values until the prediction's bucket is known
-/// (the model id and timestamp come back from the decoder after the maps).
+/// (the model id and timestamp come back from the decoder after the maps). The buffers are
+/// reused across messages (see [`recycle`]), as the worker's join stage does.
 struct Staging<'a, 'i> {
     interner: &'i mut FeatureInterner,
-    /// Each position's id in the previous message (producers keep feature order stable).
-    hints: &'i mut [FeatureId; MAX_FEATURES],
-    features: [(FeatureId, FeatureRef<'a>); MAX_FEATURES],
-    n_features: usize,
-    scores: [(&'a str, f64); MAX_SCORES],
-    n_scores: usize,
-    /// Names the interner refused (full) or entries past the fixed capacity.
+    /// Each position's id in the previous message (producers keep feature order stable);
+    /// once staged, the ids of this message's features.
+    hints: &'i mut Vec<FeatureId>,
+    /// Staged values, in the order of their ids in `hints`. Ids and values are kept apart
+    /// because pushing an `(id, value)` pair copied it through the stack with overlapping
+    /// partial stores, stalling store-to-load forwarding on every feature.
+    features: Vec<FeatureRef<'a>>,
+    scores: Vec<(&'a str, f64)>,
+    /// Names the interner refused (full).
     dropped: u64,
 }
 
-impl<'a, 'i> Staging<'a, 'i> {
-    fn new(interner: &'i mut FeatureInterner, hints: &'i mut [FeatureId; MAX_FEATURES]) -> Self {
-        Staging {
-            interner,
-            hints,
-            features: [(FeatureId(0), FeatureRef::Missing); MAX_FEATURES],
-            n_features: 0,
-            scores: [("", 0.0); MAX_SCORES],
-            n_scores: 0,
-            dropped: 0,
-        }
-    }
+/// Reuses an emptied buffer's allocation for another lifetime: collecting an emptied
+/// `vec::IntoIter` into a vector of a same-layout element type happens in place.
+fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 impl<'a> PredictionVisitor<'a> for Staging<'a, '_> {
     #[inline]
     fn feature(&mut self, name: &'a str, value: FeatureRef<'a>) {
-        let (Some(slot), Some(hint)) = (
-            self.features.get_mut(self.n_features),
-            self.hints.get_mut(self.n_features),
-        ) else {
-            self.dropped += 1;
-            return;
-        };
-        match self.interner.intern_hinted(name, *hint) {
-            Ok(id) => {
-                *slot = (id, value);
-                *hint = id;
-                self.n_features += 1;
-            }
+        let hint = self.hint();
+        match self.interner.intern_hinted(name, hint) {
+            Ok(id) => self.stage(id, value),
             Err(_) => self.dropped += 1,
         }
     }
 
+    /// The name is usually byte-equal to the one at the same position in the previous
+    /// message: then it needs no UTF-8 validation and no hash lookup.
+    #[inline(always)]
+    fn feature_bytes(&mut self, name: &'a [u8], value: FeatureRef<'a>) -> std::result::Result<(), NotUtf8> {
+        match self.interner.hinted(name, self.hint()) {
+            Some(id) => self.stage(id, value),
+            None => self.feature(std::str::from_utf8(name).map_err(|_| NotUtf8)?, value),
+        }
+        Ok(())
+    }
+
     #[inline]
     fn score(&mut self, class: &'a str, p: f64) {
-        if let Some(slot) = self.scores.get_mut(self.n_scores) {
-            *slot = (class, p);
-            self.n_scores += 1;
+        if self.scores.len() < MAX_SCORES {
+            self.scores.push((class, p));
         }
+    }
+}
+
+impl<'a> Staging<'a, '_> {
+    /// The id at this position in the previous message (an out-of-range id never matches).
+    #[inline]
+    fn hint(&self) -> FeatureId {
+        self.hints
+            .get(self.features.len())
+            .copied()
+            .unwrap_or(FeatureId(u16::MAX))
+    }
+
+    #[inline]
+    fn stage(&mut self, id: FeatureId, value: FeatureRef<'a>) {
+        match self.hints.get_mut(self.features.len()) {
+            Some(h) => *h = id,
+            None => self.hints.push(id),
+        }
+        self.features.push(value);
     }
 }
 
@@ -211,7 +226,10 @@ impl<'a> PredictionVisitor<'a> for Staging<'a, '_> {
 struct Stage {
     decoder: PredictionDecoder,
     interner: FeatureInterner,
-    hints: [FeatureId; MAX_FEATURES],
+    hints: Vec<FeatureId>,
+    /// Staging buffers kept between messages (empty, lifetime-erased).
+    features: Vec<FeatureRef<'static>>,
+    scores: Vec<(&'static str, f64)>,
     task: JoinTask,
     /// The open bucket: (model, bucket start) and its signature.
     current: Option<((ModelVersionId, i64), SignatureSummary)>,
@@ -233,7 +251,9 @@ impl Stage {
         Stage {
             decoder: PredictionDecoder::current().unwrap(),
             interner: FeatureInterner::new(),
-            hints: [FeatureId(0); MAX_FEATURES],
+            hints: Vec::with_capacity(MAX_FEATURES),
+            features: Vec::with_capacity(MAX_FEATURES),
+            scores: Vec::with_capacity(MAX_SCORES),
             task,
             current: None,
             closed_bytes: 0,
@@ -245,52 +265,57 @@ impl Stage {
     /// Decodes and summarizes one message; returns the prediction for the join.
     #[inline]
     fn summarize(&mut self, datum: &[u8]) -> Option<PredictionIn> {
-        let mut staging = Staging::new(&mut self.interner, &mut self.hints);
-        let head = self.decoder.decode(datum, &mut staging).ok()?;
-        let model = self
-            .task
-            .intern_model(head.model_id, head.model_version)
-            .ok()?;
-        let bucket = head.timestamp - head.timestamp.rem_euclid(BUCKET_MS);
-        self.dropped += staging.dropped;
-        // Re-borrow: `staging` holds the interner mutably only during decode.
-        let features = staging.features;
-        let n_features = staging.n_features;
-        let scores = staging.scores;
-        let n_scores = staging.n_scores;
-        let sig = open_bucket(
-            &mut self.current,
-            (model, bucket),
-            &self.interner,
-            &mut self.closed_bytes,
-        );
-        let applied = Applied {
-            features: &features[..n_features],
-            scores: &scores[..n_scores],
+        let mut staging = Staging {
+            interner: &mut self.interner,
+            hints: &mut self.hints,
+            features: recycle(std::mem::take(&mut self.features)),
+            scores: recycle(std::mem::take(&mut self.scores)),
+            dropped: 0,
         };
-        applied.apply(&head, sig);
-        let predicted = match head.predicted_label {
-            Some(l) => self
+        let decoded = self.decoder.decode(datum, &mut staging);
+        let out = decoded.ok().and_then(|head| {
+            let model = self
                 .task
-                .intern_class(l)
-                .map_or(Predicted::None, Predicted::Class),
-            None => head
-                .predicted_value
-                .map_or(Predicted::None, Predicted::Value),
-        };
-        let score = head.predicted_label.and_then(|l| {
-            scores[..n_scores]
-                .iter()
-                .find(|(c, _)| *c == l)
-                .map(|(_, p)| *p as f32)
+                .intern_model(head.model_id, head.model_version)
+                .ok()?;
+            let bucket = head.timestamp - head.timestamp.rem_euclid(BUCKET_MS);
+            self.dropped += staging.dropped;
+            let sig = open_bucket(
+                &mut self.current,
+                (model, bucket),
+                staging.interner,
+                &mut self.closed_bytes,
+            );
+            let applied = Applied {
+                ids: &staging.hints[..staging.features.len()],
+                values: &staging.features,
+                scores: &staging.scores,
+            };
+            applied.apply(&head, sig);
+            let predicted = match head.predicted_label {
+                Some(l) => self
+                    .task
+                    .intern_class(l)
+                    .map_or(Predicted::None, Predicted::Class),
+                None => head
+                    .predicted_value
+                    .map_or(Predicted::None, Predicted::Value),
+            };
+            let score = head
+                .predicted_label
+                .and_then(|l| applied.score_of(l))
+                .map(|p| p as f32);
+            Some(PredictionIn {
+                key: RequestKey::from_request_id(head.request_id),
+                model,
+                time: head.timestamp,
+                predicted,
+                score,
+            })
         });
-        Some(PredictionIn {
-            key: RequestKey::from_request_id(head.request_id),
-            model,
-            time: head.timestamp,
-            predicted,
-            score,
-        })
+        self.features = recycle(staging.features);
+        self.scores = recycle(staging.scores);
+        out
     }
 
     /// Pushes into the join task and polls it. Processing time runs with event time here, so
@@ -327,23 +352,26 @@ fn open_bucket<'c>(
 }
 
 struct Applied<'s, 'a> {
-    features: &'s [(FeatureId, FeatureRef<'a>)],
+    ids: &'s [FeatureId],
+    values: &'s [FeatureRef<'a>],
     scores: &'s [(&'a str, f64)],
 }
 
 impl<'a> Applied<'_, 'a> {
     fn apply(&self, head: &PredictionRef<'a>, s: &mut SignatureSummary) {
-        for (id, v) in self.features {
+        for (id, v) in self.ids.iter().zip(self.values) {
             match v {
                 FeatureRef::Missing => s.update_missing(*id),
                 FeatureRef::Number(x) => s.update_number(*id, *x),
                 FeatureRef::Category(c) => s.update_category(*id, c),
             }
         }
-        let score = head
-            .predicted_label
-            .and_then(|l| self.scores.iter().find(|(c, _)| *c == l).map(|(_, p)| *p));
+        let score = head.predicted_label.and_then(|l| self.score_of(l));
         s.update_output(head.predicted_label, head.predicted_value, score);
+    }
+
+    fn score_of(&self, class: &str) -> Option<f64> {
+        self.scores.iter().find(|(c, _)| *c == class).map(|(_, p)| *p)
     }
 }
 

@@ -192,6 +192,27 @@ fn read_opt_str(cur: &mut Cursor<'_>) -> Result<Option<String>> {
     }
 }
 
+/// `["null", "bytes"]`.
+fn put_opt_bytes(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        None => put_long(out, 0),
+        Some(b) => {
+            put_long(out, 1);
+            // A slice never exceeds isize::MAX bytes, so the length fits a long.
+            put_long(out, i64::try_from(b.len()).unwrap_or(i64::MAX));
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+fn read_opt_bytes(cur: &mut Cursor<'_>) -> Result<Option<Vec<u8>>> {
+    match cur.read_long()? {
+        0 => Ok(None),
+        1 => Ok(Some(cur.read_bytes()?.to_vec())),
+        i => Err(CodecError::invalid(format!("union branch index {i}"))),
+    }
+}
+
 fn string(cur: &mut Cursor<'_>) -> Result<String> {
     Ok(cur.read_str()?.to_owned())
 }
@@ -367,6 +388,7 @@ impl AvroRecord for ModelPartial {
         put_f64(out, self.brier_sum);
         put_u64(out, self.scored, "scored")?;
         put_long(out, self.label_delay_sum_ms);
+        put_opt_bytes(out, self.signature.as_deref());
         Ok(())
     }
 
@@ -426,6 +448,7 @@ impl AvroRecord for ModelPartial {
                 brier_sum: c.read_f64()?,
                 scored: read_u64(c, "scored")?,
                 label_delay_sum_ms: c.read_long()?,
+                signature: read_opt_bytes(c)?,
             })
         })
     }

@@ -35,7 +35,7 @@ use driftwatch_core::{FeatureValue, GroundTruth, Prediction, TimestampMs};
 use crate::error::{CodecError, Result};
 use crate::resolve::{MapKind, MapPlan, Scalar, ScalarPlan, SkipArena, SkipId};
 use crate::schema;
-use crate::wire::Cursor;
+use crate::wire::{Cursor, RawStr};
 
 /// A feature value borrowed from the datum.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,10 +66,28 @@ impl<'a> From<&'a FeatureValue> for FeatureRef<'a> {
     }
 }
 
+/// A feature name handed to [`PredictionVisitor::feature_bytes`] is not valid UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
+
 /// Receives the map entries of a prediction as they are decoded, in wire order (entries taken
 /// from reader defaults come last).
 pub trait PredictionVisitor<'a> {
     fn feature(&mut self, name: &'a str, value: FeatureRef<'a>);
+
+    /// A feature whose name has not been validated as UTF-8 yet; the decoder calls this one.
+    ///
+    /// The default validates the name and calls [`feature`](Self::feature). A visitor that
+    /// only needs an id for the name may override it to skip the validation when the bytes
+    /// equal a name it already holds as a `str` (equal bytes are valid UTF-8 too); any other
+    /// bytes it must validate, returning `Err(NotUtf8)` when they are not UTF-8, which fails
+    /// the decode with [`CodecError::InvalidUtf8`].
+    #[inline]
+    fn feature_bytes(&mut self, name: &'a [u8], value: FeatureRef<'a>) -> std::result::Result<(), NotUtf8> {
+        let name = std::str::from_utf8(name).map_err(|_| NotUtf8)?;
+        self.feature(name, value);
+        Ok(())
+    }
     fn score(&mut self, class: &'a str, p: f64) {
         let _ = (class, p);
     }
@@ -387,24 +405,51 @@ impl<'a> Fields<'a> {
     }
 }
 
-#[inline]
+/// Reports one map entry. Feature names go to the visitor unvalidated (see
+/// [`PredictionVisitor::feature_bytes`]); every other key is validated here, and an invalid
+/// key is reported before a wrong value type, as when keys were validated on reading.
+#[inline(always)]
 fn emit<'a, V: PredictionVisitor<'a>>(
     target: &Target,
     v: &mut V,
-    key: &'a str,
+    key: RawStr<'a>,
     value: Scalar<'a>,
 ) -> Result<()> {
+    // One visitor call per arm, each with its own constant `FeatureRef` variant: built in a
+    // single place, the value went through the stack as separately stored tag and payload
+    // and was read back whole, stalling store-to-load forwarding on every feature.
     match (target.slot, value) {
-        (Slot::Features, Scalar::Null) => v.feature(key, FeatureRef::Missing),
-        (Slot::Features, Scalar::Double(x)) => v.feature(key, FeatureRef::Number(x)),
-        (Slot::Features, Scalar::Long(x)) => v.feature(key, FeatureRef::Number(x as f64)),
-        (Slot::Features, Scalar::Str(s)) => v.feature(key, FeatureRef::Category(s)),
-        (Slot::Scores, Scalar::Double(x)) => v.score(key, x),
-        (Slot::Scores, Scalar::Long(x)) => v.score(key, x as f64),
-        (Slot::Tags, Scalar::Str(s)) => v.tag(key, s),
-        (_, other) => return Err(wrong_type(target, &other)),
+        (Slot::Features, Scalar::Null) => feature(v, key, FeatureRef::Missing),
+        (Slot::Features, Scalar::Double(x)) => feature(v, key, FeatureRef::Number(x)),
+        (Slot::Features, Scalar::Long(x)) => feature(v, key, FeatureRef::Number(x as f64)),
+        (Slot::Features, Scalar::Str(s)) => feature(v, key, FeatureRef::Category(s)),
+        (Slot::Scores, Scalar::Double(x)) => {
+            v.score(key.to_str()?, x);
+            Ok(())
+        }
+        (Slot::Scores, Scalar::Long(x)) => {
+            v.score(key.to_str()?, x as f64);
+            Ok(())
+        }
+        (Slot::Tags, Scalar::Str(s)) => {
+            v.tag(key.to_str()?, s);
+            Ok(())
+        }
+        (_, other) => {
+            key.to_str()?;
+            Err(wrong_type(target, &other))
+        }
     }
-    Ok(())
+}
+
+#[inline(always)]
+fn feature<'a, V: PredictionVisitor<'a>>(
+    v: &mut V,
+    key: RawStr<'a>,
+    value: FeatureRef<'a>,
+) -> Result<()> {
+    v.feature_bytes(key.bytes, value)
+        .map_err(|NotUtf8| CodecError::InvalidUtf8 { offset: key.offset })
 }
 
 /// A compiled (writer, reader) resolution for one record kind.
@@ -588,7 +633,12 @@ impl Plan {
                         fields.has_scores = true;
                     }
                     for (k, x) in entries {
-                        emit(target, v, k, x.as_scalar())?;
+                        // Reader defaults are `String`s, valid UTF-8 already.
+                        let key = RawStr {
+                            bytes: k.as_bytes(),
+                            offset: 0,
+                        };
+                        emit(target, v, key, x.as_scalar())?;
                     }
                 }
             }

@@ -20,7 +20,7 @@ use apache_avro::schema::{InnerDecimalSchema, UuidSchema};
 use apache_avro::Schema;
 
 use crate::error::{CodecError, Result};
-use crate::wire::Cursor;
+use crate::wire::{Cursor, RawStr};
 
 /// Deepest nesting of writer values accepted while skipping (records in arrays in maps, …).
 pub const MAX_DEPTH: usize = 64;
@@ -229,6 +229,7 @@ impl SkipArena {
 }
 
 /// Reads a union branch index and returns that branch.
+#[inline(always)]
 fn read_branch<'p, T>(cur: &mut Cursor<'_>, branches: &'p [T]) -> Result<&'p T> {
     let i = cur.read_long()?;
     usize::try_from(i)
@@ -325,7 +326,9 @@ impl ScalarPlan {
         }
     }
 
-    #[inline]
+    /// Inlined into the map loop: it runs once per map entry, and a call per entry (with
+    /// the `Result` returned through memory) cost as much as reading the value.
+    #[inline(always)]
     pub fn read<'a>(&self, arena: &SkipArena, cur: &mut Cursor<'a>) -> Result<Scalar<'a>> {
         let kind = match &self.union {
             None => self.single,
@@ -418,10 +421,14 @@ impl MapPlan {
 
     /// Reads the value; `entry` is called per map entry in wire order. Returns `Ok(false)` when
     /// the writer sent null, and an error when it sent something that is neither map nor null.
+    ///
+    /// Keys are passed unvalidated ([`RawStr`]): `entry` must validate them or recognise them
+    /// as byte-equal to a known string. A key that is not UTF-8 is still reported ahead of an
+    /// error in its value, as when keys were validated on reading.
     #[inline]
     pub fn read<'a, F>(&self, arena: &SkipArena, cur: &mut Cursor<'a>, mut entry: F) -> Result<bool>
     where
-        F: FnMut(&'a str, Scalar<'a>) -> Result<()>,
+        F: FnMut(RawStr<'a>, Scalar<'a>) -> Result<()>,
     {
         let kind = match &self.union {
             None => &self.single,
@@ -441,8 +448,14 @@ impl MapPlan {
                         break;
                     }
                     for _ in 0..n {
-                        let key = cur.read_str()?;
-                        let value = values.read(arena, cur)?;
+                        let key = cur.read_raw_str()?;
+                        let value = match values.read(arena, cur) {
+                            Ok(value) => value,
+                            Err(e) => {
+                                key.to_str()?;
+                                return Err(e);
+                            }
+                        };
                         entry(key, value)?;
                     }
                 }

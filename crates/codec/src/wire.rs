@@ -12,11 +12,20 @@ use crate::error::{CodecError, Result};
 pub struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// A stretch of `buf`, starting at `text_at`, already validated as UTF-8 (see
+    /// [`read_str`](Self::read_str)).
+    text: &'a str,
+    text_at: usize,
 }
 
 impl<'a> Cursor<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Cursor { buf, pos: 0 }
+        Cursor {
+            buf,
+            pos: 0,
+            text: "",
+            text_at: 0,
+        }
     }
 
     /// Current offset from the start of the datum.
@@ -25,11 +34,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// Bytes not yet read.
-    #[inline]
+    #[inline(always)]
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
 
+    #[cold]
     fn truncated(&self, needed: usize) -> CodecError {
         CodecError::Truncated {
             offset: self.pos,
@@ -38,7 +48,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Takes the next `n` bytes.
-    #[inline]
+    #[inline(always)]
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| self.truncated(n))?;
         let slice = self
@@ -49,7 +59,7 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
-    #[inline]
+    #[inline(always)]
     fn take_array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let slice = self.take(N)?;
         let mut out = [0u8; N];
@@ -58,7 +68,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a zig-zag varint `long`.
-    #[inline]
+    ///
+    /// Why split: the one-byte case is inlined into every caller (a load, a test and a
+    /// shift), while the general loop stays out of line; a call per varint with a full
+    /// prologue cost more than the decoding itself.
+    #[inline(always)]
     pub fn read_long(&mut self) -> Result<i64> {
         // Fast path: most lengths, counts and union indexes fit one byte.
         if let Some(&byte) = self.buf.get(self.pos) {
@@ -67,6 +81,11 @@ impl<'a> Cursor<'a> {
                 return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
             }
         }
+        self.read_long_slow()
+    }
+
+    #[inline(never)]
+    fn read_long_slow(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -89,7 +108,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a zig-zag varint `int` (must fit 32 bits).
-    #[inline]
+    #[inline(always)]
     pub fn read_int(&mut self) -> Result<i32> {
         let v = self.read_long()?;
         i32::try_from(v).map_err(|_| CodecError::invalid(format!("int out of range: {v}")))
@@ -103,19 +122,19 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_f32(&mut self) -> Result<f32> {
         Ok(f32::from_le_bytes(self.take_array::<4>()?))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_f64(&mut self) -> Result<f64> {
         Ok(f64::from_le_bytes(self.take_array::<8>()?))
     }
 
     /// Reads a length (of bytes, a string, or a block's byte size): non-negative and no larger
     /// than what is left, so that nothing is ever sized from an unchecked number.
-    #[inline]
+    #[inline(always)]
     pub fn read_len(&mut self) -> Result<usize> {
         let len = self.read_long()?;
         let len = usize::try_from(len)
@@ -126,18 +145,71 @@ impl<'a> Cursor<'a> {
         Ok(len)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_bytes(&mut self) -> Result<&'a [u8]> {
         let len = self.read_len()?;
-        self.take(len)
+        // `read_len` compared `len` with what is left, so one range check (kept, so that
+        // nothing can panic) suffices instead of `take`'s overflow check and range check.
+        let end = self.pos.saturating_add(len);
+        let slice = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.truncated(len))?;
+        self.pos = end;
+        Ok(slice)
     }
 
     /// Reads a string, validating UTF-8, borrowed from the input.
-    #[inline]
+    ///
+    /// Why not `from_utf8` per string: for short strings the call and its byte-by-byte loop
+    /// cost more than the rest of reading them. Instead, a string not covered by the ASCII
+    /// stretch found so far measures the ASCII stretch starting at it (8 bytes per step),
+    /// validates that stretch once, and later strings inside it are sliced out of it (a range
+    /// check). A prediction's strings sit in long ASCII stretches (categorical features,
+    /// label, tags), so a datum needs a handful of validations instead of dozens. A string
+    /// that is not all ASCII is validated alone, as before; either way a string is accepted
+    /// exactly when its own bytes are UTF-8.
+    #[inline(always)]
     pub fn read_str(&mut self) -> Result<&'a str> {
+        let raw = self.read_raw_str()?;
+        // The string's bytes end at the current position.
+        let end = self.pos;
+        let start = end.saturating_sub(raw.bytes.len());
+        if let Some(s) = start
+            .checked_sub(self.text_at)
+            .and_then(|from| self.text.get(from..end - self.text_at))
+        {
+            return Ok(s);
+        }
+        self.validate_from(start, end, raw.offset)
+    }
+
+    /// `buf[start..end]` as a `str`, keeping the ASCII stretch from `start` for later strings
+    /// (or the error at `offset` when the string is not UTF-8).
+    #[inline(never)]
+    fn validate_from(&mut self, start: usize, end: usize, offset: usize) -> Result<&'a str> {
+        let invalid = || CodecError::InvalidUtf8 { offset };
+        let rest = self.buf.get(start..).unwrap_or_default();
+        let ascii = ascii_prefix_len(rest);
+        if ascii >= end - start {
+            // All ASCII, so this cannot fail (and takes the validator's word-at-a-time path).
+            if let Some(text) = rest.get(..ascii).and_then(|a| std::str::from_utf8(a).ok()) {
+                self.text = text;
+                self.text_at = start;
+                return text.get(..end - start).ok_or_else(invalid);
+            }
+        }
+        rest.get(..end - start)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .ok_or_else(invalid)
+    }
+
+    /// Reads a string's bytes without validating them yet (see [`RawStr`]).
+    #[inline(always)]
+    pub fn read_raw_str(&mut self) -> Result<RawStr<'a>> {
         let offset = self.pos;
         let bytes = self.read_bytes()?;
-        std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8 { offset })
+        Ok(RawStr { bytes, offset })
     }
 
     /// Reads the header of an array or map block: the item count (0 ends the sequence).
@@ -146,7 +218,7 @@ impl<'a> Cursor<'a> {
     /// `min_item_bytes` is the smallest encoding of one item; a count that could not fit in the
     /// remaining input is rejected before any loop runs. Items that take no bytes at all (such
     /// as `null`) are capped at [`MAX_ZERO_WIDTH_ITEMS`] so a tiny datum cannot spin forever.
-    #[inline]
+    #[inline(always)]
     pub fn read_block_count(&mut self, min_item_bytes: usize) -> Result<usize> {
         let raw = self.read_long()?;
         let count = if raw < 0 {
@@ -182,6 +254,47 @@ impl<'a> Cursor<'a> {
                 self.remaining()
             )))
         }
+    }
+}
+
+/// Number of leading ASCII bytes of `bytes`, looked at 8 bytes at a time.
+fn ascii_prefix_len(bytes: &[u8]) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut n = 0;
+    for chunk in &mut chunks {
+        let word = chunk.first_chunk::<8>().map_or(HIGH, |c| u64::from_le_bytes(*c));
+        let high = word & HIGH;
+        if high != 0 {
+            // Little-endian: the lowest set high bit belongs to the first non-ASCII byte.
+            return n + high.trailing_zeros() as usize / 8;
+        }
+        n += 8;
+    }
+    n + chunks.remainder().iter().take_while(|b| b.is_ascii()).count()
+}
+
+/// The bytes of an Avro string whose UTF-8 validation is deferred.
+///
+/// Why: validating a short string costs more than reading it, and a caller that recognises
+/// the bytes as equal to a string it already holds (a feature name seen in the previous
+/// message) knows they are valid UTF-8 without looking at them again. Whoever turns a
+/// `RawStr` into text must go through [`to_str`](Self::to_str) (or compare it with a known
+/// `str`), so malformed input is still rejected with the offset of the string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawStr<'a> {
+    pub bytes: &'a [u8],
+    /// Offset of the string (its length prefix) in the datum.
+    pub offset: usize,
+}
+
+impl<'a> RawStr<'a> {
+    /// The bytes as a validated `str`.
+    #[inline]
+    pub fn to_str(self) -> Result<&'a str> {
+        std::str::from_utf8(self.bytes).map_err(|_| CodecError::InvalidUtf8 {
+            offset: self.offset,
+        })
     }
 }
 
@@ -260,6 +373,66 @@ mod tests {
             let mut cur = Cursor::new(&out);
             prop_assert_eq!(cur.read_long().unwrap(), v);
             prop_assert_eq!(cur.remaining(), 0);
+        }
+
+        /// Strings read one after another (with binary bytes between them) are accepted or
+        /// rejected exactly as validating each one alone would, whatever the stretch
+        /// validated before.
+        #[test]
+        fn read_str_agrees_with_validating_each_string(
+            items in proptest::collection::vec(
+                (
+                    proptest::collection::vec(
+                        prop_oneof![
+                            Just(&b"abc"[..]),
+                            Just(&b"\xc3\xa9"[..]),
+                            Just(&b"\xe2\x82\xac"[..]),
+                            Just(&b"\xf0\x9f\x98\x80"[..]),
+                            Just(&b"\xc3"[..]),
+                            Just(&b"\xa9"[..]),
+                            Just(&b"\xff"[..]),
+                            Just(&b""[..]),
+                        ],
+                        0..5,
+                    ),
+                    proptest::collection::vec(any::<u8>(), 0..3),
+                ),
+                1..12,
+            )
+        ) {
+            let mut datum = Vec::new();
+            let mut strings = Vec::new();
+            for (pieces, gap) in &items {
+                let s: Vec<u8> = pieces.concat();
+                put_long(&mut datum, s.len() as i64);
+                datum.extend_from_slice(&s);
+                put_long(&mut datum, gap.len() as i64);
+                datum.extend_from_slice(gap);
+                strings.push(s);
+            }
+            let mut cur = Cursor::new(&datum);
+            for s in &strings {
+                let offset = cur.position();
+                match (cur.read_str(), std::str::from_utf8(s)) {
+                    (Ok(got), Ok(want)) => prop_assert_eq!(got, want),
+                    (Err(e), Err(_)) => {
+                        prop_assert_eq!(e, CodecError::InvalidUtf8 { offset });
+                        break;
+                    }
+                    (got, want) => prop_assert!(false, "{:?} vs {:?}", got, want),
+                }
+                cur.read_bytes().unwrap();
+            }
+        }
+
+        #[test]
+        fn ascii_prefix_len_finds_the_first_non_ascii_byte(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40)
+        ) {
+            let want = bytes.iter().position(|b| !b.is_ascii()).unwrap_or(bytes.len());
+            prop_assert_eq!(ascii_prefix_len(&bytes), want);
+            let ascii: Vec<u8> = bytes.iter().map(|b| b & 0x7f).collect();
+            prop_assert_eq!(ascii_prefix_len(&ascii), ascii.len());
         }
 
         #[test]

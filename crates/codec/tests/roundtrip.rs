@@ -6,9 +6,11 @@ mod common;
 
 use common::*;
 use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::from_avro_resolving;
 use driftwatch_codec::{
     from_avro, from_json, to_avro, to_json, AvroRecord, JsonRecord, PredictionDecoder, RecordKind,
 };
+use driftwatch_core::summary::{FeatureInterner, SignatureSummary};
 use driftwatch_core::{
     ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics, ModelPartial,
     Prediction, RegressionSums, RetrainEvent,
@@ -198,7 +200,19 @@ fn model_partial() -> ModelPartial {
         brier_sum: 0.2,
         scored: 8,
         label_delay_sum_ms: 123_456,
+        signature: Some(signature_bytes()),
     }
+}
+
+/// A real serialized signature of two predictions.
+fn signature_bytes() -> Vec<u8> {
+    let mut names = FeatureInterner::new();
+    let mut sig = SignatureSummary::new();
+    let p = realistic_prediction();
+    sig.update_prediction(&mut names, &p).unwrap();
+    sig.update_prediction(&mut names, &p).unwrap();
+    sig.flush();
+    sig.to_bytes(&names).unwrap()
 }
 
 /// Round-trips through both forms, checks apache-avro accepts the datum and re-encodes it to
@@ -238,6 +252,59 @@ fn every_record_round_trips_and_apache_avro_reads_our_bytes() {
     check_record(retrain_event());
     check_record(model_metrics());
     check_record(model_partial());
+    check_record(ModelPartial {
+        signature: None,
+        ..model_partial()
+    });
+    check_record(ModelPartial {
+        signature: Some(Vec::new()),
+        ..model_partial()
+    });
+}
+
+/// The signature survives Avro and JSON byte for byte and still decodes as a signature.
+#[test]
+fn model_partial_signature_survives_both_forms() {
+    let p = model_partial();
+    let via_avro = from_avro::<ModelPartial>(&to_avro(&p).unwrap()).unwrap();
+    let via_json = from_json::<ModelPartial>(&to_json(&p).unwrap()).unwrap();
+    for got in [via_avro, via_json] {
+        let bytes = got.signature.unwrap();
+        assert_eq!(Some(&bytes), p.signature.as_ref());
+        let mut names = FeatureInterner::new();
+        let sig = SignatureSummary::from_bytes(&bytes, &mut names).unwrap();
+        assert_eq!(sig.predictions(), 2);
+    }
+    // JSON without the field (an older writer) reads as no signature.
+    let mut v: serde_json::Value = serde_json::from_str(&to_json(&p).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("signature");
+    let old = from_json::<ModelPartial>(&v.to_string()).unwrap();
+    assert_eq!(old.signature, None);
+}
+
+/// A datum of the released v1 schema (no `signature`) resolves to `signature: None`, and a
+/// current datum is readable by v1 readers (the field is skipped).
+#[test]
+fn model_partial_of_the_released_schema_reads_without_signature() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/released/v1");
+    let v1 = apache_avro::Schema::parse_str(
+        &std::fs::read_to_string(dir.join("ModelPartial.avsc")).unwrap(),
+    )
+    .unwrap();
+    let current = RecordKind::ModelPartial.schema().unwrap();
+    let p = model_partial();
+    let datum = to_avro(&p).unwrap();
+    // Current bytes read by a v1 reader, re-encoded as v1 bytes.
+    let as_v1 = avro_encode(&v1, avro_decode(current, &v1, &datum));
+    assert!(as_v1.len() < datum.len());
+    let back = from_avro_resolving::<ModelPartial>(&v1, &as_v1).unwrap();
+    assert_eq!(
+        back,
+        ModelPartial {
+            signature: None,
+            ..p
+        }
+    );
 }
 
 #[test]

@@ -229,4 +229,10 @@ pub struct ModelPartial {
     pub scored: u64,
     /// Sum of label delays (ms) over matched outcomes.
     pub label_delay_sum_ms: i64,
+    /// Serialized [`SignatureSummary`](crate::summary::SignatureSummary) of the predictions
+    /// whose prediction time falls in the bucket (their features and outputs); `None` when
+    /// nothing was summarized. Merged by decoding, merging and re-encoding; `None` is the
+    /// identity. JSON: an array of byte values, or `null`/absent.
+    #[serde(default)]
+    pub signature: Option<Vec<u8>>,
 }

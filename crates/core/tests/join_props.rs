@@ -10,6 +10,7 @@ use driftwatch_core::join::{
     Actual, ClassId, Input, JoinBuffer, JoinConfig, JoinEvent, JoinTask, LabelIn, ModelVersionId,
     Outcome, Predicted, PredictionIn, RequestKey,
 };
+use driftwatch_core::summary::{FeatureInterner, SignatureSummary};
 use driftwatch_core::{ConfusionCell, JoinCounters, ModelPartial, RegressionSums};
 use proptest::prelude::*;
 
@@ -305,52 +306,159 @@ fn event() -> impl Strategy<Value = JoinEvent> {
         })
 }
 
+const CATS: [&str; 3] = ["a", "b", "c"];
+
+/// A serialized signature of a few predictions (feature names in a random order, so the
+/// sides of a merge intern them differently), or none.
+fn signature() -> impl Strategy<Value = Option<Vec<u8>>> {
+    let row = (
+        prop::option::of(-1e3f64..1e3),
+        prop::option::of(0usize..3),
+        prop::option::of(0usize..3),
+        any::<bool>(),
+    );
+    prop::option::of((proptest::collection::vec(row, 0..40), any::<bool>())).prop_map(|rows| {
+        rows.map(|(rows, flip)| {
+            let mut names = FeatureInterner::new();
+            let mut sig = SignatureSummary::new();
+            let order = if flip { ["x", "c"] } else { ["c", "x"] };
+            let ids = order.map(|n| names.intern(n).unwrap());
+            let (x, c) = if flip {
+                (ids[0], ids[1])
+            } else {
+                (ids[1], ids[0])
+            };
+            for (num, cat, label, extra) in rows {
+                match num {
+                    Some(v) => sig.update_number(x, v),
+                    None => sig.update_missing(x),
+                }
+                if let Some(k) = cat {
+                    sig.update_category(c, CATS[k]);
+                }
+                if extra {
+                    let e = names.intern("extra").unwrap();
+                    sig.update_category(e, "e");
+                }
+                sig.update_output(label.map(|l| CATS[l]), None, num.map(|v| v.abs() / 1e3));
+            }
+            sig.flush();
+            sig.to_bytes(&names).unwrap()
+        })
+    })
+}
+
 fn partial() -> impl Strategy<Value = ModelPartial> {
     (
         proptest::collection::vec(0u64..1_000, 9),
         proptest::collection::btree_map((0u8..3, 0u8..3), 1u64..50, 0..5),
         proptest::collection::vec(0.0f64..1e3, 7),
         (0u64..100, 0u64..100, 0u64..1_000, -1_000i64..1_000),
+        signature(),
     )
-        .prop_map(|(c, cells, f, (rc, pc, seq, delay))| ModelPartial {
-            counters: JoinCounters {
-                predictions: c[0],
-                labels: c[1],
-                matched: c[2],
-                expired_unlabeled: c[3],
-                orphan_labels: c[4],
-                duplicate_predictions: c[5],
-                duplicate_labels: c[6],
-                late_labels: c[7],
-                dead_lettered: c[8],
+        .prop_map(
+            |(c, cells, f, (rc, pc, seq, delay), signature)| ModelPartial {
+                counters: JoinCounters {
+                    predictions: c[0],
+                    labels: c[1],
+                    matched: c[2],
+                    expired_unlabeled: c[3],
+                    orphan_labels: c[4],
+                    duplicate_predictions: c[5],
+                    duplicate_labels: c[6],
+                    late_labels: c[7],
+                    dead_lettered: c[8],
+                },
+                confusion: cells
+                    .into_iter()
+                    .map(|((p, a), count)| ConfusionCell {
+                        predicted: format!("c{p}"),
+                        actual: format!("c{a}"),
+                        count,
+                    })
+                    .collect(),
+                regression: RegressionSums {
+                    count: rc,
+                    abs_error_sum: f[0],
+                    squared_error_sum: f[1],
+                    error_sum: f[2],
+                    abs_pct_error_sum: f[3],
+                    pct_count: pc,
+                },
+                log_loss_sum: f[4],
+                brier_sum: f[5],
+                scored: (f[6] as u64),
+                label_delay_sum_ms: delay,
+                sequence: seq,
+                signature,
+                ..empty_partial("m", "v", 60_000, 60_000, 7)
             },
-            confusion: cells
-                .into_iter()
-                .map(|((p, a), count)| ConfusionCell {
-                    predicted: format!("c{p}"),
-                    actual: format!("c{a}"),
-                    count,
-                })
-                .collect(),
-            regression: RegressionSums {
-                count: rc,
-                abs_error_sum: f[0],
-                squared_error_sum: f[1],
-                error_sum: f[2],
-                abs_pct_error_sum: f[3],
-                pct_count: pc,
-            },
-            log_loss_sum: f[4],
-            brier_sum: f[5],
-            scored: (f[6] as u64),
-            label_delay_sum_ms: delay,
-            sequence: seq,
-            ..empty_partial("m", "v", 60_000, 60_000, 7)
-        })
+        )
 }
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+}
+
+fn close_opt(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => close(a, b),
+        (a, b) => a == b,
+    }
+}
+
+/// Same signature content: these streams are small, so every count, extreme and frequency
+/// is exact; means agree up to rounding.
+fn same_signature(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return a.is_none() && b.is_none();
+    };
+    let (mut na, mut nb) = (FeatureInterner::new(), FeatureInterner::new());
+    let sa = SignatureSummary::from_bytes(a, &mut na).unwrap();
+    let sb = SignatureSummary::from_bytes(b, &mut nb).unwrap();
+    let names = |s: &SignatureSummary, n: &FeatureInterner| {
+        s.features()
+            .map(|(id, _)| n.name(id).unwrap().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    if sa.predictions() != sb.predictions() || names(&sa, &na) != names(&sb, &nb) {
+        return false;
+    }
+    let numeric_same = |x: &driftwatch_core::summary::NumericSummary,
+                        y: &driftwatch_core::summary::NumericSummary| {
+        x.count() == y.count()
+            && x.missing() == y.missing()
+            && x.min() == y.min()
+            && x.max() == y.max()
+            && close_opt(x.mean(), y.mean())
+    };
+    let cats_same = |x: &driftwatch_core::summary::CategoricalSummary,
+                     y: &driftwatch_core::summary::CategoricalSummary| {
+        x.count() == y.count()
+            && x.missing() == y.missing()
+            && CATS
+                .iter()
+                .chain(&["e"])
+                .all(|c| x.estimate(c) == y.estimate(c))
+    };
+    for name in names(&sa, &na) {
+        let fa = sa.feature_by_name(&na, &name).unwrap();
+        let fb = sb.feature_by_name(&nb, &name).unwrap();
+        let num = match (fa.numeric(), fb.numeric()) {
+            (Some(x), Some(y)) => numeric_same(x, y),
+            (x, y) => x.is_none() && y.is_none(),
+        };
+        let cat = match (fa.categorical(), fb.categorical()) {
+            (Some(x), Some(y)) => cats_same(x, y),
+            (x, y) => x.is_none() && y.is_none(),
+        };
+        if !(num && cat && fa.missing() == fb.missing()) {
+            return false;
+        }
+    }
+    cats_same(sa.predicted_label(), sb.predicted_label())
+        && numeric_same(sa.score(), sb.score())
+        && numeric_same(sa.predicted_value(), sb.predicted_value())
 }
 
 /// Equal up to floating-point rounding of the sums (and, when `with_sequence` is false,
@@ -375,6 +483,7 @@ fn same(a: &ModelPartial, b: &ModelPartial, with_sequence: bool) -> bool {
         && close(a.brier_sum, b.brier_sum)
         && a.scored == b.scored
         && a.label_delay_sum_ms == b.label_delay_sum_ms
+        && same_signature(a.signature.as_deref(), b.signature.as_deref())
 }
 
 type PartialKey = (String, String, i64);

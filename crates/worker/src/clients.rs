@@ -119,6 +119,42 @@ pub async fn create_topics(settings: &KafkaSettings, specs: &[TopicSpec]) -> Res
             }
         }
     }
+    // The controller has the topics; brokers learn them a moment later. Return only when
+    // metadata shows every partition, so the caller's next look-up does not miss them.
+    let settings = settings.clone();
+    let specs = specs.to_vec();
+    tokio::task::spawn_blocking(move || wait_until_visible(&settings, &specs))
+        .await
+        .map_err(|e| WorkerError::Config(format!("waiting for new topics: {e}")))?
+}
+
+fn wait_until_visible(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<()> {
+    use rdkafka::consumer::Consumer;
+    let client = metadata_client(settings)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for spec in specs {
+        loop {
+            let seen = client
+                .fetch_metadata(Some(&spec.name), Duration::from_secs(5))
+                .ok()
+                .and_then(|md| {
+                    md.topics()
+                        .iter()
+                        .find(|t| t.name() == spec.name && t.error().is_none())
+                        .map(|t| t.partitions().len())
+                });
+            if seen.is_some_and(|n| n >= usize::try_from(spec.partitions).unwrap_or(0)) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(WorkerError::Config(format!(
+                    "topic `{}` was created but did not appear in the metadata within 30 s",
+                    spec.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     Ok(())
 }
 

@@ -9,6 +9,13 @@
 //!   a compact [`PredictionIn`]/[`LabelIn`] and pushed into its partition's task; the task merges
 //!   both inputs in timestamp order and emits [`JoinEvent`]s, which fold into per-(model,
 //!   version, bucket) [`ModelPartial`]s.
+//! - While a prediction is decoded, its features are interned (per task, hinted by position
+//!   since producers keep feature order stable) and staged in a buffer reused across messages;
+//!   once the decoder returns the model and prediction time, they go into the
+//!   `SignatureSummary` of that (model, version, bucket), with the predicted label, value and
+//!   score. Each flush attaches every bucket's serialized signature to its partial. Only
+//!   predictions that reach a task are summarized (dead-lettered ones are not); a duplicate
+//!   prediction is summarized like any other.
 //! - Every `flush_interval` the partials are produced (keyed by model id), their delivery is
 //!   awaited, then the stored offsets are committed: nothing is committed before what it
 //!   produced is in Kafka.
@@ -29,9 +36,10 @@ use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterS
 use driftwatch_codec::from_json_slice;
 use driftwatch_codec::CodecError;
 use driftwatch_core::join::{
-    Actual, Input, JoinEvent, JoinTask, LabelIn, PartialAggregator, Predicted, PredictionIn,
-    RequestKey,
+    Actual, Input, JoinEvent, JoinTask, LabelIn, ModelVersionId, PartialAggregator, Predicted,
+    PredictionIn, RequestKey,
 };
+use driftwatch_core::summary::{FeatureId, FeatureInterner};
 use driftwatch_core::{GroundTruth, JoinCounters, ModelPartial, Prediction};
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{
@@ -73,6 +81,13 @@ pub struct JoinStats {
     pub processing_micros: Option<Histogram<u64>>,
     /// Whether the last flush of partials was delivered.
     pub producing: bool,
+    /// Per matched outcome: wall-clock time of the match minus the later of its prediction and
+    /// label event times, ms. With producers stamping records as they send them, this is the
+    /// latency from the second record's arrival to its joined outcome.
+    pub outcome_lag_ms: Option<Histogram<u64>>,
+    /// Feature values of current tasks left out of signatures: the task's feature-name
+    /// interner was full, or a signature could not be serialized at a flush.
+    pub signature_losses: u64,
 }
 
 impl JoinStats {
@@ -398,6 +413,13 @@ struct PartitionTask {
     aggregator: PartialAggregator,
     /// Next offset to read per input, as far as this worker processed.
     next_offset: [i64; 2],
+    /// Feature id at each position of the previous prediction: interning hints.
+    feature_hints: Vec<FeatureId>,
+    /// The staging buffer of [`SignatureOfPredicted`], kept empty between messages so its
+    /// allocation is reused.
+    staged: Vec<(FeatureId, FeatureRef<'static>)>,
+    /// Features not summarized because the task's feature interner is full.
+    features_dropped: u64,
 }
 
 /// Everything the consumer loop and the rebalance callbacks share.
@@ -430,6 +452,7 @@ struct StageState {
     consumer_lag: BTreeMap<(String, i32), i64>,
     processing_micros: Option<Histogram<u64>>,
     producing: bool,
+    outcome_lag_ms: Option<Histogram<u64>>,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -469,6 +492,7 @@ impl StageState {
             // One µs to one minute at 3 significant figures; cannot fail for these constants.
             processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
             producing: false,
+            outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
         })
     }
 
@@ -490,6 +514,9 @@ impl StageState {
                         task,
                         aggregator,
                         next_offset: [-1, -1],
+                        feature_hints: Vec::new(),
+                        staged: Vec::new(),
+                        features_dropped: 0,
                     },
                 );
             }
@@ -550,7 +577,13 @@ impl StageState {
                 (*p, (entries, b.oldest_pending))
             })
             .collect();
+        let signature_losses = self
+            .tasks
+            .values()
+            .map(|t| t.features_dropped + t.aggregator.signature_errors())
+            .sum();
         JoinStats {
+            signature_losses,
             per_model,
             label_delay_ms,
             assigned: self.assigned(),
@@ -558,10 +591,29 @@ impl StageState {
             buffers,
             events_in: self.events_in.clone(),
             events_out: self.events_out.clone(),
-            consumer_lag: self.consumer_lag.clone(),
+            consumer_lag: self.lag(),
             processing_micros: self.processing_micros.clone(),
             producing: self.producing,
+            outcome_lag_ms: self.outcome_lag_ms.clone(),
         }
+    }
+
+    /// Lag per (topic, partition): the last stable offset (statistics) minus the next offset
+    /// this worker will read, for partitions it has read from.
+    fn lag(&self) -> BTreeMap<(String, i32), i64> {
+        let mut out = self.consumer_lag.clone();
+        for (p, t) in &self.tasks {
+            for (input, topic) in [
+                (Input::Predictions, &self.predictions_topic),
+                (Input::Labels, &self.ground_truth_topic),
+            ] {
+                let next = t.next_offset[input_index(input)];
+                if let (Some(ls), true) = (self.last_stable.get(&(input, *p)), next >= 0) {
+                    out.insert((topic.clone(), *p), (ls - next).max(0));
+                }
+            }
+        }
+        out
     }
 
     fn observe_statistics(&mut self, s: &Statistics) {
@@ -629,16 +681,62 @@ impl StageState {
             return self.push_json_prediction(partition, payload, now);
         }
         let (decoder, datum) = self.predictions.select(payload).map_err(Reject::codec)?;
-        let mut scores = ScoreOfPredicted::default();
-        let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
-        Self::push_decoded_prediction(
-            &mut self.tasks,
-            self.max_future_skew_ms,
-            partition,
-            &p,
-            &scores,
-            now,
-        )
+        let Some(t) = self.tasks.get_mut(&partition) else {
+            // Revoked meanwhile: validated as usual, but nothing to summarize into.
+            let mut scores = ScoreOfPredicted::default();
+            let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
+            return Self::push_decoded_prediction(
+                &mut self.tasks,
+                self.max_future_skew_ms,
+                partition,
+                &p,
+                &scores,
+                now,
+            )
+            .map(|_| ());
+        };
+        let mut visitor = SignatureOfPredicted {
+            names: t.aggregator.features_mut(),
+            hints: &mut t.feature_hints,
+            staged: recycle(std::mem::take(&mut t.staged)),
+            dropped: 0,
+            scores: ScoreOfPredicted::default(),
+        };
+        let decoded = decoder.decode(datum, &mut visitor);
+        let SignatureOfPredicted {
+            staged,
+            dropped,
+            scores,
+            ..
+        } = visitor;
+        t.features_dropped += dropped;
+        let result = decoded.map_err(Reject::codec).and_then(|p| {
+            let model = Self::push_decoded_prediction(
+                &mut self.tasks,
+                self.max_future_skew_ms,
+                partition,
+                &p,
+                &scores,
+                now,
+            )?;
+            if let (Some(model), Some(t)) = (model, self.tasks.get_mut(&partition)) {
+                let sig = t.aggregator.signature_mut(model, p.timestamp);
+                for &(id, value) in &staged {
+                    match value {
+                        FeatureRef::Missing => sig.update_missing(id),
+                        FeatureRef::Number(x) => sig.update_number(id, x),
+                        FeatureRef::Category(c) => sig.update_category(id, c),
+                    }
+                }
+                let score = p.predicted_label.and_then(|l| scores.score_f64(l));
+                sig.update_output(p.predicted_label, p.predicted_value, score);
+            }
+            Ok(())
+        });
+        if let Some(t) = self.tasks.get_mut(&partition) {
+            t.staged = recycle(staged);
+        }
+        result
     }
 
     /// The JSON form (`schemas/README.md`). A bare Avro datum of these records cannot start
@@ -673,14 +771,21 @@ impl StageState {
             predicted_value: owned.predicted_value,
             has_scores: owned.scores.is_some(),
         };
-        Self::push_decoded_prediction(
+        let model = Self::push_decoded_prediction(
             &mut self.tasks,
             self.max_future_skew_ms,
             partition,
             &p,
             &scores,
             now,
-        )
+        )?;
+        if let (Some(model), Some(t)) = (model, self.tasks.get_mut(&partition)) {
+            // The JSON path is not the fast one: the owned record is summarized by name.
+            if t.aggregator.record_prediction(model, &owned).is_err() {
+                t.features_dropped += 1;
+            }
+        }
+        Ok(())
     }
 
     fn push_decoded_prediction(
@@ -690,7 +795,7 @@ impl StageState {
         p: &PredictionRef<'_>,
         scores: &ScoreOfPredicted<'_>,
         now: i64,
-    ) -> Result<(), Reject> {
+    ) -> Result<Option<ModelVersionId>, Reject> {
         let model = (p.model_id, p.model_version);
         if p.request_id.is_empty() {
             return Err(Reject::invalid(
@@ -701,7 +806,7 @@ impl StageState {
         }
         check_time(p.timestamp, now, max_future_skew_ms, model)?;
         let Some(t) = tasks.get_mut(&partition) else {
-            return Ok(()); // revoked meanwhile; the next owner reads it again
+            return Ok(None); // revoked meanwhile; the next owner reads it again
         };
         let id = t
             .task
@@ -724,7 +829,7 @@ impl StageState {
             predicted,
             score,
         });
-        Ok(())
+        Ok(Some(id))
     }
 
     fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
@@ -845,6 +950,10 @@ impl StageState {
             t.aggregator.fold(e);
             match e {
                 JoinEvent::Matched(o) => {
+                    if let Some(h) = self.outcome_lag_ms.as_mut() {
+                        let lag = now - o.prediction_time.max(o.label_time);
+                        h.saturating_record(u64::try_from(lag).unwrap_or(0));
+                    }
                     if let Some(model) = t.task.interner().model_id(o.model) {
                         if !self.label_delay.contains_key(model) {
                             // Up to 30 days at 3 significant figures; construction cannot fail
@@ -1024,10 +1133,67 @@ struct ScoreOfPredicted<'a> {
 
 impl<'a> ScoreOfPredicted<'a> {
     fn score_of(&self, class: &str) -> Option<f32> {
+        self.score_f64(class).map(|p| p as f32)
+    }
+
+    fn score_f64(&self, class: &str) -> Option<f64> {
         self.scores
             .iter()
             .find(|(c, _)| *c == class)
-            .map(|(_, p)| *p as f32)
+            .map(|(_, p)| *p)
+    }
+}
+
+/// Reuses an empty staging buffer's allocation for another lifetime: collecting an emptied
+/// `vec::IntoIter` into a vector of a same-layout element type is done in place by the
+/// standard library, so no allocation happens per message (and if it ever were not, it would
+/// only cost one).
+fn recycle<'b>(mut staged: Vec<(FeatureId, FeatureRef<'_>)>) -> Vec<(FeatureId, FeatureRef<'b>)> {
+    staged.clear();
+    staged
+        .into_iter()
+        .map(|(id, _)| (id, FeatureRef::Missing))
+        .collect()
+}
+
+/// The [`PredictionVisitor`] of the fast path: interns each feature name into the task's
+/// [`FeatureInterner`] (a string compare when the name is where it was in the previous
+/// message, a hash lookup otherwise; allocating only for a new name) and stages the value
+/// with its id until the model and prediction time are known; keeps the class scores too.
+struct SignatureOfPredicted<'a, 't> {
+    names: &'t mut FeatureInterner,
+    hints: &'t mut Vec<FeatureId>,
+    staged: Vec<(FeatureId, FeatureRef<'a>)>,
+    /// Features skipped because the interner is full.
+    dropped: u64,
+    scores: ScoreOfPredicted<'a>,
+}
+
+impl<'a> PredictionVisitor<'a> for SignatureOfPredicted<'a, '_> {
+    #[inline]
+    fn feature(&mut self, name: &'a str, value: FeatureRef<'a>) {
+        let position = self.staged.len();
+        // An out-of-range id never matches, so a missing hint falls back to the lookup.
+        let hint = self
+            .hints
+            .get(position)
+            .copied()
+            .unwrap_or(FeatureId(u16::MAX));
+        match self.names.intern_hinted(name, hint) {
+            Ok(id) => {
+                match self.hints.get_mut(position) {
+                    Some(h) => *h = id,
+                    None => self.hints.push(id),
+                }
+                self.staged.push((id, value));
+            }
+            Err(_) => self.dropped += 1,
+        }
+    }
+
+    #[inline]
+    fn score(&mut self, class: &'a str, p: f64) {
+        self.scores.score(class, p);
     }
 }
 
@@ -1036,5 +1202,144 @@ impl<'a> PredictionVisitor<'a> for ScoreOfPredicted<'a> {
 
     fn score(&mut self, class: &'a str, p: f64) {
         self.scores.push((class, p));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use driftwatch_codec::PredictionDecoder;
+    use driftwatch_core::join::Interner;
+    use driftwatch_core::summary::SignatureSummary;
+    use driftwatch_core::FeatureValue;
+
+    fn prediction(features: Vec<(&str, FeatureValue)>) -> Prediction {
+        Prediction {
+            request_id: "r1".into(),
+            model_id: "fraud".into(),
+            model_version: "v1".into(),
+            timestamp: 90_000,
+            features: features
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+            predicted_label: Some("yes".into()),
+            predicted_value: None,
+            scores: Some(vec![("no".into(), 0.25), ("yes".into(), 0.75)]),
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn the_visitor_stages_interned_features_and_keeps_scores() {
+        let decoder = PredictionDecoder::current().unwrap();
+        let mut names = FeatureInterner::new();
+        let mut hints = Vec::new();
+        let mut buffer: Vec<(FeatureId, FeatureRef<'static>)> = Vec::with_capacity(8);
+        let capacity = buffer.capacity();
+        let first = to_avro(&prediction(vec![
+            ("age", FeatureValue::Number(42.0)),
+            ("country", FeatureValue::Category("FR".into())),
+            ("income", FeatureValue::Missing),
+        ]))
+        .unwrap();
+        // Another order and a new name: hints miss, ids stay the same.
+        let second = to_avro(&prediction(vec![
+            ("country", FeatureValue::Category("DE".into())),
+            ("age", FeatureValue::Number(7.0)),
+            ("tenure", FeatureValue::Number(1.0)),
+        ]))
+        .unwrap();
+        let mut ids = Vec::new();
+        for datum in [&first, &second] {
+            let mut v = SignatureOfPredicted {
+                names: &mut names,
+                hints: &mut hints,
+                staged: recycle(std::mem::take(&mut buffer)),
+                dropped: 0,
+                scores: ScoreOfPredicted::default(),
+            };
+            let p = decoder.decode(datum, &mut v).unwrap();
+            assert_eq!(p.model_id, "fraud");
+            assert_eq!(v.scores.score_f64("yes"), Some(0.75));
+            assert_eq!(v.dropped, 0);
+            ids.push(v.staged.clone());
+            buffer = recycle(v.staged);
+            assert!(buffer.is_empty());
+            assert_eq!(buffer.capacity(), capacity, "the buffer is reused");
+        }
+        let id = |n: &str| names.get(n).unwrap();
+        assert_eq!(
+            ids[0],
+            vec![
+                (id("age"), FeatureRef::Number(42.0)),
+                (id("country"), FeatureRef::Category("FR")),
+                (id("income"), FeatureRef::Missing),
+            ]
+        );
+        assert_eq!(
+            ids[1],
+            vec![
+                (id("country"), FeatureRef::Category("DE")),
+                (id("age"), FeatureRef::Number(7.0)),
+                (id("tenure"), FeatureRef::Number(1.0)),
+            ]
+        );
+        assert_eq!(hints, vec![id("country"), id("age"), id("tenure")]);
+    }
+
+    #[test]
+    fn a_full_interner_drops_new_features_only() {
+        let decoder = PredictionDecoder::current().unwrap();
+        let mut names = FeatureInterner::with_limit(1);
+        let mut hints = Vec::new();
+        let datum = to_avro(&prediction(vec![
+            ("age", FeatureValue::Number(1.0)),
+            ("country", FeatureValue::Category("FR".into())),
+        ]))
+        .unwrap();
+        let mut v = SignatureOfPredicted {
+            names: &mut names,
+            hints: &mut hints,
+            staged: Vec::new(),
+            dropped: 0,
+            scores: ScoreOfPredicted::default(),
+        };
+        decoder.decode(&datum, &mut v).unwrap();
+        assert_eq!(v.dropped, 1);
+        assert_eq!(v.staged.len(), 1);
+    }
+
+    /// What a flush sends: the staged values, applied as `push_prediction` does, come out as
+    /// the partial's signature.
+    #[test]
+    fn staged_values_reach_the_flushed_signature() {
+        let mut interner = Interner::new();
+        let model = interner.intern_model("fraud", "v1").unwrap();
+        let mut agg = PartialAggregator::new(0, 60_000).unwrap();
+        let age = agg.features_mut().intern("age").unwrap();
+        let staged = [(age, FeatureRef::Number(3.0)), (age, FeatureRef::Missing)];
+        let sig = agg.signature_mut(model, 61_000);
+        for &(id, value) in &staged {
+            match value {
+                FeatureRef::Missing => sig.update_missing(id),
+                FeatureRef::Number(x) => sig.update_number(id, x),
+                FeatureRef::Category(c) => sig.update_category(id, c),
+            }
+        }
+        sig.update_output(Some("yes"), None, Some(0.75));
+        let out = agg.flush(&interner);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bucket_start, 60_000);
+        let mut names = FeatureInterner::new();
+        let s =
+            SignatureSummary::from_bytes(out[0].signature.as_deref().unwrap(), &mut names).unwrap();
+        let f = s.feature_by_name(&names, "age").unwrap();
+        assert_eq!((f.count(), f.missing()), (1, 1));
+        assert_eq!(s.score().mean(), Some(0.75));
+        // Round trip through the wire form the monitor reads.
+        let back: ModelPartial = driftwatch_codec::from_avro(&to_avro(&out[0]).unwrap()).unwrap();
+        assert_eq!(back, out[0]);
     }
 }

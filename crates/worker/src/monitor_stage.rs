@@ -7,7 +7,10 @@
 //! - every `evaluation_interval` (processing time) it evaluates at the event-time progress of
 //!   the partials seen (the latest bucket end), publishes what came out, waits for delivery and
 //!   only then commits the partials' offsets;
-//! - metrics snapshots go out every `metrics_interval`.
+//! - metrics snapshots go out every `metrics_interval`;
+//! - a partial's signature (feature and output sketches) is handed to the monitor with it; one
+//!   that does not decode is skipped and counted in [`MonitorStats::bad_signatures`], the
+//!   partial's counters still merge.
 //!
 //! State is in memory: a revoked model's windows are not handed over (changelog-backed state is
 //! the exactly-once work still to come); a new owner rebuilds from new partials.
@@ -33,6 +36,8 @@ use crate::settings::{OutputFormat, Settings};
 pub struct MonitorStats {
     pub partials: u64,
     pub bad_partials: u64,
+    /// Partials whose signature could not be decoded (their counters still merged).
+    pub bad_signatures: u64,
     pub drift_events: Vec<DriftEvent>,
     pub retrain_events: Vec<RetrainEvent>,
     /// The latest snapshot per (model, version, window).
@@ -112,10 +117,21 @@ impl MonitorStage {
                         match msg.payload().map(from_avro::<ModelPartial>) {
                             Some(Ok(p)) => {
                                 progress = progress.max(p.bucket_start.saturating_add(p.bucket_width_ms));
+                                let signature_errors = |m: &Monitor| {
+                                    m.signatures(&p.model_id, &p.model_version)
+                                        .map_or(0, |s| s.decode_errors())
+                                };
+                                let before = signature_errors(&self.monitor);
                                 if let Err(e) = self.monitor.ingest(&p) {
                                     warn!(error = %e, model = %p.model_id, "partial not merged");
                                 }
-                                lock(&self.stats).partials += 1;
+                                let bad_signature = signature_errors(&self.monitor) > before;
+                                if bad_signature {
+                                    warn!(model = %p.model_id, "undecodable signature skipped");
+                                }
+                                let mut stats = lock(&self.stats);
+                                stats.partials += 1;
+                                stats.bad_signatures += u64::from(bad_signature);
                             }
                             Some(Err(e)) => {
                                 lock(&self.stats).bad_partials += 1;

@@ -243,6 +243,58 @@ impl Params {
         !(slot.kind() == KIND_TOMBSTONE && self.passed(self.tombstone_deadline(time, model)))
     }
 
+    /// For a sweep: per slot kind, the smallest time offset at which a slot of a model with
+    /// the default label timeout is certainly left alone by [`expire_slot`](Self::expire_slot)
+    /// (its deadline, `epoch + offset + timeout(s)`, has not been passed by the watermark).
+    ///
+    /// Why: in steady state a sweep visits every entry but changes only the few that expired
+    /// since the previous one. Comparing the stored `u32` offset with a threshold computed once
+    /// per sweep is far cheaper than the full per-slot deadline arithmetic and keeps the scan
+    /// memory-bound. `None` when the thresholds could differ from the saturating arithmetic of
+    /// `expire_slot` (negative timeouts, or deadlines that could overflow `i64`); the sweep then
+    /// checks every slot in full.
+    fn sweep_thresholds(&self) -> Option<[i64; 4]> {
+        let (t, o) = (self.default_label_timeout, self.orphan_timeout);
+        if t < 0 || o < 0 {
+            return None;
+        }
+        // The largest deadline any slot can have must be exact (no saturation).
+        self.epoch
+            .checked_add(i64::from(u32::MAX))?
+            .checked_add(t)?
+            .checked_add(o)?;
+        let w = i128::from(self.watermark);
+        let e = i128::from(self.epoch);
+        // `offset >= threshold` ⇔ `epoch + offset + d >= watermark` ⇔ deadline not passed.
+        // Offsets are `u32`, so clamping to [-1, 2^32] keeps every comparison's outcome.
+        let threshold = |d: i64| -> i64 {
+            let x = (w - e - i128::from(d)).clamp(-1, i128::from(u32::MAX) + 1);
+            i64::try_from(x).unwrap_or(-1)
+        };
+        let mut out = [-1i64; 4];
+        // Index = slot kind; the unused kind 3 keeps -1: `expire_slot` never touches it.
+        for (kind, d) in [
+            (KIND_PREDICTION, t),
+            (KIND_LABEL, o),
+            (KIND_TOMBSTONE, t.saturating_add(o)),
+        ] {
+            if let Some(slot) = out.get_mut(usize::from(kind)) {
+                *slot = threshold(d);
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether the sweep can keep `slot` unchanged without calling `expire_slot`.
+    #[inline]
+    fn quiet(&self, thresholds: &[i64; 4], slot: &Slot) -> bool {
+        // Models with an override (or below one in the table) take the full check.
+        usize::from(slot.model) >= self.label_timeouts.len()
+            && thresholds
+                .get(usize::from(slot.kind()))
+                .is_some_and(|&below| i64::from(slot.time) >= below)
+    }
+
     /// A prediction whose key has no live entry: classify or build the slot to store.
     fn fresh_prediction(&self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) -> Option<Slot> {
         let expired = |sink: &mut dyn FnMut(JoinEvent)| {
@@ -611,7 +663,18 @@ impl JoinBuffer {
         } else {
             0
         };
+        // Rebasing touches every slot anyway, so the quick check only applies without it.
+        let thresholds = if shift == 0 {
+            params.sweep_thresholds()
+        } else {
+            None
+        };
         self.map.retain(|key, slot| {
+            if let Some(th) = &thresholds {
+                if params.quiet(th, slot) {
+                    return true;
+                }
+            }
             if !params.expire_slot(*key, slot, sink) {
                 return false;
             }
@@ -937,6 +1000,65 @@ mod tests {
         assert_eq!((c.matched, c.late_labels), (1, 1));
         assert_eq!(b.label_timeout(ModelVersionId(5)), 10 * T);
         assert_eq!(b.label_timeout(ModelVersionId(1)), T);
+    }
+
+    /// The sweep as it is without the threshold shortcut: `expire_slot` on every slot.
+    fn reference_sweep(b: &mut JoinBuffer, sink: &mut impl FnMut(JoinEvent)) {
+        let params = b.params.clone();
+        b.map.retain(|key, slot| params.expire_slot(*key, slot, sink));
+        b.last_sweep_watermark = b.params.watermark;
+    }
+
+    #[test]
+    fn sweep_thresholds_agree_with_the_full_check() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(7);
+        for round in 0..20 {
+            // Sweep interval i64::MAX: only the explicit sweeps below run.
+            let mut fast = JoinBuffer::new(T, O, i64::MAX);
+            if round % 2 == 1 {
+                fast.set_label_timeout(ModelVersionId(2), 3 * T);
+            }
+            let mut ev = Vec::new();
+            for n in 0..400u64 {
+                let t = rng.gen_range(0..5 * (T + O));
+                let model = ModelVersionId(rng.gen_range(1..4));
+                if rng.gen_bool(0.5) {
+                    let p = PredictionIn {
+                        model,
+                        ..pred(n % 300, t)
+                    };
+                    fast.on_prediction(&p, &mut |e| ev.push(e));
+                } else {
+                    let l = LabelIn {
+                        model_hint: Some(model),
+                        ..label(n % 300, t)
+                    };
+                    fast.on_label(&l, &mut |e| ev.push(e));
+                }
+            }
+            let mut reference = fast.clone();
+            for step in 1..=40 {
+                let w = BASE + step * (T + O) / 6;
+                fast.params.watermark = w;
+                reference.params.watermark = w;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                fast.sweep(&mut |e| a.push(e));
+                reference_sweep(&mut reference, &mut |e| b.push(e));
+                let key_of = |e: &JoinEvent| format!("{e:?}");
+                let mut a: Vec<String> = a.iter().map(key_of).collect();
+                let mut b: Vec<String> = b.iter().map(key_of).collect();
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "round {round} step {step}");
+                assert_eq!(fast.len(), reference.len());
+                for (k, s) in &reference.map {
+                    assert_eq!(fast.map.get(k), Some(s));
+                }
+            }
+            assert!(fast.is_empty(), "everything expires eventually");
+        }
     }
 
     #[test]

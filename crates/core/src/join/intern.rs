@@ -5,10 +5,16 @@
 //! bounded: a flood of distinct (possibly garbage) names returns
 //! [`JoinError::ModelIdsExhausted`] / [`JoinError::ClassIdsExhausted`] for the caller to
 //! dead-letter, instead of growing without limit or panicking.
+//!
+//! Interning runs once or twice per prediction, so lookups are kept cheap: the tables are
+//! `hashbrown` maps with its default (foldhash) hasher instead of SipHash, and the last
+//! (model id, version) pair is remembered, since a partition's consecutive predictions almost
+//! always come from the same model version; a hit then costs two short string compares.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::JoinError;
+use crate::summary::same_bytes;
 
 /// A (model id, model version) pair interned by an [`Interner`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +50,8 @@ pub struct Interner {
     class_index: HashMap<String, ClassId>,
     max_models: usize,
     max_classes: usize,
+    /// The id returned by the last successful `intern_model` (a cache; see the module docs).
+    last_model: Option<ModelVersionId>,
 }
 
 impl Default for Interner {
@@ -69,6 +77,7 @@ impl Interner {
             class_index: HashMap::new(),
             max_models: max_models.clamp(1, usize::from(u16::MAX) + 1),
             max_classes: max_classes.min(CLASS_SPACE),
+            last_model: None,
         }
     }
 
@@ -78,11 +87,21 @@ impl Interner {
         model_id: &str,
         version: &str,
     ) -> Result<ModelVersionId, JoinError> {
+        if let Some(last) = self.last_model {
+            if let Some((m, v)) = self.model(last) {
+                if same_bytes(m.as_bytes(), model_id.as_bytes())
+                    && same_bytes(v.as_bytes(), version.as_bytes())
+                {
+                    return Ok(last);
+                }
+            }
+        }
         if let Some(id) = self
             .model_index
             .get(model_id)
             .and_then(|versions| versions.get(version))
         {
+            self.last_model = Some(*id);
             return Ok(*id);
         }
         let next = self.models.len();
@@ -101,6 +120,7 @@ impl Interner {
             .entry(model_id.to_owned())
             .or_default()
             .insert(version.to_owned(), id);
+        self.last_model = Some(id);
         Ok(id)
     }
 
@@ -182,6 +202,39 @@ mod tests {
         assert_eq!(i.class(c), Some("spam"));
         assert_eq!(i.class(ClassId(99)), None);
         assert_eq!(i.model(ModelVersionId(999)), None);
+    }
+
+    #[test]
+    fn the_last_model_cache_never_returns_a_stale_id() {
+        let mut i = Interner::new();
+        let a = i.intern_model("fraud", "v1").unwrap();
+        assert_eq!(i.intern_model("fraud", "v1").unwrap(), a);
+        // Same model, other version; same version, other model; prefixes of the cached pair.
+        let b = i.intern_model("fraud", "v2").unwrap();
+        let c = i.intern_model("churn", "v2").unwrap();
+        let d = i.intern_model("fraud", "v").unwrap();
+        let e = i.intern_model("frau", "v1").unwrap();
+        let ids = [a, b, c, d, e];
+        for (n, x) in ids.iter().enumerate() {
+            for y in &ids[n + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        for (id, (m, v)) in ids.iter().zip([
+            ("fraud", "v1"),
+            ("fraud", "v2"),
+            ("churn", "v2"),
+            ("fraud", "v"),
+            ("frau", "v1"),
+        ]) {
+            assert_eq!(i.intern_model(m, v).unwrap(), *id);
+            assert_eq!(i.intern_model(m, v).unwrap(), *id);
+        }
+        // The reserved unknown model is not handed out for its own name.
+        assert_ne!(
+            i.intern_model(UNKNOWN_MODEL, "").unwrap(),
+            ModelVersionId::UNKNOWN
+        );
     }
 
     #[test]

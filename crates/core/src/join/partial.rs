@@ -14,11 +14,25 @@
 //! cells add by (predicted, actual). Integer fields merge exactly; floating-point sums are
 //! associative up to rounding. The monitor may therefore merge partials from any task, in
 //! any grouping, and get what one task seeing the whole stream would have produced.
+//!
+//! # Signatures
+//! Besides outcomes, the aggregator keeps one [`SignatureSummary`] per (model version, bucket
+//! of *prediction* time): the features and outputs of every prediction decoded, labeled or
+//! not, so the monitor can see data drift before any label arrives. The join stage feeds it
+//! through [`PartialAggregator::signature_mut`] with feature ids from the task's
+//! [`FeatureInterner`] ([`PartialAggregator::features_mut`]), so the hot path allocates
+//! nothing per feature. On [`flush`](PartialAggregator::flush) each signature is serialized
+//! into the `signature` field of the partial of the same (model, version, bucket), a partial
+//! with zero counters being emitted when no join event fell in that bucket yet, and reset.
+//! [`merge_partials`] merges signatures by decoding, merging and re-encoding them, `None`
+//! being the identity; a merged signature equals the whole stream's up to the sketches'
+//! error bounds (see [`crate::summary`]), not byte for byte.
 
 use std::collections::BTreeMap;
 
 use super::{Actual, ClassId, Interner, JoinEvent, ModelVersionId, Outcome, Predicted};
-use crate::{ConfusionCell, JoinCounters, ModelPartial, RegressionSums, TimestampMs};
+use crate::summary::{FeatureInterner, SignatureSummary, SummaryError};
+use crate::{ConfusionCell, JoinCounters, ModelPartial, Prediction, RegressionSums, TimestampMs};
 
 /// Default bucket width: one minute.
 pub const DEFAULT_BUCKET_WIDTH_MS: i64 = 60_000;
@@ -36,6 +50,8 @@ pub enum PartialMergeError {
     DifferentKeys { left: String, right: String },
     #[error("bucket width must be positive (got {0} ms)")]
     InvalidBucketWidth(i64),
+    #[error("signature of {key}: {source}")]
+    Signature { key: String, source: SummaryError },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,6 +104,11 @@ pub struct PartialAggregator {
     bucket_width_ms: i64,
     next_sequence: u64,
     accs: BTreeMap<(ModelVersionId, TimestampMs), Acc>,
+    /// Feature names of this task's predictions, shared by all its signatures.
+    features: FeatureInterner,
+    signatures: BTreeMap<(ModelVersionId, TimestampMs), SignatureSummary>,
+    /// Signatures that could not be serialized at a flush (dropped).
+    signature_errors: u64,
 }
 
 impl PartialAggregator {
@@ -101,7 +122,48 @@ impl PartialAggregator {
             bucket_width_ms,
             next_sequence: 0,
             accs: BTreeMap::new(),
+            features: FeatureInterner::new(),
+            signatures: BTreeMap::new(),
+            signature_errors: 0,
         })
+    }
+
+    /// The task's feature-name interner: ids for [`SignatureSummary`] updates.
+    pub fn features_mut(&mut self) -> &mut FeatureInterner {
+        &mut self.features
+    }
+
+    /// The task's feature-name interner.
+    pub fn features(&self) -> &FeatureInterner {
+        &self.features
+    }
+
+    /// The signature of `model`'s bucket holding prediction time `t`, created empty if new.
+    /// Feature ids given to it must come from [`features_mut`](Self::features_mut).
+    #[inline]
+    pub fn signature_mut(
+        &mut self,
+        model: ModelVersionId,
+        t: TimestampMs,
+    ) -> &mut SignatureSummary {
+        let bucket = self.bucket_start(t);
+        self.signatures.entry((model, bucket)).or_default()
+    }
+
+    /// Adds an owned prediction (the JSON path) to its signature.
+    pub fn record_prediction(
+        &mut self,
+        model: ModelVersionId,
+        p: &Prediction,
+    ) -> Result<(), SummaryError> {
+        let bucket = self.bucket_start(p.timestamp);
+        let sig = self.signatures.entry((model, bucket)).or_default();
+        sig.update_prediction(&mut self.features, p)
+    }
+
+    /// Signatures dropped because they could not be serialized.
+    pub fn signature_errors(&self) -> u64 {
+        self.signature_errors
     }
 
     /// Start of the bucket holding `t`.
@@ -109,9 +171,15 @@ impl PartialAggregator {
         t.div_euclid(self.bucket_width_ms) * self.bucket_width_ms
     }
 
-    /// Number of (model, bucket) accumulators not flushed yet.
+    /// Number of (model, bucket) accumulators and signatures not flushed yet (a key with both
+    /// counts once).
     pub fn pending(&self) -> usize {
         self.accs.len()
+            + self
+                .signatures
+                .keys()
+                .filter(|k| !self.accs.contains_key(k))
+                .count()
     }
 
     /// Adds one join event.
@@ -140,10 +208,30 @@ impl PartialAggregator {
     /// Emits everything folded since the last flush, ordered by (model id, bucket), each with
     /// the next sequence number of this task. Names come from `interner`; an id it does not
     /// know is written as `#<id>`.
+    /// Each pending signature is serialized into the partial of its key (one with zero
+    /// counters when no event fell there) and reset.
     pub fn flush(&mut self, interner: &Interner) -> Vec<ModelPartial> {
-        let accs = std::mem::take(&mut self.accs);
+        let mut accs = std::mem::take(&mut self.accs);
+        let mut signatures = std::mem::take(&mut self.signatures);
+        for key in signatures.keys() {
+            accs.entry(*key).or_default();
+        }
         let mut out = Vec::with_capacity(accs.len());
         for ((model, bucket_start), acc) in accs {
+            let signature = signatures
+                .remove(&(model, bucket_start))
+                .and_then(|mut sig| {
+                    sig.flush();
+                    match sig.to_bytes(&self.features) {
+                        Ok(bytes) => Some(bytes),
+                        Err(_) => {
+                            // Only a feature id unknown to the interner or a sketch over 4 GiB can
+                            // get here; the counters still go out.
+                            self.signature_errors += 1;
+                            None
+                        }
+                    }
+                });
             let (model_id, model_version) = interner
                 .model(model)
                 .map(|(m, v)| (m.to_owned(), v.to_owned()))
@@ -171,6 +259,7 @@ impl PartialAggregator {
                 brier_sum: acc.brier_sum,
                 scored: acc.scored,
                 label_delay_sum_ms: acc.label_delay_sum_ms,
+                signature,
             });
             self.next_sequence += 1;
         }
@@ -211,6 +300,7 @@ pub fn empty_partial(
         brier_sum: 0.0,
         scored: 0,
         label_delay_sum_ms: 0,
+        signature: None,
     }
 }
 
@@ -233,7 +323,8 @@ fn add_counters(a: &JoinCounters, b: &JoinCounters) -> JoinCounters {
 /// Counters, sums and confusion cells add; `sequence` is the larger one; `source_partition`
 /// is kept when both agree and becomes [`MIXED_PARTITION`] otherwise. The result's confusion
 /// cells are sorted by (predicted, actual) with one cell per pair, the form
-/// [`PartialAggregator::flush`] produces.
+/// [`PartialAggregator::flush`] produces. Signatures merge as sketches (`None` is the
+/// identity and leaves the other side's bytes untouched); a malformed one is an error.
 pub fn merge_partials(
     a: &ModelPartial,
     b: &ModelPartial,
@@ -260,6 +351,13 @@ pub fn merge_partials(
             .entry((c.predicted.clone(), c.actual.clone()))
             .or_insert(0) += c.count;
     }
+    let signature =
+        merge_signatures(a.signature.as_deref(), b.signature.as_deref()).map_err(|source| {
+            PartialMergeError::Signature {
+                key: key(a),
+                source,
+            }
+        })?;
     let (ra, rb) = (&a.regression, &b.regression);
     Ok(ModelPartial {
         model_id: a.model_id.clone(),
@@ -286,7 +384,27 @@ pub fn merge_partials(
         brier_sum: a.brier_sum + b.brier_sum,
         scored: a.scored + b.scored,
         label_delay_sum_ms: a.label_delay_sum_ms.saturating_add(b.label_delay_sum_ms),
+        signature,
     })
+}
+
+/// Merges two serialized signatures; `None` is the identity.
+pub fn merge_signatures(
+    a: Option<&[u8]>,
+    b: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>, SummaryError> {
+    match (a, b) {
+        (None, None) => Ok(None),
+        (Some(x), None) | (None, Some(x)) => Ok(Some(x.to_vec())),
+        (Some(x), Some(y)) => {
+            // A private interner: names are spelled out in the bytes, ids are local.
+            let mut names = FeatureInterner::with_limit(usize::from(u16::MAX) + 1);
+            let mut merged = SignatureSummary::from_bytes(x, &mut names)?;
+            merged.merge(&SignatureSummary::from_bytes(y, &mut names)?);
+            merged.flush();
+            merged.to_bytes(&names).map(Some)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +543,123 @@ mod tests {
         assert_eq!(agg.bucket_start(-1), -1_000);
         assert_eq!(agg.bucket_start(1_000), 1_000);
         assert!(PartialAggregator::new(0, 0).is_err());
+    }
+
+    fn prediction(t: i64, age: f64, country: &str) -> Prediction {
+        Prediction {
+            request_id: "r".into(),
+            model_id: "fraud".into(),
+            model_version: "v1".into(),
+            timestamp: t,
+            features: vec![
+                ("age".into(), crate::FeatureValue::Number(age)),
+                (
+                    "country".into(),
+                    crate::FeatureValue::Category(country.into()),
+                ),
+            ],
+            predicted_label: Some("yes".into()),
+            predicted_value: None,
+            scores: None,
+            tags: vec![],
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> (SignatureSummary, FeatureInterner) {
+        let mut names = FeatureInterner::new();
+        let s = SignatureSummary::from_bytes(bytes, &mut names).unwrap();
+        (s, names)
+    }
+
+    #[test]
+    fn signatures_attach_to_their_bucket_and_reset_at_flush() {
+        let mut i = Interner::new();
+        let m = i.intern_model("fraud", "v1").unwrap();
+        let yes = i.intern_class("yes").unwrap();
+        let mut agg = PartialAggregator::new(2, 1_000).unwrap();
+        // Bucket 0: an outcome and two predictions; bucket 1: a prediction only.
+        agg.fold(&outcome(
+            m,
+            100,
+            Predicted::Class(yes),
+            Actual::Class(yes),
+            None,
+        ));
+        agg.record_prediction(m, &prediction(100, 30.0, "FR"))
+            .unwrap();
+        agg.record_prediction(m, &prediction(200, 50.0, "DE"))
+            .unwrap();
+        // Through the id API, as the join stage does.
+        let age = agg.features_mut().intern("age").unwrap();
+        let sig = agg.signature_mut(m, 1_500);
+        sig.update_number(age, 70.0);
+        sig.update_output(None, Some(2.0), None);
+        assert_eq!(agg.pending(), 2);
+        let out = agg.flush(&i);
+        assert_eq!(out.len(), 2);
+        let (first, second) = (&out[0], &out[1]);
+        assert_eq!((first.bucket_start, first.counters.matched), (0, 1));
+        let (s, names) = decode(first.signature.as_deref().unwrap());
+        assert_eq!(s.predictions(), 2);
+        let ages = s.feature_by_name(&names, "age").unwrap().numeric().unwrap();
+        assert_eq!(ages.mean(), Some(40.0));
+        assert_eq!(s.predicted_label().estimate("yes"), 2);
+        // A bucket with a signature but no event yet: zero counters.
+        assert_eq!(second.bucket_start, 1_000);
+        assert_eq!(second.counters, JoinCounters::default());
+        assert_eq!(second.sequence, first.sequence + 1);
+        let (s, names) = decode(second.signature.as_deref().unwrap());
+        assert_eq!(s.predictions(), 1);
+        assert!(s.feature_by_name(&names, "country").is_none());
+        assert_eq!(s.predicted_value().mean(), Some(2.0));
+        assert_eq!(agg.pending(), 0);
+        assert!(agg.flush(&i).is_empty(), "signatures are reset");
+        assert_eq!(agg.signature_errors(), 0);
+        // Ids stay stable across flushes (the interner lives as long as the task).
+        assert_eq!(agg.features().get("age"), Some(age));
+    }
+
+    #[test]
+    fn merging_partials_merges_their_signatures() {
+        let i = {
+            let mut i = Interner::new();
+            i.intern_model("fraud", "v1").unwrap();
+            i
+        };
+        let m = ModelVersionId(1);
+        let mut a = PartialAggregator::new(0, 1_000).unwrap();
+        let mut b = PartialAggregator::new(1, 1_000).unwrap();
+        a.record_prediction(m, &prediction(10, 10.0, "FR")).unwrap();
+        // Another task interned the names in another order: ids differ, names do not.
+        b.features_mut().intern("country").unwrap();
+        b.record_prediction(m, &prediction(20, 20.0, "FR")).unwrap();
+        b.record_prediction(m, &prediction(30, 60.0, "DE")).unwrap();
+        let pa = a.flush(&i).remove(0);
+        let pb = b.flush(&i).remove(0);
+        let merged = merge_partials(&pa, &pb).unwrap();
+        let (s, names) = decode(merged.signature.as_deref().unwrap());
+        assert_eq!(s.predictions(), 3);
+        let age = s.feature_by_name(&names, "age").unwrap().numeric().unwrap();
+        assert_eq!(
+            (age.count(), age.min(), age.max()),
+            (3, Some(10.0), Some(60.0))
+        );
+        assert_eq!(age.mean(), Some(30.0));
+        let country = s.feature_by_name(&names, "country").unwrap();
+        assert_eq!(country.categorical().unwrap().estimate("FR"), 2);
+        // None is the identity, bytes untouched.
+        let bare = empty_partial("fraud", "v1", 0, 1_000, 0);
+        assert_eq!(merge_partials(&pa, &bare).unwrap().signature, pa.signature);
+        assert_eq!(merge_partials(&bare, &pa).unwrap().signature, pa.signature);
+        // Garbage is an error naming the key, not a panic.
+        let bad = ModelPartial {
+            signature: Some(b"nope".to_vec()),
+            ..bare.clone()
+        };
+        assert!(matches!(
+            merge_partials(&pa, &bad),
+            Err(PartialMergeError::Signature { .. })
+        ));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Every struct rejects unknown fields (a misspelt threshold must fail loudly, not silently
 //! fall back to its default) and fills missing ones with documented defaults. An override
 //! replaces whole sections of the default profile (`windows`, `maturity_ms`, `baseline`,
-//! `accuracy_drop`, `adwin`, `page_hinkley`, `ddm`, `hysteresis`, `policy`); fields missing
-//! inside an overriding section take the built-in defaults, not the profile's.
+//! `accuracy_drop`, `adwin`, `page_hinkley`, `ddm`, `feature_drift`, `hysteresis`, `policy`);
+//! fields missing inside an overriding section take the built-in defaults, not the profile's.
 //!
 //! ```json
 //! { "default": { "windows": ["15m", "1h", "24h"], "maturity_ms": 900000 },
@@ -21,6 +21,7 @@ use super::baseline::BaselineConfig;
 use super::detectors::{
     AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, PAGE_HINKLEY,
 };
+use super::features::FeatureDriftConfig;
 use super::policy::{PolicyConfig, TriggerMode};
 use super::state::Hysteresis;
 use super::window::WindowSpec;
@@ -52,6 +53,9 @@ pub struct ModelConfig {
     pub adwin: StreamDetectorConfig<AdwinConfig>,
     pub page_hinkley: StreamDetectorConfig<PageHinkleyConfig>,
     pub ddm: StreamDetectorConfig<DdmConfig>,
+    /// Data drift, prediction drift and data quality from the partials' signatures
+    /// (advisory unless the policy lists them).
+    pub feature_drift: FeatureDriftConfig,
     pub hysteresis: Hysteresis,
     pub policy: PolicyConfig,
 }
@@ -66,6 +70,7 @@ impl Default for ModelConfig {
             adwin: StreamDetectorConfig::default(),
             page_hinkley: StreamDetectorConfig::default(),
             ddm: StreamDetectorConfig::default(),
+            feature_drift: FeatureDriftConfig::default(),
             hysteresis: Hysteresis::default(),
             policy: PolicyConfig::default(),
         }
@@ -83,6 +88,7 @@ pub struct ModelOverride {
     pub adwin: Option<StreamDetectorConfig<AdwinConfig>>,
     pub page_hinkley: Option<StreamDetectorConfig<PageHinkleyConfig>>,
     pub ddm: Option<StreamDetectorConfig<DdmConfig>>,
+    pub feature_drift: Option<FeatureDriftConfig>,
     pub hysteresis: Option<Hysteresis>,
     pub policy: Option<PolicyConfig>,
 }
@@ -123,6 +129,9 @@ impl MonitorConfig {
             }
             if let Some(v) = o.ddm {
                 c.ddm = v;
+            }
+            if let Some(v) = o.feature_drift {
+                c.feature_drift = v;
             }
             if let Some(v) = o.hysteresis {
                 c.hysteresis = v;
@@ -300,6 +309,9 @@ impl ModelConfig {
                 "must be at least 1".into()
             })?;
         }
+        self.feature_drift
+            .validate()
+            .map_err(|(field, message)| err(field, message))?;
         check(self.hysteresis.enter >= 1, "hysteresis.enter", &|| {
             "must be at least 1".into()
         })?;
@@ -372,6 +384,7 @@ mod tests {
             r#"{"default": {"maturity": 1}}"#,
             r#"{"default": {"accuracy_drop": {"pdrift": 0.1}}}"#,
             r#"{"models": {"m": {"polciy": {}}}}"#,
+            r#"{"default": {"feature_drift": {"windw": "1h"}}}"#,
         ] {
             assert!(
                 serde_json::from_str::<MonitorConfig>(text).is_err(),
@@ -401,6 +414,10 @@ mod tests {
         );
         assert_eq!(bad(&|c| c.adwin.params.delta = 2.0).field, "adwin.params");
         assert_eq!(bad(&|c| c.hysteresis.exit = 0).field, "hysteresis.exit");
+        assert_eq!(
+            bad(&|c| c.feature_drift.reference = "0m".into()).field,
+            "feature_drift.reference"
+        );
         assert_eq!(
             bad(&|c| c.policy.daily_budget = 0).field,
             "policy.daily_budget"

@@ -9,6 +9,9 @@
 //!   from outside;
 //! - [`detectors`]: the windowed drop test against the baseline and the stream detectors
 //!   (ADWIN, Page-Hinkley, DDM) over matured bucket error rates;
+//! - [`features`]: the reference and current signatures (feature and output sketches the join
+//!   stage attaches to partials) and the data-drift, prediction-drift and data-quality checks
+//!   between them;
 //! - [`state`]: one drift state machine per detector (and feature), with hysteresis and
 //!   idempotent event ids;
 //!
@@ -26,13 +29,19 @@
 //! Pure and deterministic: no clocks (event time is passed in), no I/O, ordered maps only, so
 //! the same partials in the same order give the same output on any worker.
 //!
-//! Other detectors (data drift over feature statistics) plug in through
-//! [`Monitor::submit`]: they produce a [`Judgement`] and share the state machines, event ids
-//! and retrain policy.
+//! Signatures bypass the windows: [`Monitor::ingest`] decodes a merged partial's signature into
+//! the version's [`SignatureTracker`] (a partial the windows drop as duplicate or too late is
+//! not counted there either), and the windows keep the partial without it, so merging buckets
+//! never re-encodes sketches. [`Monitor::evaluate`] asks the tracker for its verdicts after the
+//! built-in detectors.
+//!
+//! Other detectors plug in through [`Monitor::submit`]: they produce a [`Judgement`] and share
+//! the state machines, event ids and retrain policy.
 
 pub mod baseline;
 pub mod config;
 pub mod detectors;
+pub mod features;
 pub mod metrics;
 pub mod policy;
 pub mod state;
@@ -44,6 +53,7 @@ use std::collections::BTreeMap;
 pub use baseline::{Baseline, BaselineConfig, BaselineSource};
 pub use config::{ConfigError, ModelConfig, ModelOverride, MonitorConfig};
 pub use detectors::{AccuracyDropConfig, Judgement, Level, StreamDetectorConfig};
+pub use features::{FeatureDriftConfig, SignatureTracker};
 pub use metrics::{Aggregate, Metrics};
 pub use policy::{PolicyConfig, PolicyState, TriggerMode};
 pub use state::{event_id, DriftMachine, Hysteresis};
@@ -62,6 +72,12 @@ pub enum MonitorError {
     Detector(#[from] crate::detect::ConfigError),
     #[error(transparent)]
     Window(#[from] WindowError),
+    #[error("signature of {model}/{version}: {source}")]
+    Signature {
+        model: String,
+        version: String,
+        source: crate::summary::SummaryError,
+    },
 }
 
 /// What one evaluation produced.
@@ -85,6 +101,7 @@ struct VersionState {
     /// Window end the drop test last judged: the same window is not judged twice.
     last_judged_end: Option<TimestampMs>,
     submitted: Vec<Judgement>,
+    signatures: SignatureTracker,
 }
 
 impl VersionState {
@@ -99,7 +116,13 @@ impl VersionState {
         if cfg.ddm.enabled {
             streams.push(StreamWatch::ddm(&cfg.ddm)?);
         }
+        // Validated config: both lengths parse; the fallbacks only keep this total.
+        let (window_ms, reference_ms) = cfg
+            .feature_drift
+            .lengths_ms()
+            .unwrap_or((3_600_000, 3_600_000));
         Ok(VersionState {
+            signatures: SignatureTracker::new(window_ms, reference_ms),
             windows: ModelWindows::new(cfg.window_specs(), cfg.maturity_ms),
             baseline: Baseline::learned(cfg.baseline.clone()),
             streams,
@@ -167,7 +190,9 @@ impl Monitor {
     }
 
     /// Merges one partial; feeds the buckets that matured to the baseline and the stream
-    /// detectors; evicts what no window needs any more.
+    /// detectors; evicts what no window needs any more. Its signature, if any, goes to the
+    /// version's signature tracker; a malformed one is dropped (and counted) while the
+    /// partial's counters still merge.
     pub fn ingest(&mut self, p: &ModelPartial) -> Result<Placement, MonitorError> {
         // Look up by `&str` first: the common case allocates nothing.
         if let Some(v) = self
@@ -184,6 +209,12 @@ impl Monitor {
     fn ingest_into(v: &mut VersionState, p: &ModelPartial) -> Result<Placement, MonitorError> {
         let placement = v.windows.ingest(p)?;
         if placement == Placement::Merged {
+            if let Some(bytes) = &p.signature {
+                // A bad signature must not cost the counters: it is counted and skipped.
+                let _ = v
+                    .signatures
+                    .ingest(bytes, p.bucket_start, p.bucket_width_ms);
+            }
             let width = v.windows.bucket_width_ms().unwrap_or(p.bucket_width_ms);
             for bucket in v.windows.take_matured() {
                 v.baseline.offer(&bucket);
@@ -207,6 +238,32 @@ impl Monitor {
         let v = self.version_mut(model_id, version)?;
         v.baseline = Baseline::external(reference);
         Ok(())
+    }
+
+    /// Sets the reference signature of a model version (serialized
+    /// [`SignatureSummary`](crate::summary::SignatureSummary) of a reference period
+    /// `[start, end)`, e.g. the training data); replaces a learned one, frozen at once.
+    pub fn set_reference_signature(
+        &mut self,
+        model_id: &str,
+        version: &str,
+        signature: &[u8],
+        start: TimestampMs,
+        end: TimestampMs,
+    ) -> Result<(), MonitorError> {
+        let v = self.version_mut(model_id, version)?;
+        v.signatures
+            .set_reference(signature, start, end)
+            .map_err(|source| MonitorError::Signature {
+                model: model_id.to_owned(),
+                version: version.to_owned(),
+                source,
+            })
+    }
+
+    /// The signature tracker of a model version (reference bounds, decode errors).
+    pub fn signatures(&self, model_id: &str, version: &str) -> Option<&SignatureTracker> {
+        Some(&self.models.get(model_id)?.versions.get(version)?.signatures)
     }
 
     /// Queues a verdict of a detector living outside the monitor (feature drift, say), to be
@@ -248,6 +305,9 @@ impl Monitor {
                 }
                 for s in &mut v.streams {
                     verdicts.extend(s.judge(&v.baseline));
+                }
+                if cfg.feature_drift.enabled {
+                    verdicts.extend(v.signatures.judge(&cfg.feature_drift));
                 }
                 verdicts.append(&mut v.submitted);
                 for j in verdicts {

@@ -40,7 +40,9 @@ pub struct PolicyConfig {
     pub enabled: bool,
     /// Default `any`.
     pub mode: TriggerMode,
-    /// Detectors that may trigger (feature detectors as `detector:feature`). Default
+    /// Detectors that may trigger (feature detectors as `detector:feature`, where either part
+    /// may be `*`: `*:age` is any check of feature `age`, `missing_rate:*` that check on any
+    /// feature; in mode `all` each entry needs one match). Default
     /// `["accuracy_drop"]`: the only detector that compares with the baseline under a practical
     /// floor; the stream detectors react to any significant change, useful as early warnings but
     /// too eager to spend a retrain on.
@@ -109,6 +111,18 @@ pub struct Decision<'a> {
     pub now: TimestampMs,
 }
 
+/// Whether a policy entry names a detector key: equal, or `detector:feature` with `*` for
+/// either part (a `*` never matches a model-level key, which has no feature).
+pub fn key_matches(pattern: &str, key: &str) -> bool {
+    if pattern == key {
+        return true;
+    }
+    match (pattern.split_once(':'), key.split_once(':')) {
+        (Some((pd, pf)), Some((kd, kf))) => (pd == "*" || pd == kd) && (pf == "*" || pf == kf),
+        _ => false,
+    }
+}
+
 /// Decides; updates `state` when an event is produced or suppressed.
 pub fn decide(
     cfg: &PolicyConfig,
@@ -121,7 +135,9 @@ pub fn decide(
     let min_evals = cfg.min_drift_evaluations.max(1);
     let drifting = |name: &str| {
         d.detectors.iter().find(|s| {
-            s.key == name && s.state == DriftState::Drift && s.evaluations_in_drift >= min_evals
+            key_matches(name, &s.key)
+                && s.state == DriftState::Drift
+                && s.evaluations_in_drift >= min_evals
         })
     };
     let triggering: Vec<&DetectorStatus> =
@@ -220,6 +236,43 @@ mod tests {
             metrics: vec![("accuracy".into(), 0.7)],
             now,
         }
+    }
+
+    #[test]
+    fn feature_checks_trigger_only_when_listed_and_wildcards_match() {
+        let s = [
+            status("accuracy_drop", DriftState::Ok, 0),
+            status("wasserstein_normed:age", DriftState::Drift, 2),
+        ];
+        let mut st = PolicyState::default();
+        // Default policy: data drift is advisory.
+        assert!(decide(&PolicyConfig::default(), &mut st, decision(&s, 500, H)).is_none());
+        for listed in [
+            "wasserstein_normed:age",
+            "*:age",
+            "wasserstein_normed:*",
+            "*:*",
+        ] {
+            let cfg = PolicyConfig {
+                detectors: vec![listed.to_owned()],
+                ..PolicyConfig::default()
+            };
+            let mut st = PolicyState::default();
+            let e = decide(&cfg, &mut st, decision(&s, 500, H));
+            assert!(e.is_some(), "{listed}");
+        }
+        for other in ["*:income", "ks:*", "*", "wasserstein_normed"] {
+            let cfg = PolicyConfig {
+                detectors: vec![other.to_owned()],
+                ..PolicyConfig::default()
+            };
+            let mut st = PolicyState::default();
+            assert!(
+                decide(&cfg, &mut st, decision(&s, 500, H)).is_none(),
+                "{other}"
+            );
+        }
+        assert!(!key_matches("*:*", "accuracy_drop"));
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   is counted in [`WindowStats::too_late_partials`] and dropped. A partial for a bucket that
 //!   matured but is still retained still merges (windows see it), and is counted in
 //!   [`WindowStats::after_maturity_partials`] because the stream detectors have moved on.
+//!
+//! Buckets keep partials without their `signature`: the monitor hands signatures to its
+//! [`SignatureTracker`](super::SignatureTracker), so a bucket merge never decodes sketches.
 
 use std::collections::BTreeMap;
 
@@ -233,16 +236,20 @@ impl ModelWindows {
                     return Ok(Placement::Duplicate);
                 }
                 b.partial = merge_partials(&b.partial, p)?;
+                // Signatures live in the monitor's signature tracker, not in buckets.
+                b.partial.signature = None;
                 b.seen.push(id);
                 if b.matured {
                     self.stats.after_maturity_partials += 1;
                 }
             }
             None => {
+                let mut partial = p.clone();
+                partial.signature = None;
                 self.buckets.insert(
                     p.bucket_start,
                     Bucket {
-                        partial: p.clone(),
+                        partial,
                         seen: vec![id],
                         matured: false,
                     },

@@ -4,9 +4,11 @@ use std::borrow::Cow;
 
 use datasketches::frequencies::{ErrorType, FrequentItemsSketch};
 use datasketches::hll::{HllSketch, HllType, HllUnion};
-use hashbrown::HashMap;
+use std::hash::{Hash, Hasher};
 
-use super::{FREQUENT_LG_MAX, HLL_LG_K};
+use hashbrown::{Equivalent, HashMap};
+
+use super::{same_bytes, FREQUENT_LG_MAX, HLL_LG_K};
 
 /// Distinct values counted exactly before a batch is pushed into the sketches.
 const STAGING_MAX: usize = 64;
@@ -17,6 +19,27 @@ pub(crate) fn new_frequent() -> Option<FrequentItemsSketch<String>> {
 
 pub(crate) fn new_hll() -> Option<HllSketch> {
     HllSketch::new(HLL_LG_K, HllType::Hll8).ok()
+}
+
+/// A value looked up in the staging table.
+///
+/// Why: the table's own `str` equality calls `memcmp`, which costs more than comparing a
+/// short category; this compares with [`same_bytes`]. It hashes exactly as the `Box<str>`
+/// keys do (`Box<str>` hashes as its `str`), as `Equivalent` requires.
+struct Staged<'v>(&'v str);
+
+impl Hash for Staged<'_> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<Box<str>> for Staged<'_> {
+    #[inline]
+    fn equivalent(&self, key: &Box<str>) -> bool {
+        same_bytes(self.0.as_bytes(), key.as_bytes())
+    }
 }
 
 /// Summary of one categorical stream. A monoid: `Default` is empty, [`merge`](Self::merge) is
@@ -45,7 +68,7 @@ impl CategoricalSummary {
     #[inline]
     pub fn update(&mut self, value: &str) {
         self.count += 1;
-        if let Some(c) = self.staging.get_mut(value) {
+        if let Some(c) = self.staging.get_mut(&Staged(value)) {
             *c += 1;
             return;
         }

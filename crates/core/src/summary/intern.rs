@@ -71,9 +71,22 @@ impl FeatureInterner {
         name: &str,
         hint: FeatureId,
     ) -> Result<FeatureId, SummaryError> {
+        match self.hinted(name.as_bytes(), hint) {
+            Some(id) => Ok(id),
+            None => self.intern(name),
+        }
+    }
+
+    /// `Some(hint)` when `hint` is the id of a name whose bytes are `name`.
+    ///
+    /// Why bytes: a decoder can hand over a name before validating it as UTF-8; when the bytes
+    /// equal an interned name they are valid UTF-8 (and that name), so the caller can skip the
+    /// validation. On `None` the caller validates and falls back to [`intern`](Self::intern).
+    #[inline(always)]
+    pub fn hinted(&self, name: &[u8], hint: FeatureId) -> Option<FeatureId> {
         match self.names.get(hint.index()) {
-            Some(known) if **known == *name => Ok(hint),
-            _ => self.intern(name),
+            Some(known) if same_bytes(known.as_bytes(), name) => Some(hint),
+            _ => None,
         }
     }
 
@@ -117,6 +130,41 @@ impl FeatureInterner {
     }
 }
 
+/// Byte equality tuned for short strings (feature names, class labels, model ids).
+///
+/// Why: `==` on slices calls `memcmp`, whose call and dispatch cost more than comparing a
+/// 10-byte name. From 4 to 16 bytes this compares the first and the last (possibly
+/// overlapping) 4 or 8 bytes as two integers instead, which together cover the slice.
+#[inline(always)]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+            a.first_chunk::<8>(),
+            a.last_chunk::<8>(),
+            b.first_chunk::<8>(),
+            b.last_chunk::<8>(),
+        ) {
+            return (u64::from_ne_bytes(*a0) ^ u64::from_ne_bytes(*b0))
+                | (u64::from_ne_bytes(*a1) ^ u64::from_ne_bytes(*b1))
+                == 0;
+        }
+        if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+            a.first_chunk::<4>(),
+            a.last_chunk::<4>(),
+            b.first_chunk::<4>(),
+            b.last_chunk::<4>(),
+        ) {
+            return (u32::from_ne_bytes(*a0) ^ u32::from_ne_bytes(*b0))
+                | (u32::from_ne_bytes(*a1) ^ u32::from_ne_bytes(*b1))
+                == 0;
+        }
+    }
+    a == b
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -156,8 +204,35 @@ mod tests {
         assert_eq!(i.intern_hinted("a", a).unwrap(), a);
         assert_eq!(i.intern_hinted("a", b).unwrap(), a);
         assert_eq!(i.intern_hinted("b", FeatureId(999)).unwrap(), b);
+        assert_eq!(i.hinted(b"a", a), Some(a));
+        assert_eq!(i.hinted(b"a", b), None);
+        assert_eq!(i.hinted(b"ab", a), None);
+        assert_eq!(i.hinted(b"", a), None);
+        assert_eq!(i.hinted(b"a", FeatureId(999)), None);
         let c = i.intern_hinted("c", a).unwrap();
         assert_eq!(i.name(c), Some("c"));
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let samples: Vec<Vec<u8>> = (0..=20usize)
+            .flat_map(|len| {
+                let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                // The same bytes, and a copy differing in each single position.
+                let mut out = vec![base.clone()];
+                for i in 0..len {
+                    let mut v = base.clone();
+                    v[i] ^= 0x20;
+                    out.push(v);
+                }
+                out
+            })
+            .collect();
+        for a in &samples {
+            for b in &samples {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

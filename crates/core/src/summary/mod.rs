@@ -60,6 +60,7 @@ mod numeric;
 pub use categorical::CategoricalSummary;
 pub use codec::FORMAT_VERSION;
 pub use feature::{FeatureKind, FeatureSummary, SignatureSummary};
+pub(crate) use intern::same_bytes;
 pub use intern::{FeatureId, FeatureInterner};
 pub use numeric::{Kll, NumericSummary, KLL_PMF_ERROR, KLL_RANK_ERROR};
 

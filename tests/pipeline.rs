@@ -1,0 +1,407 @@
+//! Both stages on the real broker.
+//!
+//! - A synthetic classifier whose accuracy falls from ~0.92 to ~0.70 at a known event time
+//!   (labels delayed log-normally, median one minute, some never) next to a stable one: the
+//!   monitor stage publishes DRIFT events for the drifting model after the change and within a
+//!   bounded event-time delay, exactly one retrain event for it, and nothing for the stable
+//!   model; repeated over seeds (more with `DRIFTWATCH_FULL=1`), false alarms counted.
+//! - `driftwatch run --role all` (the real binary) serves `/metrics` with the named series and
+//!   plausible values, `/readyz` turns ready after assignment, and SIGTERM stops it cleanly.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use driftwatch_codec::from_avro;
+use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
+use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
+use driftwatch_tests::{create_topic, driftwatch_binary, settings, unique};
+use driftwatch_worker::clients::consumer_config;
+use driftwatch_worker::join_stage::JoinStage;
+use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::settings::Settings;
+use driftwatch_worker::traffic::{publish, Pace};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use tokio::sync::oneshot;
+
+/// Event-time span of the traffic and the wall time it is replayed in.
+const SPAN: Duration = Duration::from_secs(2 * 3600);
+const REPLAY: Duration = Duration::from_secs(20);
+/// The longest accepted delay from the change to the first DRIFT event, in event time.
+const MAX_DETECTION_DELAY_MS: i64 = 30 * 60_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+async fn pipeline_settings() -> Settings {
+    driftwatch_tests::init_logging();
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    s.kafka.join_group_id = unique("join");
+    s.monitor.group_id = unique("monitor");
+    let t = &mut s.topics;
+    t.predictions = unique("predictions");
+    t.ground_truth = unique("ground-truth");
+    t.model_partials = unique("partials");
+    t.dead_letter = unique("dead-letter");
+    t.drift_events = unique("drift-events");
+    t.retrain_events = unique("retrain-events");
+    t.model_metrics = unique("model-metrics");
+    for (name, partitions) in [
+        (&t.predictions, 4),
+        (&t.ground_truth, 4),
+        (&t.model_partials, 4),
+        (&t.dead_letter, 1),
+        (&t.drift_events, 1),
+        (&t.retrain_events, 1),
+        (&t.model_metrics, 1),
+    ] {
+        create_topic(name, partitions).await;
+    }
+    s.join.label_timeout = Duration::from_secs(30 * 60);
+    s.join.orphan_timeout = Duration::from_secs(30 * 60);
+    s.join.flush_interval = Duration::from_millis(250);
+    s.monitor.evaluation_interval = Duration::from_millis(250);
+    s.monitor.metrics_interval = Duration::from_secs(1);
+    let d = &mut s.monitor.detection.default;
+    d.windows = vec!["15m".into(), "1h".into()];
+    d.maturity_ms = 5 * 60_000;
+    d.accuracy_drop.window = "15m".into();
+    s.validate().expect("valid settings");
+    s
+}
+
+async fn read_all<T: driftwatch_codec::AvroRecord>(s: &Settings, topic: &str) -> Vec<T> {
+    let consumer: StreamConsumer = consumer_config(&s.kafka, &unique("reader"))
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let mut stream = consumer.stream();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(6), stream.next()).await {
+        let m = m.expect("consume");
+        out.push(from_avro::<T>(m.payload().expect("payload")).expect("decodes"));
+    }
+    out
+}
+
+struct Outcome {
+    drift: Vec<DriftEvent>,
+    retrain: Vec<RetrainEvent>,
+    drift_at: i64,
+}
+
+async fn run_scenario(seed: u64) -> Outcome {
+    let s = pipeline_settings().await;
+    let mut g = GeneratorConfig::two_models(seed);
+    let span_ms = SPAN.as_millis() as i64;
+    g.start_ms = now_ms() - span_ms;
+    g.duration_ms = span_ms;
+    g.predictions_per_second = 16_000.0 / SPAN.as_secs_f64();
+    g.scenario = Scenario::Drift;
+    g.label_delay.max_ms = 20 * 60_000;
+    let g = g.resolved();
+    let drift_at = g.start_ms + span_ms / 2;
+    let generator = TrafficGenerator::new(g).expect("generator");
+
+    let join = JoinStage::new(s.clone()).expect("join stage");
+    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
+    let (stop_join, rx_join) = oneshot::channel::<()>();
+    let (stop_monitor, rx_monitor) = oneshot::channel::<()>();
+    let join_task = tokio::spawn(join.run(async {
+        let _ = rx_join.await;
+    }));
+    let monitor_task = tokio::spawn(monitor.run(async {
+        let _ = rx_monitor.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(4)).await; // both groups form
+    let scale = SPAN.as_secs_f64() / REPLAY.as_secs_f64();
+    publish(
+        &s.kafka,
+        &s.topics,
+        generator,
+        Pace::TimeScale(scale),
+        std::future::pending(),
+    )
+    .await
+    .expect("publish");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = stop_join.send(());
+    let _ = stop_monitor.send(());
+    join_task.await.expect("join task").expect("join stage");
+    monitor_task
+        .await
+        .expect("monitor task")
+        .expect("monitor stage");
+    Outcome {
+        drift: read_all(&s, &s.topics.drift_events).await,
+        retrain: read_all(&s, &s.topics.retrain_events).await,
+        drift_at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_flags_the_drifting_model_and_only_it() {
+    let seeds: Vec<u64> = if std::env::var_os("DRIFTWATCH_FULL").is_some() {
+        (1..=5).collect()
+    } else {
+        vec![3]
+    };
+    let mut false_alarms = 0;
+    for seed in seeds {
+        let o = run_scenario(seed).await;
+        let into_drift: Vec<&DriftEvent> = o
+            .drift
+            .iter()
+            .filter(|e| e.state == DriftState::Drift)
+            .collect();
+        // Nothing for the stable model, nothing before the change.
+        let early: Vec<&&DriftEvent> = into_drift
+            .iter()
+            .filter(|e| e.model_id == "churn" || e.detected_at < o.drift_at)
+            .collect();
+        false_alarms += early.len();
+        assert!(early.is_empty(), "seed {seed}: false alarms {early:#?}");
+        assert!(
+            o.retrain.iter().all(|e| e.model_id == "fraud"),
+            "seed {seed}: {:#?}",
+            o.retrain
+        );
+        assert_eq!(
+            o.retrain.len(),
+            1,
+            "seed {seed}: exactly one retrain event: {:#?}",
+            o.retrain
+        );
+        let accuracy = into_drift
+            .iter()
+            .filter(|e| e.model_id == "fraud" && e.detector == "accuracy_drop")
+            .map(|e| e.detected_at)
+            .min()
+            .unwrap_or_else(|| panic!("seed {seed}: no accuracy DRIFT event: {:#?}", o.drift));
+        let delay = accuracy - o.drift_at;
+        println!(
+            "seed {seed}: accuracy drift detected {} min after the change (event time)",
+            delay / 60_000
+        );
+        assert!(
+            delay <= MAX_DETECTION_DELAY_MS,
+            "seed {seed}: detected after {delay} ms"
+        );
+        // Idempotent ids: no id twice.
+        let mut ids: Vec<&str> = o.drift.iter().map(|e| e.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            o.drift.len(),
+            "seed {seed}: duplicate drift event ids"
+        );
+    }
+    println!("false alarms: {false_alarms}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of the first sample of `series` whose line contains every one of `labels`.
+fn sample(body: &str, series: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(series) && labels.iter().all(|x| l.contains(x)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
+    let s = pipeline_settings().await;
+    let port = free_port();
+    let t = &s.topics;
+    let mut child = Command::new(driftwatch_binary())
+        .args(["run", "--role", "all"])
+        .env(
+            "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
+            &s.kafka.bootstrap_servers,
+        )
+        .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
+        .env("DRIFTWATCH__MONITOR__GROUP_ID", &s.monitor.group_id)
+        .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
+        .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
+        .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
+        .env("DRIFTWATCH__TOPICS__DEAD_LETTER", &t.dead_letter)
+        .env("DRIFTWATCH__TOPICS__DRIFT_EVENTS", &t.drift_events)
+        .env("DRIFTWATCH__TOPICS__RETRAIN_EVENTS", &t.retrain_events)
+        .env("DRIFTWATCH__TOPICS__MODEL_METRICS", &t.model_metrics)
+        .env("DRIFTWATCH__HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "250ms")
+        .env("DRIFTWATCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start driftwatch");
+
+    // Not ready before the group assigned partitions; ready after.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut saw_unready = false;
+    loop {
+        match http_get(port, "/readyz") {
+            Some((200, _)) => break,
+            Some((503, body)) => {
+                saw_unready = true;
+                assert!(body.contains("assigned"), "{body}");
+            }
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        assert!(
+            child.try_wait().expect("child").is_none(),
+            "driftwatch exited early"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(saw_unready, "/readyz was never 503 before the assignment");
+    assert_eq!(http_get(port, "/healthz").map(|(c, _)| c), Some(200));
+
+    // Some traffic: 600 predictions over 10 minutes of event time, as fast as possible.
+    let mut g = GeneratorConfig::two_models(5);
+    g.start_ms = now_ms() - 3_600_000;
+    g.duration_ms = 600_000;
+    g.predictions_per_second = 1.0;
+    g.label_delay.max_ms = 120_000;
+    let report = publish(
+        &s.kafka,
+        &s.topics,
+        TrafficGenerator::new(g).expect("gen"),
+        Pace::Unthrottled,
+        std::future::pending(),
+    )
+    .await
+    .expect("publish");
+    let inputs = (report.predictions + report.labels) as f64;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (code, body) = http_get(port, "/metrics").expect("/metrics answers");
+        assert_eq!(code, 200);
+        let read: f64 = [&t.predictions, &t.ground_truth]
+            .iter()
+            .filter_map(|topic| {
+                sample(
+                    &body,
+                    "driftwatch_events_in_total",
+                    &[&format!("topic=\"{topic}\"")],
+                )
+            })
+            .sum();
+        let lag_seen = body.lines().any(|l| l.starts_with("kafka_consumergroup_lag{"));
+        if (read >= inputs && lag_seen) || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let read: f64 = [&t.predictions, &t.ground_truth]
+        .iter()
+        .filter_map(|topic| {
+            sample(
+                &body,
+                "driftwatch_events_in_total",
+                &[&format!("topic=\"{topic}\"")],
+            )
+        })
+        .sum();
+    assert_eq!(read, inputs, "events in per topic:\n{body}");
+    let matched = sample(
+        &body,
+        "driftwatch_join_inputs_total",
+        &["model=\"fraud\"", "version=\"v1\"", "outcome=\"matched\""],
+    );
+    assert!(
+        matched.is_some_and(|m| m > 0.0),
+        "matched outcomes of fraud:\n{body}"
+    );
+    assert!(
+        sample(&body, "driftwatch_join_buffer_entries", &[]).is_some(),
+        "{body}"
+    );
+    assert!(
+        sample(
+            &body,
+            "kafka_consumergroup_lag",
+            &[&format!("topic=\"{}\"", t.predictions)]
+        )
+        .is_some_and(|l| l >= 0.0),
+        "{body}"
+    );
+    assert!(
+        sample(
+            &body,
+            "driftwatch_processing_latency_seconds",
+            &["quantile=\"0.99\""]
+        )
+        .is_some_and(|v| v > 0.0 && v < 1.0),
+        "{body}"
+    );
+    assert!(
+        sample(
+            &body,
+            "driftwatch_events_out_total",
+            &[&format!("topic=\"{}\"", t.model_partials)]
+        )
+        .is_some_and(|v| v > 0.0),
+        "{body}"
+    );
+
+    // SIGTERM: flush, commit, leave, exit 0 within a bounded time.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("driftwatch did not stop within 30 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "exit {status:?}: {stderr}");
+}
