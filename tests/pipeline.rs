@@ -2,9 +2,9 @@
 //!
 //! - A synthetic classifier whose accuracy falls from ~0.92 to ~0.70 at a known event time
 //!   (labels delayed log-normally, median one minute, some never) next to a stable one: the
-//!   monitor stage publishes DRIFT events for the drifting model after the change and within a
-//!   bounded event-time delay, exactly one retrain event for it, and nothing for the stable
-//!   model; repeated over seeds (more with `DRIFTWATCH_FULL=1`), false alarms counted.
+//!   monitor stage publishes DRIFT events for the drifting model (its accuracy, and its shifted
+//!   feature `x0`) after the change and within a bounded event-time delay, exactly one retrain
+//!   event for it, and nothing for the stable model; repeated over seeds (more with `DRIFTWATCH_FULL=1`), false alarms counted.
 //! - `driftwatch run --role all` (the real binary) serves `/metrics` with the named series and
 //!   plausible values, `/readyz` turns ready after assignment, and SIGTERM stops it cleanly.
 
@@ -76,6 +76,8 @@ async fn pipeline_settings() -> Settings {
     d.windows = vec!["15m".into(), "1h".into()];
     d.maturity_ms = 5 * 60_000;
     d.accuracy_drop.window = "15m".into();
+    d.feature_drift.window = "30m".into();
+    d.feature_drift.reference = "30m".into();
     s.validate().expect("valid settings");
     s
 }
@@ -106,7 +108,7 @@ async fn run_scenario(seed: u64) -> Outcome {
     let span_ms = SPAN.as_millis() as i64;
     g.start_ms = now_ms() - span_ms;
     g.duration_ms = span_ms;
-    g.predictions_per_second = 16_000.0 / SPAN.as_secs_f64();
+    g.predictions_per_second = 24_000.0 / SPAN.as_secs_f64();
     g.scenario = Scenario::Drift;
     g.label_delay.max_ms = 20 * 60_000;
     let g = g.resolved();
@@ -196,6 +198,23 @@ async fn monitor_flags_the_drifting_model_and_only_it() {
         assert!(
             delay <= MAX_DETECTION_DELAY_MS,
             "seed {seed}: detected after {delay} ms"
+        );
+        // The covariate shift of fraud's x0 is seen as data drift, after the change.
+        let x0 = into_drift
+            .iter()
+            .filter(|e| e.model_id == "fraud" && e.feature.as_deref() == Some("x0"))
+            .map(|e| e.detected_at)
+            .min()
+            .unwrap_or_else(|| {
+                panic!("seed {seed}: no DRIFT event for feature x0: {:#?}", o.drift)
+            });
+        println!(
+            "seed {seed}: x0 drift detected {} min after the change (event time)",
+            (x0 - o.drift_at) / 60_000
+        );
+        assert!(
+            x0 - o.drift_at <= MAX_DETECTION_DELAY_MS,
+            "seed {seed}: x0 detected late"
         );
         // Idempotent ids: no id twice.
         let mut ids: Vec<&str> = o.drift.iter().map(|e| e.event_id.as_str()).collect();
@@ -323,7 +342,9 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
                 )
             })
             .sum();
-        let lag_seen = body.lines().any(|l| l.starts_with("kafka_consumergroup_lag{"));
+        let lag_seen = body
+            .lines()
+            .any(|l| l.starts_with("kafka_consumergroup_lag{"));
         if (read >= inputs && lag_seen) || Instant::now() > deadline {
             break body;
         }

@@ -93,6 +93,8 @@ pub fn demo_settings(base: &Settings, bootstrap: &str) -> anyhow::Result<Setting
     d.windows = vec!["15m".into(), "1h".into()];
     d.maturity_ms = 5 * 60_000;
     d.accuracy_drop.window = "15m".into();
+    d.feature_drift.window = "30m".into();
+    d.feature_drift.reference = "30m".into();
     s.validate()?;
     Ok(s)
 }
