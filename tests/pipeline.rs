@@ -426,3 +426,81 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
     }
     assert!(status.success(), "exit {status:?}: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_profile_reaches_the_monitor() {
+    let s = pipeline_settings().await;
+    let refs = unique("model-references");
+    driftwatch_worker::clients::create_topics(
+        &s.kafka,
+        &[driftwatch_worker::clients::TopicSpec {
+            name: refs.clone(),
+            partitions: 1,
+            configs: vec![("cleanup.policy".into(), "compact".into())],
+        }],
+    )
+    .await
+    .expect("references topic");
+    let mut s = s;
+    s.topics.model_references = refs.clone();
+
+    let dir = std::env::temp_dir().join(unique("profile"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let csv = dir.join("train.csv");
+    let mut text = String::from("x,colour,label\n");
+    for i in 0..300 {
+        text.push_str(&format!(
+            "{},{},{}\n",
+            i % 17,
+            ["a", "b"][i % 2],
+            ["yes", "no"][i % 3 % 2]
+        ));
+    }
+    std::fs::write(&csv, text).expect("csv");
+    let out = Command::new(driftwatch_binary())
+        .args([
+            "profile",
+            "--model",
+            "fraud",
+            "--version",
+            "v1",
+            "--label-column",
+            "label",
+            "--input",
+        ])
+        .arg(&csv)
+        .env(
+            "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
+            &s.kafka.bootstrap_servers,
+        )
+        .env("DRIFTWATCH__TOPICS__MODEL_REFERENCES", &refs)
+        .output()
+        .expect("profile runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let published: Vec<driftwatch_core::ModelReference> = read_all(&s, &refs).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        (published[0].key().as_str(), published[0].rows),
+        ("fraud/v1", 300)
+    );
+
+    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
+    let handle = monitor.handle();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(monitor.run(async {
+        let _ = rx.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handle.stats().references.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    task.await.expect("task").expect("monitor stage");
+    assert_eq!(handle.stats().references, vec!["fraud/v1".to_string()]);
+}

@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod generate;
+mod profile;
 mod settings_file;
 
 use std::path::PathBuf;
@@ -79,6 +80,13 @@ enum Command {
     ///   scripts/kafka start
     ///   driftwatch bench --bootstrap-servers "$(scripts/kafka bootstrap)"
     Bench(BenchArgs),
+    /// Build a reference profile of a model version from its training data (CSV, JSON lines
+    /// or Avro) and publish it to the compacted model-references topic (or write it to a file).
+    ///
+    /// Examples:
+    ///   driftwatch profile --model fraud --version v3 --input train.csv --label-column label
+    ///   driftwatch profile --model fraud --version v3 --input train.avro --output ref.json
+    Profile(profile::ProfileArgs),
     /// Publish synthetic predictions and delayed labels to the input topics (or write them to
     /// JSON-lines files), deterministic for a seed.
     ///
@@ -286,6 +294,7 @@ async fn execute(
             };
             bench::run(&settings, opts).await
         }
+        Command::Profile(args) => profile::run(&settings, args).await,
         Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
             let specs = topic_specs(&settings, partitions);
@@ -377,6 +386,12 @@ fn topic_specs(settings: &Settings, partitions: i32) -> Vec<TopicSpec> {
         spec(&t.drift_events, 1),
         spec(&t.retrain_events, 1),
         spec(&t.model_metrics, 1),
+        // Latest reference per model version: compacted.
+        TopicSpec {
+            name: t.model_references.clone(),
+            partitions: 1,
+            configs: vec![("cleanup.policy".into(), "compact".into())],
+        },
     ]
 }
 

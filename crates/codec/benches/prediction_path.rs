@@ -158,10 +158,8 @@ struct Staging<'a, 'i> {
     /// Each position's id in the previous message (producers keep feature order stable);
     /// once staged, the ids of this message's features.
     hints: &'i mut Vec<FeatureId>,
-    /// Staged values, in the order of their ids in `hints`. Ids and values are kept apart
-    /// because pushing an `(id, value)` pair copied it through the stack with overlapping
-    /// partial stores, stalling store-to-load forwarding on every feature.
-    features: Vec<FeatureRef<'a>>,
+    /// Staged values, in the order of their ids in `hints`.
+    features: Vec<Staged<'a>>,
     scores: Vec<(&'a str, f64)>,
     /// Names the interner refused (full).
     dropped: u64,
@@ -186,7 +184,11 @@ impl<'a> PredictionVisitor<'a> for Staging<'a, '_> {
     /// The name is usually byte-equal to the one at the same position in the previous
     /// message: then it needs no UTF-8 validation and no hash lookup.
     #[inline(always)]
-    fn feature_bytes(&mut self, name: &'a [u8], value: FeatureRef<'a>) -> std::result::Result<(), NotUtf8> {
+    fn feature_bytes(
+        &mut self,
+        name: &'a [u8],
+        value: FeatureRef<'a>,
+    ) -> std::result::Result<(), NotUtf8> {
         match self.interner.hinted(name, self.hint()) {
             Some(id) => self.stage(id, value),
             None => self.feature(std::str::from_utf8(name).map_err(|_| NotUtf8)?, value),
@@ -218,7 +220,53 @@ impl<'a> Staging<'a, '_> {
             Some(h) => *h = id,
             None => self.hints.push(id),
         }
-        self.features.push(value);
+        self.features.push(Staged::from(value));
+    }
+}
+
+/// A staged feature value, kept as plain fields rather than as a `FeatureRef`.
+///
+/// Why: a `FeatureRef` reaches the visitor through the stack as separately stored tag and
+/// payload; pushing it whole read those back with one wide load, which stalls
+/// store-to-load forwarding on every feature. Writing the fields one by one does not.
+#[derive(Clone, Copy)]
+struct Staged<'a> {
+    kind: u8,
+    number: f64,
+    category: &'a str,
+}
+
+impl<'a> From<FeatureRef<'a>> for Staged<'a> {
+    #[inline(always)]
+    fn from(v: FeatureRef<'a>) -> Self {
+        match v {
+            FeatureRef::Missing => Staged {
+                kind: 0,
+                number: 0.0,
+                category: "",
+            },
+            FeatureRef::Number(number) => Staged {
+                kind: 1,
+                number,
+                category: "",
+            },
+            FeatureRef::Category(category) => Staged {
+                kind: 2,
+                number: 0.0,
+                category,
+            },
+        }
+    }
+}
+
+impl<'a> Staged<'a> {
+    #[inline(always)]
+    fn get(self) -> FeatureRef<'a> {
+        match self.kind {
+            1 => FeatureRef::Number(self.number),
+            2 => FeatureRef::Category(self.category),
+            _ => FeatureRef::Missing,
+        }
     }
 }
 
@@ -228,7 +276,7 @@ struct Stage {
     interner: FeatureInterner,
     hints: Vec<FeatureId>,
     /// Staging buffers kept between messages (empty, lifetime-erased).
-    features: Vec<FeatureRef<'static>>,
+    features: Vec<Staged<'static>>,
     scores: Vec<(&'static str, f64)>,
     task: JoinTask,
     /// The open bucket: (model, bucket start) and its signature.
@@ -353,16 +401,16 @@ fn open_bucket<'c>(
 
 struct Applied<'s, 'a> {
     ids: &'s [FeatureId],
-    values: &'s [FeatureRef<'a>],
+    values: &'s [Staged<'a>],
     scores: &'s [(&'a str, f64)],
 }
 
 impl<'a> Applied<'_, 'a> {
     fn apply(&self, head: &PredictionRef<'a>, s: &mut SignatureSummary) {
         for (id, v) in self.ids.iter().zip(self.values) {
-            match v {
+            match v.get() {
                 FeatureRef::Missing => s.update_missing(*id),
-                FeatureRef::Number(x) => s.update_number(*id, *x),
+                FeatureRef::Number(x) => s.update_number(*id, x),
                 FeatureRef::Category(c) => s.update_category(*id, c),
             }
         }
@@ -371,7 +419,10 @@ impl<'a> Applied<'_, 'a> {
     }
 
     fn score_of(&self, class: &str) -> Option<f64> {
-        self.scores.iter().find(|(c, _)| *c == class).map(|(_, p)| *p)
+        self.scores
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, p)| *p)
     }
 }
 

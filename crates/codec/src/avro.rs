@@ -15,7 +15,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use driftwatch_core::{
     ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics, ModelPartial,
-    Prediction, RegressionSums, RetrainEvent,
+    ModelReference, Prediction, RegressionSums, RetrainEvent,
 };
 
 use crate::encode::{encode_ground_truth, encode_prediction};
@@ -449,6 +449,34 @@ impl AvroRecord for ModelPartial {
                 scored: read_u64(c, "scored")?,
                 label_delay_sum_ms: c.read_long()?,
                 signature: read_opt_bytes(c)?,
+            })
+        })
+    }
+}
+
+impl AvroRecord for ModelReference {
+    const KIND: RecordKind = RecordKind::ModelReference;
+
+    fn encode_avro(&self, out: &mut Vec<u8>) -> Result<()> {
+        put_str(out, &self.model_id);
+        put_str(out, &self.model_version);
+        put_long(out, self.created_at);
+        put_u64(out, self.rows, "rows")?;
+        put_str(out, &self.source);
+        put_long(out, i64::try_from(self.signature.len()).unwrap_or(i64::MAX));
+        out.extend_from_slice(&self.signature);
+        Ok(())
+    }
+
+    fn decode_avro(datum: &[u8]) -> Result<Self> {
+        read_all(datum, |c| {
+            Ok(ModelReference {
+                model_id: string(c)?,
+                model_version: string(c)?,
+                created_at: c.read_long()?,
+                rows: read_u64(c, "rows")?,
+                source: string(c)?,
+                signature: c.read_bytes()?.to_vec(),
             })
         })
     }

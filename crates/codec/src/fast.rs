@@ -83,7 +83,11 @@ pub trait PredictionVisitor<'a> {
     /// bytes it must validate, returning `Err(NotUtf8)` when they are not UTF-8, which fails
     /// the decode with [`CodecError::InvalidUtf8`].
     #[inline]
-    fn feature_bytes(&mut self, name: &'a [u8], value: FeatureRef<'a>) -> std::result::Result<(), NotUtf8> {
+    fn feature_bytes(
+        &mut self,
+        name: &'a [u8],
+        value: FeatureRef<'a>,
+    ) -> std::result::Result<(), NotUtf8> {
         let name = std::str::from_utf8(name).map_err(|_| NotUtf8)?;
         self.feature(name, value);
         Ok(())
@@ -368,7 +372,8 @@ fn wrong_type(target: &Target, v: &Scalar<'_>) -> CodecError {
 }
 
 impl<'a> Fields<'a> {
-    #[inline]
+    /// Inlined into the field loop (called once per scalar field of every datum).
+    #[inline(always)]
     fn store(&mut self, target: &Target, v: Scalar<'a>) -> Result<()> {
         if !target.expect.accepts(&v) {
             return Err(wrong_type(target, &v));
@@ -415,40 +420,29 @@ fn emit<'a, V: PredictionVisitor<'a>>(
     key: RawStr<'a>,
     value: Scalar<'a>,
 ) -> Result<()> {
-    // One visitor call per arm, each with its own constant `FeatureRef` variant: built in a
-    // single place, the value went through the stack as separately stored tag and payload
-    // and was read back whole, stalling store-to-load forwarding on every feature.
-    match (target.slot, value) {
-        (Slot::Features, Scalar::Null) => feature(v, key, FeatureRef::Missing),
-        (Slot::Features, Scalar::Double(x)) => feature(v, key, FeatureRef::Number(x)),
-        (Slot::Features, Scalar::Long(x)) => feature(v, key, FeatureRef::Number(x as f64)),
-        (Slot::Features, Scalar::Str(s)) => feature(v, key, FeatureRef::Category(s)),
+    let feature = match (target.slot, value) {
+        (Slot::Features, Scalar::Null) => FeatureRef::Missing,
+        (Slot::Features, Scalar::Double(x)) => FeatureRef::Number(x),
+        (Slot::Features, Scalar::Long(x)) => FeatureRef::Number(x as f64),
+        (Slot::Features, Scalar::Str(s)) => FeatureRef::Category(s),
         (Slot::Scores, Scalar::Double(x)) => {
             v.score(key.to_str()?, x);
-            Ok(())
+            return Ok(());
         }
         (Slot::Scores, Scalar::Long(x)) => {
             v.score(key.to_str()?, x as f64);
-            Ok(())
+            return Ok(());
         }
         (Slot::Tags, Scalar::Str(s)) => {
             v.tag(key.to_str()?, s);
-            Ok(())
+            return Ok(());
         }
         (_, other) => {
             key.to_str()?;
-            Err(wrong_type(target, &other))
+            return Err(wrong_type(target, &other));
         }
-    }
-}
-
-#[inline(always)]
-fn feature<'a, V: PredictionVisitor<'a>>(
-    v: &mut V,
-    key: RawStr<'a>,
-    value: FeatureRef<'a>,
-) -> Result<()> {
-    v.feature_bytes(key.bytes, value)
+    };
+    v.feature_bytes(key.bytes, feature)
         .map_err(|NotUtf8| CodecError::InvalidUtf8 { offset: key.offset })
 }
 

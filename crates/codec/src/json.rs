@@ -21,8 +21,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use driftwatch_core::{
-    DriftEvent, FeatureValue, GroundTruth, ModelMetrics, ModelPartial, Prediction, RetrainEvent,
-    TimestampMs,
+    DriftEvent, FeatureValue, GroundTruth, ModelMetrics, ModelPartial, ModelReference, Prediction,
+    RetrainEvent, TimestampMs,
 };
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -308,6 +308,16 @@ impl JsonRecord for ModelPartial {
         ] {
             finite(field, v)?;
         }
+        Ok(serde_json::to_string(self)?)
+    }
+
+    fn from_json_slice(bytes: &[u8]) -> Result<Self> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+impl JsonRecord for ModelReference {
+    fn to_json(&self) -> Result<String> {
         Ok(serde_json::to_string(self)?)
     }
 

@@ -21,17 +21,19 @@ pub enum RecordKind {
     RetrainEvent,
     ModelMetrics,
     ModelPartial,
+    ModelReference,
 }
 
 impl RecordKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::Prediction,
         RecordKind::GroundTruth,
         RecordKind::DriftEvent,
         RecordKind::RetrainEvent,
         RecordKind::ModelMetrics,
         RecordKind::ModelPartial,
+        RecordKind::ModelReference,
     ];
 
     /// File name of the schema under `schemas/`.
@@ -43,6 +45,7 @@ impl RecordKind {
             RecordKind::RetrainEvent => "RetrainEvent.avsc",
             RecordKind::ModelMetrics => "ModelMetrics.avsc",
             RecordKind::ModelPartial => "ModelPartial.avsc",
+            RecordKind::ModelReference => "ModelReference.avsc",
         }
     }
 
@@ -55,6 +58,7 @@ impl RecordKind {
             RecordKind::RetrainEvent => include_str!("../../../schemas/RetrainEvent.avsc"),
             RecordKind::ModelMetrics => include_str!("../../../schemas/ModelMetrics.avsc"),
             RecordKind::ModelPartial => include_str!("../../../schemas/ModelPartial.avsc"),
+            RecordKind::ModelReference => include_str!("../../../schemas/ModelReference.avsc"),
         }
     }
 
@@ -68,6 +72,7 @@ impl RecordKind {
             RecordKind::RetrainEvent => &all.retrain_event,
             RecordKind::ModelMetrics => &all.model_metrics,
             RecordKind::ModelPartial => &all.model_partial,
+            RecordKind::ModelReference => &all.model_reference,
         })
     }
 }
@@ -81,6 +86,7 @@ pub struct Schemas {
     pub retrain_event: Schema,
     pub model_metrics: Schema,
     pub model_partial: Schema,
+    pub model_reference: Schema,
 }
 
 static SCHEMAS: LazyLock<Result<Schemas>> = LazyLock::new(|| {
@@ -92,6 +98,7 @@ static SCHEMAS: LazyLock<Result<Schemas>> = LazyLock::new(|| {
         retrain_event: parse(RecordKind::RetrainEvent)?,
         model_metrics: parse(RecordKind::ModelMetrics)?,
         model_partial: parse(RecordKind::ModelPartial)?,
+        model_reference: parse(RecordKind::ModelReference)?,
     })
 });
 

@@ -263,7 +263,9 @@ fn ascii_prefix_len(bytes: &[u8]) -> usize {
     let mut chunks = bytes.chunks_exact(8);
     let mut n = 0;
     for chunk in &mut chunks {
-        let word = chunk.first_chunk::<8>().map_or(HIGH, |c| u64::from_le_bytes(*c));
+        let word = chunk
+            .first_chunk::<8>()
+            .map_or(HIGH, |c| u64::from_le_bytes(*c));
         let high = word & HIGH;
         if high != 0 {
             // Little-endian: the lowest set high bit belongs to the first non-ASCII byte.
@@ -271,7 +273,11 @@ fn ascii_prefix_len(bytes: &[u8]) -> usize {
         }
         n += 8;
     }
-    n + chunks.remainder().iter().take_while(|b| b.is_ascii()).count()
+    n + chunks
+        .remainder()
+        .iter()
+        .take_while(|b| b.is_ascii())
+        .count()
 }
 
 /// The bytes of an Avro string whose UTF-8 validation is deferred.

@@ -20,9 +20,19 @@ fn released(kind: RecordKind) -> Schema {
     Schema::parse_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Kinds released in v1; a kind added later (ModelReference) is new, not an evolution.
+fn released_kinds() -> Vec<RecordKind> {
+    RecordKind::ALL
+        .into_iter()
+        .filter(|k| released_dir().join(k.file_name()).exists())
+        .collect()
+}
+
 #[test]
 fn current_schemas_are_mutually_compatible_with_the_released_ones() {
-    for kind in RecordKind::ALL {
+    let kinds = released_kinds();
+    assert!(kinds.len() >= 6, "the v1 schemas are all released: {kinds:?}");
+    for kind in kinds {
         let current = kind.schema().unwrap();
         let old = released(kind);
         if let Err(e) = SchemaCompatibility::mutual_read(current, &old) {
@@ -42,12 +52,13 @@ fn every_released_schema_has_a_current_one() {
         .filter(|n| n.ends_with(".avsc"))
         .collect();
     released.sort();
-    let mut current: Vec<String> = RecordKind::ALL
+    let current: Vec<String> = RecordKind::ALL
         .iter()
         .map(|k| k.file_name().to_owned())
         .collect();
-    current.sort();
-    assert_eq!(released, current);
+    for r in &released {
+        assert!(current.contains(r), "released {r} has no current schema");
+    }
 }
 
 /// The check above can fail: an incompatible edit of a released schema is detected.

@@ -372,3 +372,31 @@ fn schema_fields_match_the_rust_records() {
         assert_eq!(from_schema, from_record, "{}", kind.file_name());
     }
 }
+
+#[test]
+fn model_reference_round_trips_and_matches_its_schema() {
+    use driftwatch_codec::{from_avro, from_json, to_avro, to_json, RecordKind};
+    let r = driftwatch_core::ModelReference {
+        model_id: "fraud".into(),
+        model_version: "v3".into(),
+        created_at: 1_767_225_600_000,
+        rows: 120_000,
+        source: "train.csv".into(),
+        signature: vec![0, 1, 2, 250, 255],
+    };
+    let bytes = to_avro(&r).unwrap();
+    assert_eq!(
+        from_avro::<driftwatch_core::ModelReference>(&bytes).unwrap(),
+        r
+    );
+    // The bytes are what apache-avro reads with the .avsc.
+    let schema = RecordKind::ModelReference.schema().unwrap();
+    let value = avro_decode(schema, schema, &bytes);
+    assert!(matches!(value, apache_avro::types::Value::Record(ref f) if f.len() == 6));
+    let json = to_json(&r).unwrap();
+    assert_eq!(
+        from_json::<driftwatch_core::ModelReference>(&json).unwrap(),
+        r
+    );
+    assert_eq!(r.key(), "fraud/v3");
+}

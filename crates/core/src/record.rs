@@ -236,3 +236,27 @@ pub struct ModelPartial {
     #[serde(default)]
     pub signature: Option<Vec<u8>>,
 }
+
+/// A reference profile of a model version's inputs, built from training data (topic
+/// `model-references`, compacted, key = `model_id/model_version`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelReference {
+    pub model_id: String,
+    pub model_version: String,
+    /// When the profile was built.
+    pub created_at: TimestampMs,
+    /// Training rows summarized.
+    pub rows: u64,
+    /// Where the rows came from.
+    pub source: String,
+    /// Serialized `SignatureSummary` (the format of `ModelPartial::signature`).
+    pub signature: Vec<u8>,
+}
+
+impl ModelReference {
+    /// The Kafka key of this reference.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.model_id, self.model_version)
+    }
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
 use driftwatch_core::monitor::{Monitor, MonitorOutput};
-use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, RetrainEvent};
+use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::Message;
@@ -44,6 +44,8 @@ pub struct MonitorStats {
     pub latest_metrics: Vec<ModelMetrics>,
     /// Event-time progress: the latest bucket end seen.
     pub progress_ms: i64,
+    /// Reference profiles loaded from the model-references topic, as `model/version`.
+    pub references: Vec<String>,
 }
 
 /// A handle on a running monitor stage.
@@ -107,11 +109,24 @@ impl MonitorStage {
         let metrics_every = m.metrics_interval;
         let mut last_metrics = Instant::now();
         let mut progress = i64::MIN;
+        let (ref_tx, mut references) = tokio::sync::mpsc::unbounded_channel::<ModelReference>();
+        let follower = follow_references(&self.settings, ref_tx);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                Some(r) = references.recv() => {
+                    match self.monitor.set_reference_signature(
+                        &r.model_id, &r.model_version, &r.signature, r.created_at, r.created_at,
+                    ) {
+                        Ok(()) => {
+                            info!(model = %r.model_id, version = %r.model_version, rows = r.rows, source = %r.source, "reference profile loaded");
+                            lock(&self.stats).references.push(r.key());
+                        }
+                        Err(e) => warn!(error = %e, model = %r.model_id, "reference profile not usable"),
+                    }
+                }
                 msg = self.consumer.recv() => match msg {
                     Ok(msg) => {
                         match msg.payload().map(from_avro::<ModelPartial>) {
@@ -165,6 +180,9 @@ impl MonitorStage {
             }
         }
         info!("monitor stage shutting down");
+        if let Some(f) = follower {
+            f.abort();
+        }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             debug!(error = %e, "final commit");
         }
@@ -243,4 +261,69 @@ impl MonitorStage {
             }
         }
     }
+}
+
+/// Reads every reference profile of the `model-references` topic from its start and then
+/// follows it, forwarding each one. Every monitor worker reads all of them (the topic is small
+/// and compacted), so a model finds its reference whichever worker owns it. `None` when the
+/// topic does not exist: live traffic then serves as the reference.
+fn follow_references(
+    settings: &Settings,
+    tx: tokio::sync::mpsc::UnboundedSender<ModelReference>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let topic = settings.topics.model_references.clone();
+    // Assigned, not subscribed: no group membership, nothing committed.
+    let consumer: StreamConsumer = match consumer_config(
+        &settings.kafka,
+        &format!("{}-references", settings.monitor.group_id),
+    )
+    .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "reference reader not created");
+            return None;
+        }
+    };
+    let partitions = match consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)) {
+        Ok(md) => md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len())
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    if partitions == 0 {
+        info!(%topic, "no reference topic: the first traffic of each version is its reference");
+        return None;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        if let Err(e) = tpl.add_partition_offset(&topic, p as i32, Offset::Beginning) {
+            warn!(error = %e, "reference partition");
+        }
+    }
+    if let Err(e) = consumer.assign(&tpl) {
+        warn!(error = %e, "reference topic not assigned");
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        while !tx.is_closed() {
+            match consumer.recv().await {
+                Ok(m) => match m.payload().map(from_avro::<ModelReference>) {
+                    Some(Ok(r)) => {
+                        // The stage is gone once the channel closes; the loop ends below.
+                        let _ = tx.send(r);
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, offset = m.offset(), "undecodable reference skipped")
+                    }
+                    None => {} // a tombstone: the reference was deleted
+                },
+                Err(e) => warn!(error = %e, "reference reader"),
+            }
+        }
+    }))
 }

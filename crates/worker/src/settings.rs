@@ -64,6 +64,10 @@ pub struct TopicNames {
     pub retrain_events: String,
     /// Output: metrics snapshots. Default `model-metrics`.
     pub model_metrics: String,
+    /// Reference profiles from training data (`driftwatch profile`), compacted, keyed by
+    /// `model_id/model_version`; the monitor reads it at start-up and follows it.
+    /// Default `model-references`.
+    pub model_references: String,
 }
 
 impl Default for TopicNames {
@@ -76,6 +80,7 @@ impl Default for TopicNames {
             drift_events: "drift-events".into(),
             retrain_events: "retrain-events".into(),
             model_metrics: "model-metrics".into(),
+            model_references: "model-references".into(),
         }
     }
 }
@@ -238,6 +243,7 @@ impl Settings {
             ));
         }
         let outputs = [
+            &t.model_references,
             &t.model_partials,
             &t.dead_letter,
             &t.drift_events,

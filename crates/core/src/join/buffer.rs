@@ -1005,7 +1005,8 @@ mod tests {
     /// The sweep as it is without the threshold shortcut: `expire_slot` on every slot.
     fn reference_sweep(b: &mut JoinBuffer, sink: &mut impl FnMut(JoinEvent)) {
         let params = b.params.clone();
-        b.map.retain(|key, slot| params.expire_slot(*key, slot, sink));
+        b.map
+            .retain(|key, slot| params.expire_slot(*key, slot, sink));
         b.last_sweep_watermark = b.params.watermark;
     }
 
