@@ -1,6 +1,8 @@
 //! `driftwatch profile` on real files: CSV and JSON lines give the same reference, its
 //! signature holds what the rows hold, and bad input is a clear error.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
 use assert_cmd::Command;
 use driftwatch_codec::from_json;
 use driftwatch_core::summary::{FeatureInterner, SignatureSummary};

@@ -31,7 +31,10 @@ fn released_kinds() -> Vec<RecordKind> {
 #[test]
 fn current_schemas_are_mutually_compatible_with_the_released_ones() {
     let kinds = released_kinds();
-    assert!(kinds.len() >= 6, "the v1 schemas are all released: {kinds:?}");
+    assert!(
+        kinds.len() >= 6,
+        "the v1 schemas are all released: {kinds:?}"
+    );
     for kind in kinds {
         let current = kind.schema().unwrap();
         let old = released(kind);
