@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::avro::to_avro;
-use driftwatch_codec::fast::{FeatureRef, GroundTruthRef, PredictionRef, PredictionVisitor};
+use driftwatch_codec::fast::{
+    FeatureRef, GroundTruthRef, NotUtf8, PredictionRef, PredictionVisitor,
+};
 use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterSchemas};
 use driftwatch_codec::from_json_slice;
 use driftwatch_codec::CodecError;
@@ -54,7 +56,7 @@ use tracing::{debug, error, info, warn};
 use crate::clients::{consumer_config, producer_config};
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
-use crate::topics::check_copartitioned;
+use crate::topics::{check_copartitioned, partition_count};
 
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
 /// attributed to a model are under `("unknown", "")`.
@@ -179,6 +181,16 @@ impl JoinStage {
             Duration::from_secs(10),
         )?;
         info!(partitions, predictions = %t.predictions, ground_truth = %t.ground_truth, "inputs co-partitioned");
+        // The outputs must exist too: a missing one would otherwise surface as delivery errors
+        // long after start-up.
+        for output in [&t.model_partials, &t.dead_letter] {
+            partition_count(
+                consumer.client(),
+                &settings.kafka.bootstrap_servers,
+                output,
+                Duration::from_secs(10),
+            )?;
+        }
         Ok(JoinStage {
             settings,
             consumer,
@@ -640,6 +652,8 @@ impl StageState {
     /// Decodes one message and feeds it to its task. Returns an input partition to pause when
     /// its task's queue is full.
     fn handle_message(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Option<(Input, i32)> {
+        // Everything logged while handling the message carries its partition.
+        let _span = tracing::debug_span!("partition", partition = msg.partition()).entered();
         let started = Instant::now();
         let pause = self.process_message(msg, now);
         if let Some(h) = self.processing_micros.as_mut() {
@@ -1189,6 +1203,28 @@ impl<'a> PredictionVisitor<'a> for SignatureOfPredicted<'a, '_> {
             }
             Err(_) => self.dropped += 1,
         }
+    }
+
+    /// Names arrive in the same order message after message: a name byte-equal to the one
+    /// interned at this position needs neither a UTF-8 check nor a hash lookup.
+    #[inline]
+    fn feature_bytes(
+        &mut self,
+        name: &'a [u8],
+        value: FeatureRef<'a>,
+    ) -> std::result::Result<(), NotUtf8> {
+        let position = self.staged.len();
+        if let Some(id) = self
+            .hints
+            .get(position)
+            .and_then(|h| self.names.hinted(name, *h))
+        {
+            self.staged.push((id, value));
+            return Ok(());
+        }
+        let name = std::str::from_utf8(name).map_err(|_| NotUtf8)?;
+        self.feature(name, value);
+        Ok(())
     }
 
     #[inline]

@@ -83,6 +83,21 @@ impl MonitorStage {
         let consumer: StreamConsumer =
             consumer_config(&settings.kafka, &settings.monitor.group_id).create()?;
         let producer: FutureProducer = producer_config(&settings.kafka).create()?;
+        // Input and outputs must exist: one clear error at start-up instead of delivery errors.
+        let t = &settings.topics;
+        for topic in [
+            &t.model_partials,
+            &t.drift_events,
+            &t.retrain_events,
+            &t.model_metrics,
+        ] {
+            crate::topics::partition_count(
+                consumer.client(),
+                &settings.kafka.bootstrap_servers,
+                topic,
+                Duration::from_secs(10),
+            )?;
+        }
         Ok(MonitorStage {
             settings,
             consumer,
