@@ -72,6 +72,14 @@ pub async fn run(
         Pace::TimeScale(args.time_scale)
     };
     let report = publish(&settings.kafka, &settings.topics, generator, pace, stop).await?;
+    if report.failed > 0 {
+        anyhow::bail!(
+            "{} records were not delivered (see the log); {} predictions and {} labels were",
+            report.failed,
+            report.predictions,
+            report.labels
+        );
+    }
     println!(
         "published {} predictions and {} labels to {} / {} in {:.1} s",
         report.predictions,

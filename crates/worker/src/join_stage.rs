@@ -224,10 +224,8 @@ impl JoinStage {
                 _ = &mut shutdown => break,
                 msg = self.consumer.recv() => match msg {
                     Ok(m) => {
+                        // Offsets are taken from the tasks at each flush, not stored per message.
                         let pause = lock(&self.state).handle_message(&m, now_ms());
-                        if let Err(e) = self.consumer.store_offset(m.topic(), m.partition(), m.offset() + 1) {
-                            debug!(error = %e, "offset not stored (partition revoked?)");
-                        }
                         if let Some(key) = pause {
                             self.set_paused(key, true);
                             paused.insert(key);
@@ -242,7 +240,7 @@ impl JoinStage {
                         paused.remove(&key);
                     }
                     if last_flush.elapsed() >= flush_every {
-                        self.flush_and_commit().await;
+                        self.flush_and_commit(CommitMode::Async).await;
                         last_flush = Instant::now();
                     }
                     if last_log.elapsed() >= Duration::from_secs(30) {
@@ -253,10 +251,7 @@ impl JoinStage {
             }
         }
         info!("shutting down: flushing partials and committing offsets");
-        self.flush_and_commit().await;
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            debug!(error = %e, "final commit");
-        }
+        self.flush_and_commit(CommitMode::Sync).await;
         self.consumer.unsubscribe();
         let _ = self.producer.flush(Duration::from_secs(10));
         log_stats(&lock(&self.state).stats());
@@ -281,8 +276,12 @@ impl JoinStage {
         }
     }
 
-    async fn flush_and_commit(&self) {
-        let records = lock(&self.state).flush_partials();
+    async fn flush_and_commit(&self, mode: CommitMode) {
+        // Partials and the offsets they account for are taken together.
+        let (records, offsets) = {
+            let mut state = lock(&self.state);
+            (state.flush_partials(), state.processed_offsets(None))
+        };
         let topic = &self.settings.topics.model_partials;
         let mut deliveries = Vec::with_capacity(records.len());
         for (key, payload) in &records {
@@ -313,8 +312,8 @@ impl JoinStage {
             }
         }
         // Offsets move only when everything they account for is in Kafka.
-        if ok {
-            if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+        if ok && offsets.count() > 0 {
+            if let Err(e) = self.consumer.commit(&offsets, mode) {
                 debug!(error = %e, "commit");
             }
         }
@@ -366,11 +365,12 @@ impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            let records = {
+            let (records, offsets) = {
                 let mut state = lock(&self.state);
                 let records = state.flush_partials();
+                let offsets = state.processed_offsets(Some(&partitions));
                 state.retire(&partitions);
-                records
+                (records, offsets)
             };
             let topic = lock(&self.state).partials_topic.clone();
             for (key, payload) in &records {
@@ -385,8 +385,10 @@ impl ConsumerContext for StageContext {
                 error!(error = %e, "partials not flushed on revoke; offsets not committed");
                 return;
             }
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                debug!(error = %e, "commit on revoke");
+            if offsets.count() > 0 {
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                    debug!(error = %e, "commit on revoke");
+                }
             }
             info!(?partitions, "partitions revoked");
         }
@@ -506,6 +508,31 @@ impl StageState {
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
         })
+    }
+
+    /// Next offset to read of every input partition a task processed from (or only of
+    /// `only`): what a commit may record once the partials of that work are delivered.
+    fn processed_offsets(&self, only: Option<&HashSet<i32>>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (p, t) in &self.tasks {
+            if only.is_some_and(|o| !o.contains(p)) {
+                continue;
+            }
+            for (i, topic) in [&self.predictions_topic, &self.ground_truth_topic]
+                .into_iter()
+                .enumerate()
+            {
+                let next = t.next_offset[i];
+                if next >= 0 {
+                    if let Err(e) =
+                        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(next))
+                    {
+                        debug!(error = %e, "offset not recorded");
+                    }
+                }
+            }
+        }
+        tpl
     }
 
     fn assigned(&self) -> Vec<i32> {
@@ -659,7 +686,12 @@ impl StageState {
         if let Some(h) = self.processing_micros.as_mut() {
             h.saturating_record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         }
-        *self.events_in.entry(msg.topic().to_string()).or_default() += 1;
+        match self.events_in.get_mut(msg.topic()) {
+            Some(n) => *n += 1,
+            None => {
+                self.events_in.insert(msg.topic().to_string(), 1);
+            }
+        }
         pause
     }
 

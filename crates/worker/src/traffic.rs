@@ -4,8 +4,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use driftwatch_generator::{GeneratedRecord, Side};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tracing::info;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tracing::{info, warn};
 
 use crate::clients::producer_config;
 use crate::error::Result;
@@ -23,8 +23,11 @@ pub enum Pace {
 /// What was published.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PublishReport {
+    /// Predictions (and labels) the broker acknowledged.
     pub predictions: u64,
     pub labels: u64,
+    /// Records the broker did not take (each is logged).
+    pub failed: u64,
     pub elapsed: Duration,
 }
 
@@ -42,6 +45,7 @@ pub async fn publish(
     let mut first_event: Option<i64> = None;
     let mut report = PublishReport::default();
     let mut last_log = Instant::now();
+    let mut inflight: Vec<(Side, DeliveryFuture)> = Vec::new();
     tokio::pin!(stop);
     for r in records {
         if let Pace::TimeScale(scale) = pace {
@@ -60,13 +64,15 @@ pub async fn publish(
             Side::Predictions => &topics.predictions,
             Side::Labels => &topics.ground_truth,
         };
-        let mut record = FutureRecord::to(topic)
-            .key(&r.key)
-            .payload(&r.payload)
-            .timestamp(r.event_time);
+        // The record timestamp is left to the producer (send time), as real producers do: the
+        // event time travels in the payload, and a broker refuses timestamps far from its clock.
+        let mut record = FutureRecord::to(topic).key(&r.key).payload(&r.payload);
         loop {
             match producer.send_result(record) {
-                Ok(_delivery) => break,
+                Ok(delivery) => {
+                    inflight.push((r.side, delivery));
+                    break;
+                }
                 // Local queue full: let the producer drain, then retry the same record.
                 Err((_, back)) => {
                     record = back;
@@ -75,9 +81,9 @@ pub async fn publish(
                 }
             }
         }
-        match r.side {
-            Side::Predictions => report.predictions += 1,
-            Side::Labels => report.labels += 1,
+        // Delivery is confirmed in batches: a dropped record must not go unnoticed.
+        if inflight.len() >= 20_000 {
+            settle(&mut inflight, &mut report).await;
         }
         if last_log.elapsed() >= Duration::from_secs(10) {
             info!(
@@ -89,6 +95,23 @@ pub async fn publish(
         }
     }
     producer.flush(Duration::from_secs(30))?;
+    settle(&mut inflight, &mut report).await;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+async fn settle(inflight: &mut Vec<(Side, DeliveryFuture)>, report: &mut PublishReport) {
+    for (side, d) in inflight.drain(..) {
+        match d.await {
+            Ok(Ok(_)) => match side {
+                Side::Predictions => report.predictions += 1,
+                Side::Labels => report.labels += 1,
+            },
+            Ok(Err((e, _))) => {
+                report.failed += 1;
+                warn!(error = %e, "record not delivered");
+            }
+            Err(_) => report.failed += 1,
+        }
+    }
 }
