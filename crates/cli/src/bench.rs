@@ -166,7 +166,10 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
     .await?;
     let total = report.predictions + report.labels;
     if report.failed > 0 {
-        println!("  note: {} records were not delivered and are left out", report.failed);
+        println!(
+            "  note: {} records were not delivered and are left out",
+            report.failed
+        );
     }
     println!(
         "  produce:      {total} records in {:.2} s = {:.0} records/s",

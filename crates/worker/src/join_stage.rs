@@ -544,7 +544,15 @@ impl StageState {
             return;
         }
         let task = JoinTask::new(self.join_config.clone());
-        let aggregator = PartialAggregator::new(partition, self.bucket_width_ms);
+        // Microseconds since the epoch: later incarnations of this partition's task always
+        // number their partials above earlier ones (a flush per microsecond is far beyond
+        // what any task does), so the monitor never mistakes them for duplicates.
+        let first_sequence = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+            .unwrap_or(0);
+        let aggregator = PartialAggregator::new(partition, self.bucket_width_ms)
+            .map(|a| a.starting_sequence_at(first_sequence));
         match (task, aggregator) {
             (Ok(task), Ok(aggregator)) => {
                 self.tasks.insert(

@@ -128,6 +128,15 @@ impl PartialAggregator {
         })
     }
 
+    /// Starts this task's sequence numbers at `first`. The monitor drops a partial whose
+    /// (source partition, sequence) it already merged into the same bucket, so a new task for a
+    /// partition (after a rebalance or a restart) must not reuse its predecessor's numbers: the
+    /// worker starts each task at a value derived from its creation time.
+    pub fn starting_sequence_at(mut self, first: u64) -> Self {
+        self.next_sequence = first;
+        self
+    }
+
     /// The task's feature-name interner: ids for [`SignatureSummary`] updates.
     pub fn features_mut(&mut self) -> &mut FeatureInterner {
         &mut self.features
@@ -512,6 +521,21 @@ mod tests {
         agg.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
         assert_eq!(agg.flush(&i)[0].sequence, 3);
         assert!(agg.flush(&i).is_empty());
+    }
+
+    #[test]
+    fn a_later_task_numbers_its_partials_after_an_earlier_one() {
+        let mut i = Interner::new();
+        let m = i.intern_model("fraud", "v1").unwrap();
+        let mut first = PartialAggregator::new(0, DEFAULT_BUCKET_WIDTH_MS).unwrap();
+        first.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
+        let old = first.flush(&i)[0].sequence;
+        // The same partition's next task, started later, never reuses a sequence number.
+        let mut second = PartialAggregator::new(0, DEFAULT_BUCKET_WIDTH_MS)
+            .unwrap()
+            .starting_sequence_at(old + 1_000);
+        second.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
+        assert!(second.flush(&i)[0].sequence > old);
     }
 
     #[test]
