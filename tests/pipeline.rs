@@ -102,7 +102,7 @@ struct Outcome {
     drift_at: i64,
 }
 
-async fn run_scenario(seed: u64) -> Outcome {
+async fn run_scenario(seed: u64, prior_retrain: bool) -> Outcome {
     let s = pipeline_settings().await;
     let mut g = GeneratorConfig::two_models(seed);
     let span_ms = SPAN.as_millis() as i64;
@@ -114,9 +114,44 @@ async fn run_scenario(seed: u64) -> Outcome {
     let g = g.resolved();
     let drift_at = g.start_ms + span_ms / 2;
     let generator = TrafficGenerator::new(g).expect("generator");
+    if prior_retrain {
+        // A retrain event another worker (or this deployment before a restart) published
+        // just before the change: the cooldown must hold across that hand-over.
+        let earlier = RetrainEvent {
+            event_id: "earlier".into(),
+            model_id: "fraud".into(),
+            model_version: "v1".into(),
+            reasons: vec!["earlier".into()],
+            drift_event_ids: vec![],
+            metrics: vec![],
+            train_from: drift_at - 3_600_000,
+            train_to: drift_at,
+            dry_run: false,
+            created_at: drift_at,
+        };
+        let producer: rdkafka::producer::FutureProducer =
+            driftwatch_worker::clients::producer_config(&s.kafka)
+                .create()
+                .expect("producer");
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&s.topics.retrain_events)
+                    .key("fraud")
+                    .payload(&driftwatch_codec::to_avro(&earlier).expect("encode")),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("publish earlier retrain event");
+    }
 
     let join = JoinStage::new(s.clone()).expect("join stage");
     let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
+    if prior_retrain {
+        assert_eq!(
+            monitor.handle().stats().restored_policies,
+            vec!["fraud".to_string()]
+        );
+    }
     let (stop_join, rx_join) = oneshot::channel::<()>();
     let (stop_monitor, rx_monitor) = oneshot::channel::<()>();
     let join_task = tokio::spawn(join.run(async {
@@ -160,7 +195,7 @@ async fn monitor_flags_the_drifting_model_and_only_it() {
     };
     let mut false_alarms = 0;
     for seed in seeds {
-        let o = run_scenario(seed).await;
+        let o = run_scenario(seed, false).await;
         let into_drift: Vec<&DriftEvent> = o
             .drift
             .iter()
@@ -503,4 +538,21 @@ async fn a_published_profile_reaches_the_monitor() {
     let _ = stop.send(());
     task.await.expect("task").expect("monitor stage");
     assert_eq!(handle.stats().references, vec!["fraud/v1".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retrain_cooldown_holds_across_a_restart() {
+    let o = run_scenario(3, true).await;
+    // The drift is still reported...
+    assert!(
+        o.drift.iter().any(|e| e.model_id == "fraud"
+            && e.detector == "accuracy_drop"
+            && e.state == DriftState::Drift),
+        "{:#?}",
+        o.drift
+    );
+    // ...but the earlier retrain event, replayed at start-up, keeps the policy in its cooldown:
+    // only that earlier event is on the topic.
+    let ids: Vec<&str> = o.retrain.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, vec!["earlier"], "{:#?}", o.retrain);
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
-use driftwatch_core::monitor::{Monitor, MonitorOutput};
+use driftwatch_core::monitor::{Monitor, MonitorOutput, PolicyState};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -46,6 +46,8 @@ pub struct MonitorStats {
     pub progress_ms: i64,
     /// Reference profiles loaded from the model-references topic, as `model/version`.
     pub references: Vec<String>,
+    /// Models whose retrain policy was restored from the retrain-events topic at start-up.
+    pub restored_policies: Vec<String>,
 }
 
 /// A handle on a running monitor stage.
@@ -98,12 +100,33 @@ impl MonitorStage {
                 Duration::from_secs(10),
             )?;
         }
+        // Cooldowns and daily budgets hold across restarts and hand-overs: every retrain event
+        // this deployment published is read back and replayed into the policies.
+        let mut monitor = monitor;
+        let history = read_retrain_history(&settings)?;
+        let mut by_model: std::collections::BTreeMap<&str, Vec<&RetrainEvent>> =
+            std::collections::BTreeMap::new();
+        for e in &history {
+            by_model.entry(e.model_id.as_str()).or_default().push(e);
+        }
+        let mut stats = MonitorStats::default();
+        for (model, events) in by_model {
+            monitor.restore_policy_state(model, PolicyState::replay(events));
+            stats.restored_policies.push(model.to_string());
+        }
+        if !history.is_empty() {
+            info!(
+                events = history.len(),
+                models = stats.restored_policies.len(),
+                "retrain history replayed"
+            );
+        }
         Ok(MonitorStage {
             settings,
             consumer,
             producer,
             monitor,
-            stats: Arc::new(Mutex::new(MonitorStats::default())),
+            stats: Arc::new(Mutex::new(stats)),
         })
     }
 
@@ -341,4 +364,71 @@ fn follow_references(
             }
         }
     }))
+}
+
+/// Every retrain event on the retrain-events topic, read from the start to the end as of now
+/// (Avro or JSON, whichever the deployment writes).
+fn read_retrain_history(settings: &Settings) -> Result<Vec<RetrainEvent>> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let topic = &settings.topics.retrain_events;
+    let timeout = Duration::from_secs(10);
+    let consumer: BaseConsumer = consumer_config(
+        &settings.kafka,
+        &format!("{}-history", settings.monitor.group_id),
+    )
+    .create()?;
+    let partitions = crate::topics::partition_count(
+        consumer.client(),
+        &settings.kafka.bootstrap_servers,
+        topic,
+        timeout,
+    )?;
+    let mut remaining = std::collections::BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let p = i32::try_from(p).unwrap_or(i32::MAX);
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        if high > low {
+            remaining.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    let mut events = Vec::new();
+    if remaining.is_empty() {
+        return Ok(events);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(WorkerError::Config(format!(
+                "could not read the retrain history of `{topic}` within 60 s"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let decoded = match m.payload() {
+                    Some(p) if p.first() == Some(&b'{') => {
+                        driftwatch_codec::from_json_slice::<RetrainEvent>(p).ok()
+                    }
+                    Some(p) => from_avro::<RetrainEvent>(p).ok(),
+                    None => None,
+                };
+                match decoded {
+                    Some(e) => events.push(e),
+                    None => warn!(offset = m.offset(), "undecodable retrain event skipped"),
+                }
+                if remaining
+                    .get(&m.partition())
+                    .is_some_and(|high| m.offset() + 1 >= *high)
+                {
+                    remaining.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "reading the retrain history"),
+            None => {}
+        }
+    }
+    Ok(events)
 }

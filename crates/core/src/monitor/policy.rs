@@ -88,6 +88,28 @@ pub struct PolicyState {
     pub suppressed_by_budget: u64,
 }
 
+impl PolicyState {
+    /// The state a model's policy had after publishing `events` (its retrain events, in any
+    /// order): read back from the retrain-events topic when a monitor starts or takes a model
+    /// over, so the cooldown and the daily budget hold across restarts and workers.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a crate::RetrainEvent>) -> PolicyState {
+        let mut times: Vec<TimestampMs> = events.into_iter().map(|e| e.created_at).collect();
+        times.sort_unstable();
+        let mut state = PolicyState::default();
+        for t in times {
+            let day = t.div_euclid(DAY_MS);
+            if state.budget_day != Some(day) {
+                state.budget_day = Some(day);
+                state.spent_today = 0;
+            }
+            state.spent_today += 1;
+            state.last_retrain_at = Some(t);
+            state.emitted += 1;
+        }
+        state
+    }
+}
+
 /// What the policy needs to know of one detector's machine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorStatus {
@@ -213,6 +235,29 @@ pub fn decide(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn replaying_published_events_restores_cooldown_and_budget() {
+        let event = |t: i64| crate::RetrainEvent {
+            event_id: format!("e{t}"),
+            model_id: "m".into(),
+            model_version: "v1".into(),
+            reasons: vec![],
+            drift_event_ids: vec![],
+            metrics: vec![],
+            train_from: 0,
+            train_to: t,
+            dry_run: false,
+            created_at: t,
+        };
+        let day2 = 2 * DAY_MS;
+        let events = [event(day2 + 5_000), event(DAY_MS + 1), event(day2 + 1_000)];
+        let s = PolicyState::replay(&events);
+        assert_eq!(s.last_retrain_at, Some(day2 + 5_000));
+        assert_eq!((s.budget_day, s.spent_today, s.emitted), (Some(2), 2, 3));
+        assert_eq!(PolicyState::replay(&[]), PolicyState::default());
+    }
+
     use super::*;
 
     const H: i64 = 3_600_000;
