@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{AdwinConfig, DdmConfig, PageHinkleyConfig};
+use crate::detect::{AdwinConfig, DdmConfig, EddmConfig, PageHinkleyConfig};
 
 use super::baseline::BaselineConfig;
 use super::detectors::{
-    AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, PAGE_HINKLEY,
+    AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM, PAGE_HINKLEY,
 };
 use super::features::FeatureDriftConfig;
 use super::policy::{PolicyConfig, TriggerMode};
@@ -53,6 +53,8 @@ pub struct ModelConfig {
     pub adwin: StreamDetectorConfig<AdwinConfig>,
     pub page_hinkley: StreamDetectorConfig<PageHinkleyConfig>,
     pub ddm: StreamDetectorConfig<DdmConfig>,
+    /// Off by default; see `detectors::default_eddm`.
+    pub eddm: StreamDetectorConfig<EddmConfig>,
     /// Data drift, prediction drift and data quality from the partials' signatures
     /// (advisory unless the policy lists them).
     pub feature_drift: FeatureDriftConfig,
@@ -70,6 +72,7 @@ impl Default for ModelConfig {
             adwin: StreamDetectorConfig::default(),
             page_hinkley: StreamDetectorConfig::default(),
             ddm: StreamDetectorConfig::default(),
+            eddm: StreamDetectorConfig::default(),
             feature_drift: FeatureDriftConfig::default(),
             hysteresis: Hysteresis::default(),
             policy: PolicyConfig::default(),
@@ -88,6 +91,7 @@ pub struct ModelOverride {
     pub adwin: Option<StreamDetectorConfig<AdwinConfig>>,
     pub page_hinkley: Option<StreamDetectorConfig<PageHinkleyConfig>>,
     pub ddm: Option<StreamDetectorConfig<DdmConfig>>,
+    pub eddm: Option<StreamDetectorConfig<EddmConfig>>,
     pub feature_drift: Option<FeatureDriftConfig>,
     pub hysteresis: Option<Hysteresis>,
     pub policy: Option<PolicyConfig>,
@@ -129,6 +133,9 @@ impl MonitorConfig {
             }
             if let Some(v) = o.ddm {
                 c.ddm = v;
+            }
+            if let Some(v) = o.eddm {
+                c.eddm = v;
             }
             if let Some(v) = o.feature_drift {
                 c.feature_drift = v;
@@ -191,6 +198,7 @@ impl ModelConfig {
             ADWIN => Some(self.adwin.enabled),
             PAGE_HINKLEY => Some(self.page_hinkley.enabled),
             DDM => Some(self.ddm.enabled),
+            EDDM => Some(self.eddm.enabled),
             _ => None,
         }
     }
@@ -282,6 +290,7 @@ impl ModelConfig {
         detector("adwin.params", self.adwin.params.validate())?;
         detector("page_hinkley.params", self.page_hinkley.params.validate())?;
         detector("ddm.params", self.ddm.params.validate())?;
+        detector("eddm.params", self.eddm.params.validate())?;
         for (name, hold, inc, cap) in [
             (
                 "adwin",
@@ -296,6 +305,12 @@ impl ModelConfig {
                 1,
             ),
             ("ddm", self.ddm.hold_ms, self.ddm.min_increase, 1),
+            (
+                "eddm",
+                self.eddm.hold_ms,
+                self.eddm.min_increase,
+                self.eddm.max_updates_per_bucket,
+            ),
         ] {
             check(hold >= 0, &format!("{name}.hold_ms"), &|| {
                 format!("{hold} must be >= 0")

@@ -37,8 +37,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{
-    Adwin, AdwinConfig, ChangeDetector, Ddm, DdmConfig, PageHinkley, PageHinkleyConfig,
-    PageHinkleyMode,
+    Adwin, AdwinConfig, ChangeDetector, Ddm, DdmConfig, Eddm, EddmConfig, PageHinkley,
+    PageHinkleyConfig, PageHinkleyMode,
 };
 use crate::TimestampMs;
 
@@ -51,6 +51,8 @@ pub const ACCURACY_DROP: &str = "accuracy_drop";
 pub const ADWIN: &str = "adwin";
 pub const PAGE_HINKLEY: &str = "page_hinkley";
 pub const DDM: &str = "ddm";
+/// Name of the EDDM stream detector.
+pub const EDDM: &str = "eddm";
 
 /// An accuracy drop of this many points (or a doubling of RMSE) is severity 1.
 pub const FULL_SEVERITY_DROP: f64 = 0.20;
@@ -382,6 +384,28 @@ pub fn default_ddm() -> StreamDetectorConfig<DdmConfig> {
     }
 }
 
+/// EDDM defaults: the paper's thresholds (River's), **off** by default. EDDM judges the
+/// distances between consecutive errors; bucketed outcomes only approximate that order (a
+/// bucket's errors are spread evenly over its outcomes, as for ADWIN), so it is offered for
+/// slowly drifting error *patterns* and left to the operator to enable.
+pub fn default_eddm() -> StreamDetectorConfig<EddmConfig> {
+    StreamDetectorConfig {
+        enabled: false,
+        min_bucket_labeled: 10,
+        hold_ms: 30 * 60_000,
+        min_increase: 0.02,
+        warnings: false,
+        max_updates_per_bucket: 1000,
+        params: EddmConfig::default(),
+    }
+}
+
+impl Default for StreamDetectorConfig<EddmConfig> {
+    fn default() -> Self {
+        default_eddm()
+    }
+}
+
 impl Default for StreamDetectorConfig<AdwinConfig> {
     fn default() -> Self {
         default_adwin()
@@ -406,6 +430,8 @@ enum Engine {
     Adwin(Adwin, std::collections::VecDeque<u64>, u64),
     PageHinkley(PageHinkley),
     Ddm(Ddm),
+    /// With the most outcomes fed per bucket.
+    Eddm(Eddm, u64),
 }
 
 /// One stream detector over matured bucket error rates, with its hold and bookkeeping.
@@ -464,6 +490,15 @@ impl StreamWatch {
             cfg.params.drift_threshold,
             cfg,
         ))
+    }
+
+    /// EDDM over the bucket's outcomes, its errors spread evenly (as for ADWIN).
+    pub fn eddm(
+        cfg: &StreamDetectorConfig<EddmConfig>,
+    ) -> Result<Self, crate::detect::ConfigError> {
+        let d = Eddm::new(cfg.params.clone())?;
+        let cap = cfg.max_updates_per_bucket.max(1);
+        Ok(Self::with(EDDM, Engine::Eddm(d, cap), cfg.params.beta, cfg))
     }
 
     fn with<C>(
@@ -557,6 +592,19 @@ impl StreamWatch {
                     .unwrap_or(crate::detect::DetectorSignal::QUIET);
                 self.warning = sig.warning && self.report_warnings;
                 (sig.drift, None)
+            }
+            Engine::Eddm(d, cap) => {
+                let k = n.min(*cap);
+                let ones = |i: u64| (u128::from(i) * u128::from(errors) / u128::from(n)) as u64;
+                let (mut drift, mut warning) = (false, false);
+                for i in 0..k {
+                    let bit = ones(i + 1).saturating_sub(ones(i));
+                    let sig = d.update(bit as f64);
+                    drift |= sig.drift;
+                    warning = sig.warning;
+                }
+                self.warning = warning && self.report_warnings;
+                (drift, None)
             }
         };
         self.pending = Some(match self.pending {
@@ -801,6 +849,26 @@ mod tests {
             let at = fired_at.unwrap_or_else(|| panic!("{} never fired", w.name()));
             assert!((100..110).contains(&at), "{} fired at {at}", w.name());
         }
+    }
+
+    #[test]
+    fn eddm_fires_after_the_change_and_not_before() {
+        let mut w = StreamWatch::eddm(&StreamDetectorConfig {
+            enabled: true,
+            ..default_eddm()
+        })
+        .unwrap();
+        let mut fired_at = None;
+        for m in 0..200 {
+            let wrong = if m < 100 { 7 + 2 * (m % 2) as u64 } else { 30 };
+            if w.feed(&matured(m, 100 - wrong, wrong), 60_000) && fired_at.is_none() {
+                fired_at = Some(m);
+            }
+        }
+        // EDDM watches the distances between errors: slower on an abrupt jump than DDM (it is
+        // meant for gradual change), but it must not fire on the stable stretch.
+        let at = fired_at.expect("eddm never fired");
+        assert!((100..160).contains(&at), "eddm fired at {at}");
     }
 
     #[test]

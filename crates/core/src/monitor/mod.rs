@@ -116,6 +116,9 @@ impl VersionState {
         if cfg.ddm.enabled {
             streams.push(StreamWatch::ddm(&cfg.ddm)?);
         }
+        if cfg.eddm.enabled {
+            streams.push(StreamWatch::eddm(&cfg.eddm)?);
+        }
         // Validated config: both lengths parse; the fallbacks only keep this total.
         let (window_ms, reference_ms) = cfg
             .feature_drift
