@@ -459,6 +459,8 @@ struct StageState {
     dropped_on_revoke: u64,
     /// Last stable offset per (input, partition) from the client's statistics.
     last_stable: HashMap<(Input, i32), i64>,
+    /// Whether every broker was up in the latest statistics.
+    brokers_up: bool,
     events: Vec<JoinEvent>,
     dead_letter_log: HashMap<&'static str, (Instant, u64)>,
     events_in: BTreeMap<String, u64>,
@@ -498,6 +500,7 @@ impl StageState {
             label_delay: BTreeMap::new(),
             dropped_on_revoke: 0,
             last_stable: HashMap::new(),
+            brokers_up: false,
             events: Vec::new(),
             dead_letter_log: HashMap::new(),
             events_in: BTreeMap::new(),
@@ -664,6 +667,10 @@ impl StageState {
     }
 
     fn observe_statistics(&mut self, s: &Statistics) {
+        // Offsets seen while a broker is down are stale: no input counts as caught up then,
+        // so processing time cannot push the watermark past records the outage holds back.
+        let mut brokers = s.brokers.values().filter(|b| b.nodeid >= 0).peekable();
+        self.brokers_up = brokers.peek().is_some() && brokers.all(|b| b.state == "UP");
         for (name, topic) in &s.topics {
             let input = if *name == self.predictions_topic {
                 Input::Predictions
@@ -967,6 +974,7 @@ impl StageState {
         for p in partitions {
             for input in [Input::Predictions, Input::Labels] {
                 let caught_up = match (self.last_stable.get(&(input, p)), self.tasks.get(&p)) {
+                    _ if !self.brokers_up => false,
                     (Some(ls), Some(t)) => {
                         let next = t.next_offset[input_index(input)];
                         // Without a record read yet, an empty partition (ls 0) is caught up.

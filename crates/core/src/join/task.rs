@@ -188,7 +188,14 @@ impl JoinTask {
     /// Tells whether an input partition has been read up to its end (position == high
     /// watermark).
     pub fn set_caught_up(&mut self, input: Input, caught_up: bool) {
-        self.input_mut(input).caught_up = caught_up;
+        let state = self.input_mut(input);
+        if caught_up && !state.caught_up {
+            // Idle time counts from when the input is known to be caught up again: after an
+            // outage (when the caller could not tell), a quiet stretch must be observed anew
+            // before processing time may move the watermark.
+            state.last_active_ms = None;
+        }
+        state.caught_up = caught_up;
     }
 
     fn input_mut(&mut self, input: Input) -> &mut InputState {
@@ -560,6 +567,34 @@ mod tests {
         assert_eq!(f.task.watermark(), BASE + 10_000);
         assert_eq!(f.totals().expired_unlabeled, 2);
         assert_accounting(&f.totals());
+    }
+
+    #[test]
+    fn idle_time_restarts_when_an_input_is_caught_up_again() {
+        let mut f = Fixture::new(quick());
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        f.pred(1, 0);
+        f.poll(BASE);
+        // An outage: the caller cannot tell whether the inputs are caught up.
+        f.task.set_caught_up(Input::Predictions, false);
+        f.task.set_caught_up(Input::Labels, false);
+        f.poll(BASE + 100 * HOUR_MS);
+        // Back: caught up again, but the quiet stretch starts now, not before the outage.
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        f.poll(BASE + 100 * HOUR_MS + 1);
+        assert_eq!(
+            f.totals().expired_unlabeled,
+            0,
+            "no jump right after the outage"
+        );
+        f.poll(BASE + 100 * HOUR_MS + 1 + 60_000);
+        assert_eq!(
+            f.totals().expired_unlabeled,
+            1,
+            "a real quiet stretch still advances"
+        );
     }
 
     #[test]

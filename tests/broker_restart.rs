@@ -1,0 +1,131 @@
+//! A broker restart in the middle of the traffic: the join stage reconnects by itself and every
+//! input is still accounted for exactly (the worker keeps its in-memory state; nothing is
+//! re-read or lost while the broker is away).
+//!
+//! Restarts the test broker of `scripts/kafka` (same ports, same storage), so it lives in its own
+//! test binary: nothing else runs against the broker meanwhile.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use driftwatch_core::JoinCounters;
+use driftwatch_tests::scenario::{Scenario, Side, LABEL_TIMEOUT_MS};
+use driftwatch_tests::{create_topic, settings, unique};
+use driftwatch_worker::clients::producer_config;
+use driftwatch_worker::join_stage::JoinStage;
+use driftwatch_worker::settings::Settings;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::oneshot;
+
+fn kafka(cmd: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(cmd)
+        .status()
+        .expect("scripts/kafka");
+    assert!(status.success(), "scripts/kafka {cmd} failed");
+}
+
+async fn produce(s: &Settings, records: &[driftwatch_tests::scenario::Record]) {
+    let producer: FutureProducer = producer_config(&s.kafka).create().expect("producer");
+    let mut inflight = Vec::new();
+    for r in records {
+        let topic = match r.side {
+            Side::Predictions => &s.topics.predictions,
+            Side::Labels => &s.topics.ground_truth,
+        };
+        match producer.send_result(FutureRecord::to(topic).key(&r.key).payload(&r.payload)) {
+            Ok(d) => inflight.push(d),
+            Err((e, _)) => panic!("enqueue: {e}"),
+        }
+    }
+    for d in inflight {
+        d.await.expect("delivery").expect("delivered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_and_duplicates_nothing() {
+    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
+        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
+        return;
+    }
+    driftwatch_tests::init_logging();
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    s.kafka.join_group_id = unique("join");
+    s.topics.predictions = unique("predictions");
+    s.topics.ground_truth = unique("ground-truth");
+    s.topics.model_partials = unique("partials");
+    s.topics.dead_letter = unique("dead-letter");
+    for t in [
+        &s.topics.predictions,
+        &s.topics.ground_truth,
+        &s.topics.model_partials,
+    ] {
+        create_topic(t, 4).await;
+    }
+    create_topic(&s.topics.dead_letter, 1).await;
+    s.join.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
+    s.join.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
+    s.join.allowed_lateness = Duration::from_secs(30);
+    s.join.max_task_idle = Duration::from_secs(1);
+    s.join.idle_timeout = Duration::from_secs(3);
+    s.join.flush_interval = Duration::from_millis(500);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let scenario = Scenario::generate(11, 20_000, now - 2 * 3_600_000);
+    let stage = JoinStage::new(s.clone()).expect("join stage");
+    let handle = stage.handle();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(stage.run(async {
+        let _ = rx.await;
+    }));
+    let half = scenario.records.len() / 2;
+    produce(&s, &scenario.records[..half]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    kafka("stop");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kafka("start");
+
+    produce(&s, &scenario.records[half..]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let total: u64 = handle
+            .stats()
+            .per_model
+            .values()
+            .map(|c| c.predictions + c.labels)
+            .sum();
+        if total >= scenario.inputs() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = stop.send(());
+    task.await.expect("task").expect("join stage");
+    let stats = handle.stats();
+    assert_eq!(stats.dropped_on_revoke, 0, "a rebalance dropped state");
+    let mut by_model: BTreeMap<String, JoinCounters> = BTreeMap::new();
+    for ((model, _), c) in &stats.per_model {
+        let e = by_model.entry(model.clone()).or_default();
+        e.predictions += c.predictions;
+        e.labels += c.labels;
+        e.matched += c.matched;
+        e.expired_unlabeled += c.expired_unlabeled;
+        e.orphan_labels += c.orphan_labels;
+        e.duplicate_predictions += c.duplicate_predictions;
+        e.duplicate_labels += c.duplicate_labels;
+        e.late_labels += c.late_labels;
+        e.dead_lettered += c.dead_lettered;
+    }
+    assert_eq!(by_model, scenario.expected);
+}
