@@ -5,17 +5,13 @@
 //! Restarts the test broker of `scripts/kafka` (same ports, same storage), so it lives in its own
 //! test binary: nothing else runs against the broker meanwhile.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use driftwatch_core::JoinCounters;
-use driftwatch_tests::scenario::{Scenario, Side, LABEL_TIMEOUT_MS};
+use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS};
 use driftwatch_tests::{create_topic, settings, unique};
-use driftwatch_worker::clients::producer_config;
 use driftwatch_worker::join_stage::JoinStage;
 use driftwatch_worker::settings::Settings;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
 
 fn kafka(cmd: &str) {
@@ -26,24 +22,6 @@ fn kafka(cmd: &str) {
         .status()
         .expect("scripts/kafka");
     assert!(status.success(), "scripts/kafka {cmd} failed");
-}
-
-async fn produce(s: &Settings, records: &[driftwatch_tests::scenario::Record]) {
-    let producer: FutureProducer = producer_config(&s.kafka).create().expect("producer");
-    let mut inflight = Vec::new();
-    for r in records {
-        let topic = match r.side {
-            Side::Predictions => &s.topics.predictions,
-            Side::Labels => &s.topics.ground_truth,
-        };
-        match producer.send_result(FutureRecord::to(topic).key(&r.key).payload(&r.payload)) {
-            Ok(d) => inflight.push(d),
-            Err((e, _)) => panic!("enqueue: {e}"),
-        }
-    }
-    for d in inflight {
-        d.await.expect("delivery").expect("delivered");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,21 +67,21 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
         let _ = rx.await;
     }));
     let half = scenario.records.len() / 2;
-    produce(&s, &scenario.records[..half]).await;
+    produce_records(&s, &scenario.records[..half]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     kafka("stop");
     tokio::time::sleep(Duration::from_secs(3)).await;
     kafka("start");
 
-    produce(&s, &scenario.records[half..]).await;
+    produce_records(&s, &scenario.records[half..]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let total: u64 = handle
             .stats()
             .per_model
             .values()
-            .map(|c| c.predictions + c.labels)
+            .map(driftwatch_core::JoinCounters::inputs)
             .sum();
         if total >= scenario.inputs() || tokio::time::Instant::now() > deadline {
             break;
@@ -114,18 +92,6 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
     task.await.expect("task").expect("join stage");
     let stats = handle.stats();
     assert_eq!(stats.dropped_on_revoke, 0, "a rebalance dropped state");
-    let mut by_model: BTreeMap<String, JoinCounters> = BTreeMap::new();
-    for ((model, _), c) in &stats.per_model {
-        let e = by_model.entry(model.clone()).or_default();
-        e.predictions += c.predictions;
-        e.labels += c.labels;
-        e.matched += c.matched;
-        e.expired_unlabeled += c.expired_unlabeled;
-        e.orphan_labels += c.orphan_labels;
-        e.duplicate_predictions += c.duplicate_predictions;
-        e.duplicate_labels += c.duplicate_labels;
-        e.late_labels += c.late_labels;
-        e.dead_lettered += c.dead_lettered;
-    }
+    let by_model = counters_by_model(std::slice::from_ref(&stats));
     assert_eq!(by_model, scenario.expected);
 }

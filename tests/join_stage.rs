@@ -8,15 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::from_avro;
 use driftwatch_core::{JoinCounters, ModelPartial};
-use driftwatch_tests::scenario::{Scenario, Side, LABEL_TIMEOUT_MS};
+use driftwatch_tests::scenario::{
+    counters_by_model, produce_records, Scenario, Side, LABEL_TIMEOUT_MS,
+};
 use driftwatch_tests::{create_topic, settings, unique};
-use driftwatch_worker::clients::{consumer_config, producer_config};
+use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle, JoinStats};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 use tokio::sync::oneshot;
 
@@ -57,31 +58,14 @@ async fn topics() -> Topics {
 }
 
 async fn produce(s: &Settings, scenario: &Scenario, only: Option<Side>) {
-    let producer: FutureProducer = producer_config(&s.kafka).create().expect("producer");
-    let mut inflight = Vec::new();
-    for r in scenario
-        .records
-        .iter()
-        .filter(|r| only.is_none_or(|o| o == r.side))
-    {
-        let topic = match r.side {
-            Side::Predictions => &s.topics.predictions,
-            Side::Labels => &s.topics.ground_truth,
-        };
-        let rec = FutureRecord::to(topic).key(&r.key).payload(&r.payload);
-        match producer.send_result(rec) {
-            Ok(d) => inflight.push(d),
-            Err((e, _)) => panic!("enqueue: {e}"),
-        }
-        if inflight.len() >= 10_000 {
-            for d in inflight.drain(..) {
-                d.await.expect("delivery").expect("delivered");
-            }
-        }
-    }
-    for d in inflight {
-        d.await.expect("delivery").expect("delivered");
-    }
+    produce_records(
+        s,
+        scenario
+            .records
+            .iter()
+            .filter(|r| only.is_none_or(|o| o == r.side)),
+    )
+    .await;
 }
 
 struct Worker {
@@ -105,35 +89,15 @@ fn start_worker(s: &Settings) -> Worker {
     Worker { handle, stop, join }
 }
 
-fn by_model(stats: &[JoinStats]) -> BTreeMap<String, JoinCounters> {
-    let mut out: BTreeMap<String, JoinCounters> = BTreeMap::new();
-    for s in stats {
-        for ((model, _version), c) in &s.per_model {
-            let e = out.entry(model.clone()).or_default();
-            e.predictions += c.predictions;
-            e.labels += c.labels;
-            e.matched += c.matched;
-            e.expired_unlabeled += c.expired_unlabeled;
-            e.orphan_labels += c.orphan_labels;
-            e.duplicate_predictions += c.duplicate_predictions;
-            e.duplicate_labels += c.duplicate_labels;
-            e.late_labels += c.late_labels;
-            e.dead_lettered += c.dead_lettered;
-        }
-    }
-    out
-}
-
-fn accounted(c: &JoinCounters) -> u64 {
-    c.predictions + c.labels
-}
-
 /// Waits until every input is accounted for (or the deadline passes), then stops the workers.
 async fn settle(workers: Vec<Worker>, inputs: u64) -> BTreeMap<String, JoinCounters> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
         let stats: Vec<JoinStats> = workers.iter().map(|w| w.handle.stats()).collect();
-        let total: u64 = by_model(&stats).values().map(accounted).sum();
+        let total: u64 = counters_by_model(&stats)
+            .values()
+            .map(JoinCounters::inputs)
+            .sum();
         if total >= inputs || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -148,7 +112,7 @@ async fn settle(workers: Vec<Worker>, inputs: u64) -> BTreeMap<String, JoinCount
     for s in &stats {
         assert_eq!(s.dropped_on_revoke, 0, "a rebalance dropped join state");
     }
-    by_model(&stats)
+    counters_by_model(&stats)
 }
 
 /// Reads every partial from the internal topic and merges the confusion cells per model.
@@ -248,7 +212,7 @@ async fn two_workers_account_for_every_input_and_match_correctly() {
     produce(&t.settings, &scenario, None).await;
     let counts = settle(workers, scenario.inputs()).await;
     assert_eq!(counts, scenario.expected, "accounting per model");
-    let total: u64 = counts.values().map(accounted).sum();
+    let total: u64 = counts.values().map(JoinCounters::inputs).sum();
     assert_eq!(total, scenario.inputs());
 
     assert_eq!(

@@ -265,3 +265,48 @@ impl Scenario {
         self.records.len() as u64
     }
 }
+
+/// Join counters summed per model id over every stage's stats (versions folded together).
+pub fn counters_by_model(
+    stats: &[driftwatch_worker::join_stage::JoinStats],
+) -> BTreeMap<String, JoinCounters> {
+    let mut out: BTreeMap<String, JoinCounters> = BTreeMap::new();
+    for s in stats {
+        for ((model, _version), c) in &s.per_model {
+            let e = out.entry(model.clone()).or_default();
+            *e = e.merged(c);
+        }
+    }
+    out
+}
+
+/// Produces `records` to the settings' input topics with driftwatch's producer settings and
+/// waits until the broker acknowledged every one.
+pub async fn produce_records<'r>(
+    s: &driftwatch_worker::settings::Settings,
+    records: impl IntoIterator<Item = &'r Record>,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = driftwatch_worker::clients::producer_config(&s.kafka)
+        .create()
+        .expect("producer");
+    let mut inflight = Vec::new();
+    for r in records {
+        let topic = match r.side {
+            Side::Predictions => &s.topics.predictions,
+            Side::Labels => &s.topics.ground_truth,
+        };
+        match producer.send_result(FutureRecord::to(topic).key(&r.key).payload(&r.payload)) {
+            Ok(d) => inflight.push(d),
+            Err((e, _)) => panic!("enqueue: {e}"),
+        }
+        if inflight.len() >= 10_000 {
+            for d in inflight.drain(..) {
+                d.await.expect("delivery").expect("delivered");
+            }
+        }
+    }
+    for d in inflight {
+        d.await.expect("delivery").expect("delivered");
+    }
+}

@@ -182,6 +182,29 @@ pub struct JoinCounters {
     pub dead_lettered: u64,
 }
 
+impl JoinCounters {
+    /// Field-wise sum: counters of tasks, partitions, workers or time buckets combine by
+    /// addition (a monoid with `Default` as identity).
+    pub fn merged(&self, other: &JoinCounters) -> JoinCounters {
+        JoinCounters {
+            predictions: self.predictions + other.predictions,
+            labels: self.labels + other.labels,
+            matched: self.matched + other.matched,
+            expired_unlabeled: self.expired_unlabeled + other.expired_unlabeled,
+            orphan_labels: self.orphan_labels + other.orphan_labels,
+            duplicate_predictions: self.duplicate_predictions + other.duplicate_predictions,
+            duplicate_labels: self.duplicate_labels + other.duplicate_labels,
+            late_labels: self.late_labels + other.late_labels,
+            dead_lettered: self.dead_lettered + other.dead_lettered,
+        }
+    }
+
+    /// Every input accounted for (a matched pair counts one prediction and one label).
+    pub fn inputs(&self) -> u64 {
+        self.predictions + self.labels
+    }
+}
+
 /// One cell of a confusion matrix: how often `predicted` was said when `actual` was true.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -97,21 +97,7 @@ impl JoinStats {
     pub fn total(&self) -> JoinCounters {
         self.per_model
             .values()
-            .fold(JoinCounters::default(), |a, c| add_counters(a, *c))
-    }
-}
-
-fn add_counters(a: JoinCounters, b: JoinCounters) -> JoinCounters {
-    JoinCounters {
-        predictions: a.predictions + b.predictions,
-        labels: a.labels + b.labels,
-        matched: a.matched + b.matched,
-        expired_unlabeled: a.expired_unlabeled + b.expired_unlabeled,
-        orphan_labels: a.orphan_labels + b.orphan_labels,
-        duplicate_predictions: a.duplicate_predictions + b.duplicate_predictions,
-        duplicate_labels: a.duplicate_labels + b.duplicate_labels,
-        late_labels: a.late_labels + b.late_labels,
-        dead_lettered: a.dead_lettered + b.dead_lettered,
+            .fold(JoinCounters::default(), |a, c| a.merged(c))
     }
 }
 
@@ -585,7 +571,7 @@ impl StageState {
                 for (id, c) in t.task.all_counters() {
                     let key = model_key(&t.task, id);
                     let e = self.retired.entry(key).or_default();
-                    *e = add_counters(*e, c);
+                    *e = e.merged(&c);
                 }
             }
         }
@@ -595,12 +581,12 @@ impl StageState {
         let mut per_model = self.retired.clone();
         for (k, c) in &self.rejected {
             let e = per_model.entry(k.clone()).or_default();
-            *e = add_counters(*e, *c);
+            *e = e.merged(c);
         }
         for t in self.tasks.values() {
             for (id, c) in t.task.all_counters() {
                 let e = per_model.entry(model_key(&t.task, id)).or_default();
-                *e = add_counters(*e, c);
+                *e = e.merged(&c);
             }
         }
         let label_delay_ms = self

@@ -313,20 +313,6 @@ pub fn empty_partial(
     }
 }
 
-fn add_counters(a: &JoinCounters, b: &JoinCounters) -> JoinCounters {
-    JoinCounters {
-        predictions: a.predictions + b.predictions,
-        labels: a.labels + b.labels,
-        matched: a.matched + b.matched,
-        expired_unlabeled: a.expired_unlabeled + b.expired_unlabeled,
-        orphan_labels: a.orphan_labels + b.orphan_labels,
-        duplicate_predictions: a.duplicate_predictions + b.duplicate_predictions,
-        duplicate_labels: a.duplicate_labels + b.duplicate_labels,
-        late_labels: a.late_labels + b.late_labels,
-        dead_lettered: a.dead_lettered + b.dead_lettered,
-    }
-}
-
 /// Merges two partials of the same (model, version, bucket start, bucket width).
 ///
 /// Counters, sums and confusion cells add; `sequence` is the larger one; `source_partition`
@@ -379,7 +365,7 @@ pub fn merge_partials(
             MIXED_PARTITION
         },
         sequence: a.sequence.max(b.sequence),
-        counters: add_counters(&a.counters, &b.counters),
+        counters: a.counters.merged(&b.counters),
         confusion: cells_to_vec(cells),
         regression: RegressionSums {
             count: ra.count + rb.count,
