@@ -156,3 +156,52 @@ fn bad_input_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/train.csv"));
 }
+
+#[test]
+fn avro_container_files_profile_like_the_other_formats() {
+    use apache_avro::types::{Record, Value};
+    use apache_avro::{Schema, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::parse_str(
+        r#"{"type": "record", "name": "Row", "fields": [
+            {"name": "x", "type": ["null", "double"]},
+            {"name": "colour", "type": "string"},
+            {"name": "n", "type": "long"},
+            {"name": "label", "type": "string"}
+        ]}"#,
+    )
+    .unwrap();
+    let mut writer = Writer::new(&schema, Vec::new()).unwrap();
+    for (i, (x, c, l)) in rows().into_iter().enumerate() {
+        let mut r = Record::new(&schema).unwrap();
+        let x = if i % 50 == 0 {
+            Value::Union(0, Box::new(Value::Null))
+        } else {
+            Value::Union(1, Box::new(Value::Double(x)))
+        };
+        r.put("x", x);
+        r.put("colour", c);
+        r.put("n", i as i64);
+        r.put("label", l);
+        writer.append_value(r).unwrap();
+    }
+    std::fs::write(dir.path().join("train.avro"), writer.into_inner().unwrap()).unwrap();
+
+    let r = profile(dir.path(), "train.avro");
+    assert_eq!(r.rows, 500);
+    let mut interner = FeatureInterner::new();
+    let s = SignatureSummary::from_bytes(&r.signature, &mut interner).unwrap();
+    let x = s.feature_by_name(&interner, "x").expect("x summarized");
+    assert_eq!(x.missing(), 10);
+    let n = s
+        .feature_by_name(&interner, "n")
+        .and_then(|f| f.numeric())
+        .expect("n");
+    assert_eq!(n.max(), Some(499.0));
+    let colour = s
+        .feature_by_name(&interner, "colour")
+        .and_then(|f| f.categorical())
+        .unwrap();
+    assert_eq!(colour.estimate("blue"), 166);
+    assert_eq!(s.predicted_label().estimate("yes"), 125);
+}
