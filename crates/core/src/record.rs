@@ -186,16 +186,22 @@ impl JoinCounters {
     /// Field-wise sum: counters of tasks, partitions, workers or time buckets combine by
     /// addition (a monoid with `Default` as identity).
     pub fn merged(&self, other: &JoinCounters) -> JoinCounters {
+        // Saturating: counters may come from outside (partials on a topic); a hostile one
+        // must not panic a worker.
         JoinCounters {
-            predictions: self.predictions + other.predictions,
-            labels: self.labels + other.labels,
-            matched: self.matched + other.matched,
-            expired_unlabeled: self.expired_unlabeled + other.expired_unlabeled,
-            orphan_labels: self.orphan_labels + other.orphan_labels,
-            duplicate_predictions: self.duplicate_predictions + other.duplicate_predictions,
-            duplicate_labels: self.duplicate_labels + other.duplicate_labels,
-            late_labels: self.late_labels + other.late_labels,
-            dead_lettered: self.dead_lettered + other.dead_lettered,
+            predictions: self.predictions.saturating_add(other.predictions),
+            labels: self.labels.saturating_add(other.labels),
+            matched: self.matched.saturating_add(other.matched),
+            expired_unlabeled: self
+                .expired_unlabeled
+                .saturating_add(other.expired_unlabeled),
+            orphan_labels: self.orphan_labels.saturating_add(other.orphan_labels),
+            duplicate_predictions: self
+                .duplicate_predictions
+                .saturating_add(other.duplicate_predictions),
+            duplicate_labels: self.duplicate_labels.saturating_add(other.duplicate_labels),
+            late_labels: self.late_labels.saturating_add(other.late_labels),
+            dead_lettered: self.dead_lettered.saturating_add(other.dead_lettered),
         }
     }
 
@@ -225,6 +231,20 @@ pub struct RegressionSums {
     /// Sum of |error| / |actual| over outcomes whose actual value is not zero.
     pub abs_pct_error_sum: f64,
     pub pct_count: u64,
+}
+
+impl RegressionSums {
+    /// Field-wise sum (a monoid with `Default` as identity).
+    pub fn merged(&self, other: &RegressionSums) -> RegressionSums {
+        RegressionSums {
+            count: self.count.saturating_add(other.count),
+            abs_error_sum: self.abs_error_sum + other.abs_error_sum,
+            squared_error_sum: self.squared_error_sum + other.squared_error_sum,
+            error_sum: self.error_sum + other.error_sum,
+            abs_pct_error_sum: self.abs_pct_error_sum + other.abs_pct_error_sum,
+            pct_count: self.pct_count.saturating_add(other.pct_count),
+        }
+    }
 }
 
 /// Internal record from the join stage to the monitor stage (topic `driftwatch.model-partials`,

@@ -353,7 +353,6 @@ pub fn merge_partials(
                 source,
             }
         })?;
-    let (ra, rb) = (&a.regression, &b.regression);
     Ok(ModelPartial {
         model_id: a.model_id.clone(),
         model_version: a.model_version.clone(),
@@ -367,17 +366,10 @@ pub fn merge_partials(
         sequence: a.sequence.max(b.sequence),
         counters: a.counters.merged(&b.counters),
         confusion: cells_to_vec(cells),
-        regression: RegressionSums {
-            count: ra.count + rb.count,
-            abs_error_sum: ra.abs_error_sum + rb.abs_error_sum,
-            squared_error_sum: ra.squared_error_sum + rb.squared_error_sum,
-            error_sum: ra.error_sum + rb.error_sum,
-            abs_pct_error_sum: ra.abs_pct_error_sum + rb.abs_pct_error_sum,
-            pct_count: ra.pct_count + rb.pct_count,
-        },
+        regression: a.regression.merged(&b.regression),
         log_loss_sum: a.log_loss_sum + b.log_loss_sum,
         brier_sum: a.brier_sum + b.brier_sum,
-        scored: a.scored + b.scored,
+        scored: a.scored.saturating_add(b.scored),
         label_delay_sum_ms: a.label_delay_sum_ms.saturating_add(b.label_delay_sum_ms),
         signature,
     })

@@ -44,30 +44,11 @@ impl Aggregate {
 
     /// Adds one partial.
     pub fn add(&mut self, p: &ModelPartial) {
-        let c = &mut self.counters;
-        let d = &p.counters;
-        c.predictions = c.predictions.saturating_add(d.predictions);
-        c.labels = c.labels.saturating_add(d.labels);
-        c.matched = c.matched.saturating_add(d.matched);
-        c.expired_unlabeled = c.expired_unlabeled.saturating_add(d.expired_unlabeled);
-        c.orphan_labels = c.orphan_labels.saturating_add(d.orphan_labels);
-        c.duplicate_predictions = c
-            .duplicate_predictions
-            .saturating_add(d.duplicate_predictions);
-        c.duplicate_labels = c.duplicate_labels.saturating_add(d.duplicate_labels);
-        c.late_labels = c.late_labels.saturating_add(d.late_labels);
-        c.dead_lettered = c.dead_lettered.saturating_add(d.dead_lettered);
+        self.counters = self.counters.merged(&p.counters);
         for cell in &p.confusion {
             self.add_cell(&cell.predicted, &cell.actual, cell.count);
         }
-        let r = &mut self.regression;
-        let s = &p.regression;
-        r.count = r.count.saturating_add(s.count);
-        r.abs_error_sum += s.abs_error_sum;
-        r.squared_error_sum += s.squared_error_sum;
-        r.error_sum += s.error_sum;
-        r.abs_pct_error_sum += s.abs_pct_error_sum;
-        r.pct_count = r.pct_count.saturating_add(s.pct_count);
+        self.regression = self.regression.merged(&p.regression);
         self.log_loss_sum += p.log_loss_sum;
         self.brier_sum += p.brier_sum;
         self.scored = self.scored.saturating_add(p.scored);
@@ -76,32 +57,13 @@ impl Aggregate {
 
     /// Adds another aggregate.
     pub fn add_aggregate(&mut self, o: &Aggregate) {
-        let c = &mut self.counters;
-        let d = &o.counters;
-        c.predictions = c.predictions.saturating_add(d.predictions);
-        c.labels = c.labels.saturating_add(d.labels);
-        c.matched = c.matched.saturating_add(d.matched);
-        c.expired_unlabeled = c.expired_unlabeled.saturating_add(d.expired_unlabeled);
-        c.orphan_labels = c.orphan_labels.saturating_add(d.orphan_labels);
-        c.duplicate_predictions = c
-            .duplicate_predictions
-            .saturating_add(d.duplicate_predictions);
-        c.duplicate_labels = c.duplicate_labels.saturating_add(d.duplicate_labels);
-        c.late_labels = c.late_labels.saturating_add(d.late_labels);
-        c.dead_lettered = c.dead_lettered.saturating_add(d.dead_lettered);
+        self.counters = self.counters.merged(&o.counters);
         for (p, row) in &o.confusion {
             for (a, &n) in row {
                 self.add_cell(p, a, n);
             }
         }
-        let r = &mut self.regression;
-        let s = &o.regression;
-        r.count = r.count.saturating_add(s.count);
-        r.abs_error_sum += s.abs_error_sum;
-        r.squared_error_sum += s.squared_error_sum;
-        r.error_sum += s.error_sum;
-        r.abs_pct_error_sum += s.abs_pct_error_sum;
-        r.pct_count = r.pct_count.saturating_add(s.pct_count);
+        self.regression = self.regression.merged(&o.regression);
         self.log_loss_sum += o.log_loss_sum;
         self.brier_sum += o.brier_sum;
         self.scored = self.scored.saturating_add(o.scored);
