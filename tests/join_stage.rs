@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use driftwatch_codec::from_avro;
 use driftwatch_core::{JoinCounters, ModelPartial};
 use driftwatch_tests::scenario::{
-    counters_by_model, produce_records, Scenario, Side, LABEL_TIMEOUT_MS,
+    counters_by_model, produce_records, Scenario, Side, LABEL_TIMEOUT_MS, OVERSIZED_LIMIT,
 };
 use driftwatch_tests::{create_topic, settings, unique};
 use driftwatch_worker::clients::consumer_config;
@@ -54,6 +54,7 @@ async fn topics() -> Topics {
     j.max_task_idle = Duration::from_secs(1);
     j.idle_timeout = Duration::from_secs(3);
     j.flush_interval = Duration::from_millis(500);
+    j.max_message_bytes = OVERSIZED_LIMIT;
     Topics { settings: s }
 }
 
@@ -146,7 +147,8 @@ async fn confusion_from_partials(
     out
 }
 
-async fn dead_letters(s: &Settings) -> u64 {
+/// Dead letters read back, and how many of them name the `oversized` error kind.
+async fn dead_letters(s: &Settings) -> (u64, u64) {
     let consumer: StreamConsumer = consumer_config(&s.kafka, &unique("dl-reader"))
         .create()
         .expect("consumer");
@@ -154,7 +156,7 @@ async fn dead_letters(s: &Settings) -> u64 {
         .subscribe(&[&s.topics.dead_letter])
         .expect("subscribe");
     let mut stream = consumer.stream();
-    let mut n = 0;
+    let (mut n, mut oversized) = (0, 0);
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(8), stream.next()).await {
         let m = m.expect("consume");
         let headers = m.headers().expect("dead letters carry headers");
@@ -171,8 +173,15 @@ async fn dead_letters(s: &Settings) -> u64 {
             );
         }
         n += 1;
+        if headers
+            .iter()
+            .any(|h| h.key == "driftwatch.error.kind" && h.value == Some(b"oversized".as_slice()))
+        {
+            oversized += 1;
+            assert!(m.payload().is_none(), "an oversized payload is not copied");
+        }
     }
-    n
+    (n, oversized)
 }
 
 fn start_ms() -> i64 {
@@ -220,7 +229,11 @@ async fn two_workers_account_for_every_input_and_match_correctly() {
         scenario.confusion,
         "matched outcomes"
     );
-    assert_eq!(dead_letters(&t.settings).await, scenario.garbage);
+    assert_eq!(
+        dead_letters(&t.settings).await,
+        (scenario.garbage, 2),
+        "dead letters, oversized"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,8 @@ pub struct Scenario {
 }
 
 pub const LABEL_TIMEOUT_MS: i64 = 10 * 60_000;
+/// `join.max_message_bytes` of the tests: the scenario sends two messages just above it.
+pub const OVERSIZED_LIMIT: usize = 64 * 1024;
 const CLASSES: [&str; 3] = ["cat", "dog", "bird"];
 
 impl Scenario {
@@ -243,6 +245,19 @@ impl Scenario {
                 side: Side::Predictions,
                 key: format!("bad-{seed}-{j}"),
                 payload,
+                time: start_ms,
+            });
+        }
+        // Oversized messages (larger than OVERSIZED_LIMIT, the limit the tests configure).
+        for j in 0..2 {
+            let unknown = expected.entry("unknown".into()).or_default();
+            unknown.predictions += 1;
+            unknown.dead_lettered += 1;
+            garbage += 1;
+            records.push(Record {
+                side: Side::Predictions,
+                key: format!("oversized-{seed}-{j}"),
+                payload: vec![0xff; OVERSIZED_LIMIT + 1],
                 time: start_ms,
             });
         }

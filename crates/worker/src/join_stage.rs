@@ -704,9 +704,17 @@ impl StageState {
             Input::Labels
         };
         let payload = msg.payload().unwrap_or(&[]);
-        let result = match input {
-            Input::Predictions => self.push_prediction(partition, payload, now),
-            Input::Labels => self.push_label(partition, payload, now),
+        // One size limit for every encoding, before any decoding.
+        let result = if payload.len() > self.max_message_bytes {
+            Err(Reject::codec(CodecError::Oversized {
+                size: payload.len(),
+                limit: self.max_message_bytes,
+            }))
+        } else {
+            match input {
+                Input::Predictions => self.push_prediction(partition, payload, now),
+                Input::Labels => self.push_label(partition, payload, now),
+            }
         };
         if let Err(reject) = result {
             self.dead_letter(msg, input, reject);
@@ -794,12 +802,6 @@ impl StageState {
         payload: &[u8],
         now: i64,
     ) -> Result<(), Reject> {
-        if payload.len() > self.max_message_bytes {
-            return Err(Reject::codec(CodecError::Oversized {
-                size: payload.len(),
-                limit: self.max_message_bytes,
-            }));
-        }
         let owned: Prediction = from_json_slice(payload).map_err(Reject::codec)?;
         let scores = ScoreOfPredicted {
             scores: owned
@@ -881,12 +883,6 @@ impl StageState {
 
     fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
         if payload.first() == Some(&b'{') {
-            if payload.len() > self.max_message_bytes {
-                return Err(Reject::codec(CodecError::Oversized {
-                    size: payload.len(),
-                    limit: self.max_message_bytes,
-                }));
-            }
             let owned: GroundTruth = from_json_slice(payload).map_err(Reject::codec)?;
             let l = GroundTruthRef {
                 request_id: &owned.request_id,
