@@ -418,6 +418,8 @@ struct PartitionTask {
     /// The staging buffer of [`SignatureOfPredicted`], kept empty between messages so its
     /// allocation is reused.
     staged: Vec<(FeatureId, FeatureRef<'static>)>,
+    /// The class-score buffer of [`ScoreOfPredicted`], reused the same way.
+    scores: Vec<(&'static str, f64)>,
     /// Features not summarized because the task's feature interner is full.
     features_dropped: u64,
 }
@@ -552,6 +554,7 @@ impl StageState {
                         next_offset: [-1, -1],
                         feature_hints: Vec::new(),
                         staged: Vec::new(),
+                        scores: Vec::new(),
                         features_dropped: 0,
                     },
                 );
@@ -755,7 +758,9 @@ impl StageState {
             hints: &mut t.feature_hints,
             staged: recycle(std::mem::take(&mut t.staged)),
             dropped: 0,
-            scores: ScoreOfPredicted::default(),
+            scores: ScoreOfPredicted {
+                scores: recycle_scores(std::mem::take(&mut t.scores)),
+            },
         };
         let decoded = decoder.decode(datum, &mut visitor);
         let SignatureOfPredicted {
@@ -790,6 +795,7 @@ impl StageState {
         });
         if let Some(t) = self.tasks.get_mut(&partition) {
             t.staged = recycle(staged);
+            t.scores = recycle_scores(scores.scores);
         }
         result
     }
@@ -1186,6 +1192,12 @@ impl<'a> ScoreOfPredicted<'a> {
             .find(|(c, _)| *c == class)
             .map(|(_, p)| *p)
     }
+}
+
+/// [`recycle`] for the class-score buffer.
+fn recycle_scores<'b>(mut scores: Vec<(&str, f64)>) -> Vec<(&'b str, f64)> {
+    scores.clear();
+    scores.into_iter().map(|(_, p)| ("", p)).collect()
 }
 
 /// Reuses an empty staging buffer's allocation for another lifetime: collecting an emptied
