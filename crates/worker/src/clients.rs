@@ -20,8 +20,9 @@ use crate::settings::KafkaSettings;
 ///
 /// - `partition.assignment.strategy=range`: with equal partition counts, librdkafka's range
 ///   assignor gives partition *i* of both inputs to the same member; `cooperative-sticky` does not.
-/// - offsets are stored explicitly after the work is done (`enable.auto.offset.store=false`),
-///   never auto-committed ahead of processing.
+/// - nothing is stored or committed automatically (`enable.auto.offset.store=false`,
+///   `enable.auto.commit=false`): a stage commits offsets itself once the output of that work
+///   is delivered.
 /// - `isolation.level=read_committed`: only committed transactional output is read.
 pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();

@@ -48,7 +48,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tracing::{debug, error, info, warn};
@@ -264,9 +264,13 @@ impl JoinStage {
 
     async fn flush_and_commit(&self, mode: CommitMode) {
         // Partials and the offsets they account for are taken together.
-        let (records, offsets) = {
+        let (records, offsets, dead_letters) = {
             let mut state = lock(&self.state);
-            (state.flush_partials(), state.processed_offsets(None))
+            (
+                state.flush_partials(),
+                state.processed_offsets(None),
+                std::mem::take(&mut state.dead_letters_in_flight),
+            )
         };
         let topic = &self.settings.topics.model_partials;
         let mut deliveries = Vec::with_capacity(records.len());
@@ -280,12 +284,12 @@ impl JoinStage {
             }
         }
         let mut ok = true;
-        for d in deliveries {
+        for d in deliveries.into_iter().chain(dead_letters) {
             match d.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
                     ok = false;
-                    error!(error = %e, "partial not delivered");
+                    error!(error = %e, "partial or dead letter not delivered");
                 }
                 Err(_) => ok = false,
             }
@@ -457,6 +461,8 @@ struct StageState {
     processing_micros: Option<Histogram<u64>>,
     producing: bool,
     outcome_lag_ms: Option<Histogram<u64>>,
+    /// Dead letters sent since the last flush, not yet confirmed by the broker.
+    dead_letters_in_flight: Vec<DeliveryFuture>,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -498,6 +504,7 @@ impl StageState {
             processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
+            dead_letters_in_flight: Vec::new(),
         })
     }
 
@@ -1096,7 +1103,9 @@ impl StageState {
             }
         }
         match self.producer.send_result(record) {
-            Ok(_) => {
+            Ok(delivery) => {
+                // Awaited with the next flush's partials, before the offsets move past it.
+                self.dead_letters_in_flight.push(delivery);
                 *self
                     .events_out
                     .entry(self.dead_letter_topic.clone())
