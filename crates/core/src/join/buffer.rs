@@ -373,6 +373,26 @@ pub struct JoinBuffer {
     params: Params,
     sweep_interval: i64,
     last_sweep_watermark: i64,
+    /// Keys whose entry may have changed since the last [`take_changes`](Self::take_changes),
+    /// when change tracking is on (a changelog writes their current state at each commit).
+    changes: Option<Vec<RequestKey>>,
+}
+
+/// A buffer entry as a changelog stores it: the event time is absolute, so an entry restores
+/// into a buffer with any epoch. `flags` and `payload` are the [`Slot`] encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub time: TimestampMs,
+    pub model: u16,
+    pub flags: u16,
+    pub payload: u64,
+}
+
+impl EntryRecord {
+    /// Whether the flags name a kind of entry the buffer knows.
+    pub fn is_valid(&self) -> bool {
+        self.flags & KIND_MASK <= KIND_TOMBSTONE
+    }
 }
 
 impl JoinBuffer {
@@ -408,7 +428,66 @@ impl JoinBuffer {
             },
             sweep_interval: sweep_interval_ms.max(1),
             last_sweep_watermark: i64::MIN,
+            changes: None,
         }
+    }
+
+    /// Turns change tracking on or off (off drops what was tracked).
+    pub fn track_changes(&mut self, on: bool) {
+        self.changes = on.then(Vec::new);
+    }
+
+    /// Keys whose entry may have changed since the previous call, sorted and without
+    /// repeats; their current state is [`entry`](Self::entry) (`None`: gone). Empty when
+    /// tracking is off.
+    pub fn take_changes(&mut self) -> Vec<RequestKey> {
+        let mut keys = match self.changes.as_mut() {
+            Some(c) => std::mem::take(c),
+            None => return Vec::new(),
+        };
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// The entry held for `key`, as stored (expiry the watermark implies but no sweep or
+    /// lookup applied yet is not applied here; a restore applies it on the next access).
+    pub fn entry(&self, key: RequestKey) -> Option<EntryRecord> {
+        self.map.get(&key).map(|slot| EntryRecord {
+            time: self.params.time(slot.time),
+            model: slot.model,
+            flags: slot.flags,
+            payload: slot.payload,
+        })
+    }
+
+    /// Puts an entry back, as when restoring from a changelog. Restore the watermark first
+    /// ([`restore_watermark`](Self::restore_watermark)) so the epoch is anchored on it.
+    pub fn restore_entry(&mut self, key: RequestKey, e: EntryRecord) -> Result<(), JoinError> {
+        if !e.is_valid() {
+            return Err(JoinError::InvalidConfig(format!(
+                "restored entry has unknown flags {:#x}",
+                e.flags
+            )));
+        }
+        self.anchor_if_empty(e.time);
+        let time = self.params.offset(e.time)?;
+        self.map.insert(
+            key,
+            Slot {
+                time,
+                model: e.model,
+                flags: e.flags,
+                payload: e.payload,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets the watermark of an empty buffer being restored (no expiry runs).
+    pub fn restore_watermark(&mut self, watermark: TimestampMs) {
+        self.params.watermark = watermark;
+        self.last_sweep_watermark = watermark;
     }
 
     /// Sets the label timeout of one model (others keep the default).
@@ -486,6 +565,9 @@ impl JoinBuffer {
     /// Processes one prediction; the decisions go to `sink`.
     pub fn on_prediction(&mut self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) {
         self.anchor_if_empty(p.time);
+        if let Some(c) = self.changes.as_mut() {
+            c.push(p.key);
+        }
         let params = &self.params;
         match self.map.entry(p.key) {
             Entry::Vacant(v) => {
@@ -562,6 +644,9 @@ impl JoinBuffer {
     /// Processes one label; the decisions go to `sink`.
     pub fn on_label(&mut self, l: &LabelIn, sink: &mut impl FnMut(JoinEvent)) {
         self.anchor_if_empty(l.time);
+        if let Some(c) = self.changes.as_mut() {
+            c.push(l.key);
+        }
         let params = &self.params;
         let own_model = l.model_hint.unwrap_or(ModelVersionId::UNKNOWN);
         match self.map.entry(l.key) {
@@ -669,13 +754,21 @@ impl JoinBuffer {
         } else {
             None
         };
+        let changes = &mut self.changes;
         self.map.retain(|key, slot| {
             if let Some(th) = &thresholds {
                 if params.quiet(th, slot) {
                     return true;
                 }
             }
-            if !params.expire_slot(*key, slot, sink) {
+            let before = *slot;
+            let keep = params.expire_slot(*key, slot, sink);
+            if let Some(c) = changes.as_mut() {
+                if !keep || *slot != before {
+                    c.push(*key);
+                }
+            }
+            if !keep {
                 return false;
             }
             if shift > 0 {
@@ -697,6 +790,9 @@ impl JoinBuffer {
         params.watermark = i64::MAX;
         for (key, slot) in self.map.iter_mut() {
             params.expire_slot(*key, slot, sink);
+            if let Some(c) = self.changes.as_mut() {
+                c.push(*key);
+            }
         }
         self.map.clear();
     }

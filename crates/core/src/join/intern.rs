@@ -177,6 +177,33 @@ impl Interner {
     pub fn class_count(&self) -> usize {
         self.classes.len()
     }
+
+    /// Rebuilds an interner from its tables in id order (model ids from 1; 0 is the reserved
+    /// unknown model), as a changelog kept them. Fails when a name repeats or the ids do not
+    /// fit, since entries would then point at the wrong names.
+    pub fn restore(
+        models: impl IntoIterator<Item = (String, String)>,
+        classes: impl IntoIterator<Item = String>,
+    ) -> Result<Self, JoinError> {
+        let mut interner = Interner::new();
+        for (expected, (m, v)) in models.into_iter().enumerate() {
+            let id = interner.intern_model(&m, &v)?;
+            if usize::from(id.0) != expected + 1 {
+                return Err(JoinError::InvalidConfig(format!(
+                    "restored model `{m}/{v}` repeats an earlier one"
+                )));
+            }
+        }
+        for (expected, c) in classes.into_iter().enumerate() {
+            let id = interner.intern_class(&c)?;
+            if usize::try_from(id.0).ok() != Some(expected) {
+                return Err(JoinError::InvalidConfig(format!(
+                    "restored class `{c}` repeats an earlier one"
+                )));
+            }
+        }
+        Ok(interner)
+    }
 }
 
 #[cfg(test)]

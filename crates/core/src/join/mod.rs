@@ -26,6 +26,8 @@
 //!   entries including the load-factor slack), event-time expiry by `retain` sweeps.
 //! - [`task`]: the two-input merge in timestamp order, `max_task_idle_ms`, the min-watermark
 //!   with an idle fallback, and per-model counters.
+//! - [`changelog`]: the task's state as compacted-topic records (tens of bytes an entry) and
+//!   its restore, for exactly-once processing.
 //! - [`partial`]: pre-aggregation of join events into [`ModelPartial`](crate::ModelPartial)s
 //!   for the monitor stage, and their monoid merge.
 //!
@@ -33,6 +35,7 @@
 //! passed as `now_ms` where the idle rules need it.
 
 pub mod buffer;
+pub mod changelog;
 pub mod intern;
 pub mod key;
 pub mod partial;
@@ -40,11 +43,11 @@ pub mod task;
 
 use std::collections::BTreeMap;
 
-pub use buffer::{JoinBuffer, Slot};
+pub use buffer::{EntryRecord, JoinBuffer, Slot};
 pub use intern::{ClassId, Interner, ModelVersionId};
 pub use key::{KeyHashBuilder, KeyHasher, RequestKey};
 pub use partial::{merge_partials, PartialAggregator, PartialMergeError};
-pub use task::{Input, JoinTask};
+pub use task::{Input, JoinTask, TaskCheckpoint};
 
 use crate::TimestampMs;
 

@@ -394,6 +394,66 @@ impl JoinTask {
     }
 }
 
+/// The part of a task's state outside its buffer and interner that a changelog keeps: the
+/// watermark and each input's event-time progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCheckpoint {
+    pub watermark: TimestampMs,
+    pub prediction_progress: TimestampMs,
+    pub label_progress: TimestampMs,
+}
+
+impl Default for TaskCheckpoint {
+    fn default() -> Self {
+        TaskCheckpoint {
+            watermark: i64::MIN,
+            prediction_progress: i64::MIN,
+            label_progress: i64::MIN,
+        }
+    }
+}
+
+impl JoinTask {
+    /// Watermark and progress, for a changelog.
+    pub fn checkpoint(&self) -> TaskCheckpoint {
+        TaskCheckpoint {
+            watermark: self.watermark,
+            prediction_progress: self.pred_input.progress,
+            label_progress: self.label_input.progress,
+        }
+    }
+
+    /// A task rebuilt from a changelog: the interner (ids as they were), the checkpoint, then
+    /// the buffer entries. Queues start empty: their records were not committed as processed,
+    /// so the consumer reads them again. Counters start at zero (they count this incarnation).
+    pub fn restore(
+        config: JoinConfig,
+        interner: Interner,
+        checkpoint: TaskCheckpoint,
+        entries: impl IntoIterator<Item = (super::RequestKey, super::EntryRecord)>,
+    ) -> Result<Self, JoinError> {
+        let mut task = Self::with_interner(config, interner)?;
+        task.watermark = checkpoint.watermark;
+        task.pred_input.progress = checkpoint.prediction_progress;
+        task.label_input.progress = checkpoint.label_progress;
+        task.buffer.restore_watermark(checkpoint.watermark);
+        for (key, entry) in entries {
+            task.buffer.restore_entry(key, entry)?;
+        }
+        Ok(task)
+    }
+
+    /// Turns on change tracking of the buffer (see [`JoinBuffer::take_changes`]).
+    pub fn track_changes(&mut self) {
+        self.buffer.track_changes(true);
+    }
+
+    /// Keys changed since the previous call (sorted, no repeats).
+    pub fn take_changes(&mut self) -> Vec<super::RequestKey> {
+        self.buffer.take_changes()
+    }
+}
+
 fn count(counters: &mut Vec<JoinCounters>, event: &JoinEvent) {
     let i = usize::from(event.model().0);
     if counters.len() <= i {
