@@ -274,7 +274,14 @@ async fn execute(
                     demo::create_real_topics(&s).await?;
                     s
                 }
-                (None, Some(bootstrap)) => demo::demo_settings(&settings, &bootstrap)?,
+                (None, Some(bootstrap)) => {
+                    // The mock cluster does not apply transactions (aborted records would stay
+                    // visible): the embedded demo runs at-least-once.
+                    let mut s = demo::demo_settings(&settings, &bootstrap)?;
+                    s.kafka.processing_guarantee =
+                        driftwatch_worker::settings::ProcessingGuarantee::AtLeastOnce;
+                    s
+                }
                 (None, None) => anyhow::bail!("no embedded Kafka and no --bootstrap-servers"),
             };
             demo::run(settings, opts).await?;
@@ -391,6 +398,12 @@ fn topic_specs(settings: &Settings, partitions: i32) -> Vec<TopicSpec> {
             name: t.model_references.clone(),
             partitions: 1,
             configs: vec![("cleanup.policy".into(), "compact".into())],
+        },
+        // Join state, one partition per input partition (the stage creates it too).
+        TopicSpec {
+            name: settings.join_changelog_topic(),
+            partitions,
+            configs: driftwatch_worker::changelog::changelog_configs(),
         },
     ]
 }

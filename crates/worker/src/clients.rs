@@ -55,6 +55,28 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     c
 }
 
+/// Configuration of a stage's transactional producer (exactly-once): `transactional.id` is
+/// `<group>-<instance>` (see [`KafkaSettings::instance`]); the local queue is large enough to
+/// hold a commit interval of changelog records without blocking.
+pub fn transactional_producer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut c = producer_config(settings);
+    c.set(
+        "transactional.id",
+        format!("{group_id}-{}", settings.instance()),
+    )
+    .set(
+        "transaction.timeout.ms",
+        settings.transaction_timeout.as_millis().to_string(),
+    )
+    .set("queue.buffering.max.messages", "2000000")
+    .set("queue.buffering.max.kbytes", "1048576");
+    // Pass-through properties still win.
+    for (k, v) in &settings.properties {
+        c.set(k, v);
+    }
+    c
+}
+
 /// Applies `[kafka.security]` and then the pass-through properties to `c`.
 ///
 /// Fails only when a secret file named in the settings cannot be read any more (it was read

@@ -33,6 +33,10 @@ pub enum WorkerError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The join state could not be restored from its changelog (malformed record, or the end
+    /// not reached in time).
+    #[error("join state: {0}")]
+    State(String),
 }
 
 impl WorkerError {
@@ -40,7 +44,7 @@ impl WorkerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             WorkerError::Kafka(e) => kafka_error_is_retryable(e),
-            WorkerError::Unreachable { .. } => true,
+            WorkerError::Unreachable { .. } | WorkerError::State(_) => true,
             WorkerError::TopicMissing { .. }
             | WorkerError::NotCoPartitioned { .. }
             | WorkerError::Config(_) => false,

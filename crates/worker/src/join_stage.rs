@@ -19,13 +19,26 @@
 //! - Every `flush_interval` the partials are produced (keyed by model id), their delivery is
 //!   awaited, then the stored offsets are committed: nothing is committed before what it
 //!   produced is in Kafka.
-//! - Rebalance: tasks are created on assignment; on revocation the revoked partitions' partials
-//!   are flushed and offsets committed synchronously inside the callback, then their state is
-//!   dropped (restoring it is the job of changelogs, not built yet).
+//! - Exactly-once (the default, Kafka Streams' `exactly_once_v2`): one transactional producer
+//!   per worker. Each commit interval, one transaction holds the partials, the dead letters, the
+//!   changelog records of every task's state change ([`driftwatch_core::join::changelog`]) and
+//!   the input offsets (`send_offsets_to_transaction` with the consumer's group metadata). The
+//!   offset committed for an input is that of its oldest record still waiting in the task's
+//!   merge queue (or the next one when none waits): queued records are not in the state, so
+//!   they are read again after a crash. A failed transaction is aborted and the tasks are
+//!   rebuilt from the changelog at the committed offsets: nothing of the aborted work remains.
+//! - Rebalance (exactly-once): on revocation the current transaction is committed inside the
+//!   callback (aborted when the assignment was lost) and the tasks dropped; on assignment each
+//!   partition's task is restored from its changelog partition, synchronously in the callback,
+//!   so no record of a partition is processed before its state is back. The range assignor is
+//!   eager: every rebalance revokes and restores every partition of the member.
+//! - At-least-once (by configuration): partials and dead letters are awaited, then offsets
+//!   committed; on revocation the partials are flushed and offsets committed inside the
+//!   callback and the tasks' pending state is dropped (counted in `dropped_on_revoke`).
 //! - "Caught up" per input partition comes from librdkafka's statistics (last stable offset vs.
 //!   our position); it lets a task go on without waiting for an input that has nothing to give.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +50,7 @@ use driftwatch_codec::fast::{
 use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterSchemas};
 use driftwatch_codec::from_json_slice;
 use driftwatch_codec::CodecError;
+use driftwatch_core::join::changelog::{ChangelogCursor, ChangelogRecord};
 use driftwatch_core::join::{
     Actual, Input, JoinEvent, JoinTask, LabelIn, ModelVersionId, PartialAggregator, Predicted,
     PredictionIn, RequestKey,
@@ -47,13 +61,15 @@ use hdrhistogram::Histogram;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::clients::{consumer_config, producer_config};
+use crate::changelog::{ensure_changelog, ChangelogReader};
+use crate::clients::{consumer_config, producer_config, transactional_producer_config};
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 use crate::topics::{check_copartitioned, partition_count};
@@ -90,6 +106,22 @@ pub struct JoinStats {
     /// Feature values of current tasks left out of signatures: the task's feature-name
     /// interner was full, or a signature could not be serialized at a flush.
     pub signature_losses: u64,
+    /// Changelog restores (exactly-once): records and bytes read, entries rebuilt, and the
+    /// wall-clock seconds spent, summed over every restore of this worker.
+    pub restore: RestoreTotals,
+    /// Transactions committed and aborted (exactly-once).
+    pub transactions_committed: u64,
+    pub transactions_aborted: u64,
+}
+
+/// Sums over the changelog restores of one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RestoreTotals {
+    pub restores: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub entries: u64,
+    pub seconds: f64,
 }
 
 impl JoinStats {
@@ -126,13 +158,39 @@ pub struct JoinStage {
     consumer: StreamConsumer<StageContext>,
     producer: FutureProducer,
     state: Arc<Mutex<StageState>>,
+    exactly_once: Option<Arc<ExactlyOnce>>,
+    partitions: usize,
 }
+
+/// What exactly-once adds to a stage: the changelog reader and the transaction timeout.
+struct ExactlyOnce {
+    reader: ChangelogReader,
+    timeout: Duration,
+}
+
+/// How long a restore may take before the stage gives up on it (well within the consumer's
+/// `max.poll.interval.ms`, since it runs inside the rebalance callback).
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(240);
 
 impl JoinStage {
     /// Builds the clients and checks the topics (inputs exist and are co-partitioned).
     pub fn new(settings: Settings) -> Result<Self> {
         settings.validate()?;
-        let producer: FutureProducer = producer_config(&settings.kafka).create()?;
+        let eos = settings.kafka.exactly_once();
+        let producer: FutureProducer = if eos {
+            transactional_producer_config(&settings.kafka, &settings.kafka.join_group_id)
+                .create()?
+        } else {
+            producer_config(&settings.kafka).create()?
+        };
+        let exactly_once = if eos {
+            Some(Arc::new(ExactlyOnce {
+                reader: ChangelogReader::new(&settings)?,
+                timeout: settings.kafka.transaction_timeout,
+            }))
+        } else {
+            None
+        };
         let mut writers = WriterSchemas::new();
         // Schema ids of framed payloads are resolved against the current schemas until a
         // registry client exists; unknown ids are dead-lettered.
@@ -153,6 +211,7 @@ impl JoinStage {
         let context = StageContext {
             state: state.clone(),
             producer: producer.clone(),
+            exactly_once: exactly_once.clone(),
         };
         let consumer: StreamConsumer<StageContext> =
             consumer_config(&settings.kafka, &settings.kafka.join_group_id)
@@ -182,6 +241,8 @@ impl JoinStage {
             consumer,
             producer,
             state,
+            exactly_once,
+            partitions,
         })
     }
 
@@ -194,6 +255,14 @@ impl JoinStage {
 
     /// Consumes until `shutdown` resolves, then flushes, commits and leaves the group.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        if let Some(eos) = &self.exactly_once {
+            ensure_changelog(&self.settings, self.partitions).await?;
+            // Fences an earlier incarnation with the same transactional id and aborts its
+            // open transaction, then opens ours.
+            self.producer
+                .init_transactions(eos.timeout.max(Duration::from_secs(30)))?;
+            self.producer.begin_transaction()?;
+        }
         let t = &self.settings.topics;
         self.consumer
             .subscribe(&[&t.predictions, &t.ground_truth])?;
@@ -220,13 +289,20 @@ impl JoinStage {
                     Err(e) => warn!(error = %e, "consumer error"),
                 },
                 _ = tick.tick() => {
+                    if let Some(failure) = lock(&self.state).failure.take() {
+                        return Err(WorkerError::State(failure));
+                    }
                     let resumable = lock(&self.state).poll_all(now_ms(), &paused);
                     for key in resumable {
                         self.set_paused(key, false);
                         paused.remove(&key);
                     }
                     if last_flush.elapsed() >= flush_every {
-                        self.flush_and_commit(CommitMode::Async).await;
+                        if self.exactly_once.is_some() {
+                            self.commit_or_recover(&mut paused)?;
+                        } else {
+                            self.flush_and_commit(CommitMode::Async).await;
+                        }
                         last_flush = Instant::now();
                     }
                     if last_log.elapsed() >= Duration::from_secs(30) {
@@ -237,7 +313,13 @@ impl JoinStage {
             }
         }
         info!("shutting down: flushing partials and committing offsets");
-        self.flush_and_commit(CommitMode::Sync).await;
+        if self.exactly_once.is_some() {
+            if let Err(e) = self.commit_or_recover(&mut paused) {
+                error!(error = %e, "final transaction failed; the next owner restores the last committed state");
+            }
+        } else {
+            self.flush_and_commit(CommitMode::Sync).await;
+        }
         self.consumer.unsubscribe();
         let _ = self.producer.flush(Duration::from_secs(10));
         log_stats(&lock(&self.state).stats());
@@ -260,6 +342,56 @@ impl JoinStage {
         if let Err(e) = r {
             debug!(error = %e, topic, partition, pause, "pause/resume");
         }
+    }
+
+    /// Commits the open transaction. When it fails, aborts it and rebuilds every task from the
+    /// changelog at the committed offsets, so the aborted work is done again exactly once. Only
+    /// a fatal producer error (fenced by a newer incarnation, or unrecoverable) is returned:
+    /// the worker must stop, its partitions belong to someone else.
+    fn commit_or_recover(&self, paused: &mut HashSet<(Input, i32)>) -> Result<()> {
+        blocking(|| self.commit_or_recover_blocking(paused))
+    }
+
+    fn commit_or_recover_blocking(&self, paused: &mut HashSet<(Input, i32)>) -> Result<()> {
+        let Some(eos) = &self.exactly_once else {
+            return Ok(());
+        };
+        let Err(e) = commit_transaction(&self.producer, &self.consumer, &self.state, eos) else {
+            return Ok(());
+        };
+        if is_fatal(&e) {
+            error!(error = %e, "fatal transaction error: stopping the join stage");
+            return Err(e.into());
+        }
+        warn!(error = %e, "transaction failed: aborting and restoring the committed state");
+        abort_transaction(&self.producer, &self.state, eos)?;
+        let assigned = {
+            let mut state = lock(&self.state);
+            let assigned = state.assigned();
+            state.abandon(&assigned.iter().copied().collect());
+            assigned
+        };
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let config = lock(&self.state).join_config.clone();
+        let restored = eos.reader.restore(&assigned, &config, RESTORE_TIMEOUT)?;
+        lock(&self.state).install_restored(restored);
+        // Back to the committed offsets (the beginning where nothing was committed yet).
+        let committed = self.consumer.committed(eos.timeout)?;
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(e.topic(), e.partition(), offset)?;
+        }
+        self.consumer.seek_partitions(seek, eos.timeout)?;
+        for key in paused.drain() {
+            self.set_paused(key, false);
+        }
+        Ok(())
     }
 
     async fn flush_and_commit(&self, mode: CommitMode) {
@@ -339,10 +471,184 @@ fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs blocking client calls (transactions, restores: up to minutes while a broker is away)
+/// without starving the other tasks of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Enqueues a record, waiting while the local queue is full (the producer's thread drains it).
+fn send_waiting(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> std::result::Result<(), KafkaError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match producer.send_result(record) {
+            Ok(_) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                if Instant::now() < deadline =>
+            {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// One transaction: partials, changelog records and the input offsets they account for (dead
+/// letters were produced into it as they came), committed together, then the next one opened.
+fn commit_transaction<C: Consumer<StageContext>>(
+    producer: &FutureProducer,
+    consumer: &C,
+    state: &Mutex<StageState>,
+    eos: &ExactlyOnce,
+) -> std::result::Result<(), KafkaError> {
+    let batch = lock(state).commit_batch();
+    let (partials_topic, changelog_topic) = {
+        let s = lock(state);
+        (s.partials_topic.clone(), s.changelog_topic.clone())
+    };
+    for (key, payload) in &batch.partials {
+        send_waiting(
+            producer,
+            FutureRecord::to(&partials_topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice()),
+        )?;
+    }
+    for (partition, (key, value)) in &batch.changelog {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&changelog_topic)
+            .partition(*partition)
+            .key(key.as_slice());
+        if let Some(v) = value {
+            record = record.payload(v.as_slice());
+        }
+        send_waiting(producer, record)?;
+    }
+    if batch.offsets.count() > 0 {
+        let metadata = consumer
+            .group_metadata()
+            .ok_or(KafkaError::MessageProduction(
+                RDKafkaErrorCode::InvalidGroupId,
+            ))?;
+        retrying("send offsets", || {
+            producer.send_offsets_to_transaction(&batch.offsets, &metadata, eos.timeout)
+        })?;
+    }
+    retrying("commit", || producer.commit_transaction(eos.timeout))?;
+    {
+        let mut s = lock(state);
+        s.transaction_committed(batch.partials.len(), batch.changelog.len());
+    }
+    producer.begin_transaction()?;
+    Ok(())
+}
+
+/// Aborts the open transaction and opens the next one.
+fn abort_transaction(
+    producer: &FutureProducer,
+    state: &Mutex<StageState>,
+    eos: &ExactlyOnce,
+) -> Result<()> {
+    {
+        let mut s = lock(state);
+        s.transactions_aborted += 1;
+        // The aborted dead letters are produced again when their input is read again.
+        s.rejected_uncommitted.clear();
+    }
+    retrying("abort", || producer.abort_transaction(eos.timeout))?;
+    producer.begin_transaction()?;
+    Ok(())
+}
+
+/// How long a transaction call is retried while the broker is unreachable (the consumer keeps
+/// its membership meanwhile: heartbeats do not depend on this loop, and it stays well within
+/// `max.poll.interval.ms`).
+const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
+
+/// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
+/// coordinator moves, a broker outage), up to [`TRANSACTION_RETRY_FOR`].
+fn retrying(
+    what: &str,
+    mut op: impl FnMut() -> rdkafka::error::KafkaResult<()>,
+) -> std::result::Result<(), KafkaError> {
+    let started = Instant::now();
+    loop {
+        match op() {
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && started.elapsed() < TRANSACTION_RETRY_FOR =>
+            {
+                debug!(error = %e, what, "transaction call retried");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a transactional producer error leaves the producer unusable (fenced, fatal).
+fn is_fatal(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        _ => matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fatal)
+        ),
+    }
+}
+
 /// Rebalance and statistics callbacks, run on the thread that polls the consumer.
 struct StageContext {
     state: Arc<Mutex<StageState>>,
     producer: FutureProducer,
+    exactly_once: Option<Arc<ExactlyOnce>>,
+}
+
+impl StageContext {
+    /// Exactly-once revocation: commit what the revoked tasks did (abort when the assignment
+    /// is already lost), then drop them; their state is in the changelog.
+    fn revoke_transactional(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        eos: &ExactlyOnce,
+        partitions: &HashSet<i32>,
+    ) {
+        let committed = !consumer.assignment_lost()
+            && match commit_transaction(&self.producer, consumer, &self.state, eos) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "transaction on revoke failed: aborting");
+                    false
+                }
+            };
+        if !committed {
+            if let Err(e) = abort_transaction(&self.producer, &self.state, eos) {
+                error!(error = %e, "abort on revoke failed");
+            }
+        }
+        lock(&self.state).abandon(partitions);
+        info!(?partitions, committed, "partitions revoked");
+    }
+
+    /// Exactly-once assignment: restore every assigned partition before any of its records is
+    /// processed.
+    fn assign_transactional(&self, eos: &ExactlyOnce, partitions: Vec<i32>) {
+        let config = lock(&self.state).join_config.clone();
+        match eos.reader.restore(&partitions, &config, RESTORE_TIMEOUT) {
+            Ok(restored) => lock(&self.state).install_restored(restored),
+            Err(e) => {
+                error!(error = %e, "restore failed: the join stage stops");
+                lock(&self.state).failure = Some(e.to_string());
+            }
+        }
+    }
 }
 
 impl ClientContext for StageContext {
@@ -355,6 +661,10 @@ impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if let Some(eos) = &self.exactly_once {
+                blocking(|| self.revoke_transactional(consumer, eos, &partitions));
+                return;
+            }
             let (records, offsets) = {
                 let mut state = lock(&self.state);
                 let records = state.flush_partials();
@@ -387,6 +697,15 @@ impl ConsumerContext for StageContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                if let Some(eos) = &self.exactly_once {
+                    let mut partitions: Vec<i32> =
+                        tpl.elements().iter().map(|e| e.partition()).collect();
+                    partitions.sort_unstable();
+                    partitions.dedup();
+                    blocking(|| self.assign_transactional(eos, partitions));
+                    info!(partitions = ?lock(&self.state).assigned(), "partitions assigned and restored");
+                    return;
+                }
                 let mut state = lock(&self.state);
                 let mut per_topic: HashMap<i32, (bool, bool)> = HashMap::new();
                 for e in tpl.elements() {
@@ -415,8 +734,16 @@ impl ConsumerContext for StageContext {
 struct PartitionTask {
     task: JoinTask,
     aggregator: PartialAggregator,
-    /// Next offset to read per input, as far as this worker processed.
+    /// Next offset to read per input, as far as this worker read.
     next_offset: [i64; 2],
+    /// Offsets of the records waiting in the task's merge queue per input, oldest first: the
+    /// offset a commit may record is the oldest of them.
+    queued_offsets: [VecDeque<i64>; 2],
+    /// What the changelog holds of this task (exactly-once).
+    cursor: ChangelogCursor,
+    /// The task's counters as of the last committed transaction (exactly-once): what is
+    /// kept in the totals when the task is dropped after an abort.
+    committed: Vec<(ModelVersionId, JoinCounters)>,
     /// Feature id at each position of the previous prediction: interning hints.
     feature_hints: Vec<FeatureId>,
     /// The staging buffer of [`SignatureOfPredicted`], kept empty between messages so its
@@ -447,6 +774,9 @@ struct StageState {
     retired: BTreeMap<(String, String), JoinCounters>,
     /// Input that never reached a task (undecodable, invalid), per model when known.
     rejected: BTreeMap<(String, String), JoinCounters>,
+    /// The same, for dead letters of the open transaction (exactly-once): folded into
+    /// `rejected` when it commits, dropped when it aborts (the input is read again).
+    rejected_uncommitted: BTreeMap<(String, String), JoinCounters>,
     label_delay: BTreeMap<String, Histogram<u64>>,
     dropped_on_revoke: u64,
     /// Last stable offset per (input, partition) from the client's statistics.
@@ -463,6 +793,20 @@ struct StageState {
     outcome_lag_ms: Option<Histogram<u64>>,
     /// Dead letters sent since the last flush, not yet confirmed by the broker.
     dead_letters_in_flight: Vec<DeliveryFuture>,
+    exactly_once: bool,
+    changelog_topic: String,
+    restore: RestoreTotals,
+    transactions_committed: u64,
+    transactions_aborted: u64,
+    /// Set when the stage cannot go on (a restore failed inside a rebalance callback).
+    failure: Option<String>,
+}
+
+/// Everything one transaction commits.
+struct CommitBatch {
+    partials: Vec<(String, Vec<u8>)>,
+    changelog: Vec<(i32, ChangelogRecord)>,
+    offsets: TopicPartitionList,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -491,6 +835,7 @@ impl StageState {
             tasks: BTreeMap::new(),
             retired: BTreeMap::new(),
             rejected: BTreeMap::new(),
+            rejected_uncommitted: BTreeMap::new(),
             label_delay: BTreeMap::new(),
             dropped_on_revoke: 0,
             last_stable: HashMap::new(),
@@ -505,7 +850,84 @@ impl StageState {
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             dead_letters_in_flight: Vec::new(),
+            exactly_once: settings.kafka.exactly_once(),
+            changelog_topic: settings.join_changelog_topic(),
+            restore: RestoreTotals::default(),
+            transactions_committed: 0,
+            transactions_aborted: 0,
+            failure: None,
         })
+    }
+
+    /// Partials, changelog records and offsets of every task, for one transaction.
+    fn commit_batch(&mut self) -> CommitBatch {
+        let partials = self.flush_partials();
+        let mut changelog = Vec::new();
+        let mut records = Vec::new();
+        for (p, t) in self.tasks.iter_mut() {
+            records.clear();
+            t.cursor.changes(&mut t.task, &mut records);
+            changelog.extend(records.drain(..).map(|r| (*p, r)));
+        }
+        // Dead letters are in the transaction already; its commit confirms them.
+        self.dead_letters_in_flight.clear();
+        CommitBatch {
+            partials,
+            changelog,
+            offsets: self.processed_offsets(None),
+        }
+    }
+
+    /// After a committed transaction: what the tasks counted so far is final.
+    fn transaction_committed(&mut self, partials: usize, changelog_records: usize) {
+        self.transactions_committed += 1;
+        self.producing = true;
+        for (k, c) in std::mem::take(&mut self.rejected_uncommitted) {
+            let e = self.rejected.entry(k).or_default();
+            *e = e.merged(&c);
+        }
+        for t in self.tasks.values_mut() {
+            t.committed = t.task.all_counters().collect();
+        }
+        if partials > 0 {
+            *self
+                .events_out
+                .entry(self.partials_topic.clone())
+                .or_default() += partials as u64;
+        }
+        if changelog_records > 0 {
+            *self
+                .events_out
+                .entry(self.changelog_topic.clone())
+                .or_default() += changelog_records as u64;
+        }
+    }
+
+    /// Installs restored tasks.
+    fn install_restored(&mut self, restored: crate::changelog::Restored) {
+        self.restore.restores += 1;
+        self.restore.records += restored.records;
+        self.restore.bytes += restored.bytes;
+        self.restore.entries += restored.entries;
+        self.restore.seconds += restored.elapsed.as_secs_f64();
+        for (p, task) in restored.tasks {
+            self.tasks.remove(&p);
+            self.assign_task(p, Some(task));
+        }
+    }
+
+    /// Drops tasks whose state is in the changelog (exactly-once: revoked, or rebuilt after an
+    /// abort). Their totals keep what was committed.
+    fn abandon(&mut self, partitions: &HashSet<i32>) {
+        for p in partitions {
+            if let Some(t) = self.tasks.remove(p) {
+                for (id, c) in &t.committed {
+                    let key = model_key(&t.task, *id);
+                    let e = self.retired.entry(key).or_default();
+                    *e = e.merged(c);
+                }
+            }
+        }
     }
 
     /// Next offset to read of every input partition a task processed from (or only of
@@ -520,7 +942,11 @@ impl StageState {
                 .into_iter()
                 .enumerate()
             {
-                let next = t.next_offset[i];
+                // Records still queued are not processed: the commit stops at the oldest.
+                let next = t.queued_offsets[i]
+                    .front()
+                    .copied()
+                    .unwrap_or(t.next_offset[i]);
                 if next >= 0 {
                     if let Err(e) =
                         tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(next))
@@ -538,10 +964,27 @@ impl StageState {
     }
 
     fn assign(&mut self, partition: i32) {
+        self.assign_task(partition, None);
+    }
+
+    /// Creates the task of `partition` (a new one, or `restored`).
+    fn assign_task(&mut self, partition: i32, restored: Option<JoinTask>) {
         if self.tasks.contains_key(&partition) {
             return;
         }
-        let task = JoinTask::new(self.join_config.clone());
+        let cursor = restored
+            .as_ref()
+            .map(ChangelogCursor::after_restore)
+            .unwrap_or_default();
+        let task = match restored {
+            Some(t) => Ok(t),
+            None => JoinTask::new(self.join_config.clone()).map(|mut t| {
+                if self.exactly_once {
+                    t.track_changes();
+                }
+                t
+            }),
+        };
         // Microseconds since the epoch: later incarnations of this partition's task always
         // number their partials above earlier ones (a flush per microsecond is far beyond
         // what any task does), so the monitor never mistakes them for duplicates.
@@ -559,6 +1002,9 @@ impl StageState {
                         task,
                         aggregator,
                         next_offset: [-1, -1],
+                        queued_offsets: [VecDeque::new(), VecDeque::new()],
+                        cursor,
+                        committed: Vec::new(),
                         feature_hints: Vec::new(),
                         staged: Vec::new(),
                         scores: Vec::new(),
@@ -589,7 +1035,7 @@ impl StageState {
 
     fn stats(&self) -> JoinStats {
         let mut per_model = self.retired.clone();
-        for (k, c) in &self.rejected {
+        for (k, c) in self.rejected.iter().chain(&self.rejected_uncommitted) {
             let e = per_model.entry(k.clone()).or_default();
             *e = e.merged(c);
         }
@@ -630,6 +1076,9 @@ impl StageState {
             .sum();
         JoinStats {
             signature_losses,
+            restore: self.restore,
+            transactions_committed: self.transactions_committed,
+            transactions_aborted: self.transactions_aborted,
             per_model,
             label_delay_ms,
             assigned: self.assigned(),
@@ -714,6 +1163,7 @@ impl StageState {
             Input::Labels
         };
         let payload = msg.payload().unwrap_or(&[]);
+        let received_before = self.tasks.get(&partition).map(|t| t.task.received());
         // One size limit for every encoding, before any decoding.
         let result = if payload.len() > self.max_message_bytes {
             Err(Reject::codec(CodecError::Oversized {
@@ -731,6 +1181,9 @@ impl StageState {
         }
         let task = self.tasks.get_mut(&partition)?;
         task.next_offset[input_index(input)] = msg.offset() + 1;
+        if received_before.is_some_and(|before| before != task.task.received()) {
+            task.queued_offsets[input_index(input)].push_back(msg.offset());
+        }
         self.poll_one(partition, now);
         let task = self.tasks.get(&partition)?;
         let (qp, ql) = task.task.queued();
@@ -1003,6 +1456,13 @@ impl StageState {
         let events = &mut self.events;
         events.clear();
         t.task.poll(now, &mut |e| events.push(e));
+        // Processed records leave the front of each queue.
+        let (qp, ql) = t.task.queued();
+        for (offsets, queued) in t.queued_offsets.iter_mut().zip([qp, ql]) {
+            while offsets.len() > queued {
+                offsets.pop_front();
+            }
+        }
         for e in events.iter() {
             t.aggregator.fold(e);
             match e {
@@ -1052,7 +1512,12 @@ impl StageState {
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, input: Input, reject: Reject) {
         let key = (reject.model.0.to_string(), reject.model.1.to_string());
-        let c = self.rejected.entry(key).or_default();
+        let rejected = if self.exactly_once {
+            &mut self.rejected_uncommitted
+        } else {
+            &mut self.rejected
+        };
+        let c = rejected.entry(key).or_default();
         match input {
             Input::Predictions => c.predictions += 1,
             Input::Labels => c.labels += 1,

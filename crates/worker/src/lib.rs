@@ -6,6 +6,7 @@
 //!
 //! - [`settings`]: connection and topic settings (serde, `deny_unknown_fields`).
 //! - [`clients`]: librdkafka configurations (range assignor, murmur2 partitioner, manual offsets).
+//! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
 //! - [`monitor_stage`]: the monitor stage: partials in; drift, retrain and metrics records out.
 //! - [`traffic`]: publishing generated traffic, paced by event time.
@@ -15,6 +16,7 @@
 //! - [`snapshot`]: the stages' state as the [`metrics::WorkerSnapshot`] served over HTTP.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
 
+pub mod changelog;
 pub mod clients;
 pub mod error;
 pub mod http;

@@ -28,9 +28,62 @@ pub struct KafkaSettings {
     /// secret files read, when the configuration is loaded.
     #[serde(deserialize_with = "crate::security::deserialize_validated")]
     pub security: SecuritySettings,
+    /// `exactly_once` (default): outputs, state changelog and input offsets are committed in
+    /// one Kafka transaction (needs brokers ≥ 2.5). `at_least_once`: no transactions (e.g. a
+    /// broker without them, or librdkafka's mock cluster); after a crash some input is read
+    /// again, the monitor drops partials it already merged, and join state is not restored.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// This worker's name, unique among running workers and stable across its restarts (a
+    /// StatefulSet pod name): the transactional id is `<group>-<instance_id>`, so a restarted
+    /// worker fences its predecessor and aborts its open transaction at once. Default: the
+    /// `HOSTNAME` environment variable, else a random name (an abandoned transaction then
+    /// blocks readers until `transaction_timeout`).
+    pub instance_id: String,
+    /// Longest a transaction may stay open before the broker aborts it. Must exceed
+    /// `join.flush_interval` and `monitor.evaluation_interval`. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
     /// Any librdkafka property (e.g. `fetch.max.bytes`), applied last to every client, so it
     /// overrides driftwatch's choices. Values are never logged.
     pub properties: BTreeMap<String, String>,
+}
+
+/// Delivery guarantee of both stages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Kafka transactions (Kafka Streams' `exactly_once_v2`).
+    #[default]
+    ExactlyOnce,
+    /// Offsets committed after delivery; duplicates possible after a crash.
+    AtLeastOnce,
+}
+
+impl KafkaSettings {
+    /// Whether the stages use transactions.
+    pub fn exactly_once(&self) -> bool {
+        self.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+
+    /// The instance name in force: `instance_id`, else `HOSTNAME`, else a random one (each
+    /// call its own, so two stages of one process never share a transactional id).
+    pub fn instance(&self) -> String {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if !self.instance_id.trim().is_empty() {
+            return self.instance_id.trim().to_string();
+        }
+        match std::env::var("HOSTNAME") {
+            Ok(h) if !h.trim().is_empty() => h.trim().to_string(),
+            _ => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("{}-{:x}-{n}", std::process::id(), nanos & 0xffff_ffff_ffff)
+            }
+        }
+    }
 }
 
 impl Default for KafkaSettings {
@@ -40,6 +93,9 @@ impl Default for KafkaSettings {
             join_group_id: "driftwatch-join".into(),
             client_id: "driftwatch".into(),
             security: SecuritySettings::default(),
+            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
+            instance_id: String::new(),
+            transaction_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
         }
     }
@@ -68,6 +124,10 @@ pub struct TopicNames {
     /// `model_id/model_version`; the monitor reads it at start-up and follows it.
     /// Default `model-references`.
     pub model_references: String,
+    /// Internal, compacted: the join state, one partition per input partition. Empty (the
+    /// default) means `<kafka.join_group_id>-changelog`, so each deployment has its own. The
+    /// join stage creates it when missing (exactly-once only).
+    pub join_changelog: String,
 }
 
 impl Default for TopicNames {
@@ -81,6 +141,7 @@ impl Default for TopicNames {
             retrain_events: "retrain-events".into(),
             model_metrics: "model-metrics".into(),
             model_references: "model-references".into(),
+            join_changelog: String::new(),
         }
     }
 }
@@ -255,7 +316,26 @@ impl Settings {
                 return bad(format!("output topic `{o}` is also an input topic"));
             }
         }
+        let changelog = self.join_changelog_topic();
+        if [&t.predictions, &t.ground_truth]
+            .into_iter()
+            .chain(outputs)
+            .any(|o| *o == changelog)
+        {
+            return bad(format!(
+                "the join changelog `{changelog}` is also an input or output topic: it must be its own"
+            ));
+        }
         let j = &self.join;
+        if self.kafka.exactly_once()
+            && (self.kafka.transaction_timeout <= j.flush_interval
+                || self.kafka.transaction_timeout <= self.monitor.evaluation_interval)
+        {
+            return bad(format!(
+                "kafka.transaction_timeout ({:?}) must exceed join.flush_interval ({:?}) and monitor.evaluation_interval ({:?}): a transaction stays open that long",
+                self.kafka.transaction_timeout, j.flush_interval, self.monitor.evaluation_interval
+            ));
+        }
         if j.bucket_width.is_zero() || j.flush_interval.is_zero() {
             return bad("join.bucket_width and join.flush_interval must be positive".into());
         }
@@ -282,6 +362,15 @@ impl Settings {
         self.join_config()?
             .validate()
             .map_err(|e| WorkerError::Config(e.to_string()))
+    }
+
+    /// The join changelog topic in force (see [`TopicNames::join_changelog`]).
+    pub fn join_changelog_topic(&self) -> String {
+        if self.topics.join_changelog.trim().is_empty() {
+            format!("{}-changelog", self.kafka.join_group_id)
+        } else {
+            self.topics.join_changelog.clone()
+        }
     }
 
     /// The core join configuration these settings describe.
@@ -321,6 +410,26 @@ mod tests {
         s.topics.ground_truth = s.topics.predictions.clone();
         let e = s.validate().expect_err("refused").to_string();
         assert!(e.contains("must differ"), "{e}");
+    }
+
+    #[test]
+    fn a_transaction_timeout_below_the_commit_interval_is_refused() {
+        let mut s = Settings::default();
+        s.join.flush_interval = Duration::from_secs(20);
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("kafka.transaction_timeout"), "{e}");
+        s.kafka.processing_guarantee = ProcessingGuarantee::AtLeastOnce;
+        s.validate()
+            .expect("no transactions, no timeout to respect");
+    }
+
+    #[test]
+    fn the_changelog_is_named_after_the_group_unless_set() {
+        let mut s = Settings::default();
+        assert_eq!(s.join_changelog_topic(), "driftwatch-join-changelog");
+        s.topics.join_changelog = s.topics.predictions.clone();
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("changelog"), "{e}");
     }
 
     #[test]

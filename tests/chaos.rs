@@ -1,0 +1,347 @@
+//! Chaos tests of exactly-once processing on the real broker: join workers run as `driftwatch`
+//! processes, are killed with SIGKILL at random moments and restarted, or scaled 1 → 3 → 1,
+//! while traffic flows. Afterwards the partials committed to the partials topic (read as a
+//! `read_committed` consumer, like the monitor) must sum to exactly the offline reference of the
+//! scenario: per model, matched, expired unlabeled, orphan, duplicate and late counts and every
+//! confusion cell. One input lost, or counted twice, fails the test.
+//!
+//! The default run is short (50 000 predictions); `DRIFTWATCH_CHAOS_FULL=1` runs 1 000 000
+//! predictions with more kills.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use driftwatch_codec::from_avro;
+use driftwatch_core::{JoinCounters, ModelPartial};
+use driftwatch_tests::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
+use driftwatch_tests::{create_topic, driftwatch_binary, settings, unique};
+use driftwatch_worker::settings::Settings;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 4;
+
+fn full() -> bool {
+    std::env::var("DRIFTWATCH_CHAOS_FULL").is_ok_and(|v| v == "1")
+}
+
+fn needs_broker() -> bool {
+    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
+        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
+        return false;
+    }
+    true
+}
+
+async fn chaos_settings() -> Settings {
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    s.kafka.join_group_id = unique("chaos-join");
+    s.topics.predictions = unique("chaos-predictions");
+    s.topics.ground_truth = unique("chaos-ground-truth");
+    s.topics.model_partials = unique("chaos-partials");
+    s.topics.dead_letter = unique("chaos-dead-letter");
+    for t in [
+        &s.topics.predictions,
+        &s.topics.ground_truth,
+        &s.topics.model_partials,
+    ] {
+        create_topic(t, PARTITIONS).await;
+    }
+    create_topic(&s.topics.dead_letter, 1).await;
+    s
+}
+
+/// One `driftwatch run --role join` process.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(s: &Settings, instance: &str) -> Worker {
+        let t = &s.topics;
+        let log = std::env::temp_dir().join(format!("{}-{instance}.log", s.kafka.join_group_id));
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("worker log file");
+        let child = Command::new(driftwatch_binary())
+            .args(["run", "--role", "join"])
+            .env(
+                "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
+                &s.kafka.bootstrap_servers,
+            )
+            .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
+            .env("DRIFTWATCH__KAFKA__INSTANCE_ID", instance)
+            .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
+            .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
+            .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
+            .env("DRIFTWATCH__TOPICS__DEAD_LETTER", &t.dead_letter)
+            .env("DRIFTWATCH__HTTP__ENABLED", "false")
+            .env(
+                "DRIFTWATCH__JOIN__LABEL_TIMEOUT",
+                format!("{LABEL_TIMEOUT_MS}ms"),
+            )
+            .env(
+                "DRIFTWATCH__JOIN__ORPHAN_TIMEOUT",
+                format!("{LABEL_TIMEOUT_MS}ms"),
+            )
+            .env("DRIFTWATCH__JOIN__ALLOWED_LATENESS", "30s")
+            .env("DRIFTWATCH__JOIN__MAX_TASK_IDLE", "1s")
+            .env("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "3s")
+            .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "500ms")
+            .env("DRIFTWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start driftwatch");
+        Worker { child, log }
+    }
+
+    /// SIGKILL: no flush, no commit, no leaving the group.
+    fn kill_nine(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status within 60 s.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "worker did not stop within 60 s of SIGTERM; log {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Per model id: the join outcome counts the acceptance names, and the confusion cells.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Outcomes {
+    counts: BTreeMap<String, [u64; 6]>,
+    confusion: BTreeMap<String, BTreeMap<(String, String), u64>>,
+}
+
+fn outcome_counts(c: &JoinCounters) -> [u64; 6] {
+    [
+        c.matched,
+        c.expired_unlabeled,
+        c.orphan_labels,
+        c.duplicate_predictions,
+        c.duplicate_labels,
+        c.late_labels,
+    ]
+}
+
+impl Outcomes {
+    fn reference(scenario: &Scenario) -> Outcomes {
+        let mut o = Outcomes::default();
+        for (model, c) in &scenario.expected {
+            let counts = outcome_counts(c);
+            if counts.iter().any(|&n| n > 0) {
+                o.counts.insert(model.clone(), counts);
+            }
+        }
+        o.confusion = scenario.confusion.clone();
+        o.confusion.retain(|_, cells| !cells.is_empty());
+        o
+    }
+
+    fn add(&mut self, p: &ModelPartial) {
+        let counts = self.counts.entry(p.model_id.clone()).or_default();
+        for (a, b) in counts.iter_mut().zip(outcome_counts(&p.counters)) {
+            *a += b;
+        }
+        if counts.iter().all(|&n| n == 0) {
+            self.counts.remove(&p.model_id);
+        }
+        for cell in &p.confusion {
+            *self
+                .confusion
+                .entry(p.model_id.clone())
+                .or_default()
+                .entry((cell.predicted.clone(), cell.actual.clone()))
+                .or_default() += cell.count;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.values().flatten().sum()
+    }
+}
+
+/// Reads the committed partials from the start of the topic.
+struct PartialsReader {
+    consumer: BaseConsumer,
+    seen: Outcomes,
+    partials: u64,
+}
+
+impl PartialsReader {
+    fn new(s: &Settings) -> PartialsReader {
+        let consumer: BaseConsumer =
+            driftwatch_worker::clients::consumer_config(&s.kafka, &unique("chaos-reader"))
+                .create()
+                .expect("reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(&s.topics.model_partials, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        PartialsReader {
+            consumer,
+            seen: Outcomes::default(),
+            partials: 0,
+        }
+    }
+
+    fn read_for(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) {
+                let p: ModelPartial =
+                    from_avro(m.payload().expect("partial payload")).expect("partial decodes");
+                self.seen.add(&p);
+                self.partials += 1;
+            }
+        }
+    }
+
+    /// Reads until the outcome total reaches `target` (or `timeout`), then a little longer so
+    /// that anything counted twice would show.
+    fn read_until(&mut self, target: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.seen.total() < target && Instant::now() < deadline {
+            self.read_for(Duration::from_millis(500));
+        }
+        self.read_for(Duration::from_secs(5));
+    }
+}
+
+fn produce_in_background(
+    s: &Settings,
+    scenario: &Scenario,
+    chunks: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let s = s.clone();
+    let records = scenario.records.clone();
+    tokio::spawn(async move {
+        let size = records.len().div_ceil(chunks);
+        for chunk in records.chunks(size) {
+            produce_records(&s, chunk).await;
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+fn assert_reference(reader: &PartialsReader, reference: &Outcomes, logs: &[PathBuf]) {
+    if reader.seen != *reference {
+        for l in logs {
+            eprintln!("worker log: {}", l.display());
+        }
+    }
+    assert_eq!(
+        reader.seen.counts, reference.counts,
+        "committed outcome counts differ from the offline reference"
+    );
+    assert_eq!(
+        reader.seen.confusion, reference.confusion,
+        "committed confusion matrices differ from the offline reference"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
+    if !needs_broker() {
+        return;
+    }
+    let s = chaos_settings().await;
+    let (n, kills) = if full() { (1_000_000, 8) } else { (50_000, 5) };
+    let scenario = Scenario::generate(21, n, now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    let producing = produce_in_background(&s, &scenario, 20, Duration::from_millis(500));
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut logs = Vec::new();
+    let mut worker = Worker::start(&s, "a");
+    logs.push(worker.log.clone());
+    for k in 0..kills {
+        // Killed at a random moment of processing: start-up, restore, or steady state.
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..7_000))).await;
+        worker.kill_nine();
+        // Mostly restarted under the same name (fences the dead one's open transaction at
+        // once); once under a new name, so a restore must wait for the abandoned transaction
+        // to time out.
+        let instance = if k == 2 { "b" } else { "a" };
+        worker = Worker::start(&s, instance);
+        logs.push(worker.log.clone());
+    }
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(&s);
+    reader.read_until(
+        reference.total(),
+        Duration::from_secs(if full() { 1_200 } else { 240 }),
+    );
+    let status = worker.terminate();
+    assert!(status.success(), "worker exit {status}");
+    assert_reference(&reader, &reference, &logs);
+    assert!(reader.partials > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_one_three_one_loses_and_duplicates_nothing() {
+    if !needs_broker() {
+        return;
+    }
+    let s = chaos_settings().await;
+    let n = if full() { 1_000_000 } else { 50_000 };
+    let scenario = Scenario::generate(22, n, now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    let producing = produce_in_background(&s, &scenario, 20, Duration::from_millis(500));
+    let first = Worker::start(&s, "one");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let second = Worker::start(&s, "two");
+    let third = Worker::start(&s, "three");
+    let logs = vec![first.log.clone(), second.log.clone(), third.log.clone()];
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for w in [second, third] {
+        let status = w.terminate();
+        assert!(status.success(), "scaled-down worker exit {status}");
+    }
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(&s);
+    reader.read_until(
+        reference.total(),
+        Duration::from_secs(if full() { 1_200 } else { 240 }),
+    );
+    let status = first.terminate();
+    assert!(status.success(), "worker exit {status}");
+    assert_reference(&reader, &reference, &logs);
+}
