@@ -66,9 +66,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(s: &Settings, instance: &str) -> Worker {
+    /// A worker; `instance` names a static group member with a stable transactional id, `None`
+    /// a dynamic member with a random one.
+    fn start(s: &Settings, name: &str, instance: Option<&str>) -> Worker {
         let t = &s.topics;
-        let log = std::env::temp_dir().join(format!("{}-{instance}.log", s.kafka.join_group_id));
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", s.kafka.join_group_id));
         let file = File::options()
             .create(true)
             .append(true)
@@ -81,7 +83,10 @@ impl Worker {
                 &s.kafka.bootstrap_servers,
             )
             .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
-            .env("DRIFTWATCH__KAFKA__INSTANCE_ID", instance)
+            .env(
+                "DRIFTWATCH__KAFKA__INSTANCE_ID",
+                instance.unwrap_or_default(),
+            )
             .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
             .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
             .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
@@ -290,17 +295,21 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
     let producing = produce_in_background(&s, &scenario, 20, Duration::from_millis(500));
     let mut rng = SmallRng::seed_from_u64(5);
     let mut logs = Vec::new();
-    let mut worker = Worker::start(&s, "a");
+    let mut worker = Worker::start(&s, "a", Some("a"));
     logs.push(worker.log.clone());
     for k in 0..kills {
         // Killed at a random moment of processing: start-up, restore, or steady state.
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..7_000))).await;
         worker.kill_nine();
-        // Mostly restarted under the same name (fences the dead one's open transaction at
-        // once); once under a new name, so a restore must wait for the abandoned transaction
-        // to time out.
-        let instance = if k == 2 { "b" } else { "a" };
-        worker = Worker::start(&s, instance);
+        // Mostly restarted under the same name: a static member that takes its partitions
+        // back at once and fences the dead one's open transaction. Once as a new dynamic
+        // member, which waits for the dead one to leave the group and must wait, while
+        // restoring, for the abandoned transaction to time out.
+        worker = if k == 2 {
+            Worker::start(&s, "b", None)
+        } else {
+            Worker::start(&s, "a", Some("a"))
+        };
         logs.push(worker.log.clone());
     }
     producing.await.expect("producer");
@@ -325,10 +334,11 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
     let scenario = Scenario::generate(22, n, now_ms() - 4 * 3_600_000);
     let reference = Outcomes::reference(&scenario);
     let producing = produce_in_background(&s, &scenario, 20, Duration::from_millis(500));
-    let first = Worker::start(&s, "one");
+    // Dynamic members: a stopped worker leaves the group, its partitions move at once.
+    let first = Worker::start(&s, "one", None);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let second = Worker::start(&s, "two");
-    let third = Worker::start(&s, "three");
+    let second = Worker::start(&s, "two", None);
+    let third = Worker::start(&s, "three", None);
     let logs = vec![first.log.clone(), second.log.clone(), third.log.clone()];
     tokio::time::sleep(Duration::from_secs(10)).await;
     for w in [second, third] {

@@ -380,7 +380,14 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
         let lag_seen = body
             .lines()
             .any(|l| l.starts_with("kafka_consumergroup_lag{"));
-        if (read >= inputs && lag_seen) || Instant::now() > deadline {
+        // Partials count as written once their transaction commits, a flush after the read.
+        let partials_out = sample(
+            &body,
+            "driftwatch_events_out_total",
+            &[&format!("topic=\"{}\"", t.model_partials)],
+        )
+        .is_some_and(|v| v > 0.0);
+        if (read >= inputs && lag_seen && partials_out) || Instant::now() > deadline {
             break body;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -434,6 +441,21 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
             &[&format!("topic=\"{}\"", t.model_partials)]
         )
         .is_some_and(|v| v > 0.0),
+        "{body}"
+    );
+
+    // Exactly-once by default: the join commits transactions and restored its (empty) state.
+    assert!(
+        sample(
+            &body,
+            "driftwatch_transactions_total",
+            &["stage=\"join\"", "result=\"committed\""]
+        )
+        .is_some_and(|v| v > 0.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "driftwatch_restore_records_total", &[]).is_some(),
         "{body}"
     );
 

@@ -38,6 +38,25 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
     c
 }
 
+/// [`consumer_config`] for a stage's group member. With an explicit `kafka.instance_id` the
+/// member is static (`group.instance.id`): a worker restarted within `session.timeout.ms` gets
+/// its partitions back without a rebalance of the whole group, instead of waiting for its dead
+/// predecessor to time out. Without one it is a dynamic member.
+pub fn member_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut c = consumer_config(settings, group_id);
+    if !settings.instance_id.trim().is_empty() {
+        c.set(
+            "group.instance.id",
+            format!("{group_id}-{}", settings.instance_id.trim()),
+        );
+        // Pass-through properties still win.
+        for (k, v) in &settings.properties {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
 /// Producer configuration.
 ///
 /// `partitioner=murmur2_random` is the Java client's default: a key lands on the same partition

@@ -69,10 +69,11 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use crate::changelog::{ensure_changelog, ChangelogReader};
-use crate::clients::{consumer_config, producer_config, transactional_producer_config};
+use crate::clients::{member_config, producer_config, transactional_producer_config};
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 use crate::topics::{check_copartitioned, partition_count};
+use crate::transactions::{blocking, is_fatal, retrying};
 
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
 /// attributed to a model are under `("unknown", "")`.
@@ -112,6 +113,8 @@ pub struct JoinStats {
     /// Transactions committed and aborted (exactly-once).
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
+    /// Whether the stage runs exactly-once.
+    pub exactly_once: bool,
 }
 
 /// Sums over the changelog restores of one worker.
@@ -214,7 +217,7 @@ impl JoinStage {
             exactly_once: exactly_once.clone(),
         };
         let consumer: StreamConsumer<StageContext> =
-            consumer_config(&settings.kafka, &settings.kafka.join_group_id)
+            member_config(&settings.kafka, &settings.kafka.join_group_id)
                 .set("statistics.interval.ms", "500")
                 .create_with_context(context)?;
         let t = &settings.topics;
@@ -387,6 +390,7 @@ impl JoinStage {
             };
             seek.add_partition_offset(e.topic(), e.partition(), offset)?;
         }
+        lock(&self.state).set_positions(&committed);
         self.consumer.seek_partitions(seek, eos.timeout)?;
         for key in paused.drain() {
             self.set_paused(key, false);
@@ -469,17 +473,6 @@ fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
     // A panic while holding the lock cannot leave the counters half-written in a way that
     // matters more than stopping would; keep going with the data as it is.
     state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs blocking client calls (transactions, restores: up to minutes while a broker is away)
-/// without starving the other tasks of a multi-threaded runtime.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 /// Enqueues a record, waiting while the local queue is full (the producer's thread drains it).
@@ -568,42 +561,6 @@ fn abort_transaction(
     Ok(())
 }
 
-/// How long a transaction call is retried while the broker is unreachable (the consumer keeps
-/// its membership meanwhile: heartbeats do not depend on this loop, and it stays well within
-/// `max.poll.interval.ms`).
-const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
-
-/// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
-/// coordinator moves, a broker outage), up to [`TRANSACTION_RETRY_FOR`].
-fn retrying(
-    what: &str,
-    mut op: impl FnMut() -> rdkafka::error::KafkaResult<()>,
-) -> std::result::Result<(), KafkaError> {
-    let started = Instant::now();
-    loop {
-        match op() {
-            Err(KafkaError::Transaction(e))
-                if e.is_retriable() && started.elapsed() < TRANSACTION_RETRY_FOR =>
-            {
-                debug!(error = %e, what, "transaction call retried");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Whether a transactional producer error leaves the producer unusable (fenced, fatal).
-fn is_fatal(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::Transaction(t) => t.is_fatal(),
-        _ => matches!(
-            e.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fatal)
-        ),
-    }
-}
-
 /// Rebalance and statistics callbacks, run on the thread that polls the consumer.
 struct StageContext {
     state: Arc<Mutex<StageState>>,
@@ -639,10 +596,20 @@ impl StageContext {
 
     /// Exactly-once assignment: restore every assigned partition before any of its records is
     /// processed.
-    fn assign_transactional(&self, eos: &ExactlyOnce, partitions: Vec<i32>) {
+    fn assign_transactional(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        eos: &ExactlyOnce,
+        tpl: &TopicPartitionList,
+        partitions: Vec<i32>,
+    ) {
         let config = lock(&self.state).join_config.clone();
         match eos.reader.restore(&partitions, &config, RESTORE_TIMEOUT) {
-            Ok(restored) => lock(&self.state).install_restored(restored),
+            Ok(restored) => {
+                let mut state = lock(&self.state);
+                state.install_restored(restored);
+                state.start_at_committed(consumer, tpl, eos.timeout);
+            }
             Err(e) => {
                 error!(error = %e, "restore failed: the join stage stops");
                 lock(&self.state).failure = Some(e.to_string());
@@ -694,7 +661,7 @@ impl ConsumerContext for StageContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 if let Some(eos) = &self.exactly_once {
@@ -702,7 +669,7 @@ impl ConsumerContext for StageContext {
                         tpl.elements().iter().map(|e| e.partition()).collect();
                     partitions.sort_unstable();
                     partitions.dedup();
-                    blocking(|| self.assign_transactional(eos, partitions));
+                    blocking(|| self.assign_transactional(consumer, eos, tpl, partitions));
                     info!(partitions = ?lock(&self.state).assigned(), "partitions assigned and restored");
                     return;
                 }
@@ -722,6 +689,7 @@ impl ConsumerContext for StageContext {
                     }
                     state.assign(partition);
                 }
+                state.start_at_committed(consumer, tpl, Duration::from_secs(10));
                 info!(partitions = ?state.assigned(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -903,6 +871,42 @@ impl StageState {
         }
     }
 
+    /// Sets each assigned task's read position to the group's committed offsets: a task whose
+    /// inputs have nothing past them receives no record, and must still know where it stands
+    /// to count as caught up (the idle fallback of the watermark needs that).
+    fn start_at_committed<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+        timeout: Duration,
+    ) {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Ok(committed) => self.set_positions(&committed),
+            Err(e) => {
+                warn!(error = %e, "committed offsets unknown: tasks count as caught up once they read")
+            }
+        }
+    }
+
+    /// Sets read positions from `offsets` (entries without an offset are left alone).
+    fn set_positions(&mut self, offsets: &TopicPartitionList) {
+        for e in offsets.elements() {
+            let Offset::Offset(o) = e.offset() else {
+                continue;
+            };
+            let input = if e.topic() == self.predictions_topic {
+                Input::Predictions
+            } else if e.topic() == self.ground_truth_topic {
+                Input::Labels
+            } else {
+                continue;
+            };
+            if let Some(t) = self.tasks.get_mut(&e.partition()) {
+                t.next_offset[input_index(input)] = o;
+            }
+        }
+    }
+
     /// Installs restored tasks.
     fn install_restored(&mut self, restored: crate::changelog::Restored) {
         self.restore.restores += 1;
@@ -1079,6 +1083,7 @@ impl StageState {
             restore: self.restore,
             transactions_committed: self.transactions_committed,
             transactions_aborted: self.transactions_aborted,
+            exactly_once: self.exactly_once,
             per_model,
             label_delay_ms,
             assigned: self.assigned(),

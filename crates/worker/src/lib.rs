@@ -10,6 +10,7 @@
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
 //! - [`monitor_stage`]: the monitor stage: partials in; drift, retrain and metrics records out.
 //! - [`traffic`]: publishing generated traffic, paced by event time.
+//! - [`transactions`]: retry, abort and fatal classification of transaction calls.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
 //! - [`metrics`]: the [`metrics::WorkerSnapshot`] a stage fills and its Prometheus rendering.
@@ -28,5 +29,6 @@ pub mod settings;
 pub mod snapshot;
 pub mod topics;
 pub mod traffic;
+pub mod transactions;
 
 pub use error::{Result, WorkerError};

@@ -63,6 +63,16 @@ pub enum MetricName {
     /// `driftwatch_drift_state{model,version,detector,feature}`: 0 OK, 1 warning, 2 drift,
     /// 3 recovered.
     DriftState,
+    /// `driftwatch_restore_records_total`: changelog records read by join state restores.
+    RestoreRecords,
+    /// `driftwatch_restore_bytes_total`: their key and value bytes.
+    RestoreBytes,
+    /// `driftwatch_restore_entries_total`: join buffer entries rebuilt.
+    RestoreEntries,
+    /// `driftwatch_restore_seconds`: wall-clock seconds spent restoring, summed.
+    RestoreSeconds,
+    /// `driftwatch_transactions_total{stage,result}`: transactions committed / aborted.
+    Transactions,
 }
 
 /// Prometheus metric type of a series.
@@ -75,7 +85,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 11] = [
+    pub const ALL: [MetricName; 16] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -87,6 +97,11 @@ impl MetricName {
         MetricName::ModelAccuracy,
         MetricName::LabelCoverage,
         MetricName::DriftState,
+        MetricName::RestoreRecords,
+        MetricName::RestoreBytes,
+        MetricName::RestoreEntries,
+        MetricName::RestoreSeconds,
+        MetricName::Transactions,
     ];
 
     /// The exposed name (counters with their `_total` suffix).
@@ -103,15 +118,24 @@ impl MetricName {
             MetricName::ModelAccuracy => "driftwatch_model_accuracy",
             MetricName::LabelCoverage => "driftwatch_label_coverage",
             MetricName::DriftState => "driftwatch_drift_state",
+            MetricName::RestoreRecords => "driftwatch_restore_records_total",
+            MetricName::RestoreBytes => "driftwatch_restore_bytes_total",
+            MetricName::RestoreEntries => "driftwatch_restore_entries_total",
+            MetricName::RestoreSeconds => "driftwatch_restore_seconds",
+            MetricName::Transactions => "driftwatch_transactions_total",
         }
     }
 
     /// The metric type.
     pub fn kind(self) -> MetricKind {
         match self {
-            MetricName::EventsIn | MetricName::EventsOut | MetricName::JoinInputs => {
-                MetricKind::Counter
-            }
+            MetricName::EventsIn
+            | MetricName::EventsOut
+            | MetricName::JoinInputs
+            | MetricName::RestoreRecords
+            | MetricName::RestoreBytes
+            | MetricName::RestoreEntries
+            | MetricName::Transactions => MetricKind::Counter,
             MetricName::ProcessingLatency => MetricKind::Summary,
             _ => MetricKind::Gauge,
         }
@@ -137,6 +161,11 @@ impl MetricName {
             MetricName::ModelAccuracy => "Accuracy of the model over the window",
             MetricName::LabelCoverage => "Share of the window's predictions that got a label",
             MetricName::DriftState => "Drift detector state: 0 ok, 1 warning, 2 drift, 3 recovered",
+            MetricName::RestoreRecords => "Changelog records read to restore join state",
+            MetricName::RestoreBytes => "Key and value bytes of the changelog records restored",
+            MetricName::RestoreEntries => "Join buffer entries rebuilt from the changelog",
+            MetricName::RestoreSeconds => "Wall-clock seconds spent restoring join state, summed",
+            MetricName::Transactions => "Kafka transactions by stage and result (committed, aborted)",
         }
     }
 
@@ -257,6 +286,10 @@ pub struct WorkerSnapshot {
     pub readiness: Readiness,
     /// Filled by the monitor stage only.
     pub monitor: Option<MonitorSnapshot>,
+    /// Join state restores (exactly-once).
+    pub restore: crate::join_stage::RestoreTotals,
+    /// Transactions per (stage, result).
+    pub transactions: BTreeMap<(String, String), u64>,
 }
 
 /// Rendering options.
@@ -371,6 +404,25 @@ pub fn render(snapshot: &WorkerSnapshot, options: &RenderOptions) -> Result<Stri
         let labels = vec![("partition", partition.to_string())];
         entries.get_or_create(&labels).set(b.entries as f64);
         age.get_or_create(&labels).set(b.oldest_pending_age_seconds);
+    }
+
+    for (name, value) in [
+        (MetricName::RestoreRecords, s.restore.records),
+        (MetricName::RestoreBytes, s.restore.bytes),
+        (MetricName::RestoreEntries, s.restore.entries),
+    ] {
+        counter_family(&mut registry, name)
+            .get_or_create(&vec![])
+            .inc_by(value);
+    }
+    gauge_family(&mut registry, MetricName::RestoreSeconds)
+        .get_or_create(&vec![])
+        .set(s.restore.seconds);
+    let transactions = counter_family(&mut registry, MetricName::Transactions);
+    for ((stage, result), n) in &s.transactions {
+        transactions
+            .get_or_create(&vec![("stage", stage.clone()), ("result", result.clone())])
+            .inc_by(*n);
     }
 
     let ready = gauge_family(&mut registry, MetricName::Ready);

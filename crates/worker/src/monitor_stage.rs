@@ -12,8 +12,18 @@
 //!   that does not decode is skipped and counted in [`MonitorStats::bad_signatures`], the
 //!   partial's counters still merge.
 //!
-//! State is in memory: a revoked model's windows are not handed over (changelog-backed state is
-//! the exactly-once work still to come); a new owner rebuilds from new partials.
+//! Exactly-once (the default): a transactional producer; each evaluation's drift events, retrain
+//! events and snapshots go out in one transaction with the offsets of the partials consumed so
+//! far (`send_offsets_to_transaction`), so an output is published once and its input never
+//! merged again by a successor. A failed transaction is aborted, its records kept to be sent
+//! again in the next one, and the consumer rewound to the committed offsets: the partials read
+//! again are dropped by the monitor's duplicate check (source partition, sequence), so none is
+//! merged twice. At-least-once (by configuration): outputs are awaited, then offsets committed.
+//!
+//! Window and detector state is in memory, not in a changelog: when a partition moves to
+//! another worker, the models it carries are forgotten here (their retrain policy is kept) and
+//! the new owner rebuilds their windows from the partials it reads from the committed offsets
+//! on. Retrain cooldowns hold across owners (replayed from `retrain-events` at start-up).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,14 +32,20 @@ use std::time::{Duration, Instant};
 use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
 use driftwatch_core::monitor::{Monitor, MonitorOutput, PolicyState};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
+use std::collections::{BTreeMap, BTreeSet};
+
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::clients::{consumer_config, producer_config};
+use crate::clients::{
+    consumer_config, member_config, producer_config, transactional_producer_config,
+};
 use crate::error::{Result, WorkerError};
 use crate::settings::{OutputFormat, Settings};
+use crate::transactions::{blocking, is_fatal, retrying};
 
 /// What the monitor stage published so far, readable while it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +64,11 @@ pub struct MonitorStats {
     pub references: Vec<String>,
     /// Models whose retrain policy was restored from the retrain-events topic at start-up.
     pub restored_policies: Vec<String>,
+    /// Transactions committed and aborted (exactly-once).
+    pub transactions_committed: u64,
+    pub transactions_aborted: u64,
+    /// Models forgotten because their partition moved to another worker.
+    pub handed_over: u64,
 }
 
 /// A handle on a running monitor stage.
@@ -74,6 +95,22 @@ pub struct MonitorStage {
     producer: FutureProducer,
     monitor: Monitor,
     stats: Arc<Mutex<MonitorStats>>,
+    exactly_once: bool,
+    /// Next offset per partials partition, as far as merged.
+    positions: BTreeMap<i32, i64>,
+    /// Partition each model's partials come from (to forget models whose partition left).
+    model_partition: BTreeMap<String, i32>,
+    assigned: BTreeSet<i32>,
+    /// Encoded output of evaluations whose transaction has not committed yet.
+    unpublished: Vec<OutputRecord>,
+}
+
+/// One encoded output record.
+#[derive(Clone)]
+struct OutputRecord {
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
 }
 
 impl MonitorStage {
@@ -83,8 +120,13 @@ impl MonitorStage {
         let monitor = Monitor::new(settings.monitor.detection.clone())
             .map_err(|e| WorkerError::Config(format!("monitor: {e}")))?;
         let consumer: StreamConsumer =
-            consumer_config(&settings.kafka, &settings.monitor.group_id).create()?;
-        let producer: FutureProducer = producer_config(&settings.kafka).create()?;
+            member_config(&settings.kafka, &settings.monitor.group_id).create()?;
+        let exactly_once = settings.kafka.exactly_once();
+        let producer: FutureProducer = if exactly_once {
+            transactional_producer_config(&settings.kafka, &settings.monitor.group_id).create()?
+        } else {
+            producer_config(&settings.kafka).create()?
+        };
         // Input and outputs must exist: one clear error at start-up instead of delivery errors.
         let t = &settings.topics;
         for topic in [
@@ -127,6 +169,11 @@ impl MonitorStage {
             producer,
             monitor,
             stats: Arc::new(Mutex::new(stats)),
+            exactly_once,
+            positions: BTreeMap::new(),
+            model_partition: BTreeMap::new(),
+            assigned: BTreeSet::new(),
+            unpublished: Vec::new(),
         })
     }
 
@@ -139,6 +186,15 @@ impl MonitorStage {
 
     /// Consumes partials until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        if self.exactly_once {
+            let timeout = self
+                .settings
+                .kafka
+                .transaction_timeout
+                .max(Duration::from_secs(30));
+            self.producer.init_transactions(timeout)?;
+            self.producer.begin_transaction()?;
+        }
         self.consumer
             .subscribe(&[&self.settings.topics.model_partials])?;
         let m = &self.settings.monitor;
@@ -167,8 +223,10 @@ impl MonitorStage {
                 }
                 msg = self.consumer.recv() => match msg {
                     Ok(msg) => {
+                        self.positions.insert(msg.partition(), msg.offset() + 1);
                         match msg.payload().map(from_avro::<ModelPartial>) {
                             Some(Ok(p)) => {
+                                self.model_partition.insert(p.model_id.clone(), msg.partition());
                                 progress = progress.max(p.bucket_start.saturating_add(p.bucket_width_ms));
                                 let signature_errors = |m: &Monitor| {
                                     m.signatures(&p.model_id, &p.model_version)
@@ -192,13 +250,16 @@ impl MonitorStage {
                             }
                             None => lock(&self.stats).bad_partials += 1,
                         }
-                        if let Err(e) = self.consumer.store_offset(msg.topic(), msg.partition(), msg.offset() + 1) {
-                            debug!(error = %e, "offset not stored");
+                        if !self.exactly_once {
+                            if let Err(e) = self.consumer.store_offset(msg.topic(), msg.partition(), msg.offset() + 1) {
+                                debug!(error = %e, "offset not stored");
+                            }
                         }
                     }
                     Err(e) => warn!(error = %e, "consumer error"),
                 },
                 _ = tick.tick() => {
+                    self.follow_assignment();
                     if progress == i64::MIN {
                         continue;
                     }
@@ -209,7 +270,10 @@ impl MonitorStage {
                         last_metrics = Instant::now();
                     }
                     lock(&self.stats).progress_ms = progress;
-                    if self.publish(out).await {
+                    if self.exactly_once {
+                        self.record_output(&out);
+                        self.commit_transaction()?;
+                    } else if self.publish(out).await {
                         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
                             debug!(error = %e, "commit");
                         }
@@ -221,12 +285,148 @@ impl MonitorStage {
         if let Some(f) = follower {
             f.abort();
         }
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        if self.exactly_once {
+            if let Err(e) = self.commit_transaction() {
+                error!(error = %e, "final transaction failed; a successor reads those partials again");
+            }
+        } else if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             debug!(error = %e, "final commit");
         }
         self.consumer.unsubscribe();
         let _ = self.producer.flush(Duration::from_secs(10));
         Ok(())
+    }
+
+    /// Notices partitions that left this worker and forgets the models they carry (their next
+    /// owner rebuilds them); a partition that comes back is read from its committed offset.
+    fn follow_assignment(&mut self) {
+        let Ok(tpl) = self.consumer.assignment() else {
+            return;
+        };
+        let now: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let gone: Vec<i32> = self.assigned.difference(&now).copied().collect();
+        if !gone.is_empty() {
+            let models: Vec<String> = self
+                .model_partition
+                .iter()
+                .filter(|(_, p)| gone.contains(p))
+                .map(|(m, _)| m.clone())
+                .collect();
+            for m in &models {
+                self.monitor.hand_over(m);
+                self.model_partition.remove(m);
+            }
+            for p in &gone {
+                self.positions.remove(p);
+            }
+            lock(&self.stats).handed_over += models.len() as u64;
+            info!(partitions = ?gone, models = models.len(), "partials partitions left this worker; their models are forgotten");
+        }
+        self.assigned = now;
+    }
+
+    /// Logs one evaluation's output and keeps it, encoded, for the open transaction.
+    fn record_output(&mut self, out: &MonitorOutput) {
+        let t = &self.settings.topics;
+        let format = self.settings.monitor.output_format;
+        for e in &out.drift_events {
+            info!(
+                model = %e.model_id, version = %e.model_version, detector = %e.detector,
+                feature = e.feature.as_deref().unwrap_or("-"), from = e.previous_state.as_str(),
+                to = e.state.as_str(), value = e.value, threshold = e.threshold, id = %e.event_id,
+                "drift event"
+            );
+            self.unpublished
+                .extend(encode(&t.drift_events, &e.model_id, e, format));
+        }
+        for e in &out.retrain_events {
+            info!(model = %e.model_id, version = %e.model_version, id = %e.event_id, reasons = ?e.reasons, dry_run = e.dry_run, "retrain event");
+            self.unpublished
+                .extend(encode(&t.retrain_events, &e.model_id, e, format));
+        }
+        for m in &out.metrics {
+            self.unpublished
+                .extend(encode(&t.model_metrics, &m.model_id, m, format));
+        }
+        let mut s = lock(&self.stats);
+        s.drift_events.extend(out.drift_events.iter().cloned());
+        s.retrain_events.extend(out.retrain_events.iter().cloned());
+        if !out.metrics.is_empty() {
+            s.latest_metrics = out.metrics.clone();
+        }
+    }
+
+    /// Commits the unpublished output with the offsets of the partials merged so far. On an
+    /// abortable failure the output is kept for the next transaction and the consumer rewound
+    /// to the committed offsets (re-read partials are dropped as duplicates); a fatal one
+    /// (fenced) stops the stage.
+    fn commit_transaction(&mut self) -> Result<()> {
+        let timeout = self.settings.kafka.transaction_timeout;
+        let result = blocking(|| self.try_commit(timeout));
+        let Err(e) = result else {
+            self.unpublished.clear();
+            lock(&self.stats).transactions_committed += 1;
+            return Ok(());
+        };
+        if is_fatal(&e) {
+            error!(error = %e, "fatal transaction error: stopping the monitor stage");
+            return Err(e.into());
+        }
+        warn!(error = %e, "monitor transaction failed: aborting; its output goes out with the next one");
+        lock(&self.stats).transactions_aborted += 1;
+        blocking(|| -> Result<()> {
+            retrying("monitor", || self.producer.abort_transaction(timeout))?;
+            self.producer.begin_transaction()?;
+            let committed = self.consumer.committed(timeout)?;
+            let mut seek = TopicPartitionList::new();
+            for e in committed.elements() {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                };
+                seek.add_partition_offset(e.topic(), e.partition(), offset)?;
+            }
+            self.consumer.seek_partitions(seek, timeout)?;
+            Ok(())
+        })
+    }
+
+    fn try_commit(&self, timeout: Duration) -> std::result::Result<(), KafkaError> {
+        for r in &self.unpublished {
+            let mut record = FutureRecord::to(&r.topic)
+                .key(r.key.as_str())
+                .payload(r.payload.as_slice());
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(_) => break,
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let topic = &self.settings.topics.model_partials;
+        let mut offsets = TopicPartitionList::new();
+        for (p, next) in &self.positions {
+            if self.assigned.contains(p) {
+                offsets.add_partition_offset(topic, *p, Offset::Offset(*next))?;
+            }
+        }
+        if offsets.count() > 0 {
+            if let Some(metadata) = self.consumer.group_metadata() {
+                retrying("monitor", || {
+                    self.producer
+                        .send_offsets_to_transaction(&offsets, &metadata, timeout)
+                })?;
+            }
+        }
+        retrying("monitor", || self.producer.commit_transaction(timeout))?;
+        self.producer.begin_transaction()
     }
 
     /// Publishes one evaluation's output; true when everything was delivered.
@@ -297,6 +497,30 @@ impl MonitorStage {
                 error!(error = %e, topic, "record not enqueued");
                 None
             }
+        }
+    }
+}
+
+/// Encodes one output record in the configured format.
+fn encode<T: AvroRecord + JsonRecord>(
+    topic: &str,
+    key: &str,
+    record: &T,
+    format: OutputFormat,
+) -> Option<OutputRecord> {
+    let payload = match format {
+        OutputFormat::Avro => to_avro(record),
+        OutputFormat::Json => to_json(record).map(String::into_bytes),
+    };
+    match payload {
+        Ok(payload) => Some(OutputRecord {
+            topic: topic.to_string(),
+            key: key.to_string(),
+            payload,
+        }),
+        Err(e) => {
+            error!(error = %e, topic, "record not encodable");
+            None
         }
     }
 }

@@ -24,7 +24,6 @@ impl StageHandles {
             .unwrap_or(0);
         let mut ready = Readiness {
             assigned: true,
-            // Join state is rebuilt from the inputs, not restored: nothing to wait for.
             restored: true,
             producing: true,
         };
@@ -55,6 +54,16 @@ impl StageHandles {
                 .filter(|h| !h.is_empty())
                 .map(LatencySummary::from_micros);
             ready.assigned = !s.assigned.is_empty();
+            // Exactly-once: partitions are processed only once restored, in the rebalance
+            // callback; a failed restore stops the stage.
+            ready.restored = !s.exactly_once || s.restore.restores > 0;
+            w.restore = s.restore;
+            w.transactions.insert(
+                ("join".into(), "committed".into()),
+                s.transactions_committed,
+            );
+            w.transactions
+                .insert(("join".into(), "aborted".into()), s.transactions_aborted);
             // Before the first flush there is nothing to deliver: count that as producing.
             ready.producing = s.producing || s.events_out.is_empty();
         }
@@ -85,6 +94,12 @@ impl StageHandles {
                 );
             }
             m.drift_state = states;
+            w.transactions.insert(
+                ("monitor".into(), "committed".into()),
+                s.transactions_committed,
+            );
+            w.transactions
+                .insert(("monitor".into(), "aborted".into()), s.transactions_aborted);
             w.monitor = Some(m);
         }
         w.readiness = ready;

@@ -422,6 +422,16 @@ impl Monitor {
         self.models.get(model_id).map(|m| &m.policy)
     }
 
+    /// Forgets what was learned of a model's versions (windows, baselines, detectors, drift
+    /// states, signatures) but keeps its retrain policy, whose history holds across owners:
+    /// for a model whose partition moved to another worker, so that stale windows are never
+    /// evaluated again if it comes back.
+    pub fn hand_over(&mut self, model_id: &str) {
+        if let Some(m) = self.models.get_mut(model_id) {
+            m.versions.clear();
+        }
+    }
+
     /// Restores a model's persisted policy state.
     pub fn restore_policy_state(&mut self, model_id: &str, state: PolicyState) {
         let config = self.config.for_model(model_id);

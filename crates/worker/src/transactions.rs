@@ -1,0 +1,58 @@
+//! Helpers of the transactional (exactly-once) paths shared by both stages.
+//!
+//! librdkafka's transaction calls block for up to their timeout and report, per error, whether
+//! retrying the same call can succeed (a broker away, a coordinator moving), whether the
+//! transaction must be aborted, or whether the producer is finished (fenced by a newer
+//! incarnation). These helpers encode that classification once.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tracing::debug;
+
+/// Runs blocking client calls (transactions, restores: up to minutes while a broker is away)
+/// without starving the other tasks of a multi-threaded runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// How long a transaction call is retried while the broker is unreachable (the consumer keeps
+/// its membership meanwhile: heartbeats do not depend on this loop, and it stays well within
+/// `max.poll.interval.ms`).
+pub const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
+
+/// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
+/// coordinator moves, a broker outage), up to [`TRANSACTION_RETRY_FOR`].
+pub fn retrying(
+    what: &str,
+    mut op: impl FnMut() -> rdkafka::error::KafkaResult<()>,
+) -> std::result::Result<(), KafkaError> {
+    let started = Instant::now();
+    loop {
+        match op() {
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && started.elapsed() < TRANSACTION_RETRY_FOR =>
+            {
+                debug!(error = %e, what, "transaction call retried");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a transactional producer error leaves the producer unusable (fenced, fatal).
+pub fn is_fatal(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        _ => matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fatal)
+        ),
+    }
+}
