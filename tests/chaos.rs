@@ -139,6 +139,16 @@ impl Worker {
     }
 }
 
+impl Drop for Worker {
+    /// A failing test leaves no worker behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Per model id: the join outcome counts the acceptance names, and the confusion cells.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Outcomes {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use driftwatch_codec::from_avro;
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
-use driftwatch_tests::{create_topic, driftwatch_binary, settings, unique};
+use driftwatch_tests::{create_topic, driftwatch_binary, settings, unique, KillOnDrop};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::join_stage::JoinStage;
 use driftwatch_worker::monitor_stage::MonitorStage;
@@ -301,28 +301,30 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
     let s = pipeline_settings().await;
     let port = free_port();
     let t = &s.topics;
-    let mut child = Command::new(driftwatch_binary())
-        .args(["run", "--role", "all"])
-        .env(
-            "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
-            &s.kafka.bootstrap_servers,
-        )
-        .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
-        .env("DRIFTWATCH__MONITOR__GROUP_ID", &s.monitor.group_id)
-        .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
-        .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
-        .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
-        .env("DRIFTWATCH__TOPICS__DEAD_LETTER", &t.dead_letter)
-        .env("DRIFTWATCH__TOPICS__DRIFT_EVENTS", &t.drift_events)
-        .env("DRIFTWATCH__TOPICS__RETRAIN_EVENTS", &t.retrain_events)
-        .env("DRIFTWATCH__TOPICS__MODEL_METRICS", &t.model_metrics)
-        .env("DRIFTWATCH__HTTP__BIND", format!("127.0.0.1:{port}"))
-        .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "250ms")
-        .env("DRIFTWATCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start driftwatch");
+    let mut child = KillOnDrop(
+        Command::new(driftwatch_binary())
+            .args(["run", "--role", "all"])
+            .env(
+                "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
+                &s.kafka.bootstrap_servers,
+            )
+            .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
+            .env("DRIFTWATCH__MONITOR__GROUP_ID", &s.monitor.group_id)
+            .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
+            .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
+            .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
+            .env("DRIFTWATCH__TOPICS__DEAD_LETTER", &t.dead_letter)
+            .env("DRIFTWATCH__TOPICS__DRIFT_EVENTS", &t.drift_events)
+            .env("DRIFTWATCH__TOPICS__RETRAIN_EVENTS", &t.retrain_events)
+            .env("DRIFTWATCH__TOPICS__MODEL_METRICS", &t.model_metrics)
+            .env("DRIFTWATCH__HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "250ms")
+            .env("DRIFTWATCH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start driftwatch"),
+    );
 
     // Not ready before the group assigned partitions; ready after.
     let deadline = Instant::now() + Duration::from_secs(60);

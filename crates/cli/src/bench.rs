@@ -6,7 +6,9 @@
 //!    backlog — the client's ceiling on this machine and broker.
 //! 3. **Pipeline**: the join stage (and the monitor stage, in the same process) catches up on the
 //!    same backlog; the rate is inputs processed per second of wall time.
-//! 4. **Latency at half load**: fresh topics, traffic published in real time at 50 % of the
+//! 4. **Restore** (exactly-once): a new join stage in the same group restores the state the
+//!    pipeline left in its changelog; records, entries, bytes and seconds are reported.
+//! 5. **Latency at half load**: fresh topics, traffic published in real time at 50 % of the
 //!    pipeline's rate with short label delays; the join stage records, per matched outcome, the
 //!    time from the later of prediction and label (event time = publish time here) to the match.
 
@@ -146,8 +148,14 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
         settings.kafka.bootstrap_servers
     );
     println!(
-        "  {} predictions of 20 features, 2 models, ~95 % labeled, {} partitions per input",
-        opts.predictions, opts.partitions
+        "  {} predictions of 20 features, 2 models, ~95 % labeled, {} partitions per input, {}",
+        opts.predictions,
+        opts.partitions,
+        if settings.kafka.exactly_once() {
+            "exactly-once"
+        } else {
+            "at-least-once"
+        }
     );
 
     // 1. Backlog.
@@ -233,7 +241,33 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
         );
     }
 
-    // 4. Latency at half of that load, in real time.
+    // 4. Restore the state the pipeline left behind.
+    if s.kafka.exactly_once() {
+        let join = JoinStage::new(s.clone())?;
+        let handle = join.handle();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(join.run(async {
+            let _ = rx.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while handle.stats().restore.restores == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(());
+        task.await??;
+        let r = handle.stats().restore;
+        println!(
+            "  restore:      {} changelog records ({:.1} MB) → {} join entries in {:.2} s = {:.0} records/s, {:.0} entries/s",
+            r.records,
+            r.bytes as f64 / 1e6,
+            r.entries,
+            r.seconds,
+            r.records as f64 / r.seconds.max(1e-9),
+            r.entries as f64 / r.seconds.max(1e-9)
+        );
+    }
+
+    // 5. Latency at half of that load, in real time.
     let s = fresh(settings, "latency");
     topics(&s, opts.partitions).await?;
     let running = start_pipeline(&s)?;
