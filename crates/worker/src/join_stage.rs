@@ -300,12 +300,13 @@ impl JoinStage {
                         self.set_paused(key, false);
                         paused.remove(&key);
                     }
-                    if last_flush.elapsed() >= flush_every {
-                        if self.exactly_once.is_some() {
-                            self.commit_or_recover(&mut paused)?;
-                        } else {
-                            self.flush_and_commit(CommitMode::Async).await;
-                        }
+                    let due = last_flush.elapsed() >= flush_every;
+                    if self.exactly_once.is_some() {
+                        self.commit_in_background(&mut paused, due)?;
+                    } else if due {
+                        self.flush_and_commit(CommitMode::Async).await;
+                    }
+                    if due {
                         last_flush = Instant::now();
                     }
                     if last_log.elapsed() >= Duration::from_secs(30) {
@@ -352,16 +353,40 @@ impl JoinStage {
     /// a fatal producer error (fenced by a newer incarnation, or unrecoverable) is returned:
     /// the worker must stop, its partitions belong to someone else.
     fn commit_or_recover(&self, paused: &mut HashSet<(Input, i32)>) -> Result<()> {
-        blocking(|| self.commit_or_recover_blocking(paused))
-    }
-
-    fn commit_or_recover_blocking(&self, paused: &mut HashSet<(Input, i32)>) -> Result<()> {
         let Some(eos) = &self.exactly_once else {
             return Ok(());
         };
-        let Err(e) = commit_transaction(&self.producer, &self.consumer, &self.state, eos) else {
+        blocking(
+            || match commit_transaction(&self.producer, &self.consumer, &self.state, eos) {
+                Ok(()) => Ok(()),
+                Err(e) => self.recover(eos, e, paused),
+            },
+        )
+    }
+
+    /// The periodic commit: reports a commit that finished (recovering when it failed) and
+    /// starts the next one on its own thread.
+    fn commit_in_background(&self, paused: &mut HashSet<(Input, i32)>, start: bool) -> Result<()> {
+        let Some(eos) = &self.exactly_once else {
             return Ok(());
         };
+        if let Some(Err(e)) = finish_in_flight(&self.state, false) {
+            return blocking(|| self.recover(eos, e, paused));
+        }
+        if start {
+            start_commit(&self.producer, &self.consumer, &self.state, eos);
+        }
+        Ok(())
+    }
+
+    /// After a failed transaction: aborts it and rebuilds every task from the changelog at the
+    /// committed offsets. A fatal error (fenced) is returned instead: the stage must stop.
+    fn recover(
+        &self,
+        eos: &ExactlyOnce,
+        e: KafkaError,
+        paused: &mut HashSet<(Input, i32)>,
+    ) -> Result<()> {
         if is_fatal(&e) {
             error!(error = %e, "fatal transaction error: stopping the join stage");
             return Err(e.into());
@@ -495,29 +520,34 @@ fn send_waiting(
     }
 }
 
-/// One transaction: partials, changelog records and the input offsets they account for (dead
-/// letters were produced into it as they came), committed together, then the next one opened.
-fn commit_transaction<C: Consumer<StageContext>>(
+/// Sends a batch into the open transaction, commits it and opens the next one (blocking).
+fn run_transaction(
     producer: &FutureProducer,
-    consumer: &C,
-    state: &Mutex<StageState>,
-    eos: &ExactlyOnce,
-) -> std::result::Result<(), KafkaError> {
-    let batch = lock(state).commit_batch();
-    let (partials_topic, changelog_topic) = {
-        let s = lock(state);
-        (s.partials_topic.clone(), s.changelog_topic.clone())
-    };
+    batch: &CommitBatch,
+    metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+    timeout: Duration,
+) -> KafkaResult {
+    for d in &batch.dead_letters {
+        let mut record =
+            FutureRecord::<[u8], [u8]>::to(&batch.dead_letter_topic).headers(d.headers.clone());
+        if let Some(k) = &d.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &d.payload {
+            record = record.payload(p.as_slice());
+        }
+        send_waiting(producer, record)?;
+    }
     for (key, payload) in &batch.partials {
         send_waiting(
             producer,
-            FutureRecord::to(&partials_topic)
+            FutureRecord::to(&batch.partials_topic)
                 .key(key.as_bytes())
                 .payload(payload.as_slice()),
         )?;
     }
     for (partition, (key, value)) in &batch.changelog {
-        let mut record = FutureRecord::<[u8], [u8]>::to(&changelog_topic)
+        let mut record = FutureRecord::<[u8], [u8]>::to(&batch.changelog_topic)
             .partition(*partition)
             .key(key.as_slice());
         if let Some(v) = value {
@@ -526,21 +556,90 @@ fn commit_transaction<C: Consumer<StageContext>>(
         send_waiting(producer, record)?;
     }
     if batch.offsets.count() > 0 {
-        let metadata = consumer
-            .group_metadata()
-            .ok_or(KafkaError::MessageProduction(
-                RDKafkaErrorCode::InvalidGroupId,
-            ))?;
+        let metadata = metadata.ok_or(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidGroupId,
+        ))?;
         retrying("send offsets", || {
-            producer.send_offsets_to_transaction(&batch.offsets, &metadata, eos.timeout)
+            producer.send_offsets_to_transaction(&batch.offsets, metadata, timeout)
         })?;
     }
-    retrying("commit", || producer.commit_transaction(eos.timeout))?;
-    {
+    retrying("commit", || producer.commit_transaction(timeout))?;
+    producer.begin_transaction()
+}
+
+/// Waits for the transaction committing on its own thread, if any, and applies its outcome.
+/// `block` false: only when it has finished. `None` when there is nothing (more) to report.
+fn finish_in_flight(state: &Mutex<StageState>, block: bool) -> Option<KafkaResult> {
+    let handle = {
         let mut s = lock(state);
-        s.transaction_committed(batch.partials.len(), batch.changelog.len());
+        match &s.in_flight {
+            Some(h) if block || h.is_finished() => s.in_flight.take(),
+            _ => None,
+        }
+    }?;
+    let (outcome, result) = handle.join().unwrap_or_else(|_| {
+        (
+            CommitOutcome {
+                counters: Vec::new(),
+                rejected: BTreeMap::new(),
+                partials: 0,
+                changelog_records: 0,
+            },
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail)),
+        )
+    });
+    if result.is_ok() {
+        lock(state).transaction_committed(outcome);
     }
-    producer.begin_transaction()?;
+    Some(result)
+}
+
+/// Starts committing everything done so far on a thread of its own, so the stage keeps
+/// processing meanwhile (nothing is produced into the next transaction before it opens: dead
+/// letters wait in the state). Does nothing while a commit is still running.
+fn start_commit<C: Consumer<StageContext>>(
+    producer: &FutureProducer,
+    consumer: &C,
+    state: &Mutex<StageState>,
+    eos: &ExactlyOnce,
+) {
+    let batch = {
+        let mut s = lock(state);
+        if s.in_flight.is_some() {
+            return;
+        }
+        s.commit_batch()
+    };
+    let metadata = consumer.group_metadata();
+    let producer = producer.clone();
+    let timeout = eos.timeout;
+    let handle = std::thread::Builder::new()
+        .name("join-commit".into())
+        .spawn(move || {
+            let result = run_transaction(&producer, &batch, metadata.as_ref(), timeout);
+            (batch.outcome, result)
+        });
+    match handle {
+        Ok(h) => lock(state).in_flight = Some(h),
+        Err(e) => error!(error = %e, "commit thread not started; the next commit retries"),
+    }
+}
+
+/// Commits everything done so far before returning (revocation, shutdown): waits for a
+/// commit in flight first.
+fn commit_transaction<C: Consumer<StageContext>>(
+    producer: &FutureProducer,
+    consumer: &C,
+    state: &Mutex<StageState>,
+    eos: &ExactlyOnce,
+) -> KafkaResult {
+    if let Some(r) = finish_in_flight(state, true) {
+        r?;
+    }
+    let batch = lock(state).commit_batch();
+    let metadata = consumer.group_metadata();
+    run_transaction(producer, &batch, metadata.as_ref(), eos.timeout)?;
+    lock(state).transaction_committed(batch.outcome);
     Ok(())
 }
 
@@ -555,6 +654,7 @@ fn abort_transaction(
         s.transactions_aborted += 1;
         // The aborted dead letters are produced again when their input is read again.
         s.rejected_uncommitted.clear();
+        s.dead_letters_buffered.clear();
     }
     retrying("abort", || producer.abort_transaction(eos.timeout))?;
     producer.begin_transaction()?;
@@ -761,6 +861,10 @@ struct StageState {
     outcome_lag_ms: Option<Histogram<u64>>,
     /// Dead letters sent since the last flush, not yet confirmed by the broker.
     dead_letters_in_flight: Vec<DeliveryFuture>,
+    /// Exactly-once: dead letters for the next transaction.
+    dead_letters_buffered: Vec<DeadLetter>,
+    /// Exactly-once: the transaction committing on its own thread, if any.
+    in_flight: Option<std::thread::JoinHandle<(CommitOutcome, KafkaResult)>>,
     exactly_once: bool,
     changelog_topic: String,
     restore: RestoreTotals,
@@ -770,11 +874,34 @@ struct StageState {
     failure: Option<String>,
 }
 
-/// Everything one transaction commits.
+type KafkaResult = std::result::Result<(), KafkaError>;
+
+/// A dead letter waiting for the next transaction.
+struct DeadLetter {
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: OwnedHeaders,
+}
+
+/// Everything one transaction commits, taken from the state at one moment.
 struct CommitBatch {
+    partials_topic: String,
+    changelog_topic: String,
+    dead_letter_topic: String,
     partials: Vec<(String, Vec<u8>)>,
     changelog: Vec<(i32, ChangelogRecord)>,
+    dead_letters: Vec<DeadLetter>,
     offsets: TopicPartitionList,
+    outcome: CommitOutcome,
+}
+
+/// What becomes final when a batch's transaction commits.
+struct CommitOutcome {
+    /// Per task: its counters as of the batch.
+    counters: Vec<(i32, Vec<(ModelVersionId, JoinCounters)>)>,
+    rejected: BTreeMap<(String, String), JoinCounters>,
+    partials: usize,
+    changelog_records: usize,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -818,6 +945,8 @@ impl StageState {
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             dead_letters_in_flight: Vec::new(),
+            dead_letters_buffered: Vec::new(),
+            in_flight: None,
             exactly_once: settings.kafka.exactly_once(),
             changelog_topic: settings.join_changelog_topic(),
             restore: RestoreTotals::default(),
@@ -837,25 +966,46 @@ impl StageState {
             t.cursor.changes(&mut t.task, &mut records);
             changelog.extend(records.drain(..).map(|r| (*p, r)));
         }
-        // Dead letters are in the transaction already; its commit confirms them.
-        self.dead_letters_in_flight.clear();
+        let outcome = CommitOutcome {
+            counters: self
+                .tasks
+                .iter()
+                .map(|(p, t)| (*p, t.task.all_counters().collect()))
+                .collect(),
+            rejected: std::mem::take(&mut self.rejected_uncommitted),
+            partials: partials.len(),
+            changelog_records: changelog.len(),
+        };
         CommitBatch {
+            partials_topic: self.partials_topic.clone(),
+            changelog_topic: self.changelog_topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
             partials,
             changelog,
+            dead_letters: std::mem::take(&mut self.dead_letters_buffered),
             offsets: self.processed_offsets(None),
+            outcome,
         }
     }
 
-    /// After a committed transaction: what the tasks counted so far is final.
-    fn transaction_committed(&mut self, partials: usize, changelog_records: usize) {
+    /// After a committed transaction: what its batch counted is final.
+    fn transaction_committed(&mut self, outcome: CommitOutcome) {
+        let CommitOutcome {
+            counters,
+            rejected,
+            partials,
+            changelog_records,
+        } = outcome;
         self.transactions_committed += 1;
         self.producing = true;
-        for (k, c) in std::mem::take(&mut self.rejected_uncommitted) {
+        for (k, c) in rejected {
             let e = self.rejected.entry(k).or_default();
             *e = e.merged(&c);
         }
-        for t in self.tasks.values_mut() {
-            t.committed = t.task.all_counters().collect();
+        for (p, c) in counters {
+            if let Some(t) = self.tasks.get_mut(&p) {
+                t.committed = c;
+            }
         }
         if partials > 0 {
             *self
@@ -1562,15 +1712,32 @@ impl StageState {
                 key: "driftwatch.error.message",
                 value: Some(&reject.message),
             });
+        // An oversized payload is not copied: the headers say where to find it.
+        let payload = if reject.kind == "oversized" {
+            None
+        } else {
+            msg.payload()
+        };
+        if self.exactly_once {
+            // Kept for the next transaction: one may be committing right now, and nothing can
+            // be produced into it then.
+            self.dead_letters_buffered.push(DeadLetter {
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: payload.map(<[u8]>::to_vec),
+                headers,
+            });
+            *self
+                .events_out
+                .entry(self.dead_letter_topic.clone())
+                .or_default() += 1;
+            return;
+        }
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.dead_letter_topic).headers(headers);
         if let Some(k) = msg.key() {
             record = record.key(k);
         }
-        // An oversized payload is not copied: the headers say where to find it.
-        if reject.kind != "oversized" {
-            if let Some(p) = msg.payload() {
-                record = record.payload(p);
-            }
+        if let Some(p) = payload {
+            record = record.payload(p);
         }
         match self.producer.send_result(record) {
             Ok(delivery) => {

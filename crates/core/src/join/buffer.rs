@@ -484,10 +484,11 @@ impl JoinBuffer {
         Ok(())
     }
 
-    /// Sets the watermark of an empty buffer being restored (no expiry runs).
+    /// Sets the watermark of an empty buffer being restored (no expiry runs now; the first
+    /// advance after it sweeps, so entries the watermark had already passed are expired then).
     pub fn restore_watermark(&mut self, watermark: TimestampMs) {
         self.params.watermark = watermark;
-        self.last_sweep_watermark = watermark;
+        self.last_sweep_watermark = i64::MIN;
     }
 
     /// Sets the label timeout of one model (others keep the default).

@@ -443,6 +443,16 @@ impl JoinTask {
         Ok(task)
     }
 
+    /// Expires now everything the watermark has passed (a sweep at the current watermark).
+    /// Sweeps otherwise run as the watermark moves; what they emit does not depend on when.
+    pub fn sweep(&mut self, sink: &mut impl FnMut(JoinEvent)) {
+        let counters = &mut self.counters;
+        self.buffer.sweep(&mut |e: JoinEvent| {
+            count(counters, &e);
+            sink(e);
+        });
+    }
+
     /// Turns on change tracking of the buffer (see [`JoinBuffer::take_changes`]).
     pub fn track_changes(&mut self) {
         self.buffer.track_changes(true);
