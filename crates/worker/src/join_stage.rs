@@ -158,7 +158,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 /// A join stage, built and checked but not yet consuming.
 pub struct JoinStage {
     settings: Settings,
-    consumer: StreamConsumer<StageContext>,
+    /// Shared with the at-least-once flushes, which commit once their records are delivered.
+    consumer: Arc<StreamConsumer<StageContext>>,
     producer: FutureProducer,
     state: Arc<Mutex<StageState>>,
     exactly_once: Option<Arc<ExactlyOnce>>,
@@ -241,7 +242,7 @@ impl JoinStage {
         }
         Ok(JoinStage {
             settings,
-            consumer,
+            consumer: Arc::new(consumer),
             producer,
             state,
             exactly_once,
@@ -275,6 +276,7 @@ impl JoinStage {
         let mut last_flush = Instant::now();
         let mut last_log = Instant::now();
         let mut paused: HashSet<(Input, i32)> = HashSet::new();
+        let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -303,8 +305,10 @@ impl JoinStage {
                     let due = last_flush.elapsed() >= flush_every;
                     if self.exactly_once.is_some() {
                         self.commit_in_background(&mut paused, due)?;
-                    } else if due {
-                        self.flush_and_commit(CommitMode::Async).await;
+                    } else if due && flushing.as_ref().is_none_or(|f| f.is_finished()) {
+                        // Delivery is awaited off the loop; one flush at a time, so offsets
+                        // never move backwards.
+                        flushing = Some(tokio::spawn(self.flush(CommitMode::Async)));
                     }
                     if due {
                         last_flush = Instant::now();
@@ -322,7 +326,10 @@ impl JoinStage {
                 error!(error = %e, "final transaction failed; the next owner restores the last committed state");
             }
         } else {
-            self.flush_and_commit(CommitMode::Sync).await;
+            if let Some(f) = flushing.take() {
+                let _ = f.await;
+            }
+            self.flush(CommitMode::Sync).await;
         }
         self.consumer.unsubscribe();
         let _ = self.producer.flush(Duration::from_secs(10));
@@ -356,12 +363,12 @@ impl JoinStage {
         let Some(eos) = &self.exactly_once else {
             return Ok(());
         };
-        blocking(
-            || match commit_transaction(&self.producer, &self.consumer, &self.state, eos) {
+        blocking(|| {
+            match commit_transaction(&self.producer, self.consumer.as_ref(), &self.state, eos) {
                 Ok(()) => Ok(()),
                 Err(e) => self.recover(eos, e, paused),
-            },
-        )
+            }
+        })
     }
 
     /// The periodic commit: reports a commit that finished (recovering when it failed) and
@@ -374,7 +381,7 @@ impl JoinStage {
             return blocking(|| self.recover(eos, e, paused));
         }
         if start {
-            start_commit(&self.producer, &self.consumer, &self.state, eos);
+            start_commit(&self.producer, self.consumer.as_ref(), &self.state, eos);
         }
         Ok(())
     }
@@ -423,7 +430,9 @@ impl JoinStage {
         Ok(())
     }
 
-    async fn flush_and_commit(&self, mode: CommitMode) {
+    /// At-least-once: produces the partials now and returns what awaits their delivery (and
+    /// the dead letters') and then commits the offsets they account for.
+    fn flush(&self, mode: CommitMode) -> impl Future<Output = ()> + Send + 'static {
         // Partials and the offsets they account for are taken together.
         let (records, offsets, dead_letters) = {
             let mut state = lock(&self.state);
@@ -433,19 +442,47 @@ impl JoinStage {
                 std::mem::take(&mut state.dead_letters_in_flight),
             )
         };
-        let topic = &self.settings.topics.model_partials;
+        let topic = self.settings.topics.model_partials.clone();
         let mut deliveries = Vec::with_capacity(records.len());
         for (key, payload) in &records {
             match self
                 .producer
-                .send_result(FutureRecord::to(topic).key(key).payload(payload))
+                .send_result(FutureRecord::to(&topic).key(key).payload(payload))
             {
                 Ok(d) => deliveries.push(d),
                 Err((e, _)) => error!(error = %e, "partial not enqueued"),
             }
         }
+        deliveries.extend(dead_letters);
+        let pending = PendingFlush {
+            deliveries,
+            offsets,
+            topic,
+            written: records.len() as u64,
+            mode,
+        };
+        let consumer = self.consumer.clone();
+        let state = self.state.clone();
+        async move { pending.complete(&consumer, &state).await }
+    }
+}
+
+/// An at-least-once flush whose records are produced: what remains is to await their delivery
+/// and then commit the offsets they account for.
+struct PendingFlush {
+    /// Partials and dead letters.
+    deliveries: Vec<DeliveryFuture>,
+    offsets: TopicPartitionList,
+    topic: String,
+    written: u64,
+    mode: CommitMode,
+}
+
+impl PendingFlush {
+    /// Commits the offsets only if every record was delivered.
+    async fn complete(self, consumer: &StreamConsumer<StageContext>, state: &Mutex<StageState>) {
         let mut ok = true;
-        for d in deliveries.into_iter().chain(dead_letters) {
+        for d in self.deliveries {
             match d.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
@@ -456,15 +493,15 @@ impl JoinStage {
             }
         }
         {
-            let mut state = lock(&self.state);
+            let mut state = lock(state);
             state.producing = ok;
-            if ok && !records.is_empty() {
-                *state.events_out.entry(topic.clone()).or_default() += records.len() as u64;
+            if ok && self.written > 0 {
+                *state.events_out.entry(self.topic).or_default() += self.written;
             }
         }
         // Offsets move only when everything they account for is in Kafka.
-        if ok && offsets.count() > 0 {
-            if let Err(e) = self.consumer.commit(&offsets, mode) {
+        if ok && self.offsets.count() > 0 {
+            if let Err(e) = consumer.commit(&self.offsets, self.mode) {
                 debug!(error = %e, "commit");
             }
         }

@@ -406,18 +406,21 @@ pub fn render(snapshot: &WorkerSnapshot, options: &RenderOptions) -> Result<Stri
         age.get_or_create(&labels).set(b.oldest_pending_age_seconds);
     }
 
-    for (name, value) in [
-        (MetricName::RestoreRecords, s.restore.records),
-        (MetricName::RestoreBytes, s.restore.bytes),
-        (MetricName::RestoreEntries, s.restore.entries),
-    ] {
-        counter_family(&mut registry, name)
+    // Only a worker that restores state (exactly-once join) has these series.
+    if s.restore.restores > 0 {
+        for (name, value) in [
+            (MetricName::RestoreRecords, s.restore.records),
+            (MetricName::RestoreBytes, s.restore.bytes),
+            (MetricName::RestoreEntries, s.restore.entries),
+        ] {
+            counter_family(&mut registry, name)
+                .get_or_create(&vec![])
+                .inc_by(value);
+        }
+        gauge_family(&mut registry, MetricName::RestoreSeconds)
             .get_or_create(&vec![])
-            .inc_by(value);
+            .set(s.restore.seconds);
     }
-    gauge_family(&mut registry, MetricName::RestoreSeconds)
-        .get_or_create(&vec![])
-        .set(s.restore.seconds);
     let transactions = counter_family(&mut registry, MetricName::Transactions);
     for ((stage, result), n) in &s.transactions {
         transactions
@@ -623,6 +626,15 @@ pub(crate) mod tests {
             DriftState::Drift,
         );
         s.monitor = Some(m);
+        s.restore = crate::join_stage::RestoreTotals {
+            restores: 1,
+            records: 10,
+            bytes: 380,
+            entries: 8,
+            seconds: 0.5,
+        };
+        s.transactions
+            .insert(("join".into(), "committed".into()), 3);
         s
     }
 
