@@ -73,7 +73,7 @@ use crate::clients::{member_config, producer_config, transactional_producer_conf
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 use crate::topics::{check_copartitioned, partition_count};
-use crate::transactions::{blocking, is_fatal, retrying};
+use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed};
 
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
 /// attributed to a model are under `("unknown", "")`.
@@ -413,17 +413,8 @@ impl JoinStage {
         let restored = eos.reader.restore(&assigned, &config, RESTORE_TIMEOUT)?;
         lock(&self.state).install_restored(restored);
         // Back to the committed offsets (the beginning where nothing was committed yet).
-        let committed = self.consumer.committed(eos.timeout)?;
-        let mut seek = TopicPartitionList::new();
-        for e in committed.elements() {
-            let offset = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
-            seek.add_partition_offset(e.topic(), e.partition(), offset)?;
-        }
+        let committed = rewind_to_committed(self.consumer.as_ref(), eos.timeout)?;
         lock(&self.state).set_positions(&committed);
-        self.consumer.seek_partitions(seek, eos.timeout)?;
         for key in paused.drain() {
             self.set_paused(key, false);
         }

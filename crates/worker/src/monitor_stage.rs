@@ -45,7 +45,7 @@ use crate::clients::{
 };
 use crate::error::{Result, WorkerError};
 use crate::settings::{OutputFormat, Settings};
-use crate::transactions::{blocking, is_fatal, retrying};
+use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed};
 
 /// What the monitor stage published so far, readable while it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -377,16 +377,7 @@ impl MonitorStage {
         blocking(|| -> Result<()> {
             retrying("monitor", || self.producer.abort_transaction(timeout))?;
             self.producer.begin_transaction()?;
-            let committed = self.consumer.committed(timeout)?;
-            let mut seek = TopicPartitionList::new();
-            for e in committed.elements() {
-                let offset = match e.offset() {
-                    Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::Beginning,
-                };
-                seek.add_partition_offset(e.topic(), e.partition(), offset)?;
-            }
-            self.consumer.seek_partitions(seek, timeout)?;
+            rewind_to_committed(&self.consumer, timeout)?;
             Ok(())
         })
     }
@@ -429,33 +420,18 @@ impl MonitorStage {
         self.producer.begin_transaction()
     }
 
-    /// Publishes one evaluation's output; true when everything was delivered.
-    async fn publish(&self, out: MonitorOutput) -> bool {
-        let t = &self.settings.topics;
-        let format = self.settings.monitor.output_format;
-        let mut deliveries = Vec::new();
-        for e in &out.drift_events {
-            info!(
-                model = %e.model_id, version = %e.model_version, detector = %e.detector,
-                feature = e.feature.as_deref().unwrap_or("-"), from = e.previous_state.as_str(),
-                to = e.state.as_str(), value = e.value, threshold = e.threshold, id = %e.event_id,
-                "drift event"
-            );
-            deliveries.extend(self.send(&t.drift_events, &e.model_id, e, format));
-        }
-        for e in &out.retrain_events {
-            info!(model = %e.model_id, version = %e.model_version, id = %e.event_id, reasons = ?e.reasons, dry_run = e.dry_run, "retrain event");
-            deliveries.extend(self.send(&t.retrain_events, &e.model_id, e, format));
-        }
-        for m in &out.metrics {
-            deliveries.extend(self.send(&t.model_metrics, &m.model_id, m, format));
-        }
-        {
-            let mut s = lock(&self.stats);
-            s.drift_events.extend(out.drift_events.iter().cloned());
-            s.retrain_events.extend(out.retrain_events.iter().cloned());
-            if !out.metrics.is_empty() {
-                s.latest_metrics = out.metrics.clone();
+    /// At-least-once: publishes one evaluation's output; true when everything was delivered.
+    async fn publish(&mut self, out: MonitorOutput) -> bool {
+        self.record_output(&out);
+        let mut deliveries = Vec::with_capacity(self.unpublished.len());
+        for r in self.unpublished.drain(..) {
+            match self.producer.send_result(
+                FutureRecord::to(&r.topic)
+                    .key(r.key.as_str())
+                    .payload(r.payload.as_slice()),
+            ) {
+                Ok(d) => deliveries.push(d),
+                Err((e, _)) => error!(error = %e, topic = %r.topic, "record not enqueued"),
             }
         }
         let mut ok = true;
@@ -468,36 +444,6 @@ impl MonitorStage {
             error!("some monitor output was not delivered; offsets not committed");
         }
         ok
-    }
-
-    fn send<T: AvroRecord + JsonRecord>(
-        &self,
-        topic: &str,
-        key: &str,
-        record: &T,
-        format: OutputFormat,
-    ) -> Option<rdkafka::producer::DeliveryFuture> {
-        let payload = match format {
-            OutputFormat::Avro => to_avro(record),
-            OutputFormat::Json => to_json(record).map(String::into_bytes),
-        };
-        let payload = match payload {
-            Ok(p) => p,
-            Err(e) => {
-                error!(error = %e, topic, "record not encodable");
-                return None;
-            }
-        };
-        match self
-            .producer
-            .send_result(FutureRecord::to(topic).key(key).payload(&payload))
-        {
-            Ok(d) => Some(d),
-            Err((e, _)) => {
-                error!(error = %e, topic, "record not enqueued");
-                None
-            }
-        }
     }
 }
 

@@ -56,3 +56,26 @@ pub fn is_fatal(e: &KafkaError) -> bool {
         ),
     }
 }
+
+/// Moves the consumer back to its group's committed offsets (the beginning where nothing was
+/// committed yet), after an aborted transaction; returns the committed offsets.
+pub fn rewind_to_committed<
+    X: rdkafka::consumer::ConsumerContext,
+    C: rdkafka::consumer::Consumer<X>,
+>(
+    consumer: &C,
+    timeout: Duration,
+) -> Result<rdkafka::TopicPartitionList, KafkaError> {
+    use rdkafka::Offset;
+    let committed = consumer.committed(timeout)?;
+    let mut seek = rdkafka::TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        seek.add_partition_offset(e.topic(), e.partition(), offset)?;
+    }
+    consumer.seek_partitions(seek, timeout)?;
+    Ok(committed)
+}
