@@ -1,6 +1,7 @@
-//! A broker restart in the middle of the traffic: the join stage reconnects by itself and every
-//! input is still accounted for exactly (the worker keeps its in-memory state; nothing is
-//! re-read or lost while the broker is away).
+//! A broker restart in the middle of the traffic: the join stage (exactly-once) reconnects by
+//! itself, and both its own accounting and the partials it committed equal the offline reference
+//! exactly (transactions that fail while the broker is away are aborted and their work is done
+//! again from the changelog).
 //!
 //! Restarts the test broker of `scripts/kafka` (same ports, same storage), so it lives in its own
 //! test binary: nothing else runs against the broker meanwhile.
@@ -8,6 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
 use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS};
 use driftwatch_tests::{create_topic, settings, unique};
 use driftwatch_worker::join_stage::JoinStage;
@@ -94,4 +96,10 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
     assert_eq!(stats.dropped_on_revoke, 0, "a rebalance dropped state");
     let by_model = counters_by_model(std::slice::from_ref(&stats));
     assert_eq!(by_model, scenario.expected);
+    // What the monitor would read: the committed partials sum to the reference exactly (an
+    // aborted transaction's partials are invisible, none is committed twice).
+    let reference = Outcomes::reference(&scenario);
+    let mut reader = PartialsReader::new(&s, 4);
+    reader.read_until(reference.total(), Duration::from_secs(60));
+    assert_reference(&reader.seen, &reference, &[]);
 }

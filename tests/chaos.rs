@@ -8,21 +8,17 @@
 //! The default run is short (50 000 predictions); `DRIFTWATCH_CHAOS_FULL=1` runs 1 000 000
 //! predictions with more kills.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use driftwatch_codec::from_avro;
-use driftwatch_core::{JoinCounters, ModelPartial};
+use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
 use driftwatch_tests::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
 use driftwatch_tests::{create_topic, driftwatch_binary, settings, unique};
 use driftwatch_worker::settings::Settings;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
 
@@ -149,110 +145,6 @@ impl Drop for Worker {
     }
 }
 
-/// Per model id: the join outcome counts the acceptance names, and the confusion cells.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Outcomes {
-    counts: BTreeMap<String, [u64; 6]>,
-    confusion: BTreeMap<String, BTreeMap<(String, String), u64>>,
-}
-
-fn outcome_counts(c: &JoinCounters) -> [u64; 6] {
-    [
-        c.matched,
-        c.expired_unlabeled,
-        c.orphan_labels,
-        c.duplicate_predictions,
-        c.duplicate_labels,
-        c.late_labels,
-    ]
-}
-
-impl Outcomes {
-    fn reference(scenario: &Scenario) -> Outcomes {
-        let mut o = Outcomes::default();
-        for (model, c) in &scenario.expected {
-            let counts = outcome_counts(c);
-            if counts.iter().any(|&n| n > 0) {
-                o.counts.insert(model.clone(), counts);
-            }
-        }
-        o.confusion = scenario.confusion.clone();
-        o.confusion.retain(|_, cells| !cells.is_empty());
-        o
-    }
-
-    fn add(&mut self, p: &ModelPartial) {
-        let counts = self.counts.entry(p.model_id.clone()).or_default();
-        for (a, b) in counts.iter_mut().zip(outcome_counts(&p.counters)) {
-            *a += b;
-        }
-        if counts.iter().all(|&n| n == 0) {
-            self.counts.remove(&p.model_id);
-        }
-        for cell in &p.confusion {
-            *self
-                .confusion
-                .entry(p.model_id.clone())
-                .or_default()
-                .entry((cell.predicted.clone(), cell.actual.clone()))
-                .or_default() += cell.count;
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.counts.values().flatten().sum()
-    }
-}
-
-/// Reads the committed partials from the start of the topic.
-struct PartialsReader {
-    consumer: BaseConsumer,
-    seen: Outcomes,
-    partials: u64,
-}
-
-impl PartialsReader {
-    fn new(s: &Settings) -> PartialsReader {
-        let consumer: BaseConsumer =
-            driftwatch_worker::clients::consumer_config(&s.kafka, &unique("chaos-reader"))
-                .create()
-                .expect("reader");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(&s.topics.model_partials, p, Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
-        PartialsReader {
-            consumer,
-            seen: Outcomes::default(),
-            partials: 0,
-        }
-    }
-
-    fn read_for(&mut self, d: Duration) {
-        let until = Instant::now() + d;
-        while Instant::now() < until {
-            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) {
-                let p: ModelPartial =
-                    from_avro(m.payload().expect("partial payload")).expect("partial decodes");
-                self.seen.add(&p);
-                self.partials += 1;
-            }
-        }
-    }
-
-    /// Reads until the outcome total reaches `target` (or `timeout`), then a little longer so
-    /// that anything counted twice would show.
-    fn read_until(&mut self, target: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.seen.total() < target && Instant::now() < deadline {
-            self.read_for(Duration::from_millis(500));
-        }
-        self.read_for(Duration::from_secs(5));
-    }
-}
-
 fn produce_in_background(
     s: &Settings,
     scenario: &Scenario,
@@ -275,22 +167,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64
-}
-
-fn assert_reference(reader: &PartialsReader, reference: &Outcomes, logs: &[PathBuf]) {
-    if reader.seen != *reference {
-        for l in logs {
-            eprintln!("worker log: {}", l.display());
-        }
-    }
-    assert_eq!(
-        reader.seen.counts, reference.counts,
-        "committed outcome counts differ from the offline reference"
-    );
-    assert_eq!(
-        reader.seen.confusion, reference.confusion,
-        "committed confusion matrices differ from the offline reference"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,14 +199,14 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
         logs.push(worker.log.clone());
     }
     producing.await.expect("producer");
-    let mut reader = PartialsReader::new(&s);
+    let mut reader = PartialsReader::new(&s, PARTITIONS);
     reader.read_until(
         reference.total(),
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     let status = worker.terminate();
     assert!(status.success(), "worker exit {status}");
-    assert_reference(&reader, &reference, &logs);
+    assert_reference(&reader.seen, &reference, &logs);
     assert!(reader.partials > 0);
 }
 
@@ -356,12 +232,12 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
         assert!(status.success(), "scaled-down worker exit {status}");
     }
     producing.await.expect("producer");
-    let mut reader = PartialsReader::new(&s);
+    let mut reader = PartialsReader::new(&s, PARTITIONS);
     reader.read_until(
         reference.total(),
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     let status = first.terminate();
     assert!(status.success(), "worker exit {status}");
-    assert_reference(&reader, &reference, &logs);
+    assert_reference(&reader.seen, &reference, &logs);
 }
