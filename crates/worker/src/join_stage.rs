@@ -73,7 +73,7 @@ use crate::clients::{member_config, producer_config, transactional_producer_conf
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 use crate::topics::{check_copartitioned, partition_count};
-use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed};
+use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed, send_waiting};
 
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
 /// attributed to a model are under `("unknown", "")`.
@@ -528,26 +528,6 @@ fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Enqueues a record, waiting while the local queue is full (the producer's thread drains it).
-fn send_waiting(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, [u8], [u8]>,
-) -> std::result::Result<(), KafkaError> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match producer.send_result(record) {
-            Ok(_) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
-                if Instant::now() < deadline =>
-            {
-                record = r;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
 /// Sends a batch into the open transaction, commits it and opens the next one (blocking).
 fn run_transaction(
     producer: &FutureProducer,
@@ -734,9 +714,10 @@ impl StageContext {
         let config = lock(&self.state).join_config.clone();
         match eos.reader.restore(&partitions, &config, RESTORE_TIMEOUT) {
             Ok(restored) => {
+                let committed = committed_offsets(consumer, tpl, eos.timeout);
                 let mut state = lock(&self.state);
                 state.install_restored(restored);
-                state.start_at_committed(consumer, tpl, eos.timeout);
+                state.set_positions(&committed);
             }
             Err(e) => {
                 error!(error = %e, "restore failed: the join stage stops");
@@ -801,6 +782,7 @@ impl ConsumerContext for StageContext {
                     info!(partitions = ?lock(&self.state).assigned(), "partitions assigned and restored");
                     return;
                 }
+                let committed = committed_offsets(consumer, tpl, Duration::from_secs(10));
                 let mut state = lock(&self.state);
                 let mut per_topic: HashMap<i32, (bool, bool)> = HashMap::new();
                 for e in tpl.elements() {
@@ -817,7 +799,7 @@ impl ConsumerContext for StageContext {
                     }
                     state.assign(partition);
                 }
-                state.start_at_committed(consumer, tpl, Duration::from_secs(10));
+                state.set_positions(&committed);
                 info!(partitions = ?state.assigned(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -1049,23 +1031,6 @@ impl StageState {
         }
     }
 
-    /// Sets each assigned task's read position to the group's committed offsets: a task whose
-    /// inputs have nothing past them receives no record, and must still know where it stands
-    /// to count as caught up (the idle fallback of the watermark needs that).
-    fn start_at_committed<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        tpl: &TopicPartitionList,
-        timeout: Duration,
-    ) {
-        match consumer.committed_offsets(tpl.clone(), timeout) {
-            Ok(committed) => self.set_positions(&committed),
-            Err(e) => {
-                warn!(error = %e, "committed offsets unknown: tasks count as caught up once they read")
-            }
-        }
-    }
-
     /// Sets read positions from `offsets` (entries without an offset are left alone).
     fn set_positions(&mut self, offsets: &TopicPartitionList) {
         for e in offsets.elements() {
@@ -1103,11 +1068,7 @@ impl StageState {
     fn abandon(&mut self, partitions: &HashSet<i32>) {
         for p in partitions {
             if let Some(t) = self.tasks.remove(p) {
-                for (id, c) in &t.committed {
-                    let key = model_key(&t.task, *id);
-                    let e = self.retired.entry(key).or_default();
-                    *e = e.merged(c);
-                }
+                keep_totals(&mut self.retired, &t.task, t.committed.iter().copied());
             }
         }
     }
@@ -1206,11 +1167,7 @@ impl StageState {
                 let pending = (b.pending_predictions + b.pending_labels) as u64;
                 let (qp, ql) = t.task.queued();
                 self.dropped_on_revoke += pending + (qp + ql) as u64;
-                for (id, c) in t.task.all_counters() {
-                    let key = model_key(&t.task, id);
-                    let e = self.retired.entry(key).or_default();
-                    *e = e.merged(&c);
-                }
+                keep_totals(&mut self.retired, &t.task, t.task.all_counters());
             }
         }
     }
@@ -1778,6 +1735,35 @@ impl StageState {
             }
             Err((e, _)) => error!(error = %e, "dead letter not enqueued"),
         }
+    }
+}
+
+/// The group's committed offsets of `tpl`, asked before the state is locked (a broker round
+/// trip). Tasks start there: one whose inputs have nothing past them receives no record and
+/// must still know where it stands to count as caught up (the watermark's idle fallback needs
+/// that). Empty when unknown: tasks then count as caught up once they read.
+fn committed_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+    timeout: Duration,
+) -> TopicPartitionList {
+    consumer
+        .committed_offsets(tpl.clone(), timeout)
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "committed offsets unknown");
+            TopicPartitionList::new()
+        })
+}
+
+/// Adds the counters of a task being dropped to the totals that outlive it.
+fn keep_totals(
+    retired: &mut BTreeMap<(String, String), JoinCounters>,
+    task: &JoinTask,
+    counters: impl IntoIterator<Item = (ModelVersionId, JoinCounters)>,
+) {
+    for (id, c) in counters {
+        let e = retired.entry(model_key(task, id)).or_default();
+        *e = e.merged(&c);
     }
 }
 

@@ -45,7 +45,7 @@ use crate::clients::{
 };
 use crate::error::{Result, WorkerError};
 use crate::settings::{OutputFormat, Settings};
-use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed};
+use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed, send_waiting};
 
 /// What the monitor stage published so far, readable while it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -384,22 +384,12 @@ impl MonitorStage {
 
     fn try_commit(&self, timeout: Duration) -> std::result::Result<(), KafkaError> {
         for r in &self.unpublished {
-            let mut record = FutureRecord::to(&r.topic)
-                .key(r.key.as_str())
-                .payload(r.payload.as_slice());
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(_) => break,
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        back,
-                    )) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
+            send_waiting(
+                &self.producer,
+                FutureRecord::to(&r.topic)
+                    .key(r.key.as_bytes())
+                    .payload(r.payload.as_slice()),
+            )?;
         }
         let topic = &self.settings.topics.model_partials;
         let mut offsets = TopicPartitionList::new();

@@ -79,3 +79,23 @@ pub fn rewind_to_committed<
     consumer.seek_partitions(seek, timeout)?;
     Ok(committed)
 }
+
+/// Enqueues a record, waiting while the local queue is full (the producer's thread drains it).
+pub fn send_waiting(
+    producer: &rdkafka::producer::FutureProducer,
+    mut record: rdkafka::producer::FutureRecord<'_, [u8], [u8]>,
+) -> std::result::Result<(), KafkaError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match producer.send_result(record) {
+            Ok(_) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                if Instant::now() < deadline =>
+            {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
