@@ -75,7 +75,6 @@ impl Outcomes {
 pub struct PartialsReader {
     consumer: BaseConsumer,
     pub seen: Outcomes,
-    pub partials: u64,
 }
 
 impl PartialsReader {
@@ -96,7 +95,6 @@ impl PartialsReader {
         PartialsReader {
             consumer,
             seen: Outcomes::default(),
-            partials: 0,
         }
     }
 
@@ -108,7 +106,6 @@ impl PartialsReader {
                 let p: ModelPartial =
                     from_avro(m.payload().expect("partial payload")).expect("partial decodes");
                 self.seen.add(&p);
-                self.partials += 1;
             }
         }
     }
