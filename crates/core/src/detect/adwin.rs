@@ -100,7 +100,7 @@ impl AdwinConfig {
 }
 
 /// The ADWIN detector. Feeds on any real values; never warns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Adwin {
     config: AdwinConfig,
     /// Buckets per row plus one: a row may hold one extra bucket just before it is compressed.

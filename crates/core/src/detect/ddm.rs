@@ -73,7 +73,7 @@ impl DdmConfig {
 }
 
 /// The DDM detector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ddm {
     config: DdmConfig,
     /// Error rate and count.

@@ -65,7 +65,7 @@ impl EddmConfig {
 }
 
 /// The EDDM detector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Eddm {
     config: EddmConfig,
     /// Distances between consecutive errors.

@@ -64,7 +64,7 @@ impl HddmAConfig {
 }
 
 /// The HDDM_A detector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HddmA {
     config: HddmAConfig,
     /// `ln(1/drift_confidence)`, used by every cut-point bound.

@@ -76,7 +76,7 @@ impl HddmWConfig {
 }
 
 /// An EWMA with its independent bound condition.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Sample {
     ewma: EwMean,
     ibc: f64,
@@ -101,7 +101,7 @@ impl Sample {
 }
 
 /// The HDDM_W detector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HddmW {
     config: HddmWConfig,
     lambda_sq: f64,

@@ -179,7 +179,7 @@ impl DetectorConfig {
 }
 
 /// Any detector, without boxing (per-model state is kept by value).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Detector {
     Adwin(Adwin),
     Ddm(Ddm),

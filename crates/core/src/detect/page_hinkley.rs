@@ -101,7 +101,7 @@ impl PageHinkleyConfig {
 }
 
 /// The Page-Hinkley detector. Feeds on any real values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageHinkley {
     config: PageHinkleyConfig,
     mean: Mean,

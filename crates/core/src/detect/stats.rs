@@ -5,8 +5,9 @@
 //! order as in River: a different order rounds differently and can move a detection by one
 //! observation.
 
+use serde::{Deserialize, Serialize};
 /// Weighted running mean.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Mean {
     /// Sum of weights (the count when every weight is 1).
     pub n: f64,
@@ -22,7 +23,7 @@ impl Mean {
 }
 
 /// Running mean and sample variance (Welford, divisor `n - 1`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Var {
     pub mean: Mean,
     /// Sum of squared deviations from the mean.
@@ -49,7 +50,7 @@ impl Var {
 }
 
 /// Exponentially weighted mean; the first value seeds it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EwMean {
     alpha: f64,
     one_minus_alpha: f64,

@@ -49,7 +49,7 @@ pub enum BaselineSource {
 }
 
 /// A model version's baseline, possibly still being learned.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     config: BaselineConfig,
     source: BaselineSource,

@@ -54,6 +54,28 @@ pub const DDM: &str = "ddm";
 /// Name of the EDDM stream detector.
 pub const EDDM: &str = "eddm";
 
+/// A stream detector's name: one of the constants above. Stored as text and read back as the
+/// constant, so a snapshot naming an unknown detector is refused rather than invented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamName(&'static str);
+
+impl Serialize for StreamName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        [ADWIN, PAGE_HINKLEY, DDM, EDDM]
+            .into_iter()
+            .find(|known| *known == name)
+            .map(StreamName)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown stream detector `{name}`")))
+    }
+}
+
 /// An accuracy drop of this many points (or a doubling of RMSE) is severity 1.
 pub const FULL_SEVERITY_DROP: f64 = 0.20;
 
@@ -424,7 +446,7 @@ impl Default for StreamDetectorConfig<DdmConfig> {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Engine {
     /// With the observations fed per recent bucket (newest last), to map a cut back to time.
     Adwin(Adwin, std::collections::VecDeque<u64>, u64),
@@ -435,9 +457,9 @@ enum Engine {
 }
 
 /// One stream detector over matured bucket error rates, with its hold and bookkeeping.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamWatch {
-    name: &'static str,
+    name: StreamName,
     engine: Engine,
     threshold: f64,
     min_bucket_labeled: u64,
@@ -508,7 +530,7 @@ impl StreamWatch {
         cfg: &StreamDetectorConfig<C>,
     ) -> Self {
         StreamWatch {
-            name,
+            name: StreamName(name),
             engine,
             threshold,
             min_bucket_labeled: cfg.min_bucket_labeled,
@@ -525,7 +547,7 @@ impl StreamWatch {
 
     /// The detector's name.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.name.0
     }
 
     /// Feeds one matured bucket (classification outcomes only). Returns whether it fired.
@@ -657,7 +679,7 @@ impl StreamWatch {
         };
         let (baseline_start, baseline_end) = baseline.bounds();
         Some(Judgement {
-            detector: self.name.to_owned(),
+            detector: self.name.0.to_owned(),
             feature: None,
             level,
             statistic: "error_rate".to_owned(),

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::summary::drift::{self, DriftMethod, DriftResult};
 use crate::summary::{
-    CategoricalSummary, FeatureInterner, FeatureKind, FeatureSummary, NumericSummary,
+    CategoricalSummary, FeatureId, FeatureInterner, FeatureKind, FeatureSummary, NumericSummary,
     SignatureSummary, SummaryError,
 };
 use crate::TimestampMs;
@@ -168,7 +168,11 @@ struct Reference {
 }
 
 /// Signatures of one (model, version): reference and current buckets.
-#[derive(Debug, Clone)]
+///
+/// Serialized (for the monitor's changelog) with its summaries in their binary form and its
+/// feature names in id order, so a restored tracker interns them to the same ids.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "TrackerState", into = "TrackerState")]
 pub struct SignatureTracker {
     names: FeatureInterner,
     window_ms: i64,
@@ -181,6 +185,92 @@ pub struct SignatureTracker {
     /// Features that were judged absent from the reference, to clear their presence verdict.
     appeared: BTreeSet<String>,
     decode_errors: u64,
+}
+
+/// The serialized form of a [`SignatureTracker`].
+#[derive(Serialize, Deserialize)]
+struct TrackerState {
+    names: Vec<String>,
+    window_ms: i64,
+    reference_ms: i64,
+    /// (summary, start, end, frozen).
+    reference: Option<(Vec<u8>, TimestampMs, TimestampMs, bool)>,
+    buckets: Vec<(TimestampMs, Vec<u8>)>,
+    width_ms: Option<i64>,
+    progress_ms: Option<TimestampMs>,
+    last_judged_end: Option<TimestampMs>,
+    appeared: BTreeSet<String>,
+    decode_errors: u64,
+    /// Summaries that could not be encoded (none in practice: see `SignatureSummary::to_bytes`).
+    lost: u64,
+}
+
+impl From<SignatureTracker> for TrackerState {
+    fn from(t: SignatureTracker) -> Self {
+        let names = (0..t.names.len())
+            .filter_map(|i| u16::try_from(i).ok())
+            .filter_map(|i| t.names.name(FeatureId(i)).map(str::to_owned))
+            .collect();
+        let mut lost = 0;
+        let mut encode = |s: &SignatureSummary| match s.to_bytes(&t.names) {
+            Ok(b) => Some(b),
+            Err(_) => {
+                lost += 1;
+                None
+            }
+        };
+        let reference = t
+            .reference
+            .as_ref()
+            .and_then(|r| Some((encode(&r.summary)?, r.start, r.end, r.frozen)));
+        let buckets = t
+            .buckets
+            .iter()
+            .filter_map(|(start, s)| Some((*start, encode(s)?)))
+            .collect();
+        TrackerState {
+            names,
+            window_ms: t.window_ms,
+            reference_ms: t.reference_ms,
+            reference,
+            buckets,
+            width_ms: t.width_ms,
+            progress_ms: t.progress_ms,
+            last_judged_end: t.last_judged_end,
+            appeared: t.appeared,
+            decode_errors: t.decode_errors,
+            lost,
+        }
+    }
+}
+
+impl TryFrom<TrackerState> for SignatureTracker {
+    type Error = SummaryError;
+
+    fn try_from(s: TrackerState) -> Result<Self, SummaryError> {
+        let mut t = SignatureTracker::new(s.window_ms, s.reference_ms);
+        for name in &s.names {
+            t.names.intern(name)?;
+        }
+        if let Some((bytes, start, end, frozen)) = s.reference {
+            t.reference = Some(Reference {
+                summary: SignatureSummary::from_bytes(&bytes, &mut t.names)?,
+                start,
+                end,
+                frozen,
+            });
+        }
+        for (start, bytes) in s.buckets {
+            let summary = SignatureSummary::from_bytes(&bytes, &mut t.names)?;
+            t.buckets.insert(start, summary);
+        }
+        t.width_ms = s.width_ms;
+        t.progress_ms = s.progress_ms;
+        t.last_judged_end = s.last_judged_end;
+        t.appeared = s.appeared;
+        t.decode_errors = s.decode_errors.saturating_add(s.lost);
+        Ok(t)
+    }
 }
 
 impl SignatureTracker {

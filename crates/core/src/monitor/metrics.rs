@@ -16,12 +16,13 @@
 //!   stage when they resolve: matched, expired unlabeled or duplicate);
 //! - `prediction_rate` = resolved predictions per second of window length.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::{JoinCounters, ModelPartial, RegressionSums};
 
 /// The sums of any number of partials of one model version, whatever their buckets.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     pub counters: JoinCounters,
     /// predicted → actual → count. Nested so that adding a cell that already exists looks it up

@@ -44,6 +44,7 @@ pub mod detectors;
 pub mod features;
 pub mod metrics;
 pub mod policy;
+pub mod snapshot;
 pub mod state;
 pub mod window;
 
@@ -56,6 +57,7 @@ pub use detectors::{AccuracyDropConfig, Judgement, Level, StreamDetectorConfig};
 pub use features::{FeatureDriftConfig, SignatureTracker};
 pub use metrics::{Aggregate, Metrics};
 pub use policy::{PolicyConfig, PolicyState, TriggerMode};
+pub use snapshot::{Restored, SnapshotError, SNAPSHOT_FORMAT};
 pub use state::{event_id, DriftMachine, Hysteresis};
 pub use window::{ModelWindows, Placement, WindowError, WindowSpec, WindowStats, WindowView};
 
@@ -92,7 +94,7 @@ pub struct MonitorOutput {
 /// Machines are keyed by (detector, feature).
 type MachineKey = (String, Option<String>);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct VersionState {
     windows: ModelWindows,
     baseline: Baseline,
@@ -141,6 +143,19 @@ struct ModelState {
     config: ModelConfig,
     versions: BTreeMap<String, VersionState>,
     policy: PolicyState,
+    /// Changed since its last [`Monitor::export_model`]: the changelog needs a new snapshot.
+    dirty: bool,
+}
+
+impl ModelState {
+    fn new(config: ModelConfig) -> Self {
+        ModelState {
+            config,
+            versions: BTreeMap::new(),
+            policy: PolicyState::default(),
+            dirty: true,
+        }
+    }
 }
 
 /// The monitor of a set of models.
@@ -181,11 +196,8 @@ impl Monitor {
         let model = self
             .models
             .entry(model_id.to_owned())
-            .or_insert_with(|| ModelState {
-                config: config.for_model(model_id),
-                versions: BTreeMap::new(),
-                policy: PolicyState::default(),
-            });
+            .or_insert_with(|| ModelState::new(config.for_model(model_id)));
+        model.dirty = true;
         Ok(match model.versions.entry(version.to_owned()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(VersionState::new(&model.config)?),
@@ -198,12 +210,11 @@ impl Monitor {
     /// partial's counters still merge.
     pub fn ingest(&mut self, p: &ModelPartial) -> Result<Placement, MonitorError> {
         // Look up by `&str` first: the common case allocates nothing.
-        if let Some(v) = self
-            .models
-            .get_mut(p.model_id.as_str())
-            .and_then(|m| m.versions.get_mut(p.model_version.as_str()))
-        {
-            return Self::ingest_into(v, p);
+        if let Some(m) = self.models.get_mut(p.model_id.as_str()) {
+            if let Some(v) = m.versions.get_mut(p.model_version.as_str()) {
+                m.dirty = true;
+                return Self::ingest_into(v, p);
+            }
         }
         let v = self.version_mut(&p.model_id, &p.model_version)?;
         Self::ingest_into(v, p)
@@ -321,6 +332,7 @@ impl Monitor {
                     }
                 }
             }
+            let policy_before = model.policy.clone();
             for (version, v) in &model.versions {
                 let statuses: Vec<DetectorStatus> = v
                     .machines
@@ -351,6 +363,11 @@ impl Monitor {
                 if let Some(e) = policy::decide(&cfg.policy, &mut model.policy, decision) {
                     out.retrain_events.push(e);
                 }
+            }
+            // Verdicts only come from data ingested since the last evaluation (which made the
+            // model dirty already); the policy may also move with `now` alone.
+            if model.policy != policy_before {
+                model.dirty = true;
             }
         }
         out
@@ -429,20 +446,19 @@ impl Monitor {
     pub fn hand_over(&mut self, model_id: &str) {
         if let Some(m) = self.models.get_mut(model_id) {
             m.versions.clear();
+            m.dirty = false;
         }
     }
 
     /// Restores a model's persisted policy state.
     pub fn restore_policy_state(&mut self, model_id: &str, state: PolicyState) {
         let config = self.config.for_model(model_id);
-        self.models
+        let m = self
+            .models
             .entry(model_id.to_owned())
-            .or_insert_with(|| ModelState {
-                config,
-                versions: BTreeMap::new(),
-                policy: PolicyState::default(),
-            })
-            .policy = state;
+            .or_insert_with(|| ModelState::new(config));
+        m.policy = state;
+        m.dirty = true;
     }
 }
 

@@ -22,6 +22,7 @@
 //! Buckets keep partials without their `signature`: the monitor hands signatures to its
 //! [`SignatureTracker`](super::SignatureTracker), so a bucket merge never decodes sketches.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::join::partial::merge_partials;
@@ -30,7 +31,7 @@ use crate::{ModelPartial, TimestampMs};
 use super::metrics::Aggregate;
 
 /// A named sliding window, e.g. `15m` of 900 000 ms.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSpec {
     pub name: String,
     pub length_ms: i64,
@@ -81,7 +82,7 @@ pub enum Placement {
 }
 
 /// Counters of a model version's windows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowStats {
     pub partials: u64,
     pub duplicates: u64,
@@ -89,7 +90,7 @@ pub struct WindowStats {
     pub after_maturity_partials: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Bucket {
     partial: ModelPartial,
     /// (source partition, sequence) of every partial merged in, for exact de-duplication.
@@ -116,7 +117,7 @@ pub struct WindowView {
 }
 
 /// Buckets and windows of one (model, version).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelWindows {
     specs: Vec<WindowSpec>,
     longest_ms: i64,
