@@ -405,6 +405,12 @@ fn topic_specs(settings: &Settings, partitions: i32) -> Vec<TopicSpec> {
             partitions,
             configs: driftwatch_worker::changelog::changelog_configs(),
         },
+        // Monitor state, one partition per partials partition (the stage creates it too).
+        TopicSpec {
+            name: settings.monitor_changelog_topic(),
+            partitions,
+            configs: driftwatch_worker::changelog::changelog_configs(),
+        },
     ]
 }
 

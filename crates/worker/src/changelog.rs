@@ -1,9 +1,10 @@
-//! The join stage's changelog topic: creating it, and reading partitions back into tasks.
+//! The stages' changelog topics: creating them, and reading partitions back into state.
 //!
-//! The record format is the core's ([`driftwatch_core::join::changelog`]); this module moves
-//! it. Restore reads each assigned partition from its start to its end as a `read_committed`
-//! consumer sees it, so records of an aborted transaction are never restored. A partition is
-//! restored before its task processes any input.
+//! The record formats are the core's (the join's [`driftwatch_core::join::changelog`], the
+//! monitor's [`driftwatch_core::monitor::snapshot`]); this module moves them. Restore reads each
+//! assigned partition from its start to its end as a `read_committed` consumer sees it, so
+//! records of an aborted transaction are never restored. A partition is restored before any of
+//! its input is processed.
 //!
 //! The end is the high watermark, not just the last stable offset: a previous owner killed
 //! mid-transaction leaves a transaction open (until its transactional id is reused, which
@@ -19,6 +20,7 @@ use driftwatch_core::join::changelog::ChangelogRestore;
 use driftwatch_core::join::{JoinConfig, JoinTask};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::info;
 
@@ -26,10 +28,15 @@ use crate::clients::{consumer_config, create_topics, TopicSpec};
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 
-/// Creates the changelog topic (compacted, `partitions` partitions) when it does not exist,
-/// and checks that an existing one has as many partitions as the inputs.
-pub async fn ensure_changelog(settings: &Settings, partitions: usize) -> Result<()> {
-    let topic = settings.join_changelog_topic();
+/// Creates a stage's changelog topic (compacted, `partitions` partitions) when it does not
+/// exist, and checks that an existing one has as many partitions as the stage's input.
+/// `setting` names the key that overrides the topic's name, for the error message.
+pub async fn ensure_changelog(
+    settings: &Settings,
+    topic: String,
+    partitions: usize,
+    setting: &str,
+) -> Result<()> {
     create_topics(
         &settings.kafka,
         &[TopicSpec {
@@ -43,7 +50,7 @@ pub async fn ensure_changelog(settings: &Settings, partitions: usize) -> Result<
     let found = probe.partitions(&topic)?;
     if found != partitions {
         return Err(WorkerError::Config(format!(
-            "the join changelog `{topic}` has {found} partitions but the inputs have {partitions}: each input partition needs its own (delete the changelog to have it re-created, or set topics.join_changelog)"
+            "the changelog `{topic}` has {found} partitions but its stage's input has {partitions}: each input partition needs its own (delete the changelog to have it re-created, or set {setting})"
         )));
     }
     Ok(())
@@ -61,6 +68,16 @@ pub fn changelog_configs() -> Vec<(String, String)> {
         ("delete.retention.ms".into(), "86400000".into()),
         ("min.compaction.lag.ms".into(), "0".into()),
     ]
+}
+
+/// Sums over one stage's changelog restores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RestoreTotals {
+    pub restores: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub entries: u64,
+    pub seconds: f64,
 }
 
 /// What one restore read.
@@ -91,6 +108,15 @@ impl rdkafka::ClientContext for RestoreContext {
 
 impl rdkafka::consumer::ConsumerContext for RestoreContext {}
 
+/// What reading changelog partitions to their end took.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadTotals {
+    pub records: u64,
+    /// Key and value bytes.
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
 /// Reads changelog partitions (assigned, never subscribed: no group membership).
 pub struct ChangelogReader {
     consumer: BaseConsumer<RestoreContext>,
@@ -100,24 +126,44 @@ pub struct ChangelogReader {
 }
 
 impl ChangelogReader {
-    /// A reader of the settings' changelog topic.
+    /// A reader of the join changelog.
     pub fn new(settings: &Settings) -> Result<Self> {
-        let consumer: BaseConsumer<RestoreContext> = consumer_config(
-            &settings.kafka,
-            &format!("{}-restore", settings.kafka.join_group_id),
+        Self::of(
+            settings,
+            settings.join_changelog_topic(),
+            &settings.kafka.join_group_id,
         )
-        .set("enable.partition.eof", "true")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
-        .create_with_context(RestoreContext)?;
+    }
+
+    /// A reader of the monitor changelog.
+    pub fn for_monitor(settings: &Settings) -> Result<Self> {
+        Self::of(
+            settings,
+            settings.monitor_changelog_topic(),
+            &settings.monitor.group_id,
+        )
+    }
+
+    fn of(settings: &Settings, topic: String, group: &str) -> Result<Self> {
+        let consumer: BaseConsumer<RestoreContext> =
+            consumer_config(&settings.kafka, &format!("{group}-restore"))
+                .set("enable.partition.eof", "true")
+                .set("fetch.max.bytes", "52428800")
+                .set("max.partition.fetch.bytes", "10485760")
+                .create_with_context(RestoreContext)?;
         Ok(ChangelogReader {
             consumer,
-            topic: settings.join_changelog_topic(),
+            topic,
             open_transaction_wait: settings.kafka.transaction_timeout + Duration::from_secs(10),
         })
     }
 
-    /// Reads `partitions` to their end and builds their tasks. Fails on a malformed record
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Reads `partitions` to their end and builds their join tasks. Fails on a malformed record
     /// (never guesses) or when the end is not reached within `timeout`.
     pub fn restore(
         &self,
@@ -125,12 +171,62 @@ impl ChangelogReader {
         config: &JoinConfig,
         timeout: Duration,
     ) -> Result<Restored> {
+        let mut states: HashMap<i32, ChangelogRestore> = partitions
+            .iter()
+            .map(|&p| (p, ChangelogRestore::new()))
+            .collect();
+        let totals = self.read_partitions(partitions, timeout, |m| {
+            let Some(state) = states.get_mut(&m.partition()) else {
+                return Ok(());
+            };
+            state
+                .apply(m.key().unwrap_or_default(), m.payload())
+                .map_err(|e| {
+                    WorkerError::State(format!(
+                        "changelog `{}`[{}]@{}: {e}",
+                        self.topic,
+                        m.partition(),
+                        m.offset()
+                    ))
+                })
+        })?;
+        let mut out = Restored::default();
+        for (p, state) in states {
+            out.records += state.records();
+            out.bytes += state.bytes();
+            out.entries += state.entries() as u64;
+            let task = state
+                .into_task(config.clone())
+                .map_err(|e| WorkerError::State(format!("changelog `{}`[{p}]: {e}", self.topic)))?;
+            out.tasks.insert(p, task);
+        }
+        out.elapsed = totals.elapsed;
+        info!(
+            topic = %self.topic,
+            partitions = ?partitions,
+            records = out.records,
+            bytes = out.bytes,
+            entries = out.entries,
+            seconds = out.elapsed.as_secs_f64(),
+            "join state restored"
+        );
+        Ok(out)
+    }
+
+    /// Reads `partitions` from their start to their end (see the module docs), handing each
+    /// record to `apply`; stops at `apply`'s first error or when the end is not reached within
+    /// `timeout`.
+    pub fn read_partitions(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+        mut apply: impl FnMut(&BorrowedMessage<'_>) -> Result<()>,
+    ) -> Result<ReadTotals> {
         let started = Instant::now();
-        let mut states: HashMap<i32, ChangelogRestore> = HashMap::new();
+        let mut totals = ReadTotals::default();
         let mut tpl = TopicPartitionList::new();
         let mut remaining = 0usize;
         for &p in partitions {
-            states.insert(p, ChangelogRestore::new());
             let (low, high) =
                 self.consumer
                     .fetch_watermarks(&self.topic, p, Duration::from_secs(10))?;
@@ -156,19 +252,12 @@ impl ChangelogReader {
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let Some(state) = states.get_mut(&m.partition()) else {
-                        continue;
-                    };
-                    state
-                        .apply(m.key().unwrap_or_default(), m.payload())
-                        .map_err(|e| {
-                            WorkerError::State(format!(
-                                "changelog `{}`[{}]@{}: {e}",
-                                self.topic,
-                                m.partition(),
-                                m.offset()
-                            ))
-                        })?;
+                    totals.records += 1;
+                    totals.bytes += (m.key_len() + m.payload_len()) as u64;
+                    if let Err(e) = apply(&m) {
+                        let _ = self.consumer.unassign();
+                        return Err(e);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) if !done.contains(&p) => {
                     waiting.entry(p).or_insert_with(Instant::now);
@@ -218,28 +307,9 @@ impl ChangelogReader {
             self.consumer.unassign()?;
         }
         if waited {
-            info!("changelog restore waited for an abandoned transaction to end");
+            info!(topic = %self.topic, "changelog restore waited for an abandoned transaction to end");
         }
-        let mut out = Restored::default();
-        for (p, state) in states {
-            out.records += state.records();
-            out.bytes += state.bytes();
-            out.entries += state.entries() as u64;
-            let task = state
-                .into_task(config.clone())
-                .map_err(|e| WorkerError::State(format!("changelog `{}`[{p}]: {e}", self.topic)))?;
-            out.tasks.insert(p, task);
-        }
-        out.elapsed = started.elapsed();
-        info!(
-            topic = %self.topic,
-            partitions = ?partitions,
-            records = out.records,
-            bytes = out.bytes,
-            entries = out.entries,
-            seconds = out.elapsed.as_secs_f64(),
-            "join state restored"
-        );
-        Ok(out)
+        totals.elapsed = started.elapsed();
+        Ok(totals)
     }
 }

@@ -68,7 +68,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::changelog::{ensure_changelog, ChangelogReader};
+use crate::changelog::{ensure_changelog, ChangelogReader, RestoreTotals};
 use crate::clients::{member_config, producer_config, transactional_producer_config};
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
@@ -115,16 +115,6 @@ pub struct JoinStats {
     pub transactions_aborted: u64,
     /// Whether the stage runs exactly-once.
     pub exactly_once: bool,
-}
-
-/// Sums over the changelog restores of one worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RestoreTotals {
-    pub restores: u64,
-    pub records: u64,
-    pub bytes: u64,
-    pub entries: u64,
-    pub seconds: f64,
 }
 
 impl JoinStats {
@@ -260,7 +250,13 @@ impl JoinStage {
     /// Consumes until `shutdown` resolves, then flushes, commits and leaves the group.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         if let Some(eos) = &self.exactly_once {
-            ensure_changelog(&self.settings, self.partitions).await?;
+            ensure_changelog(
+                &self.settings,
+                self.settings.join_changelog_topic(),
+                self.partitions,
+                "topics.join_changelog",
+            )
+            .await?;
             // Fences an earlier incarnation with the same transactional id and aborts its
             // open transaction, then opens ours.
             self.producer

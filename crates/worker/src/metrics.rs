@@ -63,13 +63,14 @@ pub enum MetricName {
     /// `driftwatch_drift_state{model,version,detector,feature}`: 0 OK, 1 warning, 2 drift,
     /// 3 recovered.
     DriftState,
-    /// `driftwatch_restore_records_total`: changelog records read by join state restores.
+    /// `driftwatch_restore_records_total{stage}`: changelog records read by state restores.
     RestoreRecords,
-    /// `driftwatch_restore_bytes_total`: their key and value bytes.
+    /// `driftwatch_restore_bytes_total{stage}`: their key and value bytes.
     RestoreBytes,
-    /// `driftwatch_restore_entries_total`: join buffer entries rebuilt.
+    /// `driftwatch_restore_entries_total{stage}`: state entries rebuilt (join: buffer
+    /// entries; monitor: models).
     RestoreEntries,
-    /// `driftwatch_restore_seconds`: wall-clock seconds spent restoring, summed.
+    /// `driftwatch_restore_seconds{stage}`: wall-clock seconds spent restoring, summed.
     RestoreSeconds,
     /// `driftwatch_transactions_total{stage,result}`: transactions committed / aborted.
     Transactions,
@@ -161,10 +162,12 @@ impl MetricName {
             MetricName::ModelAccuracy => "Accuracy of the model over the window",
             MetricName::LabelCoverage => "Share of the window's predictions that got a label",
             MetricName::DriftState => "Drift detector state: 0 ok, 1 warning, 2 drift, 3 recovered",
-            MetricName::RestoreRecords => "Changelog records read to restore join state",
+            MetricName::RestoreRecords => "Changelog records read to restore a stage's state",
             MetricName::RestoreBytes => "Key and value bytes of the changelog records restored",
-            MetricName::RestoreEntries => "Join buffer entries rebuilt from the changelog",
-            MetricName::RestoreSeconds => "Wall-clock seconds spent restoring join state, summed",
+            MetricName::RestoreEntries => {
+                "State entries rebuilt from the changelog (join buffer entries, monitor models)"
+            }
+            MetricName::RestoreSeconds => "Wall-clock seconds spent restoring state, summed",
             MetricName::Transactions => "Kafka transactions by stage and result (committed, aborted)",
         }
     }
@@ -286,8 +289,8 @@ pub struct WorkerSnapshot {
     pub readiness: Readiness,
     /// Filled by the monitor stage only.
     pub monitor: Option<MonitorSnapshot>,
-    /// Join state restores (exactly-once).
-    pub restore: crate::join_stage::RestoreTotals,
+    /// State restores (exactly-once) per stage (`join`, `monitor`).
+    pub restore: BTreeMap<String, crate::changelog::RestoreTotals>,
     /// Transactions per (stage, result).
     pub transactions: BTreeMap<(String, String), u64>,
 }
@@ -406,20 +409,20 @@ pub fn render(snapshot: &WorkerSnapshot, options: &RenderOptions) -> Result<Stri
         age.get_or_create(&labels).set(b.oldest_pending_age_seconds);
     }
 
-    // Only a worker that restores state (exactly-once join) has these series.
-    if s.restore.restores > 0 {
-        for (name, value) in [
-            (MetricName::RestoreRecords, s.restore.records),
-            (MetricName::RestoreBytes, s.restore.bytes),
-            (MetricName::RestoreEntries, s.restore.entries),
-        ] {
-            counter_family(&mut registry, name)
-                .get_or_create(&vec![])
-                .inc_by(value);
+    // Only a stage that restores state (exactly-once) has these series.
+    let restoring: Vec<_> = s.restore.iter().filter(|(_, r)| r.restores > 0).collect();
+    if !restoring.is_empty() {
+        let records = counter_family(&mut registry, MetricName::RestoreRecords);
+        let bytes = counter_family(&mut registry, MetricName::RestoreBytes);
+        let entries = counter_family(&mut registry, MetricName::RestoreEntries);
+        let seconds = gauge_family(&mut registry, MetricName::RestoreSeconds);
+        for (stage, r) in restoring {
+            let labels = vec![("stage", stage.clone())];
+            records.get_or_create(&labels).inc_by(r.records);
+            bytes.get_or_create(&labels).inc_by(r.bytes);
+            entries.get_or_create(&labels).inc_by(r.entries);
+            seconds.get_or_create(&labels).set(r.seconds);
         }
-        gauge_family(&mut registry, MetricName::RestoreSeconds)
-            .get_or_create(&vec![])
-            .set(s.restore.seconds);
     }
     let transactions = counter_family(&mut registry, MetricName::Transactions);
     for ((stage, result), n) in &s.transactions {
@@ -626,13 +629,16 @@ pub(crate) mod tests {
             DriftState::Drift,
         );
         s.monitor = Some(m);
-        s.restore = crate::join_stage::RestoreTotals {
-            restores: 1,
-            records: 10,
-            bytes: 380,
-            entries: 8,
-            seconds: 0.5,
-        };
+        s.restore.insert(
+            "join".into(),
+            crate::changelog::RestoreTotals {
+                restores: 1,
+                records: 10,
+                bytes: 380,
+                entries: 8,
+                seconds: 0.5,
+            },
+        );
         s.transactions
             .insert(("join".into(), "committed".into()), 3);
         s

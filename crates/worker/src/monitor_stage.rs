@@ -20,12 +20,25 @@
 //! again are dropped by the monitor's duplicate check (source partition, sequence), so none is
 //! merged twice. At-least-once (by configuration): outputs are awaited, then offsets committed.
 //!
-//! Window and detector state is in memory, not in a changelog: when a partition moves to
-//! another worker, the models it carries are forgotten here (their retrain policy is kept) and
-//! the new owner rebuilds their windows from the partials it reads from the committed offsets
-//! on. Retrain cooldowns hold across owners (replayed from `retrain-events` at start-up).
+//! State (exactly-once): every transaction also carries a snapshot of each model changed since
+//! the last one ([`driftwatch_core::monitor::snapshot`]: windows, baselines, detectors, drift
+//! state machines, signatures, retrain policy) to the compacted monitor changelog, keyed by
+//! model id, in the partition of the model's partials. The snapshots, the outputs and the
+//! partials' offsets commit together, so a changelog partition always holds the state exactly
+//! as of its input partition's committed offset. Rebalances go through the consumer's context
+//! into a queue the stage drains before it merges any partial (vector's rebalance bridge,
+//! reduced to what one task needs):
+//! - revoked partitions: their models are forgotten and their not yet committed output dropped
+//!   (the next owner derives it again from the same partials and state, with the same ids);
+//! - assigned partitions: their models are restored from the changelog (read to its end, see
+//!   [`crate::changelog`]) before their first partial is merged.
+//!
+//! At-least-once keeps no changelog: a model that moves starts over on its new owner from the
+//! partials after the committed offsets. Retrain cooldowns hold across owners in both modes
+//! (replayed from `retrain-events` at start-up).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,12 +47,15 @@ use driftwatch_core::monitor::{Monitor, MonitorOutput, PolicyState};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
 use std::collections::{BTreeMap, BTreeSet};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
+use crate::changelog::{ensure_changelog, ChangelogReader};
 use crate::clients::{
     consumer_config, member_config, producer_config, transactional_producer_config,
 };
@@ -69,6 +85,16 @@ pub struct MonitorStats {
     pub transactions_aborted: u64,
     /// Models forgotten because their partition moved to another worker.
     pub handed_over: u64,
+    /// Changelog restores (exactly-once): how many, records and bytes read, models restored,
+    /// snapshots refused (undecodable: the model starts over), seconds spent.
+    pub restores: u64,
+    pub restore_records: u64,
+    pub restore_bytes: u64,
+    pub restored_models: u64,
+    pub refused_snapshots: u64,
+    pub restore_seconds: f64,
+    /// Model snapshots written to the changelog (committed or not).
+    pub snapshots_written: u64,
 }
 
 /// A handle on a running monitor stage.
@@ -88,10 +114,62 @@ fn lock(m: &Mutex<MonitorStats>) -> MutexGuard<'_, MonitorStats> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A rebalance, as the consumer's context saw it.
+#[derive(Debug)]
+enum RebalanceEvent {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// The monitor consumer's context: rebalances are queued for the stage, which applies them
+/// before it merges another partial (the callbacks run inside the consumer's poll, where the
+/// stage's state is out of reach).
+#[derive(Default)]
+pub struct MonitorContext {
+    events: Mutex<Vec<RebalanceEvent>>,
+    pending: AtomicBool,
+}
+
+impl MonitorContext {
+    fn push(&self, event: RebalanceEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<RebalanceEvent> {
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl rdkafka::ClientContext for MonitorContext {}
+
+impl ConsumerContext for MonitorContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions =
+            |tpl: &TopicPartitionList| tpl.elements().iter().map(|e| e.partition()).collect();
+        match rebalance {
+            Rebalance::Assign(tpl) => self.push(RebalanceEvent::Assigned(partitions(tpl))),
+            Rebalance::Revoke(tpl) => self.push(RebalanceEvent::Revoked(partitions(tpl))),
+            Rebalance::Error(e) => error!(error = %e, "monitor rebalance error"),
+        }
+    }
+}
+
+/// How long one changelog restore may take before the stage gives up (and restarts).
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(240);
+
 /// A monitor stage, built but not yet consuming.
 pub struct MonitorStage {
     settings: Settings,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<MonitorContext>,
+    /// The changelog reader (exactly-once only).
+    changelog: Option<ChangelogReader>,
     producer: FutureProducer,
     monitor: Monitor,
     stats: Arc<Mutex<MonitorStats>>,
@@ -109,8 +187,11 @@ pub struct MonitorStage {
 #[derive(Clone)]
 struct OutputRecord {
     topic: String,
+    /// The model id.
     key: String,
     payload: Vec<u8>,
+    /// Set for changelog snapshots: the partition of the model's partials.
+    partition: Option<i32>,
 }
 
 impl MonitorStage {
@@ -119,9 +200,15 @@ impl MonitorStage {
         settings.validate()?;
         let monitor = Monitor::new(settings.monitor.detection.clone())
             .map_err(|e| WorkerError::Config(format!("monitor: {e}")))?;
-        let consumer: StreamConsumer =
-            member_config(&settings.kafka, &settings.monitor.group_id).create()?;
+        let consumer: StreamConsumer<MonitorContext> =
+            member_config(&settings.kafka, &settings.monitor.group_id)
+                .create_with_context(MonitorContext::default())?;
         let exactly_once = settings.kafka.exactly_once();
+        let changelog = if exactly_once {
+            Some(ChangelogReader::for_monitor(&settings)?)
+        } else {
+            None
+        };
         let producer: FutureProducer = if exactly_once {
             transactional_producer_config(&settings.kafka, &settings.monitor.group_id).create()?
         } else {
@@ -166,6 +253,7 @@ impl MonitorStage {
         Ok(MonitorStage {
             settings,
             consumer,
+            changelog,
             producer,
             monitor,
             stats: Arc::new(Mutex::new(stats)),
@@ -187,6 +275,19 @@ impl MonitorStage {
     /// Consumes partials until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         if self.exactly_once {
+            let partitions = crate::topics::partition_count(
+                self.consumer.client(),
+                &self.settings.kafka.bootstrap_servers,
+                &self.settings.topics.model_partials,
+                Duration::from_secs(10),
+            )?;
+            ensure_changelog(
+                &self.settings,
+                self.settings.monitor_changelog_topic(),
+                partitions,
+                "topics.monitor_changelog",
+            )
+            .await?;
             let timeout = self
                 .settings
                 .kafka
@@ -223,6 +324,11 @@ impl MonitorStage {
                 }
                 msg = self.consumer.recv() => match msg {
                     Ok(msg) => {
+                        // Detached (partials are few and small) so that the rebalances can be
+                        // applied first: a partial of a partition just assigned waits for
+                        // its restore.
+                        let msg = msg.detach();
+                        self.apply_rebalances()?;
                         self.positions.insert(msg.partition(), msg.offset() + 1);
                         match msg.payload().map(from_avro::<ModelPartial>) {
                             Some(Ok(p)) => {
@@ -259,7 +365,7 @@ impl MonitorStage {
                     Err(e) => warn!(error = %e, "consumer error"),
                 },
                 _ = tick.tick() => {
-                    self.follow_assignment();
+                    self.apply_rebalances()?;
                     if progress == i64::MIN {
                         continue;
                     }
@@ -297,32 +403,135 @@ impl MonitorStage {
         Ok(())
     }
 
-    /// Notices partitions that left this worker and forgets the models they carry (their next
-    /// owner rebuilds them); a partition that comes back is read from its committed offset.
-    fn follow_assignment(&mut self) {
-        let Ok(tpl) = self.consumer.assignment() else {
-            return;
-        };
-        let now: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        let gone: Vec<i32> = self.assigned.difference(&now).copied().collect();
-        if !gone.is_empty() {
-            let models: Vec<String> = self
-                .model_partition
-                .iter()
-                .filter(|(_, p)| gone.contains(p))
-                .map(|(m, _)| m.clone())
-                .collect();
-            for m in &models {
-                self.monitor.hand_over(m);
-                self.model_partition.remove(m);
+    /// Applies the rebalances the consumer's context queued: revoked partitions' models are
+    /// forgotten with their uncommitted output (their next owner derives it again), assigned
+    /// partitions' models restored from the changelog (exactly-once).
+    fn apply_rebalances(&mut self) -> Result<()> {
+        for event in self.consumer.context().take() {
+            match event {
+                RebalanceEvent::Revoked(gone) => self.forget(&gone),
+                RebalanceEvent::Assigned(added) => {
+                    // Eager protocol: the whole assignment, after a revoke of the whole
+                    // previous one; incremental: the added partitions. Either way, what is
+                    // not held yet is restored.
+                    let new: Vec<i32> = added
+                        .into_iter()
+                        .filter(|p| !self.assigned.contains(p))
+                        .collect();
+                    if !new.is_empty() {
+                        self.restore(&new)?;
+                        self.assigned.extend(new);
+                    }
+                }
             }
-            for p in &gone {
-                self.positions.remove(p);
-            }
-            lock(&self.stats).handed_over += models.len() as u64;
-            info!(partitions = ?gone, models = models.len(), "partials partitions left this worker; their models are forgotten");
         }
-        self.assigned = now;
+        Ok(())
+    }
+
+    /// Forgets the models of partitions that left this worker.
+    fn forget(&mut self, gone: &[i32]) {
+        if gone.is_empty() {
+            return;
+        }
+        let models: BTreeSet<String> = self
+            .model_partition
+            .iter()
+            .filter(|(_, p)| gone.contains(p))
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in &models {
+            self.monitor.hand_over(m);
+            self.model_partition.remove(m);
+        }
+        let before = self.unpublished.len();
+        self.unpublished.retain(|r| !models.contains(&r.key));
+        for p in gone {
+            self.positions.remove(p);
+            self.assigned.remove(p);
+        }
+        lock(&self.stats).handed_over += models.len() as u64;
+        info!(partitions = ?gone, models = models.len(), dropped_output = before - self.unpublished.len(), "partials partitions left this worker; their models are forgotten");
+    }
+
+    /// Restores the models of newly assigned partitions from the changelog: the last
+    /// committed snapshot of each model (a later record of a key replaces an earlier one, a
+    /// tombstone deletes it).
+    fn restore(&mut self, partitions: &[i32]) -> Result<()> {
+        let Some(reader) = &self.changelog else {
+            return Ok(());
+        };
+        let mut latest: BTreeMap<(i32, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+        let totals = blocking(|| {
+            reader.read_partitions(partitions, RESTORE_TIMEOUT, |m| {
+                latest.insert(
+                    (m.partition(), m.key().unwrap_or_default().to_vec()),
+                    m.payload().map(<[u8]>::to_vec),
+                );
+                Ok(())
+            })
+        })?;
+        let (mut models, mut refused) = (0u64, 0u64);
+        for ((partition, key), value) in latest {
+            let Some(bytes) = value else { continue };
+            match self.monitor.import_model(&bytes) {
+                Ok(r) => {
+                    if r.config_changed {
+                        warn!(model = %r.model_id, "model configuration changed since its snapshot: windows and detectors start over, the retrain policy is kept");
+                    }
+                    self.model_partition.insert(r.model_id, partition);
+                    models += 1;
+                }
+                Err(e) => {
+                    refused += 1;
+                    warn!(error = %e, partition, key = %String::from_utf8_lossy(&key), "model snapshot refused: the model starts over from the next partials");
+                }
+            }
+        }
+        info!(
+            topic = %reader.topic(),
+            partitions = ?partitions,
+            records = totals.records,
+            bytes = totals.bytes,
+            models,
+            seconds = totals.elapsed.as_secs_f64(),
+            "monitor state restored"
+        );
+        let mut s = lock(&self.stats);
+        s.restores += 1;
+        s.restore_records += totals.records;
+        s.restore_bytes += totals.bytes;
+        s.restored_models += models;
+        s.refused_snapshots += refused;
+        s.restore_seconds += totals.elapsed.as_secs_f64();
+        Ok(())
+    }
+
+    /// Encodes a snapshot of every changed model this worker owns, for the open transaction.
+    fn record_snapshots(&mut self) {
+        let topic = self.settings.monitor_changelog_topic();
+        let mut written = 0;
+        for model in self.monitor.dirty_models() {
+            let Some(&partition) = self.model_partition.get(&model) else {
+                continue;
+            };
+            if !self.assigned.contains(&partition) {
+                continue;
+            }
+            match self.monitor.export_model(&model) {
+                Ok(Some(payload)) => {
+                    written += 1;
+                    self.unpublished.push(OutputRecord {
+                        topic: topic.clone(),
+                        key: model,
+                        payload,
+                        partition: Some(partition),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => error!(error = %e, "model snapshot not written"),
+            }
+        }
+        lock(&self.stats).snapshots_written += written;
     }
 
     /// Logs one evaluation's output and keeps it, encoded, for the open transaction.
@@ -361,6 +570,7 @@ impl MonitorStage {
     /// to the committed offsets (re-read partials are dropped as duplicates); a fatal one
     /// (fenced) stops the stage.
     fn commit_transaction(&mut self) -> Result<()> {
+        self.record_snapshots();
         let timeout = self.settings.kafka.transaction_timeout;
         let result = blocking(|| self.try_commit(timeout));
         let Err(e) = result else {
@@ -384,12 +594,13 @@ impl MonitorStage {
 
     fn try_commit(&self, timeout: Duration) -> std::result::Result<(), KafkaError> {
         for r in &self.unpublished {
-            send_waiting(
-                &self.producer,
-                FutureRecord::to(&r.topic)
-                    .key(r.key.as_bytes())
-                    .payload(r.payload.as_slice()),
-            )?;
+            let mut record = FutureRecord::to(&r.topic)
+                .key(r.key.as_bytes())
+                .payload(r.payload.as_slice());
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            send_waiting(&self.producer, record)?;
         }
         let topic = &self.settings.topics.model_partials;
         let mut offsets = TopicPartitionList::new();
@@ -453,6 +664,7 @@ fn encode<T: AvroRecord + JsonRecord>(
             topic: topic.to_string(),
             key: key.to_string(),
             payload,
+            partition: None,
         }),
         Err(e) => {
             error!(error = %e, topic, "record not encodable");

@@ -128,6 +128,11 @@ pub struct TopicNames {
     /// default) means `<kafka.join_group_id>-changelog`, so each deployment has its own. The
     /// join stage creates it when missing (exactly-once only).
     pub join_changelog: String,
+    /// Internal, compacted: the monitor state (one snapshot per model, keyed by model id), one
+    /// partition per partials partition. Empty (the default) means
+    /// `<monitor.group_id>-changelog`. The monitor stage creates it when missing (exactly-once
+    /// only).
+    pub monitor_changelog: String,
 }
 
 impl Default for TopicNames {
@@ -142,6 +147,7 @@ impl Default for TopicNames {
             model_metrics: "model-metrics".into(),
             model_references: "model-references".into(),
             join_changelog: String::new(),
+            monitor_changelog: String::new(),
         }
     }
 }
@@ -316,14 +322,22 @@ impl Settings {
                 return bad(format!("output topic `{o}` is also an input topic"));
             }
         }
-        let changelog = self.join_changelog_topic();
-        if [&t.predictions, &t.ground_truth]
-            .into_iter()
-            .chain(outputs)
-            .any(|o| *o == changelog)
-        {
+        let join_changelog = self.join_changelog_topic();
+        let monitor_changelog = self.monitor_changelog_topic();
+        for (stage, changelog) in [("join", &join_changelog), ("monitor", &monitor_changelog)] {
+            if [&t.predictions, &t.ground_truth]
+                .into_iter()
+                .chain(outputs)
+                .any(|o| o == changelog)
+            {
+                return bad(format!(
+                    "the {stage} changelog `{changelog}` is also an input or output topic: it must be its own"
+                ));
+            }
+        }
+        if join_changelog == monitor_changelog {
             return bad(format!(
-                "the join changelog `{changelog}` is also an input or output topic: it must be its own"
+                "the join and monitor changelogs are both `{join_changelog}`: each stage needs its own"
             ));
         }
         let j = &self.join;
@@ -370,6 +384,15 @@ impl Settings {
             format!("{}-changelog", self.kafka.join_group_id)
         } else {
             self.topics.join_changelog.clone()
+        }
+    }
+
+    /// The monitor changelog topic in force (see [`TopicNames::monitor_changelog`]).
+    pub fn monitor_changelog_topic(&self) -> String {
+        if self.topics.monitor_changelog.trim().is_empty() {
+            format!("{}-changelog", self.monitor.group_id)
+        } else {
+            self.topics.monitor_changelog.clone()
         }
     }
 
@@ -424,12 +447,20 @@ mod tests {
     }
 
     #[test]
-    fn the_changelog_is_named_after_the_group_unless_set() {
+    fn the_changelogs_are_named_after_the_groups_unless_set() {
         let mut s = Settings::default();
         assert_eq!(s.join_changelog_topic(), "driftwatch-join-changelog");
+        assert_eq!(s.monitor_changelog_topic(), "driftwatch-monitor-changelog");
         s.topics.join_changelog = s.topics.predictions.clone();
         let e = s.validate().expect_err("refused").to_string();
-        assert!(e.contains("changelog"), "{e}");
+        assert!(e.contains("join changelog"), "{e}");
+        let mut s = Settings::default();
+        s.topics.monitor_changelog = s.topics.drift_events.clone();
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("monitor changelog"), "{e}");
+        s.topics.monitor_changelog = s.join_changelog_topic();
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("each stage needs its own"), "{e}");
     }
 
     #[test]

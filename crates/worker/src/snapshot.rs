@@ -57,7 +57,7 @@ impl StageHandles {
             // Exactly-once: partitions are processed only once restored, in the rebalance
             // callback; a failed restore stops the stage.
             ready.restored = !s.exactly_once || s.restore.restores > 0;
-            w.restore = s.restore;
+            w.restore.insert("join".into(), s.restore);
             w.transactions.insert(
                 ("join".into(), "committed".into()),
                 s.transactions_committed,
@@ -100,6 +100,18 @@ impl StageHandles {
             );
             w.transactions
                 .insert(("monitor".into(), "aborted".into()), s.transactions_aborted);
+            if s.restores > 0 {
+                w.restore.insert(
+                    "monitor".into(),
+                    crate::changelog::RestoreTotals {
+                        restores: s.restores,
+                        records: s.restore_records,
+                        bytes: s.restore_bytes,
+                        entries: s.restored_models,
+                        seconds: s.restore_seconds,
+                    },
+                );
+            }
             w.monitor = Some(m);
         }
         w.readiness = ready;
