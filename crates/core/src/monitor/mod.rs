@@ -21,9 +21,10 @@
 //! # Flow
 //! [`Monitor::ingest`] merges a partial, then hands every bucket that matured to the baseline
 //! and the stream detectors (once each, in bucket order), then evicts buckets no window needs.
-//! [`Monitor::evaluate`] computes window metrics, collects one verdict per detector, steps the
-//! state machines, and asks the policies. The caller decides how often to evaluate; a detector
-//! abstains when nothing new reached it since its last verdict, so evaluating more often does
+//! [`Monitor::evaluate`] computes window metrics, collects one verdict per detector (the drop
+//! test: one per window end passed since its last verdict, so a burst of data is judged window
+//! by window), steps the state machines, and asks the policies. The caller decides how often to
+//! evaluate; a detector abstains when nothing new reached it since its last verdict, so evaluating more often does
 //! not make the hysteresis easier to satisfy.
 //!
 //! Pure and deterministic: no clocks (event time is passed in), no I/O, ordered maps only, so
@@ -90,6 +91,10 @@ pub struct MonitorOutput {
     /// One snapshot per model version and window with data.
     pub metrics: Vec<ModelMetrics>,
 }
+
+/// Most window ends the drop test judges in one evaluation after a burst of data: a day of
+/// one-minute buckets. Older ones are skipped.
+const MAX_CATCH_UP_JUDGEMENTS: usize = 1440;
 
 /// Machines are keyed by (detector, feature).
 type MachineKey = (String, Option<String>);
@@ -297,26 +302,51 @@ impl Monitor {
     pub fn evaluate(&mut self, now: TimestampMs) -> MonitorOutput {
         let mut out = MonitorOutput::default();
         for (model_id, model) in &mut self.models {
-            let cfg = &model.config;
-            for (version, v) in &mut model.versions {
+            let ModelState {
+                config: cfg,
+                versions,
+                policy: policy_state,
+                dirty,
+            } = model;
+            let policy_before = policy_state.clone();
+            for (version, v) in versions.iter_mut() {
                 for view in v.windows.windows() {
                     out.metrics.push(snapshot(model_id, version, &view, now));
                 }
-                let mut verdicts = Vec::new();
                 if cfg.accuracy_drop.enabled {
-                    if let Some(view) = v.windows.window(&cfg.accuracy_drop.window) {
-                        if v.last_judged_end != Some(view.end) {
-                            if let Some(j) = detectors::judge_accuracy_drop(
-                                &cfg.accuracy_drop,
-                                &v.baseline,
-                                &view,
-                            ) {
-                                v.last_judged_end = Some(view.end);
-                                verdicts.push(j);
-                            }
+                    // Every window end passed since the last judgement, in order, each followed
+                    // by the policy's decision on that window: data that arrives in a burst (a
+                    // backlog, a replay) is judged window by window, as it would be live.
+                    for view in v.windows.views_since(
+                        &cfg.accuracy_drop.window,
+                        v.last_judged_end,
+                        MAX_CATCH_UP_JUDGEMENTS,
+                    ) {
+                        let Some(j) =
+                            detectors::judge_accuracy_drop(&cfg.accuracy_drop, &v.baseline, &view)
+                        else {
+                            continue;
+                        };
+                        v.last_judged_end = Some(view.end);
+                        let m = v
+                            .machines
+                            .entry((j.detector.clone(), j.feature.clone()))
+                            .or_default();
+                        if let Some(e) = m.step(model_id, version, &j, cfg.hysteresis, now) {
+                            out.drift_events.push(e);
                         }
+                        out.retrain_events.extend(decide(
+                            cfg,
+                            policy_state,
+                            model_id,
+                            version,
+                            v,
+                            Some(&view),
+                            now,
+                        ));
                     }
                 }
+                let mut verdicts = Vec::new();
                 for s in &mut v.streams {
                     verdicts.extend(s.judge(&v.baseline));
                 }
@@ -332,42 +362,22 @@ impl Monitor {
                     }
                 }
             }
-            let policy_before = model.policy.clone();
-            for (version, v) in &model.versions {
-                let statuses: Vec<DetectorStatus> = v
-                    .machines
-                    .iter()
-                    .map(|((d, f), m)| DetectorStatus {
-                        key: machine_key_name(d, f.as_deref()),
-                        state: m.state,
-                        evaluations_in_drift: m.evaluations_in_drift,
-                        drift_event_id: m.drift_event_id.clone(),
-                        onset: m.onset,
-                    })
-                    .collect();
+            for (version, v) in versions.iter() {
                 let judged = v.windows.window(&cfg.accuracy_drop.window);
-                let (labeled, metrics) = judged.as_ref().map_or((0, Vec::new()), |w| {
-                    (
-                        w.aggregate.labeled(),
-                        Metrics::compute(&w.aggregate, w.length_ms).to_pairs(),
-                    )
-                });
-                let decision = Decision {
+                out.retrain_events.extend(decide(
+                    cfg,
+                    policy_state,
                     model_id,
-                    model_version: version,
-                    detectors: &statuses,
-                    labeled,
-                    metrics,
+                    version,
+                    v,
+                    judged.as_ref(),
                     now,
-                };
-                if let Some(e) = policy::decide(&cfg.policy, &mut model.policy, decision) {
-                    out.retrain_events.push(e);
-                }
+                ));
             }
             // Verdicts only come from data ingested since the last evaluation (which made the
             // model dirty already); the policy may also move with `now` alone.
-            if model.policy != policy_before {
-                model.dirty = true;
+            if *policy_state != policy_before {
+                *dirty = true;
             }
         }
         out
@@ -460,6 +470,44 @@ impl Monitor {
         m.policy = state;
         m.dirty = true;
     }
+}
+
+/// Asks a model's retrain policy, given a version's drift states and the judged window.
+fn decide(
+    cfg: &ModelConfig,
+    state: &mut PolicyState,
+    model_id: &str,
+    version: &str,
+    v: &VersionState,
+    judged: Option<&WindowView>,
+    now: TimestampMs,
+) -> Option<RetrainEvent> {
+    let statuses: Vec<DetectorStatus> = v
+        .machines
+        .iter()
+        .map(|((d, f), m)| DetectorStatus {
+            key: machine_key_name(d, f.as_deref()),
+            state: m.state,
+            evaluations_in_drift: m.evaluations_in_drift,
+            drift_event_id: m.drift_event_id.clone(),
+            onset: m.onset,
+        })
+        .collect();
+    let (labeled, metrics) = judged.map_or((0, Vec::new()), |w| {
+        (
+            w.aggregate.labeled(),
+            Metrics::compute(&w.aggregate, w.length_ms).to_pairs(),
+        )
+    });
+    let decision = Decision {
+        model_id,
+        model_version: version,
+        detectors: &statuses,
+        labeled,
+        metrics,
+        now,
+    };
+    policy::decide(&cfg.policy, state, decision)
 }
 
 fn snapshot(model_id: &str, version: &str, view: &WindowView, now: TimestampMs) -> ModelMetrics {

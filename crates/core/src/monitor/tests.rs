@@ -185,3 +185,57 @@ fn invalid_config_and_partials_are_refused() {
     );
     assert_eq!(m.window_stats("m", "v1").unwrap().duplicates, 1);
 }
+
+/// A backlog merged at once and evaluated once is judged window by window: the drop test's
+/// events are those of an evaluation after every minute, with the same ids, and the retrain
+/// policy fires on the same drift.
+#[test]
+fn a_burst_is_judged_window_by_window() {
+    let drop_events = |out: &MonitorOutput| -> Vec<DriftEvent> {
+        out.drift_events
+            .iter()
+            .filter(|e| e.detector == "accuracy_drop")
+            .cloned()
+            .collect()
+    };
+    let mut live = Monitor::new(config()).unwrap();
+    let mut live_out = MonitorOutput::default();
+    let mut burst = Monitor::new(config()).unwrap();
+    for t in 0..240 {
+        let wrong = if t >= 120 { 30 } else { 7 + (t % 3) as u64 };
+        let p = partial("m", t, t as u64, 100 - wrong, wrong);
+        live.ingest(&p).unwrap();
+        let out = live.evaluate((t + 1) * MIN);
+        live_out.drift_events.extend(out.drift_events);
+        live_out.retrain_events.extend(out.retrain_events);
+        // The burst monitor sees the first hour live, then the rest at once.
+        burst.ingest(&p).unwrap();
+        if t < 60 {
+            burst.evaluate((t + 1) * MIN);
+        }
+    }
+    let burst_out = burst.evaluate(240 * MIN);
+    let expected: Vec<String> = drop_events(&live_out)
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect();
+    let got: Vec<String> = drop_events(&burst_out)
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect();
+    assert!(
+        drop_events(&live_out)
+            .iter()
+            .any(|e| e.state == DriftState::Drift),
+        "{live_out:?}"
+    );
+    assert_eq!(got, expected);
+    let causes = |out: &MonitorOutput| -> Vec<Vec<String>> {
+        out.retrain_events
+            .iter()
+            .map(|e| e.drift_event_ids.clone())
+            .collect()
+    };
+    assert_eq!(live_out.retrain_events.len(), 1);
+    assert_eq!(causes(&burst_out), causes(&live_out));
+}

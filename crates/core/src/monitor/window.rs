@@ -328,9 +328,48 @@ impl ModelWindows {
         self.specs.iter().filter_map(|s| self.view(s)).collect()
     }
 
+    /// The views of window `name` ending at each bucket step after `after`, up to the current
+    /// end, oldest first, at most `max` (the newest ones); only the current one when `after`
+    /// is `None`. A caller judging each window end once judges, after a burst of data (a
+    /// backlog, a replay), the same windows as it would have live.
+    pub fn views_since(
+        &self,
+        name: &str,
+        after: Option<TimestampMs>,
+        max: usize,
+    ) -> Vec<WindowView> {
+        let (Some(spec), Some(end), Some(width)) = (
+            self.specs.iter().find(|s| s.name == name),
+            self.end_ms(),
+            self.width_ms,
+        ) else {
+            return Vec::new();
+        };
+        let mut ends = vec![end];
+        if let Some(after) = after {
+            let mut e = end;
+            while ends.len() < max {
+                e = e.saturating_sub(width);
+                if e <= after {
+                    break;
+                }
+                ends.push(e);
+            }
+        }
+        ends.iter()
+            .rev()
+            .filter(|&&e| after.is_none_or(|a| e > a))
+            .map(|&e| self.view_ending(spec, e, width))
+            .collect()
+    }
+
     fn view(&self, spec: &WindowSpec) -> Option<WindowView> {
         let end = self.end_ms()?;
         let width = self.width_ms?;
+        Some(self.view_ending(spec, end, width))
+    }
+
+    fn view_ending(&self, spec: &WindowSpec, end: TimestampMs, width: i64) -> WindowView {
         let start = end.saturating_sub(spec.length_ms);
         let mut aggregate = Aggregate::default();
         for (&s, b) in self.buckets.range(start..end) {
@@ -338,13 +377,13 @@ impl ModelWindows {
                 aggregate.add(&b.partial);
             }
         }
-        Some(WindowView {
+        WindowView {
             name: spec.name.clone(),
             start,
             end,
             length_ms: spec.length_ms,
             aggregate,
-        })
+        }
     }
 }
 
