@@ -75,6 +75,9 @@ impl Outcomes {
 pub struct PartialsReader {
     consumer: BaseConsumer,
     pub seen: Outcomes,
+    /// Per model id and bucket (start, width): resolved predictions, matched outcomes and
+    /// correct ones — what the monitor's metrics count.
+    pub buckets: BTreeMap<String, BTreeMap<(i64, i64), [u64; 3]>>,
 }
 
 impl PartialsReader {
@@ -95,6 +98,7 @@ impl PartialsReader {
         PartialsReader {
             consumer,
             seen: Outcomes::default(),
+            buckets: BTreeMap::new(),
         }
     }
 
@@ -106,6 +110,21 @@ impl PartialsReader {
                 let p: ModelPartial =
                     from_avro(m.payload().expect("partial payload")).expect("partial decodes");
                 self.seen.add(&p);
+                let correct: u64 = p
+                    .confusion
+                    .iter()
+                    .filter(|c| c.predicted == c.actual)
+                    .map(|c| c.count)
+                    .sum();
+                let b = self
+                    .buckets
+                    .entry(p.model_id)
+                    .or_default()
+                    .entry((p.bucket_start, p.bucket_width_ms))
+                    .or_default();
+                b[0] += p.counters.predictions;
+                b[1] += p.counters.matched;
+                b[2] += correct;
             }
         }
     }

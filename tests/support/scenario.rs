@@ -1,7 +1,8 @@
 //! A deterministic mixed workload for the join stage and its offline reference result.
 //!
 //! Predictions of three models, labels with realistic delays (some beyond the timeout, some
-//! never), duplicates on both sides, labels without predictions, and garbage. The reference
+//! never), duplicates on both sides, labels without predictions, and garbage; `model-0`'s
+//! accuracy drops from 80 % to 30 % halfway (the drift a monitor must report). The reference
 //! applies the join rule directly — label matches iff `label_time − prediction_time ≤ timeout`,
 //! first wins — with no Kafka, no watermark and no buffer, so the pipeline's counts must equal it.
 
@@ -111,7 +112,9 @@ impl Scenario {
                 rng.gen_range(0..5 * 60_000)
             };
             let tl = tp + delay;
-            let actual = if rng.gen_bool(0.8) {
+            // model-0 drifts halfway: from 80 % right to 30 %.
+            let right = if i % 3 == 0 && i >= n / 2 { 0.3 } else { 0.8 };
+            let actual = if rng.gen_bool(right) {
                 predicted
             } else {
                 CLASSES[rng.gen_range(0..3)]
