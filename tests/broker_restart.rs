@@ -1,7 +1,8 @@
-//! A broker restart in the middle of the traffic: the join stage (exactly-once) reconnects by
-//! itself, and both its own accounting and the partials it committed equal the offline reference
-//! exactly (transactions that fail while the broker is away are aborted and their work is done
-//! again from the changelog).
+//! A broker restart in the middle of the traffic: both stages (exactly-once) reconnect by
+//! themselves; the join's own accounting and the partials it committed equal the offline
+//! reference exactly (transactions that fail while the broker is away are aborted and their work
+//! is done again from the changelog), and the monitor's whole-run metrics count exactly those
+//! partials, with no drift or retrain event twice and the drifting model's events present.
 //!
 //! Restarts the test broker of `scripts/kafka` (same ports, same storage), so it lives in its own
 //! test binary: nothing else runs against the broker meanwhile.
@@ -9,10 +10,12 @@
 use std::process::Command;
 use std::time::Duration;
 
+use driftwatch_tests::monitor_outputs::{apply_monitor_settings, assert_monitor, create_topics_of};
 use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
 use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS};
-use driftwatch_tests::{create_topic, settings, unique};
+use driftwatch_tests::settings;
 use driftwatch_worker::join_stage::JoinStage;
+use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
 use tokio::sync::oneshot;
 
@@ -37,19 +40,8 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
         kafka: settings(),
         ..Settings::default()
     };
-    s.kafka.join_group_id = unique("join");
-    s.topics.predictions = unique("predictions");
-    s.topics.ground_truth = unique("ground-truth");
-    s.topics.model_partials = unique("partials");
-    s.topics.dead_letter = unique("dead-letter");
-    for t in [
-        &s.topics.predictions,
-        &s.topics.ground_truth,
-        &s.topics.model_partials,
-    ] {
-        create_topic(t, 4).await;
-    }
-    create_topic(&s.topics.dead_letter, 1).await;
+    create_topics_of(&mut s, 4).await;
+    apply_monitor_settings(&mut s);
     s.join.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
     s.join.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
     s.join.allowed_lateness = Duration::from_secs(30);
@@ -61,11 +53,16 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let scenario = Scenario::generate(11, 20_000, now - 2 * 3_600_000);
+    let scenario = Scenario::generate(11, 40_000, now - 2 * 3_600_000);
     let stage = JoinStage::new(s.clone()).expect("join stage");
     let handle = stage.handle();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(stage.run(async {
+        let _ = rx.await;
+    }));
+    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
+    let (stop_monitor, rx) = oneshot::channel::<()>();
+    let monitor_task = tokio::spawn(monitor.run(async {
         let _ = rx.await;
     }));
     let half = scenario.records.len() / 2;
@@ -90,6 +87,7 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The join stops once it counted every input; the monitor after its checks below.
     let _ = stop.send(());
     task.await.expect("task").expect("join stage");
     let stats = handle.stats();
@@ -102,4 +100,10 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
     let mut reader = PartialsReader::new(&s, 4);
     reader.read_until(reference.total(), Duration::from_secs(60));
     assert_reference(&reader.seen, &reference, &[]);
+    tokio::task::block_in_place(|| assert_monitor(&s, &reader, &[], Duration::from_secs(120)));
+    let _ = stop_monitor.send(());
+    monitor_task
+        .await
+        .expect("monitor task")
+        .expect("monitor stage");
 }

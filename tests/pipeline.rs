@@ -146,12 +146,7 @@ async fn run_scenario(seed: u64, prior_retrain: bool) -> Outcome {
 
     let join = JoinStage::new(s.clone()).expect("join stage");
     let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
-    if prior_retrain {
-        assert_eq!(
-            monitor.handle().stats().restored_policies,
-            vec!["fraud".to_string()]
-        );
-    }
+    let monitor_handle = monitor.handle();
     let (stop_join, rx_join) = oneshot::channel::<()>();
     let (stop_monitor, rx_monitor) = oneshot::channel::<()>();
     let join_task = tokio::spawn(join.run(async {
@@ -161,6 +156,12 @@ async fn run_scenario(seed: u64, prior_retrain: bool) -> Outcome {
         let _ = rx_monitor.await;
     }));
     tokio::time::sleep(Duration::from_secs(4)).await; // both groups form
+    if prior_retrain {
+        assert_eq!(
+            monitor_handle.stats().restored_policies,
+            vec!["fraud".to_string()]
+        );
+    }
     let scale = SPAN.as_secs_f64() / REPLAY.as_secs_f64();
     publish(
         &s.kafka,

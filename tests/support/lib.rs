@@ -4,6 +4,7 @@
 //! `scripts/kafka start` and exports its address as `DRIFTWATCH_TEST_BOOTSTRAP`; when a test is
 //! run by hand, the address is read from `.kafka/bootstrap` of a broker started the same way.
 
+pub mod monitor_outputs;
 pub mod outcomes;
 pub mod scenario;
 

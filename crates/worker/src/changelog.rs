@@ -94,7 +94,7 @@ pub struct Restored {
 
 /// The restore consumer's context: end-of-partition is how a restore knows it is done, not an
 /// error worth a log line.
-struct RestoreContext;
+pub struct RestoreContext;
 
 impl rdkafka::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -144,7 +144,9 @@ impl ChangelogReader {
         )
     }
 
-    fn of(settings: &Settings, topic: String, group: &str) -> Result<Self> {
+    /// A reader of any topic read the same way (to its committed end), e.g. the retrain
+    /// history; `group` only names the client (no group membership, nothing committed).
+    pub fn of(settings: &Settings, topic: String, group: &str) -> Result<Self> {
         let consumer: BaseConsumer<RestoreContext> =
             consumer_config(&settings.kafka, &format!("{group}-restore"))
                 .set("enable.partition.eof", "true")
@@ -161,6 +163,11 @@ impl ChangelogReader {
     /// The topic read.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The underlying client (metadata lookups).
+    pub fn client(&self) -> &rdkafka::client::Client<RestoreContext> {
+        self.consumer.client()
     }
 
     /// Reads `partitions` to their end and builds their join tasks. Fails on a malformed record

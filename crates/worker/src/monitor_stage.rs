@@ -229,27 +229,7 @@ impl MonitorStage {
                 Duration::from_secs(10),
             )?;
         }
-        // Cooldowns and daily budgets hold across restarts and hand-overs: every retrain event
-        // this deployment published is read back and replayed into the policies.
-        let mut monitor = monitor;
-        let history = read_retrain_history(&settings)?;
-        let mut by_model: std::collections::BTreeMap<&str, Vec<&RetrainEvent>> =
-            std::collections::BTreeMap::new();
-        for e in &history {
-            by_model.entry(e.model_id.as_str()).or_default().push(e);
-        }
-        let mut stats = MonitorStats::default();
-        for (model, events) in by_model {
-            monitor.restore_policy_state(model, PolicyState::replay(events));
-            stats.restored_policies.push(model.to_string());
-        }
-        if !history.is_empty() {
-            info!(
-                events = history.len(),
-                models = stats.restored_policies.len(),
-                "retrain history replayed"
-            );
-        }
+        let stats = MonitorStats::default();
         Ok(MonitorStage {
             settings,
             consumer,
@@ -263,6 +243,34 @@ impl MonitorStage {
             assigned: BTreeSet::new(),
             unpublished: Vec::new(),
         })
+    }
+
+    /// Replays every retrain event this deployment published into the policies, so cooldowns
+    /// and daily budgets hold across restarts and hand-overs (exactly-once: a model's snapshot,
+    /// restored on assignment, carries its policy too). Called after the producer's
+    /// `init_transactions`, which aborts at once a transaction a killed predecessor under the
+    /// same transactional id left open, instead of waiting for it to time out.
+    fn replay_retrain_history(&mut self) -> Result<()> {
+        let history = read_retrain_history(&self.settings)?;
+        let mut by_model: BTreeMap<&str, Vec<&RetrainEvent>> = BTreeMap::new();
+        for e in &history {
+            by_model.entry(e.model_id.as_str()).or_default().push(e);
+        }
+        let mut restored = Vec::new();
+        for (model, events) in by_model {
+            self.monitor
+                .restore_policy_state(model, PolicyState::replay(events));
+            restored.push(model.to_string());
+        }
+        if !history.is_empty() {
+            info!(
+                events = history.len(),
+                models = restored.len(),
+                "retrain history replayed"
+            );
+        }
+        lock(&self.stats).restored_policies = restored;
+        Ok(())
     }
 
     /// A handle to read what the stage published.
@@ -296,6 +304,7 @@ impl MonitorStage {
             self.producer.init_transactions(timeout)?;
             self.producer.begin_transaction()?;
         }
+        blocking(|| self.replay_retrain_history())?;
         self.consumer
             .subscribe(&[&self.settings.topics.model_partials])?;
         let m = &self.settings.monitor;
@@ -738,69 +747,40 @@ fn follow_references(
     }))
 }
 
-/// Every retrain event on the retrain-events topic, read from the start to the end as of now
-/// (Avro or JSON, whichever the deployment writes).
+/// Every retrain event on the retrain-events topic, read from the start to its end as of now
+/// (Avro or JSON, whichever the deployment writes), the way a changelog is restored: an
+/// aborted transaction's events (a worker killed mid-evaluation) are skipped, and an open one
+/// is waited out rather than mistaken for the end.
 fn read_retrain_history(settings: &Settings) -> Result<Vec<RetrainEvent>> {
-    use rdkafka::consumer::BaseConsumer;
-    use rdkafka::{Offset, TopicPartitionList};
     let topic = &settings.topics.retrain_events;
-    let timeout = Duration::from_secs(10);
-    let consumer: BaseConsumer = consumer_config(
-        &settings.kafka,
+    let reader = ChangelogReader::of(
+        settings,
+        topic.clone(),
         &format!("{}-history", settings.monitor.group_id),
-    )
-    .create()?;
+    )?;
     let partitions = crate::topics::partition_count(
-        consumer.client(),
+        reader.client(),
         &settings.kafka.bootstrap_servers,
         topic,
-        timeout,
+        Duration::from_secs(10),
     )?;
-    let mut remaining = std::collections::BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        let p = i32::try_from(p).unwrap_or(i32::MAX);
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        if high > low {
-            remaining.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-    }
+    let partitions: Vec<i32> = (0..partitions)
+        .filter_map(|p| i32::try_from(p).ok())
+        .collect();
     let mut events = Vec::new();
-    if remaining.is_empty() {
-        return Ok(events);
-    }
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !remaining.is_empty() {
-        if Instant::now() > deadline {
-            return Err(WorkerError::Config(format!(
-                "could not read the retrain history of `{topic}` within 60 s"
-            )));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let decoded = match m.payload() {
-                    Some(p) if p.first() == Some(&b'{') => {
-                        driftwatch_codec::from_json_slice::<RetrainEvent>(p).ok()
-                    }
-                    Some(p) => from_avro::<RetrainEvent>(p).ok(),
-                    None => None,
-                };
-                match decoded {
-                    Some(e) => events.push(e),
-                    None => warn!(offset = m.offset(), "undecodable retrain event skipped"),
-                }
-                if remaining
-                    .get(&m.partition())
-                    .is_some_and(|high| m.offset() + 1 >= *high)
-                {
-                    remaining.remove(&m.partition());
-                }
+    reader.read_partitions(&partitions, Duration::from_secs(120), |m| {
+        let decoded = match m.payload() {
+            Some(p) if p.first() == Some(&b'{') => {
+                driftwatch_codec::from_json_slice::<RetrainEvent>(p).ok()
             }
-            Some(Err(e)) => warn!(error = %e, "reading the retrain history"),
-            None => {}
+            Some(p) => from_avro::<RetrainEvent>(p).ok(),
+            None => None,
+        };
+        match decoded {
+            Some(e) => events.push(e),
+            None => warn!(offset = m.offset(), "undecodable retrain event skipped"),
         }
-    }
+        Ok(())
+    })?;
     Ok(events)
 }

@@ -313,21 +313,27 @@ impl Monitor {
                 for view in v.windows.windows() {
                     out.metrics.push(snapshot(model_id, version, &view, now));
                 }
-                if cfg.accuracy_drop.enabled {
+                if cfg.accuracy_drop.enabled && v.baseline.is_ready() {
                     // Every window end passed since the last judgement, in order, each followed
                     // by the policy's decision on that window: data that arrives in a burst (a
                     // backlog, a replay) is judged window by window, as it would be live.
-                    for view in v.windows.views_since(
+                    let views = v.windows.views_since(
                         &cfg.accuracy_drop.window,
                         v.last_judged_end,
                         MAX_CATCH_UP_JUDGEMENTS,
-                    ) {
-                        let Some(j) =
-                            detectors::judge_accuracy_drop(&cfg.accuracy_drop, &v.baseline, &view)
-                        else {
+                    );
+                    let current = views.last().map(|w| w.end);
+                    for view in views {
+                        let verdict =
+                            detectors::judge_accuracy_drop(&cfg.accuracy_drop, &v.baseline, &view);
+                        // Each end is considered once, except the current one while it abstains
+                        // (labels may still reach it before the window moves on).
+                        if verdict.is_some() || Some(view.end) != current {
+                            v.last_judged_end = Some(view.end);
+                        }
+                        let Some(j) = verdict else {
                             continue;
                         };
-                        v.last_judged_end = Some(view.end);
                         let m = v
                             .machines
                             .entry((j.detector.clone(), j.feature.clone()))

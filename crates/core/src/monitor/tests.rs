@@ -215,6 +215,14 @@ fn a_burst_is_judged_window_by_window() {
         }
     }
     let burst_out = burst.evaluate(240 * MIN);
+    // A monitor that sees the whole backlog before its first evaluation judges it all too.
+    let mut cold = Monitor::new(config()).unwrap();
+    for t in 0..240 {
+        let wrong = if t >= 120 { 30 } else { 7 + (t % 3) as u64 };
+        cold.ingest(&partial("m", t, t as u64, 100 - wrong, wrong))
+            .unwrap();
+    }
+    let cold_out = cold.evaluate(240 * MIN);
     let expected: Vec<String> = drop_events(&live_out)
         .iter()
         .map(|e| e.event_id.clone())
@@ -230,6 +238,11 @@ fn a_burst_is_judged_window_by_window() {
         "{live_out:?}"
     );
     assert_eq!(got, expected);
+    let cold_ids: Vec<String> = drop_events(&cold_out)
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect();
+    assert_eq!(cold_ids, expected);
     let causes = |out: &MonitorOutput| -> Vec<Vec<String>> {
         out.retrain_events
             .iter()
@@ -238,4 +251,5 @@ fn a_burst_is_judged_window_by_window() {
     };
     assert_eq!(live_out.retrain_events.len(), 1);
     assert_eq!(causes(&burst_out), causes(&live_out));
+    assert_eq!(causes(&cold_out), causes(&live_out));
 }

@@ -328,10 +328,10 @@ impl ModelWindows {
         self.specs.iter().filter_map(|s| self.view(s)).collect()
     }
 
-    /// The views of window `name` ending at each bucket step after `after`, up to the current
-    /// end, oldest first, at most `max` (the newest ones); only the current one when `after`
-    /// is `None`. A caller judging each window end once judges, after a burst of data (a
-    /// backlog, a replay), the same windows as it would have live.
+    /// The views of window `name` ending at each bucket step after `after` (after the oldest
+    /// retained bucket's start when `None`), up to the current end, oldest first, at most `max`
+    /// (the newest ones). A caller judging each window end once judges, after a burst of data
+    /// (a backlog, a replay), the same windows as it would have live.
     pub fn views_since(
         &self,
         name: &str,
@@ -345,20 +345,17 @@ impl ModelWindows {
         ) else {
             return Vec::new();
         };
-        let mut ends = vec![end];
-        if let Some(after) = after {
-            let mut e = end;
-            while ends.len() < max {
-                e = e.saturating_sub(width);
-                if e <= after {
-                    break;
-                }
-                ends.push(e);
-            }
+        let Some(after) = after.or_else(|| self.buckets.keys().next().copied()) else {
+            return Vec::new();
+        };
+        let mut ends = Vec::new();
+        let mut e = end;
+        while e > after && ends.len() < max {
+            ends.push(e);
+            e = e.saturating_sub(width);
         }
         ends.iter()
             .rev()
-            .filter(|&&e| after.is_none_or(|a| e > a))
             .map(|&e| self.view_ending(spec, e, width))
             .collect()
     }
