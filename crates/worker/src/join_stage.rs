@@ -73,7 +73,9 @@ use crate::clients::{member_config, producer_config, transactional_producer_conf
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 use crate::topics::{check_copartitioned, partition_count};
-use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed, send_waiting};
+use crate::transactions::{
+    blocking, is_fatal, retrying, rewind_to_committed, send_waiting, ProducerSlot, Reincarnations,
+};
 
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
 /// attributed to a model are under `("unknown", "")`.
@@ -150,7 +152,7 @@ pub struct JoinStage {
     settings: Settings,
     /// Shared with the at-least-once flushes, which commit once their records are delivered.
     consumer: Arc<StreamConsumer<StageContext>>,
-    producer: FutureProducer,
+    producer: ProducerSlot,
     state: Arc<Mutex<StageState>>,
     exactly_once: Option<Arc<ExactlyOnce>>,
     partitions: usize,
@@ -160,6 +162,9 @@ pub struct JoinStage {
 struct ExactlyOnce {
     reader: ChangelogReader,
     timeout: Duration,
+    /// The producer's configuration, to open a new incarnation after it was fenced.
+    producer_config: rdkafka::ClientConfig,
+    reincarnations: Reincarnations,
 }
 
 /// How long a restore may take before the stage gives up on it (well within the consumer's
@@ -171,16 +176,18 @@ impl JoinStage {
     pub fn new(settings: Settings) -> Result<Self> {
         settings.validate()?;
         let eos = settings.kafka.exactly_once();
-        let producer: FutureProducer = if eos {
+        let producer_config = if eos {
             transactional_producer_config(&settings.kafka, &settings.kafka.join_group_id)
-                .create()?
         } else {
-            producer_config(&settings.kafka).create()?
+            producer_config(&settings.kafka)
         };
+        let producer = ProducerSlot::new(producer_config.create()?);
         let exactly_once = if eos {
             Some(Arc::new(ExactlyOnce {
                 reader: ChangelogReader::new(&settings)?,
                 timeout: settings.kafka.transaction_timeout,
+                producer_config,
+                reincarnations: Reincarnations::default(),
             }))
         } else {
             None
@@ -260,8 +267,9 @@ impl JoinStage {
             // Fences an earlier incarnation with the same transactional id and aborts its
             // open transaction, then opens ours.
             self.producer
+                .get()
                 .init_transactions(eos.timeout.max(Duration::from_secs(30)))?;
-            self.producer.begin_transaction()?;
+            self.producer.get().begin_transaction()?;
         }
         let t = &self.settings.topics;
         self.consumer
@@ -328,7 +336,7 @@ impl JoinStage {
             self.flush(CommitMode::Sync).await;
         }
         self.consumer.unsubscribe();
-        let _ = self.producer.flush(Duration::from_secs(10));
+        let _ = self.producer.get().flush(Duration::from_secs(10));
         log_stats(&lock(&self.state).stats());
         Ok(())
     }
@@ -360,7 +368,12 @@ impl JoinStage {
             return Ok(());
         };
         blocking(|| {
-            match commit_transaction(&self.producer, self.consumer.as_ref(), &self.state, eos) {
+            match commit_transaction(
+                &self.producer.get(),
+                self.consumer.as_ref(),
+                &self.state,
+                eos,
+            ) {
                 Ok(()) => Ok(()),
                 Err(e) => self.recover(eos, e, paused),
             }
@@ -377,13 +390,19 @@ impl JoinStage {
             return blocking(|| self.recover(eos, e, paused));
         }
         if start {
-            start_commit(&self.producer, self.consumer.as_ref(), &self.state, eos);
+            start_commit(
+                &self.producer.get(),
+                self.consumer.as_ref(),
+                &self.state,
+                eos,
+            );
         }
         Ok(())
     }
 
-    /// After a failed transaction: aborts it and rebuilds every task from the changelog at the
-    /// committed offsets. A fatal error (fenced) is returned instead: the stage must stop.
+    /// After a failed transaction: aborts it (or, when the producer was fenced, opens a new
+    /// incarnation of it) and rebuilds every task from the changelog at the committed offsets.
+    /// Fenced again and again (see [`Reincarnations`]), the stage stops.
     fn recover(
         &self,
         eos: &ExactlyOnce,
@@ -391,11 +410,20 @@ impl JoinStage {
         paused: &mut HashSet<(Input, i32)>,
     ) -> Result<()> {
         if is_fatal(&e) {
-            error!(error = %e, "fatal transaction error: stopping the join stage");
-            return Err(e.into());
+            if !eos.reincarnations.allow() {
+                error!(error = %e, limit = Reincarnations::MAX, "fatal transaction error again: stopping the join stage");
+                return Err(e.into());
+            }
+            warn!(error = %e, "producer fenced: opening a new incarnation and restoring the committed state");
+            self.producer.reincarnate(
+                &eos.producer_config,
+                eos.timeout.max(Duration::from_secs(30)),
+            )?;
+            discard_transaction(&self.state);
+        } else {
+            warn!(error = %e, "transaction failed: aborting and restoring the committed state");
+            abort_transaction(&self.producer.get(), &self.state, eos)?;
         }
-        warn!(error = %e, "transaction failed: aborting and restoring the committed state");
-        abort_transaction(&self.producer, &self.state, eos)?;
         let assigned = {
             let mut state = lock(&self.state);
             let assigned = state.assigned();
@@ -434,6 +462,7 @@ impl JoinStage {
         for (key, payload) in &records {
             match self
                 .producer
+                .get()
                 .send_result(FutureRecord::to(&topic).key(key).payload(payload))
             {
                 Ok(d) => deliveries.push(d),
@@ -647,19 +676,22 @@ fn commit_transaction<C: Consumer<StageContext>>(
     Ok(())
 }
 
+/// Forgets what the open transaction held (it is aborted, or died with its producer): counted
+/// as aborted; its dead letters are produced again when their input is read again.
+fn discard_transaction(state: &Mutex<StageState>) {
+    let mut s = lock(state);
+    s.transactions_aborted += 1;
+    s.rejected_uncommitted.clear();
+    s.dead_letters_buffered.clear();
+}
+
 /// Aborts the open transaction and opens the next one.
 fn abort_transaction(
     producer: &FutureProducer,
     state: &Mutex<StageState>,
     eos: &ExactlyOnce,
 ) -> Result<()> {
-    {
-        let mut s = lock(state);
-        s.transactions_aborted += 1;
-        // The aborted dead letters are produced again when their input is read again.
-        s.rejected_uncommitted.clear();
-        s.dead_letters_buffered.clear();
-    }
+    discard_transaction(state);
     retrying("abort", || producer.abort_transaction(eos.timeout))?;
     producer.begin_transaction()?;
     Ok(())
@@ -668,7 +700,7 @@ fn abort_transaction(
 /// Rebalance and statistics callbacks, run on the thread that polls the consumer.
 struct StageContext {
     state: Arc<Mutex<StageState>>,
-    producer: FutureProducer,
+    producer: ProducerSlot,
     exactly_once: Option<Arc<ExactlyOnce>>,
 }
 
@@ -682,7 +714,7 @@ impl StageContext {
         partitions: &HashSet<i32>,
     ) {
         let committed = !consumer.assignment_lost()
-            && match commit_transaction(&self.producer, consumer, &self.state, eos) {
+            && match commit_transaction(&self.producer.get(), consumer, &self.state, eos) {
                 Ok(()) => true,
                 Err(e) => {
                     warn!(error = %e, "transaction on revoke failed: aborting");
@@ -690,7 +722,7 @@ impl StageContext {
                 }
             };
         if !committed {
-            if let Err(e) = abort_transaction(&self.producer, &self.state, eos) {
+            if let Err(e) = abort_transaction(&self.producer.get(), &self.state, eos) {
                 error!(error = %e, "abort on revoke failed");
             }
         }
@@ -748,12 +780,13 @@ impl ConsumerContext for StageContext {
             for (key, payload) in &records {
                 if let Err((e, _)) = self
                     .producer
+                    .get()
                     .send_result(FutureRecord::to(&topic).key(key).payload(payload))
                 {
                     error!(error = %e, "partial not enqueued on revoke");
                 }
             }
-            if let Err(e) = self.producer.flush(Duration::from_secs(30)) {
+            if let Err(e) = self.producer.get().flush(Duration::from_secs(30)) {
                 error!(error = %e, "partials not flushed on revoke; offsets not committed");
                 return;
             }
@@ -842,7 +875,7 @@ struct StageState {
     max_message_bytes: usize,
     predictions: PredictionDecoders,
     labels: GroundTruthDecoders,
-    producer: FutureProducer,
+    producer: ProducerSlot,
     tasks: BTreeMap<i32, PartitionTask>,
     /// Counters of tasks that were revoked, so totals survive rebalances.
     retired: BTreeMap<(String, String), JoinCounters>,
@@ -917,7 +950,7 @@ impl StageState {
         settings: &Settings,
         predictions: PredictionDecoders,
         labels: GroundTruthDecoders,
-        producer: FutureProducer,
+        producer: ProducerSlot,
     ) -> Result<Self> {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Ok(StageState {
@@ -1720,7 +1753,7 @@ impl StageState {
         if let Some(p) = payload {
             record = record.payload(p);
         }
-        match self.producer.send_result(record) {
+        match self.producer.get().send_result(record) {
             Ok(delivery) => {
                 // Awaited with the next flush's partials, before the offsets move past it.
                 self.dead_letters_in_flight.push(delivery);

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
-use driftwatch_core::monitor::{Monitor, MonitorOutput, PolicyState};
+use driftwatch_core::monitor::{snapshot, Monitor, MonitorOutput, PolicyState};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,7 +51,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
@@ -61,7 +61,9 @@ use crate::clients::{
 };
 use crate::error::{Result, WorkerError};
 use crate::settings::{OutputFormat, Settings};
-use crate::transactions::{blocking, is_fatal, retrying, rewind_to_committed, send_waiting};
+use crate::transactions::{
+    blocking, is_fatal, retrying, rewind_to_committed, send_waiting, ProducerSlot, Reincarnations,
+};
 
 /// What the monitor stage published so far, readable while it runs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,14 +88,14 @@ pub struct MonitorStats {
     /// Models forgotten because their partition moved to another worker.
     pub handed_over: u64,
     /// Changelog restores (exactly-once): how many, records and bytes read, models restored,
-    /// snapshots refused (undecodable: the model starts over), seconds spent.
+    /// state records or models refused (undecodable: the model starts over), seconds spent.
     pub restores: u64,
     pub restore_records: u64,
     pub restore_bytes: u64,
     pub restored_models: u64,
     pub refused_snapshots: u64,
     pub restore_seconds: f64,
-    /// Model snapshots written to the changelog (committed or not).
+    /// Model state records written to the changelog (committed or not).
     pub snapshots_written: u64,
 }
 
@@ -170,7 +172,10 @@ pub struct MonitorStage {
     consumer: StreamConsumer<MonitorContext>,
     /// The changelog reader (exactly-once only).
     changelog: Option<ChangelogReader>,
-    producer: FutureProducer,
+    producer: ProducerSlot,
+    /// Configuration of the producer, to open a new incarnation after it was fenced.
+    producer_config: rdkafka::ClientConfig,
+    reincarnations: Reincarnations,
     monitor: Monitor,
     stats: Arc<Mutex<MonitorStats>>,
     exactly_once: bool,
@@ -187,10 +192,12 @@ pub struct MonitorStage {
 #[derive(Clone)]
 struct OutputRecord {
     topic: String,
-    /// The model id.
-    key: String,
-    payload: Vec<u8>,
-    /// Set for changelog snapshots: the partition of the model's partials.
+    key: Vec<u8>,
+    /// The model the record is about.
+    model: String,
+    /// `None`: a tombstone (changelog records only).
+    payload: Option<Vec<u8>>,
+    /// Set for changelog records: the partition of the model's partials.
     partition: Option<i32>,
 }
 
@@ -209,11 +216,12 @@ impl MonitorStage {
         } else {
             None
         };
-        let producer: FutureProducer = if exactly_once {
-            transactional_producer_config(&settings.kafka, &settings.monitor.group_id).create()?
+        let producer_config = if exactly_once {
+            transactional_producer_config(&settings.kafka, &settings.monitor.group_id)
         } else {
-            producer_config(&settings.kafka).create()?
+            producer_config(&settings.kafka)
         };
+        let producer = ProducerSlot::new(producer_config.create()?);
         // Input and outputs must exist: one clear error at start-up instead of delivery errors.
         let t = &settings.topics;
         for topic in [
@@ -235,6 +243,8 @@ impl MonitorStage {
             consumer,
             changelog,
             producer,
+            producer_config,
+            reincarnations: Reincarnations::default(),
             monitor,
             stats: Arc::new(Mutex::new(stats)),
             exactly_once,
@@ -301,8 +311,8 @@ impl MonitorStage {
                 .kafka
                 .transaction_timeout
                 .max(Duration::from_secs(30));
-            self.producer.init_transactions(timeout)?;
-            self.producer.begin_transaction()?;
+            self.producer.get().init_transactions(timeout)?;
+            self.producer.get().begin_transaction()?;
         }
         blocking(|| self.replay_retrain_history())?;
         self.consumer
@@ -408,7 +418,7 @@ impl MonitorStage {
             debug!(error = %e, "final commit");
         }
         self.consumer.unsubscribe();
-        let _ = self.producer.flush(Duration::from_secs(10));
+        let _ = self.producer.get().flush(Duration::from_secs(10));
         Ok(())
     }
 
@@ -453,7 +463,7 @@ impl MonitorStage {
             self.model_partition.remove(m);
         }
         let before = self.unpublished.len();
-        self.unpublished.retain(|r| !models.contains(&r.key));
+        self.unpublished.retain(|r| !models.contains(&r.model));
         for p in gone {
             self.positions.remove(p);
             self.assigned.remove(p);
@@ -462,9 +472,10 @@ impl MonitorStage {
         info!(partitions = ?gone, models = models.len(), dropped_output = before - self.unpublished.len(), "partials partitions left this worker; their models are forgotten");
     }
 
-    /// Restores the models of newly assigned partitions from the changelog: the last
-    /// committed snapshot of each model (a later record of a key replaces an earlier one, a
-    /// tombstone deletes it).
+    /// Restores the models of newly assigned partitions from the changelog: the latest record
+    /// of each key (a tombstone deletes it), grouped by model. A model whose records are
+    /// refused starts over from its next partials; records left stale (the model's
+    /// configuration changed) are deleted in the next transaction.
     fn restore(&mut self, partitions: &[i32]) -> Result<()> {
         let Some(reader) = &self.changelog else {
             return Ok(());
@@ -479,25 +490,52 @@ impl MonitorStage {
                 Ok(())
             })
         })?;
-        let (mut models, mut refused) = (0u64, 0u64);
+        let topic = reader.topic().to_owned();
+        // Per partition: (key, value) of the live records.
+        type Live = Vec<(Vec<u8>, Vec<u8>)>;
+        let mut by_partition: BTreeMap<i32, Live> = BTreeMap::new();
         for ((partition, key), value) in latest {
-            let Some(bytes) = value else { continue };
-            match self.monitor.import_model(&bytes) {
-                Ok(r) => {
-                    if r.config_changed {
-                        warn!(model = %r.model_id, "model configuration changed since its snapshot: windows and detectors start over, the retrain policy is kept");
+            if let Some(value) = value {
+                by_partition
+                    .entry(partition)
+                    .or_default()
+                    .push((key, value));
+            }
+        }
+        let (mut models, mut refused) = (0u64, 0u64);
+        for (partition, records) in by_partition {
+            let (grouped, bad) = snapshot::group_records(records);
+            for (key, e) in bad {
+                refused += 1;
+                warn!(error = %e, partition, key = %String::from_utf8_lossy(&key), "monitor state record refused");
+            }
+            for (model, records) in grouped {
+                match self.monitor.import_model(&model, records) {
+                    Ok(r) => {
+                        if r.config_changed {
+                            warn!(model = %model, "model configuration changed since its state was written: windows and detectors start over, the retrain policy is kept");
+                        }
+                        for key in r.stale_keys {
+                            self.unpublished.push(OutputRecord {
+                                topic: topic.clone(),
+                                key,
+                                model: model.clone(),
+                                payload: None,
+                                partition: Some(partition),
+                            });
+                        }
+                        self.model_partition.insert(model, partition);
+                        models += 1;
                     }
-                    self.model_partition.insert(r.model_id, partition);
-                    models += 1;
-                }
-                Err(e) => {
-                    refused += 1;
-                    warn!(error = %e, partition, key = %String::from_utf8_lossy(&key), "model snapshot refused: the model starts over from the next partials");
+                    Err(e) => {
+                        refused += 1;
+                        warn!(error = %e, partition, model = %model, "model state refused: the model starts over from the next partials");
+                    }
                 }
             }
         }
         info!(
-            topic = %reader.topic(),
+            topic = %topic,
             partitions = ?partitions,
             records = totals.records,
             bytes = totals.bytes,
@@ -515,7 +553,8 @@ impl MonitorStage {
         Ok(())
     }
 
-    /// Encodes a snapshot of every changed model this worker owns, for the open transaction.
+    /// Encodes what changed in every model this worker owns (state records), for the open
+    /// transaction.
     fn record_snapshots(&mut self) {
         let topic = self.settings.monitor_changelog_topic();
         let mut written = 0;
@@ -527,17 +566,19 @@ impl MonitorStage {
                 continue;
             }
             match self.monitor.export_model(&model) {
-                Ok(Some(payload)) => {
-                    written += 1;
-                    self.unpublished.push(OutputRecord {
-                        topic: topic.clone(),
-                        key: model,
-                        payload,
-                        partition: Some(partition),
-                    });
+                Ok(records) => {
+                    written += records.len() as u64;
+                    for r in records {
+                        self.unpublished.push(OutputRecord {
+                            topic: topic.clone(),
+                            key: r.key,
+                            model: model.clone(),
+                            payload: r.value,
+                            partition: Some(partition),
+                        });
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => error!(error = %e, "model snapshot not written"),
+                Err(e) => error!(error = %e, "model state not written"),
             }
         }
         lock(&self.stats).snapshots_written += written;
@@ -576,8 +617,9 @@ impl MonitorStage {
 
     /// Commits the unpublished output with the offsets of the partials merged so far. On an
     /// abortable failure the output is kept for the next transaction and the consumer rewound
-    /// to the committed offsets (re-read partials are dropped as duplicates); a fatal one
-    /// (fenced) stops the stage.
+    /// to the committed offsets (re-read partials are dropped as duplicates); when the producer
+    /// was fenced, the same after opening a new incarnation of it (bounded, see
+    /// [`Reincarnations`]).
     fn commit_transaction(&mut self) -> Result<()> {
         self.record_snapshots();
         let timeout = self.settings.kafka.transaction_timeout;
@@ -587,29 +629,41 @@ impl MonitorStage {
             lock(&self.stats).transactions_committed += 1;
             return Ok(());
         };
+        lock(&self.stats).transactions_aborted += 1;
         if is_fatal(&e) {
-            error!(error = %e, "fatal transaction error: stopping the monitor stage");
-            return Err(e.into());
+            if !self.reincarnations.allow() {
+                error!(error = %e, limit = Reincarnations::MAX, "fatal transaction error again: stopping the monitor stage");
+                return Err(e.into());
+            }
+            warn!(error = %e, "monitor producer fenced: opening a new incarnation; the output goes out with the next transaction");
+            return blocking(|| -> Result<()> {
+                self.producer
+                    .reincarnate(&self.producer_config, timeout.max(Duration::from_secs(30)))?;
+                rewind_to_committed(&self.consumer, timeout)?;
+                Ok(())
+            });
         }
         warn!(error = %e, "monitor transaction failed: aborting; its output goes out with the next one");
-        lock(&self.stats).transactions_aborted += 1;
         blocking(|| -> Result<()> {
-            retrying("monitor", || self.producer.abort_transaction(timeout))?;
-            self.producer.begin_transaction()?;
+            let producer = self.producer.get();
+            retrying("monitor", || producer.abort_transaction(timeout))?;
+            producer.begin_transaction()?;
             rewind_to_committed(&self.consumer, timeout)?;
             Ok(())
         })
     }
 
     fn try_commit(&self, timeout: Duration) -> std::result::Result<(), KafkaError> {
+        let producer = self.producer.get();
         for r in &self.unpublished {
-            let mut record = FutureRecord::to(&r.topic)
-                .key(r.key.as_bytes())
-                .payload(r.payload.as_slice());
+            let mut record = FutureRecord::to(&r.topic).key(r.key.as_slice());
+            if let Some(payload) = &r.payload {
+                record = record.payload(payload.as_slice());
+            }
             if let Some(p) = r.partition {
                 record = record.partition(p);
             }
-            send_waiting(&self.producer, record)?;
+            send_waiting(&producer, record)?;
         }
         let topic = &self.settings.topics.model_partials;
         let mut offsets = TopicPartitionList::new();
@@ -621,13 +675,12 @@ impl MonitorStage {
         if offsets.count() > 0 {
             if let Some(metadata) = self.consumer.group_metadata() {
                 retrying("monitor", || {
-                    self.producer
-                        .send_offsets_to_transaction(&offsets, &metadata, timeout)
+                    producer.send_offsets_to_transaction(&offsets, &metadata, timeout)
                 })?;
             }
         }
-        retrying("monitor", || self.producer.commit_transaction(timeout))?;
-        self.producer.begin_transaction()
+        retrying("monitor", || producer.commit_transaction(timeout))?;
+        producer.begin_transaction()
     }
 
     /// At-least-once: publishes one evaluation's output; true when everything was delivered.
@@ -635,11 +688,11 @@ impl MonitorStage {
         self.record_output(&out);
         let mut deliveries = Vec::with_capacity(self.unpublished.len());
         for r in self.unpublished.drain(..) {
-            match self.producer.send_result(
-                FutureRecord::to(&r.topic)
-                    .key(r.key.as_str())
-                    .payload(r.payload.as_slice()),
-            ) {
+            let mut record = FutureRecord::to(&r.topic).key(r.key.as_slice());
+            if let Some(payload) = &r.payload {
+                record = record.payload(payload.as_slice());
+            }
+            match self.producer.get().send_result(record) {
                 Ok(d) => deliveries.push(d),
                 Err((e, _)) => error!(error = %e, topic = %r.topic, "record not enqueued"),
             }
@@ -671,8 +724,9 @@ fn encode<T: AvroRecord + JsonRecord>(
     match payload {
         Ok(payload) => Some(OutputRecord {
             topic: topic.to_string(),
-            key: key.to_string(),
-            payload,
+            key: key.as_bytes().to_vec(),
+            model: key.to_string(),
+            payload: Some(payload),
             partition: None,
         }),
         Err(e) => {

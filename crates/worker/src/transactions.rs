@@ -99,3 +99,71 @@ pub fn send_waiting(
         }
     }
 }
+
+/// A stage's producer, replaceable. A transactional producer that was fenced is unusable for
+/// good (a broker outage longer than the transaction timeout makes the coordinator abort the
+/// transaction and bump the producer epoch); like Kafka Streams after a
+/// `ProducerFencedException`, the stage then opens a new incarnation under the same
+/// transactional id and redoes its uncommitted work from the changelog.
+#[derive(Clone)]
+pub struct ProducerSlot(std::sync::Arc<std::sync::Mutex<rdkafka::producer::FutureProducer>>);
+
+impl ProducerSlot {
+    pub fn new(producer: rdkafka::producer::FutureProducer) -> Self {
+        ProducerSlot(std::sync::Arc::new(std::sync::Mutex::new(producer)))
+    }
+
+    /// The current producer (a cheap handle on the same client).
+    pub fn get(&self) -> rdkafka::producer::FutureProducer {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Opens a new incarnation from `config` (transactions initialized, one begun) and puts
+    /// it in place of the current producer, whose queued records are purged.
+    pub fn reincarnate(
+        &self,
+        config: &rdkafka::ClientConfig,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        use rdkafka::producer::{Producer, PurgeConfig};
+        let fresh: rdkafka::producer::FutureProducer = config.create()?;
+        fresh.init_transactions(timeout)?;
+        fresh.begin_transaction()?;
+        let old = std::mem::replace(
+            &mut *self.0.lock().unwrap_or_else(|e| e.into_inner()),
+            fresh,
+        );
+        old.purge(PurgeConfig::default().queue().inflight());
+        Ok(())
+    }
+}
+
+/// Bounds how often a stage opens a new producer incarnation: two live workers configured with
+/// the same `kafka.instance_id` would otherwise fence each other forever.
+#[derive(Debug, Default)]
+pub struct Reincarnations(std::sync::Mutex<std::collections::VecDeque<Instant>>);
+
+impl Reincarnations {
+    /// At most this many within [`REINCARNATION_WINDOW`].
+    pub const MAX: usize = 5;
+
+    /// Records one; false when the limit is reached (the stage must stop).
+    pub fn allow(&self) -> bool {
+        let mut times = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > REINCARNATION_WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() >= Self::MAX {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
+/// See [`Reincarnations`].
+pub const REINCARNATION_WINDOW: Duration = Duration::from_secs(600);

@@ -169,8 +169,10 @@ struct Reference {
 
 /// Signatures of one (model, version): reference and current buckets.
 ///
-/// Serialized (for the monitor's changelog) with its summaries in their binary form and its
-/// feature names in id order, so a restored tracker interns them to the same ids.
+/// Persisted for the monitor's changelog in parts: the serde form holds the feature names (in
+/// id order, so a restored tracker interns them to the same ids) and the bookkeeping; the
+/// reference summary and each bucket's summary are written on their own, in their binary form,
+/// when they change ([`take_changes`](Self::take_changes)).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "TrackerState", into = "TrackerState")]
 pub struct SignatureTracker {
@@ -185,24 +187,35 @@ pub struct SignatureTracker {
     /// Features that were judged absent from the reference, to clear their presence verdict.
     appeared: BTreeSet<String>,
     decode_errors: u64,
+    /// Buckets created, changed or dropped since the last `take_changes`.
+    changed: BTreeSet<TimestampMs>,
+    /// The reference summary changed since the last `take_changes`.
+    reference_changed: bool,
 }
 
-/// The serialized form of a [`SignatureTracker`].
+/// What changed in a tracker's summaries since the last [`SignatureTracker::take_changes`],
+/// encoded.
+#[derive(Debug, Default)]
+pub(crate) struct TrackerChanges {
+    /// By bucket start: `None` for a dropped bucket.
+    pub buckets: Vec<(TimestampMs, Option<Vec<u8>>)>,
+    /// The reference summary, when it changed.
+    pub reference: Option<Vec<u8>>,
+}
+
+/// The serialized form of a [`SignatureTracker`] (without its summaries).
 #[derive(Serialize, Deserialize)]
 struct TrackerState {
     names: Vec<String>,
     window_ms: i64,
     reference_ms: i64,
-    /// (summary, start, end, frozen).
-    reference: Option<(Vec<u8>, TimestampMs, TimestampMs, bool)>,
-    buckets: Vec<(TimestampMs, Vec<u8>)>,
+    /// (start, end, frozen) of the reference, whose summary is persisted on its own.
+    reference: Option<(TimestampMs, TimestampMs, bool)>,
     width_ms: Option<i64>,
     progress_ms: Option<TimestampMs>,
     last_judged_end: Option<TimestampMs>,
     appeared: BTreeSet<String>,
     decode_errors: u64,
-    /// Summaries that could not be encoded (none in practice: see `SignatureSummary::to_bytes`).
-    lost: u64,
 }
 
 impl From<SignatureTracker> for TrackerState {
@@ -211,35 +224,16 @@ impl From<SignatureTracker> for TrackerState {
             .filter_map(|i| u16::try_from(i).ok())
             .filter_map(|i| t.names.name(FeatureId(i)).map(str::to_owned))
             .collect();
-        let mut lost = 0;
-        let mut encode = |s: &SignatureSummary| match s.to_bytes(&t.names) {
-            Ok(b) => Some(b),
-            Err(_) => {
-                lost += 1;
-                None
-            }
-        };
-        let reference = t
-            .reference
-            .as_ref()
-            .and_then(|r| Some((encode(&r.summary)?, r.start, r.end, r.frozen)));
-        let buckets = t
-            .buckets
-            .iter()
-            .filter_map(|(start, s)| Some((*start, encode(s)?)))
-            .collect();
         TrackerState {
             names,
             window_ms: t.window_ms,
             reference_ms: t.reference_ms,
-            reference,
-            buckets,
+            reference: t.reference.as_ref().map(|r| (r.start, r.end, r.frozen)),
             width_ms: t.width_ms,
             progress_ms: t.progress_ms,
             last_judged_end: t.last_judged_end,
             appeared: t.appeared,
             decode_errors: t.decode_errors,
-            lost,
         }
     }
 }
@@ -252,23 +246,17 @@ impl TryFrom<TrackerState> for SignatureTracker {
         for name in &s.names {
             t.names.intern(name)?;
         }
-        if let Some((bytes, start, end, frozen)) = s.reference {
-            t.reference = Some(Reference {
-                summary: SignatureSummary::from_bytes(&bytes, &mut t.names)?,
-                start,
-                end,
-                frozen,
-            });
-        }
-        for (start, bytes) in s.buckets {
-            let summary = SignatureSummary::from_bytes(&bytes, &mut t.names)?;
-            t.buckets.insert(start, summary);
-        }
+        t.reference = s.reference.map(|(start, end, frozen)| Reference {
+            summary: SignatureSummary::new(),
+            start,
+            end,
+            frozen,
+        });
         t.width_ms = s.width_ms;
         t.progress_ms = s.progress_ms;
         t.last_judged_end = s.last_judged_end;
         t.appeared = s.appeared;
-        t.decode_errors = s.decode_errors.saturating_add(s.lost);
+        t.decode_errors = s.decode_errors;
         Ok(t)
     }
 }
@@ -287,7 +275,58 @@ impl SignatureTracker {
             last_judged_end: None,
             appeared: BTreeSet::new(),
             decode_errors: 0,
+            changed: BTreeSet::new(),
+            reference_changed: false,
         }
+    }
+
+    /// The summaries changed since the last call, encoded (see the type docs).
+    pub(crate) fn take_changes(&mut self) -> Result<TrackerChanges, SummaryError> {
+        let mut out = TrackerChanges::default();
+        for start in std::mem::take(&mut self.changed) {
+            let bytes = match self.buckets.get(&start) {
+                Some(s) => Some(s.to_bytes(&self.names)?),
+                None => None,
+            };
+            out.buckets.push((start, bytes));
+        }
+        if std::mem::take(&mut self.reference_changed) {
+            if let Some(r) = &self.reference {
+                out.reference = Some(r.summary.to_bytes(&self.names)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts back one bucket's summary written by [`take_changes`](Self::take_changes).
+    pub(crate) fn restore_bucket(
+        &mut self,
+        start: TimestampMs,
+        bytes: &[u8],
+    ) -> Result<(), SummaryError> {
+        let summary = SignatureSummary::from_bytes(bytes, &mut self.names)?;
+        self.buckets.insert(start, summary);
+        Ok(())
+    }
+
+    /// Puts back the reference summary written by [`take_changes`](Self::take_changes); the
+    /// reference's bounds came with the tracker.
+    pub(crate) fn restore_reference(&mut self, bytes: &[u8]) -> Result<(), SummaryError> {
+        let summary = SignatureSummary::from_bytes(bytes, &mut self.names)?;
+        match &mut self.reference {
+            Some(r) => {
+                r.summary = summary;
+                Ok(())
+            }
+            None => Err(SummaryError::malformed(
+                "a reference summary for a tracker without a reference",
+            )),
+        }
+    }
+
+    /// Whether the tracker has a reference whose summary must be restored.
+    pub(crate) fn has_reference(&self) -> bool {
+        self.reference.is_some()
     }
 
     /// Signatures that could not be decoded (dropped; the partial's counters still count).
@@ -333,16 +372,19 @@ impl SignatureTracker {
         });
         if !r.frozen && start >= r.start && end <= r.end {
             r.summary.merge(&sig);
+            self.reference_changed = true;
         }
         let progress = self.progress_ms.map_or(end, |p| p.max(end));
         self.progress_ms = Some(progress);
         let floor = progress.saturating_sub(self.window_ms);
         if start >= floor {
             self.buckets.entry(start).or_default().merge(&sig);
+            self.changed.insert(start);
         }
         // Buckets that left the current window can never be judged again.
         while let Some(e) = self.buckets.first_entry() {
             if *e.key() < floor {
+                self.changed.insert(*e.key());
                 e.remove();
             } else {
                 break;
@@ -366,6 +408,7 @@ impl SignatureTracker {
             end,
             frozen: true,
         });
+        self.reference_changed = true;
         Ok(())
     }
 
@@ -385,6 +428,7 @@ impl SignatureTracker {
         if !reference.frozen {
             reference.summary.flush();
             reference.frozen = true;
+            self.reference_changed = true;
         }
         self.last_judged_end = Some(end);
         let width = self.width_ms.unwrap_or(1);

@@ -317,9 +317,15 @@ impl Monitor {
                     // Every window end passed since the last judgement, in order, each followed
                     // by the policy's decision on that window: data that arrives in a burst (a
                     // backlog, a replay) is judged window by window, as it would be live.
+                    // The first judgement: windows ending from the baseline's end on, the first
+                    // a live monitor judges.
+                    let after = v.last_judged_end.or_else(|| {
+                        let (_, end) = v.baseline.bounds();
+                        (end != 0).then(|| end.saturating_sub(1))
+                    });
                     let views = v.windows.views_since(
                         &cfg.accuracy_drop.window,
-                        v.last_judged_end,
+                        after,
                         MAX_CATCH_UP_JUDGEMENTS,
                     );
                     let current = views.last().map(|w| w.end);

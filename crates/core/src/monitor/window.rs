@@ -7,7 +7,11 @@
 //! sequence) is recognized and dropped, so a replay after a restart does not count twice.
 //!
 //! # Time
-//! - *progress*: the latest bucket end seen. It only moves forward, driven by the data.
+//! - *progress*: the latest bucket end among partials that carry outcomes. It only moves
+//!   forward, driven by the data. A partial with zero counters carries only a signature (the
+//!   join sends those as predictions arrive, before any is resolved): it must not move the
+//!   windows, or a backlog whose predictions are read ahead of their labels would cut windows
+//!   where no outcome has arrived yet.
 //! - *end* = progress − `maturity_ms`: labels take time to arrive, so a bucket younger than the
 //!   maturity delay is incomplete and left out of every window (its accuracy would be measured
 //!   on the quickest labels only, a biased sample).
@@ -116,6 +120,9 @@ pub struct WindowView {
     pub aggregate: Aggregate,
 }
 
+/// A bucket's start and its encoded content (`None`: evicted).
+pub(crate) type ChangedBucket = (TimestampMs, Option<Vec<u8>>);
+
 /// Buckets and windows of one (model, version).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelWindows {
@@ -123,7 +130,13 @@ pub struct ModelWindows {
     longest_ms: i64,
     maturity_ms: i64,
     width_ms: Option<i64>,
+    /// Persisted bucket by bucket (see [`take_changed_buckets`](Self::take_changed_buckets)),
+    /// not with the rest.
+    #[serde(skip)]
     buckets: BTreeMap<TimestampMs, Bucket>,
+    /// Buckets created, changed or evicted since the last `take_changed_buckets`.
+    #[serde(skip)]
+    changed: std::collections::BTreeSet<TimestampMs>,
     progress_ms: Option<TimestampMs>,
     /// Buckets ending at or before this are gone.
     evicted_until: TimestampMs,
@@ -144,6 +157,7 @@ impl ModelWindows {
             maturity_ms: maturity_ms.max(0),
             width_ms: None,
             buckets: BTreeMap::new(),
+            changed: std::collections::BTreeSet::new(),
             progress_ms: None,
             evicted_until: TimestampMs::MIN,
             matured_until: TimestampMs::MIN,
@@ -240,6 +254,7 @@ impl ModelWindows {
                 // Signatures live in the monitor's signature tracker, not in buckets.
                 b.partial.signature = None;
                 b.seen.push(id);
+                self.changed.insert(p.bucket_start);
                 if b.matured {
                     self.stats.after_maturity_partials += 1;
                 }
@@ -255,12 +270,15 @@ impl ModelWindows {
                         matured: false,
                     },
                 );
+                self.changed.insert(p.bucket_start);
                 if bucket_end <= self.matured_until {
                     self.late_created.push(p.bucket_start);
                 }
             }
         }
-        self.progress_ms = Some(self.progress_ms.map_or(bucket_end, |q| q.max(bucket_end)));
+        if p.counters != crate::JoinCounters::default() || !p.confusion.is_empty() {
+            self.progress_ms = Some(self.progress_ms.map_or(bucket_end, |q| q.max(bucket_end)));
+        }
         Ok(Placement::Merged)
     }
 
@@ -285,6 +303,7 @@ impl ModelWindows {
             if let Some(b) = self.buckets.get_mut(&start) {
                 if !b.matured && start.saturating_add(width) <= end {
                     b.matured = true;
+                    self.changed.insert(start);
                     out.push(MaturedBucket {
                         start,
                         end: start.saturating_add(width),
@@ -309,12 +328,40 @@ impl ModelWindows {
             .saturating_sub(extra_ms.max(0));
         while let Some(entry) = self.buckets.first_entry() {
             if entry.key().saturating_add(width) <= floor && entry.get().matured {
+                self.changed.insert(*entry.key());
                 entry.remove();
             } else {
                 break;
             }
         }
         self.evicted_until = self.evicted_until.max(floor);
+    }
+
+    /// The buckets created, changed or evicted since the last call, encoded: `None` for an
+    /// evicted one. With the rest of the windows (serde, buckets skipped) they make up the
+    /// persisted state, written incrementally.
+    pub(crate) fn take_changed_buckets(&mut self) -> Result<Vec<ChangedBucket>, postcard::Error> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|start| {
+                let bytes = self
+                    .buckets
+                    .get(&start)
+                    .map(postcard::to_allocvec)
+                    .transpose()?;
+                Ok((start, bytes))
+            })
+            .collect()
+    }
+
+    /// Puts back one bucket written by [`take_changed_buckets`](Self::take_changed_buckets).
+    pub(crate) fn restore_bucket(
+        &mut self,
+        start: TimestampMs,
+        bytes: &[u8],
+    ) -> Result<(), postcard::Error> {
+        self.buckets.insert(start, postcard::from_bytes(bytes)?);
+        Ok(())
     }
 
     /// The window named `name`, or `None` when there is no such window or no data yet.
