@@ -10,14 +10,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use driftwatch_tests::monitor_outputs::{apply_monitor_settings, assert_monitor, create_topics_of};
+use driftwatch_tests::monitor_outputs::assert_monitor;
 use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
-use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS};
-use driftwatch_tests::settings;
-use driftwatch_worker::join_stage::JoinStage;
-use driftwatch_worker::monitor_stage::MonitorStage;
-use driftwatch_worker::settings::Settings;
-use tokio::sync::oneshot;
+use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario};
+use driftwatch_tests::stages::{scenario_settings, Stages};
 
 fn kafka(cmd: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka");
@@ -35,36 +31,13 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
         eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
         return;
     }
-    driftwatch_tests::init_logging();
-    let mut s = Settings {
-        kafka: settings(),
-        ..Settings::default()
-    };
-    create_topics_of(&mut s, 4).await;
-    apply_monitor_settings(&mut s);
-    s.join.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
-    s.join.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
-    s.join.allowed_lateness = Duration::from_secs(30);
-    s.join.max_task_idle = Duration::from_secs(1);
-    s.join.idle_timeout = Duration::from_secs(3);
-    s.join.flush_interval = Duration::from_millis(500);
-
+    let s = scenario_settings(4).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
     let scenario = Scenario::generate(11, 40_000, now - 2 * 3_600_000);
-    let stage = JoinStage::new(s.clone()).expect("join stage");
-    let handle = stage.handle();
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(stage.run(async {
-        let _ = rx.await;
-    }));
-    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
-    let (stop_monitor, rx) = oneshot::channel::<()>();
-    let monitor_task = tokio::spawn(monitor.run(async {
-        let _ = rx.await;
-    }));
+    let stages = Stages::start(&s);
     let half = scenario.records.len() / 2;
     produce_records(&s, &scenario.records[..half]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -74,36 +47,18 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
     kafka("start");
 
     produce_records(&s, &scenario.records[half..]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let total: u64 = handle
-            .stats()
-            .per_model
-            .values()
-            .map(driftwatch_core::JoinCounters::inputs)
-            .sum();
-        if total >= scenario.inputs() || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // The join stops once it counted every input; the monitor after its checks below.
-    let _ = stop.send(());
-    task.await.expect("task").expect("join stage");
-    let stats = handle.stats();
-    assert_eq!(stats.dropped_on_revoke, 0, "a rebalance dropped state");
-    let by_model = counters_by_model(std::slice::from_ref(&stats));
-    assert_eq!(by_model, scenario.expected);
-    // What the monitor would read: the committed partials sum to the reference exactly (an
-    // aborted transaction's partials are invisible, none is committed twice).
+    stages
+        .wait_for_inputs(scenario.inputs(), Duration::from_secs(120))
+        .await;
+    // What the monitor reads: the committed partials sum to the reference exactly (an aborted
+    // transaction's partials are invisible, none is committed twice).
     let reference = Outcomes::reference(&scenario);
     let mut reader = PartialsReader::new(&s, 4);
     reader.read_until(reference.total(), Duration::from_secs(60));
     assert_reference(&reader.seen, &reference, &[]);
     tokio::task::block_in_place(|| assert_monitor(&s, &reader, &[], Duration::from_secs(120)));
-    let _ = stop_monitor.send(());
-    monitor_task
-        .await
-        .expect("monitor task")
-        .expect("monitor stage");
+    let (stats, _) = stages.stop().await;
+    assert_eq!(stats.dropped_on_revoke, 0, "a rebalance dropped state");
+    let by_model = counters_by_model(std::slice::from_ref(&stats));
+    assert_eq!(by_model, scenario.expected);
 }

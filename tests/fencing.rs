@@ -8,16 +8,13 @@
 
 use std::time::Duration;
 
-use driftwatch_tests::monitor_outputs::{apply_monitor_settings, assert_monitor, create_topics_of};
+use driftwatch_tests::monitor_outputs::assert_monitor;
 use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
-use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS};
-use driftwatch_tests::settings;
+use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario};
+use driftwatch_tests::stages::{scenario_settings, Stages};
 use driftwatch_worker::clients::transactional_producer_config;
-use driftwatch_worker::join_stage::JoinStage;
-use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
 use rdkafka::producer::{FutureProducer, Producer};
-use tokio::sync::oneshot;
 
 /// Fences the stage whose transactional producer belongs to `group`: a new producer with the
 /// same transactional id initializes transactions, which bumps the epoch.
@@ -36,39 +33,15 @@ async fn fenced_producers_are_replaced_and_nothing_is_lost_or_doubled() {
         eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
         return;
     }
-    driftwatch_tests::init_logging();
-    let mut s = Settings {
-        kafka: settings(),
-        ..Settings::default()
-    };
-    create_topics_of(&mut s, 4).await;
-    apply_monitor_settings(&mut s);
+    let mut s = scenario_settings(4).await;
     // A fixed instance: the transactional ids are known, so they can be taken over.
     s.kafka.instance_id = driftwatch_tests::unique("fenced");
-    s.join.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
-    s.join.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
-    s.join.allowed_lateness = Duration::from_secs(30);
-    s.join.max_task_idle = Duration::from_secs(1);
-    s.join.idle_timeout = Duration::from_secs(3);
-    s.join.flush_interval = Duration::from_millis(500);
-
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
     let scenario = Scenario::generate(31, 40_000, now - 2 * 3_600_000);
-    let join = JoinStage::new(s.clone()).expect("join stage");
-    let handle = join.handle();
-    let (stop, rx) = oneshot::channel::<()>();
-    let join_task = tokio::spawn(join.run(async {
-        let _ = rx.await;
-    }));
-    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
-    let monitor_handle = monitor.handle();
-    let (stop_monitor, rx) = oneshot::channel::<()>();
-    let monitor_task = tokio::spawn(monitor.run(async {
-        let _ = rx.await;
-    }));
+    let stages = Stages::start(&s);
 
     let half = scenario.records.len() / 2;
     produce_records(&s, &scenario.records[..half]).await;
@@ -82,45 +55,25 @@ async fn fenced_producers_are_replaced_and_nothing_is_lost_or_doubled() {
     .await
     .expect("fencing");
     produce_records(&s, &scenario.records[half..]).await;
+    stages
+        .wait_for_inputs(scenario.inputs(), Duration::from_secs(120))
+        .await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let total: u64 = handle
-            .stats()
-            .per_model
-            .values()
-            .map(driftwatch_core::JoinCounters::inputs)
-            .sum();
-        if total >= scenario.inputs() || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
     let reference = Outcomes::reference(&scenario);
     let mut reader = PartialsReader::new(&s, 4);
     reader.read_until(reference.total(), Duration::from_secs(60));
     assert_reference(&reader.seen, &reference, &[]);
     tokio::task::block_in_place(|| assert_monitor(&s, &reader, &[], Duration::from_secs(120)));
-
-    let _ = stop.send(());
-    join_task
-        .await
-        .expect("join task")
-        .expect("the join stage survives being fenced");
-    let _ = stop_monitor.send(());
-    monitor_task
-        .await
-        .expect("monitor task")
-        .expect("the monitor stage survives being fenced");
-    let stats = handle.stats();
+    // Both stages survived being fenced: they stop without error.
+    let (join, monitor) = stages.stop().await;
     assert!(
-        stats.transactions_aborted > 0,
+        join.transactions_aborted > 0,
         "the join's fenced transaction is counted as aborted"
     );
     assert!(
-        monitor_handle.stats().transactions_aborted > 0,
+        monitor.transactions_aborted > 0,
         "the monitor's fenced transaction is counted as aborted"
     );
-    let by_model = counters_by_model(std::slice::from_ref(&stats));
+    let by_model = counters_by_model(std::slice::from_ref(&join));
     assert_eq!(by_model, scenario.expected);
 }

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use driftwatch_codec::from_avro;
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
-use driftwatch_tests::{create_topic, driftwatch_binary, settings, unique, KillOnDrop};
+use driftwatch_tests::monitor_outputs::create_topics_of;
+use driftwatch_tests::{driftwatch_binary, settings, unique, KillOnDrop};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::join_stage::JoinStage;
 use driftwatch_worker::monitor_stage::MonitorStage;
@@ -46,27 +47,7 @@ async fn pipeline_settings() -> Settings {
         kafka: settings(),
         ..Settings::default()
     };
-    s.kafka.join_group_id = unique("join");
-    s.monitor.group_id = unique("monitor");
-    let t = &mut s.topics;
-    t.predictions = unique("predictions");
-    t.ground_truth = unique("ground-truth");
-    t.model_partials = unique("partials");
-    t.dead_letter = unique("dead-letter");
-    t.drift_events = unique("drift-events");
-    t.retrain_events = unique("retrain-events");
-    t.model_metrics = unique("model-metrics");
-    for (name, partitions) in [
-        (&t.predictions, 4),
-        (&t.ground_truth, 4),
-        (&t.model_partials, 4),
-        (&t.dead_letter, 1),
-        (&t.drift_events, 1),
-        (&t.retrain_events, 1),
-        (&t.model_metrics, 1),
-    ] {
-        create_topic(name, partitions).await;
-    }
+    create_topics_of(&mut s, 4).await;
     s.join.label_timeout = Duration::from_secs(30 * 60);
     s.join.orphan_timeout = Duration::from_secs(30 * 60);
     s.join.flush_interval = Duration::from_millis(250);

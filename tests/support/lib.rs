@@ -7,6 +7,7 @@
 pub mod monitor_outputs;
 pub mod outcomes;
 pub mod scenario;
+pub mod stages;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

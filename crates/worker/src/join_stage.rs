@@ -615,6 +615,7 @@ fn finish_in_flight(state: &Mutex<StageState>, block: bool) -> Option<KafkaResul
             CommitOutcome {
                 counters: Vec::new(),
                 rejected: BTreeMap::new(),
+                rejected_through: HashMap::new(),
                 partials: 0,
                 changelog_records: 0,
             },
@@ -682,6 +683,7 @@ fn discard_transaction(state: &Mutex<StageState>) {
     let mut s = lock(state);
     s.transactions_aborted += 1;
     s.rejected_uncommitted.clear();
+    s.rejected_through_uncommitted.clear();
     s.dead_letters_buffered.clear();
 }
 
@@ -884,6 +886,13 @@ struct StageState {
     /// The same, for dead letters of the open transaction (exactly-once): folded into
     /// `rejected` when it commits, dropped when it aborts (the input is read again).
     rejected_uncommitted: BTreeMap<(String, String), JoinCounters>,
+    /// Per input partition, the highest offset of a rejected record whose count and dead
+    /// letter a committed transaction holds (exactly-once). Committed offsets stop at the
+    /// oldest record still queued, so after a rewind (abort, fenced producer) a rejected record
+    /// behind one may be read again: it is then neither counted nor dead-lettered twice.
+    rejected_through: HashMap<(Input, i32), i64>,
+    /// The same for the open transaction's rejections.
+    rejected_through_uncommitted: HashMap<(Input, i32), i64>,
     label_delay: BTreeMap<String, Histogram<u64>>,
     dropped_on_revoke: u64,
     /// Last stable offset per (input, partition) from the client's statistics.
@@ -939,6 +948,7 @@ struct CommitOutcome {
     /// Per task: its counters as of the batch.
     counters: Vec<(i32, Vec<(ModelVersionId, JoinCounters)>)>,
     rejected: BTreeMap<(String, String), JoinCounters>,
+    rejected_through: HashMap<(Input, i32), i64>,
     partials: usize,
     changelog_records: usize,
 }
@@ -970,6 +980,8 @@ impl StageState {
             retired: BTreeMap::new(),
             rejected: BTreeMap::new(),
             rejected_uncommitted: BTreeMap::new(),
+            rejected_through: HashMap::new(),
+            rejected_through_uncommitted: HashMap::new(),
             label_delay: BTreeMap::new(),
             dropped_on_revoke: 0,
             last_stable: HashMap::new(),
@@ -1012,6 +1024,7 @@ impl StageState {
                 .map(|(p, t)| (*p, t.task.all_counters().collect()))
                 .collect(),
             rejected: std::mem::take(&mut self.rejected_uncommitted),
+            rejected_through: std::mem::take(&mut self.rejected_through_uncommitted),
             partials: partials.len(),
             changelog_records: changelog.len(),
         };
@@ -1032,11 +1045,16 @@ impl StageState {
         let CommitOutcome {
             counters,
             rejected,
+            rejected_through,
             partials,
             changelog_records,
         } = outcome;
         self.transactions_committed += 1;
         self.producing = true;
+        for (k, offset) in rejected_through {
+            let e = self.rejected_through.entry(k).or_insert(offset);
+            *e = (*e).max(offset);
+        }
         for (k, c) in rejected {
             let e = self.rejected.entry(k).or_default();
             *e = e.merged(&c);
@@ -1680,6 +1698,23 @@ impl StageState {
     }
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, input: Input, reject: Reject) {
+        if self.exactly_once {
+            let at = (input, msg.partition());
+            if self
+                .rejected_through
+                .get(&at)
+                .is_some_and(|&o| msg.offset() <= o)
+            {
+                // Read again after a rewind: counted and dead-lettered by a committed
+                // transaction already.
+                return;
+            }
+            let e = self
+                .rejected_through_uncommitted
+                .entry(at)
+                .or_insert(msg.offset());
+            *e = (*e).max(msg.offset());
+        }
         let key = (reject.model.0.to_string(), reject.model.1.to_string());
         let rejected = if self.exactly_once {
             &mut self.rejected_uncommitted
