@@ -422,6 +422,16 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
     println!("  inputs:        {} + {}", t.predictions, t.ground_truth);
     println!("  partials to:   {}", t.model_partials);
     println!("  dead letters:  {}", t.dead_letter);
+    println!("  monitor group: {}", settings.monitor.group_id);
+    if settings.kafka.exactly_once() {
+        println!(
+            "  guarantee:     exactly_once (state in {} and {})",
+            settings.join_changelog_topic(),
+            settings.monitor_changelog_topic()
+        );
+    } else {
+        println!("  guarantee:     at_least_once (state in memory only)");
+    }
     println!(
         "  label timeout: {:?} (orphan timeout {:?})",
         settings.join.label_timeout, settings.join.orphan_timeout
