@@ -10,10 +10,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use driftwatch_tests::monitor_outputs::assert_monitor;
-use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
-use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario};
-use driftwatch_tests::stages::{scenario_settings, Stages};
+use driftwatch_tests::scenario::{counters_by_model, Scenario};
+use driftwatch_tests::stages::{run_disrupted, scenario_settings};
 
 fn kafka(cmd: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka");
@@ -37,27 +35,12 @@ async fn a_broker_restart_loses_and_duplicates_nothing() {
         .expect("clock")
         .as_millis() as i64;
     let scenario = Scenario::generate(11, 40_000, now - 2 * 3_600_000);
-    let stages = Stages::start(&s);
-    let half = scenario.records.len() / 2;
-    produce_records(&s, &scenario.records[..half]).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    kafka("stop");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    kafka("start");
-
-    produce_records(&s, &scenario.records[half..]).await;
-    stages
-        .wait_for_inputs(scenario.inputs(), Duration::from_secs(120))
-        .await;
-    // What the monitor reads: the committed partials sum to the reference exactly (an aborted
-    // transaction's partials are invisible, none is committed twice).
-    let reference = Outcomes::reference(&scenario);
-    let mut reader = PartialsReader::new(&s, 4);
-    reader.read_until(reference.total(), Duration::from_secs(60));
-    assert_reference(&reader.seen, &reference, &[]);
-    tokio::task::block_in_place(|| assert_monitor(&s, &reader, &[], Duration::from_secs(120)));
-    let (stats, _) = stages.stop().await;
+    let (stats, _) = run_disrupted(&s, &scenario, 4, || {
+        kafka("stop");
+        std::thread::sleep(Duration::from_secs(3));
+        kafka("start");
+    })
+    .await;
     assert_eq!(stats.dropped_on_revoke, 0, "a rebalance dropped state");
     let by_model = counters_by_model(std::slice::from_ref(&stats));
     assert_eq!(by_model, scenario.expected);

@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use driftwatch_tests::monitor_outputs::assert_monitor;
-use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
-use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario};
-use driftwatch_tests::stages::{scenario_settings, Stages};
+use driftwatch_tests::scenario::{counters_by_model, Scenario};
+use driftwatch_tests::stages::{run_disrupted, scenario_settings};
 use driftwatch_worker::clients::transactional_producer_config;
 use driftwatch_worker::settings::Settings;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -41,31 +39,14 @@ async fn fenced_producers_are_replaced_and_nothing_is_lost_or_doubled() {
         .expect("clock")
         .as_millis() as i64;
     let scenario = Scenario::generate(31, 40_000, now - 2 * 3_600_000);
-    let stages = Stages::start(&s);
-
-    let half = scenario.records.len() / 2;
-    produce_records(&s, &scenario.records[..half]).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let (join_group, monitor_group) = (s.kafka.join_group_id.clone(), s.monitor.group_id.clone());
     let fencing = s.clone();
-    tokio::task::spawn_blocking(move || {
+    // Both stages survive being fenced: `run_disrupted` checks they stop without error.
+    let (join, monitor) = run_disrupted(&s, &scenario, 4, move || {
         fence(&fencing, &join_group);
         fence(&fencing, &monitor_group);
     })
-    .await
-    .expect("fencing");
-    produce_records(&s, &scenario.records[half..]).await;
-    stages
-        .wait_for_inputs(scenario.inputs(), Duration::from_secs(120))
-        .await;
-
-    let reference = Outcomes::reference(&scenario);
-    let mut reader = PartialsReader::new(&s, 4);
-    reader.read_until(reference.total(), Duration::from_secs(60));
-    assert_reference(&reader.seen, &reference, &[]);
-    tokio::task::block_in_place(|| assert_monitor(&s, &reader, &[], Duration::from_secs(120)));
-    // Both stages survived being fenced: they stop without error.
-    let (join, monitor) = stages.stop().await;
+    .await;
     assert!(
         join.transactions_aborted > 0,
         "the join's fenced transaction is counted as aborted"

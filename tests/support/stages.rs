@@ -10,8 +10,9 @@ use driftwatch_worker::settings::Settings;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::monitor_outputs::{apply_monitor_settings, create_topics_of};
-use crate::scenario::LABEL_TIMEOUT_MS;
+use crate::monitor_outputs::{apply_monitor_settings, assert_monitor, create_topics_of};
+use crate::outcomes::{assert_reference, Outcomes, PartialsReader};
+use crate::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
 
 /// Exactly-once settings of both stages for the scenario, on fresh topics of `partitions`.
 pub async fn scenario_settings(partitions: i32) -> Settings {
@@ -97,4 +98,35 @@ impl Stages {
             .expect("the monitor stage ends without error");
         (self.join.stats(), self.monitor.stats())
     }
+}
+
+/// Runs `scenario` through both stages with `disrupt` (on a blocking thread) between its two
+/// halves, then checks what was committed, exactly: the partials equal the offline reference,
+/// the monitor's outputs agree with those partials (see [`assert_monitor`]). Stops the stages
+/// (both must end without error) and returns their stats.
+pub async fn run_disrupted(
+    s: &Settings,
+    scenario: &Scenario,
+    partitions: i32,
+    disrupt: impl FnOnce() + Send + 'static,
+) -> (JoinStats, MonitorStats) {
+    let stages = Stages::start(s);
+    let half = scenario.records.len() / 2;
+    produce_records(s, &scenario.records[..half]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::spawn_blocking(disrupt)
+        .await
+        .expect("disruption");
+    produce_records(s, &scenario.records[half..]).await;
+    stages
+        .wait_for_inputs(scenario.inputs(), Duration::from_secs(120))
+        .await;
+    // What the monitor reads: the committed partials sum to the reference exactly (an aborted
+    // transaction's partials are invisible, none is committed twice).
+    let reference = Outcomes::reference(scenario);
+    let mut reader = PartialsReader::new(s, partitions);
+    reader.read_until(reference.total(), Duration::from_secs(60));
+    assert_reference(&reader.seen, &reference, &[]);
+    tokio::task::block_in_place(|| assert_monitor(s, &reader, &[], Duration::from_secs(120)));
+    stages.stop().await
 }
