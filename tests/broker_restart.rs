@@ -25,15 +25,11 @@ fn kafka(cmd: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_and_duplicates_nothing() {
-    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
-        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
+    if !driftwatch_tests::broker_available() {
         return;
     }
     let s = scenario_settings(4).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = driftwatch_tests::now_ms();
     let scenario = Scenario::generate(11, 40_000, now - 2 * 3_600_000);
     let (stats, _) = run_disrupted(&s, &scenario, 4, || {
         kafka("stop");

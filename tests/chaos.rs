@@ -38,14 +38,6 @@ fn monitor_timeout() -> Duration {
     Duration::from_secs(if full() { 600 } else { 180 })
 }
 
-fn needs_broker() -> bool {
-    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
-        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
-        return false;
-    }
-    true
-}
-
 /// Settings of one test and the configuration file its workers read (the monitor's detection
 /// settings: lists are awkward in environment variables).
 async fn chaos_settings() -> (Settings, PathBuf) {
@@ -172,22 +164,15 @@ fn produce_in_background(
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
-    if !needs_broker() {
+    if !driftwatch_tests::broker_available() {
         return;
     }
     let setup = chaos_settings().await;
     let s = &setup.0;
     let (n, kills) = if full() { (1_000_000, 8) } else { (50_000, 5) };
-    let scenario = Scenario::generate(21, n, now_ms() - 4 * 3_600_000);
+    let scenario = Scenario::generate(21, n, driftwatch_tests::now_ms() - 4 * 3_600_000);
     let reference = Outcomes::reference(&scenario);
     let producing = produce_in_background(s, &scenario, 20, Duration::from_millis(500));
     let mut rng = SmallRng::seed_from_u64(5);
@@ -223,13 +208,13 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_one_three_one_loses_and_duplicates_nothing() {
-    if !needs_broker() {
+    if !driftwatch_tests::broker_available() {
         return;
     }
     let setup = chaos_settings().await;
     let s = &setup.0;
     let n = if full() { 1_000_000 } else { 50_000 };
-    let scenario = Scenario::generate(22, n, now_ms() - 4 * 3_600_000);
+    let scenario = Scenario::generate(22, n, driftwatch_tests::now_ms() - 4 * 3_600_000);
     let reference = Outcomes::reference(&scenario);
     let producing = produce_in_background(s, &scenario, 20, Duration::from_millis(500));
     // Dynamic members: a stopped worker leaves the group, its partitions move at once.

@@ -27,17 +27,13 @@ fn fence(s: &Settings, group: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_producers_are_replaced_and_nothing_is_lost_or_doubled() {
-    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
-        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
+    if !driftwatch_tests::broker_available() {
         return;
     }
     let mut s = scenario_settings(4).await;
     // A fixed instance: the transactional ids are known, so they can be taken over.
     s.kafka.instance_id = driftwatch_tests::unique("fenced");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = driftwatch_tests::now_ms();
     let scenario = Scenario::generate(31, 40_000, now - 2 * 3_600_000);
     let (join_group, monitor_group) = (s.kafka.join_group_id.clone(), s.monitor.group_id.clone());
     let fencing = s.clone();

@@ -35,16 +35,12 @@ async fn limit_record_size(s: &Settings, topic: &str, bytes: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_monitor_transactions_are_redone_exactly_once() {
-    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
-        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
+    if !driftwatch_tests::broker_available() {
         return;
     }
     let s = scenario_settings(4).await;
     limit_record_size(&s, &s.topics.drift_events, "100").await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = driftwatch_tests::now_ms();
     let scenario = Scenario::generate(41, 40_000, now - 2 * 3_600_000);
     let stages = Stages::start(&s);
     produce_records(&s, &scenario.records).await;

@@ -17,9 +17,9 @@ use driftwatch_codec::from_avro;
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_tests::monitor_outputs::create_topics_of;
+use driftwatch_tests::stages::Stages;
 use driftwatch_tests::{driftwatch_binary, settings, unique, KillOnDrop};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::join_stage::JoinStage;
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::traffic::{publish, Pace};
@@ -125,21 +125,11 @@ async fn run_scenario(seed: u64, prior_retrain: bool) -> Outcome {
             .expect("publish earlier retrain event");
     }
 
-    let join = JoinStage::new(s.clone()).expect("join stage");
-    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
-    let monitor_handle = monitor.handle();
-    let (stop_join, rx_join) = oneshot::channel::<()>();
-    let (stop_monitor, rx_monitor) = oneshot::channel::<()>();
-    let join_task = tokio::spawn(join.run(async {
-        let _ = rx_join.await;
-    }));
-    let monitor_task = tokio::spawn(monitor.run(async {
-        let _ = rx_monitor.await;
-    }));
+    let stages = Stages::start(&s);
     tokio::time::sleep(Duration::from_secs(4)).await; // both groups form
     if prior_retrain {
         assert_eq!(
-            monitor_handle.stats().restored_policies,
+            stages.monitor.stats().restored_policies,
             vec!["fraud".to_string()]
         );
     }
@@ -154,13 +144,7 @@ async fn run_scenario(seed: u64, prior_retrain: bool) -> Outcome {
     .await
     .expect("publish");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let _ = stop_join.send(());
-    let _ = stop_monitor.send(());
-    join_task.await.expect("join task").expect("join stage");
-    monitor_task
-        .await
-        .expect("monitor task")
-        .expect("monitor stage");
+    stages.stop().await;
     Outcome {
         drift: read_all(&s, &s.topics.drift_events).await,
         retrain: read_all(&s, &s.topics.retrain_events).await,

@@ -69,6 +69,23 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Whether the broker of `scripts/kafka` is there (`DRIFTWATCH_TEST_BOOTSTRAP`, exported by
+/// `scripts/test`); says the test is skipped when not.
+pub fn broker_available() -> bool {
+    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
+        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
+        return false;
+    }
+    true
+}
+
+/// The wall clock in epoch milliseconds (scenarios are placed relative to it).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Creates `name` with `partitions` partitions on the test broker.
 pub async fn create_topic(name: &str, partitions: i32) {
     create_topics(

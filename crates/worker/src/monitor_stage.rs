@@ -20,11 +20,11 @@
 //! again are dropped by the monitor's duplicate check (source partition, sequence), so none is
 //! merged twice. At-least-once (by configuration): outputs are awaited, then offsets committed.
 //!
-//! State (exactly-once): every transaction also carries a snapshot of each model changed since
-//! the last one ([`driftwatch_core::monitor::snapshot`]: windows, baselines, detectors, drift
-//! state machines, signatures, retrain policy) to the compacted monitor changelog, keyed by
-//! model id, in the partition of the model's partials. The snapshots, the outputs and the
-//! partials' offsets commit together, so a changelog partition always holds the state exactly
+//! State (exactly-once): every transaction also carries what changed in each model's state since
+//! the last one ([`driftwatch_core::monitor::snapshot`]: a head with baselines, detectors, drift
+//! state machines and retrain policy, and one record per changed window bucket, signature
+//! bucket and reference) to the compacted monitor changelog, in the partition of the model's
+//! partials. These records, the outputs and the partials' offsets commit together, so a changelog partition always holds the state exactly
 //! as of its input partition's committed offset. Rebalances go through the consumer's context
 //! into a queue the stage drains before it merges any partial (vector's rebalance bridge,
 //! reduced to what one task needs):
@@ -85,18 +85,13 @@ pub struct MonitorStats {
     /// Transactions committed and aborted (exactly-once).
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
-    /// Models forgotten because their partition moved to another worker.
-    pub handed_over: u64,
     /// Changelog restores (exactly-once): how many, records and bytes read, models restored,
-    /// state records or models refused (undecodable: the model starts over), seconds spent.
+    /// seconds spent.
     pub restores: u64,
     pub restore_records: u64,
     pub restore_bytes: u64,
     pub restored_models: u64,
-    pub refused_snapshots: u64,
     pub restore_seconds: f64,
-    /// Model state records written to the changelog (committed or not).
-    pub snapshots_written: u64,
 }
 
 /// A handle on a running monitor stage.
@@ -468,7 +463,6 @@ impl MonitorStage {
             self.positions.remove(p);
             self.assigned.remove(p);
         }
-        lock(&self.stats).handed_over += models.len() as u64;
         info!(partitions = ?gone, models = models.len(), dropped_output = before - self.unpublished.len(), "partials partitions left this worker; their models are forgotten");
     }
 
@@ -480,33 +474,23 @@ impl MonitorStage {
         let Some(reader) = &self.changelog else {
             return Ok(());
         };
-        let mut latest: BTreeMap<(i32, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+        // Per partition, the latest value of each key (`None`: deleted).
+        let mut latest: BTreeMap<i32, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = BTreeMap::new();
         let totals = blocking(|| {
             reader.read_partitions(partitions, RESTORE_TIMEOUT, |m| {
-                latest.insert(
-                    (m.partition(), m.key().unwrap_or_default().to_vec()),
+                latest.entry(m.partition()).or_default().insert(
+                    m.key().unwrap_or_default().to_vec(),
                     m.payload().map(<[u8]>::to_vec),
                 );
                 Ok(())
             })
         })?;
         let topic = reader.topic().to_owned();
-        // Per partition: (key, value) of the live records.
-        type Live = Vec<(Vec<u8>, Vec<u8>)>;
-        let mut by_partition: BTreeMap<i32, Live> = BTreeMap::new();
-        for ((partition, key), value) in latest {
-            if let Some(value) = value {
-                by_partition
-                    .entry(partition)
-                    .or_default()
-                    .push((key, value));
-            }
-        }
-        let (mut models, mut refused) = (0u64, 0u64);
-        for (partition, records) in by_partition {
-            let (grouped, bad) = snapshot::group_records(records);
+        let mut models = 0u64;
+        for (partition, records) in latest {
+            let live = records.into_iter().filter_map(|(k, v)| Some((k, v?)));
+            let (grouped, bad) = snapshot::group_records(live);
             for (key, e) in bad {
-                refused += 1;
                 warn!(error = %e, partition, key = %String::from_utf8_lossy(&key), "monitor state record refused");
             }
             for (model, records) in grouped {
@@ -528,7 +512,6 @@ impl MonitorStage {
                         models += 1;
                     }
                     Err(e) => {
-                        refused += 1;
                         warn!(error = %e, partition, model = %model, "model state refused: the model starts over from the next partials");
                     }
                 }
@@ -548,16 +531,14 @@ impl MonitorStage {
         s.restore_records += totals.records;
         s.restore_bytes += totals.bytes;
         s.restored_models += models;
-        s.refused_snapshots += refused;
         s.restore_seconds += totals.elapsed.as_secs_f64();
         Ok(())
     }
 
     /// Encodes what changed in every model this worker owns (state records), for the open
     /// transaction.
-    fn record_snapshots(&mut self) {
+    fn record_state_changes(&mut self) {
         let topic = self.settings.monitor_changelog_topic();
-        let mut written = 0;
         for model in self.monitor.dirty_models() {
             let Some(&partition) = self.model_partition.get(&model) else {
                 continue;
@@ -567,7 +548,6 @@ impl MonitorStage {
             }
             match self.monitor.export_model(&model) {
                 Ok(records) => {
-                    written += records.len() as u64;
                     for r in records {
                         self.unpublished.push(OutputRecord {
                             topic: topic.clone(),
@@ -581,7 +561,6 @@ impl MonitorStage {
                 Err(e) => error!(error = %e, "model state not written"),
             }
         }
-        lock(&self.stats).snapshots_written += written;
     }
 
     /// Logs one evaluation's output and keeps it, encoded, for the open transaction.
@@ -621,7 +600,7 @@ impl MonitorStage {
     /// was fenced, the same after opening a new incarnation of it (bounded, see
     /// [`Reincarnations`]).
     fn commit_transaction(&mut self) -> Result<()> {
-        self.record_snapshots();
+        self.record_state_changes();
         let timeout = self.settings.kafka.transaction_timeout;
         let result = blocking(|| self.try_commit(timeout));
         let Err(e) = result else {

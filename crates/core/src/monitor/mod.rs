@@ -340,13 +340,8 @@ impl Monitor {
                         let Some(j) = verdict else {
                             continue;
                         };
-                        let m = v
-                            .machines
-                            .entry((j.detector.clone(), j.feature.clone()))
-                            .or_default();
-                        if let Some(e) = m.step(model_id, version, &j, cfg.hysteresis, now) {
-                            out.drift_events.push(e);
-                        }
+                        out.drift_events
+                            .extend(step_machine(v, model_id, version, &j, cfg, now));
                         out.retrain_events.extend(decide(
                             cfg,
                             policy_state,
@@ -367,11 +362,8 @@ impl Monitor {
                 }
                 verdicts.append(&mut v.submitted);
                 for j in verdicts {
-                    let key = (j.detector.clone(), j.feature.clone());
-                    let m = v.machines.entry(key).or_default();
-                    if let Some(e) = m.step(model_id, version, &j, cfg.hysteresis, now) {
-                        out.drift_events.push(e);
-                    }
+                    out.drift_events
+                        .extend(step_machine(v, model_id, version, &j, cfg, now));
                 }
             }
             for (version, v) in versions.iter() {
@@ -482,6 +474,21 @@ impl Monitor {
         m.policy = state;
         m.dirty = true;
     }
+}
+
+/// Applies a verdict to its (detector, feature) machine; the event when the state changed.
+fn step_machine(
+    v: &mut VersionState,
+    model_id: &str,
+    version: &str,
+    j: &Judgement,
+    cfg: &ModelConfig,
+    now: TimestampMs,
+) -> Option<DriftEvent> {
+    v.machines
+        .entry((j.detector.clone(), j.feature.clone()))
+        .or_default()
+        .step(model_id, version, j, cfg.hysteresis, now)
 }
 
 /// Asks a model's retrain policy, given a version's drift states and the judged window.
