@@ -30,6 +30,9 @@ pub struct BenchOptions {
     pub predictions: u64,
     pub partitions: i32,
     pub latency_time: Duration,
+    /// Offered load of the latency phase (inputs/s); `None`: half of the measured maximum,
+    /// and only then are the backlog phases run.
+    pub latency_load: Option<f64>,
     pub seed: u64,
 }
 
@@ -158,6 +161,16 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
         }
     );
 
+    let offered = match opts.latency_load {
+        Some(load) => load,
+        None => maximum(settings, &opts).await? / 2.0,
+    };
+    latency(settings, &opts, offered).await
+}
+
+/// Phases 1–4: the backlog, the raw consume rate, the pipeline's catch-up rate (returned,
+/// inputs/s) and the restore.
+async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<f64> {
     // 1. Backlog.
     let s = fresh(settings, "max");
     topics(&s, opts.partitions).await?;
@@ -266,19 +279,40 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
             r.entries as f64 / r.seconds.max(1e-9)
         );
     }
+    Ok(max_rate)
+}
 
-    // 5. Latency at half of that load, in real time.
+/// Phase 5: latency at `offered` inputs/s, published in real time.
+async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyhow::Result<()> {
     let s = fresh(settings, "latency");
     topics(&s, opts.partitions).await?;
     let running = start_pipeline(&s)?;
     tokio::time::sleep(Duration::from_secs(4)).await; // consumer groups form
-    let rate = (max_rate / 2.0 / 1.95).max(1.0); // predictions/s; each brings ~0.95 label
+    let rate = (offered / 1.95).max(1.0); // predictions/s; each brings ~0.95 label
     let n_lat = (rate * opts.latency_time.as_secs_f64()) as u64;
-    let g = generator(opts.seed + 1, n_lat.max(1), rate, now_ms(), true)?;
+    // The traffic is generated before the clock starts, so the generator's own work does not
+    // compete with the stages and the broker while latency is measured; its event times start
+    // when publishing does. The time to generate it is estimated from a sample first.
+    let sample = 20_000.min(n_lat.max(1));
+    let t = Instant::now();
+    let sampled = generator(opts.seed + 1, sample, rate, now_ms(), true)?.count();
+    let per_record = t.elapsed().as_secs_f64() / sampled.max(1) as f64;
+    let lead = Duration::from_secs_f64(per_record * (n_lat as f64 * 2.0) * 1.5 + 1.0);
+    let start = now_ms() + i64::try_from(lead.as_millis()).unwrap_or(i64::MAX / 2);
+    let records: Vec<_> = generator(opts.seed + 1, n_lat.max(1), rate, start, true)?.collect();
+    let wait = start - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+    } else {
+        println!(
+            "  note: traffic generated {} ms after its start time",
+            -wait
+        );
+    }
     let report = publish(
         &s.kafka,
         &s.topics,
-        g,
+        records.into_iter(),
         Pace::TimeScale(1.0),
         std::future::pending(),
     )
@@ -304,12 +338,24 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
         ),
         _ => println!("                no outcome was joined"),
     }
-    if let Some(h) = &stats.processing_micros {
-        println!(
-            "                decode+join per message: p50 {} µs, p99 {} µs",
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99)
-        );
-    }
+    let quantiles = |name: &str, unit: &str, h: &Option<hdrhistogram::Histogram<u64>>| {
+        if let Some(h) = h.as_ref().filter(|h| !h.is_empty()) {
+            println!(
+                "                {name}: p50 {} {unit}, p90 {} {unit}, p99 {} {unit}, max {} {unit}",
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                h.max()
+            );
+        }
+    };
+    quantiles(
+        "generator behind its schedule",
+        "ms",
+        &report.behind_schedule_ms,
+    );
+    quantiles("record sent → read by the stage", "ms", &stats.input_age_ms);
+    quantiles("decode+join per message", "µs", &stats.processing_micros);
+    quantiles("loop held by a commit's batch", "µs", &stats.batch_micros);
     Ok(())
 }

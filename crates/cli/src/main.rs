@@ -142,6 +142,10 @@ struct BenchArgs {
     /// How long the half-load latency phase publishes.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     latency_time: std::time::Duration,
+    /// Measure only the latency, at this offered load (inputs/s: predictions + labels),
+    /// instead of half of the measured maximum (skips the backlog phases).
+    #[arg(long)]
+    latency_load: Option<f64>,
     /// Seed of the generated traffic.
     #[arg(long, default_value_t = 11)]
     seed: u64,
@@ -297,6 +301,7 @@ async fn execute(
                 predictions: args.predictions,
                 partitions: args.partitions,
                 latency_time: args.latency_time,
+                latency_load: args.latency_load,
                 seed: args.seed,
             };
             bench::run(&settings, opts).await

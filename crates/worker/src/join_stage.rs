@@ -50,7 +50,7 @@ use driftwatch_codec::fast::{
 use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterSchemas};
 use driftwatch_codec::from_json_slice;
 use driftwatch_codec::CodecError;
-use driftwatch_core::join::changelog::{ChangelogCursor, ChangelogRecord};
+use driftwatch_core::join::changelog::{ChangelogCursor, ChangelogDelta};
 use driftwatch_core::join::{
     Actual, Input, JoinEvent, JoinTask, LabelIn, ModelVersionId, PartialAggregator, Predicted,
     PredictionIn, RequestKey,
@@ -106,6 +106,13 @@ pub struct JoinStats {
     /// label event times, ms. With producers stamping records as they send them, this is the
     /// latency from the second record's arrival to its joined outcome.
     pub outcome_lag_ms: Option<Histogram<u64>>,
+    /// Per input record: wall-clock time when the stage read it minus the record's Kafka
+    /// timestamp (the producer's send time), ms: the time spent in the producer, the broker and
+    /// the consumer's fetch queue.
+    pub input_age_ms: Option<Histogram<u64>>,
+    /// Exactly-once: time the stage's loop waits while a commit's batch is taken from the
+    /// state (partials serialized, changelog records collected), µs.
+    pub batch_micros: Option<Histogram<u64>>,
     /// Feature values of current tasks left out of signatures: the task's feature-name
     /// interner was full, or a signature could not be serialized at a flush.
     pub signature_losses: u64,
@@ -556,7 +563,7 @@ fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
 /// Sends a batch into the open transaction, commits it and opens the next one (blocking).
 fn run_transaction(
     producer: &FutureProducer,
-    batch: &CommitBatch,
+    batch: &mut CommitBatch,
     metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
     timeout: Duration,
 ) -> KafkaResult {
@@ -579,14 +586,21 @@ fn run_transaction(
                 .payload(payload.as_slice()),
         )?;
     }
-    for (partition, (key, value)) in &batch.changelog {
-        let mut record = FutureRecord::<[u8], [u8]>::to(&batch.changelog_topic)
-            .partition(*partition)
-            .key(key.as_slice());
-        if let Some(v) = value {
-            record = record.payload(v.as_slice());
+    // The changes are sorted and encoded here, on the committing thread, not in the loop.
+    let mut records = Vec::new();
+    for (partition, delta) in std::mem::take(&mut batch.changelog) {
+        records.clear();
+        delta.write_into(&mut records);
+        batch.outcome.changelog_records += records.len();
+        for (key, value) in &records {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&batch.changelog_topic)
+                .partition(partition)
+                .key(key.as_slice());
+            if let Some(v) = value {
+                record = record.payload(v.as_slice());
+            }
+            send_waiting(producer, record)?;
         }
-        send_waiting(producer, record)?;
     }
     if batch.offsets.count() > 0 {
         let metadata = metadata.ok_or(KafkaError::MessageProduction(
@@ -650,7 +664,8 @@ fn start_commit<C: Consumer<StageContext>>(
     let handle = std::thread::Builder::new()
         .name("join-commit".into())
         .spawn(move || {
-            let result = run_transaction(&producer, &batch, metadata.as_ref(), timeout);
+            let mut batch = batch;
+            let result = run_transaction(&producer, &mut batch, metadata.as_ref(), timeout);
             (batch.outcome, result)
         });
     match handle {
@@ -670,9 +685,9 @@ fn commit_transaction<C: Consumer<StageContext>>(
     if let Some(r) = finish_in_flight(state, true) {
         r?;
     }
-    let batch = lock(state).commit_batch();
+    let mut batch = lock(state).commit_batch();
     let metadata = consumer.group_metadata();
-    run_transaction(producer, &batch, metadata.as_ref(), eos.timeout)?;
+    run_transaction(producer, &mut batch, metadata.as_ref(), eos.timeout)?;
     lock(state).transaction_committed(batch.outcome);
     Ok(())
 }
@@ -907,6 +922,8 @@ struct StageState {
     processing_micros: Option<Histogram<u64>>,
     producing: bool,
     outcome_lag_ms: Option<Histogram<u64>>,
+    input_age_ms: Option<Histogram<u64>>,
+    batch_micros: Option<Histogram<u64>>,
     /// Dead letters sent since the last flush, not yet confirmed by the broker.
     dead_letters_in_flight: Vec<DeliveryFuture>,
     /// Exactly-once: dead letters for the next transaction.
@@ -937,7 +954,8 @@ struct CommitBatch {
     changelog_topic: String,
     dead_letter_topic: String,
     partials: Vec<(String, Vec<u8>)>,
-    changelog: Vec<(i32, ChangelogRecord)>,
+    /// Per task partition: what its changelog partition gets (encoded by the committing thread).
+    changelog: Vec<(i32, ChangelogDelta)>,
     dead_letters: Vec<DeadLetter>,
     offsets: TopicPartitionList,
     outcome: CommitOutcome,
@@ -995,6 +1013,8 @@ impl StageState {
             processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
+            input_age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
+            batch_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
             dead_letters_in_flight: Vec::new(),
             dead_letters_buffered: Vec::new(),
             in_flight: None,
@@ -1009,14 +1029,21 @@ impl StageState {
 
     /// Partials, changelog records and offsets of every task, for one transaction.
     fn commit_batch(&mut self) -> CommitBatch {
-        let partials = self.flush_partials();
-        let mut changelog = Vec::new();
-        let mut records = Vec::new();
-        for (p, t) in self.tasks.iter_mut() {
-            records.clear();
-            t.cursor.changes(&mut t.task, &mut records);
-            changelog.extend(records.drain(..).map(|r| (*p, r)));
+        let started = Instant::now();
+        let batch = self.take_batch();
+        if let Some(h) = self.batch_micros.as_mut() {
+            h.saturating_record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         }
+        batch
+    }
+
+    fn take_batch(&mut self) -> CommitBatch {
+        let partials = self.flush_partials();
+        let changelog = self
+            .tasks
+            .iter_mut()
+            .map(|(p, t)| (*p, t.cursor.delta(&mut t.task)))
+            .collect();
         let outcome = CommitOutcome {
             counters: self
                 .tasks
@@ -1026,7 +1053,8 @@ impl StageState {
             rejected: std::mem::take(&mut self.rejected_uncommitted),
             rejected_through: std::mem::take(&mut self.rejected_through_uncommitted),
             partials: partials.len(),
-            changelog_records: changelog.len(),
+            // Counted when the committing thread writes them.
+            changelog_records: 0,
         };
         CommitBatch {
             partials_topic: self.partials_topic.clone(),
@@ -1277,6 +1305,8 @@ impl StageState {
             processing_micros: self.processing_micros.clone(),
             producing: self.producing,
             outcome_lag_ms: self.outcome_lag_ms.clone(),
+            input_age_ms: self.input_age_ms.clone(),
+            batch_micros: self.batch_micros.clone(),
         }
     }
 
@@ -1329,6 +1359,9 @@ impl StageState {
         // Everything logged while handling the message carries its partition.
         let _span = tracing::debug_span!("partition", partition = msg.partition()).entered();
         let started = Instant::now();
+        if let (Some(h), Some(sent)) = (self.input_age_ms.as_mut(), msg.timestamp().to_millis()) {
+            h.saturating_record(u64::try_from(now - sent).unwrap_or(0));
+        }
         let pause = self.process_message(msg, now);
         if let Some(h) = self.processing_micros.as_mut() {
             h.saturating_record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));

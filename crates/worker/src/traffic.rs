@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use driftwatch_generator::{GeneratedRecord, Side};
+use hdrhistogram::Histogram;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::{info, warn};
 
@@ -21,7 +22,7 @@ pub enum Pace {
 }
 
 /// What was published.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct PublishReport {
     /// Predictions (and labels) the broker acknowledged.
     pub predictions: u64,
@@ -29,6 +30,9 @@ pub struct PublishReport {
     /// Records the broker did not take (each is logged).
     pub failed: u64,
     pub elapsed: Duration,
+    /// Paced runs: per record, how late it was handed to the producer against its schedule,
+    /// ms (a late record's latency downstream includes this).
+    pub behind_schedule_ms: Option<Histogram<u64>>,
 }
 
 /// Publishes `records` to the input topics with driftwatch's producer settings (murmur2, the
@@ -43,9 +47,14 @@ pub async fn publish(
     let producer: FutureProducer = producer_config(kafka).create()?;
     let started = Instant::now();
     let mut first_event: Option<i64> = None;
-    let mut report = PublishReport::default();
     let mut last_log = Instant::now();
-    let mut inflight: Vec<(Side, DeliveryFuture)> = Vec::new();
+    let mut sent = 0u64;
+    let mut behind = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).ok();
+    // Deliveries are confirmed by a task of their own: waiting for acknowledgements in the
+    // publishing loop would hold back the next sends, and a paced run would publish late.
+    // The bounded channel still holds an unthrottled run back when acknowledgements lag.
+    let (inflight, deliveries) = tokio::sync::mpsc::channel::<(Side, DeliveryFuture)>(100_000);
+    let confirmations = tokio::spawn(confirm(deliveries));
     tokio::pin!(stop);
     for r in records {
         if let Pace::TimeScale(scale) = pace {
@@ -59,6 +68,10 @@ pub async fn publish(
                     _ = &mut stop => break,
                 }
             }
+            if let Some(h) = behind.as_mut() {
+                let late = started.elapsed().saturating_sub(due).as_millis();
+                h.saturating_record(u64::try_from(late).unwrap_or(u64::MAX));
+            }
         }
         let topic = match r.side {
             Side::Predictions => &topics.predictions,
@@ -70,7 +83,17 @@ pub async fn publish(
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
-                    inflight.push((r.side, delivery));
+                    // `try_send` first: an awaited send spends the task's cooperative budget
+                    // and yields every 128 records, which starves a paced run on a busy
+                    // runtime. Fails only when the confirming task panicked: reported below.
+                    match inflight.try_send((r.side, delivery)) {
+                        Ok(()) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
+                            let _ = inflight.send(back).await;
+                        }
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                    sent += 1;
                     break;
                 }
                 // Local queue full: let the producer drain, then retry the same record.
@@ -81,27 +104,31 @@ pub async fn publish(
                 }
             }
         }
-        // Delivery is confirmed in batches: a dropped record must not go unnoticed.
-        if inflight.len() >= 20_000 {
-            settle(&mut inflight, &mut report).await;
-        }
         if last_log.elapsed() >= Duration::from_secs(10) {
-            info!(
-                predictions = report.predictions,
-                labels = report.labels,
-                "published"
-            );
+            info!(sent, "published");
             last_log = Instant::now();
         }
     }
     producer.flush(Duration::from_secs(30))?;
-    settle(&mut inflight, &mut report).await;
+    drop(inflight);
+    let mut report = match confirmations.await {
+        Ok(report) => report,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down, nothing was confirmed.
+        Err(_) => PublishReport::default(),
+    };
     report.elapsed = started.elapsed();
+    report.behind_schedule_ms = behind.filter(|_| matches!(pace, Pace::TimeScale(_)));
     Ok(report)
 }
 
-async fn settle(inflight: &mut Vec<(Side, DeliveryFuture)>, report: &mut PublishReport) {
-    for (side, d) in inflight.drain(..) {
+/// Counts acknowledged and refused records, in the order they were sent: a dropped record
+/// must not go unnoticed.
+async fn confirm(
+    mut deliveries: tokio::sync::mpsc::Receiver<(Side, DeliveryFuture)>,
+) -> PublishReport {
+    let mut report = PublishReport::default();
+    while let Some((side, d)) = deliveries.recv().await {
         match d.await {
             Ok(Ok(_)) => match side {
                 Side::Predictions => report.predictions += 1,
@@ -114,4 +141,5 @@ async fn settle(inflight: &mut Vec<(Side, DeliveryFuture)>, report: &mut Publish
             Err(_) => report.failed += 1,
         }
     }
+    report
 }

@@ -178,6 +178,16 @@ impl Params {
         self.epoch.saturating_add(i64::from(offset))
     }
 
+    /// A slot as its changelog stores it (absolute time).
+    fn record(&self, slot: &Slot) -> EntryRecord {
+        EntryRecord {
+            time: self.time(slot.time),
+            model: slot.model,
+            flags: slot.flags,
+            payload: slot.payload,
+        }
+    }
+
     fn offset(&self, time: TimestampMs) -> Result<u32, JoinError> {
         time.checked_sub(self.epoch)
             .and_then(|d| u32::try_from(d).ok())
@@ -373,9 +383,40 @@ pub struct JoinBuffer {
     params: Params,
     sweep_interval: i64,
     last_sweep_watermark: i64,
-    /// Keys whose entry may have changed since the last [`take_changes`](Self::take_changes),
-    /// when change tracking is on (a changelog writes their current state at each commit).
-    changes: Option<Vec<RequestKey>>,
+    /// Entries changed since the last [`take_changes`](Self::take_changes), each with its
+    /// state right after the change, when change tracking is on (a changelog writes the
+    /// latest state of each at every commit). The state is taken when it changes so that
+    /// taking the changes is a swap: the commit that writes them does not hold up the stage.
+    changes: Option<Vec<(RequestKey, Option<EntryRecord>)>>,
+}
+
+/// Entry changes taken from a [`JoinBuffer`], in the order they happened (a key may repeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryChanges(Vec<(RequestKey, Option<EntryRecord>)>);
+
+impl EntryChanges {
+    /// Changes recorded, repeats included.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The latest state of each changed key (`None`: gone), sorted by key.
+    pub fn latest(mut self) -> Vec<(RequestKey, Option<EntryRecord>)> {
+        // A stable sort keeps each key's changes in order: the last of a run is the latest.
+        self.0.sort_by_key(|(k, _)| *k);
+        let mut out: Vec<(RequestKey, Option<EntryRecord>)> = Vec::with_capacity(self.0.len());
+        for (k, e) in self.0 {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = e,
+                _ => out.push((k, e)),
+            }
+        }
+        out
+    }
 }
 
 /// A buffer entry as a changelog stores it: the event time is absolute, so an entry restores
@@ -437,28 +478,29 @@ impl JoinBuffer {
         self.changes = on.then(Vec::new);
     }
 
-    /// Keys whose entry may have changed since the previous call, sorted and without
-    /// repeats; their current state is [`entry`](Self::entry) (`None`: gone). Empty when
-    /// tracking is off.
-    pub fn take_changes(&mut self) -> Vec<RequestKey> {
-        let mut keys = match self.changes.as_mut() {
-            Some(c) => std::mem::take(c),
-            None => return Vec::new(),
-        };
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+    /// Entries changed since the previous call, with their state after each change. Empty
+    /// when tracking is off.
+    pub fn take_changes(&mut self) -> EntryChanges {
+        EntryChanges(
+            self.changes
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Records `key`'s current state as a change, when tracking is on.
+    fn record_change(&mut self, key: RequestKey) {
+        if let Some(c) = self.changes.as_mut() {
+            let state = self.map.get(&key).map(|slot| self.params.record(slot));
+            c.push((key, state));
+        }
     }
 
     /// The entry held for `key`, as stored (expiry the watermark implies but no sweep or
     /// lookup applied yet is not applied here; a restore applies it on the next access).
     pub fn entry(&self, key: RequestKey) -> Option<EntryRecord> {
-        self.map.get(&key).map(|slot| EntryRecord {
-            time: self.params.time(slot.time),
-            model: slot.model,
-            flags: slot.flags,
-            payload: slot.payload,
-        })
+        self.map.get(&key).map(|slot| self.params.record(slot))
     }
 
     /// Puts an entry back, as when restoring from a changelog. Restore the watermark first
@@ -566,9 +608,11 @@ impl JoinBuffer {
     /// Processes one prediction; the decisions go to `sink`.
     pub fn on_prediction(&mut self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) {
         self.anchor_if_empty(p.time);
-        if let Some(c) = self.changes.as_mut() {
-            c.push(p.key);
-        }
+        self.apply_prediction(p, sink);
+        self.record_change(p.key);
+    }
+
+    fn apply_prediction(&mut self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) {
         let params = &self.params;
         match self.map.entry(p.key) {
             Entry::Vacant(v) => {
@@ -645,9 +689,11 @@ impl JoinBuffer {
     /// Processes one label; the decisions go to `sink`.
     pub fn on_label(&mut self, l: &LabelIn, sink: &mut impl FnMut(JoinEvent)) {
         self.anchor_if_empty(l.time);
-        if let Some(c) = self.changes.as_mut() {
-            c.push(l.key);
-        }
+        self.apply_label(l, sink);
+        self.record_change(l.key);
+    }
+
+    fn apply_label(&mut self, l: &LabelIn, sink: &mut impl FnMut(JoinEvent)) {
         let params = &self.params;
         let own_model = l.model_hint.unwrap_or(ModelVersionId::UNKNOWN);
         match self.map.entry(l.key) {
@@ -766,7 +812,7 @@ impl JoinBuffer {
             let keep = params.expire_slot(*key, slot, sink);
             if let Some(c) = changes.as_mut() {
                 if !keep || *slot != before {
-                    c.push(*key);
+                    c.push((*key, keep.then(|| params.record(slot))));
                 }
             }
             if !keep {
@@ -792,7 +838,7 @@ impl JoinBuffer {
         for (key, slot) in self.map.iter_mut() {
             params.expire_slot(*key, slot, sink);
             if let Some(c) = self.changes.as_mut() {
-                c.push(*key);
+                c.push((*key, None));
             }
         }
         self.map.clear();

@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use hashbrown::HashMap;
 
 use super::{
-    EntryRecord, Interner, JoinConfig, JoinError, JoinTask, KeyHashBuilder, RequestKey,
-    TaskCheckpoint,
+    EntryChanges, EntryRecord, Interner, JoinConfig, JoinError, JoinTask, KeyHashBuilder,
+    RequestKey, TaskCheckpoint,
 };
 
 const VERSION: u8 = 1;
@@ -288,13 +288,21 @@ impl ChangelogCursor {
     /// write them (names before the entries that use them), and advances the cursor.
     /// `task` must track changes.
     pub fn changes(&mut self, task: &mut JoinTask, out: &mut Vec<ChangelogRecord>) {
+        self.delta(task).write_into(out);
+    }
+
+    /// What changed since the previous call, taken cheaply (new names are few; entry changes
+    /// are swapped out, not sorted or encoded): [`ChangelogDelta::write_into`] does the rest,
+    /// off the stage's loop. Advances the cursor. `task` must track changes.
+    pub fn delta(&mut self, task: &mut JoinTask) -> ChangelogDelta {
+        let mut names = Vec::new();
         let interner = task.interner();
         // Model id 0 is the reserved unknown model: never written.
         for i in self.models_written.max(1)..interner.model_count() {
             let Ok(id) = u16::try_from(i) else { break };
             if let Some((m, v)) = interner.model(super::ModelVersionId(id)) {
                 let (k, v) = model_record(id, m, v);
-                out.push((k.to_vec(), Some(v)));
+                names.push((k.to_vec(), Some(v)));
             }
         }
         self.models_written = interner.model_count();
@@ -302,20 +310,47 @@ impl ChangelogCursor {
             let Ok(id) = u32::try_from(i) else { break };
             if let Some(c) = interner.class(super::ClassId(id)) {
                 let (k, v) = class_record(id, c);
-                out.push((k.to_vec(), Some(v)));
+                names.push((k.to_vec(), Some(v)));
             }
         }
         self.classes_written = interner.class_count();
-        for key in task.take_changes() {
-            let value = task.buffer().entry(key).map(|e| entry_value(&e).to_vec());
-            out.push((entry_key(key).to_vec(), value));
+        let entries = task.take_changes();
+        let mut checkpoint = None;
+        let current = task.checkpoint();
+        if self.checkpoint != Some(current) {
+            let (k, v) = checkpoint_record(&current);
+            checkpoint = Some((k.to_vec(), Some(v.to_vec())));
+            self.checkpoint = Some(current);
         }
-        let checkpoint = task.checkpoint();
-        if self.checkpoint != Some(checkpoint) {
-            let (k, v) = checkpoint_record(&checkpoint);
-            out.push((k.to_vec(), Some(v.to_vec())));
-            self.checkpoint = Some(checkpoint);
+        ChangelogDelta {
+            names,
+            entries,
+            checkpoint,
         }
+    }
+}
+
+/// What one commit writes for a task: names handed out, entry changes, and the checkpoint
+/// when it moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangelogDelta {
+    names: Vec<ChangelogRecord>,
+    entries: EntryChanges,
+    checkpoint: Option<ChangelogRecord>,
+}
+
+impl ChangelogDelta {
+    /// Appends the records to write, in order: names, then the latest state of each changed
+    /// entry (a key changed several times is written once), then the checkpoint.
+    pub fn write_into(self, out: &mut Vec<ChangelogRecord>) {
+        out.extend(self.names);
+        out.extend(self.entries.latest().into_iter().map(|(key, state)| {
+            (
+                entry_key(key).to_vec(),
+                state.map(|e| entry_value(&e).to_vec()),
+            )
+        }));
+        out.extend(self.checkpoint);
     }
 }
 

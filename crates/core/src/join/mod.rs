@@ -43,7 +43,7 @@ pub mod task;
 
 use std::collections::BTreeMap;
 
-pub use buffer::{EntryRecord, JoinBuffer, Slot};
+pub use buffer::{EntryChanges, EntryRecord, JoinBuffer, Slot};
 pub use intern::{ClassId, Interner, ModelVersionId};
 pub use key::{KeyHashBuilder, KeyHasher, RequestKey};
 pub use partial::{merge_partials, PartialAggregator, PartialMergeError};

@@ -458,8 +458,8 @@ impl JoinTask {
         self.buffer.track_changes(true);
     }
 
-    /// Keys changed since the previous call (sorted, no repeats).
-    pub fn take_changes(&mut self) -> Vec<super::RequestKey> {
+    /// Entries changed since the previous call, with their state after each change.
+    pub fn take_changes(&mut self) -> super::EntryChanges {
         self.buffer.take_changes()
     }
 }
