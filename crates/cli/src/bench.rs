@@ -14,14 +14,20 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use driftwatch_generator::{GeneratorConfig, TrafficGenerator};
+use std::collections::BTreeMap;
+
+use driftwatch_codec::from_avro;
+use driftwatch_core::ModelMetrics;
+use driftwatch_generator::{GeneratedRecord, GeneratorConfig, RecordKind, Side, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, TopicSpec};
 use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle};
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
+use hdrhistogram::Histogram;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
 use tokio::sync::oneshot;
 
 /// Options of one benchmark run.
@@ -161,11 +167,64 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
         }
     );
 
-    let offered = match opts.latency_load {
-        Some(load) => load,
-        None => maximum(settings, &opts).await? / 2.0,
+    match opts.latency_load {
+        Some(load) => latency(settings, &opts, load).await,
+        None => {
+            let max_rate = maximum(settings, &opts).await?;
+            latency(settings, &opts, max_rate / 2.0).await?;
+            detection(settings, &opts).await
+        }
+    }
+}
+
+/// Phase 6: drift onset → drift event, with the demo's scenario (two hours of event time
+/// replayed in 40 s, the `fraud` model drifting halfway) and settings, on this broker.
+async fn detection(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<()> {
+    println!("  detection:    the demo's scenario on this broker (`driftwatch demo --bootstrap-servers`):");
+    let s = crate::demo::demo_settings(settings, &settings.kafka.bootstrap_servers)?;
+    crate::demo::create_real_topics(&s).await?;
+    let report = crate::demo::run(
+        s,
+        crate::demo::DemoOptions {
+            traffic_time: Duration::from_secs(40),
+            event_span: Duration::from_secs(2 * 3600),
+            predictions: 24_000,
+            seed: opts.seed,
+            live: false,
+        },
+    )
+    .await?;
+    let count = |model: &str| {
+        (
+            report
+                .drift
+                .iter()
+                .filter(|e| e.model_id == model && e.state == driftwatch_core::DriftState::Drift)
+                .count(),
+            report
+                .retrain
+                .iter()
+                .filter(|e| e.model_id == model)
+                .count(),
+        )
     };
-    latency(settings, &opts, offered).await
+    let ((drift, retrain), (stable_drift, stable_retrain)) = (count("fraud"), count("churn"));
+    println!(
+        "  detection:    `fraud` (drifts): {drift} drift events into DRIFT and {retrain} retrain events; `churn` (stable): {stable_drift} and {stable_retrain}"
+    );
+    match report.detection {
+        Some(d) => println!(
+            "  detection:    drift onset → drift event: {:.1} min of event time (the windows fill with drifted traffic), {:.1} s on the wall clock at 180× replay, of which {:.2} s after the traffic that triggered it was published",
+            d.event_time_ms as f64 / 60_000.0,
+            d.wall.as_secs_f64(),
+            d.pipeline.as_secs_f64()
+        ),
+        None => println!(
+            "  detection:    no drift event for `{}` within the run",
+            crate::demo::DRIFTING_MODEL
+        ),
+    }
+    Ok(())
 }
 
 /// Phases 1–4: the backlog, the raw consume rate, the pipeline's catch-up rate (returned,
@@ -284,9 +343,17 @@ async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<f64
 
 /// Phase 5: latency at `offered` inputs/s, published in real time.
 async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyhow::Result<()> {
-    let s = fresh(settings, "latency");
+    let mut s = fresh(settings, "latency");
+    // A metrics snapshot at every evaluation (default: every 10th), so the time until a label
+    // shows in the published metrics is the pipeline's, not the snapshot interval's.
+    s.monitor.metrics_interval = s.monitor.evaluation_interval / 2;
+    // Windows end `maturity_ms` (15 min by default) before the latest bucket, to give labels
+    // time to arrive; here the metrics are to show outcomes as soon as they are merged.
+    s.monitor.detection.default.maturity_ms = 0;
     topics(&s, opts.partitions).await?;
     let running = start_pipeline(&s)?;
+    let (stop_metrics, metrics_stop) = oneshot::channel::<()>();
+    let metrics = follow_metrics(&s, metrics_stop)?;
     tokio::time::sleep(Duration::from_secs(4)).await; // consumer groups form
     let rate = (offered / 1.95).max(1.0); // predictions/s; each brings ~0.95 label
     let n_lat = (rate * opts.latency_time.as_secs_f64()) as u64;
@@ -300,6 +367,7 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     let lead = Duration::from_secs_f64(per_record * (n_lat as f64 * 2.0) * 1.5 + 1.0);
     let start = now_ms() + i64::try_from(lead.as_millis()).unwrap_or(i64::MAX / 2);
     let records: Vec<_> = generator(opts.seed + 1, n_lat.max(1), rate, start, true)?.collect();
+    let labels = label_times(&records);
     let wait = start - now_ms();
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
@@ -317,9 +385,12 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
         std::future::pending(),
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let stats = running.join.stats();
     stop_pipeline(running).await?;
+    let _ = stop_metrics.send(());
+    let sightings = metrics.await?;
+    let to_metrics = metrics_latency(&labels, &sightings);
     println!(
         "  latency:      {:.0} inputs/s offered for {:.0} s ({} predictions, {} labels)",
         (report.predictions + report.labels) as f64 / report.elapsed.as_secs_f64(),
@@ -349,6 +420,13 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
             );
         }
     };
+    let shown: u64 = to_metrics.as_ref().map_or(0, |h| h.len());
+    let expected: usize = labels.values().map(Vec::len).sum();
+    quantiles(
+        &format!("label produced → in the published metrics ({shown} of {expected} labels)"),
+        "ms",
+        &to_metrics,
+    );
     quantiles(
         "generator behind its schedule",
         "ms",
@@ -358,4 +436,145 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     quantiles("decode+join per message", "µs", &stats.processing_micros);
     quantiles("loop held by a commit's batch", "µs", &stats.batch_micros);
     Ok(())
+}
+
+/// A metrics snapshot as the bench saw it: when it arrived (wall clock, ms), for which model,
+/// and how many matched outcomes its window held.
+#[derive(Debug, Clone, PartialEq)]
+struct Sighting {
+    at_ms: i64,
+    model: String,
+    window_ms: i64,
+    labeled: u64,
+}
+
+/// Reads the metrics topic (committed records only, like a dashboard) until `stop`.
+fn follow_metrics(
+    s: &Settings,
+    stop: oneshot::Receiver<()>,
+) -> anyhow::Result<tokio::task::JoinHandle<Vec<Sighting>>> {
+    let consumer: StreamConsumer =
+        consumer_config(&s.kafka, &format!("{}-metrics-reader", s.monitor.group_id))
+            .set("enable.auto.commit", "false")
+            .create()?;
+    consumer.subscribe(&[&s.topics.model_metrics])?;
+    Ok(tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut stream = consumer.stream();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                m = stream.next() => match m {
+                    Some(Ok(m)) => {
+                        if let Some(Ok(r)) = m.payload().map(from_avro::<ModelMetrics>) {
+                            seen.push(Sighting {
+                                at_ms: now_ms(),
+                                model: r.model_id,
+                                window_ms: r.window_end - r.window_start,
+                                labeled: r.labeled,
+                            });
+                        }
+                    }
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+            }
+        }
+        seen
+    }))
+}
+
+/// Event times of the labels that will be joined (originals, not duplicates), per model,
+/// sorted. With traffic published in real time, a label's event time is its publication time.
+fn label_times(records: &[GeneratedRecord]) -> BTreeMap<String, Vec<i64>> {
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in records {
+        if let (Side::Labels, RecordKind::Original, Some(model)) = (r.side, r.kind, &r.model_id) {
+            out.entry(model.clone()).or_default().push(r.event_time);
+        }
+    }
+    for times in out.values_mut() {
+        times.sort_unstable();
+    }
+    out
+}
+
+/// Per label: the time from its publication until a published snapshot of its model's
+/// widest window counted it. Snapshots carry counts, not ids, so a snapshot counting `n`
+/// outcomes is taken to show the `n` earliest labels: exact when labels are joined in the
+/// order they were published, and off by at most the skew between partitions otherwise.
+fn metrics_latency(
+    labels: &BTreeMap<String, Vec<i64>>,
+    sightings: &[Sighting],
+) -> Option<Histogram<u64>> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).ok()?;
+    for (model, times) in labels {
+        let Some(widest) = sightings
+            .iter()
+            .filter(|s| &s.model == model)
+            .map(|s| s.window_ms)
+            .max()
+        else {
+            continue;
+        };
+        let mut shown = 0usize;
+        let mut seen: Vec<&Sighting> = sightings
+            .iter()
+            .filter(|s| &s.model == model && s.window_ms == widest)
+            .collect();
+        seen.sort_by_key(|s| s.at_ms);
+        for s in seen {
+            let upto = usize::try_from(s.labeled)
+                .unwrap_or(usize::MAX)
+                .min(times.len());
+            for t in times.iter().take(upto).skip(shown) {
+                h.saturating_record(u64::try_from(s.at_ms - t).unwrap_or(0));
+            }
+            shown = shown.max(upto);
+        }
+    }
+    Some(h)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn seen(at_ms: i64, model: &str, window_ms: i64, labeled: u64) -> Sighting {
+        Sighting {
+            at_ms,
+            model: model.into(),
+            window_ms,
+            labeled,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_shows_the_earliest_labels_it_counts() {
+        let labels = BTreeMap::from([("m".to_string(), vec![100, 200, 300])]);
+        let sightings = [
+            seen(1_000, "m", 60_000, 2),
+            // A narrower window is ignored; a count that does not grow shows nothing new.
+            seen(1_100, "m", 30_000, 3),
+            seen(1_500, "m", 60_000, 2),
+            seen(2_300, "m", 60_000, 3),
+            seen(2_000, "other", 60_000, 9),
+        ];
+        let h = metrics_latency(&labels, &sightings).unwrap();
+        assert_eq!(h.len(), 3);
+        // 100 and 200 seen at 1 000, 300 at 2 300.
+        assert!(h.equivalent(h.min(), 800));
+        assert!(h.equivalent(h.value_at_quantile(0.5), 900));
+        assert!(h.equivalent(h.max(), 2_000));
+    }
+
+    #[test]
+    fn labels_never_shown_are_left_out() {
+        let labels = BTreeMap::from([("m".to_string(), vec![100, 200])]);
+        let h = metrics_latency(&labels, &[seen(500, "m", 1, 1)]).unwrap();
+        assert_eq!(h.len(), 1);
+        assert!(metrics_latency(&labels, &[]).unwrap().is_empty());
+    }
 }
