@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use driftwatch_codec::from_avro;
 use driftwatch_core::ModelMetrics;
 use driftwatch_generator::{GeneratedRecord, GeneratorConfig, RecordKind, Side, TrafficGenerator};
-use driftwatch_worker::clients::{consumer_config, create_topics, TopicSpec};
+use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
 use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle};
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
@@ -61,9 +61,36 @@ fn fresh(settings: &Settings, tag: &str) -> Settings {
     s.topics.model_metrics = format!("bench-metrics-{id}");
     s.kafka.join_group_id = format!("bench-join-{id}");
     s.monitor.group_id = format!("bench-monitor-{id}");
+    // Changelogs named after the run's groups, never a configured one (they are deleted).
+    s.topics.join_changelog.clear();
+    s.topics.monitor_changelog.clear();
     s.join.idle_timeout = Duration::from_secs(2);
     s.join.max_task_idle = Duration::from_millis(500);
     s
+}
+
+/// Deletes the topics of one phase (inputs, outputs, changelogs): the runs add up to
+/// gigabytes, and a broker filling its disk and page cache skews the next run.
+async fn drop_topics(s: &Settings) -> anyhow::Result<()> {
+    let t = &s.topics;
+    let join_changelog = s.join_changelog_topic();
+    let monitor_changelog = s.monitor_changelog_topic();
+    delete_topics(
+        &s.kafka,
+        &[
+            &t.predictions,
+            &t.ground_truth,
+            &t.model_partials,
+            &t.dead_letter,
+            &t.drift_events,
+            &t.retrain_events,
+            &t.model_metrics,
+            &join_changelog,
+            &monitor_changelog,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn topics(s: &Settings, partitions: i32) -> anyhow::Result<()> {
@@ -184,7 +211,7 @@ async fn detection(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<(
     let s = crate::demo::demo_settings(settings, &settings.kafka.bootstrap_servers)?;
     crate::demo::create_real_topics(&s).await?;
     let report = crate::demo::run(
-        s,
+        s.clone(),
         crate::demo::DemoOptions {
             traffic_time: Duration::from_secs(40),
             event_span: Duration::from_secs(2 * 3600),
@@ -193,7 +220,9 @@ async fn detection(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<(
             live: false,
         },
     )
-    .await?;
+    .await;
+    crate::demo::delete_real_topics(&s).await?;
+    let report = report?;
     let count = |model: &str| {
         (
             report
@@ -338,6 +367,7 @@ async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<f64
             r.entries as f64 / r.seconds.max(1e-9)
         );
     }
+    drop_topics(&s).await?;
     Ok(max_rate)
 }
 
@@ -380,7 +410,7 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     let report = publish(
         &s.kafka,
         &s.topics,
-        records.into_iter(),
+        records.iter(),
         Pace::TimeScale(1.0),
         std::future::pending(),
     )
@@ -391,12 +421,15 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     let _ = stop_metrics.send(());
     let sightings = metrics.await?;
     let to_metrics = metrics_latency(&labels, &sightings);
+    drop(records);
+    // Predictions span `latency_time`; their labels follow within seconds at the same rate.
     println!(
-        "  latency:      {:.0} inputs/s offered for {:.0} s ({} predictions, {} labels)",
-        (report.predictions + report.labels) as f64 / report.elapsed.as_secs_f64(),
-        report.elapsed.as_secs_f64(),
+        "  latency:      {:.0} inputs/s offered in real time ({} predictions over {} s, {} labels), published in {:.1} s",
+        (report.predictions + report.labels) as f64 / opts.latency_time.as_secs_f64(),
         report.predictions,
-        report.labels
+        opts.latency_time.as_secs(),
+        report.labels,
+        report.elapsed.as_secs_f64(),
     );
     match &stats.outcome_lag_ms {
         Some(h) if !h.is_empty() => println!(
@@ -435,6 +468,7 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     quantiles("record sent → read by the stage", "ms", &stats.input_age_ms);
     quantiles("decode+join per message", "µs", &stats.processing_micros);
     quantiles("loop held by a commit's batch", "µs", &stats.batch_micros);
+    drop_topics(&s).await?;
     Ok(())
 }
 

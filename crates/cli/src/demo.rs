@@ -20,7 +20,7 @@ use anyhow::Context;
 use driftwatch_codec::{from_avro, AvroRecord};
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
-use driftwatch_worker::clients::{consumer_config, create_topics, TopicSpec};
+use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
 use driftwatch_worker::join_stage::JoinStage;
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
@@ -84,6 +84,23 @@ pub fn demo_settings(base: &Settings, bootstrap: &str) -> anyhow::Result<Setting
         .unwrap_or(0);
     s.kafka.join_group_id = format!("driftwatch-demo-join-{suffix}");
     s.monitor.group_id = format!("driftwatch-demo-monitor-{suffix}");
+    // Topics of their own: on a real broker a second run must not read the first one's
+    // traffic (its groups are new and start from the earliest offsets).
+    let t = &mut s.topics;
+    for topic in [
+        &mut t.predictions,
+        &mut t.ground_truth,
+        &mut t.model_partials,
+        &mut t.dead_letter,
+        &mut t.drift_events,
+        &mut t.retrain_events,
+        &mut t.model_metrics,
+    ] {
+        *topic = format!("driftwatch-demo-{suffix}-{topic}");
+    }
+    // Changelogs named after the run's groups, never a configured one.
+    t.join_changelog.clear();
+    t.monitor_changelog.clear();
     s.join.label_timeout = Duration::from_secs(30 * 60);
     s.join.orphan_timeout = Duration::from_secs(30 * 60);
     // The 4 MiB fetches driftwatch uses by default pay off when catching up on a real broker's
@@ -127,6 +144,16 @@ pub fn demo_topics(s: &Settings) -> Vec<TopicSpec> {
 /// Creates the topics on a real broker.
 pub async fn create_real_topics(s: &Settings) -> anyhow::Result<()> {
     create_topics(&s.kafka, &demo_topics(s)).await?;
+    Ok(())
+}
+
+/// Deletes the run's topics from a real broker, changelogs included.
+pub async fn delete_real_topics(s: &Settings) -> anyhow::Result<()> {
+    let mut names: Vec<String> = demo_topics(s).into_iter().map(|t| t.name).collect();
+    names.push(s.join_changelog_topic());
+    names.push(s.monitor_changelog_topic());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    delete_topics(&s.kafka, &names).await?;
     Ok(())
 }
 

@@ -272,6 +272,7 @@ async fn execute(
                 seed: args.seed,
                 live: !args.quiet,
             };
+            let real_broker = args.bootstrap_servers.is_some();
             let settings = match (&args.bootstrap_servers, embedded) {
                 (Some(b), _) => {
                     let s = demo::demo_settings(&settings, b)?;
@@ -288,8 +289,14 @@ async fn execute(
                 }
                 (None, None) => anyhow::bail!("no embedded Kafka and no --bootstrap-servers"),
             };
-            demo::run(settings, opts).await?;
-            Ok(())
+            let result = demo::run(settings.clone(), opts).await;
+            if real_broker {
+                // The run's topics are its own: leave the broker as it was.
+                if let Err(e) = demo::delete_real_topics(&settings).await {
+                    eprintln!("note: the demo's topics were not deleted: {e:#}");
+                }
+            }
+            result.map(|_| ())
         }
         Command::CheckConfig { offline } => check_config(&settings, offline),
         Command::Bench(args) => {

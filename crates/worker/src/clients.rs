@@ -174,6 +174,27 @@ pub async fn create_topics(settings: &KafkaSettings, specs: &[TopicSpec]) -> Res
         .map_err(|e| WorkerError::Config(format!("waiting for new topics: {e}")))?
 }
 
+/// Deletes topics (a benchmark's or a test's own); a topic already gone is not an error.
+pub async fn delete_topics(settings: &KafkaSettings, names: &[&str]) -> Result<()> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("client.id", format!("{}-admin", settings.client_id));
+    apply_common(&mut cfg, settings)?;
+    let admin: AdminClient<DefaultClientContext> = cfg.create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.delete_topics(names, &opts).await? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(WorkerError::Config(format!(
+                    "could not delete topic `{topic}`: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn wait_until_visible(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<()> {
     use rdkafka::consumer::Consumer;
     let client = metadata_client(settings)?;

@@ -1,11 +1,14 @@
 //! Publishing generated traffic to Kafka, paced by event time.
 
+use std::borrow::Borrow;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use driftwatch_generator::{GeneratedRecord, Side};
 use hdrhistogram::Histogram;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
 use tracing::{info, warn};
 
 use crate::clients::producer_config;
@@ -37,26 +40,28 @@ pub struct PublishReport {
 
 /// Publishes `records` to the input topics with driftwatch's producer settings (murmur2, the
 /// same partitioner real producers must use), until they run out or `stop` resolves.
+///
+/// Deliveries are counted by the producer's callback (one atomic add per record) rather than
+/// awaited as futures: a future per record costs an allocation, a channel and a wake-up, which
+/// at a few hundred thousand records a second is CPU the pipeline under test then lacks.
 pub async fn publish(
     kafka: &KafkaSettings,
     topics: &TopicNames,
-    records: impl Iterator<Item = GeneratedRecord>,
+    records: impl Iterator<Item = impl Borrow<GeneratedRecord>>,
     pace: Pace,
     stop: impl Future<Output = ()>,
 ) -> Result<PublishReport> {
-    let producer: FutureProducer = producer_config(kafka).create()?;
+    let producer: ThreadedProducer<DeliveryCounter> =
+        producer_config(kafka).create_with_context(DeliveryCounter::default())?;
     let started = Instant::now();
     let mut first_event: Option<i64> = None;
     let mut last_log = Instant::now();
     let mut sent = 0u64;
     let mut behind = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).ok();
-    // Deliveries are confirmed by a task of their own: waiting for acknowledgements in the
-    // publishing loop would hold back the next sends, and a paced run would publish late.
-    // The bounded channel still holds an unthrottled run back when acknowledgements lag.
-    let (inflight, deliveries) = tokio::sync::mpsc::channel::<(Side, DeliveryFuture)>(100_000);
-    let confirmations = tokio::spawn(confirm(deliveries));
     tokio::pin!(stop);
     for r in records {
+        // Borrowed records are freed by their owner later, off the publishing loop.
+        let r = r.borrow();
         if let Pace::TimeScale(scale) = pace {
             let e0 = *first_event.get_or_insert(r.event_time);
             let due = Duration::from_secs_f64(
@@ -79,67 +84,66 @@ pub async fn publish(
         };
         // The record timestamp is left to the producer (send time), as real producers do: the
         // event time travels in the payload, and a broker refuses timestamps far from its clock.
-        let mut record = FutureRecord::to(topic).key(&r.key).payload(&r.payload);
+        let mut record = BaseRecord::with_opaque_to(topic, side_tag(r.side))
+            .key(&r.key)
+            .payload(&r.payload);
         loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    // `try_send` first: an awaited send spends the task's cooperative budget
-                    // and yields every 128 records, which starves a paced run on a busy
-                    // runtime. Fails only when the confirming task panicked: reported below.
-                    match inflight.try_send((r.side, delivery)) {
-                        Ok(()) => {}
-                        Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
-                            let _ = inflight.send(back).await;
-                        }
-                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
-                    }
-                    sent += 1;
-                    break;
-                }
+            match producer.send(record) {
+                Ok(()) => break,
                 // Local queue full: let the producer drain, then retry the same record.
                 Err((_, back)) => {
                     record = back;
-                    producer.poll(Duration::from_millis(10));
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
         }
+        sent += 1;
         if last_log.elapsed() >= Duration::from_secs(10) {
             info!(sent, "published");
             last_log = Instant::now();
         }
     }
     producer.flush(Duration::from_secs(30))?;
-    drop(inflight);
-    let mut report = match confirmations.await {
-        Ok(report) => report,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Cancelled: the runtime is shutting down, nothing was confirmed.
-        Err(_) => PublishReport::default(),
-    };
-    report.elapsed = started.elapsed();
-    report.behind_schedule_ms = behind.filter(|_| matches!(pace, Pace::TimeScale(_)));
-    Ok(report)
+    let c = producer.context();
+    Ok(PublishReport {
+        predictions: c.predictions.load(Ordering::Relaxed),
+        labels: c.labels.load(Ordering::Relaxed),
+        failed: c.failed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        behind_schedule_ms: behind.filter(|_| matches!(pace, Pace::TimeScale(_))),
+    })
 }
 
-/// Counts acknowledged and refused records, in the order they were sent: a dropped record
-/// must not go unnoticed.
-async fn confirm(
-    mut deliveries: tokio::sync::mpsc::Receiver<(Side, DeliveryFuture)>,
-) -> PublishReport {
-    let mut report = PublishReport::default();
-    while let Some((side, d)) = deliveries.recv().await {
-        match d.await {
-            Ok(Ok(_)) => match side {
-                Side::Predictions => report.predictions += 1,
-                Side::Labels => report.labels += 1,
-            },
-            Ok(Err((e, _))) => {
-                report.failed += 1;
-                warn!(error = %e, "record not delivered");
-            }
-            Err(_) => report.failed += 1,
-        }
+fn side_tag(side: Side) -> usize {
+    match side {
+        Side::Predictions => 0,
+        Side::Labels => 1,
     }
-    report
+}
+
+/// Counts acknowledged and refused records as the producer reports them: a dropped record
+/// must not go unnoticed.
+#[derive(Default)]
+struct DeliveryCounter {
+    predictions: AtomicU64,
+    labels: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, side: usize) {
+        let counter = match (result, side) {
+            (Ok(_), 0) => &self.predictions,
+            (Ok(_), _) => &self.labels,
+            (Err((e, _)), _) => {
+                warn!(error = %e, "record not delivered");
+                &self.failed
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
