@@ -228,23 +228,39 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    let bootstrap = embedded
-        .as_ref()
-        .map(demo::EmbeddedKafka::bootstrap_servers);
-    if let (Some(k), Command::Demo(_)) = (&embedded, &cli.command) {
-        let topics = match demo::demo_settings(&settings, k.bootstrap_servers().as_str()) {
-            Ok(s) => demo::demo_topics(&s),
-            Err(e) => {
-                eprintln!("driftwatch: {e:#}");
-                return ExitCode::from(EXIT_CONFIG);
+    // The demo's settings are made once: their topic and group names are unique per run.
+    let demo = match &cli.command {
+        Command::Demo(args) => {
+            let bootstrap = match (&args.bootstrap_servers, &embedded) {
+                (Some(b), _) => b.clone(),
+                (None, Some(k)) => k.bootstrap_servers(),
+                (None, None) => String::new(),
+            };
+            match demo::demo_settings(&settings, &bootstrap) {
+                Ok(mut s) => {
+                    if embedded.is_some() {
+                        // The mock cluster does not apply transactions (aborted records would
+                        // stay visible): the embedded demo runs at-least-once.
+                        s.kafka.processing_guarantee =
+                            driftwatch_worker::settings::ProcessingGuarantee::AtLeastOnce;
+                    }
+                    Some(s)
+                }
+                Err(e) => {
+                    eprintln!("driftwatch: {e:#}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
             }
-        };
-        if let Err(e) = k.create_topics(&topics) {
+        }
+        _ => None,
+    };
+    if let (Some(k), Some(s)) = (&embedded, &demo) {
+        if let Err(e) = k.create_topics(&demo::demo_topics(s)) {
             eprintln!("driftwatch: {e:#}");
             return ExitCode::FAILURE;
         }
     }
-    let result = runtime.block_on(execute(cli.command, settings, bootstrap));
+    let result = runtime.block_on(execute(cli.command, settings, demo));
     // Clients first, then the embedded broker they talk to.
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(embedded);
@@ -260,7 +276,7 @@ fn main() -> ExitCode {
 async fn execute(
     command: Command,
     settings: Settings,
-    embedded: Option<String>,
+    demo: Option<Settings>,
 ) -> anyhow::Result<()> {
     match command {
         Command::Run { role } => run_role(settings, role).await,
@@ -273,22 +289,10 @@ async fn execute(
                 live: !args.quiet,
             };
             let real_broker = args.bootstrap_servers.is_some();
-            let settings = match (&args.bootstrap_servers, embedded) {
-                (Some(b), _) => {
-                    let s = demo::demo_settings(&settings, b)?;
-                    demo::create_real_topics(&s).await?;
-                    s
-                }
-                (None, Some(bootstrap)) => {
-                    // The mock cluster does not apply transactions (aborted records would stay
-                    // visible): the embedded demo runs at-least-once.
-                    let mut s = demo::demo_settings(&settings, &bootstrap)?;
-                    s.kafka.processing_guarantee =
-                        driftwatch_worker::settings::ProcessingGuarantee::AtLeastOnce;
-                    s
-                }
-                (None, None) => anyhow::bail!("no embedded Kafka and no --bootstrap-servers"),
-            };
+            let settings = anyhow::Context::context(demo, "the demo's settings were not prepared")?;
+            if real_broker {
+                demo::create_real_topics(&settings).await?;
+            }
             let result = demo::run(settings.clone(), opts).await;
             if real_broker {
                 // The run's topics are its own: leave the broker as it was.
