@@ -25,6 +25,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::info;
 
 use crate::clients::{consumer_config, create_topics, TopicSpec};
+use crate::error::kafka_error_is_retryable;
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 
@@ -230,13 +231,12 @@ impl ChangelogReader {
         mut apply: impl FnMut(&BorrowedMessage<'_>) -> Result<()>,
     ) -> Result<ReadTotals> {
         let started = Instant::now();
+        let deadline = started + timeout;
         let mut totals = ReadTotals::default();
         let mut tpl = TopicPartitionList::new();
         let mut remaining = 0usize;
         for &p in partitions {
-            let (low, high) =
-                self.consumer
-                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))?;
+            let (low, high) = self.watermarks(p, deadline)?;
             if high > low {
                 tpl.add_partition_offset(&self.topic, p, Offset::Beginning)?;
                 remaining += 1;
@@ -283,9 +283,7 @@ impl ChangelogReader {
                 let positions = self.consumer.position()?;
                 let mut finished = Vec::new();
                 for (&p, since) in &waiting {
-                    let (_, high) =
-                        self.consumer
-                            .fetch_watermarks(&self.topic, p, Duration::from_secs(10))?;
+                    let (_, high) = self.watermarks(p, deadline)?;
                     let position = positions
                         .find_partition(&self.topic, p)
                         .and_then(|e| match e.offset() {
@@ -318,5 +316,24 @@ impl ChangelogReader {
         }
         totals.elapsed = started.elapsed();
         Ok(totals)
+    }
+
+    /// A partition's low and high watermarks. A broker that is down or restarting (its
+    /// errors are retryable) is asked again until `deadline`: a restore that happens to run
+    /// during an outage waits for the broker instead of failing the stage.
+    fn watermarks(&self, partition: i32, deadline: Instant) -> Result<(i64, i64)> {
+        loop {
+            match self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
+            {
+                Ok(w) => return Ok(w),
+                Err(e) if kafka_error_is_retryable(&e) && Instant::now() < deadline => {
+                    tracing::warn!(error = %e, topic = %self.topic, partition, "changelog watermarks not available yet; asking again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

@@ -587,20 +587,21 @@ fn run_transaction(
         )?;
     }
     // The changes are sorted and encoded here, on the committing thread, not in the loop.
-    let mut records = Vec::new();
     for (partition, delta) in std::mem::take(&mut batch.changelog) {
-        records.clear();
-        delta.write_into(&mut records);
-        batch.outcome.changelog_records += records.len();
-        for (key, value) in &records {
+        let mut sent = Ok(());
+        batch.outcome.changelog_records += delta.for_each_record(|key, value| {
+            if sent.is_err() {
+                return;
+            }
             let mut record = FutureRecord::<[u8], [u8]>::to(&batch.changelog_topic)
                 .partition(partition)
-                .key(key.as_slice());
+                .key(key);
             if let Some(v) = value {
-                record = record.payload(v.as_slice());
+                record = record.payload(v);
             }
-            send_waiting(producer, record)?;
-        }
+            sent = send_waiting(producer, record);
+        });
+        sent?;
     }
     if batch.offsets.count() > 0 {
         let metadata = metadata.ok_or(KafkaError::MessageProduction(

@@ -343,14 +343,28 @@ impl ChangelogDelta {
     /// Appends the records to write, in order: names, then the latest state of each changed
     /// entry (a key changed several times is written once), then the checkpoint.
     pub fn write_into(self, out: &mut Vec<ChangelogRecord>) {
-        out.extend(self.names);
-        out.extend(self.entries.latest().into_iter().map(|(key, state)| {
-            (
-                entry_key(key).to_vec(),
-                state.map(|e| entry_value(&e).to_vec()),
-            )
-        }));
-        out.extend(self.checkpoint);
+        self.for_each_record(|k, v| out.push((k.to_vec(), v.map(<[u8]>::to_vec))));
+    }
+
+    /// Hands each record to `write` (key, value; `None` = tombstone) in the order of
+    /// [`write_into`](Self::write_into), without allocating one per record: a commit writes
+    /// about one record per input.
+    pub fn for_each_record(self, mut write: impl FnMut(&[u8], Option<&[u8]>)) -> usize {
+        let mut n = 0;
+        for (k, v) in &self.names {
+            write(k, v.as_deref());
+            n += 1;
+        }
+        for (key, state) in self.entries.latest() {
+            let value = state.map(|e| entry_value(&e));
+            write(&entry_key(key), value.as_ref().map(|v| &v[..]));
+            n += 1;
+        }
+        if let Some((k, v)) = &self.checkpoint {
+            write(k, v.as_deref());
+            n += 1;
+        }
+        n
     }
 }
 
