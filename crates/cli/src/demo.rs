@@ -209,6 +209,9 @@ pub struct Detection {
     pub pipeline: Duration,
 }
 
+/// Seed of the demo's traffic unless one is given.
+pub const DEFAULT_SEED: u64 = 7;
+
 /// The model whose accuracy and inputs drift in the demo's scenario.
 pub const DRIFTING_MODEL: &str = "fraud";
 

@@ -163,7 +163,7 @@ struct DemoArgs {
     #[arg(long, default_value_t = 24_000, value_parser = clap::value_parser!(u64).range(1_000..=60_000))]
     predictions: u64,
     /// Seed of the generated traffic.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = demo::DEFAULT_SEED)]
     seed: u64,
     /// No live table: only events and the summary.
     #[arg(long)]
