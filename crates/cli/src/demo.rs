@@ -28,8 +28,11 @@ use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
+
+/// Partitions of the demo's drift and retrain event topics.
+pub const EVENT_PARTITIONS: i32 = 1;
 
 /// Partitions of the demo's input and internal topics.
 pub const PARTITIONS: i32 = 8;
@@ -135,8 +138,8 @@ pub fn demo_topics(s: &Settings) -> Vec<TopicSpec> {
         spec(&t.ground_truth, PARTITIONS),
         spec(&t.model_partials, PARTITIONS),
         spec(&t.dead_letter, 1),
-        spec(&t.drift_events, 1),
-        spec(&t.retrain_events, 1),
+        spec(&t.drift_events, EVENT_PARTITIONS),
+        spec(&t.retrain_events, EVENT_PARTITIONS),
         spec(&t.model_metrics, 1),
     ]
 }
@@ -162,7 +165,13 @@ enum Published {
     Retrain(RetrainEvent),
 }
 
-/// Reads `topic` from the start and forwards each decoded record.
+/// Reads `topic` (its [`EVENT_PARTITIONS`] partitions) from the start and forwards each
+/// decoded record.
+///
+/// The partitions are assigned, not subscribed to: the two readers of a run then need no
+/// consumer group (sharing one, each rebalanced the other while it joined, and an error
+/// handed to the stream meanwhile ended the reader: a run showed no event although the
+/// monitor had published them). Errors are skipped; the stream ends only with the consumer.
 fn follow<T: AvroRecord + Send + 'static>(
     s: &Settings,
     topic: &str,
@@ -173,14 +182,24 @@ fn follow<T: AvroRecord + Send + 'static>(
         consumer_config(&s.kafka, &format!("{}-reader", s.monitor.group_id))
             .set("enable.auto.commit", "false")
             .create()?;
-    consumer.subscribe(&[topic])?;
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..EVENT_PARTITIONS {
+        partitions.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&partitions)?;
+    let topic = topic.to_string();
     Ok(tokio::spawn(async move {
         let mut stream = consumer.stream();
-        while let Some(Ok(m)) = stream.next().await {
-            if let Some(Ok(record)) = m.payload().map(from_avro::<T>) {
-                if tx.send(wrap(record)).is_err() {
-                    break;
+        while let Some(m) = stream.next().await {
+            match m {
+                Ok(m) => {
+                    if let Some(Ok(record)) = m.payload().map(from_avro::<T>) {
+                        if tx.send(wrap(record)).is_err() {
+                            break;
+                        }
+                    }
                 }
+                Err(e) => tracing::debug!(error = %e, topic, "event reader"),
             }
         }
     }))
