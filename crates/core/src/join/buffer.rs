@@ -395,15 +395,6 @@ pub struct JoinBuffer {
 pub struct EntryChanges(Vec<(RequestKey, Option<EntryRecord>)>);
 
 impl EntryChanges {
-    /// Changes recorded, repeats included.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The latest state of each changed key (`None`: gone), sorted by key.
     pub fn latest(mut self) -> Vec<(RequestKey, Option<EntryRecord>)> {
         // A stable sort keeps each key's changes in order: the last of a run is the latest.
@@ -489,18 +480,14 @@ impl JoinBuffer {
         )
     }
 
-    /// Records `key`'s current state as a change, when tracking is on.
+    /// Records `key`'s current state (as stored: expiry the watermark implies but no sweep or
+    /// lookup applied yet is not applied; a restore applies it on the next access) as a
+    /// change, when tracking is on.
     fn record_change(&mut self, key: RequestKey) {
         if let Some(c) = self.changes.as_mut() {
             let state = self.map.get(&key).map(|slot| self.params.record(slot));
             c.push((key, state));
         }
-    }
-
-    /// The entry held for `key`, as stored (expiry the watermark implies but no sweep or
-    /// lookup applied yet is not applied here; a restore applies it on the next access).
-    pub fn entry(&self, key: RequestKey) -> Option<EntryRecord> {
-        self.map.get(&key).map(|slot| self.params.record(slot))
     }
 
     /// Puts an entry back, as when restoring from a changelog. Restore the watermark first
