@@ -112,6 +112,7 @@ fn demo_and_bench_on_the_real_broker() {
         "label produced → outcome joined: p50",
         "label produced → in the published metrics (",
         "record sent → read by the stage: p50",
+        "transaction (commit start → committed): p50",
         "detection:    drift onset → drift event:",
     ] {
         assert!(stdout.contains(figure), "`{figure}` missing:\n{stdout}");

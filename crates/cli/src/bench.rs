@@ -469,6 +469,11 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     quantiles("record sent → read by the stage", "ms", &stats.input_age_ms);
     quantiles("decode+join per message", "µs", &stats.processing_micros);
     quantiles("loop held by a commit's batch", "µs", &stats.batch_micros);
+    quantiles(
+        "transaction (commit start → committed)",
+        "ms",
+        &stats.transaction_ms,
+    );
     drop_topics(&s).await?;
     Ok(())
 }

@@ -114,6 +114,9 @@ pub struct JoinStats {
     /// Exactly-once: time the stage's loop waits while a commit's batch is taken from the
     /// state (partials serialized, changelog records collected), µs.
     pub batch_micros: Option<Histogram<u64>>,
+    /// Exactly-once: time from a commit's start to its transaction committed (records sent,
+    /// offsets added, commit acknowledged), ms; the stage keeps processing meanwhile.
+    pub transaction_ms: Option<Histogram<u64>>,
     /// Feature values of current tasks left out of signatures: the task's feature-name
     /// interner was full, or a signature could not be serialized at a flush.
     pub signature_losses: u64,
@@ -634,6 +637,7 @@ fn finish_in_flight(state: &Mutex<StageState>, block: bool) -> Option<KafkaResul
                 rejected_through: HashMap::new(),
                 partials: 0,
                 changelog_records: 0,
+                took_ms: 0,
             },
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail)),
         )
@@ -668,7 +672,10 @@ fn start_commit<C: Consumer<StageContext>>(
         .spawn(move || {
             yield_to_the_loop();
             let mut batch = batch;
+            let started = Instant::now();
             let result = run_transaction(&producer, &mut batch, metadata.as_ref(), timeout);
+            batch.outcome.took_ms =
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             (batch.outcome, result)
         });
     match handle {
@@ -952,6 +959,7 @@ struct StageState {
     outcome_lag_ms: Option<Histogram<u64>>,
     input_age_ms: Option<Histogram<u64>>,
     batch_micros: Option<Histogram<u64>>,
+    transaction_ms: Option<Histogram<u64>>,
     /// Dead letters sent since the last flush, not yet confirmed by the broker.
     dead_letters_in_flight: Vec<DeliveryFuture>,
     /// Exactly-once: dead letters for the next transaction.
@@ -997,6 +1005,8 @@ struct CommitOutcome {
     rejected_through: HashMap<(Input, i32), i64>,
     partials: usize,
     changelog_records: usize,
+    /// Time the transaction took to commit, ms.
+    took_ms: u64,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -1043,6 +1053,7 @@ impl StageState {
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             input_age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             batch_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+            transaction_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             dead_letters_in_flight: Vec::new(),
             dead_letters_buffered: Vec::new(),
             in_flight: None,
@@ -1083,6 +1094,7 @@ impl StageState {
             partials: partials.len(),
             // Counted when the committing thread writes them.
             changelog_records: 0,
+            took_ms: 0,
         };
         CommitBatch {
             partials_topic: self.partials_topic.clone(),
@@ -1104,7 +1116,11 @@ impl StageState {
             rejected_through,
             partials,
             changelog_records,
+            took_ms,
         } = outcome;
+        if let Some(h) = self.transaction_ms.as_mut() {
+            h.saturating_record(took_ms);
+        }
         self.transactions_committed += 1;
         self.producing = true;
         for (k, offset) in rejected_through {
@@ -1335,6 +1351,7 @@ impl StageState {
             outcome_lag_ms: self.outcome_lag_ms.clone(),
             input_age_ms: self.input_age_ms.clone(),
             batch_micros: self.batch_micros.clone(),
+            transaction_ms: self.transaction_ms.clone(),
         }
     }
 
