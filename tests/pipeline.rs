@@ -426,6 +426,16 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
         sample(&body, "driftwatch_restore_records_total", &[]).is_some(),
         "{body}"
     );
+    // ... and times its commits (on a test broker, well under the 10 s transaction timeout).
+    assert!(
+        sample(
+            &body,
+            "driftwatch_join_commit_seconds",
+            &["quantile=\"0.99\""]
+        )
+        .is_some_and(|v| v > 0.0 && v < 10.0),
+        "{body}"
+    );
 
     // SIGTERM: flush, commit, leave, exit 0 within a bounded time.
     let pid = child.id().to_string();

@@ -74,6 +74,9 @@ pub enum MetricName {
     RestoreSeconds,
     /// `driftwatch_transactions_total{stage,result}`: transactions committed / aborted.
     Transactions,
+    /// `driftwatch_join_commit_seconds{quantile}` (summary): a join commit from its start to
+    /// its transaction committed (exactly-once).
+    JoinCommitDuration,
 }
 
 /// Prometheus metric type of a series.
@@ -86,7 +89,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 16] = [
+    pub const ALL: [MetricName; 17] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -103,6 +106,7 @@ impl MetricName {
         MetricName::RestoreEntries,
         MetricName::RestoreSeconds,
         MetricName::Transactions,
+        MetricName::JoinCommitDuration,
     ];
 
     /// The exposed name (counters with their `_total` suffix).
@@ -124,6 +128,7 @@ impl MetricName {
             MetricName::RestoreEntries => "driftwatch_restore_entries_total",
             MetricName::RestoreSeconds => "driftwatch_restore_seconds",
             MetricName::Transactions => "driftwatch_transactions_total",
+            MetricName::JoinCommitDuration => "driftwatch_join_commit_seconds",
         }
     }
 
@@ -137,7 +142,7 @@ impl MetricName {
             | MetricName::RestoreBytes
             | MetricName::RestoreEntries
             | MetricName::Transactions => MetricKind::Counter,
-            MetricName::ProcessingLatency => MetricKind::Summary,
+            MetricName::ProcessingLatency | MetricName::JoinCommitDuration => MetricKind::Summary,
             _ => MetricKind::Gauge,
         }
     }
@@ -169,6 +174,9 @@ impl MetricName {
             }
             MetricName::RestoreSeconds => "Wall-clock seconds spent restoring state, summed",
             MetricName::Transactions => "Kafka transactions by stage and result (committed, aborted)",
+            MetricName::JoinCommitDuration => {
+                "Time from the start of a join commit to its transaction committed"
+            }
         }
     }
 
@@ -221,14 +229,24 @@ pub struct LatencySummary {
 impl LatencySummary {
     /// Summarizes a histogram of latencies recorded in microseconds.
     pub fn from_micros(h: &Histogram<u64>) -> Self {
-        let s = |micros: u64| micros as f64 / 1e6;
+        Self::from_histogram(h, 1e6)
+    }
+
+    /// Summarizes a histogram of durations recorded in milliseconds.
+    pub fn from_millis(h: &Histogram<u64>) -> Self {
+        Self::from_histogram(h, 1e3)
+    }
+
+    /// `per_second`: the histogram's units in a second.
+    fn from_histogram(h: &Histogram<u64>, per_second: f64) -> Self {
+        let s = |v: u64| v as f64 / per_second;
         LatencySummary {
             p50: s(h.value_at_quantile(0.5)),
             p90: s(h.value_at_quantile(0.9)),
             p99: s(h.value_at_quantile(0.99)),
             max: s(h.max()),
             count: h.len(),
-            sum: h.mean() * h.len() as f64 / 1e6,
+            sum: h.mean() * h.len() as f64 / per_second,
         }
     }
 }
@@ -286,6 +304,8 @@ pub struct WorkerSnapshot {
     pub events_out: BTreeMap<String, u64>,
     /// Processing latency, when anything was processed.
     pub latency: Option<LatencySummary>,
+    /// Duration of the join's commits (exactly-once), once one committed.
+    pub join_commit: Option<LatencySummary>,
     pub readiness: Readiness,
     /// Filled by the monitor stage only.
     pub monitor: Option<MonitorSnapshot>,
@@ -471,26 +491,32 @@ pub fn render(snapshot: &WorkerSnapshot, options: &RenderOptions) -> Result<Stri
 
     let mut out = String::new();
     encode(&mut out, &registry)?;
-    if let Some(l) = &s.latency {
-        let name = MetricName::ProcessingLatency.as_str();
-        writeln!(
-            out,
-            "# HELP {name} {}.",
-            MetricName::ProcessingLatency.help()
-        )?;
-        writeln!(out, "# TYPE {name} summary")?;
-        for (q, v) in [
-            ("0.5", l.p50),
-            ("0.9", l.p90),
-            ("0.99", l.p99),
-            ("1", l.max),
-        ] {
-            writeln!(out, "{name}{{quantile=\"{q}\"}} {v}")?;
+    for (metric, summary) in [
+        (MetricName::ProcessingLatency, &s.latency),
+        (MetricName::JoinCommitDuration, &s.join_commit),
+    ] {
+        if let Some(l) = summary {
+            write_summary(&mut out, metric, l)?;
         }
-        writeln!(out, "{name}_sum {}", l.sum)?;
-        writeln!(out, "{name}_count {}", l.count)?;
     }
     Ok(out)
+}
+
+/// Writes a summary in the text format (`prometheus-client` has no summary type).
+fn write_summary(out: &mut String, metric: MetricName, l: &LatencySummary) -> std::fmt::Result {
+    let name = metric.as_str();
+    writeln!(out, "# HELP {name} {}.", metric.help())?;
+    writeln!(out, "# TYPE {name} summary")?;
+    for (q, v) in [
+        ("0.5", l.p50),
+        ("0.9", l.p90),
+        ("0.99", l.p99),
+        ("1", l.max),
+    ] {
+        writeln!(out, "{name}{{quantile=\"{q}\"}} {v}")?;
+    }
+    writeln!(out, "{name}_sum {}", l.sum)?;
+    writeln!(out, "{name}_count {}", l.count)
 }
 
 /// The number `driftwatch_drift_state` shows for a state.
@@ -614,6 +640,11 @@ pub(crate) mod tests {
             h.record(micros * 100).unwrap();
         }
         s.latency = Some(LatencySummary::from_micros(&h));
+        let mut commits = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+        for millis in [120u64, 150, 180, 400] {
+            commits.record(millis).unwrap();
+        }
+        s.join_commit = Some(LatencySummary::from_millis(&commits));
         s.readiness = Readiness {
             assigned: true,
             restored: false,
@@ -707,6 +738,23 @@ pub(crate) mod tests {
         assert!(l.p50 < l.p90 && l.p90 <= l.p99 && l.p99 <= l.max);
         let count = find(&samples, "driftwatch_processing_latency_seconds_count", &[]);
         assert_eq!(count[0].value, 1000.0);
+        // Commit durations were recorded in milliseconds and are shown in seconds.
+        let commit = |q: &str| {
+            find(
+                &samples,
+                "driftwatch_join_commit_seconds",
+                &[("quantile", q)],
+            )[0]
+            .value
+        };
+        assert!((commit("0.5") - 0.15).abs() < 0.001, "{text}");
+        assert!((commit("1") - 0.4).abs() < 0.001, "{text}");
+        let sum = find(&samples, "driftwatch_join_commit_seconds_sum", &[]);
+        assert!((sum[0].value - 0.85).abs() < 0.001, "{text}");
+        assert_eq!(
+            find(&samples, "driftwatch_join_commit_seconds_count", &[])[0].value,
+            4.0
+        );
     }
 
     #[test]

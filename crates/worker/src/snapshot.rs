@@ -53,6 +53,11 @@ impl StageHandles {
                 .as_ref()
                 .filter(|h| !h.is_empty())
                 .map(LatencySummary::from_micros);
+            w.join_commit = s
+                .transaction_ms
+                .as_ref()
+                .filter(|h| !h.is_empty())
+                .map(LatencySummary::from_millis);
             ready.assigned = !s.assigned.is_empty();
             // Exactly-once: partitions are processed only once restored, in the rebalance
             // callback; a failed restore stops the stage.
