@@ -173,6 +173,8 @@ pub struct JoinStage {
 struct ExactlyOnce {
     reader: ChangelogReader,
     timeout: Duration,
+    /// `join.flush_interval`: a commit that takes longer is not keeping up.
+    flush_interval: Duration,
     /// The producer's configuration, to open a new incarnation after it was fenced.
     producer_config: rdkafka::ClientConfig,
     reincarnations: Reincarnations,
@@ -197,6 +199,7 @@ impl JoinStage {
             Some(Arc::new(ExactlyOnce {
                 reader: ChangelogReader::new(&settings)?,
                 timeout: settings.kafka.transaction_timeout,
+                flush_interval: settings.join.flush_interval,
                 producer_config,
                 reincarnations: Reincarnations::default(),
             }))
@@ -657,12 +660,13 @@ fn start_commit<C: Consumer<StageContext>>(
     state: &Mutex<StageState>,
     eos: &ExactlyOnce,
 ) {
-    let batch = {
+    let (batch, yield_first) = {
         let mut s = lock(state);
         if s.in_flight.is_some() {
             return;
         }
-        s.commit_batch()
+        let yield_first = commits_keep_up(s.last_commit_ms, eos.flush_interval);
+        (s.commit_batch(), yield_first)
     };
     let metadata = consumer.group_metadata();
     let producer = producer.clone();
@@ -670,7 +674,9 @@ fn start_commit<C: Consumer<StageContext>>(
     let handle = std::thread::Builder::new()
         .name("join-commit".into())
         .spawn(move || {
-            yield_to_the_loop();
+            if yield_first {
+                yield_to_the_loop();
+            }
             let mut batch = batch;
             let started = Instant::now();
             let result = run_transaction(&producer, &mut batch, metadata.as_ref(), timeout);
@@ -697,7 +703,8 @@ const COMMIT_THREAD_PRIORITY: u8 = 22;
 /// scheduler gives the loop a core first (weight 1024 against 110) and the commit what is
 /// left; when the machine has a core to spare, the commit runs at full speed. On the benchmark
 /// machine (2 cores shared with the broker) p99 label → outcome at half load went from a
-/// median of 183 ms to 84 ms over 7 and 10 runs (BENCHMARKS.md).
+/// median of 177 ms to 85 ms over 6 and 10 alternated runs (BENCHMARKS.md). Only while commits
+/// keep up ([`commits_keep_up`]).
 fn yield_to_the_loop() {
     let value = ThreadPriorityValue::try_from(COMMIT_THREAD_PRIORITY);
     let set = value.map_err(|e| e.to_string()).and_then(|v| {
@@ -707,6 +714,15 @@ fn yield_to_the_loop() {
     if let Err(e) = set {
         debug!(error = %e, "commit thread keeps the default priority");
     }
+}
+
+/// Whether the next commit may yield to the loop ([`yield_to_the_loop`]): unless the last one
+/// took longer than the flush interval. A commit thread short of CPU (a worker catching up at
+/// full speed on one core) would otherwise fall further behind with each commit, every batch
+/// larger than the last, until the broker aborts a transaction at its timeout; a commit that
+/// overran its interval means the next runs at normal priority.
+fn commits_keep_up(last_commit_ms: Option<u64>, flush_interval: Duration) -> bool {
+    last_commit_ms.is_none_or(|ms| u128::from(ms) <= flush_interval.as_millis())
 }
 
 /// Commits everything done so far before returning (revocation, shutdown): waits for a
@@ -960,6 +976,8 @@ struct StageState {
     input_age_ms: Option<Histogram<u64>>,
     batch_micros: Option<Histogram<u64>>,
     transaction_ms: Option<Histogram<u64>>,
+    /// How long the last committed transaction took, ms.
+    last_commit_ms: Option<u64>,
     /// Dead letters sent since the last flush, not yet confirmed by the broker.
     dead_letters_in_flight: Vec<DeliveryFuture>,
     /// Exactly-once: dead letters for the next transaction.
@@ -1054,6 +1072,7 @@ impl StageState {
             input_age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             batch_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
             transaction_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
+            last_commit_ms: None,
             dead_letters_in_flight: Vec::new(),
             dead_letters_buffered: Vec::new(),
             in_flight: None,
@@ -1121,6 +1140,7 @@ impl StageState {
         if let Some(h) = self.transaction_ms.as_mut() {
             h.saturating_record(took_ms);
         }
+        self.last_commit_ms = Some(took_ms);
         self.transactions_committed += 1;
         self.producing = true;
         for (k, offset) in rejected_through {
@@ -2101,6 +2121,15 @@ mod tests {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         let after_name = &stat[stat.rfind(')').unwrap() + 2..];
         after_name.split(' ').nth(19 - 3).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_commit_that_overran_its_interval_makes_the_next_one_run_at_normal_priority() {
+        let interval = Duration::from_secs(1);
+        assert!(commits_keep_up(None, interval));
+        assert!(commits_keep_up(Some(400), interval));
+        assert!(commits_keep_up(Some(1_000), interval));
+        assert!(!commits_keep_up(Some(1_001), interval));
     }
 
     #[cfg(target_os = "linux")]
