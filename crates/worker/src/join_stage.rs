@@ -568,12 +568,14 @@ fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
 }
 
 /// Sends a batch into the open transaction, commits it and opens the next one (blocking).
+/// Sets the outcome's `took_ms` once committed.
 fn run_transaction(
     producer: &FutureProducer,
     batch: &mut CommitBatch,
     metadata: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
     timeout: Duration,
 ) -> KafkaResult {
+    let started = Instant::now();
     for d in &batch.dead_letters {
         let mut record =
             FutureRecord::<[u8], [u8]>::to(&batch.dead_letter_topic).headers(d.headers.clone());
@@ -619,6 +621,7 @@ fn run_transaction(
         })?;
     }
     retrying("commit", || producer.commit_transaction(timeout))?;
+    batch.outcome.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     producer.begin_transaction()
 }
 
@@ -678,10 +681,7 @@ fn start_commit<C: Consumer<StageContext>>(
                 yield_to_the_loop();
             }
             let mut batch = batch;
-            let started = Instant::now();
             let result = run_transaction(&producer, &mut batch, metadata.as_ref(), timeout);
-            batch.outcome.took_ms =
-                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             (batch.outcome, result)
         });
     match handle {
