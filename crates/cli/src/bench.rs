@@ -443,14 +443,19 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
         ),
         _ => println!("                no outcome was joined"),
     }
-    let quantiles = |name: &str, unit: &str, h: &Option<hdrhistogram::Histogram<u64>>| {
+    // `per_unit`: the histogram's units in one printed `unit`.
+    let quantiles = |name: &str,
+                     unit: &str,
+                     per_unit: u64,
+                     h: &Option<hdrhistogram::Histogram<u64>>| {
         if let Some(h) = h.as_ref().filter(|h| !h.is_empty()) {
+            let q = |v: u64| v / per_unit;
             println!(
                 "                {name}: p50 {} {unit}, p90 {} {unit}, p99 {} {unit}, max {} {unit}",
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.9),
-                h.value_at_quantile(0.99),
-                h.max()
+                q(h.value_at_quantile(0.5)),
+                q(h.value_at_quantile(0.9)),
+                q(h.value_at_quantile(0.99)),
+                q(h.max())
             );
         }
     };
@@ -459,20 +464,33 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     quantiles(
         &format!("label produced → in the published metrics ({shown} of {expected} labels)"),
         "ms",
+        1,
         &to_metrics,
     );
     quantiles(
         "generator behind its schedule",
         "ms",
+        1,
         &report.behind_schedule_ms,
     );
-    quantiles("record sent → read by the stage", "ms", &stats.input_age_ms);
-    quantiles("decode+join per message", "µs", &stats.processing_micros);
-    quantiles("loop held by a commit's batch", "µs", &stats.batch_micros);
+    quantiles(
+        "record sent → read by the stage",
+        "ms",
+        1,
+        &stats.input_age_ms,
+    );
+    quantiles("decode+join per message", "µs", 1, &stats.processing_micros);
+    quantiles(
+        "loop held by a commit's batch",
+        "µs",
+        1,
+        &stats.batch_micros,
+    );
     quantiles(
         "transaction (commit start → committed)",
         "ms",
-        &stats.transaction_ms,
+        1000,
+        &stats.commit_micros,
     );
     drop_topics(&s).await?;
     Ok(())

@@ -115,8 +115,8 @@ pub struct JoinStats {
     /// state (partials serialized, changelog records collected), µs.
     pub batch_micros: Option<Histogram<u64>>,
     /// Exactly-once: time from a commit's start to its transaction committed (records sent,
-    /// offsets added, commit acknowledged), ms; the stage keeps processing meanwhile.
-    pub transaction_ms: Option<Histogram<u64>>,
+    /// offsets added, commit acknowledged), µs; the stage keeps processing meanwhile.
+    pub commit_micros: Option<Histogram<u64>>,
     /// Feature values of current tasks left out of signatures: the task's feature-name
     /// interner was full, or a signature could not be serialized at a flush.
     pub signature_losses: u64,
@@ -568,7 +568,7 @@ fn lock(state: &Mutex<StageState>) -> MutexGuard<'_, StageState> {
 }
 
 /// Sends a batch into the open transaction, commits it and opens the next one (blocking).
-/// Sets the outcome's `took_ms` once committed.
+/// Sets the outcome's `took` once committed.
 fn run_transaction(
     producer: &FutureProducer,
     batch: &mut CommitBatch,
@@ -621,7 +621,7 @@ fn run_transaction(
         })?;
     }
     retrying("commit", || producer.commit_transaction(timeout))?;
-    batch.outcome.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    batch.outcome.took = started.elapsed();
     producer.begin_transaction()
 }
 
@@ -643,7 +643,7 @@ fn finish_in_flight(state: &Mutex<StageState>, block: bool) -> Option<KafkaResul
                 rejected_through: HashMap::new(),
                 partials: 0,
                 changelog_records: 0,
-                took_ms: 0,
+                took: Duration::ZERO,
             },
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail)),
         )
@@ -668,7 +668,7 @@ fn start_commit<C: Consumer<StageContext>>(
         if s.in_flight.is_some() {
             return;
         }
-        let yield_first = commits_keep_up(s.last_commit_ms, eos.flush_interval);
+        let yield_first = commits_keep_up(s.last_commit, eos.flush_interval);
         (s.commit_batch(), yield_first)
     };
     let metadata = consumer.group_metadata();
@@ -721,8 +721,8 @@ fn yield_to_the_loop() {
 /// full speed on one core) would otherwise fall further behind with each commit, every batch
 /// larger than the last, until the broker aborts a transaction at its timeout; a commit that
 /// overran its interval means the next runs at normal priority.
-fn commits_keep_up(last_commit_ms: Option<u64>, flush_interval: Duration) -> bool {
-    last_commit_ms.is_none_or(|ms| u128::from(ms) <= flush_interval.as_millis())
+fn commits_keep_up(last_commit: Option<Duration>, flush_interval: Duration) -> bool {
+    last_commit.is_none_or(|took| took <= flush_interval)
 }
 
 /// Commits everything done so far before returning (revocation, shutdown): waits for a
@@ -975,9 +975,9 @@ struct StageState {
     outcome_lag_ms: Option<Histogram<u64>>,
     input_age_ms: Option<Histogram<u64>>,
     batch_micros: Option<Histogram<u64>>,
-    transaction_ms: Option<Histogram<u64>>,
-    /// How long the last committed transaction took, ms.
-    last_commit_ms: Option<u64>,
+    commit_micros: Option<Histogram<u64>>,
+    /// How long the last committed transaction took.
+    last_commit: Option<Duration>,
     /// Dead letters sent since the last flush, not yet confirmed by the broker.
     dead_letters_in_flight: Vec<DeliveryFuture>,
     /// Exactly-once: dead letters for the next transaction.
@@ -1023,8 +1023,8 @@ struct CommitOutcome {
     rejected_through: HashMap<(Input, i32), i64>,
     partials: usize,
     changelog_records: usize,
-    /// Time the transaction took to commit, ms.
-    took_ms: u64,
+    /// Time the transaction took to commit.
+    took: Duration,
 }
 
 const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -1071,8 +1071,8 @@ impl StageState {
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             input_age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             batch_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
-            transaction_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
-            last_commit_ms: None,
+            commit_micros: Histogram::new_with_bounds(1, 3_600_000_000, 3).ok(),
+            last_commit: None,
             dead_letters_in_flight: Vec::new(),
             dead_letters_buffered: Vec::new(),
             in_flight: None,
@@ -1113,7 +1113,7 @@ impl StageState {
             partials: partials.len(),
             // Counted when the committing thread writes them.
             changelog_records: 0,
-            took_ms: 0,
+            took: Duration::ZERO,
         };
         CommitBatch {
             partials_topic: self.partials_topic.clone(),
@@ -1135,12 +1135,12 @@ impl StageState {
             rejected_through,
             partials,
             changelog_records,
-            took_ms,
+            took,
         } = outcome;
-        if let Some(h) = self.transaction_ms.as_mut() {
-            h.saturating_record(took_ms);
+        if let Some(h) = self.commit_micros.as_mut() {
+            h.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         }
-        self.last_commit_ms = Some(took_ms);
+        self.last_commit = Some(took);
         self.transactions_committed += 1;
         self.producing = true;
         for (k, offset) in rejected_through {
@@ -1371,7 +1371,7 @@ impl StageState {
             outcome_lag_ms: self.outcome_lag_ms.clone(),
             input_age_ms: self.input_age_ms.clone(),
             batch_micros: self.batch_micros.clone(),
-            transaction_ms: self.transaction_ms.clone(),
+            commit_micros: self.commit_micros.clone(),
         }
     }
 
@@ -2126,10 +2126,11 @@ mod tests {
     #[test]
     fn a_commit_that_overran_its_interval_makes_the_next_one_run_at_normal_priority() {
         let interval = Duration::from_secs(1);
+        let ms = Duration::from_millis;
         assert!(commits_keep_up(None, interval));
-        assert!(commits_keep_up(Some(400), interval));
-        assert!(commits_keep_up(Some(1_000), interval));
-        assert!(!commits_keep_up(Some(1_001), interval));
+        assert!(commits_keep_up(Some(ms(400)), interval));
+        assert!(commits_keep_up(Some(ms(1_000)), interval));
+        assert!(!commits_keep_up(Some(ms(1_001)), interval));
     }
 
     #[cfg(target_os = "linux")]

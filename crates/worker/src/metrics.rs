@@ -229,24 +229,14 @@ pub struct LatencySummary {
 impl LatencySummary {
     /// Summarizes a histogram of latencies recorded in microseconds.
     pub fn from_micros(h: &Histogram<u64>) -> Self {
-        Self::from_histogram(h, 1e6)
-    }
-
-    /// Summarizes a histogram of durations recorded in milliseconds.
-    pub fn from_millis(h: &Histogram<u64>) -> Self {
-        Self::from_histogram(h, 1e3)
-    }
-
-    /// `per_second`: the histogram's units in a second.
-    fn from_histogram(h: &Histogram<u64>, per_second: f64) -> Self {
-        let s = |v: u64| v as f64 / per_second;
+        let s = |micros: u64| micros as f64 / 1e6;
         LatencySummary {
             p50: s(h.value_at_quantile(0.5)),
             p90: s(h.value_at_quantile(0.9)),
             p99: s(h.value_at_quantile(0.99)),
             max: s(h.max()),
             count: h.len(),
-            sum: h.mean() * h.len() as f64 / per_second,
+            sum: h.mean() * h.len() as f64 / 1e6,
         }
     }
 }
@@ -640,11 +630,11 @@ pub(crate) mod tests {
             h.record(micros * 100).unwrap();
         }
         s.latency = Some(LatencySummary::from_micros(&h));
-        let mut commits = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+        let mut commits = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
         for millis in [120u64, 150, 180, 400] {
-            commits.record(millis).unwrap();
+            commits.record(millis * 1000).unwrap();
         }
-        s.join_commit = Some(LatencySummary::from_millis(&commits));
+        s.join_commit = Some(LatencySummary::from_micros(&commits));
         s.readiness = Readiness {
             assigned: true,
             restored: false,
@@ -738,7 +728,7 @@ pub(crate) mod tests {
         assert!(l.p50 < l.p90 && l.p90 <= l.p99 && l.p99 <= l.max);
         let count = find(&samples, "driftwatch_processing_latency_seconds_count", &[]);
         assert_eq!(count[0].value, 1000.0);
-        // Commit durations were recorded in milliseconds and are shown in seconds.
+        // Commit durations are shown in seconds.
         let commit = |q: &str| {
             find(
                 &samples,

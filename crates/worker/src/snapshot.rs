@@ -54,10 +54,10 @@ impl StageHandles {
                 .filter(|h| !h.is_empty())
                 .map(LatencySummary::from_micros);
             w.join_commit = s
-                .transaction_ms
+                .commit_micros
                 .as_ref()
                 .filter(|h| !h.is_empty())
-                .map(LatencySummary::from_millis);
+                .map(LatencySummary::from_micros);
             ready.assigned = !s.assigned.is_empty();
             // Exactly-once: partitions are processed only once restored, in the rebalance
             // callback; a failed restore stops the stage.
