@@ -5,7 +5,7 @@
 //! No figure's value is asserted: speed is measured by `driftwatch bench` by hand (see
 //! BENCHMARKS.md), never by a test.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use driftwatch_tests::{driftwatch_binary, settings};
@@ -39,7 +39,8 @@ fn assert_no_topics_left(prefix: &str) {
     assert!(left.is_empty(), "topics left behind: {left:?}");
 }
 
-fn run(args: &[&str]) -> (Output, String) {
+/// Runs `driftwatch` with `args` on the test broker; its standard output, once it succeeded.
+fn run(args: &[&str]) -> String {
     let out = Command::new(driftwatch_binary())
         .args(args)
         .args(["--bootstrap-servers", &settings().bootstrap_servers])
@@ -53,7 +54,7 @@ fn run(args: &[&str]) -> (Output, String) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    (out, stdout)
+    stdout
 }
 
 /// One test, so that the demo's topic check never sees the bench's demo phase.
@@ -63,7 +64,7 @@ fn demo_and_bench_on_the_real_broker() {
         return;
     }
     // The demo, exactly-once on the real broker.
-    let (_, stdout) = run(&[
+    let stdout = run(&[
         "demo",
         "--traffic-time",
         "15s",
@@ -102,7 +103,7 @@ fn demo_and_bench_on_the_real_broker() {
     assert_no_topics_left("driftwatch-demo-");
 
     // The benchmark, small: every phase runs and prints its figures.
-    let (_, stdout) = run(&["bench", "--predictions", "20000", "--latency-time", "3s"]);
+    let stdout = run(&["bench", "--predictions", "20000", "--latency-time", "3s"]);
     for figure in [
         "produce:",
         "raw consume:",

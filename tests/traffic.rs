@@ -7,8 +7,8 @@ use std::time::Duration;
 use driftwatch_generator::{GeneratedRecord, GeneratorConfig, Side, TrafficGenerator};
 use driftwatch_tests::{broker_available, create_topic, now_ms, settings, unique};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::settings::TopicNames;
-use driftwatch_worker::traffic::{publish, Pace};
+use driftwatch_worker::settings::{KafkaSettings, TopicNames};
+use driftwatch_worker::traffic::{publish, Pace, PublishReport};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// About 600 predictions and their labels for two models.
@@ -21,6 +21,23 @@ fn traffic(seed: u64) -> Vec<GeneratedRecord> {
     c.label_delay.median_ms = 200;
     c.label_delay.max_ms = 2_000;
     TrafficGenerator::new(c).expect("generator").collect()
+}
+
+/// Publishes every record as fast as the producer takes them.
+async fn publish_all(
+    kafka: &KafkaSettings,
+    topics: &TopicNames,
+    records: &[GeneratedRecord],
+) -> PublishReport {
+    publish(
+        kafka,
+        topics,
+        records.iter(),
+        Pace::Unthrottled,
+        std::future::pending(),
+    )
+    .await
+    .expect("publish ends once every record is delivered or reported")
 }
 
 fn count(records: &[GeneratedRecord], side: Side) -> u64 {
@@ -61,15 +78,7 @@ async fn published_records_are_counted_by_side_and_on_the_topics() {
     );
     assert!(predictions > 500 && labels > 400, "{predictions} {labels}");
 
-    let report = publish(
-        &settings(),
-        &topics,
-        records.iter(),
-        Pace::Unthrottled,
-        std::future::pending(),
-    )
-    .await
-    .expect("publish");
+    let report = publish_all(&settings(), &topics, &records).await;
 
     assert_eq!(
         (report.predictions, report.labels, report.failed),
@@ -97,15 +106,7 @@ async fn records_the_broker_never_takes_are_counted_as_failed() {
         .insert("message.timeout.ms".into(), "2000".into());
     let records = traffic(6);
 
-    let report = publish(
-        &kafka,
-        &topics,
-        records.iter(),
-        Pace::Unthrottled,
-        std::future::pending(),
-    )
-    .await
-    .expect("publish ends once every record is delivered or reported");
+    let report = publish_all(&kafka, &topics, &records).await;
 
     assert_eq!(
         (report.predictions, report.labels, report.failed),
