@@ -2136,17 +2136,20 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_commit_thread_yields_to_the_loop() {
-        let (before, after) = std::thread::spawn(|| {
-            let before = nice_of_this_thread();
+        // Relative to how the tests were started (`nice cargo test` starts above 0). Started
+        // above 10, whether the thread may go back to 10 depends on its privileges: not judged.
+        let ours = nice_of_this_thread();
+        let after = std::thread::spawn(|| {
             yield_to_the_loop();
-            (before, nice_of_this_thread())
+            nice_of_this_thread()
         })
         .join()
         .unwrap();
-        assert_eq!(before, 0);
-        assert_eq!(after, 10);
+        if ours <= 10 {
+            assert_eq!(after, 10);
+        }
         // Only the commit thread: this one keeps its priority.
-        assert_eq!(nice_of_this_thread(), 0);
+        assert_eq!(nice_of_this_thread(), ours);
     }
 
     fn prediction(features: Vec<(&str, FeatureValue)>) -> Prediction {
