@@ -320,7 +320,10 @@ impl ChangelogReader {
 
     /// A partition's low and high watermarks. A broker that is down or restarting (its
     /// errors are retryable) is asked again until `deadline`: a restore that happens to run
-    /// during an outage waits for the broker instead of failing the stage.
+    /// during an outage waits for the broker instead of failing the stage. Before asking
+    /// again the topic's metadata is fetched afresh: the client's cache may still hold the
+    /// topic as it was before the stage created it ("Local: Unknown partition"), and would
+    /// keep it until its periodic refresh, minutes later.
     fn watermarks(&self, partition: i32, deadline: Instant) -> Result<(i64, i64)> {
         loop {
             match self
@@ -331,6 +334,10 @@ impl ChangelogReader {
                 Err(e) if kafka_error_is_retryable(&e) && Instant::now() < deadline => {
                     tracing::warn!(error = %e, topic = %self.topic, partition, "changelog watermarks not available yet; asking again");
                     std::thread::sleep(Duration::from_millis(500));
+                    // Errors here are the same outage; the next attempt reports them.
+                    let _ = self
+                        .consumer
+                        .fetch_metadata(Some(&self.topic), Duration::from_secs(5));
                 }
                 Err(e) => return Err(e.into()),
             }
