@@ -213,6 +213,30 @@ fn read_opt_bytes(cur: &mut Cursor<'_>) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// `["null", "long"]`.
+fn put_opt_long(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        None => put_long(out, 0),
+        Some(x) => {
+            put_long(out, 1);
+            put_long(out, x);
+        }
+    }
+}
+
+/// `["null", "long"]` as the datum's last field: a datum of the schema before that field was
+/// added ends where it would start, and reads as `None`.
+fn read_trailing_opt_long(cur: &mut Cursor<'_>) -> Result<Option<i64>> {
+    if cur.remaining() == 0 {
+        return Ok(None);
+    }
+    match cur.read_long()? {
+        0 => Ok(None),
+        1 => Ok(Some(cur.read_long()?)),
+        i => Err(CodecError::invalid(format!("union branch index {i}"))),
+    }
+}
+
 fn string(cur: &mut Cursor<'_>) -> Result<String> {
     Ok(cur.read_str()?.to_owned())
 }
@@ -389,6 +413,7 @@ impl AvroRecord for ModelPartial {
         put_u64(out, self.scored, "scored")?;
         put_long(out, self.label_delay_sum_ms);
         put_opt_bytes(out, self.signature.as_deref());
+        put_opt_long(out, self.epoch_start);
         Ok(())
     }
 
@@ -449,6 +474,7 @@ impl AvroRecord for ModelPartial {
                 scored: read_u64(c, "scored")?,
                 label_delay_sum_ms: c.read_long()?,
                 signature: read_opt_bytes(c)?,
+                epoch_start: read_trailing_opt_long(c)?,
             })
         })
     }

@@ -201,6 +201,7 @@ fn model_partial() -> ModelPartial {
         scored: 8,
         label_delay_sum_ms: 123_456,
         signature: Some(signature_bytes()),
+        epoch_start: Some(1_700_000_040_000),
     }
 }
 
@@ -302,8 +303,27 @@ fn model_partial_of_the_released_schema_reads_without_signature() {
         back,
         ModelPartial {
             signature: None,
+            epoch_start: None,
             ..p
         }
+    );
+}
+
+/// A datum written before `epoch_start` existed ends where that field would start: it reads
+/// as a partial without an epoch (applied on arrival by the monitor).
+#[test]
+fn model_partial_written_without_an_epoch_reads_as_none() {
+    let p = ModelPartial {
+        epoch_start: None,
+        ..model_partial()
+    };
+    let mut datum = to_avro(&p).unwrap();
+    assert_eq!(datum.pop(), Some(0), "the null branch of the last field");
+    assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), p);
+    let with = model_partial();
+    assert_eq!(
+        from_avro::<ModelPartial>(&to_avro(&with).unwrap()).unwrap(),
+        with
     );
 }
 

@@ -143,7 +143,7 @@ fn models() {
                 agg.fold(&e);
                 events += 1;
             });
-            partials += agg.flush(task.interner()).len();
+            partials += agg.flush(task.interner(), task.watermark()).len();
             flushes += 1;
         }
         let per = t.elapsed().as_nanos() as f64 / (2 * n) as f64;

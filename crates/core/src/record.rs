@@ -278,6 +278,14 @@ pub struct ModelPartial {
     /// identity. JSON: an array of byte values, or `null`/absent.
     #[serde(default)]
     pub signature: Option<Vec<u8>>,
+    /// Start of the event-time *epoch* (one bucket width) in which the join task made these
+    /// changes: a match at its label's time, a prediction at its own time, never before the
+    /// watermark the task last announced. The monitor applies a partial only once every join
+    /// task's announced watermark passed the epoch's end, so what it judges at an epoch end
+    /// does not depend on how the join split its work into flushes. `None`: written by a join
+    /// stage without epochs, applied on arrival.
+    #[serde(default)]
+    pub epoch_start: Option<TimestampMs>,
 }
 
 /// A reference profile of a model version's inputs, built from training data (topic

@@ -537,16 +537,16 @@ proptest! {
         for e in &events {
             whole.fold(e);
         }
-        let whole = by_key(whole.flush(&interner));
+        let whole = by_key(whole.flush(&interner, i64::MIN));
         let mut split = PartialAggregator::new(4, 1_000).unwrap();
         for e in &events[..cut] {
             split.fold(e);
         }
-        let mut parts = split.flush(&interner);
+        let mut parts = split.flush(&interner, i64::MIN);
         for e in &events[cut..] {
             split.fold(e);
         }
-        parts.extend(split.flush(&interner));
+        parts.extend(split.flush(&interner, i64::MIN));
         let merged = by_key(parts);
         prop_assert_eq!(whole.len(), merged.len());
         for (k, w) in &whole {

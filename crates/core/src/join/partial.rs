@@ -97,16 +97,33 @@ impl Acc {
     }
 }
 
-/// Folds join events into per-(model, bucket) partials. One per join task.
+/// (model version, bucket start, epoch start).
+type AccKey = (ModelVersionId, TimestampMs, TimestampMs);
+
+/// Folds join events into per-(model, bucket, epoch) partials. One per join task.
+///
+/// # Epochs
+/// Besides its bucket (by prediction time), every change is dated by when, in event time, the
+/// join made it: a prediction at its own time, a match at the later of prediction and label
+/// time, a duplicate or late label at the label's time — never before the watermark announced
+/// with the previous [`flush`](Self::flush) (an expiry, say, is dated by that). Changes are
+/// kept apart by the epoch (one bucket width) of that date, and each partial carries its epoch.
+/// The task announces its watermark with every flush; everything it emits afterwards lies in
+/// a later epoch. So the monitor, applying an epoch once every task's announced watermark
+/// passed its end, sees exactly the changes dated before that end, however the work was split
+/// into flushes (by wall-clock time, batch sizes, restarts) — the basis of its event-time
+/// verdicts. For input in event-time order a change's date depends on the data alone.
 #[derive(Debug, Clone)]
 pub struct PartialAggregator {
     source_partition: i32,
     bucket_width_ms: i64,
     next_sequence: u64,
-    accs: BTreeMap<(ModelVersionId, TimestampMs), Acc>,
+    /// The watermark announced with the last flush: no change made since is dated before it.
+    announced: TimestampMs,
+    accs: BTreeMap<AccKey, Acc>,
     /// Feature names of this task's predictions, shared by all its signatures.
     features: FeatureInterner,
-    signatures: BTreeMap<(ModelVersionId, TimestampMs), SignatureSummary>,
+    signatures: BTreeMap<AccKey, SignatureSummary>,
     /// Signatures that could not be serialized at a flush (dropped).
     signature_errors: u64,
 }
@@ -121,6 +138,7 @@ impl PartialAggregator {
             source_partition,
             bucket_width_ms,
             next_sequence: 0,
+            announced: TimestampMs::MIN,
             accs: BTreeMap::new(),
             features: FeatureInterner::new(),
             signatures: BTreeMap::new(),
@@ -135,6 +153,19 @@ impl PartialAggregator {
     pub fn starting_sequence_at(mut self, first: u64) -> Self {
         self.next_sequence = first;
         self
+    }
+
+    /// Dates no change before `watermark`: for a task restored at that watermark, whose
+    /// predecessor may have announced it.
+    pub fn announced_at(mut self, watermark: TimestampMs) -> Self {
+        self.announced = watermark;
+        self
+    }
+
+    /// Start of the epoch of a change made at `t` (see the type docs).
+    #[inline]
+    fn epoch_of(&self, t: TimestampMs) -> TimestampMs {
+        self.bucket_start(t.max(self.announced))
     }
 
     /// The task's feature-name interner: ids for [`SignatureSummary`] updates.
@@ -155,8 +186,8 @@ impl PartialAggregator {
         model: ModelVersionId,
         t: TimestampMs,
     ) -> &mut SignatureSummary {
-        let bucket = self.bucket_start(t);
-        self.signatures.entry((model, bucket)).or_default()
+        let key = (model, self.bucket_start(t), self.epoch_of(t));
+        self.signatures.entry(key).or_default()
     }
 
     /// Adds an owned prediction (the JSON path) to its signature.
@@ -165,8 +196,12 @@ impl PartialAggregator {
         model: ModelVersionId,
         p: &Prediction,
     ) -> Result<(), SummaryError> {
-        let bucket = self.bucket_start(p.timestamp);
-        let sig = self.signatures.entry((model, bucket)).or_default();
+        let key = (
+            model,
+            self.bucket_start(p.timestamp),
+            self.epoch_of(p.timestamp),
+        );
+        let sig = self.signatures.entry(key).or_default();
         sig.update_prediction(&mut self.features, p)
     }
 
@@ -193,6 +228,19 @@ impl PartialAggregator {
 
     /// Adds one join event.
     pub fn fold(&mut self, event: &JoinEvent) {
+        let made_at = match event {
+            JoinEvent::Matched(o) => o.prediction_time.max(o.label_time),
+            JoinEvent::ExpiredUnlabeled {
+                prediction_time, ..
+            }
+            | JoinEvent::DuplicatePrediction {
+                prediction_time, ..
+            } => *prediction_time,
+            JoinEvent::Orphan { label_time, .. }
+            | JoinEvent::DuplicateLabel { label_time, .. }
+            | JoinEvent::LateLabel { label_time, .. } => *label_time,
+            JoinEvent::Rejected { time, .. } => *time,
+        };
         let time = match event {
             JoinEvent::Matched(o) => o.prediction_time,
             JoinEvent::ExpiredUnlabeled {
@@ -206,29 +254,35 @@ impl PartialAggregator {
             | JoinEvent::LateLabel { label_time, .. } => *label_time,
             JoinEvent::Rejected { time, .. } => *time,
         };
-        let bucket = self.bucket_start(time);
-        let acc = self.accs.entry((event.model(), bucket)).or_default();
+        let key = (
+            event.model(),
+            self.bucket_start(time),
+            self.epoch_of(made_at),
+        );
+        let acc = self.accs.entry(key).or_default();
         event.count_into(&mut acc.counters);
         if let JoinEvent::Matched(o) = event {
             acc.add_outcome(o);
         }
     }
 
-    /// Emits everything folded since the last flush, ordered by (model id, bucket), each with
-    /// the next sequence number of this task. Names come from `interner`; an id it does not
+    /// Emits everything folded since the last flush, ordered by (model id, bucket, epoch), each
+    /// with the next sequence number of this task, and announces `watermark` (the task's): what
+    /// is folded from now on is dated no earlier. Names come from `interner`; an id it does not
     /// know is written as `#<id>`.
     /// Each pending signature is serialized into the partial of its key (one with zero
     /// counters when no event fell there) and reset.
-    pub fn flush(&mut self, interner: &Interner) -> Vec<ModelPartial> {
+    pub fn flush(&mut self, interner: &Interner, watermark: TimestampMs) -> Vec<ModelPartial> {
+        self.announced = self.announced.max(watermark);
         let mut accs = std::mem::take(&mut self.accs);
         let mut signatures = std::mem::take(&mut self.signatures);
         for key in signatures.keys() {
             accs.entry(*key).or_default();
         }
         let mut out = Vec::with_capacity(accs.len());
-        for ((model, bucket_start), acc) in accs {
+        for ((model, bucket_start, epoch_start), acc) in accs {
             let signature = signatures
-                .remove(&(model, bucket_start))
+                .remove(&(model, bucket_start, epoch_start))
                 .and_then(|mut sig| {
                     sig.flush();
                     match sig.to_bytes(&self.features) {
@@ -269,6 +323,7 @@ impl PartialAggregator {
                 scored: acc.scored,
                 label_delay_sum_ms: acc.label_delay_sum_ms,
                 signature,
+                epoch_start: Some(epoch_start),
             });
             self.next_sequence += 1;
         }
@@ -310,6 +365,7 @@ pub fn empty_partial(
         scored: 0,
         label_delay_sum_ms: 0,
         signature: None,
+        epoch_start: None,
     }
 }
 
@@ -372,6 +428,9 @@ pub fn merge_partials(
         scored: a.scored.saturating_add(b.scored),
         label_delay_sum_ms: a.label_delay_sum_ms.saturating_add(b.label_delay_sum_ms),
         signature,
+        // A merged partial holds the changes of both epochs; the later one is when all of them
+        // had happened.
+        epoch_start: a.epoch_start.max(b.epoch_start),
     })
 }
 
@@ -420,6 +479,44 @@ mod tests {
     }
 
     #[test]
+    fn changes_are_dated_by_when_they_happened_and_never_before_the_announced_watermark() {
+        let mut i = Interner::new();
+        let m = i.intern_model("fraud", "v1").unwrap();
+        let yes = i.intern_class("yes").unwrap();
+        let mut agg = PartialAggregator::new(0, 1_000).unwrap();
+        let yes_yes = |t| outcome(m, t, Predicted::Class(yes), Actual::Class(yes), None);
+        // Predicted at 100, labeled at 350: epoch 0. Predicted at 900, labeled at 1 150: same
+        // bucket, epoch 1 000.
+        agg.fold(&yes_yes(100));
+        agg.fold(&yes_yes(900));
+        let out = agg.flush(&i, 1_200);
+        let epochs: Vec<_> = out
+            .iter()
+            .map(|p| (p.bucket_start, p.epoch_start))
+            .collect();
+        assert_eq!(epochs, [(0, Some(0)), (0, Some(1_000))]);
+        // After announcing 1 200, an expiry of the prediction of 100 is dated 1 200.
+        agg.fold(&JoinEvent::ExpiredUnlabeled {
+            key: RequestKey::from_parts(0, 1),
+            model: m,
+            prediction_time: 100,
+            predicted: Predicted::Class(yes),
+            score: None,
+        });
+        agg.signature_mut(m, 2_500);
+        let out = agg.flush(&i, 1_300);
+        let epochs: Vec<_> = out
+            .iter()
+            .map(|p| (p.bucket_start, p.epoch_start))
+            .collect();
+        assert_eq!(epochs, [(0, Some(1_000)), (2_000, Some(2_000))]);
+        let restored = PartialAggregator::new(0, 1_000)
+            .unwrap()
+            .announced_at(5_000);
+        assert_eq!(restored.epoch_of(100), 5_000);
+    }
+
+    #[test]
     fn folds_classification_regression_and_counters_by_bucket() {
         let mut i = Interner::new();
         let m = i.intern_model("fraud", "v1").unwrap();
@@ -435,7 +532,7 @@ mod tests {
         ));
         agg.fold(&outcome(
             m,
-            900,
+            700,
             Predicted::Class(yes),
             Actual::Class(no),
             Some(0.8),
@@ -453,7 +550,7 @@ mod tests {
             label_time: 1_999,
             actual: Actual::None,
         });
-        let out = agg.flush(&i);
+        let out = agg.flush(&i, i64::MIN);
         assert_eq!(out.len(), 3);
         let unknown = &out[0];
         assert_eq!(
@@ -497,8 +594,8 @@ mod tests {
         let seqs: Vec<u64> = out.iter().map(|p| p.sequence).collect();
         assert_eq!(seqs, vec![0, 1, 2]);
         agg.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
-        assert_eq!(agg.flush(&i)[0].sequence, 3);
-        assert!(agg.flush(&i).is_empty());
+        assert_eq!(agg.flush(&i, i64::MIN)[0].sequence, 3);
+        assert!(agg.flush(&i, i64::MIN).is_empty());
     }
 
     #[test]
@@ -507,13 +604,13 @@ mod tests {
         let m = i.intern_model("fraud", "v1").unwrap();
         let mut first = PartialAggregator::new(0, DEFAULT_BUCKET_WIDTH_MS).unwrap();
         first.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
-        let old = first.flush(&i)[0].sequence;
+        let old = first.flush(&i, i64::MIN)[0].sequence;
         // The same partition's next task, started later, never reuses a sequence number.
         let mut second = PartialAggregator::new(0, DEFAULT_BUCKET_WIDTH_MS)
             .unwrap()
             .starting_sequence_at(old + 1_000);
         second.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
-        assert!(second.flush(&i)[0].sequence > old);
+        assert!(second.flush(&i, i64::MIN)[0].sequence > old);
     }
 
     #[test]
@@ -528,7 +625,7 @@ mod tests {
             Actual::Class(ClassId(1)),
             Some(1.0),
         ));
-        let p = &agg.flush(&i)[0];
+        let p = &agg.flush(&i, i64::MIN)[0];
         assert!(p.log_loss_sum.is_finite());
         // About -ln(1e-15) ≈ 34.5 (1 − (1 − 1e-15) is not exact in f64).
         assert!(
@@ -597,7 +694,7 @@ mod tests {
         sig.update_number(age, 70.0);
         sig.update_output(None, Some(2.0), None);
         assert_eq!(agg.pending(), 2);
-        let out = agg.flush(&i);
+        let out = agg.flush(&i, i64::MIN);
         assert_eq!(out.len(), 2);
         let (first, second) = (&out[0], &out[1]);
         assert_eq!((first.bucket_start, first.counters.matched), (0, 1));
@@ -615,7 +712,7 @@ mod tests {
         assert!(s.feature_by_name(&names, "country").is_none());
         assert_eq!(s.predicted_value().mean(), Some(2.0));
         assert_eq!(agg.pending(), 0);
-        assert!(agg.flush(&i).is_empty(), "signatures are reset");
+        assert!(agg.flush(&i, i64::MIN).is_empty(), "signatures are reset");
         assert_eq!(agg.signature_errors(), 0);
         // Ids stay stable across flushes (the interner lives as long as the task).
         assert_eq!(agg.features().get("age"), Some(age));
@@ -636,8 +733,8 @@ mod tests {
         b.features_mut().intern("country").unwrap();
         b.record_prediction(m, &prediction(20, 20.0, "FR")).unwrap();
         b.record_prediction(m, &prediction(30, 60.0, "DE")).unwrap();
-        let pa = a.flush(&i).remove(0);
-        let pb = b.flush(&i).remove(0);
+        let pa = a.flush(&i, i64::MIN).remove(0);
+        let pb = b.flush(&i, i64::MIN).remove(0);
         let merged = merge_partials(&pa, &pb).unwrap();
         let (s, names) = decode(merged.signature.as_deref().unwrap());
         assert_eq!(s.predictions(), 3);

@@ -40,6 +40,7 @@
 //! the state machines, event ids and retrain policy.
 
 pub mod baseline;
+pub mod clock;
 pub mod config;
 pub mod detectors;
 pub mod features;
@@ -53,6 +54,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 pub use baseline::{Baseline, BaselineConfig, BaselineSource};
+pub use clock::{Epoch, EpochQueue, JoinClock};
 pub use config::{ConfigError, ModelConfig, ModelOverride, MonitorConfig};
 pub use detectors::{AccuracyDropConfig, Judgement, Level, StreamDetectorConfig};
 pub use features::{FeatureDriftConfig, SignatureTracker};
@@ -298,10 +300,48 @@ impl Monitor {
         Ok(())
     }
 
-    /// Evaluates every model at event time `now`.
+    /// Evaluates every model at event time `now`, with a metrics snapshot per version and
+    /// window.
     pub fn evaluate(&mut self, now: TimestampMs) -> MonitorOutput {
+        self.evaluate_where(now, |_| true, true)
+    }
+
+    /// Applies one epoch (see [`clock`]): merges its partials in their order, then evaluates,
+    /// at the epoch's end, the models that got predictions or outcomes from it (a model's time
+    /// moves with its own traffic; expiries alone, which a quiet join dates by its watermark,
+    /// do not move it). `placed` hears of every partial's placement. No metrics snapshots: a
+    /// catch-up applies thousands of epochs; take them with [`model_metrics`](Self::model_metrics).
+    pub fn apply_epoch<'a>(
+        &mut self,
+        partials: impl IntoIterator<Item = &'a ModelPartial>,
+        end: TimestampMs,
+        mut placed: impl FnMut(&ModelPartial, &Result<Placement, MonitorError>),
+    ) -> MonitorOutput {
+        let mut active = std::collections::BTreeSet::new();
+        for p in partials {
+            let placement = self.ingest(p);
+            if placement == Ok(Placement::Merged) && carries_traffic(p) {
+                active.insert(p.model_id.clone());
+            }
+            placed(p, &placement);
+        }
+        if active.is_empty() {
+            return MonitorOutput::default();
+        }
+        self.evaluate_where(end, |m| active.contains(m), false)
+    }
+
+    fn evaluate_where(
+        &mut self,
+        now: TimestampMs,
+        include: impl Fn(&str) -> bool,
+        with_metrics: bool,
+    ) -> MonitorOutput {
         let mut out = MonitorOutput::default();
         for (model_id, model) in &mut self.models {
+            if !include(model_id) {
+                continue;
+            }
             let ModelState {
                 config: cfg,
                 versions,
@@ -310,8 +350,10 @@ impl Monitor {
             } = model;
             let policy_before = policy_state.clone();
             for (version, v) in versions.iter_mut() {
-                for view in v.windows.windows() {
-                    out.metrics.push(snapshot(model_id, version, &view, now));
+                if with_metrics {
+                    for view in v.windows.windows() {
+                        out.metrics.push(snapshot(model_id, version, &view, now));
+                    }
                 }
                 if cfg.accuracy_drop.enabled && v.baseline.is_ready() {
                     // Every window end passed since the last judgement, in order, each followed
@@ -474,6 +516,15 @@ impl Monitor {
         m.policy = state;
         m.dirty = true;
     }
+}
+
+/// Whether a partial brings predictions (a signature) or outcomes, not only expiries, orphans
+/// or duplicates.
+fn carries_traffic(p: &ModelPartial) -> bool {
+    p.signature.is_some()
+        || p.counters.matched > 0
+        || !p.confusion.is_empty()
+        || p.regression.count > 0
 }
 
 /// Applies a verdict to its (detector, feature) machine; the event when the state changed.
