@@ -51,7 +51,7 @@ async fn pipeline_settings() -> Settings {
     s.join.label_timeout = Duration::from_secs(30 * 60);
     s.join.orphan_timeout = Duration::from_secs(30 * 60);
     s.join.flush_interval = Duration::from_millis(250);
-    s.monitor.evaluation_interval = Duration::from_millis(250);
+    s.monitor.commit_interval = Duration::from_millis(250);
     s.monitor.metrics_interval = Duration::from_secs(1);
     let d = &mut s.monitor.detection.default;
     d.windows = vec!["15m".into(), "1h".into()];

@@ -24,7 +24,7 @@ pub const WHOLE_RUN: &str = "30d";
 /// complete 6 minutes behind the data.
 pub const MONITOR_TOML: &str = r#"
 [monitor]
-evaluation_interval = "500ms"
+commit_interval = "500ms"
 metrics_interval = "1s"
 
 [monitor.detection.default]
@@ -41,7 +41,7 @@ reference = "2m"
 
 /// The same monitor settings, applied in place (for stages run in the test's process).
 pub fn apply_monitor_settings(s: &mut Settings) {
-    s.monitor.evaluation_interval = Duration::from_millis(500);
+    s.monitor.commit_interval = Duration::from_millis(500);
     s.monitor.metrics_interval = Duration::from_secs(1);
     let d = &mut s.monitor.detection.default;
     d.windows = vec!["2m".into(), WHOLE_RUN.into()];

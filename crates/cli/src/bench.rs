@@ -377,7 +377,7 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     let mut s = fresh(settings, "latency");
     // A metrics snapshot at every evaluation (default: every 10th), so the time until a label
     // shows in the published metrics is the pipeline's, not the snapshot interval's.
-    s.monitor.metrics_interval = s.monitor.evaluation_interval / 2;
+    s.monitor.metrics_interval = s.monitor.commit_interval / 2;
     // Windows end `maturity_ms` (15 min by default) before the latest bucket, to give labels
     // time to arrive; here the metrics are to show outcomes as soon as they are merged.
     s.monitor.detection.default.maturity_ms = 0;

@@ -113,7 +113,7 @@ pub fn demo_settings(base: &Settings, bootstrap: &str) -> anyhow::Result<Setting
         .entry("max.partition.fetch.bytes".into())
         .or_insert_with(|| "1048576".into());
     s.join.flush_interval = Duration::from_millis(250);
-    s.monitor.evaluation_interval = Duration::from_millis(250);
+    s.monitor.commit_interval = Duration::from_millis(250);
     s.monitor.metrics_interval = Duration::from_secs(1);
     let d = &mut s.monitor.detection.default;
     d.windows = vec!["15m".into(), "1h".into()];

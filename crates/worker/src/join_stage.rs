@@ -73,6 +73,7 @@ use crate::changelog::{ensure_changelog, ChangelogReader, RestoreTotals};
 use crate::clients::{member_config, producer_config, transactional_producer_config};
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
+use crate::join_progress::JoinProgress;
 use crate::topics::{check_copartitioned, partition_count};
 use crate::transactions::{
     blocking, is_fatal, retrying, rewind_to_committed, send_waiting, ProducerSlot, Reincarnations,
@@ -244,12 +245,17 @@ impl JoinStage {
         // The outputs must exist too: a missing one would otherwise surface as delivery errors
         // long after start-up.
         for output in [&t.model_partials, &t.dead_letter] {
-            partition_count(
+            let n = partition_count(
                 consumer.client(),
                 &settings.kafka.bootstrap_servers,
                 output,
                 Duration::from_secs(10),
             )?;
+            if output == &t.model_partials {
+                let mut s = lock(&state);
+                s.join_tasks = partitions;
+                s.partials_partitions = n;
+            }
         }
         Ok(JoinStage {
             settings,
@@ -473,12 +479,8 @@ impl JoinStage {
         };
         let topic = self.settings.topics.model_partials.clone();
         let mut deliveries = Vec::with_capacity(records.len());
-        for (key, payload) in &records {
-            match self
-                .producer
-                .get()
-                .send_result(FutureRecord::to(&topic).key(key).payload(payload))
-            {
+        for r in &records {
+            match self.producer.get().send_result(r.future(&topic)) {
                 Ok(d) => deliveries.push(d),
                 Err((e, _)) => error!(error = %e, "partial not enqueued"),
             }
@@ -488,7 +490,7 @@ impl JoinStage {
             deliveries,
             offsets,
             topic,
-            written: records.len() as u64,
+            written: records.iter().filter(|r| r.is_partial()).count() as u64,
             mode,
         };
         let consumer = self.consumer.clone();
@@ -587,13 +589,8 @@ fn run_transaction(
         }
         send_waiting(producer, record)?;
     }
-    for (key, payload) in &batch.partials {
-        send_waiting(
-            producer,
-            FutureRecord::to(&batch.partials_topic)
-                .key(key.as_bytes())
-                .payload(payload.as_slice()),
-        )?;
+    for r in &batch.partials {
+        send_waiting(producer, r.future(&batch.partials_topic))?;
     }
     // The changes are sorted and encoded here, on the committing thread, not in the loop.
     for (partition, delta) in std::mem::take(&mut batch.changelog) {
@@ -845,12 +842,8 @@ impl ConsumerContext for StageContext {
                 (records, offsets)
             };
             let topic = lock(&self.state).partials_topic.clone();
-            for (key, payload) in &records {
-                if let Err((e, _)) = self
-                    .producer
-                    .get()
-                    .send_result(FutureRecord::to(&topic).key(key).payload(payload))
-                {
+            for r in &records {
+                if let Err((e, _)) = self.producer.get().send_result(r.future(&topic)) {
                     error!(error = %e, "partial not enqueued on revoke");
                 }
             }
@@ -932,6 +925,10 @@ struct PartitionTask {
 
 /// Everything the consumer loop and the rebalance callbacks share.
 struct StageState {
+    /// Join tasks in all (the input partition count) and partitions of the partials topic:
+    /// progress records go to each of those partitions.
+    join_tasks: usize,
+    partials_partitions: usize,
     predictions_topic: String,
     ground_truth_topic: String,
     partials_topic: String,
@@ -1002,12 +999,38 @@ struct DeadLetter {
     headers: OwnedHeaders,
 }
 
+/// A record for the partials topic: a partial, keyed by model id, or a progress record (see
+/// [`crate::join_progress`]) for one partition.
+struct PartialsRecord {
+    key: Option<String>,
+    partition: Option<i32>,
+    payload: Vec<u8>,
+}
+
+impl PartialsRecord {
+    fn future<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut r = FutureRecord::to(topic).payload(self.payload.as_slice());
+        if let Some(k) = &self.key {
+            r = r.key(k.as_bytes());
+        }
+        if let Some(p) = self.partition {
+            r = r.partition(p).headers(JoinProgress::headers());
+        }
+        r
+    }
+
+    fn is_partial(&self) -> bool {
+        self.partition.is_none()
+    }
+}
+
 /// Everything one transaction commits, taken from the state at one moment.
 struct CommitBatch {
     partials_topic: String,
     changelog_topic: String,
     dead_letter_topic: String,
-    partials: Vec<(String, Vec<u8>)>,
+    /// Partials, then the progress records that follow them.
+    partials: Vec<PartialsRecord>,
     /// Per task partition: what its changelog partition gets (encoded by the committing thread).
     changelog: Vec<(i32, ChangelogDelta)>,
     dead_letters: Vec<DeadLetter>,
@@ -1038,6 +1061,8 @@ impl StageState {
     ) -> Result<Self> {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Ok(StageState {
+            join_tasks: 0,
+            partials_partitions: 0,
             predictions_topic: settings.topics.predictions.clone(),
             ground_truth_topic: settings.topics.ground_truth.clone(),
             partials_topic: settings.topics.model_partials.clone(),
@@ -1110,7 +1135,7 @@ impl StageState {
                 .collect(),
             rejected: std::mem::take(&mut self.rejected_uncommitted),
             rejected_through: std::mem::take(&mut self.rejected_through_uncommitted),
-            partials: partials.len(),
+            partials: partials.iter().filter(|r| r.is_partial()).count(),
             // Counted when the committing thread writes them.
             changelog_records: 0,
             took: Duration::ZERO,
@@ -1274,8 +1299,10 @@ impl StageState {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
             .unwrap_or(0);
+        // A restored task's predecessor may have announced its watermark: date nothing before.
+        let announced = task.as_ref().map_or(i64::MIN, JoinTask::watermark);
         let aggregator = PartialAggregator::new(partition, self.bucket_width_ms)
-            .map(|a| a.starting_sequence_at(first_sequence));
+            .map(|a| a.starting_sequence_at(first_sequence).announced_at(announced));
         match (task, aggregator) {
             (Ok(task), Ok(aggregator)) => {
                 self.tasks.insert(
@@ -1781,15 +1808,37 @@ impl StageState {
         }
     }
 
-    /// Partials of every task, Avro-encoded, keyed by model id.
-    fn flush_partials(&mut self) -> Vec<(String, Vec<u8>)> {
+    /// Partials of every task, Avro-encoded, keyed by model id; then a progress record with
+    /// every task's watermark for each partials partition (after the partials it vouches for).
+    fn flush_partials(&mut self) -> Vec<PartialsRecord> {
         let mut out = Vec::new();
-        for t in self.tasks.values_mut() {
-            for partial in t.aggregator.flush(t.task.interner()) {
+        let mut watermarks = Vec::with_capacity(self.tasks.len());
+        for (&partition, t) in &mut self.tasks {
+            let watermark = t.task.watermark();
+            watermarks.push((partition, watermark));
+            for partial in t.aggregator.flush(t.task.interner(), watermark) {
                 match to_avro::<ModelPartial>(&partial) {
-                    Ok(bytes) => out.push((partial.model_id.clone(), bytes)),
+                    Ok(payload) => out.push(PartialsRecord {
+                        key: Some(partial.model_id),
+                        partition: None,
+                        payload,
+                    }),
                     Err(e) => error!(error = %e, "partial not encodable"),
                 }
+            }
+        }
+        if !watermarks.is_empty() {
+            let payload = JoinProgress {
+                tasks: self.join_tasks,
+                watermarks,
+            }
+            .encode();
+            for p in 0..self.partials_partitions {
+                out.push(PartialsRecord {
+                    key: None,
+                    partition: i32::try_from(p).ok(),
+                    payload: payload.clone(),
+                });
             }
         }
         out
@@ -2267,7 +2316,7 @@ mod tests {
             }
         }
         sig.update_output(Some("yes"), None, Some(0.75));
-        let out = agg.flush(&interner);
+        let out = agg.flush(&interner, i64::MIN);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].bucket_start, 60_000);
         let mut names = FeatureInterner::new();

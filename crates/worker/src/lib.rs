@@ -21,6 +21,7 @@ pub mod changelog;
 pub mod clients;
 pub mod error;
 pub mod http;
+pub mod join_progress;
 pub mod join_stage;
 pub mod metrics;
 pub mod monitor_stage;

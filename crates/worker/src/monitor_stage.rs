@@ -4,9 +4,12 @@
 //! Partials are keyed by model id, so one member of the monitor group owns every partial of a
 //! model and so all of its decisions. The [`Monitor`] (pure, in the core crate) merges them into
 //! windows and decides; this module moves bytes and time:
-//! - every `evaluation_interval` (processing time) it evaluates at the event-time progress of
-//!   the partials seen (the latest bucket end), publishes what came out, waits for delivery and
-//!   only then commits the partials' offsets;
+//! - partials wait in an [`EpochQueue`] until every join task's announced watermark (the
+//!   progress records, [`crate::join_progress`]) passed their epoch; each epoch is then applied
+//!   and judged at its end ([`Monitor::apply_epoch`]), so verdicts follow event time, not the
+//!   speed at which the partials came;
+//! - every `commit_interval` (processing time) it publishes what the epochs produced and
+//!   commits the partials' offsets, never past a partial still waiting;
 //! - metrics snapshots go out every `metrics_interval`;
 //! - a partial's signature (feature and output sketches) is handed to the monitor with it; one
 //!   that does not decode is skipped and counted in [`MonitorStats::bad_signatures`], the
@@ -43,7 +46,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
-use driftwatch_core::monitor::{snapshot, Monitor, MonitorOutput, PolicyState};
+use driftwatch_core::monitor::{
+    snapshot, EpochQueue, JoinClock, Monitor, MonitorOutput, Placement, PolicyState,
+};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,6 +65,7 @@ use crate::clients::{
     consumer_config, member_config, producer_config, transactional_producer_config,
 };
 use crate::error::{Result, WorkerError};
+use crate::join_progress::{is_progress, JoinProgress};
 use crate::settings::{OutputFormat, Settings};
 use crate::transactions::{
     blocking, is_fatal, retrying, rewind_to_committed, send_waiting, ProducerSlot, Reincarnations,
@@ -174,8 +180,15 @@ pub struct MonitorStage {
     monitor: Monitor,
     stats: Arc<Mutex<MonitorStats>>,
     exactly_once: bool,
-    /// Next offset per partials partition, as far as merged.
+    /// Next offset per partials partition, as far as read.
     positions: BTreeMap<i32, i64>,
+    /// Event time: the minimum of the join tasks' announced watermarks.
+    clock: JoinClock,
+    /// Partials read but not applied yet, tagged with (partition, offset): offsets committed
+    /// stay at or before the oldest of them, so a successor reads them again.
+    waiting: EpochQueue<(i32, i64)>,
+    /// Output of epochs applied since the last publication (at-least-once).
+    pending: MonitorOutput,
     /// Partition each model's partials come from (to forget models whose partition left).
     model_partition: BTreeMap<String, i32>,
     assigned: BTreeSet<i32>,
@@ -244,6 +257,9 @@ impl MonitorStage {
             stats: Arc::new(Mutex::new(stats)),
             exactly_once,
             positions: BTreeMap::new(),
+            clock: JoinClock::new(),
+            waiting: EpochQueue::new(),
+            pending: MonitorOutput::default(),
             model_partition: BTreeMap::new(),
             assigned: BTreeSet::new(),
             unpublished: Vec::new(),
@@ -313,11 +329,10 @@ impl MonitorStage {
         self.consumer
             .subscribe(&[&self.settings.topics.model_partials])?;
         let m = &self.settings.monitor;
-        let mut tick = tokio::time::interval(m.evaluation_interval);
+        let mut tick = tokio::time::interval(m.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let metrics_every = m.metrics_interval;
         let mut last_metrics = Instant::now();
-        let mut progress = i64::MIN;
         let (ref_tx, mut references) = tokio::sync::mpsc::unbounded_channel::<ModelReference>();
         let follower = follow_references(&self.settings, ref_tx);
         tokio::pin!(shutdown);
@@ -344,58 +359,28 @@ impl MonitorStage {
                         let msg = msg.detach();
                         self.apply_rebalances()?;
                         self.positions.insert(msg.partition(), msg.offset() + 1);
-                        match msg.payload().map(from_avro::<ModelPartial>) {
-                            Some(Ok(p)) => {
-                                self.model_partition.insert(p.model_id.clone(), msg.partition());
-                                progress = progress.max(p.bucket_start.saturating_add(p.bucket_width_ms));
-                                let signature_errors = |m: &Monitor| {
-                                    m.signatures(&p.model_id, &p.model_version)
-                                        .map_or(0, |s| s.decode_errors())
-                                };
-                                let before = signature_errors(&self.monitor);
-                                if let Err(e) = self.monitor.ingest(&p) {
-                                    warn!(error = %e, model = %p.model_id, "partial not merged");
-                                }
-                                let bad_signature = signature_errors(&self.monitor) > before;
-                                if bad_signature {
-                                    warn!(model = %p.model_id, "undecodable signature skipped");
-                                }
-                                let mut stats = lock(&self.stats);
-                                stats.partials += 1;
-                                stats.bad_signatures += u64::from(bad_signature);
-                            }
-                            Some(Err(e)) => {
-                                lock(&self.stats).bad_partials += 1;
-                                warn!(error = %e, offset = msg.offset(), "undecodable partial skipped");
-                            }
-                            None => lock(&self.stats).bad_partials += 1,
-                        }
-                        if !self.exactly_once {
-                            if let Err(e) = self.consumer.store_offset(msg.topic(), msg.partition(), msg.offset() + 1) {
-                                debug!(error = %e, "offset not stored");
-                            }
-                        }
+                        self.read(&msg);
+                        self.apply_ready_epochs();
                     }
                     Err(e) => warn!(error = %e, "consumer error"),
                 },
                 _ = tick.tick() => {
                     self.apply_rebalances()?;
-                    if progress == i64::MIN {
-                        continue;
-                    }
-                    let mut out = self.monitor.evaluate(progress);
-                    if last_metrics.elapsed() < metrics_every {
-                        out.metrics.clear();
-                    } else {
+                    self.apply_ready_epochs();
+                    let mut out = std::mem::take(&mut self.pending);
+                    if last_metrics.elapsed() >= metrics_every && self.waiting.handed_out() > i64::MIN {
                         last_metrics = Instant::now();
+                        out.metrics = self.monitor.all_metrics(self.waiting.handed_out());
                     }
-                    lock(&self.stats).progress_ms = progress;
                     if self.exactly_once {
                         self.record_output(&out);
                         self.commit_transaction()?;
                     } else if self.publish(out).await {
-                        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
-                            debug!(error = %e, "commit");
+                        let offsets = self.offsets_to_commit();
+                        if offsets.count() > 0 {
+                            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+                                debug!(error = %e, "commit");
+                            }
                         }
                     }
                 }
@@ -409,12 +394,128 @@ impl MonitorStage {
             if let Err(e) = self.commit_transaction() {
                 error!(error = %e, "final transaction failed; a successor reads those partials again");
             }
-        } else if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            debug!(error = %e, "final commit");
+        } else {
+            self.apply_ready_epochs();
+            let out = std::mem::take(&mut self.pending);
+            if self.publish(out).await {
+                let offsets = self.offsets_to_commit();
+                if offsets.count() > 0 {
+                    if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+                        debug!(error = %e, "final commit");
+                    }
+                }
+            }
         }
         self.consumer.unsubscribe();
         let _ = self.producer.get().flush(Duration::from_secs(10));
         Ok(())
+    }
+
+    /// Takes one record of the partials topic: a join progress record moves the clock, a
+    /// partial waits for its epoch.
+    fn read(&mut self, msg: &rdkafka::message::OwnedMessage) {
+        if is_progress(msg.headers()) {
+            match msg.payload().map(JoinProgress::decode) {
+                Some(Ok(p)) => {
+                    for (source, watermark) in p.watermarks {
+                        self.clock.observe(p.tasks, source, watermark);
+                    }
+                }
+                _ => {
+                    lock(&self.stats).bad_partials += 1;
+                    warn!(offset = msg.offset(), "undecodable join progress record skipped");
+                }
+            }
+            return;
+        }
+        match msg.payload().map(from_avro::<ModelPartial>) {
+            Some(Ok(p)) => {
+                self.model_partition
+                    .insert(p.model_id.clone(), msg.partition());
+                self.waiting.push((msg.partition(), msg.offset()), p);
+            }
+            Some(Err(e)) => {
+                lock(&self.stats).bad_partials += 1;
+                warn!(error = %e, offset = msg.offset(), "undecodable partial skipped");
+            }
+            None => lock(&self.stats).bad_partials += 1,
+        }
+    }
+
+    /// Applies every epoch the clock has passed, oldest first, each judged at its end (see
+    /// `driftwatch_core::monitor::clock`); the output waits for the next transaction or
+    /// publication.
+    fn apply_ready_epochs(&mut self) {
+        let time = self.clock.time().unwrap_or(i64::MIN);
+        while let Some(epoch) = self.waiting.pop_ready(time) {
+            let (mut merged, mut bad_signatures) = (0u64, 0u64);
+            let monitor = &mut self.monitor;
+            let before: BTreeMap<(String, String), u64> = epoch
+                .partials
+                .iter()
+                .map(|(_, p)| {
+                    let errors = monitor
+                        .signatures(&p.model_id, &p.model_version)
+                        .map_or(0, |s| s.decode_errors());
+                    ((p.model_id.clone(), p.model_version.clone()), errors)
+                })
+                .collect();
+            let out = monitor.apply_epoch(
+                epoch.partials.iter().map(|(_, p)| p),
+                epoch.end,
+                |p, placement| match placement {
+                    Ok(Placement::Merged) => merged += 1,
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, model = %p.model_id, "partial not merged"),
+                },
+            );
+            for ((model, version), errors) in before {
+                let now = self
+                    .monitor
+                    .signatures(&model, &version)
+                    .map_or(0, |s| s.decode_errors());
+                if now > errors {
+                    warn!(model = %model, "undecodable signature skipped");
+                    bad_signatures += now - errors;
+                }
+            }
+            {
+                let mut stats = lock(&self.stats);
+                stats.partials += epoch.partials.len() as u64;
+                stats.bad_signatures += bad_signatures;
+                stats.progress_ms = epoch.end;
+            }
+            debug!(end = epoch.end, partials = epoch.partials.len(), merged, "epoch applied");
+            let MonitorOutput {
+                drift_events,
+                retrain_events,
+                metrics,
+            } = out;
+            self.pending.drift_events.extend(drift_events);
+            self.pending.retrain_events.extend(retrain_events);
+            self.pending.metrics.extend(metrics);
+        }
+    }
+
+    /// Per assigned partials partition: the offset to commit, at or before the oldest partial
+    /// still waiting for its epoch.
+    fn offsets_to_commit(&self) -> TopicPartitionList {
+        let mut next = self.positions.clone();
+        for &(partition, offset) in self.waiting.tags() {
+            if let Some(n) = next.get_mut(&partition) {
+                *n = (*n).min(offset);
+            }
+        }
+        let topic = &self.settings.topics.model_partials;
+        let mut offsets = TopicPartitionList::new();
+        for (p, n) in next {
+            if self.assigned.contains(&p) {
+                if let Err(e) = offsets.add_partition_offset(topic, p, Offset::Offset(n)) {
+                    debug!(error = %e, "offset");
+                }
+            }
+        }
+        offsets
     }
 
     /// Applies the rebalances the consumer's context queued: revoked partitions' models are
@@ -459,6 +560,11 @@ impl MonitorStage {
         }
         let before = self.unpublished.len();
         self.unpublished.retain(|r| !models.contains(&r.model));
+        self.waiting.retain(|&(p, _), _| !gone.contains(&p));
+        let pending = &mut self.pending;
+        pending.drift_events.retain(|e| !models.contains(&e.model_id));
+        pending.retrain_events.retain(|e| !models.contains(&e.model_id));
+        pending.metrics.retain(|m| !models.contains(&m.model_id));
         for p in gone {
             self.positions.remove(p);
             self.assigned.remove(p);
@@ -644,13 +750,7 @@ impl MonitorStage {
             }
             send_waiting(&producer, record)?;
         }
-        let topic = &self.settings.topics.model_partials;
-        let mut offsets = TopicPartitionList::new();
-        for (p, next) in &self.positions {
-            if self.assigned.contains(p) {
-                offsets.add_partition_offset(topic, *p, Offset::Offset(*next))?;
-            }
-        }
+        let offsets = self.offsets_to_commit();
         if offsets.count() > 0 {
             if let Some(metadata) = self.consumer.group_metadata() {
                 retrying("monitor", || {

@@ -40,7 +40,7 @@ pub struct KafkaSettings {
     /// blocks readers until `transaction_timeout`).
     pub instance_id: String,
     /// Longest a transaction may stay open before the broker aborts it. Must exceed
-    /// `join.flush_interval` and `monitor.evaluation_interval`. Default `10s`.
+    /// `join.flush_interval` and `monitor.commit_interval`. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub transaction_timeout: Duration,
     /// Any librdkafka property (e.g. `fetch.max.bytes`), applied last to every client, so it
@@ -270,9 +270,12 @@ pub enum OutputFormat {
 pub struct MonitorSettings {
     /// Consumer group of the monitor stage. Default `driftwatch-monitor`.
     pub group_id: String,
-    /// How often detectors are evaluated (processing time). Default `1s`.
+    /// How often the output of the epochs judged since the last time (drift and retrain
+    /// events, changed state) is published and the partials' offsets committed (processing
+    /// time). Verdicts do not depend on it: the monitor judges at event-time epoch ends as the
+    /// join's announced watermarks pass them. Default `1s`.
     #[serde(with = "humantime_serde")]
-    pub evaluation_interval: Duration,
+    pub commit_interval: Duration,
     /// How often metrics snapshots are published. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub metrics_interval: Duration,
@@ -287,7 +290,7 @@ impl Default for MonitorSettings {
     fn default() -> Self {
         MonitorSettings {
             group_id: "driftwatch-monitor".into(),
-            evaluation_interval: Duration::from_secs(1),
+            commit_interval: Duration::from_secs(1),
             metrics_interval: Duration::from_secs(10),
             output_format: OutputFormat::Avro,
             detection: MonitorConfig::default(),
@@ -343,11 +346,11 @@ impl Settings {
         let j = &self.join;
         if self.kafka.exactly_once()
             && (self.kafka.transaction_timeout <= j.flush_interval
-                || self.kafka.transaction_timeout <= self.monitor.evaluation_interval)
+                || self.kafka.transaction_timeout <= self.monitor.commit_interval)
         {
             return bad(format!(
-                "kafka.transaction_timeout ({:?}) must exceed join.flush_interval ({:?}) and monitor.evaluation_interval ({:?}): a transaction stays open that long",
-                self.kafka.transaction_timeout, j.flush_interval, self.monitor.evaluation_interval
+                "kafka.transaction_timeout ({:?}) must exceed join.flush_interval ({:?}) and monitor.commit_interval ({:?}): a transaction stays open that long",
+                self.kafka.transaction_timeout, j.flush_interval, self.monitor.commit_interval
             ));
         }
         if j.bucket_width.is_zero() || j.flush_interval.is_zero() {
@@ -359,9 +362,9 @@ impl Settings {
             );
         }
         let m = &self.monitor;
-        if m.evaluation_interval.is_zero() || m.metrics_interval.is_zero() {
+        if m.commit_interval.is_zero() || m.metrics_interval.is_zero() {
             return bad(
-                "monitor.evaluation_interval and monitor.metrics_interval must be positive".into(),
+                "monitor.commit_interval and monitor.metrics_interval must be positive".into(),
             );
         }
         if m.group_id == self.kafka.join_group_id {

@@ -459,6 +459,14 @@ impl Monitor {
             .collect()
     }
 
+    /// Current metrics of every version and window of every model.
+    pub fn all_metrics(&self, now: TimestampMs) -> Vec<ModelMetrics> {
+        self.models
+            .keys()
+            .flat_map(|m| self.model_metrics(m, now))
+            .collect()
+    }
+
     /// State of one detector's machine.
     pub fn drift_state(
         &self,
