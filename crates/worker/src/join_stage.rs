@@ -72,8 +72,8 @@ use tracing::{debug, error, info, warn};
 use crate::changelog::{ensure_changelog, ChangelogReader, RestoreTotals};
 use crate::clients::{member_config, producer_config, transactional_producer_config};
 use crate::error::{Result, WorkerError};
-use crate::settings::Settings;
 use crate::join_progress::JoinProgress;
+use crate::settings::Settings;
 use crate::topics::{check_copartitioned, partition_count};
 use crate::transactions::{
     blocking, is_fatal, retrying, rewind_to_committed, send_waiting, ProducerSlot, Reincarnations,
@@ -1301,8 +1301,10 @@ impl StageState {
             .unwrap_or(0);
         // A restored task's predecessor may have announced its watermark: date nothing before.
         let announced = task.as_ref().map_or(i64::MIN, JoinTask::watermark);
-        let aggregator = PartialAggregator::new(partition, self.bucket_width_ms)
-            .map(|a| a.starting_sequence_at(first_sequence).announced_at(announced));
+        let aggregator = PartialAggregator::new(partition, self.bucket_width_ms).map(|a| {
+            a.starting_sequence_at(first_sequence)
+                .announced_at(announced)
+        });
         match (task, aggregator) {
             (Ok(task), Ok(aggregator)) => {
                 self.tasks.insert(

@@ -182,11 +182,9 @@ pub struct MonitorStage {
     exactly_once: bool,
     /// Next offset per partials partition, as far as read.
     positions: BTreeMap<i32, i64>,
-    /// Event time: the minimum of the join tasks' announced watermarks.
-    clock: JoinClock,
-    /// Partials read but not applied yet, tagged with (partition, offset): offsets committed
-    /// stay at or before the oldest of them, so a successor reads them again.
-    waiting: EpochQueue<(i32, i64)>,
+    /// Per partials partition, its event time and the partials waiting for it (see
+    /// [`PartitionClock`]).
+    clocks: BTreeMap<i32, PartitionClock>,
     /// Output of epochs applied since the last publication (at-least-once).
     pending: MonitorOutput,
     /// Partition each model's partials come from (to forget models whose partition left).
@@ -194,6 +192,18 @@ pub struct MonitorStage {
     assigned: BTreeSet<i32>,
     /// Encoded output of evaluations whose transaction has not committed yet.
     unpublished: Vec<OutputRecord>,
+}
+
+/// The event time of one partials partition and the partials waiting for it. Join tasks write
+/// their progress records to every partition after their partials, so a partition's clock
+/// never passes a partial still unread on that partition (a clock shared by partitions read
+/// at different speeds would).
+#[derive(Default)]
+struct PartitionClock {
+    clock: JoinClock,
+    /// Partials read but not applied yet, by offset: offsets committed stay at or before the
+    /// oldest of them, so a successor reads them again.
+    waiting: EpochQueue<i64>,
 }
 
 /// One encoded output record.
@@ -257,8 +267,7 @@ impl MonitorStage {
             stats: Arc::new(Mutex::new(stats)),
             exactly_once,
             positions: BTreeMap::new(),
-            clock: JoinClock::new(),
-            waiting: EpochQueue::new(),
+            clocks: BTreeMap::new(),
             pending: MonitorOutput::default(),
             model_partition: BTreeMap::new(),
             assigned: BTreeSet::new(),
@@ -368,9 +377,12 @@ impl MonitorStage {
                     self.apply_rebalances()?;
                     self.apply_ready_epochs();
                     let mut out = std::mem::take(&mut self.pending);
-                    if last_metrics.elapsed() >= metrics_every && self.waiting.handed_out() > i64::MIN {
-                        last_metrics = Instant::now();
-                        out.metrics = self.monitor.all_metrics(self.waiting.handed_out());
+                    let judged = self.clocks.values().map(|c| c.waiting.handed_out()).max();
+                    if let Some(now) = judged.filter(|&t| t > i64::MIN) {
+                        if last_metrics.elapsed() >= metrics_every {
+                            last_metrics = Instant::now();
+                            out.metrics = self.monitor.all_metrics(now);
+                        }
                     }
                     if self.exactly_once {
                         self.record_output(&out);
@@ -417,13 +429,17 @@ impl MonitorStage {
         if is_progress(msg.headers()) {
             match msg.payload().map(JoinProgress::decode) {
                 Some(Ok(p)) => {
+                    let clock = &mut self.clocks.entry(msg.partition()).or_default().clock;
                     for (source, watermark) in p.watermarks {
-                        self.clock.observe(p.tasks, source, watermark);
+                        clock.observe(p.tasks, source, watermark);
                     }
                 }
                 _ => {
                     lock(&self.stats).bad_partials += 1;
-                    warn!(offset = msg.offset(), "undecodable join progress record skipped");
+                    warn!(
+                        offset = msg.offset(),
+                        "undecodable join progress record skipped"
+                    );
                 }
             }
             return;
@@ -432,7 +448,11 @@ impl MonitorStage {
             Some(Ok(p)) => {
                 self.model_partition
                     .insert(p.model_id.clone(), msg.partition());
-                self.waiting.push((msg.partition(), msg.offset()), p);
+                self.clocks
+                    .entry(msg.partition())
+                    .or_default()
+                    .waiting
+                    .push(msg.offset(), p);
             }
             Some(Err(e)) => {
                 lock(&self.stats).bad_partials += 1;
@@ -442,12 +462,34 @@ impl MonitorStage {
         }
     }
 
-    /// Applies every epoch the clock has passed, oldest first, each judged at its end (see
-    /// `driftwatch_core::monitor::clock`); the output waits for the next transaction or
-    /// publication.
+    /// Applies, per partition, every epoch its clock has passed, oldest first, each judged at
+    /// its end (see `driftwatch_core::monitor::clock`); the output waits for the next
+    /// transaction or publication.
     fn apply_ready_epochs(&mut self) {
-        let time = self.clock.time().unwrap_or(i64::MIN);
-        while let Some(epoch) = self.waiting.pop_ready(time) {
+        let partitions: Vec<i32> = self.clocks.keys().copied().collect();
+        for partition in partitions {
+            self.apply_ready_epochs_of(partition);
+        }
+        let time = self
+            .assigned
+            .iter()
+            .map(|p| self.clocks.get(p).and_then(|c| c.clock.time()))
+            .min()
+            .flatten();
+        if let Some(t) = time {
+            lock(&self.stats).progress_ms = t;
+        }
+    }
+
+    fn apply_ready_epochs_of(&mut self, partition: i32) {
+        loop {
+            let Some(c) = self.clocks.get_mut(&partition) else {
+                return;
+            };
+            let time = c.clock.time().unwrap_or(i64::MIN);
+            let Some(epoch) = c.waiting.pop_ready(time) else {
+                return;
+            };
             let (mut merged, mut bad_signatures) = (0u64, 0u64);
             let monitor = &mut self.monitor;
             let before: BTreeMap<(String, String), u64> = epoch
@@ -483,9 +525,13 @@ impl MonitorStage {
                 let mut stats = lock(&self.stats);
                 stats.partials += epoch.partials.len() as u64;
                 stats.bad_signatures += bad_signatures;
-                stats.progress_ms = epoch.end;
             }
-            debug!(end = epoch.end, partials = epoch.partials.len(), merged, "epoch applied");
+            debug!(
+                end = epoch.end,
+                partials = epoch.partials.len(),
+                merged,
+                "epoch applied"
+            );
             let MonitorOutput {
                 drift_events,
                 retrain_events,
@@ -501,9 +547,9 @@ impl MonitorStage {
     /// still waiting for its epoch.
     fn offsets_to_commit(&self) -> TopicPartitionList {
         let mut next = self.positions.clone();
-        for &(partition, offset) in self.waiting.tags() {
-            if let Some(n) = next.get_mut(&partition) {
-                *n = (*n).min(offset);
+        for (partition, c) in &self.clocks {
+            if let (Some(n), Some(oldest)) = (next.get_mut(partition), c.waiting.tags().min()) {
+                *n = (*n).min(*oldest);
             }
         }
         let topic = &self.settings.topics.model_partials;
@@ -560,10 +606,14 @@ impl MonitorStage {
         }
         let before = self.unpublished.len();
         self.unpublished.retain(|r| !models.contains(&r.model));
-        self.waiting.retain(|&(p, _), _| !gone.contains(&p));
+        self.clocks.retain(|p, _| !gone.contains(p));
         let pending = &mut self.pending;
-        pending.drift_events.retain(|e| !models.contains(&e.model_id));
-        pending.retrain_events.retain(|e| !models.contains(&e.model_id));
+        pending
+            .drift_events
+            .retain(|e| !models.contains(&e.model_id));
+        pending
+            .retrain_events
+            .retain(|e| !models.contains(&e.model_id));
         pending.metrics.retain(|m| !models.contains(&m.model_id));
         for p in gone {
             self.positions.remove(p);
