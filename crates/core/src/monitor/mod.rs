@@ -306,11 +306,14 @@ impl Monitor {
         self.evaluate_where(now, |_| true, true)
     }
 
-    /// Applies one epoch (see [`clock`]): merges its partials in their order, then evaluates,
-    /// at the epoch's end, the models that got predictions or outcomes from it (a model's time
-    /// moves with its own traffic; expiries alone, which a quiet join dates by its watermark,
-    /// do not move it). `placed` hears of every partial's placement. No metrics snapshots: a
-    /// catch-up applies thousands of epochs; take them with [`model_metrics`](Self::model_metrics).
+    /// Applies one epoch (see [`clock`]): merges its partials in their order, then evaluates
+    /// the models that got predictions or outcomes from it (expiries alone, which a quiet join
+    /// dates by its watermark, do not count). Each is evaluated at the epoch's end, or at its
+    /// own data's progress if that is earlier: labels arriving long after the last prediction
+    /// (days, say, after the stream ended) update their predictions' buckets but never move the
+    /// model's time past its predictions, so they cannot run a retrain cooldown out. `placed`
+    /// hears of every partial's placement. No metrics snapshots: a catch-up applies thousands
+    /// of epochs; take them with [`model_metrics`](Self::model_metrics).
     pub fn apply_epoch<'a>(
         &mut self,
         partials: impl IntoIterator<Item = &'a ModelPartial>,
@@ -325,10 +328,20 @@ impl Monitor {
             }
             placed(p, &placement);
         }
-        if active.is_empty() {
-            return MonitorOutput::default();
+        let mut out = MonitorOutput::default();
+        for model in active {
+            let progress = self.models.get(&model).and_then(|m| {
+                m.versions
+                    .values()
+                    .filter_map(|v| v.windows.progress_ms())
+                    .max()
+            });
+            let now = progress.map_or(end, |p| p.min(end));
+            let o = self.evaluate_where(now, |m| m == model, false);
+            out.drift_events.extend(o.drift_events);
+            out.retrain_events.extend(o.retrain_events);
         }
-        self.evaluate_where(end, |m| active.contains(m), false)
+        out
     }
 
     fn evaluate_where(

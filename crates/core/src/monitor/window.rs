@@ -7,11 +7,13 @@
 //! sequence) is recognized and dropped, so a replay after a restart does not count twice.
 //!
 //! # Time
-//! - *progress*: the latest bucket end among partials that carry outcomes. It only moves
-//!   forward, driven by the data. A partial with zero counters carries only a signature (the
-//!   join sends those as predictions arrive, before any is resolved): it must not move the
-//!   windows, or a backlog whose predictions are read ahead of their labels would cut windows
-//!   where no outcome has arrived yet.
+//! - *progress*: the latest bucket end among partials that carry resolved predictions. It
+//!   only moves forward, driven by the data. A partial with zero counters carries only a
+//!   signature (the join sends those as predictions arrive, before any is resolved): it must
+//!   not move the windows, or a backlog whose predictions are read ahead of their labels would
+//!   cut windows where no outcome has arrived yet. Nor do orphan, duplicate or late labels,
+//!   bucketed by their own time: labels arriving days after the last prediction would cut
+//!   windows past all the data.
 //! - *end* = progress − `maturity_ms`: labels take time to arrive, so a bucket younger than the
 //!   maturity delay is incomplete and left out of every window (its accuracy would be measured
 //!   on the quickest labels only, a biased sample).
@@ -276,7 +278,9 @@ impl ModelWindows {
                 }
             }
         }
-        if p.counters != crate::JoinCounters::default() || !p.confusion.is_empty() {
+        // Counters bucketed by prediction time only: orphan, duplicate and late labels are
+        // bucketed by their own time, which may lie days after the model's last prediction.
+        if p.counters.predictions > 0 || !p.confusion.is_empty() || p.regression.count > 0 {
             self.progress_ms = Some(self.progress_ms.map_or(bucket_end, |q| q.max(bucket_end)));
         }
         Ok(Placement::Merged)
