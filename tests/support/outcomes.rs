@@ -107,6 +107,10 @@ impl PartialsReader {
         let until = Instant::now() + d;
         while Instant::now() < until {
             if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(100)) {
+                if driftwatch_worker::join_progress::is_progress(m.headers()) {
+                    // The join's watermark announcements, not partials.
+                    continue;
+                }
                 let p: ModelPartial =
                     from_avro(m.payload().expect("partial payload")).expect("partial decodes");
                 self.seen.add(&p);

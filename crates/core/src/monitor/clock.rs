@@ -10,9 +10,11 @@
 //! # How
 //! Every partial carries its *epoch* (see [`PartialAggregator`](crate::join::PartialAggregator)):
 //! when, in event time, the join task made its changes. With every flush a join task also
-//! announces its watermark, after that flush's partials; what it sends later lies in a later
-//! epoch. [`JoinClock`] keeps the latest announcement of every task; the monitor's time is
-//! their minimum, known once every task (the input partition count) has announced. An
+//! announces its watermark, after that flush's partials, on every partials partition; what it
+//! sends later lies in a later epoch. [`JoinClock`] keeps the latest announcement of every
+//! task read on one partition; that partition's time is their minimum, known once every task
+//! (the input partition count) has announced (one clock per partition: a clock fed by
+//! partitions read at different speeds could pass a partial not read yet). An
 //! [`EpochQueue`] holds partials until that time passes their epoch's end, and then hands
 //! out one epoch at a time, oldest first, its partials in a fixed order: applied and judged
 //! at the epoch's end, they give the same verdicts on every run, whatever the flush
