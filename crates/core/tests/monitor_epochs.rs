@@ -94,7 +94,7 @@ fn flushes(task: i32, all: &[ModelPartial], cuts: &[usize]) -> Vec<(Vec<ModelPar
 
 /// Runs the monitor over the tasks' flushes, read in the interleaving `order` (task indexes,
 /// each taking that task's next flush), and returns its events.
-fn run(all: &[ModelPartial], cuts: &[Vec<usize>], order: &[usize]) -> MonitorOutput {
+fn run(all: &[ModelPartial], cuts: &[Vec<usize>], order: &[usize], advance: bool) -> MonitorOutput {
     let mut m = Monitor::new(config()).unwrap();
     let mut tasks: Vec<std::collections::VecDeque<_>> = (0..TASKS as i32)
         .map(|t| flushes(t, all, &cuts[t as usize]).into())
@@ -107,6 +107,12 @@ fn run(all: &[ModelPartial], cuts: &[Vec<usize>], order: &[usize]) -> MonitorOut
             let o = m.apply_epoch(e.partials.iter().map(|(_, p)| p), e.end, |_, r| {
                 assert!(r.is_ok());
             });
+            out.drift_events.extend(o.drift_events);
+            out.retrain_events.extend(o.retrain_events);
+        }
+        // Time moving on without new data (as the stage does after each progress record).
+        if let (true, Some(t)) = (advance, clock.time()) {
+            let o = m.advance(["m"], t);
             out.drift_events.extend(o.drift_events);
             out.retrain_events.extend(o.retrain_events);
         }
@@ -142,16 +148,17 @@ proptest! {
     fn any_flushes_in_any_interleaving_give_the_same_events(
         cuts in prop::collection::vec(prop::collection::vec(0usize..1_000, 0..40), TASKS),
         order in prop::collection::vec(0usize..TASKS, 1..20),
+        advance in any::<bool>(),
     ) {
         let all = changes(240);
         let one_flush = vec![Vec::new(); TASKS];
-        let reference = run(&all, &one_flush, &[0, 1, 2]);
+        let reference = run(&all, &one_flush, &[0, 1, 2], true);
         prop_assert!(reference
             .drift_events
             .iter()
             .any(|e| e.detector == "accuracy_drop" && e.state == DriftState::Drift));
         prop_assert_eq!(reference.retrain_events.len(), 1);
-        let got = run(&all, &cuts, &order);
+        let got = run(&all, &cuts, &order, advance);
         prop_assert_eq!(got, reference);
     }
 }

@@ -198,12 +198,23 @@ pub struct MonitorStage {
 /// their progress records to every partition after their partials, so a partition's clock
 /// never passes a partial still unread on that partition (a clock shared by partitions read
 /// at different speeds would).
-#[derive(Default)]
 struct PartitionClock {
     clock: JoinClock,
     /// Partials read but not applied yet, by offset: offsets committed stay at or before the
     /// oldest of them, so a successor reads them again.
     waiting: EpochQueue<i64>,
+    /// The clock's time when this partition's models were last advanced to it.
+    advanced: i64,
+}
+
+impl Default for PartitionClock {
+    fn default() -> Self {
+        PartitionClock {
+            clock: JoinClock::new(),
+            waiting: EpochQueue::new(),
+            advanced: i64::MIN,
+        }
+    }
 }
 
 /// One encoded output record.
@@ -488,6 +499,19 @@ impl MonitorStage {
             };
             let time = c.clock.time().unwrap_or(i64::MIN);
             let Some(epoch) = c.waiting.pop_ready(time) else {
+                // Every epoch before `time` is applied: the partition's models mature to it.
+                if time > c.advanced {
+                    c.advanced = time;
+                    let models: Vec<&str> = self
+                        .model_partition
+                        .iter()
+                        .filter(|(_, p)| **p == partition)
+                        .map(|(m, _)| m.as_str())
+                        .collect();
+                    let out = self.monitor.advance(models, time);
+                    self.pending.drift_events.extend(out.drift_events);
+                    self.pending.retrain_events.extend(out.retrain_events);
+                }
                 return;
             };
             let (mut merged, mut bad_signatures) = (0u64, 0u64);

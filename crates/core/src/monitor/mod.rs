@@ -236,16 +236,22 @@ impl Monitor {
                     .signatures
                     .ingest(bytes, p.bucket_start, p.bucket_width_ms);
             }
-            let width = v.windows.bucket_width_ms().unwrap_or(p.bucket_width_ms);
-            for bucket in v.windows.take_matured() {
-                v.baseline.offer(&bucket);
-                for s in &mut v.streams {
-                    s.feed(&bucket, width);
-                }
-            }
-            v.windows.evict(0);
+            Self::feed_matured(v, p.bucket_width_ms);
         }
         Ok(placement)
+    }
+
+    /// Hands every bucket that matured to the baseline and the stream detectors, in bucket
+    /// order, then evicts what no window needs.
+    fn feed_matured(v: &mut VersionState, default_width: i64) {
+        let width = v.windows.bucket_width_ms().unwrap_or(default_width);
+        for bucket in v.windows.take_matured() {
+            v.baseline.offer(&bucket);
+            for s in &mut v.streams {
+                s.feed(&bucket, width);
+            }
+        }
+        v.windows.evict(0);
     }
 
     /// Sets an external baseline for a model version (a reference period's outcomes as one
@@ -330,14 +336,58 @@ impl Monitor {
         }
         let mut out = MonitorOutput::default();
         for model in active {
-            let progress = self.models.get(&model).and_then(|m| {
-                m.versions
-                    .values()
-                    .filter_map(|v| v.windows.progress_ms())
-                    .max()
-            });
+            let Some(m) = self.models.get_mut(&model) else {
+                continue;
+            };
+            let progress = m
+                .versions
+                .values()
+                .filter_map(|v| v.windows.progress_ms())
+                .max();
+            // Windows mature with the monitor's time; the model's own time (cooldowns, event
+            // times) stays at its data.
+            for v in m.versions.values_mut() {
+                v.windows.advance_to(end);
+                let width = v.windows.bucket_width_ms().unwrap_or(1);
+                Self::feed_matured(v, width);
+            }
             let now = progress.map_or(end, |p| p.min(end));
             let o = self.evaluate_where(now, |m| m == model, false);
+            out.drift_events.extend(o.drift_events);
+            out.retrain_events.extend(o.retrain_events);
+        }
+        out
+    }
+
+    /// Moves the given models' time to `time` (the monitor's event time, past every epoch
+    /// applied) without new data: their windows mature as time goes on — the last buckets of a
+    /// stream too — and they are judged at the earlier of `time` and their data's progress.
+    /// What matures holds exactly the epochs before `time`, and a burst of matured windows is
+    /// judged window by window, so calling this more or less often gives the same events.
+    pub fn advance<'a>(
+        &mut self,
+        models: impl IntoIterator<Item = &'a str>,
+        time: TimestampMs,
+    ) -> MonitorOutput {
+        let mut out = MonitorOutput::default();
+        for model in models {
+            let Some(m) = self.models.get_mut(model) else {
+                continue;
+            };
+            let progress = m
+                .versions
+                .values()
+                .filter_map(|v| v.windows.progress_ms())
+                .max();
+            let Some(progress) = progress else {
+                continue;
+            };
+            for v in m.versions.values_mut() {
+                v.windows.advance_to(time);
+                let width = v.windows.bucket_width_ms().unwrap_or(1);
+                Self::feed_matured(v, width);
+            }
+            let o = self.evaluate_where(progress.min(time), |m| m == model, false);
             out.drift_events.extend(o.drift_events);
             out.retrain_events.extend(o.retrain_events);
         }

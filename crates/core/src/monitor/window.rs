@@ -140,6 +140,9 @@ pub struct ModelWindows {
     #[serde(skip)]
     changed: std::collections::BTreeSet<TimestampMs>,
     progress_ms: Option<TimestampMs>,
+    /// The monitor's event time at the last epoch that brought this version traffic (see
+    /// [`advance_to`](Self::advance_to)).
+    clock_ms: Option<TimestampMs>,
     /// Buckets ending at or before this are gone.
     evicted_until: TimestampMs,
     /// Every bucket ending at or before this has been considered by `take_matured`.
@@ -161,6 +164,7 @@ impl ModelWindows {
             buckets: BTreeMap::new(),
             changed: std::collections::BTreeSet::new(),
             progress_ms: None,
+            clock_ms: None,
             evicted_until: TimestampMs::MIN,
             matured_until: TimestampMs::MIN,
             late_created: Vec::new(),
@@ -178,14 +182,29 @@ impl ModelWindows {
         self.width_ms
     }
 
-    /// Latest bucket end seen.
+    /// Latest end of a bucket with resolved predictions: the data's own progress.
     pub fn progress_ms(&self) -> Option<TimestampMs> {
         self.progress_ms
     }
 
-    /// End of every window: progress minus the maturity delay.
+    /// Moves the windows' time to `t` (never back): the monitor's event time, as the join's
+    /// watermarks passed it. A bucket is mature once that time is `maturity` past its end, so
+    /// the last buckets of a stream mature as time goes on, not only when later predictions
+    /// come. Only where there is data: a version without a bucket keeps no time.
+    pub fn advance_to(&mut self, t: TimestampMs) {
+        if self.progress_ms.is_some() {
+            self.clock_ms = Some(self.clock_ms.map_or(t, |c| c.max(t)));
+        }
+    }
+
+    /// End of every window: the later of the data's progress and the time given to
+    /// [`advance_to`](Self::advance_to), minus the maturity delay.
     pub fn end_ms(&self) -> Option<TimestampMs> {
-        self.progress_ms.map(|p| p.saturating_sub(self.maturity_ms))
+        let now = match (self.progress_ms, self.clock_ms) {
+            (Some(p), Some(c)) => Some(p.max(c)),
+            (p, c) => p.or(c),
+        };
+        now.map(|p| p.saturating_sub(self.maturity_ms))
     }
 
     /// Counters.
