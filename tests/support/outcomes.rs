@@ -75,8 +75,8 @@ impl Outcomes {
 pub struct PartialsReader {
     consumer: BaseConsumer,
     pub seen: Outcomes,
-    /// Per model id and bucket (start, width): resolved predictions, matched outcomes and
-    /// correct ones — what the monitor's metrics count.
+    /// Per model id and bucket (start, width): predictions taken in (resolved or not),
+    /// matched outcomes and correct ones — what the monitor's metrics count.
     pub buckets: BTreeMap<String, BTreeMap<(i64, i64), [u64; 3]>>,
 }
 
@@ -122,7 +122,7 @@ impl PartialsReader {
                     .or_default()
                     .entry((p.bucket_start, p.bucket_width_ms))
                     .or_default();
-                b[0] += p.counters.predictions;
+                b[0] += p.counters.received_predictions;
                 b[1] += p.counters.matched;
                 b[2] += correct;
             }

@@ -8,10 +8,11 @@
 //!
 //! # Time
 //! - *progress*: the latest bucket end among partials that carry outcomes. It only moves
-//!   forward, driven by the data. A partial with zero counters carries only a signature (the
-//!   join sends those as predictions arrive, before any is resolved): it must not move the
-//!   windows, or a backlog whose predictions are read ahead of their labels would cut windows
-//!   where no outcome has arrived yet.
+//!   forward, driven by the data. A partial with zero counters carries only a signature, one
+//!   counting only `received_predictions` only predictions taken in (the join sends both as
+//!   predictions arrive, before any is resolved): neither may move the windows, or a backlog
+//!   whose predictions are read ahead of their labels would cut windows where no outcome has
+//!   arrived yet.
 //! - *end* = progress − `maturity_ms`: labels take time to arrive, so a bucket younger than the
 //!   maturity delay is incomplete and left out of every window (its accuracy would be measured
 //!   on the quickest labels only, a biased sample).
@@ -83,6 +84,9 @@ pub enum Placement {
     Duplicate,
     /// Its bucket was evicted already: dropped and counted.
     TooLate,
+    /// It only accounts for labels of no known version (orphan or duplicate labels): no
+    /// version series is made of it (see [`Monitor::ingest`](super::Monitor::ingest)).
+    Unversioned,
 }
 
 /// Counters of a model version's windows.
@@ -276,7 +280,7 @@ impl ModelWindows {
                 }
             }
         }
-        if p.counters != crate::JoinCounters::default() || !p.confusion.is_empty() {
+        if p.counters.has_outcomes() || !p.confusion.is_empty() {
             self.progress_ms = Some(self.progress_ms.map_or(bucket_end, |q| q.max(bucket_end)));
         }
         Ok(Placement::Merged)
