@@ -13,14 +13,16 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::scenario::Scenario;
 
-/// Per model id: the join outcome counts the acceptance names, and the confusion cells.
+/// Per model id: the join outcome counts the acceptance names, then the predictions taken in
+/// (`received_predictions`, which a crash or an abort must not count twice either), and the
+/// confusion cells.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcomes {
-    pub counts: BTreeMap<String, [u64; 6]>,
+    pub counts: BTreeMap<String, [u64; 7]>,
     pub confusion: BTreeMap<String, BTreeMap<(String, String), u64>>,
 }
 
-fn outcome_counts(c: &JoinCounters) -> [u64; 6] {
+fn outcome_counts(c: &JoinCounters) -> [u64; 7] {
     [
         c.matched,
         c.expired_unlabeled,
@@ -28,6 +30,7 @@ fn outcome_counts(c: &JoinCounters) -> [u64; 6] {
         c.duplicate_predictions,
         c.duplicate_labels,
         c.late_labels,
+        c.received_predictions,
     ]
 }
 
