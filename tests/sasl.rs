@@ -7,10 +7,11 @@
 //! check that `[kafka.security]` reaches every client, that a wrong password is refused with an
 //! error saying so, and that the `driftwatch` binary never prints the password.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use driftwatch_tests::broker::state_dir;
 use driftwatch_tests::unique;
 use driftwatch_worker::clients::{
     consumer_config, create_topics, probe, producer_config, TopicSpec,
@@ -20,14 +21,6 @@ use driftwatch_worker::settings::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
-
-/// The broker's state directory, as `scripts/kafka` and `scripts/test` use it.
-fn state_dir() -> PathBuf {
-    match std::env::var("DRIFTWATCH_KAFKA_DIR") {
-        Ok(d) if !d.trim().is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".kafka"),
-    }
-}
 
 struct SaslBroker {
     bootstrap: String,

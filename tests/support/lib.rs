@@ -3,7 +3,10 @@
 //! The tests run against a real Apache Kafka broker. `scripts/test` starts one with
 //! `scripts/kafka start` and exports its address as `DRIFTWATCH_TEST_BOOTSTRAP`; when a test is
 //! run by hand, the address is read from `.kafka/bootstrap` of a broker started the same way.
+//! [`broker`] holds the one rule for that, and for what a test does without a broker: fail
+//! under CI, skip loudly elsewhere.
 
+pub mod broker;
 pub mod monitor_outputs;
 pub mod outcomes;
 pub mod scenario;
@@ -17,23 +20,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use driftwatch_worker::clients::{create_topics, TopicSpec};
 use driftwatch_worker::settings::KafkaSettings;
 
-/// Bootstrap address of the test broker.
+/// Bootstrap address of the test broker ([`broker::test_broker`]).
 ///
 /// # Panics
-/// When no broker was started: the message says how to start one.
+/// When there is no broker: the message says how to start one.
 pub fn bootstrap() -> String {
-    if let Ok(b) = std::env::var("DRIFTWATCH_TEST_BOOTSTRAP") {
-        if !b.trim().is_empty() {
-            return b.trim().to_string();
-        }
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/.kafka/bootstrap");
-    match std::fs::read_to_string(file) {
-        Ok(b) => b.trim().to_string(),
-        Err(_) => panic!(
-            "no test broker: run the tests with scripts/test, or start one with `scripts/kafka start`"
-        ),
-    }
+    broker::bootstrap_or_panic()
 }
 
 /// Sends the workers' logs to the test output (shown for failing tests); `DRIFTWATCH_LOG`
@@ -69,14 +61,11 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Whether the broker of `scripts/kafka` is there (`DRIFTWATCH_TEST_BOOTSTRAP`, exported by
-/// `scripts/test`); says the test is skipped when not.
+/// Whether the broker of `scripts/kafka` is there, by the same rule as [`bootstrap`]. Without
+/// one, fails the test under CI and otherwise says loudly that it is skipped
+/// ([`broker::require_broker`]).
 pub fn broker_available() -> bool {
-    if std::env::var_os("DRIFTWATCH_TEST_BOOTSTRAP").is_none() {
-        eprintln!("skipped: needs the broker of scripts/kafka (run scripts/test)");
-        return false;
-    }
-    true
+    broker::require_broker()
 }
 
 /// The wall clock in epoch milliseconds (scenarios are placed relative to it).

@@ -13,14 +13,16 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::scenario::Scenario;
 
-/// Per model id: the join outcome counts the acceptance names, and the confusion cells.
+/// Per model id: the join outcome counts the acceptance names, then the predictions taken in
+/// (`received_predictions`, which a crash or an abort must not count twice either), and the
+/// confusion cells.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcomes {
-    pub counts: BTreeMap<String, [u64; 6]>,
+    pub counts: BTreeMap<String, [u64; 7]>,
     pub confusion: BTreeMap<String, BTreeMap<(String, String), u64>>,
 }
 
-fn outcome_counts(c: &JoinCounters) -> [u64; 6] {
+fn outcome_counts(c: &JoinCounters) -> [u64; 7] {
     [
         c.matched,
         c.expired_unlabeled,
@@ -28,6 +30,7 @@ fn outcome_counts(c: &JoinCounters) -> [u64; 6] {
         c.duplicate_predictions,
         c.duplicate_labels,
         c.late_labels,
+        c.received_predictions,
     ]
 }
 
@@ -75,8 +78,8 @@ impl Outcomes {
 pub struct PartialsReader {
     consumer: BaseConsumer,
     pub seen: Outcomes,
-    /// Per model id and bucket (start, width): resolved predictions, matched outcomes and
-    /// correct ones — what the monitor's metrics count.
+    /// Per model id and bucket (start, width): predictions taken in (resolved or not),
+    /// matched outcomes and correct ones — what the monitor's metrics count.
     pub buckets: BTreeMap<String, BTreeMap<(i64, i64), [u64; 3]>>,
 }
 
@@ -126,7 +129,7 @@ impl PartialsReader {
                     .or_default()
                     .entry((p.bucket_start, p.bucket_width_ms))
                     .or_default();
-                b[0] += p.counters.predictions;
+                b[0] += p.counters.received_predictions;
                 b[1] += p.counters.matched;
                 b[2] += correct;
             }

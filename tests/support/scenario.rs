@@ -270,6 +270,11 @@ impl Scenario {
         for chunk in records.chunks_mut(100) {
             chunk.shuffle(&mut rng);
         }
+        // Every prediction taken in (not a duplicate, not dead-lettered) ends matched or
+        // expired: once all are resolved, that is the join's received count.
+        for c in expected.values_mut() {
+            c.received_predictions = c.matched + c.expired_unlabeled;
+        }
         Scenario {
             records,
             expected,

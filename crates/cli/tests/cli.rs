@@ -1,8 +1,9 @@
 //! The `driftwatch` binary as a user runs it: help, bad usage, bad configuration, offline
 //! checks, environment overrides, an unreachable broker.
 //!
-//! Tests that need a broker read `DRIFTWATCH_TEST_BOOTSTRAP` and are skipped (with a printed
-//! reason) when it is unset; the root package's integration tests cover the broker path.
+//! None of these needs a broker: they run with the unit tests, before `scripts/test` starts
+//! one. The binary against the real broker (`topics create`, `check-config`) is tested in the
+//! root package, `tests/cli_broker.rs`, with the other tests that need it.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -227,36 +228,4 @@ fn unreachable_broker_fails_with_one_clear_line() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("127.0.0.1:1"), "{stderr}");
-}
-
-#[test]
-fn topics_and_check_config_against_a_real_broker() {
-    let Ok(bootstrap) = std::env::var("DRIFTWATCH_TEST_BOOTSTRAP") else {
-        eprintln!("skipped: DRIFTWATCH_TEST_BOOTSTRAP is not set (scripts/test sets it)");
-        return;
-    };
-    let suffix = format!("{}-{}", std::process::id(), line!());
-    let topic = |name: &str| format!("cli-{name}-{suffix}");
-    let env = [
-        ("DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone()),
-        ("DRIFTWATCH__TOPICS__PREDICTIONS", topic("predictions")),
-        ("DRIFTWATCH__TOPICS__GROUND_TRUTH", topic("ground-truth")),
-        ("DRIFTWATCH__TOPICS__MODEL_PARTIALS", topic("partials")),
-        ("DRIFTWATCH__TOPICS__DEAD_LETTER", topic("dead")),
-        ("DRIFTWATCH__TOPICS__DRIFT_EVENTS", topic("drift")),
-        ("DRIFTWATCH__TOPICS__RETRAIN_EVENTS", topic("retrain")),
-        ("DRIFTWATCH__TOPICS__MODEL_METRICS", topic("metrics")),
-    ];
-    let out = driftwatch()
-        .args(["topics", "create", "--partitions", "3"])
-        .envs(env.clone())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains(&topic("predictions")), "{stdout}");
-    let out = driftwatch().arg("check-config").envs(env).output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("3 partitions each"), "{stdout}");
 }

@@ -391,6 +391,7 @@ impl AvroRecord for ModelPartial {
             ("duplicate_labels", c.duplicate_labels),
             ("late_labels", c.late_labels),
             ("dead_lettered", c.dead_lettered),
+            ("received_predictions", c.received_predictions),
         ] {
             put_u64(out, v, name)?;
         }
@@ -435,6 +436,7 @@ impl AvroRecord for ModelPartial {
                 duplicate_labels: read_u64(c, "duplicate_labels")?,
                 late_labels: read_u64(c, "late_labels")?,
                 dead_lettered: read_u64(c, "dead_lettered")?,
+                received_predictions: read_u64(c, "received_predictions")?,
             };
             let mut confusion = Vec::new();
             loop {

@@ -175,6 +175,7 @@ fn model_partial() -> ModelPartial {
             duplicate_labels: 2,
             late_labels: 3,
             dead_lettered: 4,
+            received_predictions: 11,
         },
         confusion: vec![
             ConfusionCell {
@@ -304,6 +305,11 @@ fn model_partial_of_the_released_schema_reads_without_signature() {
         ModelPartial {
             signature: None,
             epoch_start: None,
+            // Nor the received count: its default.
+            counters: JoinCounters {
+                received_predictions: 0,
+                ..p.counters
+            },
             ..p
         }
     );
@@ -325,6 +331,18 @@ fn model_partial_written_without_an_epoch_reads_as_none() {
         from_avro::<ModelPartial>(&to_avro(&with).unwrap()).unwrap(),
         with
     );
+}
+
+/// JSON of a writer without `counters.received_predictions` reads it as 0.
+#[test]
+fn model_partial_json_without_received_predictions_reads_zero() {
+    let p = model_partial();
+    let mut v: serde_json::Value = serde_json::from_str(&to_json(&p).unwrap()).unwrap();
+    let counters = v["counters"].as_object_mut().unwrap();
+    assert_eq!(counters.remove("received_predictions"), Some(11.into()));
+    let old = from_json::<ModelPartial>(&v.to_string()).unwrap();
+    assert_eq!(old.counters.received_predictions, 0);
+    assert_eq!(old.counters.matched, p.counters.matched);
 }
 
 #[test]

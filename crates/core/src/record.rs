@@ -157,6 +157,7 @@ pub struct ModelMetrics {
     pub window: String,
     pub window_start: TimestampMs,
     pub window_end: TimestampMs,
+    /// Every distinct prediction of the window, labeled, expired or still waiting for a label.
     pub predictions: u64,
     pub labeled: u64,
     /// labeled / predictions.
@@ -166,7 +167,8 @@ pub struct ModelMetrics {
     pub emitted_at: TimestampMs,
 }
 
-/// Accounting counters of the join stage: every input ends in exactly one bucket.
+/// Accounting counters of the join stage: every input ends in exactly one bucket (and, apart
+/// from those, how many distinct predictions were taken in: `received_predictions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinCounters {
@@ -180,6 +182,13 @@ pub struct JoinCounters {
     pub duplicate_labels: u64,
     pub late_labels: u64,
     pub dead_lettered: u64,
+    /// Distinct predictions the join took in (the first of its request id, not dead-lettered),
+    /// counted when the join processes it, by prediction time, resolved or not. A separate
+    /// measure, not an outcome: none of the identities above includes it, and once every such
+    /// prediction is resolved it equals `matched + expired_unlabeled`. It is what label
+    /// coverage divides by, so that predictions still waiting for a label count too.
+    #[serde(default)]
+    pub received_predictions: u64,
 }
 
 impl JoinCounters {
@@ -202,7 +211,19 @@ impl JoinCounters {
             duplicate_labels: self.duplicate_labels.saturating_add(other.duplicate_labels),
             late_labels: self.late_labels.saturating_add(other.late_labels),
             dead_lettered: self.dead_lettered.saturating_add(other.dead_lettered),
+            received_predictions: self
+                .received_predictions
+                .saturating_add(other.received_predictions),
         }
+    }
+
+    /// Whether any input ended here (any counter but `received_predictions`, which counts
+    /// predictions taken in, resolved or not).
+    pub fn has_outcomes(&self) -> bool {
+        JoinCounters {
+            received_predictions: 0,
+            ..*self
+        } != JoinCounters::default()
     }
 
     /// Every input accounted for (a matched pair counts one prediction and one label).

@@ -101,6 +101,12 @@ fn check_accounting(task: &JoinTask, n_pred: u64, n_label: u64) {
             "{model:?} {c:?}"
         );
         assert_eq!(c.dead_lettered, 0);
+        // Drained: every prediction taken in is resolved, duplicates were never taken in.
+        assert_eq!(
+            c.received_predictions,
+            c.matched + c.expired_unlabeled,
+            "{model:?} {c:?}"
+        );
         total.predictions += c.predictions;
         total.labels += c.labels;
     }
@@ -171,7 +177,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Any feed (arbitrary order within each input, random polls, caught-up flags and
-    /// processing time) ends with every input in exactly one bucket, per model.
+    /// processing time) ends with every input in exactly one bucket, per model; at every
+    /// poll, predictions received but unresolved are the buffer's pending ones.
     #[test]
     fn join_every_input_is_accounted_once(
         recs in proptest::collection::vec(rec(), 0..200),
@@ -191,6 +198,12 @@ proptest! {
             now += dt;
             let mut seen = JoinCounters::default();
             task.poll(now, &mut |e| e.count_into(&mut seen));
+            // Predictions taken in and not resolved yet are exactly those the buffer holds.
+            let c = task.total_counters();
+            prop_assert_eq!(
+                c.received_predictions - c.matched - c.expired_unlabeled,
+                task.buffer().stats().pending_predictions as u64
+            );
         }
         let mut events = Vec::new();
         task.drain(&mut |e| events.push(e));
@@ -245,7 +258,7 @@ proptest! {
 
 fn event() -> impl Strategy<Value = JoinEvent> {
     (
-        0u8..6,
+        0u8..7,
         1u16..3,
         0i64..5_000,
         0u32..3,
@@ -292,6 +305,11 @@ fn event() -> impl Strategy<Value = JoinEvent> {
                     actual: Actual::None,
                 },
                 4 => JoinEvent::DuplicatePrediction {
+                    key,
+                    model,
+                    prediction_time: t,
+                },
+                6 => JoinEvent::Received {
                     key,
                     model,
                     prediction_time: t,
@@ -350,7 +368,7 @@ fn signature() -> impl Strategy<Value = Option<Vec<u8>>> {
 
 fn partial() -> impl Strategy<Value = ModelPartial> {
     (
-        proptest::collection::vec(0u64..1_000, 9),
+        proptest::collection::vec(0u64..1_000, 10),
         proptest::collection::btree_map((0u8..3, 0u8..3), 1u64..50, 0..5),
         proptest::collection::vec(0.0f64..1e3, 7),
         (0u64..100, 0u64..100, 0u64..1_000, -1_000i64..1_000),
@@ -368,6 +386,7 @@ fn partial() -> impl Strategy<Value = ModelPartial> {
                     duplicate_labels: c[6],
                     late_labels: c[7],
                     dead_lettered: c[8],
+                    received_predictions: c[9],
                 },
                 confusion: cells
                     .into_iter()

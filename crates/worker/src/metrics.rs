@@ -603,6 +603,7 @@ pub(crate) mod tests {
             duplicate_labels: 4,
             late_labels: 5,
             dead_lettered: 6,
+            received_predictions: 9 * seed,
         }
     }
 

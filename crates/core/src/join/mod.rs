@@ -122,10 +122,23 @@ pub struct Outcome {
     pub score: Option<f32>,
 }
 
-/// Everything the join decides. Every prediction and every label ends in exactly one event
-/// (a [`JoinEvent::Matched`] accounts for one of each).
+/// Everything the join decides. Every prediction and every label ends in exactly one
+/// *outcome* event (a [`JoinEvent::Matched`] accounts for one of each); besides, a prediction
+/// the join takes in is announced once by [`JoinEvent::Received`], which is no outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JoinEvent {
+    /// A prediction taken into the join: the first of its request id, with a representable
+    /// time (a duplicate or a rejected one is not). Emitted once per such prediction, right
+    /// after the decisions on it, when the task processes it (not when it is queued): it comes
+    /// from the same processing as the outcomes, so a changelog restore, which rebuilds the
+    /// state as of the committed input offsets, neither loses nor repeats it. Lets label
+    /// coverage count predictions still waiting for their label. Counted in
+    /// `received_predictions` only.
+    Received {
+        key: RequestKey,
+        model: ModelVersionId,
+        prediction_time: TimestampMs,
+    },
     /// A prediction met its label within the timeout.
     Matched(Outcome),
     /// A prediction got no (timely) label.
@@ -182,7 +195,8 @@ impl JoinEvent {
     pub fn model(&self) -> ModelVersionId {
         match self {
             JoinEvent::Matched(o) => o.model,
-            JoinEvent::ExpiredUnlabeled { model, .. }
+            JoinEvent::Received { model, .. }
+            | JoinEvent::ExpiredUnlabeled { model, .. }
             | JoinEvent::Orphan { model, .. }
             | JoinEvent::DuplicatePrediction { model, .. }
             | JoinEvent::DuplicateLabel { model, .. }
@@ -191,9 +205,11 @@ impl JoinEvent {
         }
     }
 
-    /// Adds this event to `counters`: the inputs it accounts for and their final bucket.
+    /// Adds this event to `counters`: the inputs it accounts for and their final bucket
+    /// (for [`JoinEvent::Received`]: `received_predictions`).
     pub fn count_into(&self, counters: &mut crate::JoinCounters) {
         match self {
+            JoinEvent::Received { .. } => counters.received_predictions += 1,
             JoinEvent::Matched(_) => {
                 counters.predictions += 1;
                 counters.labels += 1;

@@ -8,6 +8,9 @@
 //!
 //! Every input ends in exactly one event, so counting from events alone keeps each partial's
 //! counters consistent with the join accounting: inputs are counted when they resolve.
+//! Predictions taken in are also counted when they arrive ([`JoinEvent::Received`], by
+//! prediction time, in `received_predictions`), so a bucket tells how many predictions it
+//! has, resolved or not.
 //!
 //! Partials of the same (model, version, bucket) form a commutative monoid under
 //! [`merge_partials`], with [`empty_partial`] as identity: counters and sums add, confusion
@@ -230,7 +233,10 @@ impl PartialAggregator {
     pub fn fold(&mut self, event: &JoinEvent) {
         let made_at = match event {
             JoinEvent::Matched(o) => o.prediction_time.max(o.label_time),
-            JoinEvent::ExpiredUnlabeled {
+            JoinEvent::Received {
+                prediction_time, ..
+            }
+            | JoinEvent::ExpiredUnlabeled {
                 prediction_time, ..
             }
             | JoinEvent::DuplicatePrediction {
@@ -243,7 +249,10 @@ impl PartialAggregator {
         };
         let time = match event {
             JoinEvent::Matched(o) => o.prediction_time,
-            JoinEvent::ExpiredUnlabeled {
+            JoinEvent::Received {
+                prediction_time, ..
+            }
+            | JoinEvent::ExpiredUnlabeled {
                 prediction_time, ..
             }
             | JoinEvent::DuplicatePrediction {
@@ -596,6 +605,32 @@ mod tests {
         agg.fold(&outcome(m, 100, Predicted::None, Actual::None, None));
         assert_eq!(agg.flush(&i, i64::MIN)[0].sequence, 3);
         assert!(agg.flush(&i, i64::MIN).is_empty());
+    }
+
+    #[test]
+    fn received_predictions_go_to_their_prediction_time_bucket_without_outcomes() {
+        let mut i = Interner::new();
+        let m = i.intern_model("fraud", "v1").unwrap();
+        let mut agg = PartialAggregator::new(0, 1_000).unwrap();
+        for t in [100, 900, 1_100] {
+            agg.fold(&JoinEvent::Received {
+                key: RequestKey::from_parts(0, t as u64),
+                model: m,
+                prediction_time: t,
+            });
+        }
+        // Labeled at 950: the same epoch as the predictions of bucket 0.
+        agg.fold(&outcome(m, 700, Predicted::None, Actual::None, None));
+        let out = agg.flush(&i, i64::MIN);
+        let got: Vec<_> = out
+            .iter()
+            .map(|p| (p.bucket_start, p.counters.received_predictions))
+            .collect();
+        assert_eq!(got, vec![(0, 2), (1_000, 1)]);
+        assert_eq!(out[0].counters.predictions, 1, "only the resolved one");
+        assert!(out[0].counters.has_outcomes());
+        // Taken in, none resolved: no outcome, so it must not move the monitor's windows.
+        assert!(!out[1].counters.has_outcomes());
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //! and `labels == matched + orphan_labels + duplicate_labels + late_labels + rejected labels`
 //! per model. Inputs still queued or pending are reported by [`JoinTask::queued`] and
 //! [`JoinTask::buffer`]; inputs received at all by [`JoinTask::received`].
+//!
+//! `received_predictions` is a separate measure: a prediction is counted there when it is
+//! processed and taken in (not a duplicate, not rejected), before it resolves, so
+//! `received_predictions − matched − expired_unlabeled` is the number of predictions pending.
 
 use std::collections::VecDeque;
 
@@ -250,6 +254,7 @@ impl JoinTask {
             t.duplicate_labels += c.duplicate_labels;
             t.late_labels += c.late_labels;
             t.dead_lettered += c.dead_lettered;
+            t.received_predictions += c.received_predictions;
         }
         t
     }
@@ -306,7 +311,25 @@ impl JoinTask {
                 Input::Predictions => {
                     if let Some(p) = self.predictions.pop_front() {
                         self.pred_input.progress = self.pred_input.progress.max(p.time);
-                        self.buffer.on_prediction(&p, &mut counted);
+                        // Taken in unless it ends as a duplicate or rejected right away (the
+                        // buffer only emits events of this request here).
+                        let mut taken_in = true;
+                        self.buffer.on_prediction(&p, &mut |e: JoinEvent| {
+                            if matches!(
+                                e,
+                                JoinEvent::DuplicatePrediction { .. } | JoinEvent::Rejected { .. }
+                            ) {
+                                taken_in = false;
+                            }
+                            counted(e);
+                        });
+                        if taken_in {
+                            counted(JoinEvent::Received {
+                                key: p.key,
+                                model: p.model,
+                                prediction_time: p.time,
+                            });
+                        }
                     }
                 }
                 Input::Labels => {
@@ -808,6 +831,58 @@ mod tests {
             .count();
         assert_eq!(rejected, 1);
         assert_eq!(f.task.counters(f.model).dead_lettered, 1);
+    }
+
+    /// Coverage needs every prediction of a bucket, not only the resolved ones: a prediction
+    /// is counted in `received_predictions` when processed, once, and never when it is a
+    /// duplicate or rejected.
+    #[test]
+    fn received_counts_each_prediction_taken_in_once_resolved_or_not() {
+        let mut f = Fixture::new(quick());
+        f.task.set_caught_up(Input::Predictions, true);
+        f.task.set_caught_up(Input::Labels, true);
+        f.pred(1, 0);
+        f.pred(1, 10); // duplicate
+        f.pred(2, 20);
+        f.pred(3, 1i64 << 40); // rejected: out of range
+        assert_eq!(f.totals().received_predictions, 0, "queued is not received");
+        f.poll(0);
+        let c = f.totals();
+        assert_eq!(c.received_predictions, 2, "{c:?}");
+        assert_eq!(c.matched + c.expired_unlabeled, 0, "none resolved yet");
+        let received: Vec<_> = f
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                JoinEvent::Received {
+                    key,
+                    prediction_time,
+                    ..
+                } => Some((*key, *prediction_time)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(received, vec![(key(1), BASE), (key(2), BASE + 20)]);
+        // A label that comes before its prediction: counted with the prediction, once.
+        f.label(4, 30);
+        f.pred(4, 40);
+        f.label(1, 50);
+        f.poll(0);
+        f.drain();
+        let c = f.totals();
+        assert_eq!(c.received_predictions, 3, "{c:?}");
+        assert_eq!(c.matched, 2, "{c:?}");
+        assert_eq!(
+            c.received_predictions,
+            c.matched + c.expired_unlabeled,
+            "all resolved: {c:?}"
+        );
+        assert_eq!(c.duplicate_predictions, 1);
+        assert_eq!(c.dead_lettered, 1);
+        assert_eq!(
+            c.predictions, 5,
+            "every prediction still ends in one outcome"
+        );
     }
 
     #[test]

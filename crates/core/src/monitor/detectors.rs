@@ -216,8 +216,8 @@ pub struct AccuracyDropConfig {
     /// A window is judged only with at least this many labeled outcomes. Default 200: the
     /// normal approximation is good and a 5-point drop from 90 % can reach p ≤ 0.01.
     pub min_labeled: u64,
-    /// … and at least this label coverage (matched / resolved predictions). Default 0.5: with
-    /// fewer labels the labeled part may not represent the traffic.
+    /// … and at least this label coverage (matched / the window's predictions, pending ones
+    /// included). Default 0.5: with fewer labels the labeled part may not represent the traffic.
     pub min_coverage: f64,
 }
 

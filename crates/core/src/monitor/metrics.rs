@@ -12,9 +12,13 @@
 //! - `log_loss`, `brier` = sums / scored outcomes;
 //! - `mae`, `rmse`, `bias` (mean of predicted − actual) over regression outcomes, `mape` over
 //!   those whose actual is not zero;
-//! - `label_coverage` = matched / resolved predictions (predictions are counted by the join
-//!   stage when they resolve: matched, expired unlabeled or duplicate);
-//! - `prediction_rate` = resolved predictions per second of window length.
+//! - `predictions` = the window's predictions, resolved or still waiting for a label: the
+//!   join's `received_predictions` (distinct predictions, counted when taken in). Partials of
+//!   a join that predates that counter carry 0 there; a window without any is counted as
+//!   before it, by the resolved predictions (`counters.predictions`);
+//! - `label_coverage` = matched / `predictions`: a window whose labels are still on their
+//!   way shows low coverage rather than the coverage of the few resolved predictions;
+//! - `prediction_rate` = `predictions` per second of window length.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -131,7 +135,7 @@ pub struct ClassMetrics {
 /// Metrics of one aggregate. `None` when the metric has no outcome to be computed on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metrics {
-    /// Resolved predictions.
+    /// Predictions of the window, labeled, expired or pending (see the module docs).
     pub predictions: u64,
     /// Predictions matched with a label (the numerator of `label_coverage`).
     pub matched: u64,
@@ -166,8 +170,13 @@ impl Metrics {
 
     /// Metrics of an aggregate spanning `window_ms` milliseconds.
     pub fn compute(a: &Aggregate, window_ms: i64) -> Self {
-        let predictions = a.counters.predictions;
-        let matched = a.counters.matched;
+        let c = &a.counters;
+        let predictions = if c.received_predictions > 0 {
+            c.received_predictions
+        } else {
+            c.predictions
+        };
+        let matched = c.matched;
         let classified = a.classified();
         let correct = a.correct();
 
@@ -315,6 +324,26 @@ mod tests {
         close(m.mean_label_delay_ms, 500.0);
         assert_eq!((m.matched, m.labeled), (10, 10));
         assert!(m.mae.is_none() && m.rmse.is_none());
+    }
+
+    /// The window of the report: 1 800 predictions, 1 650 resolved (1 617 labeled, 33
+    /// expired), 150 still waiting. Coverage is 1 617 / 1 800, not 1 617 / 1 650.
+    #[test]
+    fn coverage_counts_predictions_still_waiting_for_a_label() {
+        let mut p = empty_partial("m", "v", 0, 60_000, 0);
+        p.counters.received_predictions = 1_800;
+        p.counters.matched = 1_617;
+        p.counters.expired_unlabeled = 33;
+        p.counters.predictions = 1_650;
+        let m = Metrics::from_partial(&p, 60_000);
+        assert_eq!((m.predictions, m.matched), (1_800, 1_617));
+        close(m.label_coverage, 1_617.0 / 1_800.0);
+        close(m.prediction_rate, 30.0);
+        // A partial of a join without the received count: the resolved ones, as before.
+        p.counters.received_predictions = 0;
+        let m = Metrics::from_partial(&p, 60_000);
+        assert_eq!(m.predictions, 1_650);
+        close(m.label_coverage, 1_617.0 / 1_650.0);
     }
 
     #[test]

@@ -214,7 +214,8 @@ impl Monitor {
     /// Merges one partial; feeds the buckets that matured to the baseline and the stream
     /// detectors; evicts what no window needs any more. Its signature, if any, goes to the
     /// version's signature tracker; a malformed one is dropped (and counted) while the
-    /// partial's counters still merge.
+    /// partial's counters still merge. A partial of [`unversioned_labels`] starts no version
+    /// series: [`Placement::Unversioned`].
     pub fn ingest(&mut self, p: &ModelPartial) -> Result<Placement, MonitorError> {
         // Look up by `&str` first: the common case allocates nothing.
         if let Some(m) = self.models.get_mut(p.model_id.as_str()) {
@@ -222,6 +223,9 @@ impl Monitor {
                 m.dirty = true;
                 return Self::ingest_into(v, p);
             }
+        }
+        if unversioned_labels(p) {
+            return Ok(Placement::Unversioned);
         }
         let v = self.version_mut(&p.model_id, &p.model_version)?;
         Self::ingest_into(v, p)
@@ -593,9 +597,26 @@ impl Monitor {
 /// or duplicates.
 fn carries_traffic(p: &ModelPartial) -> bool {
     p.signature.is_some()
+        || p.counters.received_predictions > 0
         || p.counters.matched > 0
         || !p.confusion.is_empty()
         || p.regression.count > 0
+}
+
+/// Whether a partial only accounts for labels the join could not attribute to a version:
+/// orphan and duplicate labels (and dead-lettered ones) go to the model their label names, with
+/// an empty version, because labels carry none. Windows, metrics and drift states of such a
+/// phantom version `""` would be noise (no predictions, and a progress driven by label times);
+/// the counters stay on the partials topic and in the join's accounting. A model whose
+/// predictions really have an empty version gets its series from their partials (received
+/// predictions, outcomes, signatures), and these then merge into it.
+pub fn unversioned_labels(p: &ModelPartial) -> bool {
+    p.model_version.is_empty()
+        && p.counters.predictions == 0
+        && p.counters.received_predictions == 0
+        && p.confusion.is_empty()
+        && p.regression.count == 0
+        && p.signature.is_none()
 }
 
 /// Applies a verdict to its (detector, feature) machine; the event when the state changed.

@@ -13,7 +13,8 @@
 //!   not move the windows, or a backlog whose predictions are read ahead of their labels would
 //!   cut windows where no outcome has arrived yet. Nor do orphan, duplicate or late labels,
 //!   bucketed by their own time: labels arriving days after the last prediction would cut
-//!   windows past all the data.
+//!   windows past all the data. Nor does one counting only `received_predictions`
+//!   (predictions taken in, not resolved).
 //! - *end* = progress − `maturity_ms`: labels take time to arrive, so a bucket younger than the
 //!   maturity delay is incomplete and left out of every window (its accuracy would be measured
 //!   on the quickest labels only, a biased sample).
@@ -85,6 +86,9 @@ pub enum Placement {
     Duplicate,
     /// Its bucket was evicted already: dropped and counted.
     TooLate,
+    /// It only accounts for labels of no known version (orphan or duplicate labels): no
+    /// version series is made of it (see [`Monitor::ingest`](super::Monitor::ingest)).
+    Unversioned,
 }
 
 /// Counters of a model version's windows.
