@@ -363,3 +363,94 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A CSV-like side with one column `x` fed `cells` (line numbers from 2).
+    fn side(name: &str, cells: &[Cell<'_>]) -> Side {
+        let mut s = Side::new(Path::new(name), &[]).unwrap();
+        let slot = s.column("x").unwrap().unwrap();
+        for (i, c) in cells.iter().enumerate() {
+            s.cell(slot, *c, i as u64 + 2);
+        }
+        s.rows(cells.len() as u64);
+        for f in &mut s.features {
+            f.flush();
+        }
+        s
+    }
+
+    fn numbers(n: usize, shift: f64) -> Vec<Cell<'static>> {
+        (0..n)
+            .map(|i| Cell::Number((i % 100) as f64 + shift))
+            .collect()
+    }
+
+    #[test]
+    fn a_column_goes_through_the_monitors_test() {
+        let (r, c) = (
+            side("r.csv", &numbers(2000, 0.0)),
+            side("c.csv", &numbers(2000, 30.0)),
+        );
+        let mut notes = Vec::new();
+        let col = compare_column("x", &r, &c, &mut notes).unwrap();
+        let expected = drift::default_test(&r.features[0], &c.features[0]).unwrap();
+        assert_eq!(col.result.method, expected.method);
+        assert!(col.result.drifted);
+        assert_eq!(col.kind, Kind::Numerical);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn text_in_a_numeric_column_is_a_note_unless_nothing_else_is_left() {
+        let r = side("r.csv", &numbers(500, 0.0));
+        let mut dirty = numbers(500, 0.0);
+        dirty[7] = Cell::Category("oops");
+        let c = side("c.csv", &dirty);
+        let mut notes = Vec::new();
+        compare_column("x", &r, &c, &mut notes).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("c.csv: column `x` is numerical and holds 1 text values of 500")
+                && notes[0].contains("line 9"),
+            "{notes:?}"
+        );
+        let all_text = side("t.csv", &[Cell::Category("a"), Cell::Category("b")]);
+        let e = compare_column("x", &r, &all_text, &mut notes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.csv: line 2, column `x`: text"), "{e}");
+        let empty = side("e.csv", &[Cell::Missing, Cell::Nested]);
+        let e = compare_column("x", &r, &empty, &mut notes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("e.csv: column `x` has no value in 2 rows"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn columns_must_match_unless_named() {
+        let mut r = side("r.csv", &[]);
+        r.column("y").unwrap();
+        let c = side("c.csv", &[]);
+        let mut args = CompareArgs {
+            reference: "r.csv".into(),
+            current: "c.csv".into(),
+            columns: vec![],
+            format: OutputFormat::Json,
+            output: None,
+        };
+        let e = columns(&args, &r, &c).unwrap_err().to_string();
+        assert!(e.starts_with("c.csv: column `y` is not in the file"), "{e}");
+        args.columns = vec!["x".into(), "x".into()];
+        assert_eq!(columns(&args, &r, &c).unwrap(), ["x"]);
+        args.columns = vec!["y".into()];
+        let e = columns(&args, &r, &c).unwrap_err().to_string();
+        assert!(e.contains("c.csv: column `y` (named by --columns)"), "{e}");
+    }
+}

@@ -61,8 +61,19 @@ pub(super) fn read<R: Read, S: Sink>(
         slots.push(slot);
     }
     let mut rows = 0u64;
+    // A record's own position is where the previous one ended, before any blank lines the
+    // reader skips, so lines are counted from the reader's position after each record: the
+    // line the record ends on (its only line, unless a quoted cell holds a line break).
+    let mut line_after = reader.position().line();
     while reader.read_byte_record(&mut record).map_err(io)? {
-        let line = record.position().map_or(rows + 2, |p| p.line());
+        let before = line_after;
+        line_after = reader.position().line();
+        // No line break consumed: the last record of a file without a final newline.
+        let line = if line_after > before {
+            line_after - 1
+        } else {
+            line_after
+        };
         if record.len() != names.len() {
             let which = names
                 .get(record.len())
@@ -119,18 +130,26 @@ mod tests {
     fn typed_cells_with_quotes_and_lines() {
         let mut s = Collect::default();
         run(
-            b"\"x\", c ,id\n1.5,\"a, b\",7\n,red,8\n\n-2,\"3\",9\n",
+            b"\"x\", c ,id\n1.5,\"a, b\",7\n,red,8\n\n-2,\"3\",9\n\"two\nlines\",x,1\n4,y,5",
             &mut s,
         )
         .unwrap();
         assert_eq!(s.names, ["x", "c", "id"]);
-        assert_eq!(s.rows, 3);
+        assert_eq!(s.rows, 5);
+        // A record spanning lines 6 and 7 is placed where it ends; a last line without a
+        // newline is still counted.
+        assert!(s.cells.contains(&("x".into(), "'two\nlines'".into(), 7)));
+        assert!(s.cells.contains(&("id".into(), "5".into(), 8)));
         let row3: Vec<_> = s.cells.iter().filter(|c| c.2 == 3).collect();
         assert_eq!(row3[0].1, "∅");
         assert_eq!(row3[1].1, "'red'");
         assert_eq!(s.cells[1], ("c".into(), "'a, b'".into(), 2));
         // A quoted number is a number: CSV has no types.
-        assert!(s.cells.iter().any(|c| c.0 == "c" && c.1 == "3" && c.2 == 5));
+        assert!(
+            s.cells.iter().any(|c| c.0 == "c" && c.1 == "3" && c.2 == 5),
+            "{:?}",
+            s.cells
+        );
     }
 
     #[test]

@@ -201,7 +201,8 @@ pub(crate) fn parse_number(raw: &[u8]) -> Option<f64> {
         b'0'..=b'9' | b'-' | b'+' | b'.' | b'i' | b'I' | b'n' | b'N' => {}
         _ => return None,
     }
-    std::str::from_utf8(raw).ok()?.parse::<f64>().ok()
+    // Straight from the bytes: a number is ASCII, so no UTF-8 check is needed.
+    fast_float2::parse::<f64, _>(raw).ok()
 }
 
 /// `raw` without leading and trailing spaces and tabs.
@@ -262,6 +263,10 @@ pub(crate) mod tests {
         assert_eq!(parse_number(b"red"), None);
         assert_eq!(parse_number(b"1.2.3"), None);
         assert_eq!(parse_number(b""), None);
+        assert_eq!(parse_number(b"+.5"), Some(0.5));
+        assert_eq!(parse_number(b"1e400"), Some(f64::INFINITY));
+        assert_eq!(parse_number(b"12abc"), None);
+        assert_eq!(parse_number(b"-inf"), Some(f64::NEG_INFINITY));
         assert_eq!(trim(b"  a b\t"), b"a b");
         assert_eq!(trim(b"   "), b"");
         assert_eq!(trim(b""), b"");
