@@ -24,6 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
+use driftwatch_core::monitor::FeatureDriftConfig;
 use driftwatch_core::summary::drift::{self, DriftError};
 use driftwatch_core::summary::{FeatureKind, FeatureSummary};
 
@@ -278,6 +279,19 @@ fn compare_column(
         }
     }
     let kind = rf.kind();
+    // The monitor abstains below `min_samples` values a side; offline the test still runs
+    // (the user asked for it), with a word of caution.
+    let min = FeatureDriftConfig::default().min_samples;
+    for (side, f) in [(r, rf), (c, cf)] {
+        if f.count() < min {
+            notes.push(format!(
+                "note: {}: column `{name}` has {} values, fewer than the monitor's min_samples \
+                 ({min}): the monitor would not judge it yet",
+                side.display(),
+                f.count()
+            ));
+        }
+    }
     for (side, slot) in [(r, rs), (c, cs)] {
         notes.extend(mismatch_note(side, slot, name, kind));
         let nested = side.nested.get(slot).copied().unwrap_or(0);
@@ -408,13 +422,14 @@ mod tests {
     fn text_in_a_numeric_column_is_a_note_unless_nothing_else_is_left() {
         let r = side("r.csv", &numbers(500, 0.0));
         let mut dirty = numbers(500, 0.0);
+        dirty.push(Cell::Number(1.0));
         dirty[7] = Cell::Category("oops");
         let c = side("c.csv", &dirty);
         let mut notes = Vec::new();
         compare_column("x", &r, &c, &mut notes).unwrap();
         assert_eq!(notes.len(), 1);
         assert!(
-            notes[0].contains("c.csv: column `x` is numerical and holds 1 text values of 500")
+            notes[0].contains("c.csv: column `x` is numerical and holds 1 text values of 501")
                 && notes[0].contains("line 9"),
             "{notes:?}"
         );
@@ -431,6 +446,20 @@ mod tests {
             e.contains("e.csv: column `x` has no value in 2 rows"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn small_samples_are_tested_with_a_note() {
+        let (r, c) = (
+            side("r.csv", &numbers(50, 0.0)),
+            side("c.csv", &numbers(2000, 0.0)),
+        );
+        let mut notes = Vec::new();
+        compare_column("x", &r, &c, &mut notes).unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains(
+            "r.csv: column `x` has 50 values, fewer than the monitor's min_samples (200)"
+        ));
     }
 
     #[test]
