@@ -90,15 +90,21 @@ enum Command {
     ///   driftwatch profile --model fraud --version v3 --input train.csv --label-column label
     ///   driftwatch profile --model fraud --version v3 --input train.avro --output ref.json
     Profile(profile::ProfileArgs),
-    /// Data drift between two files, offline, with the monitor's statistics and defaults
-    /// (Evidently's): every column of the reference against the same column of the current
-    /// file. Reads CSV, JSON lines, Avro container files and Parquet (format from the
-    /// extension). Dataset drift when at least 50 % of the columns drifted.
+    /// Data drift between two files, offline, judged as the monitor judges it
+    ///
+    /// Every column goes through the monitor's statistics and defaults (Evidently's). Reads
+    /// CSV, JSON lines, Avro container files and Parquet; the format comes from the extension.
+    ///
+    /// A column's kind (numerical or categorical) is the reference's majority kind, as in the
+    /// monitor; values of the other kind are a note on stderr, not an error. Dataset drift when
+    /// at least 50 % of the compared columns drifted (Evidently's default). Unreadable input
+    /// exits with code 1 and a message naming the file, line and column.
     ///
     /// Examples:
     ///   driftwatch compare --reference train.parquet --current last_week.csv
     ///   driftwatch compare --reference a.csv --current b.csv --columns age,country --format json
     ///   driftwatch compare --reference a.csv --current b.csv --format html --output drift.html
+    #[command(verbatim_doc_comment)]
     Compare(compare::CompareArgs),
     /// Publish synthetic predictions and delayed labels to the input topics (or write them to
     /// JSON-lines files), deterministic for a seed.
