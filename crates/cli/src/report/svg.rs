@@ -21,11 +21,12 @@ pub const REFERENCE_COLOR: &str = "#4477aa";
 pub const CURRENT_COLOR: &str = "#ee6677";
 
 const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 240.0;
+const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 28.0;
-const BOTTOM: f64 = 40.0;
+/// Room for slanted category names.
+const BOTTOM: f64 = 60.0;
 
 /// `text` escaped for XML text and attribute values.
 pub fn escape(text: &str) -> String {
@@ -116,16 +117,29 @@ fn axes(out: &mut String, max: f64, percent: bool) {
     );
 }
 
+/// The top of the y axis: the largest finite value rounded up to a round number, so the
+/// three axis labels read like 0, 3 %, 6 %.
 fn finite_max<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
     let m = values
         .copied()
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
     if m > 0.0 {
-        m
+        nice_ceiling(m)
     } else {
         1.0
     }
+}
+
+/// The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10 times a power of ten that is ≥ `x`
+/// (`x` > 0).
+pub fn nice_ceiling(x: f64) -> f64 {
+    let scale = 10f64.powf(x.log10().floor());
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+        .into_iter()
+        .map(|m| m * scale)
+        .find(|&v| v >= x * (1.0 - 1e-12))
+        .unwrap_or(10.0 * scale)
 }
 
 /// Overlaid histograms on shared bins: `edges` has one more element than each series'
@@ -162,9 +176,15 @@ pub fn histogram(title: &str, edges: &[f64], series: &[Series<'_>], percent: boo
             let i = k * bins / 4;
             if let Some(e) = edges.get(i) {
                 let x = LEFT + bin_w * i as f64;
+                // The outer labels lean inwards so they stay inside the chart.
+                let anchor = match k {
+                    0 => "start",
+                    4 => "end",
+                    _ => "middle",
+                };
                 let _ = write!(
                     out,
-                    "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{l}</text>",
+                    "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"{anchor}\">{l}</text>",
                     y = base + 16.0,
                     l = escape(&tick(*e))
                 );
@@ -209,15 +229,24 @@ pub fn bars(title: &str, categories: &[String], series: &[Series<'_>], percent: 
                 }
             );
         }
-        // Long names are cut: the full name is in each bar's tooltip.
+        // Long names are cut: the full name is in each bar's tooltip. Many categories get
+        // slanted labels, which do not overlap.
         let label: String = category.chars().take(12).collect();
-        let _ = write!(
-            out,
-            "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{l}</text>",
-            x = gx + group_w * 0.4,
-            y = base + 16.0,
-            l = escape(&label)
-        );
+        let (x, y) = (gx + group_w * 0.4, base + 14.0);
+        if categories.len() > 8 {
+            let _ = write!(
+                out,
+                "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"end\" \
+                 transform=\"rotate(-35 {x:.1} {y})\">{l}</text>",
+                l = escape(&label)
+            );
+        } else {
+            let _ = write!(
+                out,
+                "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{l}</text>",
+                l = escape(&label)
+            );
+        }
     }
     legend(&mut out, series);
     out.push_str("</svg>");
@@ -255,7 +284,7 @@ mod tests {
         assert_eq!(s.matches("<svg").count(), 1);
         assert_eq!(s.matches("<path").count(), 2);
         assert!(s.contains("x &amp; y") && s.contains("current &lt;now&gt;"));
-        assert!(s.contains("80%"), "{s}");
+        assert!(s.contains("80%") && s.contains("40%"), "{s}");
         assert!(!s.contains("NaN"));
     }
 
@@ -272,6 +301,15 @@ mod tests {
         assert!(!s.contains("NaN"));
         let empty = bars("none", &[], &[], true);
         assert!(empty.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn axis_tops_are_round() {
+        assert!((nice_ceiling(0.0561) - 0.06).abs() < 1e-15);
+        assert!((nice_ceiling(0.5002) - 0.6).abs() < 1e-15);
+        assert!((nice_ceiling(0.5) - 0.5).abs() < 1e-15);
+        assert!((nice_ceiling(7.0) - 8.0).abs() < 1e-15);
+        assert!((nice_ceiling(0.011) - 0.012).abs() < 1e-15);
     }
 
     #[test]
