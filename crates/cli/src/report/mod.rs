@@ -1,0 +1,3 @@
+//! Building blocks of the HTML reports (`compare` today): inline SVG charts.
+
+pub mod svg;
