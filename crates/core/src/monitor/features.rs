@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::drift::{self, DriftMethod, DriftResult};
+use crate::summary::drift::{self, calibrate, DriftMethod, DriftResult, DriftSettings};
 use crate::summary::{
     CategoricalSummary, FeatureId, FeatureInterner, FeatureKind, FeatureSummary, NumericSummary,
     SignatureSummary, SummaryError,
@@ -91,6 +91,14 @@ pub struct FeatureDriftConfig {
     pub max_type_mismatch_increase: f64,
     /// Features never judged (ids, free text, timestamps). Default none.
     pub ignore: Vec<String>,
+    /// False-discovery rate of one judgement's drift tests (every feature's default test,
+    /// `prediction` and `prediction_score`), controlled by Benjamini–Hochberg over their
+    /// p-values. Default 0.05. On a stable model every test's p-value is uniform (or larger),
+    /// and BH then bounds the chance that a judgement flags *any* feature by this rate, however
+    /// many features the model has; with drift it keeps most of the power of testing each
+    /// feature alone (Holm would also bound that chance, at a larger cost in power when several
+    /// features drift together).
+    pub false_discovery_rate: f64,
 }
 
 impl Default for FeatureDriftConfig {
@@ -106,6 +114,7 @@ impl Default for FeatureDriftConfig {
             max_unseen_category_share: 0.1,
             max_type_mismatch_increase: 0.01,
             ignore: Vec::new(),
+            false_discovery_rate: drift::P_VALUE_THRESHOLD,
         }
     }
 }
@@ -154,7 +163,22 @@ impl FeatureDriftConfig {
                 return Err((field, format!("{v} must be in (0, 1]")));
             }
         }
+        let q = self.false_discovery_rate;
+        if !(q > 0.0 && q < 1.0) {
+            return Err((
+                "feature_drift.false_discovery_rate",
+                format!("{q} must be in (0, 1)"),
+            ));
+        }
         Ok(())
+    }
+
+    /// The drift tests' settings: the defaults at this judgement's level.
+    pub fn drift_settings(&self) -> DriftSettings {
+        DriftSettings {
+            alpha: self.false_discovery_rate,
+            ..DriftSettings::default()
+        }
     }
 }
 
@@ -447,14 +471,20 @@ impl SignatureTracker {
             reference_bounds: (reference.start, reference.end),
             window: (start, end),
         };
-        let mut out = Vec::new();
-        ctx.judge_features(&mut self.appeared, &mut out);
+        let mut tests = Vec::new();
+        let mut quality = Vec::new();
+        ctx.judge_features(&mut self.appeared, &mut tests, &mut quality);
         if cfg.prediction_drift {
-            ctx.judge_outputs(&mut out);
+            ctx.judge_outputs(&mut tests);
         }
+        let mut out = ctx.test_judgements(&tests);
+        out.append(&mut quality);
         out
     }
 }
+
+/// One drift test of a judgement: feature name, result, (reference, current) values.
+type Tested = (String, DriftResult, (u64, u64));
 
 /// What one judgement compares.
 struct Ctx<'a> {
@@ -466,12 +496,13 @@ struct Ctx<'a> {
     window: (TimestampMs, TimestampMs),
 }
 
-/// Severity of a test: 0.5 at the threshold, 1 at twice it (distances), or `1 − p / α`
-/// (p-value tests).
-fn test_severity(r: &DriftResult) -> f64 {
-    let s = match r.p_value {
-        Some(p) => 1.0 - p / r.threshold,
-        None => 0.5 * r.statistic / r.threshold,
+/// Severity of a test: `1 − p_adj / q` for p-value tests (p_adj the BH-adjusted p-value),
+/// 0.5 at the threshold and 1 at twice it for distances.
+fn test_severity(r: &DriftResult, adjusted_p: f64, q: f64) -> f64 {
+    let s = if r.method.is_p_value_test() {
+        1.0 - adjusted_p / q
+    } else {
+        0.5 * r.statistic / r.threshold
     };
     if s.is_finite() {
         s.clamp(0.0, 1.0)
@@ -565,26 +596,51 @@ impl Ctx<'_> {
         }
     }
 
-    fn test_judgement(&self, feature: &str, r: &DriftResult, samples: (u64, u64)) -> Judgement {
-        let (statistic, value) = match (r.method, r.p_value) {
-            (DriftMethod::KolmogorovSmirnov, Some(p)) => ("ks_p_value", p),
-            (DriftMethod::ChiSquare, Some(p)) => ("chi_square_p_value", p),
-            (m, _) => (m.as_str(), r.statistic),
-        };
-        self.judgement(
-            r.method.as_str(),
-            feature,
-            r.drifted,
-            statistic,
-            value,
-            r.threshold,
-            samples,
-            test_severity(r),
-        )
+    /// Judgements of every drift test of this judgement, Benjamini–Hochberg adjusted: a test
+    /// drifts when its adjusted p-value is at most the false-discovery rate and (distances)
+    /// its statistic reaches the minimum effect. p-value tests report the adjusted p-value
+    /// against that rate; distances their statistic against their threshold at that rate
+    /// (a drifting distance always reaches it; reaching it is not enough when many features
+    /// are judged).
+    fn test_judgements(&self, tests: &[Tested]) -> Vec<Judgement> {
+        let q = self.cfg.false_discovery_rate;
+        let p: Vec<f64> = tests
+            .iter()
+            .map(|(_, r, _)| r.p_value.unwrap_or(1.0))
+            .collect();
+        let adjusted = calibrate::bh_adjusted(&p);
+        tests
+            .iter()
+            .zip(adjusted)
+            .map(|((feature, r, samples), p_adj)| {
+                let drifted = p_adj <= q && r.min_effect.is_none_or(|e| r.statistic >= e);
+                let (statistic, value, threshold) = match r.method {
+                    DriftMethod::KolmogorovSmirnov => ("ks_p_value", p_adj, q),
+                    DriftMethod::ChiSquare => ("chi_square_p_value", p_adj, q),
+                    m => (m.as_str(), r.statistic, r.threshold),
+                };
+                self.judgement(
+                    r.method.as_str(),
+                    feature,
+                    drifted,
+                    statistic,
+                    value,
+                    threshold,
+                    *samples,
+                    test_severity(r, p_adj, q),
+                )
+            })
+            .collect()
     }
 
-    fn judge_features(&self, appeared: &mut BTreeSet<String>, out: &mut Vec<Judgement>) {
+    fn judge_features(
+        &self,
+        appeared: &mut BTreeSet<String>,
+        tests: &mut Vec<Tested>,
+        out: &mut Vec<Judgement>,
+    ) {
         let cfg = self.cfg;
+        let settings = cfg.drift_settings();
         let min = cfg.min_samples;
         let (ref_n, cur_n) = (self.reference.predictions(), self.current.predictions());
         let ignored = |name: &str| cfg.ignore.iter().any(|i| i == name);
@@ -601,8 +657,8 @@ impl Ctx<'_> {
             let (r_count, c_count) = (r.count(), c.map_or(0, FeatureSummary::count));
             if r_count >= min && c_count >= min {
                 if let Some(c) = c {
-                    if let Ok(result) = drift::default_test(r, c) {
-                        out.push(self.test_judgement(name, &result, (r_count, c_count)));
+                    if let Ok(result) = drift::default_test_with(r, c, &settings) {
+                        tests.push((name.to_owned(), result, (r_count, c_count)));
                     }
                 }
             }
@@ -739,24 +795,29 @@ impl Ctx<'_> {
         }
     }
 
-    fn judge_outputs(&self, out: &mut Vec<Judgement>) {
+    fn judge_outputs(&self, tests: &mut Vec<Tested>) {
         let min = self.cfg.min_samples;
+        let settings = self.cfg.drift_settings();
         let (r, c) = (self.reference, self.current);
         let (rl, cl) = (r.predicted_label(), c.predicted_label());
         let (rv, cv) = (r.predicted_value(), c.predicted_value());
         if rl.count() >= min && cl.count() >= min {
-            if let Ok(result) = drift::default_categorical_test(rl, cl) {
-                out.push(self.test_judgement(PREDICTION, &result, (rl.count(), cl.count())));
+            if let Ok(result) = drift::default_categorical_test_with(rl, cl, &settings) {
+                tests.push((PREDICTION.to_owned(), result, (rl.count(), cl.count())));
             }
         } else if rv.count() >= min && cv.count() >= min {
-            if let Ok(result) = drift::default_numeric_test(rv, cv) {
-                out.push(self.test_judgement(PREDICTION, &result, (rv.count(), cv.count())));
+            if let Ok(result) = drift::default_numeric_test_with(rv, cv, &settings) {
+                tests.push((PREDICTION.to_owned(), result, (rv.count(), cv.count())));
             }
         }
         let (rs, cs) = (r.score(), c.score());
         if rs.count() >= min && cs.count() >= min {
-            if let Ok(result) = drift::default_numeric_test(rs, cs) {
-                out.push(self.test_judgement(PREDICTION_SCORE, &result, (rs.count(), cs.count())));
+            if let Ok(result) = drift::default_numeric_test_with(rs, cs, &settings) {
+                tests.push((
+                    PREDICTION_SCORE.to_owned(),
+                    result,
+                    (rs.count(), cs.count()),
+                ));
             }
         }
     }

@@ -173,24 +173,26 @@ pub fn gamma_null(s_obs: f64, mean: f64, var: f64, alpha: f64) -> (f64, f64) {
     )
 }
 
-/// Benjamini–Hochberg at false-discovery rate `q`: which of `p` are discoveries. NaN p-values
-/// are never discoveries. Step-up: the largest rank k with p_(k) ≤ k q / m, and every p-value
-/// up to it.
-pub fn benjamini_hochberg(p: &[f64], q: f64) -> Vec<bool> {
-    let m = p.len();
-    let mut order: Vec<usize> = (0..m).filter(|&i| !p[i].is_nan()).collect();
+/// Benjamini–Hochberg adjusted p-values (q-values): p_adj(i) = min over ranks k ≥ rank(i)
+/// of m p_(k) / k, capped at 1. A p-value is a discovery at false-discovery rate q iff its
+/// adjusted value is ≤ q. NaN stays NaN and does not count among the m tests.
+pub fn bh_adjusted(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
     order.sort_by(|&a, &b| p[a].total_cmp(&p[b]).then(a.cmp(&b)));
-    let mut cut = 0;
-    for (rank, &i) in order.iter().enumerate() {
-        if p[i] <= (rank + 1) as f64 * q / m as f64 {
-            cut = rank + 1;
-        }
-    }
-    let mut out = vec![false; m];
-    for &i in &order[..cut] {
-        out[i] = true;
+    let m = order.len() as f64;
+    let mut out = vec![f64::NAN; p.len()];
+    let mut running = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(p[i] * m / (rank + 1) as f64);
+        out[i] = running.min(1.0);
     }
     out
+}
+
+/// Benjamini–Hochberg at false-discovery rate `q`: which of `p` are discoveries (step-up: the
+/// largest rank k with p_(k) ≤ k q / m, and every p-value up to it).
+pub fn benjamini_hochberg(p: &[f64], q: f64) -> Vec<bool> {
+    bh_adjusted(p).into_iter().map(|a| a <= q).collect()
 }
 
 #[cfg(test)]
@@ -235,5 +237,8 @@ mod tests {
             vec![true, true, true, false, false]
         );
         assert!(benjamini_hochberg(&[], 0.05).is_empty());
+        let adj = bh_adjusted(&[0.01, 0.04, 0.03]);
+        assert!((adj[0] - 0.03).abs() < 1e-15 && (adj[1] - 0.04).abs() < 1e-15);
+        assert!((adj[2] - 0.04).abs() < 1e-15);
     }
 }

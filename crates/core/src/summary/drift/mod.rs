@@ -43,7 +43,7 @@ pub use categorical::{
 pub use numeric::{
     decile_bins, jensen_shannon, ks, ks_statistic, psi, psi_of, wasserstein, PSI_BINS, PSI_EPSILON,
 };
-pub use special::{gamma_q, kolmogorov_sf, ks_2samp_p};
+pub use special::{gamma_q, kolmogorov_sf, ks_2samp_p, kstwo_sf};
 
 use super::{FeatureKind, FeatureSummary};
 use crate::summary::{CategoricalSummary, NumericSummary};
