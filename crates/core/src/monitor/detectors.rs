@@ -219,6 +219,13 @@ pub struct AccuracyDropConfig {
     /// … and at least this label coverage (matched / resolved predictions). Default 0.5: with
     /// fewer labels the labeled part may not represent the traffic.
     pub min_coverage: f64,
+    /// One-sided confidence of the baseline's bound the floors are measured from. Default 0.95:
+    /// 1.6 standard errors of the baseline (≈ 1.6 points for 1 000 outcomes at 90 %, 0.5 for
+    /// 10 000).
+    pub baseline_confidence: f64,
+    /// Once in WARNING or DRIFT, a window whose drop is at least this share of the warning
+    /// floor (`min_drop / 2`) keeps the WARNING level. Default 0.5.
+    pub hold_ratio: f64,
 }
 
 impl Default for AccuracyDropConfig {
@@ -232,16 +239,37 @@ impl Default for AccuracyDropConfig {
             min_relative_increase: 0.2,
             min_labeled: 200,
             min_coverage: 0.5,
+            baseline_confidence: 0.95,
+            hold_ratio: 0.5,
         }
     }
 }
 
+/// The z with P(Z ≥ z) = `p` (0 < p < 1), by bisection on [`normal_sf`].
+pub fn normal_isf(p: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) {
+        return f64::NAN;
+    }
+    let (mut lo, mut hi) = (-40.0, 40.0);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if normal_sf(mid) > p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// Judges one window against the baseline; `None` when it abstains (no ready baseline, too
-/// few labels, low coverage, or a model kind the baseline does not share).
+/// few labels, low coverage, or a model kind the baseline does not share). `held`: the
+/// detector's machine is in WARNING or DRIFT (see the module docs).
 pub fn judge_accuracy_drop(
     cfg: &AccuracyDropConfig,
     baseline: &Baseline,
     window: &WindowView,
+    held: bool,
 ) -> Option<Judgement> {
     if !baseline.is_ready() {
         return None;
@@ -256,6 +284,7 @@ pub fn judge_accuracy_drop(
     if coverage < cfg.min_coverage {
         return None;
     }
+    let z_b = normal_isf(1.0 - cfg.baseline_confidence).max(0.0);
     let (statistic, value, threshold, drop_for_severity, significant_p, floor_ratio) =
         if cur.is_regressor() {
             if !base.is_regressor() {
@@ -265,8 +294,19 @@ pub fn judge_accuracy_drop(
                 |a: &Aggregate| (a.regression.squared_error_sum / a.regression.count as f64).sqrt();
             let (r0, r1) = (rmse(base), rmse(cur));
             let (_, p) = abs_error_z(base, cur)?;
-            let rel = if r0 > 0.0 {
-                r1 / r0 - 1.0
+            // The baseline's error level at its upper bound: RMSE scaled by the bound on the
+            // mean absolute error, the one whose standard error the sums give.
+            let n0 = base.regression.count as f64;
+            let m0 = base.regression.abs_error_sum / n0;
+            let v0 = (base.regression.squared_error_sum / n0 - m0 * m0).max(0.0);
+            let widen = if m0 > 0.0 {
+                1.0 + z_b * (v0 / n0).sqrt() / m0
+            } else {
+                1.0
+            };
+            let r0_bound = r0 * widen;
+            let rel = if r0_bound > 0.0 {
+                r1 / r0_bound - 1.0
             } else {
                 f64::INFINITY
             };
@@ -275,7 +315,7 @@ pub fn judge_accuracy_drop(
             (
                 "rmse",
                 r1,
-                r0 * (1.0 + cfg.min_relative_increase),
+                r0_bound * (1.0 + cfg.min_relative_increase),
                 rel * FULL_SEVERITY_DROP,
                 p,
                 floor_ratio,
@@ -286,11 +326,12 @@ pub fn judge_accuracy_drop(
             let (_, p) = two_proportion_z(c0, n0, c1, n1)?;
             let a0 = c0 as f64 / n0 as f64;
             let a1 = c1 as f64 / n1 as f64;
-            let drop = a0 - a1;
+            let a0_bound = a0 - z_b * (a0 * (1.0 - a0) / n0 as f64).sqrt();
+            let drop = a0_bound - a1;
             (
                 "accuracy",
                 a1,
-                a0 - cfg.min_drop,
+                a0_bound - cfg.min_drop,
                 drop,
                 p,
                 drop / cfg.min_drop,
@@ -298,7 +339,9 @@ pub fn judge_accuracy_drop(
         };
     let level = if significant_p <= cfg.p_drift && floor_ratio >= 1.0 {
         Level::Drift
-    } else if significant_p <= cfg.p_warning && floor_ratio >= 0.5 {
+    } else if significant_p <= cfg.p_warning && floor_ratio >= 0.5
+        || held && floor_ratio >= 0.5 * cfg.hold_ratio
+    {
         Level::Warning
     } else {
         Level::Clean
@@ -774,26 +817,52 @@ mod tests {
     fn accuracy_drop_levels_need_significance_and_floor() {
         let cfg = AccuracyDropConfig::default();
         let b = baseline(920, 80);
-        // 0.92 → 0.80 on 500: significant and 12 points.
-        let j = judge_accuracy_drop(&cfg, &b, &window(400, 100, 500)).unwrap();
+        // The baseline's 95 % lower bound: 0.92 − 1.645 · √(0.92 · 0.08 / 1000) = 0.90589.
+        let bound = 0.92 - normal_isf(0.05) * (0.92f64 * 0.08 / 1000.0).sqrt();
+        assert!((bound - 0.905_888).abs() < 1e-5, "{bound}");
+        // 0.92 → 0.80 on 500: significant and 10.6 points below the bound.
+        let j = judge_accuracy_drop(&cfg, &b, &window(400, 100, 500), false).unwrap();
         assert_eq!(j.level, Level::Drift);
         assert!((j.value - 0.8).abs() < 1e-12);
-        assert!((j.threshold - 0.87).abs() < 1e-12);
-        assert!((j.severity - 0.6).abs() < 1e-9, "{}", j.severity);
+        assert!((j.threshold - (bound - 0.05)).abs() < 1e-12);
+        assert!(
+            (j.severity - (bound - 0.8) / 0.2).abs() < 1e-9,
+            "{}",
+            j.severity
+        );
         assert_eq!((j.baseline_samples, j.window_samples), (1000, 500));
-        // 0.92 → 0.89 on 20000: very significant but below the 5-point floor, above half.
-        let j = judge_accuracy_drop(&cfg, &b, &window(17_800, 2_200, 20_000)).unwrap();
+        // 0.92 → 0.87 on 20000: very significant, 3.6 points below the bound: past half the
+        // floor, short of all of it.
+        let j = judge_accuracy_drop(&cfg, &b, &window(17_400, 2_600, 20_000), false).unwrap();
         assert_eq!(j.level, Level::Warning);
-        // 0.92 → 0.91: clean.
-        let j = judge_accuracy_drop(&cfg, &b, &window(4_550, 450, 5_000)).unwrap();
-        assert_eq!(j.level, Level::Clean);
+        // 0.92 → 0.89: significant, but 1.6 points below the bound, which an unlucky
+        // 1 000-outcome baseline explains: clean; once WARNING is held, it keeps it.
+        let w = window(17_800, 2_200, 20_000);
+        assert_eq!(
+            judge_accuracy_drop(&cfg, &b, &w, false).unwrap().level,
+            Level::Clean
+        );
+        assert_eq!(
+            judge_accuracy_drop(&cfg, &b, &w, true).unwrap().level,
+            Level::Warning
+        );
+        // 0.92 → 0.91: clean, held or not.
+        let w = window(4_550, 450, 5_000);
+        assert_eq!(
+            judge_accuracy_drop(&cfg, &b, &w, false).unwrap().level,
+            Level::Clean
+        );
+        assert_eq!(
+            judge_accuracy_drop(&cfg, &b, &w, true).unwrap().level,
+            Level::Clean
+        );
         // Big drop on a tiny window: not enough labels, abstain.
-        assert!(judge_accuracy_drop(&cfg, &b, &window(50, 50, 100)).is_none());
+        assert!(judge_accuracy_drop(&cfg, &b, &window(50, 50, 100), false).is_none());
         // Low coverage: abstain.
-        assert!(judge_accuracy_drop(&cfg, &b, &window(400, 100, 1_500)).is_none());
+        assert!(judge_accuracy_drop(&cfg, &b, &window(400, 100, 1_500), false).is_none());
         // No baseline yet: abstain.
         let learning = Baseline::learned(Default::default());
-        assert!(judge_accuracy_drop(&cfg, &learning, &window(400, 100, 500)).is_none());
+        assert!(judge_accuracy_drop(&cfg, &learning, &window(400, 100, 500), false).is_none());
     }
 
     #[test]
@@ -818,7 +887,7 @@ mod tests {
             length_ms: 3_600_000,
             aggregate: Aggregate::from_partial(&cp),
         };
-        let j = judge_accuracy_drop(&cfg, &b, &w).unwrap();
+        let j = judge_accuracy_drop(&cfg, &b, &w, false).unwrap();
         assert_eq!(j.statistic, "rmse");
         assert_eq!(j.level, Level::Drift);
         assert!((j.value - 6.0f64.sqrt()).abs() < 1e-12);

@@ -104,7 +104,7 @@ impl BinnedDistance {
         }
     }
 
-    fn from_chi2(self, x: f64, n_e: f64) -> f64 {
+    fn of_chi2(self, x: f64, n_e: f64) -> f64 {
         match self {
             BinnedDistance::Psi => x / n_e,
             BinnedDistance::JensenShannon => (x / (8.0 * n_e * std::f64::consts::LN_2)).sqrt(),
@@ -120,7 +120,7 @@ impl BinnedDistance {
         }
         let dof = (bins - 1) as f64;
         let p = chi2_sf(self.to_chi2(stat, n_e), dof);
-        (p, self.from_chi2(chi2_isf(alpha, dof), n_e))
+        (p, self.of_chi2(chi2_isf(alpha, dof), n_e))
     }
 }
 

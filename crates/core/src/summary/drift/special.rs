@@ -94,7 +94,7 @@ pub fn gamma_q(a: f64, x: f64) -> f64 {
 /// the root: 200 halvings reach f64 resolution, and monotonicity makes it robust where Newton
 /// steps on the series/fraction switch are not.
 pub fn gamma_q_inv(a: f64, p: f64) -> f64 {
-    if !(p > 0.0 && p < 1.0) || !(a > 0.0) {
+    if !(p > 0.0 && p < 1.0 && a > 0.0) {
         return f64::NAN;
     }
     let (mut lo, mut hi) = (0.0, a.max(1.0));
