@@ -93,7 +93,8 @@ pub struct FeatureDriftConfig {
     pub ignore: Vec<String>,
     /// False-discovery rate of one judgement's drift tests (every feature's default test,
     /// `prediction` and `prediction_score`), controlled by Benjamini–Hochberg over their
-    /// p-values. Default 0.05. On a stable model every test's p-value is uniform (or larger),
+    /// p-values. Default 0.01: judgements repeat every minute, and a DRIFT verdict must
+    /// moreover hold for a whole window of new data (see [`SignatureTracker::judge`]). On a stable model every test's p-value is uniform (or larger),
     /// and BH then bounds the chance that a judgement flags *any* feature by this rate, however
     /// many features the model has; with drift it keeps most of the power of testing each
     /// feature alone (Holm would also bound that chance, at a larger cost in power when several
@@ -114,7 +115,7 @@ impl Default for FeatureDriftConfig {
             max_unseen_category_share: 0.1,
             max_type_mismatch_increase: 0.01,
             ignore: Vec::new(),
-            false_discovery_rate: drift::P_VALUE_THRESHOLD,
+            false_discovery_rate: 0.01,
         }
     }
 }
@@ -210,6 +211,9 @@ pub struct SignatureTracker {
     last_judged_end: Option<TimestampMs>,
     /// Features that were judged absent from the reference, to clear their presence verdict.
     appeared: BTreeSet<String>,
+    /// Per drift test (`detector:feature`): the window end of the first drifting verdict of
+    /// its current unbroken run.
+    drift_since: BTreeMap<String, TimestampMs>,
     decode_errors: u64,
     /// Buckets created, changed or dropped since the last `take_changes`.
     changed: BTreeSet<TimestampMs>,
@@ -239,6 +243,9 @@ struct TrackerState {
     progress_ms: Option<TimestampMs>,
     last_judged_end: Option<TimestampMs>,
     appeared: BTreeSet<String>,
+    /// Absent from snapshots written before it existed.
+    #[serde(default)]
+    drift_since: BTreeMap<String, TimestampMs>,
     decode_errors: u64,
 }
 
@@ -257,6 +264,7 @@ impl From<SignatureTracker> for TrackerState {
             progress_ms: t.progress_ms,
             last_judged_end: t.last_judged_end,
             appeared: t.appeared,
+            drift_since: t.drift_since,
             decode_errors: t.decode_errors,
         }
     }
@@ -280,6 +288,7 @@ impl TryFrom<TrackerState> for SignatureTracker {
         t.progress_ms = s.progress_ms;
         t.last_judged_end = s.last_judged_end;
         t.appeared = s.appeared;
+        t.drift_since = s.drift_since;
         t.decode_errors = s.decode_errors;
         Ok(t)
     }
@@ -298,6 +307,7 @@ impl SignatureTracker {
             progress_ms: None,
             last_judged_end: None,
             appeared: BTreeSet::new(),
+            drift_since: BTreeMap::new(),
             decode_errors: 0,
             changed: BTreeSet::new(),
             reference_changed: false,
@@ -437,7 +447,9 @@ impl SignatureTracker {
     }
 
     /// Verdicts of every check for the current window, or nothing when there is no new
-    /// window end, no reference yet, or the window still overlaps the reference.
+    /// window end, no reference yet, or the window still overlaps the reference. A drift
+    /// test's verdict is DRIFT only once its drifting verdicts have run unbroken for a whole
+    /// window; before that it reads clean.
     pub fn judge(&mut self, cfg: &FeatureDriftConfig) -> Vec<Judgement> {
         let Some(end) = self.progress_ms else {
             return Vec::new();
@@ -478,8 +490,31 @@ impl SignatureTracker {
             ctx.judge_outputs(&mut tests);
         }
         let mut out = ctx.test_judgements(&tests);
+        self.require_persistence(&mut out);
         out.append(&mut quality);
         out
+    }
+
+    /// A drift test's DRIFT verdict stands only once its run of drifting verdicts spans a whole
+    /// window (`window_ms`): until then it reads clean. Consecutive windows share all but a
+    /// minute of data, so one unlucky stretch of data makes a run of verdicts; asking the run
+    /// to outlast the window asks for the change to show in data it did not come from.
+    fn require_persistence(&mut self, judgements: &mut [Judgement]) {
+        for j in judgements {
+            let key = format!(
+                "{}:{}",
+                j.detector,
+                j.feature.as_deref().unwrap_or_default()
+            );
+            if j.level != Level::Drift {
+                self.drift_since.remove(&key);
+                continue;
+            }
+            let since = *self.drift_since.entry(key).or_insert(j.window_end);
+            if j.window_end.saturating_sub(since) < self.window_ms {
+                j.level = Level::Clean;
+            }
+        }
     }
 }
 
@@ -936,8 +971,10 @@ mod tests {
         assert_eq!(drifted(&stable, UNSEEN_CATEGORIES, "c"), Some(false));
         assert_eq!(drifted(&stable, FEATURE_PRESENCE, "x"), Some(false));
 
+        // A drift verdict stands once drifting verdicts have run for a whole window: the
+        // first judgement (minute 120) plus 60 more.
         let (_, shifted) = run(
-            60,
+            121,
             &|rng| bucket(rng, 100, 1.0, &["a", "b", "c"], 0.05, None),
             &cfg,
         );
@@ -999,11 +1036,24 @@ mod tests {
         let mut t = SignatureTracker::new(10 * MIN, 60 * MIN);
         let reference = bucket(&mut rng, 2_000, 0.0, &["a"], 0.0, None);
         t.set_reference(&reference, -100 * MIN, -40 * MIN).unwrap();
-        for b in 0..10 {
+        let mut js = Vec::new();
+        // Judged once 200 values are in (minute 1); DRIFT once drifting for a whole (10 min)
+        // window.
+        for b in 0..12 {
             t.ingest(&bucket(&mut rng, 100, 3.0, &["a"], 0.0, None), b * MIN, MIN)
                 .unwrap();
+            js = t.judge(&cfg);
+            let expect = match b {
+                0 => None,
+                1..=10 => Some(false),
+                _ => Some(true),
+            };
+            assert_eq!(
+                drifted(&js, "wasserstein_normed", "x"),
+                expect,
+                "minute {b}"
+            );
         }
-        let js = t.judge(&cfg);
         assert_eq!(drifted(&js, "wasserstein_normed", "x"), Some(true));
         assert_eq!(t.reference().unwrap().2, 2_000);
     }
