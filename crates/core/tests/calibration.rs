@@ -5,7 +5,9 @@
 //! (numeric: N(0, 1); categorical: five categories of shares 40/30/15/10/5 %). Asserted:
 //! - the false-positive rate of every cell is at most the upper end of the 99.9 % binomial band
 //!   around α = 0.05 (p-value tests: KS and χ²; the distance tests, whose threshold is
-//!   max(minimum effect, null quantile), may only be below it);
+//!   max(minimum effect, null quantile), may only be below it), and so is the rate of p < α
+//!   alone, which checks the distances' null distributions where the minimum effect hides
+//!   them;
 //! - where the test is a p-value test on exact data (KS with both samples ≤ 256 values; χ²
 //!   always, its counts being exact below 768 categories), the rate is also above the band's
 //!   lower end: the test is not needlessly conservative;
@@ -72,12 +74,21 @@ fn categorical(rng: &mut SmallRng, n: usize, moved: f64) -> FeatureSummary {
 type Make = fn(&mut SmallRng, usize, f64) -> FeatureSummary;
 
 /// Share of `pairs` pairs (reference of `n`, current of `m`, current changed by `effect`)
-/// where the default test drifted, and the methods it used.
-fn rate(make: Make, n: usize, m: usize, effect: f64, pairs: usize, seed: u64) -> (f64, String) {
+/// where the default test drifted, the share where its p-value alone was below α, and the
+/// method it used.
+fn rate(
+    make: Make,
+    n: usize,
+    m: usize,
+    effect: f64,
+    pairs: usize,
+    seed: u64,
+) -> (f64, f64, String) {
     let mut rng = SmallRng::seed_from_u64(seed ^ (n as u64) << 20 ^ (m as u64) << 40);
     let refs = if n >= 100_000 { REFS_LARGE } else { pairs };
     let per_ref = pairs.div_ceil(refs);
     let mut hits = 0;
+    let mut p_hits = 0;
     let mut total = 0;
     let mut method = String::new();
     while total < pairs {
@@ -87,10 +98,15 @@ fn rate(make: Make, n: usize, m: usize, effect: f64, pairs: usize, seed: u64) ->
             let r: DriftResult = drift::default_test(&reference, &current).unwrap();
             method = r.method.as_str().to_owned();
             hits += usize::from(r.drifted);
+            p_hits += usize::from(r.p_value.unwrap() < ALPHA);
             total += 1;
         }
     }
-    (hits as f64 / pairs as f64, method)
+    (
+        hits as f64 / pairs as f64,
+        p_hits as f64 / pairs as f64,
+        method,
+    )
 }
 
 /// 99.9 % binomial band around `p` for `n` trials (normal approximation, z = 3.29).
@@ -102,17 +118,29 @@ fn band(p: f64, n: usize) -> (f64, f64) {
 fn fpr_table(kind: &str, make: Make, exact_p_test: &dyn Fn(&str, usize, usize) -> bool) {
     let (lo, hi) = band(ALPHA, PAIRS);
     let started = std::time::Instant::now();
+    let mut table = String::new();
     for n in REFERENCE_SIZES {
         for m in CURRENT_SIZES {
-            let (fpr, method) = rate(make, n, m, 0.0, PAIRS, 1);
-            println!("| {kind} | {n} | {m} | {method} | {:.3} |", fpr);
+            let (fpr, p_rate, method) = rate(make, n, m, 0.0, PAIRS, 1);
+            table.push_str(&format!(
+                "| {kind} | {n} | {m} | {method} | {fpr:.3} | {p_rate:.3} |\n"
+            ));
             assert!(fpr <= hi, "{kind} {n}×{m} {method}: FPR {fpr} above {hi}");
+            // The null distribution itself: p < α as often as α says (distances too).
+            assert!(
+                p_rate <= hi,
+                "{kind} {n}×{m} {method}: p < α in {p_rate}, above {hi}"
+            );
             if exact_p_test(&method, n, m) {
                 assert!(fpr >= lo, "{kind} {n}×{m} {method}: FPR {fpr} below {lo}");
             }
         }
     }
-    println!("{kind}: {:?}", started.elapsed());
+    println!(
+        "| kind | reference | current | test | drifted | p < 0.05 |\n|---|---|---|---|---|---|\n{table}\
+         {kind}: {PAIRS} pairs per cell, band [{lo:.3}, {hi:.3}], {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -131,9 +159,9 @@ fn categorical_false_positive_rates_hold_alpha() {
 
 #[test]
 fn power_at_one_thousand() {
-    let (numeric_power, method) = rate(numeric, 1_000, 1_000, 0.2, PAIRS, 2);
+    let (numeric_power, _, method) = rate(numeric, 1_000, 1_000, 0.2, PAIRS, 2);
     println!("power numeric 0.2σ shift, 1k × 1k, {method}: {numeric_power:.3}");
-    let (categorical_power, method) = rate(categorical, 1_000, 1_000, 0.10, PAIRS, 3);
+    let (categorical_power, _, method) = rate(categorical, 1_000, 1_000, 0.10, PAIRS, 3);
     println!("power categorical 10-point move, 1k × 1k, {method}: {categorical_power:.3}");
     assert!(numeric_power >= 0.9, "{numeric_power}");
     assert!(categorical_power >= 0.9, "{categorical_power}");

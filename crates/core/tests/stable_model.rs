@@ -8,7 +8,8 @@
 //! verdict steps its feature's drift state machine (default hysteresis).
 //!
 //! `cargo test -p driftwatch-core --release --test stable_model -- --ignored` runs the full 30
-//! days (43 200 judgements, 2.2 million tests); the default run covers one day (1 381 judgements).
+//! days (43 200 judgements, 2.2 million tests), at 30 and at 15 predictions a minute (900
+//! values per window: the p-value tests KS and χ²); the default runs cover one day each.
 #![allow(clippy::unwrap_used)]
 
 use driftwatch_core::monitor::{
@@ -21,7 +22,6 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 const MIN: i64 = 60_000;
-const PER_MINUTE: usize = 30;
 const NUMERIC: usize = 25;
 const CATEGORICAL: usize = 25;
 const CATEGORIES: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -45,9 +45,14 @@ fn category(rng: &mut SmallRng) -> &'static str {
 }
 
 /// One minute's signature bytes.
-fn bucket(rng: &mut SmallRng, names: &mut FeatureInterner, ids: &[String]) -> Vec<u8> {
+fn bucket(
+    rng: &mut SmallRng,
+    names: &mut FeatureInterner,
+    ids: &[String],
+    per_minute: usize,
+) -> Vec<u8> {
     let mut sig = SignatureSummary::new();
-    for _ in 0..PER_MINUTE {
+    for _ in 0..per_minute {
         for (i, name) in ids.iter().enumerate() {
             let id = names.intern(name).unwrap();
             if i < NUMERIC {
@@ -61,9 +66,9 @@ fn bucket(rng: &mut SmallRng, names: &mut FeatureInterner, ids: &[String]) -> Ve
     sig.to_bytes(names).unwrap()
 }
 
-/// Runs `days` of minutes after the reference hour; the drift events (transitions into WARNING
-/// or DRIFT) and the number of tests judged.
-fn run(days: i64, seed: u64) -> (Vec<(String, i64)>, usize) {
+/// Runs `days` of minutes after the reference hour at `per_minute` predictions a minute; the
+/// drift events (transitions into WARNING or DRIFT) and the number of tests judged.
+fn run(days: i64, seed: u64, per_minute: usize) -> (Vec<(String, i64)>, usize) {
     let cfg = FeatureDriftConfig {
         data_quality: false,
         prediction_drift: false,
@@ -79,7 +84,7 @@ fn run(days: i64, seed: u64) -> (Vec<(String, i64)>, usize) {
     let mut events = Vec::new();
     let mut tests = 0;
     for minute in 0..60 + days * 24 * 60 {
-        let bytes = bucket(&mut rng, &mut names, &ids);
+        let bytes = bucket(&mut rng, &mut names, &ids, per_minute);
         tracker.ingest(&bytes, minute * MIN, MIN).unwrap();
         for j in tracker.judge(&cfg) {
             tests += 1;
@@ -99,9 +104,18 @@ fn run(days: i64, seed: u64) -> (Vec<(String, i64)>, usize) {
 #[test]
 fn fifty_stable_features_raise_no_event_in_a_day() {
     let started = std::time::Instant::now();
-    let (events, tests) = run(1, 1);
+    let (events, tests) = run(1, 1, 30);
     println!("1 day: {tests} tests in {:?}", started.elapsed());
     // One judgement a minute from the minute the window clears the reference hour.
+    assert_eq!(tests, (24 * 60 - 60 + 1) * 50);
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn a_small_reference_model_raises_no_event_in_a_day() {
+    // 15 predictions a minute: 900 values per window and reference, so the defaults are the
+    // p-value tests (KS and χ²), with no minimum effect.
+    let (events, tests) = run(1, 3, 15);
     assert_eq!(tests, (24 * 60 - 60 + 1) * 50);
     assert!(events.is_empty(), "{events:?}");
 }
@@ -110,7 +124,19 @@ fn fifty_stable_features_raise_no_event_in_a_day() {
 #[ignore = "30 simulated days: run with --release -- --ignored"]
 fn fifty_stable_features_raise_no_event_in_thirty_days() {
     let started = std::time::Instant::now();
-    let (events, tests) = run(30, 2);
+    let (events, tests) = run(30, 2, 30);
     println!("30 days: {tests} tests in {:?}", started.elapsed());
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+#[ignore = "30 simulated days: run with --release -- --ignored"]
+fn a_small_reference_model_raises_no_event_in_thirty_days() {
+    let started = std::time::Instant::now();
+    let (events, tests) = run(30, 4, 15);
+    println!(
+        "30 days, 15 a minute: {tests} tests in {:?}",
+        started.elapsed()
+    );
     assert!(events.is_empty(), "{events:?}");
 }
