@@ -137,8 +137,6 @@ struct TrackerState {
     progress_ms: Option<TimestampMs>,
     last_judged_end: Option<TimestampMs>,
     appeared: BTreeSet<String>,
-    /// Absent from snapshots written before it existed.
-    #[serde(default)]
     drift_since: BTreeMap<String, TimestampMs>,
     decode_errors: u64,
 }
