@@ -39,11 +39,12 @@ pub struct FeatureDriftConfig {
     /// False-discovery rate of one judgement's drift tests (every feature's default test,
     /// `prediction` and `prediction_score`), controlled by Benjamini–Hochberg over their
     /// p-values. Default 0.01: judgements repeat every minute, and a DRIFT verdict must
-    /// moreover hold for a whole window of new data (see [`SignatureTracker::judge`]). On a stable model every test's p-value is uniform (or larger),
-    /// and BH then bounds the chance that a judgement flags *any* feature by this rate, however
-    /// many features the model has; with drift it keeps most of the power of testing each
-    /// feature alone (Holm would also bound that chance, at a larger cost in power when several
-    /// features drift together).
+    /// moreover hold for a whole window of new data (see
+    /// [`SignatureTracker::judge`](super::SignatureTracker::judge)). On a stable model every
+    /// test's p-value is uniform (or larger), and BH then bounds the chance that a judgement
+    /// flags *any* feature by this rate, however many features the model has; with drift it
+    /// keeps most of the power of testing each feature alone (Holm would also bound that
+    /// chance, at a larger cost in power when several features drift together).
     pub false_discovery_rate: f64,
 }
 

@@ -128,6 +128,10 @@ fn table(
 /// uncorrected test holds its level from 100 values on. Once a sketch purged, the statistic is
 /// scaled by n_e' / n_e (effective over actual harmonic size). Drifts when p <
 /// `settings.alpha`.
+///
+/// Sketch error: none while both frequent-items sketches are exact (`max_error` 0, fewer than
+/// 768 distinct values seen); after a purge each count is over-estimated by at most
+/// `max_error` (≤ 0.34 % of the stream), taken into account by the effective sizes.
 pub fn chi_square(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
@@ -171,7 +175,8 @@ pub fn chi_square_of(reference: &[f64], observed: &[f64]) -> (f64, f64) {
 }
 
 /// Jensen–Shannon distance (base 2) between the pooled category proportions; drifts at
-/// max(`settings.jensen_shannon`, its null quantile).
+/// max(`settings.jensen_shannon`, its null quantile). Sketch error: as for [`chi_square`];
+/// each proportion within `max_error / n` of the stream's.
 pub fn jensen_shannon_categorical(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
@@ -191,7 +196,7 @@ pub fn jensen_shannon_categorical(
 }
 
 /// Hellinger distance between the pooled category proportions; drifts at
-/// max(`settings.hellinger`, its null quantile).
+/// max(`settings.hellinger`, its null quantile). Sketch error: as for [`chi_square`].
 pub fn hellinger(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
