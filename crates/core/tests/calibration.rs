@@ -11,6 +11,8 @@
 //! - where the test is a p-value test on exact data (KS with both samples ≤ 256 values; χ²
 //!   always, its counts being exact below 768 categories), the rate is also above the band's
 //!   lower end: the test is not needlessly conservative;
+//! - the non-default distances (PSI, numeric Jensen–Shannon, Hellinger): p < α at most as often
+//!   as the band's upper end, at four size pairs;
 //! - power at 1k × 1k: a 0.2 σ mean shift (numeric) and a 10-point move of the first
 //!   category's share to the second (categorical) are found in ≥ 90 % of pairs.
 //!
@@ -24,7 +26,7 @@
 //! table quoted in docs/STATISTICS.md.
 #![allow(clippy::unwrap_used)]
 
-use driftwatch_core::summary::drift::{self, DriftResult};
+use driftwatch_core::summary::drift::{self, DriftResult, DriftSettings};
 use driftwatch_core::summary::FeatureSummary;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -165,4 +167,70 @@ fn power_at_one_thousand() {
     println!("power categorical 10-point move, 1k × 1k, {method}: {categorical_power:.3}");
     assert!(numeric_power >= 0.9, "{numeric_power}");
     assert!(categorical_power >= 0.9, "{categorical_power}");
+}
+
+/// Rate of p < α of a non-default test over `PAIRS` pairs of one distribution.
+fn p_rate(
+    make: Make,
+    n: usize,
+    m: usize,
+    test: &dyn Fn(&FeatureSummary, &FeatureSummary) -> f64,
+) -> f64 {
+    let mut rng = SmallRng::seed_from_u64(5 ^ (n as u64) << 20 ^ (m as u64) << 40);
+    let hits = (0..PAIRS)
+        .filter(|_| {
+            let (r, c) = (make(&mut rng, n, 0.0), make(&mut rng, m, 0.0));
+            test(&r, &c) < ALPHA
+        })
+        .count();
+    hits as f64 / PAIRS as f64
+}
+
+#[test]
+fn other_distances_null_distributions_hold_alpha() {
+    let set = DriftSettings::default();
+    let (_, hi) = band(ALPHA, PAIRS);
+    let mut table = String::new();
+    for (n, m) in [(100, 100), (1_000, 100), (1_000, 1_000), (10_000, 1_000)] {
+        let num = |r: &FeatureSummary, c: &FeatureSummary| {
+            (r.numeric().unwrap().clone(), c.numeric().unwrap().clone())
+        };
+        let cat = |r: &FeatureSummary, c: &FeatureSummary| {
+            (
+                r.categorical().unwrap().clone(),
+                c.categorical().unwrap().clone(),
+            )
+        };
+        let rates = [
+            (
+                "psi",
+                p_rate(numeric, n, m, &|r, c| {
+                    let (r, c) = num(r, c);
+                    drift::psi(&r, &c, &set).unwrap().p_value.unwrap()
+                }),
+            ),
+            (
+                "jensen_shannon (numeric)",
+                p_rate(numeric, n, m, &|r, c| {
+                    let (r, c) = num(r, c);
+                    drift::jensen_shannon(&r, &c, &set)
+                        .unwrap()
+                        .p_value
+                        .unwrap()
+                }),
+            ),
+            (
+                "hellinger",
+                p_rate(categorical, n, m, &|r, c| {
+                    let (r, c) = cat(r, c);
+                    drift::hellinger(&r, &c, &set).unwrap().p_value.unwrap()
+                }),
+            ),
+        ];
+        for (name, rate) in rates {
+            table.push_str(&format!("| {name} | {n} | {m} | {rate:.3} |\n"));
+            assert!(rate <= hi, "{name} {n}×{m}: p < α in {rate}, above {hi}");
+        }
+    }
+    println!("| test | reference | current | p < 0.05 |\n|---|---|---|---|\n{table}");
 }
