@@ -5,7 +5,10 @@
 //! - a whole prediction into a `SignatureSummary`: 12 numeric + 8 categorical features by
 //!   interned id plus the output (label, score);
 //! - merging two 10k-prediction signatures, and encoding / decoding one (the size of a
-//!   1-minute bucket of 10k predictions is printed).
+//!   1-minute bucket of 10k predictions is printed);
+//! - one feature judgement: `drift::default_test` of a numeric feature (normed Wasserstein with
+//!   its calibrated threshold; KS with its exact p-value at 1 000 values) and a categorical one
+//!   (Jensen–Shannon; χ²), the monitor's cost per feature per evaluation.
 //!
 //! Run: `cargo bench -p driftwatch-core --bench summary`
 
@@ -15,9 +18,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use datasketches::kll::{KllFloat, KllSketch};
-use driftwatch_core::summary::KLL_K;
+use driftwatch_core::summary::{drift, KLL_K};
 use driftwatch_core::summary::{
-    CategoricalSummary, FeatureId, FeatureInterner, NumericSummary, SignatureSummary,
+    CategoricalSummary, FeatureId, FeatureInterner, FeatureSummary, NumericSummary,
+    SignatureSummary,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -191,6 +195,38 @@ fn bench(c: &mut Criterion) {
         let mut interner = FeatureInterner::new();
         b.iter(|| black_box(SignatureSummary::from_bytes(&bytes, &mut interner).unwrap()))
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("drift");
+    let feature = |xs: &[f64]| {
+        let mut f = FeatureSummary::default();
+        for &x in xs {
+            f.update_number(x);
+        }
+        f.flush();
+        f
+    };
+    let category = |n: usize, offset: usize| {
+        let mut f = FeatureSummary::default();
+        for i in 0..n {
+            f.update_category(w.categories[(i + offset) % w.categories.len()]);
+        }
+        f.flush();
+        f
+    };
+    for n in [1_000usize, 10_000, 100_000] {
+        let r = feature(&w.numbers[..n.min(w.numbers.len())]);
+        let c = feature(&normals(&mut SmallRng::seed_from_u64(n as u64), n));
+        let method = drift::default_test(&r, &c).unwrap().method.as_str();
+        group.bench_function(format!("default_test_numeric_{n}_{method}"), |b| {
+            b.iter(|| black_box(drift::default_test(&r, &c).unwrap()))
+        });
+        let (r, c) = (category(n, 0), category(n, 7));
+        let method = drift::default_test(&r, &c).unwrap().method.as_str();
+        group.bench_function(format!("default_test_categorical_{n}_{method}"), |b| {
+            b.iter(|| black_box(drift::default_test(&r, &c).unwrap()))
+        });
+    }
     group.finish();
 }
 

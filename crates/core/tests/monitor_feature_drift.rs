@@ -27,8 +27,9 @@ const MIN: i64 = 60_000;
 const HOURS: i64 = 4;
 const CHANGE_MS: i64 = 2 * 60 * MIN;
 /// Enough shifted traffic for the 1 h window's normed Wasserstein distance to reach 0.1
-/// (~6 min of a 1 σ shift), two evaluations 5 min apart, and margin.
-const MAX_DELAY_MS: i64 = 30 * MIN;
+/// (~6 min of a 1 σ shift), a whole window (1 h) of drifting verdicts before a feature's
+/// DRIFT verdict stands, two evaluations 5 min apart, and margin.
+const MAX_DELAY_MS: i64 = 90 * MIN;
 const COUNTRIES: [(&str, f64); 4] = [("FR", 0.4), ("DE", 0.3), ("ES", 0.2), ("IT", 0.1)];
 const SEGMENTS: [&str; 3] = ["retail", "sme", "corporate"];
 

@@ -225,6 +225,8 @@ mod tests {
                 statistic: if drifted { 0.5 } else { 0.01 },
                 p_value: None,
                 threshold: 0.1,
+                min_effect: Some(0.1),
+                alpha: 0.05,
                 drifted,
             },
             reference: FeatureSummary::default(),

@@ -283,6 +283,16 @@ impl ModelConfig {
             "accuracy_drop.min_coverage",
             &|| format!("{} must be in [0, 1]", a.min_coverage),
         )?;
+        check(
+            a.baseline_confidence >= 0.5 && a.baseline_confidence < 1.0,
+            "accuracy_drop.baseline_confidence",
+            &|| format!("{} must be in [0.5, 1)", a.baseline_confidence),
+        )?;
+        check(
+            a.hold_ratio > 0.0 && a.hold_ratio <= 1.0,
+            "accuracy_drop.hold_ratio",
+            &|| format!("{} must be in (0, 1]", a.hold_ratio),
+        )?;
 
         let detector = |field: &str, r: Result<(), crate::detect::ConfigError>| {
             r.map_err(|e| err(field, e.to_string()))

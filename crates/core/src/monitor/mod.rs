@@ -439,8 +439,18 @@ impl Monitor {
                     );
                     let current = views.last().map(|w| w.end);
                     for view in views {
-                        let verdict =
-                            detectors::judge_accuracy_drop(&cfg.accuracy_drop, &v.baseline, &view);
+                        let held = v
+                            .machines
+                            .get(&(detectors::ACCURACY_DROP.to_owned(), None))
+                            .is_some_and(|m| {
+                                matches!(m.state, DriftState::Warning | DriftState::Drift)
+                            });
+                        let verdict = detectors::judge_accuracy_drop(
+                            &cfg.accuracy_drop,
+                            &v.baseline,
+                            &view,
+                            held,
+                        );
                         // Each end is considered once, except the current one while it abstains
                         // (labels may still reach it before the window moves on).
                         if verdict.is_some() || Some(view.end) != current {

@@ -253,3 +253,49 @@ fn a_burst_is_judged_window_by_window() {
     assert_eq!(causes(&burst_out), causes(&live_out));
     assert_eq!(causes(&cold_out), causes(&live_out));
 }
+
+/// A stable classifier (90 % accurate, 30 outcomes a minute: 1 800 per one-hour window),
+/// baseline learned from its first 1 000 outcomes, evaluated every minute for `days`; then,
+/// with `drop_to`, accuracy falls for six hours. The accuracy-drop events.
+fn accuracy_run(seed: u64, days: i64, drop_to: Option<f64>) -> (Vec<DriftEvent>, i64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut m = Monitor::new(config()).unwrap();
+    let stable = days * 24 * 60;
+    let end = stable + drop_to.map_or(0, |_| 6 * 60);
+    let mut events = Vec::new();
+    for t in 0..end {
+        let p = if t < stable {
+            0.9
+        } else {
+            drop_to.unwrap_or(0.9)
+        };
+        let right = (0..30).filter(|_| rng.gen_bool(p)).count() as u64;
+        m.ingest(&partial("m", t, t as u64, right, 30 - right))
+            .unwrap();
+        let out = m.evaluate((t + 1) * MIN);
+        events.extend(
+            out.drift_events
+                .into_iter()
+                .filter(|e| e.detector == "accuracy_drop"),
+        );
+    }
+    (events, stable * MIN)
+}
+
+#[test]
+fn stable_accuracy_does_not_flap_and_a_drop_is_still_found() {
+    // Ten baselines (seeds) × three days of one-minute evaluations: 43 200 windows judged.
+    for seed in 0..10 {
+        let (events, _) = accuracy_run(seed, 3, None);
+        assert!(events.is_empty(), "seed {seed}: {events:?}");
+    }
+    // A 10-point drop after a day: DRIFT within the hour that follows.
+    let (events, change) = accuracy_run(42, 1, Some(0.8));
+    let drift = events
+        .iter()
+        .find(|e| e.state == DriftState::Drift)
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(drift.window_end > change && drift.window_end <= change + 60 * MIN);
+    assert!(events.iter().all(|e| e.window_end > change), "{events:?}");
+}
