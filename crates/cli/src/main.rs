@@ -50,12 +50,14 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a pipeline stage.
+    /// Run the pipeline: both stages, or one of them.
     ///
-    /// Example: driftwatch run --role join -c deploy/driftwatch.example.toml
+    /// Example: driftwatch run -c deploy/driftwatch.example.toml
     Run {
-        /// Which stage to run.
-        #[arg(long, value_enum, default_value_t = Role::Join)]
+        /// Which stage to run. Default `all`: the join alone publishes no drift or retrain
+        /// event, so a first run with one role would show none; deployments that scale the
+        /// stages apart name theirs.
+        #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
     /// Validate the configuration and the topics it names against the broker; print the plan.

@@ -83,6 +83,15 @@ fn every_subcommand_has_help() {
     assert!(seen >= 4, "only {seen} commands found");
 }
 
+/// A first `driftwatch run` runs both stages: the join alone would never show a drift or
+/// retrain event.
+#[test]
+fn run_runs_both_stages_unless_told_otherwise() {
+    let out = driftwatch().args(["run", "--help"]).output().unwrap();
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("[default: all]"), "{stdout}");
+}
+
 #[test]
 fn version_is_printed() {
     let out = driftwatch().arg("--version").output().unwrap();
