@@ -429,7 +429,22 @@ impl JoinStage {
         e: KafkaError,
         paused: &mut HashSet<(Input, i32)>,
     ) -> Result<()> {
-        if is_fatal(&e) {
+        let mut fatal = is_fatal(&e);
+        if !fatal {
+            warn!(error = %e, "transaction failed: aborting and restoring the committed state");
+            match abort_transaction(&self.producer.get(), &self.state, eos) {
+                Ok(()) => {}
+                // The abort itself can leave the producer unusable (seen after a broker
+                // restart: INVALID_TXN_STATE on ending the transaction): replace it as when
+                // fenced, instead of ending the stage.
+                Err(a) if is_fatal(&a) => {
+                    warn!(error = %a, "abort failed fatally");
+                    fatal = true;
+                }
+                Err(a) => return Err(a.into()),
+            }
+        }
+        if fatal {
             if !eos.reincarnations.allow() {
                 error!(error = %e, limit = Reincarnations::MAX, "fatal transaction error again: stopping the join stage");
                 return Err(e.into());
@@ -440,9 +455,6 @@ impl JoinStage {
                 eos.timeout.max(Duration::from_secs(30)),
             )?;
             discard_transaction(&self.state);
-        } else {
-            warn!(error = %e, "transaction failed: aborting and restoring the committed state");
-            abort_transaction(&self.producer.get(), &self.state, eos)?;
         }
         let assigned = {
             let mut state = lock(&self.state);
@@ -755,7 +767,7 @@ fn abort_transaction(
     producer: &FutureProducer,
     state: &Mutex<StageState>,
     eos: &ExactlyOnce,
-) -> Result<()> {
+) -> KafkaResult {
     discard_transaction(state);
     retrying("abort", || producer.abort_transaction(eos.timeout))?;
     producer.begin_transaction()?;

@@ -789,24 +789,36 @@ impl MonitorStage {
             return Ok(());
         };
         lock(&self.stats).transactions_aborted += 1;
-        if is_fatal(&e) {
-            if !self.reincarnations.allow() {
-                error!(error = %e, limit = Reincarnations::MAX, "fatal transaction error again: stopping the monitor stage");
-                return Err(e.into());
-            }
-            warn!(error = %e, "monitor producer fenced: opening a new incarnation; the output goes out with the next transaction");
-            return blocking(|| -> Result<()> {
-                self.producer
-                    .reincarnate(&self.producer_config, timeout.max(Duration::from_secs(30)))?;
-                rewind_to_committed(&self.consumer, timeout)?;
+        let e = if is_fatal(&e) {
+            e
+        } else {
+            warn!(error = %e, "monitor transaction failed: aborting; its output goes out with the next one");
+            let aborted = blocking(|| -> std::result::Result<(), KafkaError> {
+                let producer = self.producer.get();
+                retrying("monitor", || producer.abort_transaction(timeout))?;
+                producer.begin_transaction()?;
                 Ok(())
             });
+            match aborted {
+                Ok(()) => {
+                    return blocking(|| -> Result<()> {
+                        rewind_to_committed(&self.consumer, timeout)?;
+                        Ok(())
+                    });
+                }
+                // The abort itself can leave the producer unusable: replace it as when fenced.
+                Err(a) if is_fatal(&a) => a,
+                Err(a) => return Err(a.into()),
+            }
+        };
+        if !self.reincarnations.allow() {
+            error!(error = %e, limit = Reincarnations::MAX, "fatal transaction error again: stopping the monitor stage");
+            return Err(e.into());
         }
-        warn!(error = %e, "monitor transaction failed: aborting; its output goes out with the next one");
+        warn!(error = %e, "monitor producer fenced: opening a new incarnation; the output goes out with the next transaction");
         blocking(|| -> Result<()> {
-            let producer = self.producer.get();
-            retrying("monitor", || producer.abort_transaction(timeout))?;
-            producer.begin_transaction()?;
+            self.producer
+                .reincarnate(&self.producer_config, timeout.max(Duration::from_secs(30)))?;
             rewind_to_committed(&self.consumer, timeout)?;
             Ok(())
         })
