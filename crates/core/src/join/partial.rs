@@ -231,22 +231,6 @@ impl PartialAggregator {
 
     /// Adds one join event.
     pub fn fold(&mut self, event: &JoinEvent) {
-        let made_at = match event {
-            JoinEvent::Matched(o) => o.prediction_time.max(o.label_time),
-            JoinEvent::Received {
-                prediction_time, ..
-            }
-            | JoinEvent::ExpiredUnlabeled {
-                prediction_time, ..
-            }
-            | JoinEvent::DuplicatePrediction {
-                prediction_time, ..
-            } => *prediction_time,
-            JoinEvent::Orphan { label_time, .. }
-            | JoinEvent::DuplicateLabel { label_time, .. }
-            | JoinEvent::LateLabel { label_time, .. } => *label_time,
-            JoinEvent::Rejected { time, .. } => *time,
-        };
         let time = match event {
             JoinEvent::Matched(o) => o.prediction_time,
             JoinEvent::Received {
@@ -262,6 +246,12 @@ impl PartialAggregator {
             | JoinEvent::DuplicateLabel { label_time, .. }
             | JoinEvent::LateLabel { label_time, .. } => *label_time,
             JoinEvent::Rejected { time, .. } => *time,
+        };
+        // When the change happened: a match once both records were in, anything else at the
+        // time it is bucketed by.
+        let made_at = match event {
+            JoinEvent::Matched(o) => o.prediction_time.max(o.label_time),
+            _ => time,
         };
         let key = (
             event.model(),
