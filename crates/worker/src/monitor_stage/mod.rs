@@ -46,10 +46,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use driftwatch_codec::{from_avro, to_avro, to_json, AvroRecord, JsonRecord};
-use driftwatch_core::monitor::{
-    snapshot, EpochQueue, JoinClock, Monitor, MonitorOutput, Placement, PolicyState,
-};
-use driftwatch_core::{DriftEvent, ModelMetrics, ModelPartial, ModelReference, RetrainEvent};
+use driftwatch_core::monitor::{snapshot, Monitor, MonitorOutput, PolicyState};
+use driftwatch_core::{DriftEvent, ModelMetrics, ModelReference, RetrainEvent};
 use std::collections::{BTreeMap, BTreeSet};
 
 use rdkafka::consumer::{
@@ -57,15 +55,18 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, TopicPartitionList};
 use tracing::{debug, error, info, warn};
+
+mod epochs;
+
+use epochs::PartitionClock;
 
 use crate::changelog::{ensure_changelog, ChangelogReader};
 use crate::clients::{
     consumer_config, member_config, producer_config, transactional_producer_config,
 };
 use crate::error::{Result, WorkerError};
-use crate::join_progress::{is_progress, JoinProgress};
 use crate::settings::{OutputFormat, Settings};
 use crate::transactions::{
     blocking, is_fatal, retrying, rewind_to_committed, send_waiting, ProducerSlot, Reincarnations,
@@ -192,29 +193,6 @@ pub struct MonitorStage {
     assigned: BTreeSet<i32>,
     /// Encoded output of evaluations whose transaction has not committed yet.
     unpublished: Vec<OutputRecord>,
-}
-
-/// The event time of one partials partition and the partials waiting for it. Join tasks write
-/// their progress records to every partition after their partials, so a partition's clock
-/// never passes a partial still unread on that partition (a clock shared by partitions read
-/// at different speeds would).
-struct PartitionClock {
-    clock: JoinClock,
-    /// Partials read but not applied yet, by offset: offsets committed stay at or before the
-    /// oldest of them, so a successor reads them again.
-    waiting: EpochQueue<i64>,
-    /// The clock's time when this partition's models were last advanced to it.
-    advanced: i64,
-}
-
-impl Default for PartitionClock {
-    fn default() -> Self {
-        PartitionClock {
-            clock: JoinClock::new(),
-            waiting: EpochQueue::new(),
-            advanced: i64::MIN,
-        }
-    }
 }
 
 /// One encoded output record.
@@ -388,7 +366,7 @@ impl MonitorStage {
                     self.apply_rebalances()?;
                     self.apply_ready_epochs();
                     let mut out = std::mem::take(&mut self.pending);
-                    let judged = self.clocks.values().map(|c| c.waiting.handed_out()).max();
+                    let judged = self.clocks.values().map(PartitionClock::judged_through).max();
                     if let Some(now) = judged.filter(|&t| t > i64::MIN) {
                         if last_metrics.elapsed() >= metrics_every {
                             last_metrics = Instant::now();
@@ -432,160 +410,6 @@ impl MonitorStage {
         self.consumer.unsubscribe();
         let _ = self.producer.get().flush(Duration::from_secs(10));
         Ok(())
-    }
-
-    /// Takes one record of the partials topic: a join progress record moves the clock, a
-    /// partial waits for its epoch.
-    fn read(&mut self, msg: &rdkafka::message::OwnedMessage) {
-        if is_progress(msg.headers()) {
-            match msg.payload().map(JoinProgress::decode) {
-                Some(Ok(p)) => {
-                    let clock = &mut self.clocks.entry(msg.partition()).or_default().clock;
-                    for (source, watermark) in p.watermarks {
-                        clock.observe(p.tasks, source, watermark);
-                    }
-                }
-                _ => {
-                    lock(&self.stats).bad_partials += 1;
-                    warn!(
-                        offset = msg.offset(),
-                        "undecodable join progress record skipped"
-                    );
-                }
-            }
-            return;
-        }
-        match msg.payload().map(from_avro::<ModelPartial>) {
-            Some(Ok(p)) => {
-                self.model_partition
-                    .insert(p.model_id.clone(), msg.partition());
-                self.clocks
-                    .entry(msg.partition())
-                    .or_default()
-                    .waiting
-                    .push(msg.offset(), p);
-            }
-            Some(Err(e)) => {
-                lock(&self.stats).bad_partials += 1;
-                warn!(error = %e, offset = msg.offset(), "undecodable partial skipped");
-            }
-            None => lock(&self.stats).bad_partials += 1,
-        }
-    }
-
-    /// Applies, per partition, every epoch its clock has passed, oldest first, each judged at
-    /// its end (see `driftwatch_core::monitor::clock`); the output waits for the next
-    /// transaction or publication.
-    fn apply_ready_epochs(&mut self) {
-        let partitions: Vec<i32> = self.clocks.keys().copied().collect();
-        for partition in partitions {
-            self.apply_ready_epochs_of(partition);
-        }
-        let time = self
-            .assigned
-            .iter()
-            .map(|p| self.clocks.get(p).and_then(|c| c.clock.time()))
-            .min()
-            .flatten();
-        if let Some(t) = time {
-            lock(&self.stats).progress_ms = t;
-        }
-    }
-
-    fn apply_ready_epochs_of(&mut self, partition: i32) {
-        loop {
-            let Some(c) = self.clocks.get_mut(&partition) else {
-                return;
-            };
-            let time = c.clock.time().unwrap_or(i64::MIN);
-            let Some(epoch) = c.waiting.pop_ready(time) else {
-                // Every epoch before `time` is applied: the partition's models mature to it.
-                if time > c.advanced {
-                    c.advanced = time;
-                    let models: Vec<&str> = self
-                        .model_partition
-                        .iter()
-                        .filter(|(_, p)| **p == partition)
-                        .map(|(m, _)| m.as_str())
-                        .collect();
-                    let out = self.monitor.advance(models, time);
-                    self.pending.drift_events.extend(out.drift_events);
-                    self.pending.retrain_events.extend(out.retrain_events);
-                }
-                return;
-            };
-            let (mut merged, mut bad_signatures) = (0u64, 0u64);
-            let monitor = &mut self.monitor;
-            let before: BTreeMap<(String, String), u64> = epoch
-                .partials
-                .iter()
-                .map(|(_, p)| {
-                    let errors = monitor
-                        .signatures(&p.model_id, &p.model_version)
-                        .map_or(0, |s| s.decode_errors());
-                    ((p.model_id.clone(), p.model_version.clone()), errors)
-                })
-                .collect();
-            let out = monitor.apply_epoch(
-                epoch.partials.iter().map(|(_, p)| p),
-                epoch.end,
-                |p, placement| match placement {
-                    Ok(Placement::Merged) => merged += 1,
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, model = %p.model_id, "partial not merged"),
-                },
-            );
-            for ((model, version), errors) in before {
-                let now = self
-                    .monitor
-                    .signatures(&model, &version)
-                    .map_or(0, |s| s.decode_errors());
-                if now > errors {
-                    warn!(model = %model, "undecodable signature skipped");
-                    bad_signatures += now - errors;
-                }
-            }
-            {
-                let mut stats = lock(&self.stats);
-                stats.partials += epoch.partials.len() as u64;
-                stats.bad_signatures += bad_signatures;
-            }
-            debug!(
-                end = epoch.end,
-                partials = epoch.partials.len(),
-                merged,
-                "epoch applied"
-            );
-            let MonitorOutput {
-                drift_events,
-                retrain_events,
-                metrics,
-            } = out;
-            self.pending.drift_events.extend(drift_events);
-            self.pending.retrain_events.extend(retrain_events);
-            self.pending.metrics.extend(metrics);
-        }
-    }
-
-    /// Per assigned partials partition: the offset to commit, at or before the oldest partial
-    /// still waiting for its epoch.
-    fn offsets_to_commit(&self) -> TopicPartitionList {
-        let mut next = self.positions.clone();
-        for (partition, c) in &self.clocks {
-            if let (Some(n), Some(oldest)) = (next.get_mut(partition), c.waiting.tags().min()) {
-                *n = (*n).min(*oldest);
-            }
-        }
-        let topic = &self.settings.topics.model_partials;
-        let mut offsets = TopicPartitionList::new();
-        for (p, n) in next {
-            if self.assigned.contains(&p) {
-                if let Err(e) = offsets.add_partition_offset(topic, p, Offset::Offset(n)) {
-                    debug!(error = %e, "offset");
-                }
-            }
-        }
-        offsets
     }
 
     /// Applies the rebalances the consumer's context queued: revoked partitions' models are
