@@ -123,14 +123,6 @@ fn run_task(w: &Workload) -> u64 {
         }
         task.poll(slice_end, &mut sink);
     }
-    if std::env::var_os("JOIN_BENCH_DEBUG").is_some() {
-        eprintln!(
-            "before drain: wm {} len {} queued {:?}",
-            task.watermark(),
-            task.buffer().len(),
-            task.queued()
-        );
-    }
     task.drain(&mut sink);
     emitted
 }

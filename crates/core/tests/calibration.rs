@@ -117,6 +117,11 @@ fn band(p: f64, n: usize) -> (f64, f64) {
     (p - half, p + half)
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "prints how long the run took; nothing asserts it"
+)]
 fn fpr_table(kind: &str, make: Make, exact_p_test: &dyn Fn(&str, usize, usize) -> bool) {
     let (lo, hi) = band(ALPHA, PAIRS);
     let started = std::time::Instant::now();

@@ -40,6 +40,10 @@ struct Case {
     documented_drifts: Option<Vec<usize>>,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "reference vectors are files written by another tool; the core under test reads none"
+)]
 fn fixture<T: for<'de> Deserialize<'de>>(name: &str) -> T {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/river")

@@ -102,6 +102,11 @@ fn run(days: i64, seed: u64, per_minute: usize) -> (Vec<(String, i64)>, usize) {
 }
 
 #[test]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "prints how long the run took; nothing asserts it"
+)]
 fn fifty_stable_features_raise_no_event_in_a_day() {
     let started = std::time::Instant::now();
     let (events, tests) = run(1, 1, 30);
@@ -122,6 +127,11 @@ fn a_small_reference_model_raises_no_event_in_a_day() {
 
 #[test]
 #[ignore = "30 simulated days: run with --release -- --ignored"]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "prints how long the run took; nothing asserts it"
+)]
 fn fifty_stable_features_raise_no_event_in_thirty_days() {
     let started = std::time::Instant::now();
     let (events, tests) = run(30, 2, 30);
@@ -131,6 +141,11 @@ fn fifty_stable_features_raise_no_event_in_thirty_days() {
 
 #[test]
 #[ignore = "30 simulated days: run with --release -- --ignored"]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "prints how long the run took; nothing asserts it"
+)]
 fn a_small_reference_model_raises_no_event_in_thirty_days() {
     let started = std::time::Instant::now();
     let (events, tests) = run(30, 4, 15);
