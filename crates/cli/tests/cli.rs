@@ -168,6 +168,75 @@ fn example_config_is_valid_offline() {
 }
 
 #[test]
+fn a_wrong_duration_exits_2_naming_its_key() {
+    let f = temp_file(
+        "duration.toml",
+        "[monitor.detection.default]\nmaturity = \"15x\"\n",
+    );
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("monitor.detection.default.maturity") && stderr.contains("`15x`"),
+        "{stderr}"
+    );
+    let out = driftwatch()
+        .args(["check-config", "--offline"])
+        .env(
+            "DRIFTWATCH__MONITOR__DETECTION__DEFAULT__ADWIN__HOLD",
+            "30 mn",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("monitor.detection.default.adwin.hold"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn durations_in_the_former_millisecond_keys_still_load() {
+    // A file written before the detection durations became humantime text.
+    let f = temp_file(
+        "former.toml",
+        "[monitor.detection.default]\nmaturity_ms = 900000\n\
+         [monitor.detection.default.baseline]\nwarmup_ms = 0\n\
+         [monitor.detection.default.adwin]\nhold_ms = 1800000\n\
+         [monitor.detection.default.policy]\ncooldown_ms = 86400000\n\
+         [monitor.detection.models.fraud]\nmaturity = \"1h 30m\"\n",
+    );
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(&f)
+        .env(
+            "DRIFTWATCH__MONITOR__DETECTION__DEFAULT__PAGE_HINKLEY__HOLD_MS",
+            "600000",
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // Whole milliseconds from the environment are still read as such (and validated).
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(&f)
+        .env("DRIFTWATCH__MONITOR__DETECTION__DEFAULT__MATURITY_MS", "-1")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("maturity: -1 ms must be >= 0"), "{stderr}");
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let out = driftwatch()
         .args(["check-config", "--offline", "-c"])

@@ -25,9 +25,14 @@ pub struct BaselineConfig {
     /// be about 1 point at 90 % accuracy, so the z-test is limited by the window, not the
     /// baseline.
     pub samples: u64,
-    /// Event time skipped after the version's first matured bucket before learning starts.
-    /// Default 0: a new version is assumed healthy from its first prediction; set it when
-    /// traffic ramps up (canary) or caches warm up.
+    /// `warmup` (formerly `warmup_ms`): event time skipped after the version's first matured
+    /// bucket before learning starts. Default `0s`: a new version is assumed healthy from its
+    /// first prediction; set it when traffic ramps up (canary) or caches warm up.
+    #[serde(
+        rename = "warmup",
+        alias = "warmup_ms",
+        with = "crate::monitor::duration::warmup"
+    )]
     pub warmup_ms: i64,
 }
 

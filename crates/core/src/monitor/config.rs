@@ -2,12 +2,18 @@
 //!
 //! Every struct rejects unknown fields (a misspelt threshold must fail loudly, not silently
 //! fall back to its default) and fills missing ones with documented defaults. An override
-//! replaces whole sections of the default profile (`windows`, `maturity_ms`, `baseline`,
+//! replaces whole sections of the default profile (`windows`, `maturity`, `baseline`,
 //! `accuracy_drop`, `adwin`, `page_hinkley`, `ddm`, `feature_drift`, `hysteresis`, `policy`);
 //! fields missing inside an overriding section take the built-in defaults, not the profile's.
 //!
+//! Every duration is humantime text, as in the worker's settings (`500ms`, `90s`, `15m`,
+//! `24h`, `1h 30m`, `7days`; see [`duration`](super::duration)). The settings that held
+//! milliseconds (`maturity_ms`, `warmup_ms`, `hold_ms`, `cooldown_ms`) are now `maturity`,
+//! `warmup`, `hold` and `cooldown`; the old names and bare integers of milliseconds are still
+//! read, so older files load unchanged. In Rust the values stay milliseconds (`maturity_ms`…).
+//!
 //! ```json
-//! { "default": { "windows": ["15m", "1h", "24h"], "maturity_ms": 900000 },
+//! { "default": { "windows": ["15m", "1h", "24h"], "maturity": "15m" },
 //!   "models": { "fraud": { "policy": { "dry_run": true } } } }
 //! ```
 
@@ -21,6 +27,7 @@ use super::baseline::BaselineConfig;
 use super::detectors::{
     AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM, PAGE_HINKLEY,
 };
+use super::duration::{self, parse_duration_ms};
 use super::features::FeatureDriftConfig;
 use super::policy::{PolicyConfig, TriggerMode};
 use super::state::Hysteresis;
@@ -40,13 +47,19 @@ pub struct ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Sliding windows by length, `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`; the
-    /// text is also the window's name. Default `15m`, `1h`, `24h`: a fast signal, the judged
-    /// window, and a daily view for dashboards.
+    /// Sliding windows by length, as durations (`15m`, `1h 30m`, `2d`); the text is also the
+    /// window's name, so `60m` and `1h` are two windows. Default `15m`, `1h`, `24h`: a fast
+    /// signal, the judged window, and a daily view for dashboards.
     pub windows: Vec<String>,
-    /// Buckets younger than this are left out of windows and not yet fed to stream detectors.
-    /// Default 15 min: set it near the 95th percentile of label delay; shorter judges buckets
-    /// on their quickest labels only, longer delays detection by as much.
+    /// `maturity` (formerly `maturity_ms`): buckets younger than this are left out of windows
+    /// and not yet fed to stream detectors. Default `15m`: set it near the 95th percentile of
+    /// label delay; shorter judges buckets on their quickest labels only, longer delays
+    /// detection by as much.
+    #[serde(
+        rename = "maturity",
+        alias = "maturity_ms",
+        with = "duration::maturity"
+    )]
     pub maturity_ms: i64,
     pub baseline: BaselineConfig,
     pub accuracy_drop: AccuracyDropConfig,
@@ -85,6 +98,11 @@ impl Default for ModelConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelOverride {
     pub windows: Option<Vec<String>>,
+    #[serde(
+        rename = "maturity",
+        alias = "maturity_ms",
+        with = "duration::maturity_override"
+    )]
     pub maturity_ms: Option<i64>,
     pub baseline: Option<BaselineConfig>,
     pub accuracy_drop: Option<AccuracyDropConfig>,
@@ -160,30 +178,13 @@ impl MonitorConfig {
     }
 }
 
-/// Parses a duration such as `15m`, `1h`, `500ms`, `2d` into milliseconds.
-pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().ok()?;
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(scale)
-}
-
 impl ModelConfig {
     /// The windows with their lengths (call [`validate`](Self::validate) first for messages).
     pub fn window_specs(&self) -> Vec<WindowSpec> {
         self.windows
             .iter()
             .filter_map(|w| {
-                parse_duration_ms(w).map(|length_ms| WindowSpec {
+                parse_duration_ms(w).ok().map(|length_ms| WindowSpec {
                     name: w.clone(),
                     length_ms,
                 })
@@ -223,27 +224,23 @@ impl ModelConfig {
         let mut seen = Vec::new();
         for w in &self.windows {
             match parse_duration_ms(w) {
-                Some(ms) if ms > 0 => {}
-                _ => {
-                    return Err(err(
-                        "windows",
-                        format!("`{w}` is not a positive duration like `15m`, `1h`, `24h`"),
-                    ))
-                }
+                Ok(ms) if ms > 0 => {}
+                Ok(_) => return Err(err("windows", format!("`{w}` must be longer than 0"))),
+                Err(e) => return Err(err("windows", e.to_string())),
             }
             check(!seen.contains(&w), "windows", &|| {
                 format!("`{w}` is listed twice")
             })?;
             seen.push(w);
         }
-        check(self.maturity_ms >= 0, "maturity_ms", &|| {
-            format!("{} must be >= 0", self.maturity_ms)
+        check(self.maturity_ms >= 0, "maturity", &|| {
+            format!("{} ms must be >= 0", self.maturity_ms)
         })?;
         check(self.baseline.samples >= 1, "baseline.samples", &|| {
             "must be at least 1".into()
         })?;
-        check(self.baseline.warmup_ms >= 0, "baseline.warmup_ms", &|| {
-            format!("{} must be >= 0", self.baseline.warmup_ms)
+        check(self.baseline.warmup_ms >= 0, "baseline.warmup", &|| {
+            format!("{} ms must be >= 0", self.baseline.warmup_ms)
         })?;
 
         let a = &self.accuracy_drop;
@@ -322,8 +319,8 @@ impl ModelConfig {
                 self.eddm.max_updates_per_bucket,
             ),
         ] {
-            check(hold >= 0, &format!("{name}.hold_ms"), &|| {
-                format!("{hold} must be >= 0")
+            check(hold >= 0, &format!("{name}.hold"), &|| {
+                format!("{hold} ms must be >= 0")
             })?;
             check(
                 (0.0..=1.0).contains(&inc),
@@ -345,8 +342,8 @@ impl ModelConfig {
         })?;
 
         let p = &self.policy;
-        check(p.cooldown_ms >= 0, "policy.cooldown_ms", &|| {
-            format!("{} must be >= 0", p.cooldown_ms)
+        check(p.cooldown_ms >= 0, "policy.cooldown", &|| {
+            format!("{} ms must be >= 0", p.cooldown_ms)
         })?;
         check(p.daily_budget >= 1, "policy.daily_budget", &|| {
             "must be at least 1 (disable the policy with `enabled = false`)".into()
@@ -388,7 +385,7 @@ mod tests {
     #[test]
     fn overrides_replace_sections() {
         let c: MonitorConfig = serde_json::from_str(
-            r#"{"default": {"maturity_ms": 60000},
+            r#"{"default": {"maturity": "1m"},
                 "models": {"fraud": {"policy": {"dry_run": true}, "windows": ["5m", "1h"]}}}"#,
         )
         .unwrap();
@@ -406,7 +403,8 @@ mod tests {
     fn unknown_fields_are_rejected() {
         for text in [
             r#"{"defaults": {}}"#,
-            r#"{"default": {"maturity": 1}}"#,
+            r#"{"default": {"maturty": "15m"}}"#,
+            r#"{"default": {"baseline": {"warmup_s": "1m"}}}"#,
             r#"{"default": {"accuracy_drop": {"pdrift": 0.1}}}"#,
             r#"{"models": {"m": {"polciy": {}}}}"#,
             r#"{"default": {"feature_drift": {"windw": "1h"}}}"#,
@@ -416,6 +414,143 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn every_duration_is_humantime_text() {
+        let c: MonitorConfig = serde_json::from_str(
+            r#"{"default": {
+                "windows": ["90s", "5m", "1h 30m", "24h"],
+                "maturity": "5m",
+                "baseline": {"warmup": "90s"},
+                "accuracy_drop": {"window": "1h 30m"},
+                "adwin": {"hold": "1h 30m"},
+                "page_hinkley": {"hold": "90s"},
+                "ddm": {"hold": "24h"},
+                "eddm": {"hold": "5m"},
+                "feature_drift": {"window": "1h 30m", "reference": "24h"},
+                "policy": {"cooldown": "24h"}},
+              "models": {"fraud": {"maturity": "90s"}}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let d = &c.default;
+        let lengths: Vec<i64> = d.window_specs().iter().map(|w| w.length_ms).collect();
+        assert_eq!(lengths, vec![90_000, 300_000, 5_400_000, 86_400_000]);
+        assert_eq!(d.maturity_ms, 300_000);
+        assert_eq!(d.baseline.warmup_ms, 90_000);
+        assert_eq!(d.adwin.hold_ms, 5_400_000);
+        assert_eq!(d.page_hinkley.hold_ms, 90_000);
+        assert_eq!(d.ddm.hold_ms, 86_400_000);
+        assert_eq!(d.eddm.hold_ms, 300_000);
+        assert_eq!(d.feature_drift.lengths_ms(), Some((5_400_000, 86_400_000)));
+        assert_eq!(d.policy.cooldown_ms, 86_400_000);
+        assert_eq!(c.for_model("fraud").maturity_ms, 90_000);
+    }
+
+    #[test]
+    fn the_former_millisecond_settings_still_load() {
+        let old: MonitorConfig = serde_json::from_str(
+            r#"{"default": {"maturity_ms": 900000, "baseline": {"warmup_ms": 0},
+                "adwin": {"hold_ms": 1800000}, "page_hinkley": {"hold_ms": 1800000},
+                "ddm": {"hold_ms": 1800000}, "eddm": {"hold_ms": 1800000},
+                "policy": {"cooldown_ms": 86400000}},
+              "models": {"fraud": {"maturity_ms": 60000}}}"#,
+        )
+        .unwrap();
+        let new: MonitorConfig = serde_json::from_str(
+            r#"{"default": {"maturity": "15m", "baseline": {"warmup": "0s"},
+                "adwin": {"hold": "30m"}, "page_hinkley": {"hold": "30m"},
+                "ddm": {"hold": "30m"}, "eddm": {"hold": "30m"},
+                "policy": {"cooldown": "24h"}},
+              "models": {"fraud": {"maturity": "1m"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(old, new);
+        assert_eq!(
+            old.default,
+            ModelConfig::default(),
+            "the defaults, either way"
+        );
+        // A bare integer under the new name is milliseconds too.
+        let c: MonitorConfig = serde_json::from_str(r#"{"default": {"maturity": 60000}}"#).unwrap();
+        assert_eq!(c.default.maturity_ms, 60_000);
+        // One setting under both names is refused.
+        let e = serde_json::from_str::<MonitorConfig>(
+            r#"{"default": {"maturity": "15m", "maturity_ms": 900000}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("duplicate field `maturity`"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_duration_is_refused_naming_the_setting() {
+        for (text, field, value) in [
+            (r#"{"default": {"maturity": "15x"}}"#, "maturity", "15x"),
+            (r#"{"default": {"maturity": "15"}}"#, "maturity", "15"),
+            (
+                r#"{"default": {"maturity": "1500us"}}"#,
+                "maturity",
+                "1500us",
+            ),
+            (r#"{"default": {"maturity": 1.5}}"#, "maturity", "1.5"),
+            (
+                r#"{"default": {"baseline": {"warmup": "soon"}}}"#,
+                "warmup",
+                "soon",
+            ),
+            (r#"{"default": {"adwin": {"hold": "30 mn"}}}"#, "hold", "mn"),
+            (
+                r#"{"default": {"policy": {"cooldown": "1 fortnight"}}}"#,
+                "cooldown",
+                "fortnight",
+            ),
+            (
+                r#"{"models": {"m": {"maturity": "5 minutes ago"}}}"#,
+                "maturity",
+                "ago",
+            ),
+        ] {
+            let e = serde_json::from_str::<MonitorConfig>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains(value), "{text}: {e}");
+        }
+        // Durations kept as text (their text names the window) are checked by `validate`.
+        let c = ModelConfig {
+            windows: vec!["15m".into(), "1hour30".into()],
+            ..ModelConfig::default()
+        };
+        let e = c.validate("default").unwrap_err();
+        assert_eq!(e.field, "windows");
+        assert!(e.to_string().contains("`1hour30`"), "{e}");
+        let mut c = ModelConfig::default();
+        c.feature_drift.window = "0s".into();
+        let e = c.validate("default").unwrap_err();
+        assert_eq!(e.field, "feature_drift.window");
+    }
+
+    #[test]
+    fn files_get_durations_as_text_and_the_changelog_gets_milliseconds() {
+        let c = MonitorConfig::default();
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["default"]["maturity"], "15m");
+        assert_eq!(json["default"]["adwin"]["hold"], "30m");
+        assert_eq!(json["default"]["policy"]["cooldown"], "1day");
+        assert_eq!(json["default"]["baseline"]["warmup"], "0s");
+        let back: MonitorConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        // The changelog's postcard form is unchanged: a plain i64 where the field was one.
+        let b = BaselineConfig {
+            samples: 1000,
+            warmup_ms: 90_000,
+        };
+        let bytes = postcard::to_allocvec(&b).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&(1000u64, 90_000i64)).unwrap());
+        assert_eq!(postcard::from_bytes::<BaselineConfig>(&bytes).unwrap(), b);
+        let m = c.for_model("any");
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), m);
     }
 
     #[test]
@@ -462,15 +597,5 @@ mod tests {
             },
         );
         assert_eq!(m.validate().unwrap_err().scope, "model x");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("500ms"), Some(500));
-        assert_eq!(parse_duration_ms("15m"), Some(900_000));
-        assert_eq!(parse_duration_ms("2d"), Some(172_800_000));
-        assert_eq!(parse_duration_ms("h"), None);
-        assert_eq!(parse_duration_ms("10"), None);
-        assert_eq!(parse_duration_ms("10y"), None);
     }
 }

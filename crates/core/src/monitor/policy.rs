@@ -52,8 +52,14 @@ pub struct PolicyConfig {
     pub min_drift_evaluations: u32,
     /// Labeled outcomes the judged window must hold. Default 200, as the drop test.
     pub min_labeled: u64,
-    /// Minimum event time between two retrain events of a model. Default 24 h: a retrain takes
-    /// hours and its effect must be observed before asking again.
+    /// `cooldown` (formerly `cooldown_ms`): minimum event time between two retrain events of a
+    /// model. Default `24h`: a retrain takes hours and its effect must be observed before
+    /// asking again.
+    #[serde(
+        rename = "cooldown",
+        alias = "cooldown_ms",
+        with = "crate::monitor::duration::cooldown"
+    )]
     pub cooldown_ms: i64,
     /// Maximum retrain events per event-time (UTC) day. Default 1.
     pub daily_budget: u32,

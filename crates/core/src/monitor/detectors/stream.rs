@@ -43,7 +43,13 @@ pub struct StreamDetectorConfig<C> {
     /// Buckets with fewer labeled outcomes are skipped. Default 10: a bucket's error rate from
     /// a handful of outcomes is noise, and ADWIN weighs every bucket alike.
     pub min_bucket_labeled: u64,
-    /// A firing stays a DRIFT verdict for this much matured event time. Default 30 min.
+    /// `hold` (formerly `hold_ms`): a firing stays a DRIFT verdict for this much matured event
+    /// time. Default `30m`.
+    #[serde(
+        rename = "hold",
+        alias = "hold_ms",
+        with = "crate::monitor::duration::hold"
+    )]
     pub hold_ms: i64,
     /// A firing counts as DRIFT only while the error rate since it exceeds the rate of the
     /// segment before it by at least this much. Default 0.02: two points, well above the noise

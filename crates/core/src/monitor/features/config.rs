@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::config::parse_duration_ms;
+use crate::monitor::duration::parse_duration_ms;
 use crate::summary::drift::DriftSettings;
 
 /// Settings of the signature checks of one model.
@@ -11,12 +11,12 @@ use crate::summary::drift::DriftSettings;
 pub struct FeatureDriftConfig {
     /// Default true.
     pub enabled: bool,
-    /// Current window, a duration like `1h`. Default `1h`, the judged window of
+    /// Current window, a duration like `1h` or `1h 30m`. Default `1h`, the judged window of
     /// `accuracy_drop`: tens of thousands of values at modest traffic, so the tests see
     /// distribution changes, not noise.
     pub window: String,
-    /// Reference: the traffic of this long from the version's first signed bucket. Default
-    /// `1h`.
+    /// Reference: the traffic of this long (a duration like `1h`) from the version's first
+    /// signed bucket. Default `1h`.
     pub reference: String,
     /// Both sides need at least this many values of a feature (predictions, for presence and
     /// missing rate) before it is judged. Default 200.
@@ -70,24 +70,22 @@ impl FeatureDriftConfig {
     /// Window and reference lengths in ms (valid after [`validate`](Self::validate)).
     pub fn lengths_ms(&self) -> Option<(i64, i64)> {
         Some((
-            parse_duration_ms(&self.window).filter(|&w| w > 0)?,
-            parse_duration_ms(&self.reference).filter(|&r| r > 0)?,
+            parse_duration_ms(&self.window).ok().filter(|&w| w > 0)?,
+            parse_duration_ms(&self.reference).ok().filter(|&r| r > 0)?,
         ))
     }
 
     /// The first invalid field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if parse_duration_ms(&self.window).is_none_or(|w| w <= 0) {
-            return Err((
-                "feature_drift.window",
-                format!("`{}` is not a positive duration like `1h`", self.window),
-            ));
-        }
-        if parse_duration_ms(&self.reference).is_none_or(|r| r <= 0) {
-            return Err((
-                "feature_drift.reference",
-                format!("`{}` is not a positive duration like `1h`", self.reference),
-            ));
+        for (field, text) in [
+            ("feature_drift.window", &self.window),
+            ("feature_drift.reference", &self.reference),
+        ] {
+            match parse_duration_ms(text) {
+                Ok(ms) if ms > 0 => {}
+                Ok(_) => return Err((field, format!("`{text}` must be longer than 0"))),
+                Err(e) => return Err((field, e.to_string())),
+            }
         }
         if self.min_samples < 1 {
             return Err(("feature_drift.min_samples", "must be at least 1".into()));
