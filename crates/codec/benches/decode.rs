@@ -1,4 +1,5 @@
-//! Decoding one realistic prediction (20 features, half numeric, half categorical, ~477 B):
+//! Decoding one realistic prediction (20 features, half numeric, half categorical; the bench
+//! prints its size, BENCHMARKS.md quotes it with the figures):
 //! apache-avro's generic path, the fast decoder with a visitor, the fast decoder resolving an
 //! older writer schema, and the fast decoder building the owned record.
 //!

@@ -1,6 +1,7 @@
 //! The whole per-message path of the join stage, on one core.
 //!
-//! Avro datum of a prediction with 20 features (12 numeric, 8 categorical, ~477 B) →
+//! Avro datum of a prediction with 20 features (12 numeric, 8 categorical; its size is printed
+//! and quoted in BENCHMARKS.md) →
 //! non-allocating decode whose visitor interns feature names and stages the values →
 //! the values go into the `SignatureSummary` of the prediction's (model, version, 1-minute
 //! bucket) → model and class interned, `PredictionIn` built and pushed into a `JoinTask`,

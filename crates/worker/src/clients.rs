@@ -24,9 +24,10 @@ use crate::settings::KafkaSettings;
 ///   `enable.auto.commit=false`): a stage commits offsets itself once the output of that work
 ///   is delivered.
 /// - `isolation.level=read_committed`: only committed transactional output is read.
-/// - `max.partition.fetch.bytes=4 MiB` (librdkafka's default is 1 MiB): fewer, larger fetches.
-///   Catching up on a backlog of both inputs went from ~170k to ~290k inputs/s on the benchmark
-///   machine (BENCHMARKS.md); `kafka.properties` can set it back.
+/// - `max.partition.fetch.bytes=4 MiB` (librdkafka's default is 1 MiB): fewer, larger fetches,
+///   which made catching up on a backlog of both inputs much faster on the benchmark machine
+///   (BENCHMARKS.md, and docs/perf-log.md for the run before and after); `kafka.properties`
+///   can set it back.
 pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.bootstrap_servers)

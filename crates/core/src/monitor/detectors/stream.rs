@@ -61,7 +61,8 @@ pub struct StreamDetectorConfig<C> {
     /// on a stable stream and would produce WARNING events nobody should act on.
     pub warnings: bool,
     /// ADWIN only: 0/1 observations fed per bucket at most. Default 1000: a bucket's error rate
-    /// to 0.1 %, and a bounded cost per bucket (≈ 50 ns per observation) however busy the model.
+    /// to 0.1 %, and a bounded cost per bucket however busy the model (ADWIN's cost per
+    /// observation: BENCHMARKS.md, core micro-benchmarks).
     pub max_updates_per_bucket: u64,
     /// The detector's own parameters.
     pub params: C,
