@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::from_avro;
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
+use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_tests::monitor_outputs::create_topics_of;
 use driftwatch_tests::stages::Stages;
@@ -23,7 +24,6 @@ use driftwatch_tests::{driftwatch_binary, settings, unique, KillOnDrop};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;

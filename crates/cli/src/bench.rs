@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 
 use driftwatch_codec::from_avro;
 use driftwatch_core::ModelMetrics;
+use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratedRecord, GeneratorConfig, RecordKind, Side, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
 use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle};
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -9,7 +9,6 @@
 //! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
 //! - [`monitor_stage`]: the monitor stage: partials in; drift, retrain and metrics records out.
-//! - [`traffic`]: publishing generated traffic, paced by event time.
 //! - [`transactions`]: retry, abort and fatal classification of transaction calls.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
@@ -29,7 +28,6 @@ pub mod security;
 pub mod settings;
 pub mod snapshot;
 pub mod topics;
-pub mod traffic;
 pub mod transactions;
 
 pub use error::{Result, WorkerError};
