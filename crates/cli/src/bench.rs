@@ -20,10 +20,11 @@ use driftwatch_codec::from_avro;
 use driftwatch_core::ModelMetrics;
 use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratedRecord, GeneratorConfig, RecordKind, Side, TrafficGenerator};
-use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
+use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics};
 use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle};
 use driftwatch_worker::monitor_stage::MonitorStage;
 use driftwatch_worker::settings::Settings;
+use driftwatch_worker::topics::owned_by_run;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -72,47 +73,15 @@ fn fresh(settings: &Settings, tag: &str) -> Settings {
 /// Deletes the topics of one phase (inputs, outputs, changelogs): the runs add up to
 /// gigabytes, and a broker filling its disk and page cache skews the next run.
 async fn drop_topics(s: &Settings) -> anyhow::Result<()> {
-    let t = &s.topics;
-    let join_changelog = s.join_changelog_topic();
-    let monitor_changelog = s.monitor_changelog_topic();
-    delete_topics(
-        &s.kafka,
-        &[
-            &t.predictions,
-            &t.ground_truth,
-            &t.model_partials,
-            &t.dead_letter,
-            &t.drift_events,
-            &t.retrain_events,
-            &t.model_metrics,
-            &join_changelog,
-            &monitor_changelog,
-        ],
-    )
-    .await?;
+    let names: Vec<String> = owned_by_run(s, 1).into_iter().map(|t| t.name).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    delete_topics(&s.kafka, &names).await?;
     Ok(())
 }
 
+/// Creates the topics of one phase, `partitions` per input.
 async fn topics(s: &Settings, partitions: i32) -> anyhow::Result<()> {
-    let t = &s.topics;
-    let spec = |name: &str, partitions| TopicSpec {
-        name: name.to_string(),
-        partitions,
-        configs: vec![],
-    };
-    create_topics(
-        &s.kafka,
-        &[
-            spec(&t.predictions, partitions),
-            spec(&t.ground_truth, partitions),
-            spec(&t.model_partials, partitions),
-            spec(&t.dead_letter, 1),
-            spec(&t.drift_events, 1),
-            spec(&t.retrain_events, 1),
-            spec(&t.model_metrics, 1),
-        ],
-    )
-    .await?;
+    create_topics(&s.kafka, &owned_by_run(s, partitions)).await?;
     Ok(())
 }
 

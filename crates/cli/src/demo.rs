@@ -31,7 +31,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-/// Partitions of the demo's drift and retrain event topics.
+/// Partitions of the demo's drift and retrain event topics: one, like every output topic of
+/// [`driftwatch_worker::topics::required`].
 pub const EVENT_PARTITIONS: i32 = 1;
 
 /// Partitions of the demo's input and internal topics.
@@ -125,23 +126,10 @@ pub fn demo_settings(base: &Settings, bootstrap: &str) -> anyhow::Result<Setting
     Ok(s)
 }
 
-/// Every topic the demo uses.
+/// Every topic the demo uses: the pipeline's own (inputs and internal topics with
+/// [`PARTITIONS`]), except the shared reference profiles.
 pub fn demo_topics(s: &Settings) -> Vec<TopicSpec> {
-    let t = &s.topics;
-    let spec = |name: &str, partitions| TopicSpec {
-        name: name.to_string(),
-        partitions,
-        configs: vec![],
-    };
-    vec![
-        spec(&t.predictions, PARTITIONS),
-        spec(&t.ground_truth, PARTITIONS),
-        spec(&t.model_partials, PARTITIONS),
-        spec(&t.dead_letter, 1),
-        spec(&t.drift_events, EVENT_PARTITIONS),
-        spec(&t.retrain_events, EVENT_PARTITIONS),
-        spec(&t.model_metrics, 1),
-    ]
+    driftwatch_worker::topics::owned_by_run(s, PARTITIONS)
 }
 
 /// Creates the topics on a real broker.
@@ -152,9 +140,7 @@ pub async fn create_real_topics(s: &Settings) -> anyhow::Result<()> {
 
 /// Deletes the run's topics from a real broker, changelogs included.
 pub async fn delete_real_topics(s: &Settings) -> anyhow::Result<()> {
-    let mut names: Vec<String> = demo_topics(s).into_iter().map(|t| t.name).collect();
-    names.push(s.join_changelog_topic());
-    names.push(s.monitor_changelog_topic());
+    let names: Vec<String> = demo_topics(s).into_iter().map(|t| t.name).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     delete_topics(&s.kafka, &names).await?;
     Ok(())

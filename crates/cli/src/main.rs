@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use driftwatch_worker::clients::{create_topics, TopicSpec};
+use driftwatch_worker::clients::create_topics;
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::topics::TopicChecker;
 
@@ -352,7 +352,10 @@ async fn execute(
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
-            let specs = topic_specs(&settings, partitions);
+            let specs: Vec<_> = driftwatch_worker::topics::required(&settings)
+                .iter()
+                .map(|t| t.spec(partitions))
+                .collect();
             create_topics(&settings.kafka, &specs).await?;
             for s in &specs {
                 println!("{} ({} partitions)", s.name, s.partitions);
@@ -424,42 +427,6 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
         r??;
     }
     Ok(())
-}
-
-fn topic_specs(settings: &Settings, partitions: i32) -> Vec<TopicSpec> {
-    let t = &settings.topics;
-    let spec = |name: &str, partitions: i32| TopicSpec {
-        name: name.to_string(),
-        partitions,
-        configs: vec![],
-    };
-    vec![
-        spec(&t.predictions, partitions),
-        spec(&t.ground_truth, partitions),
-        spec(&t.model_partials, partitions),
-        spec(&t.dead_letter, 1),
-        spec(&t.drift_events, 1),
-        spec(&t.retrain_events, 1),
-        spec(&t.model_metrics, 1),
-        // Latest reference per model version: compacted.
-        TopicSpec {
-            name: t.model_references.clone(),
-            partitions: 1,
-            configs: vec![("cleanup.policy".into(), "compact".into())],
-        },
-        // Join state, one partition per input partition (the stage creates it too).
-        TopicSpec {
-            name: settings.join_changelog_topic(),
-            partitions,
-            configs: driftwatch_worker::changelog::changelog_configs(),
-        },
-        // Monitor state, one partition per partials partition (the stage creates it too).
-        TopicSpec {
-            name: settings.monitor_changelog_topic(),
-            partitions,
-            configs: driftwatch_worker::changelog::changelog_configs(),
-        },
-    ]
 }
 
 fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
