@@ -16,13 +16,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
 use driftwatch_codec::from_avro;
 use driftwatch_core::ModelMetrics;
 use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratedRecord, GeneratorConfig, RecordKind, Side, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics};
-use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle};
-use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::join_stage::JoinStageHandle;
+use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::topics::owned_by_run;
 use futures::StreamExt;
@@ -103,43 +104,6 @@ fn generator(
         c.label_delay.max_ms = 5_000;
     }
     Ok(TrafficGenerator::new(c)?)
-}
-
-struct Running {
-    join: JoinStageHandle,
-    stops: Vec<oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<driftwatch_worker::Result<()>>>,
-}
-
-fn start_pipeline(s: &Settings) -> anyhow::Result<Running> {
-    let join = JoinStage::new(s.clone())?;
-    let handle = join.handle();
-    let monitor = MonitorStage::new(s.clone())?;
-    let (a, arx) = oneshot::channel::<()>();
-    let (b, brx) = oneshot::channel::<()>();
-    let tasks = vec![
-        tokio::spawn(join.run(async {
-            let _ = arx.await;
-        })),
-        tokio::spawn(monitor.run(async {
-            let _ = brx.await;
-        })),
-    ];
-    Ok(Running {
-        join: handle,
-        stops: vec![a, b],
-        tasks,
-    })
-}
-
-async fn stop_pipeline(r: Running) -> anyhow::Result<()> {
-    for s in r.stops {
-        let _ = s.send(());
-    }
-    for t in r.tasks {
-        t.await??;
-    }
-    Ok(())
 }
 
 fn processed(h: &JoinStageHandle) -> u64 {
@@ -280,11 +244,16 @@ async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<f64
     println!("  raw consume:  {n} records in {:.2} s = {raw_rate:.0} records/s (empty handler, from the first record)", raw.as_secs_f64());
 
     // 3. The pipeline catches up on the same backlog.
-    let running = start_pipeline(&s)?;
+    let running = Pipeline::new(&s, Role::Both)?.start();
+    let join = running
+        .handles()
+        .join
+        .clone()
+        .context("the pipeline runs the join stage")?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first: Option<Instant> = None;
     loop {
-        let p = processed(&running.join);
+        let p = processed(&join);
         if p > 0 {
             first.get_or_insert_with(Instant::now);
         }
@@ -294,9 +263,9 @@ async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<f64
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = first.map_or(Duration::ZERO, |f| f.elapsed());
-    let p = processed(&running.join);
-    let stats = running.join.stats();
-    stop_pipeline(running).await?;
+    let p = processed(&join);
+    let stats = join.stats();
+    running.stop().await?;
     let max_rate = p as f64 / took.as_secs_f64().max(1e-9);
     println!(
         "  pipeline:     {p} inputs through join + monitor in {:.2} s = {max_rate:.0} inputs/s ({:.0} % of raw consume)",
@@ -314,18 +283,17 @@ async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow::Result<f64
 
     // 4. Restore the state the pipeline left behind.
     if s.kafka.exactly_once() {
-        let join = JoinStage::new(s.clone())?;
-        let handle = join.handle();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(join.run(async {
-            let _ = rx.await;
-        }));
+        let running = Pipeline::new(&s, Role::Join)?.start();
+        let handle = running
+            .handles()
+            .join
+            .clone()
+            .context("the pipeline runs the join stage")?;
         let deadline = Instant::now() + Duration::from_secs(600);
         while handle.stats().restore.restores == 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = stop.send(());
-        task.await??;
+        running.stop().await?;
         let r = handle.stats().restore;
         println!(
             "  restore:      {} changelog records ({:.1} MB) → {} join entries in {:.2} s = {:.0} records/s, {:.0} entries/s",
@@ -357,7 +325,12 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     s.join.bucket_width = Duration::from_secs(1);
     s.join.allowed_lateness = Duration::from_millis(200);
     topics(&s, opts.partitions).await?;
-    let running = start_pipeline(&s)?;
+    let running = Pipeline::new(&s, Role::Both)?.start();
+    let join = running
+        .handles()
+        .join
+        .clone()
+        .context("the pipeline runs the join stage")?;
     let (stop_metrics, metrics_stop) = oneshot::channel::<()>();
     let metrics = follow_metrics(&s, metrics_stop)?;
     tokio::time::sleep(Duration::from_secs(4)).await; // consumer groups form
@@ -392,8 +365,8 @@ async fn latency(settings: &Settings, opts: &BenchOptions, offered: f64) -> anyh
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let stats = running.join.stats();
-    stop_pipeline(running).await?;
+    let stats = join.stats();
+    running.stop().await?;
     let _ = stop_metrics.send(());
     let sightings = metrics.await?;
     let to_metrics = metrics_latency(&labels, &sightings);

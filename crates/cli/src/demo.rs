@@ -22,8 +22,7 @@ use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
-use driftwatch_worker::join_stage::JoinStage;
-use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -247,18 +246,12 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
     println!("at event time +{} the `fraud` model's accuracy falls 0.92 → 0.70 and its feature x0 shifts; `churn` stays stable\n",
         humantime::format_duration(opts.event_span / 2));
 
-    let join = JoinStage::new(settings.clone())?;
-    let join_handle = join.handle();
-    let monitor = MonitorStage::new(settings.clone())?;
-    let monitor_handle = monitor.handle();
-    let (stop_join, join_stop_rx) = oneshot::channel::<()>();
-    let (stop_monitor, monitor_stop_rx) = oneshot::channel::<()>();
-    let join_task = tokio::spawn(join.run(async {
-        let _ = join_stop_rx.await;
-    }));
-    let monitor_task = tokio::spawn(monitor.run(async {
-        let _ = monitor_stop_rx.await;
-    }));
+    let pipeline = Pipeline::new(&settings, Role::Both)?;
+    let handles = pipeline.handles();
+    let (Some(join_handle), Some(monitor_handle)) = (handles.join, handles.monitor) else {
+        anyhow::bail!("the demo's pipeline runs both stages");
+    };
+    let pipeline = pipeline.start();
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let followers = vec![
@@ -355,10 +348,7 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
         }
     }
     let _ = stop_traffic.send(());
-    let _ = stop_join.send(());
-    let _ = stop_monitor.send(());
-    join_task.await.context("join stage")??;
-    monitor_task.await.context("monitor stage")??;
+    pipeline.stop().await?;
     for f in followers {
         f.abort();
     }

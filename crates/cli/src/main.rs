@@ -368,10 +368,8 @@ async fn execute(
 async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     use anyhow::Context;
     use driftwatch_worker::http::MetricsServer;
-    use driftwatch_worker::join_stage::JoinStage;
     use driftwatch_worker::metrics::RenderOptions;
-    use driftwatch_worker::monitor_stage::MonitorStage;
-    use driftwatch_worker::snapshot::StageHandles;
+    use driftwatch_worker::pipeline::{self, Pipeline};
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop = |tx: &tokio::sync::broadcast::Sender<()>| {
         let mut rx = tx.subscribe();
@@ -385,19 +383,14 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
         driftwatch_worker::clients::probe(&kafka, Duration::from_secs(10))
     })
     .await??;
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut handles = StageHandles::default();
-    if matches!(role, Role::Join | Role::All) {
-        let stage = JoinStage::new(settings.clone())?;
-        handles.join = Some((stage.handle(), settings.kafka.join_group_id.clone()));
-        tasks.spawn(stage.run(stop(&tx)));
-    }
-    if matches!(role, Role::Monitor | Role::All) {
-        let stage = MonitorStage::new(settings.clone())?;
-        handles.monitor = Some(stage.handle());
-        tasks.spawn(stage.run(stop(&tx)));
-    }
+    let role = match role {
+        Role::Join => pipeline::Role::Join,
+        Role::Monitor => pipeline::Role::Monitor,
+        Role::All => pipeline::Role::Both,
+    };
+    let pipeline = Pipeline::new(&settings, role)?;
     if settings.http.enabled {
+        let handles = pipeline.stage_handles();
         let server = MetricsServer::bind(settings.http.bind)
             .await
             .with_context(|| format!("metrics endpoint on {}", settings.http.bind))?
@@ -412,21 +405,17 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
             }
         });
     }
-    tokio::select! {
-        _ = shutdown_signal() => {
+    // Until a signal, or until a stage ends on its own: then the pipeline stops every stage
+    // (the join first) and reports why.
+    let result = pipeline
+        .run(async {
+            shutdown_signal().await;
             tracing::info!("signal received: stopping");
             let _ = tx.send(());
-        }
-        Some(r) = tasks.join_next() => {
-            // A stage ended on its own: stop the other one too and report why.
-            let _ = tx.send(());
-            r??;
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    Ok(())
+        })
+        .await;
+    let _ = tx.send(());
+    Ok(result?)
 }
 
 fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
