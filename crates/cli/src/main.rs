@@ -79,7 +79,14 @@ enum Command {
     ///   driftwatch demo --bootstrap-servers 127.0.0.1:9092
     Demo(DemoArgs),
     /// End-to-end benchmark against a real broker: producer rate, raw consume rate, maximum
-    /// throughput of the join and monitor stages, and join latency at half that load.
+    /// throughput of the join stage and of the whole pipeline, and join latency at half the
+    /// join's throughput.
+    ///
+    /// Both throughputs are timed on a backlog from the first input the join consumes: `join`
+    /// until the join group's committed offsets reach the end of the inputs; `end to end` until
+    /// the monitor, having judged the backlog's last epoch, commits. The end-to-end time
+    /// includes the join's idle timeout: at the end of a finite backlog, only then does its
+    /// watermark pass the last epochs.
     ///
     /// Example (with the development broker):
     ///   scripts/kafka start
@@ -164,7 +171,7 @@ struct BenchArgs {
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     latency_time: std::time::Duration,
     /// Measure only the latency, at this offered load (inputs/s: predictions + labels),
-    /// instead of half of the measured maximum (skips the backlog phases).
+    /// instead of half of the join's measured throughput (skips the backlog phases).
     #[arg(long)]
     latency_load: Option<f64>,
     /// Seed of the generated traffic.
