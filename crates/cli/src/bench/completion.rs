@@ -14,7 +14,8 @@
 //! The monitor applies an epoch once every join task announced a watermark past it. At the end
 //! of a finite backlog nothing moves the join's watermark past the last epochs until its inputs
 //! have been caught up and silent for `join.idle_timeout`, when it advances by processing time:
-//! that wait, a join flush and a monitor commit are part of the end-to-end figure.
+//! that wait, a join flush and a monitor commit are part of the end-to-end figure. (Every event
+//! time of the backlog lies in the past: an epoch in the future would wait for the wall clock.)
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use tokio::sync::oneshot;
 
-use super::{drop_topics, fresh, generator, now_ms, topics, BenchOptions};
+use super::{drop_topics, fresh, generator, now_ms, topics, BenchOptions, LabelDelays};
 
 /// Phase 5: latency at `offered` inputs/s, published in real time.
 pub(super) async fn latency(
@@ -55,11 +55,12 @@ pub(super) async fn latency(
     // when publishing does. The time to generate it is estimated from a sample first.
     let sample = 20_000.min(n_lat.max(1));
     let t = Instant::now();
-    let sampled = generator(opts.seed + 1, sample, rate, now_ms(), true)?.count();
+    let sampled = generator(opts.seed + 1, sample, rate, now_ms(), LabelDelays::Short)?.count();
     let per_record = t.elapsed().as_secs_f64() / sampled.max(1) as f64;
     let lead = Duration::from_secs_f64(per_record * (n_lat as f64 * 2.0) * 1.5 + 1.0);
     let start = now_ms() + i64::try_from(lead.as_millis()).unwrap_or(i64::MAX / 2);
-    let records: Vec<_> = generator(opts.seed + 1, n_lat.max(1), rate, start, true)?.collect();
+    let records: Vec<_> =
+        generator(opts.seed + 1, n_lat.max(1), rate, start, LabelDelays::Short)?.collect();
     let labels = label_times(&records);
     let wait = start - now_ms();
     if wait > 0 {

@@ -80,22 +80,35 @@ async fn topics(s: &Settings, partitions: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long labels take in the generated traffic.
+#[derive(Debug, Clone, Copy)]
+enum LabelDelays {
+    /// The generator's log-normal delays (median 1 min), none longer than this many ms (a
+    /// longer one is a lost label).
+    AtMost(i64),
+    /// Live traffic whose labels follow within seconds (median 200 ms, at most 5 s).
+    Short,
+}
+
 fn generator(
     seed: u64,
     predictions: u64,
     rate: f64,
     start_ms: i64,
-    short_delays: bool,
+    delays: LabelDelays,
 ) -> anyhow::Result<TrafficGenerator> {
     let mut c = GeneratorConfig::two_models(seed);
     c.predictions_per_second = rate;
     c.duration_ms = ((predictions as f64 / rate) * 1000.0).ceil() as i64;
     c.start_ms = start_ms;
     c.garbage_rate = 0.0;
-    if short_delays {
-        c.label_delay.median_ms = 200;
-        c.label_delay.sigma = 0.5;
-        c.label_delay.max_ms = 5_000;
+    match delays {
+        LabelDelays::AtMost(max_ms) => c.label_delay.max_ms = c.label_delay.max_ms.min(max_ms),
+        LabelDelays::Short => {
+            c.label_delay.median_ms = 200;
+            c.label_delay.sigma = 0.5;
+            c.label_delay.max_ms = 5_000;
+        }
     }
     Ok(TrafficGenerator::new(c)?)
 }
