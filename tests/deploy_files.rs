@@ -1,8 +1,9 @@
 //! The deployment files cannot be run here (no Docker, no Kubernetes), so they are checked as
 //! data: every YAML/JSON file parses, the services and objects that must exist do, numbers
 //! that must agree agree (autoscaling bound = input partitions), the dashboard and alerts only
-//! query series driftwatch renders, and the example configuration loads into [`Settings`]
-//! exactly as the binary loads it (TOML, `deny_unknown_fields`).
+//! query series driftwatch renders, the example configuration loads into [`Settings`]
+//! exactly as the binary loads it (TOML, `deny_unknown_fields`), and the topics the deployments
+//! create and the operations guide lists are the pipeline's topic list.
 //!
 //! No broker needed.
 
@@ -249,6 +250,80 @@ fn compose_has_every_service_with_an_image() {
     let targets = format!("{:?}", get(&prom, &["scrape_configs"]));
     assert!(targets.contains("driftwatch-join:9898"), "{targets}");
     assert!(format!("{:?}", get(services, &["driftwatch-join", "ports"])).contains("9898"));
+}
+
+/// The deployments create their topics with `driftwatch topics create` (compose's
+/// `topic-init`, `deploy/k8s/job-topics.yaml`), so they follow `topics::required`; the topic
+/// table of docs/OPERATIONS.md is written by hand and must name every topic of that list with
+/// its partition rule and cleanup policy.
+#[test]
+fn deployments_create_the_topic_list_and_the_operations_guide_documents_it() {
+    use driftwatch_worker::topics::{required, Partitions, TopicRole};
+    let words = |v: &Yaml| -> Vec<String> {
+        v.as_sequence()
+            .expect("a list")
+            .iter()
+            .map(str_of)
+            .take(2)
+            .collect()
+    };
+    let compose = yaml("docker-compose.yml");
+    let init = words(get(&compose, &["services", "topic-init", "command"]));
+    assert_eq!(init, ["topics", "create"]);
+    let job = yaml("deploy/k8s/job-topics.yaml");
+    let container = &get(&job, &["spec", "template", "spec", "containers"])[0];
+    assert_eq!(words(get(container, &["args"])), ["topics", "create"]);
+
+    let guide = read("docs/OPERATIONS.md");
+    let rows: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.starts_with("## Topics and partitions"))
+        .skip_while(|l| !l.starts_with("| topic "))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let s = Settings::default();
+    for t in required(&s) {
+        // The changelogs are documented by the rule that names them.
+        let documented = if t.name == s.join_changelog_topic() {
+            "<join_group_id>-changelog".to_string()
+        } else if t.name == s.monitor_changelog_topic() {
+            "<monitor.group_id>-changelog".to_string()
+        } else {
+            t.name.clone()
+        };
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.split('|')
+                    .nth(1)
+                    .is_some_and(|c| c.contains(&format!("`{documented}`")))
+            })
+            .unwrap_or_else(|| panic!("docs/OPERATIONS.md does not list `{documented}`"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let partitions = cells.get(3).copied().unwrap_or_default();
+        let rule = match t.partitions {
+            Partitions::Scaled => "N",
+            Partitions::One => "1",
+        };
+        assert!(
+            partitions.starts_with(rule),
+            "`{documented}`: {partitions:?}, expected {rule}"
+        );
+        let compacted = t
+            .configs
+            .iter()
+            .any(|(k, v)| k == "cleanup.policy" && v == "compact");
+        assert_eq!(
+            row.contains("compacted"),
+            compacted,
+            "`{documented}`: compacted or not: {row}"
+        );
+        assert_eq!(
+            t.role == TopicRole::Changelog,
+            documented.ends_with("-changelog")
+        );
+    }
 }
 
 #[test]

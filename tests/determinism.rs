@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
+use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_tests::monitor_outputs::create_topics_of;
 use driftwatch_tests::stages::Stages;
 use driftwatch_tests::{now_ms, settings, unique};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;

@@ -107,7 +107,9 @@ fn demo_and_bench_on_the_real_broker() {
     for figure in [
         "produce:",
         "raw consume:",
-        "pipeline:",
+        "join:",
+        "end to end:   ",
+        "inputs through join and monitor in",
         "restore:",
         "latency:",
         "label produced → outcome joined: p50",

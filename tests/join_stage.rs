@@ -13,13 +13,13 @@ use driftwatch_tests::scenario::{
 };
 use driftwatch_tests::{create_topic, settings, unique};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle, JoinStats};
+use driftwatch_worker::join_stage::{JoinStageHandle, JoinStats};
+use driftwatch_worker::pipeline::{Pipeline, Role, RunningPipeline};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::Message;
-use tokio::sync::oneshot;
 
 const PARTITIONS: i32 = 8;
 const PREDICTIONS: usize = 100_000;
@@ -71,23 +71,13 @@ async fn produce(s: &Settings, scenario: &Scenario, only: Option<Side>) {
 
 struct Worker {
     handle: JoinStageHandle,
-    stop: oneshot::Sender<()>,
-    join: tokio::task::JoinHandle<()>,
+    running: RunningPipeline,
 }
 
 fn start_worker(s: &Settings) -> Worker {
-    let stage = JoinStage::new(s.clone()).expect("join stage");
-    let handle = stage.handle();
-    let (stop, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        stage
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("join stage run");
-    });
-    Worker { handle, stop, join }
+    let running = Pipeline::new(s, Role::Join).expect("join stage").start();
+    let handle = running.handles().join.clone().expect("the join stage runs");
+    Worker { handle, running }
 }
 
 /// Waits until every input is accounted for (or the deadline passes), then stops the workers.
@@ -106,8 +96,7 @@ async fn settle(workers: Vec<Worker>, inputs: u64) -> BTreeMap<String, JoinCount
     }
     let mut stats = Vec::new();
     for w in workers {
-        let _ = w.stop.send(());
-        w.join.await.expect("worker task");
+        w.running.stop().await.expect("join stage run");
         stats.push(w.handle.stats());
     }
     for s in &stats {

@@ -16,18 +16,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::from_avro;
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
+use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_tests::monitor_outputs::create_topics_of;
 use driftwatch_tests::stages::Stages;
 use driftwatch_tests::{driftwatch_binary, settings, unique, KillOnDrop};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::traffic::{publish, Pace};
+use driftwatch_worker::topics::{required, TopicRole};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
-use tokio::sync::oneshot;
 
 /// Event-time span of the traffic and the wall time it is replayed in.
 const SPAN: Duration = Duration::from_secs(2 * 3600);
@@ -470,18 +470,16 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
 async fn a_published_profile_reaches_the_monitor() {
     let s = pipeline_settings().await;
     let refs = unique("model-references");
-    driftwatch_worker::clients::create_topics(
-        &s.kafka,
-        &[driftwatch_worker::clients::TopicSpec {
-            name: refs.clone(),
-            partitions: 1,
-            configs: vec![("cleanup.policy".into(), "compact".into())],
-        }],
-    )
-    .await
-    .expect("references topic");
     let mut s = s;
     s.topics.model_references = refs.clone();
+    let specs: Vec<_> = required(&s)
+        .iter()
+        .filter(|t| t.role == TopicRole::References)
+        .map(|t| t.spec(1))
+        .collect();
+    driftwatch_worker::clients::create_topics(&s.kafka, &specs)
+        .await
+        .expect("references topic");
 
     let dir = std::env::temp_dir().join(unique("profile"));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -529,18 +527,19 @@ async fn a_published_profile_reaches_the_monitor() {
         ("fraud/v1", 300)
     );
 
-    let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
-    let handle = monitor.handle();
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(monitor.run(async {
-        let _ = rx.await;
-    }));
+    let running = Pipeline::new(&s, Role::Monitor)
+        .expect("monitor stage")
+        .start();
+    let handle = running
+        .handles()
+        .monitor
+        .clone()
+        .expect("the monitor stage runs");
     let deadline = Instant::now() + Duration::from_secs(30);
     while handle.stats().references.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = stop.send(());
-    task.await.expect("task").expect("monitor stage");
+    running.stop().await.expect("monitor stage");
     assert_eq!(handle.stats().references, vec!["fraud/v1".to_string()]);
 }
 

@@ -1,14 +1,14 @@
-//! `traffic::publish` (behind `driftwatch generate`, the demo and the bench) on the real broker
+//! `driftwatch_generator::publish` (behind `driftwatch generate`, the demo and the bench) on the real broker
 //! accounts for every record it is handed: acknowledged records counted by side and found on
 //! the topics, and records the broker never takes counted as failed, not as published.
 
 use std::time::Duration;
 
+use driftwatch_generator::publish::{publish, Pace, PublishReport};
 use driftwatch_generator::{GeneratedRecord, GeneratorConfig, Side, TrafficGenerator};
 use driftwatch_tests::{broker_available, create_topic, now_ms, settings, unique};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::settings::{KafkaSettings, TopicNames};
-use driftwatch_worker::traffic::{publish, Pace, PublishReport};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// About 600 predictions and their labels for two models.

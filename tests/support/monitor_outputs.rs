@@ -51,10 +51,11 @@ pub fn apply_monitor_settings(s: &mut Settings) {
     d.feature_drift.reference = "2m".into();
 }
 
-/// Gives the settings' groups and topics unique names and creates the topics: inputs and
-/// partials with `partitions`, the others with one.
+/// Gives the settings' groups and topics unique names and creates the topics the run owns
+/// ([`driftwatch_worker::topics::owned_by_run`]): inputs, partials and changelogs with
+/// `partitions`, the others with one.
 pub async fn create_topics_of(s: &mut Settings, partitions: i32) {
-    use crate::{create_topic, unique};
+    use crate::unique;
     s.kafka.join_group_id = unique("join");
     s.monitor.group_id = unique("monitor");
     let t = &mut s.topics;
@@ -65,17 +66,10 @@ pub async fn create_topics_of(s: &mut Settings, partitions: i32) {
     t.drift_events = unique("drift-events");
     t.retrain_events = unique("retrain-events");
     t.model_metrics = unique("model-metrics");
-    for topic in [&t.predictions, &t.ground_truth, &t.model_partials] {
-        create_topic(topic, partitions).await;
-    }
-    for topic in [
-        &t.dead_letter,
-        &t.drift_events,
-        &t.retrain_events,
-        &t.model_metrics,
-    ] {
-        create_topic(topic, 1).await;
-    }
+    let specs = driftwatch_worker::topics::owned_by_run(s, partitions);
+    driftwatch_worker::clients::create_topics(&s.kafka, &specs)
+        .await
+        .unwrap_or_else(|e| panic!("creating topics {specs:?}: {e}"));
 }
 
 /// Every record of a one-partition topic as a `read_committed` consumer sees it now.

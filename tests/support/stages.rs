@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle, JoinStats};
-use driftwatch_worker::monitor_stage::{MonitorStage, MonitorStageHandle, MonitorStats};
+use driftwatch_worker::join_stage::{JoinStageHandle, JoinStats};
+use driftwatch_worker::monitor_stage::{MonitorStageHandle, MonitorStats};
+use driftwatch_worker::pipeline::{Pipeline, Role, RunningPipeline};
 use driftwatch_worker::settings::Settings;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::monitor_outputs::{apply_monitor_settings, assert_monitor, create_topics_of};
 use crate::outcomes::{assert_reference, Outcomes, PartialsReader};
@@ -32,37 +31,24 @@ pub async fn scenario_settings(partitions: i32) -> Settings {
     s
 }
 
-/// The join and monitor stages, running.
+/// The join and monitor stages, running (a [`RunningPipeline`] of both).
 pub struct Stages {
     pub join: JoinStageHandle,
     pub monitor: MonitorStageHandle,
-    stop_join: oneshot::Sender<()>,
-    stop_monitor: oneshot::Sender<()>,
-    join_task: JoinHandle<driftwatch_worker::error::Result<()>>,
-    monitor_task: JoinHandle<driftwatch_worker::error::Result<()>>,
+    running: RunningPipeline,
 }
 
 impl Stages {
     /// Builds and starts both stages.
     pub fn start(s: &Settings) -> Stages {
-        let join = JoinStage::new(s.clone()).expect("join stage");
-        let monitor = MonitorStage::new(s.clone()).expect("monitor stage");
-        let (join_handle, monitor_handle) = (join.handle(), monitor.handle());
-        let (stop_join, rx_join) = oneshot::channel::<()>();
-        let (stop_monitor, rx_monitor) = oneshot::channel::<()>();
-        let join_task = tokio::spawn(join.run(async {
-            let _ = rx_join.await;
-        }));
-        let monitor_task = tokio::spawn(monitor.run(async {
-            let _ = rx_monitor.await;
-        }));
+        let running = Pipeline::new(s, Role::Both)
+            .expect("join and monitor stages")
+            .start();
+        let handles = running.handles();
         Stages {
-            join: join_handle,
-            monitor: monitor_handle,
-            stop_join,
-            stop_monitor,
-            join_task,
-            monitor_task,
+            join: handles.join.clone().expect("the join stage runs"),
+            monitor: handles.monitor.clone().expect("the monitor stage runs"),
+            running,
         }
     }
 
@@ -84,18 +70,12 @@ impl Stages {
         }
     }
 
-    /// Stops both stages; panics when one of them ended with an error.
+    /// Stops both stages (the join first); panics when one of them ended with an error.
     pub async fn stop(self) -> (JoinStats, MonitorStats) {
-        let _ = self.stop_join.send(());
-        self.join_task
+        self.running
+            .stop()
             .await
-            .expect("join task")
-            .expect("the join stage ends without error");
-        let _ = self.stop_monitor.send(());
-        self.monitor_task
-            .await
-            .expect("monitor task")
-            .expect("the monitor stage ends without error");
+            .expect("both stages end without error");
         (self.join.stats(), self.monitor.stats())
     }
 }

@@ -19,19 +19,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use driftwatch_codec::{from_avro, AvroRecord};
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
+use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
-use driftwatch_worker::join_stage::JoinStage;
-use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-/// Partitions of the demo's drift and retrain event topics.
+/// Partitions of the demo's drift and retrain event topics: one, like every output topic of
+/// [`driftwatch_worker::topics::required`].
 pub const EVENT_PARTITIONS: i32 = 1;
 
 /// Partitions of the demo's input and internal topics.
@@ -125,23 +125,10 @@ pub fn demo_settings(base: &Settings, bootstrap: &str) -> anyhow::Result<Setting
     Ok(s)
 }
 
-/// Every topic the demo uses.
+/// Every topic the demo uses: the pipeline's own (inputs and internal topics with
+/// [`PARTITIONS`]), except the shared reference profiles.
 pub fn demo_topics(s: &Settings) -> Vec<TopicSpec> {
-    let t = &s.topics;
-    let spec = |name: &str, partitions| TopicSpec {
-        name: name.to_string(),
-        partitions,
-        configs: vec![],
-    };
-    vec![
-        spec(&t.predictions, PARTITIONS),
-        spec(&t.ground_truth, PARTITIONS),
-        spec(&t.model_partials, PARTITIONS),
-        spec(&t.dead_letter, 1),
-        spec(&t.drift_events, EVENT_PARTITIONS),
-        spec(&t.retrain_events, EVENT_PARTITIONS),
-        spec(&t.model_metrics, 1),
-    ]
+    driftwatch_worker::topics::owned_by_run(s, PARTITIONS)
 }
 
 /// Creates the topics on a real broker.
@@ -152,9 +139,7 @@ pub async fn create_real_topics(s: &Settings) -> anyhow::Result<()> {
 
 /// Deletes the run's topics from a real broker, changelogs included.
 pub async fn delete_real_topics(s: &Settings) -> anyhow::Result<()> {
-    let mut names: Vec<String> = demo_topics(s).into_iter().map(|t| t.name).collect();
-    names.push(s.join_changelog_topic());
-    names.push(s.monitor_changelog_topic());
+    let names: Vec<String> = demo_topics(s).into_iter().map(|t| t.name).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     delete_topics(&s.kafka, &names).await?;
     Ok(())
@@ -261,18 +246,12 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
     println!("at event time +{} the `fraud` model's accuracy falls 0.92 → 0.70 and its feature x0 shifts; `churn` stays stable\n",
         humantime::format_duration(opts.event_span / 2));
 
-    let join = JoinStage::new(settings.clone())?;
-    let join_handle = join.handle();
-    let monitor = MonitorStage::new(settings.clone())?;
-    let monitor_handle = monitor.handle();
-    let (stop_join, join_stop_rx) = oneshot::channel::<()>();
-    let (stop_monitor, monitor_stop_rx) = oneshot::channel::<()>();
-    let join_task = tokio::spawn(join.run(async {
-        let _ = join_stop_rx.await;
-    }));
-    let monitor_task = tokio::spawn(monitor.run(async {
-        let _ = monitor_stop_rx.await;
-    }));
+    let pipeline = Pipeline::new(&settings, Role::Both)?;
+    let handles = pipeline.handles();
+    let (Some(join_handle), Some(monitor_handle)) = (handles.join, handles.monitor) else {
+        anyhow::bail!("the demo's pipeline runs both stages");
+    };
+    let pipeline = pipeline.start();
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let followers = vec![
@@ -369,10 +348,7 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
         }
     }
     let _ = stop_traffic.send(());
-    let _ = stop_join.send(());
-    let _ = stop_monitor.send(());
-    join_task.await.context("join stage")??;
-    monitor_task.await.context("monitor stage")??;
+    pipeline.stop().await?;
     for f in followers {
         f.abort();
     }

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use driftwatch_codec::{decode_ground_truth, decode_prediction, to_json};
+use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, RecordKind, Scenario, Side, TrafficGenerator};
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::traffic::{publish, Pace};
 
 use crate::{GenerateArgs, ScenarioArg};
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use driftwatch_worker::clients::{create_topics, TopicSpec};
+use driftwatch_worker::clients::create_topics;
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::topics::TopicChecker;
 
@@ -79,7 +79,14 @@ enum Command {
     ///   driftwatch demo --bootstrap-servers 127.0.0.1:9092
     Demo(DemoArgs),
     /// End-to-end benchmark against a real broker: producer rate, raw consume rate, maximum
-    /// throughput of the join and monitor stages, and join latency at half that load.
+    /// throughput of the join stage and of the whole pipeline, and join latency at half the
+    /// join's throughput.
+    ///
+    /// Both throughputs are timed on a backlog from the first input the join consumes: `join`
+    /// until the join group's committed offsets reach the end of the inputs; `end to end` until
+    /// the monitor, having judged the backlog's last epoch, commits. The end-to-end time
+    /// includes the join's idle timeout: at the end of a finite backlog, only then does its
+    /// watermark pass the last epochs.
     ///
     /// Example (with the development broker):
     ///   scripts/kafka start
@@ -164,7 +171,7 @@ struct BenchArgs {
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     latency_time: std::time::Duration,
     /// Measure only the latency, at this offered load (inputs/s: predictions + labels),
-    /// instead of half of the measured maximum (skips the backlog phases).
+    /// instead of half of the join's measured throughput (skips the backlog phases).
     #[arg(long)]
     latency_load: Option<f64>,
     /// Seed of the generated traffic.
@@ -352,7 +359,10 @@ async fn execute(
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
-            let specs = topic_specs(&settings, partitions);
+            let specs: Vec<_> = driftwatch_worker::topics::required(&settings)
+                .iter()
+                .map(|t| t.spec(partitions))
+                .collect();
             create_topics(&settings.kafka, &specs).await?;
             for s in &specs {
                 println!("{} ({} partitions)", s.name, s.partitions);
@@ -365,10 +375,8 @@ async fn execute(
 async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     use anyhow::Context;
     use driftwatch_worker::http::MetricsServer;
-    use driftwatch_worker::join_stage::JoinStage;
     use driftwatch_worker::metrics::RenderOptions;
-    use driftwatch_worker::monitor_stage::MonitorStage;
-    use driftwatch_worker::snapshot::StageHandles;
+    use driftwatch_worker::pipeline::{self, Pipeline};
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop = |tx: &tokio::sync::broadcast::Sender<()>| {
         let mut rx = tx.subscribe();
@@ -382,19 +390,14 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
         driftwatch_worker::clients::probe(&kafka, Duration::from_secs(10))
     })
     .await??;
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut handles = StageHandles::default();
-    if matches!(role, Role::Join | Role::All) {
-        let stage = JoinStage::new(settings.clone())?;
-        handles.join = Some((stage.handle(), settings.kafka.join_group_id.clone()));
-        tasks.spawn(stage.run(stop(&tx)));
-    }
-    if matches!(role, Role::Monitor | Role::All) {
-        let stage = MonitorStage::new(settings.clone())?;
-        handles.monitor = Some(stage.handle());
-        tasks.spawn(stage.run(stop(&tx)));
-    }
+    let role = match role {
+        Role::Join => pipeline::Role::Join,
+        Role::Monitor => pipeline::Role::Monitor,
+        Role::All => pipeline::Role::Both,
+    };
+    let pipeline = Pipeline::new(&settings, role)?;
     if settings.http.enabled {
+        let handles = pipeline.stage_handles();
         let server = MetricsServer::bind(settings.http.bind)
             .await
             .with_context(|| format!("metrics endpoint on {}", settings.http.bind))?
@@ -409,57 +412,17 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
             }
         });
     }
-    tokio::select! {
-        _ = shutdown_signal() => {
+    // Until a signal, or until a stage ends on its own: then the pipeline stops every stage
+    // (the join first) and reports why.
+    let result = pipeline
+        .run(async {
+            shutdown_signal().await;
             tracing::info!("signal received: stopping");
             let _ = tx.send(());
-        }
-        Some(r) = tasks.join_next() => {
-            // A stage ended on its own: stop the other one too and report why.
-            let _ = tx.send(());
-            r??;
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    Ok(())
-}
-
-fn topic_specs(settings: &Settings, partitions: i32) -> Vec<TopicSpec> {
-    let t = &settings.topics;
-    let spec = |name: &str, partitions: i32| TopicSpec {
-        name: name.to_string(),
-        partitions,
-        configs: vec![],
-    };
-    vec![
-        spec(&t.predictions, partitions),
-        spec(&t.ground_truth, partitions),
-        spec(&t.model_partials, partitions),
-        spec(&t.dead_letter, 1),
-        spec(&t.drift_events, 1),
-        spec(&t.retrain_events, 1),
-        spec(&t.model_metrics, 1),
-        // Latest reference per model version: compacted.
-        TopicSpec {
-            name: t.model_references.clone(),
-            partitions: 1,
-            configs: vec![("cleanup.policy".into(), "compact".into())],
-        },
-        // Join state, one partition per input partition (the stage creates it too).
-        TopicSpec {
-            name: settings.join_changelog_topic(),
-            partitions,
-            configs: driftwatch_worker::changelog::changelog_configs(),
-        },
-        // Monitor state, one partition per partials partition (the stage creates it too).
-        TopicSpec {
-            name: settings.monitor_changelog_topic(),
-            partitions,
-            configs: driftwatch_worker::changelog::changelog_configs(),
-        },
-    ]
+        })
+        .await;
+    let _ = tx.send(());
+    Ok(result?)
 }
 
 fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {

@@ -7,7 +7,8 @@
 //!
 //! The generator is pure: it yields encoded records in event-time order (a label is yielded at
 //! its label time, after its prediction), and the caller decides where they go (Kafka, files)
-//! and how fast. The same configuration and seed give the same bytes.
+//! and how fast. The same configuration and seed give the same bytes. [`publish`] sends them to
+//! the input topics, as fast as the producer goes or paced by event time.
 //!
 //! How a model behaves: each request draws numeric features from N(μ, 1) and categorical ones
 //! from a skewed distribution over `categories` values. The true class is a deterministic
@@ -17,6 +18,7 @@
 
 mod config;
 mod model;
+pub mod publish;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};

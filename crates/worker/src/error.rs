@@ -37,6 +37,12 @@ pub enum WorkerError {
     /// not reached in time).
     #[error("join state: {0}")]
     State(String),
+    /// A stage's task ended abnormally (it panicked).
+    #[error("the {stage} stage's task failed: {message}")]
+    Task {
+        stage: &'static str,
+        message: String,
+    },
 }
 
 impl WorkerError {
@@ -47,7 +53,8 @@ impl WorkerError {
             WorkerError::Unreachable { .. } | WorkerError::State(_) => true,
             WorkerError::TopicMissing { .. }
             | WorkerError::NotCoPartitioned { .. }
-            | WorkerError::Config(_) => false,
+            | WorkerError::Config(_)
+            | WorkerError::Task { .. } => false,
         }
     }
 }

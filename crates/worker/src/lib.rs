@@ -9,7 +9,7 @@
 //! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
 //! - [`monitor_stage`]: the monitor stage: partials in; drift, retrain and metrics records out.
-//! - [`traffic`]: publishing generated traffic, paced by event time.
+//! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
 //! - [`transactions`]: retry, abort and fatal classification of transaction calls.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
@@ -25,11 +25,11 @@ pub mod join_progress;
 pub mod join_stage;
 pub mod metrics;
 pub mod monitor_stage;
+pub mod pipeline;
 pub mod security;
 pub mod settings;
 pub mod snapshot;
 pub mod topics;
-pub mod traffic;
 pub mod transactions;
 
 pub use error::{Result, WorkerError};

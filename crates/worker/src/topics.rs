@@ -1,4 +1,6 @@
-//! Topic checks made at start-up, before any message is processed.
+//! The pipeline's topics: which ones it reads and writes ([`required`], the one list every
+//! topic creation goes through), and the checks made at start-up, before any message is
+//! processed.
 
 use std::time::Duration;
 
@@ -6,7 +8,130 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::clients::TopicSpec;
 use crate::error::{Result, WorkerError};
+use crate::settings::Settings;
+
+/// What a topic is to the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicRole {
+    /// Read by the join stage: predictions and ground truth, co-partitioned.
+    Input,
+    /// Join stage → monitor stage: partials keyed by model id, and the join's progress records.
+    Partials,
+    /// Written by the join stage: input it refused, with headers naming its origin.
+    DeadLetter,
+    /// Written by the monitor stage: drift events, retrain events, metrics snapshots. The
+    /// monitor also reads its retrain events back at start-up (retrain cooldowns).
+    Output,
+    /// Read by the monitor stage, written by `driftwatch profile`: reference profiles. Optional
+    /// (without it, the first traffic of a model version is its reference) and shared by every
+    /// deployment that names it.
+    References,
+    /// A stage's state (exactly-once only): created by the stage itself when missing.
+    Changelog,
+}
+
+/// How many partitions a topic gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitions {
+    /// The deployment's partition count, as many as each input topic: the inputs (which must
+    /// be equal), the partials (the monitor's parallelism) and the changelogs (one partition
+    /// per input, resp. partials, partition; each stage checks this at start-up).
+    Scaled,
+    /// One partition: low-volume topics read whole.
+    One,
+}
+
+/// One topic the pipeline reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredTopic {
+    pub name: String,
+    pub role: TopicRole,
+    pub partitions: Partitions,
+    /// Topic configuration it is created with (e.g. `cleanup.policy=compact`).
+    pub configs: Vec<(String, String)>,
+}
+
+impl RequiredTopic {
+    /// What to create, with `scaled` partitions where the count scales with the deployment.
+    pub fn spec(&self, scaled: i32) -> TopicSpec {
+        TopicSpec {
+            name: self.name.clone(),
+            partitions: match self.partitions {
+                Partitions::Scaled => scaled,
+                Partitions::One => 1,
+            },
+            configs: self.configs.clone(),
+        }
+    }
+
+    /// Whether a run with its own topics (the demo, the bench, a test) creates this one and
+    /// deletes it afterwards: every topic but the shared reference profiles, and the
+    /// changelogs only when the stages keep them (exactly-once).
+    pub fn owned_by_run(&self, settings: &Settings) -> bool {
+        match self.role {
+            TopicRole::References => false,
+            TopicRole::Changelog => settings.kafka.exactly_once(),
+            _ => true,
+        }
+    }
+}
+
+/// Every topic the pipeline these settings describe reads or writes, with its role, partition
+/// rule and topic configuration. Topic creation (`driftwatch topics create`, the demo, the
+/// bench, the integration tests) goes through this list.
+pub fn required(settings: &Settings) -> Vec<RequiredTopic> {
+    let t = &settings.topics;
+    let topic = |name: &str, role, partitions| RequiredTopic {
+        name: name.to_string(),
+        role,
+        partitions,
+        configs: Vec::new(),
+    };
+    let compacted = |name: String, partitions, configs| RequiredTopic {
+        name,
+        role: TopicRole::Changelog,
+        partitions,
+        configs,
+    };
+    vec![
+        topic(&t.predictions, TopicRole::Input, Partitions::Scaled),
+        topic(&t.ground_truth, TopicRole::Input, Partitions::Scaled),
+        topic(&t.model_partials, TopicRole::Partials, Partitions::Scaled),
+        topic(&t.dead_letter, TopicRole::DeadLetter, Partitions::One),
+        topic(&t.drift_events, TopicRole::Output, Partitions::One),
+        topic(&t.retrain_events, TopicRole::Output, Partitions::One),
+        topic(&t.model_metrics, TopicRole::Output, Partitions::One),
+        // The latest reference per model version.
+        RequiredTopic {
+            configs: vec![("cleanup.policy".into(), "compact".into())],
+            ..topic(&t.model_references, TopicRole::References, Partitions::One)
+        },
+        // Join state, one partition per input partition.
+        compacted(
+            settings.join_changelog_topic(),
+            Partitions::Scaled,
+            crate::changelog::changelog_configs(),
+        ),
+        // Monitor state, one partition per partials partition.
+        compacted(
+            settings.monitor_changelog_topic(),
+            Partitions::Scaled,
+            crate::changelog::changelog_configs(),
+        ),
+    ]
+}
+
+/// The topics a run with topics of its own creates (see [`RequiredTopic::owned_by_run`]), with
+/// `scaled` partitions where the count scales.
+pub fn owned_by_run(settings: &Settings, scaled: i32) -> Vec<TopicSpec> {
+    required(settings)
+        .into_iter()
+        .filter(|t| t.owned_by_run(settings))
+        .map(|t| t.spec(scaled))
+        .collect()
+}
 
 /// Number of partitions of `topic`, or a clear error when it does not exist or the broker does
 /// not answer.
@@ -100,5 +225,75 @@ impl TopicChecker {
             ground_truth,
             self.timeout,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ProcessingGuarantee;
+
+    #[test]
+    fn every_configured_topic_is_required_once() {
+        let s = Settings::default();
+        let t = &s.topics;
+        let names: Vec<String> = required(&s).into_iter().map(|r| r.name).collect();
+        let mut expected = vec![
+            t.predictions.clone(),
+            t.ground_truth.clone(),
+            t.model_partials.clone(),
+            t.dead_letter.clone(),
+            t.drift_events.clone(),
+            t.retrain_events.clone(),
+            t.model_metrics.clone(),
+            t.model_references.clone(),
+            s.join_changelog_topic(),
+            s.monitor_changelog_topic(),
+        ];
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "a topic twice: {names:?}");
+        expected.sort();
+        assert_eq!(sorted, expected);
+    }
+
+    #[test]
+    fn partitions_scale_where_stages_pair_partitions() {
+        let s = Settings::default();
+        for r in required(&s) {
+            let spec = r.spec(12);
+            let scaled = matches!(
+                r.role,
+                TopicRole::Input | TopicRole::Partials | TopicRole::Changelog
+            );
+            assert_eq!(spec.partitions, if scaled { 12 } else { 1 }, "{}", r.name);
+            let compacted = spec
+                .configs
+                .iter()
+                .any(|(k, v)| k == "cleanup.policy" && v == "compact");
+            assert_eq!(
+                compacted,
+                matches!(r.role, TopicRole::Changelog | TopicRole::References),
+                "{}",
+                r.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_owns_neither_the_references_nor_unused_changelogs() {
+        let mut s = Settings::default();
+        let names = |s: &Settings| -> Vec<String> {
+            owned_by_run(s, 4).into_iter().map(|t| t.name).collect()
+        };
+        let owned = names(&s);
+        assert!(!owned.contains(&s.topics.model_references));
+        assert!(owned.contains(&s.join_changelog_topic()));
+        assert_eq!(owned.len(), 9);
+        s.kafka.processing_guarantee = ProcessingGuarantee::AtLeastOnce;
+        let owned = names(&s);
+        assert!(!owned.contains(&s.monitor_changelog_topic()));
+        assert_eq!(owned.len(), 7);
     }
 }

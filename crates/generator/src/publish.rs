@@ -1,19 +1,22 @@
-//! Publishing generated traffic to Kafka, paced by event time.
+//! Publishing generated traffic to Kafka, paced by event time: the load of `driftwatch
+//! generate`, the demo, the bench and the integration tests. It lives here, not in the worker,
+//! because only those drive load; the producer settings are the worker's, so generated records
+//! land on the partitions a real producer's would.
 
 use std::borrow::Borrow;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use driftwatch_generator::{GeneratedRecord, Side};
+use driftwatch_worker::clients::producer_config;
+use driftwatch_worker::settings::{KafkaSettings, TopicNames};
+use driftwatch_worker::Result;
 use hdrhistogram::Histogram;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use tracing::{info, warn};
 
-use crate::clients::producer_config;
-use crate::error::Result;
-use crate::settings::{KafkaSettings, TopicNames};
+use crate::{GeneratedRecord, Side};
 
 /// How fast to publish.
 #[derive(Debug, Clone, Copy, PartialEq)]
