@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 runtime failure (broker, topics, I/O); 2 bad usage or invalid
 //! configuration.
 
+mod backtest;
 mod bench;
 mod compare;
 mod demo;
@@ -115,6 +116,18 @@ enum Command {
     ///   driftwatch generate --scenario drift --duration 2h --time-scale 120
     ///   driftwatch generate --rate 1000 --duration 10m --time-scale 0 --output-dir /tmp/traffic
     Generate(GenerateArgs),
+    /// Replay a history of predictions and labels through the join, monitor and retrain
+    /// policies, and compare the configured policy with never retraining and a fixed interval
+    ///
+    /// Sources: JSON lines files in the documented JSON form, or Avro container files. Per model
+    /// and policy: retrains, hours below the accuracy SLO, accuracy-hours lost, cost.
+    ///
+    /// Examples:
+    ///   driftwatch backtest --predictions p.jsonl --ground-truth gt.jsonl
+    ///   driftwatch backtest -c prod.toml --predictions p.avro --ground-truth gt.avro \
+    ///     --policy eager.toml --fixed-interval 3d --format html --output backtest.html
+    #[command(verbatim_doc_comment)]
+    Backtest(backtest::BacktestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -350,6 +363,7 @@ async fn execute(
         }
         Command::Profile(args) => profile::run(&settings, args).await,
         Command::Compare(args) => compare::run(&args),
+        Command::Backtest(args) => backtest::run(&settings, &args),
         Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
             let specs = topic_specs(&settings, partitions);
