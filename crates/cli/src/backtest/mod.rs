@@ -223,10 +223,7 @@ pub fn run(settings: &Settings, args: &BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut report, read) = replay(config, &mut predictions, &mut labels, args.from, args.to)?;
     let elapsed = started.elapsed().as_secs_f64();
-    for failed in [predictions.failed.take(), labels.failed.take()]
-        .into_iter()
-        .flatten()
-    {
+    if let Some(failed) = predictions.failed.take().or(labels.failed.take()) {
         bail!("{failed}");
     }
     for (n, first) in [

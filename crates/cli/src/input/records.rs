@@ -18,12 +18,15 @@ use driftwatch_core::{GroundTruth, Prediction};
 
 use super::{InputError, InputFormat};
 
+/// Decodes one Avro datum of a file's writer schema.
+pub type DatumDecoder<T> = Box<dyn Fn(&[u8]) -> Result<T, String>>;
+
 /// A record kind this reader yields.
 pub trait InputRecord: Sized {
     const KIND: RecordKind;
     fn from_json(line: &[u8]) -> Result<Self, String>;
     /// A decoder of datums of `writer`.
-    fn avro_decoder(writer: &Schema) -> Result<Box<dyn Fn(&[u8]) -> Result<Self, String>>, String>;
+    fn avro_decoder(writer: &Schema) -> Result<DatumDecoder<Self>, String>;
 }
 
 impl InputRecord for Prediction {
@@ -31,7 +34,7 @@ impl InputRecord for Prediction {
     fn from_json(line: &[u8]) -> Result<Self, String> {
         from_json_slice(line).map_err(|e| e.to_string())
     }
-    fn avro_decoder(writer: &Schema) -> Result<Box<dyn Fn(&[u8]) -> Result<Self, String>>, String> {
+    fn avro_decoder(writer: &Schema) -> Result<DatumDecoder<Self>, String> {
         let current = Self::KIND.schema().map_err(|e| e.to_string())?;
         let d = PredictionDecoder::new(writer, current).map_err(|e| e.to_string())?;
         Ok(Box::new(move |datum| {
@@ -45,7 +48,7 @@ impl InputRecord for GroundTruth {
     fn from_json(line: &[u8]) -> Result<Self, String> {
         from_json_slice(line).map_err(|e| e.to_string())
     }
-    fn avro_decoder(writer: &Schema) -> Result<Box<dyn Fn(&[u8]) -> Result<Self, String>>, String> {
+    fn avro_decoder(writer: &Schema) -> Result<DatumDecoder<Self>, String> {
         let current = Self::KIND.schema().map_err(|e| e.to_string())?;
         let d = GroundTruthDecoder::new(writer, current).map_err(|e| e.to_string())?;
         Ok(Box::new(move |datum| {
@@ -57,9 +60,9 @@ impl InputRecord for GroundTruth {
 enum Source<T> {
     Lines(std::io::Split<BufReader<File>>),
     Avro {
-        reader: apache_avro::Reader<'static, BufReader<File>>,
+        reader: Box<apache_avro::Reader<'static, BufReader<File>>>,
         schema: Schema,
-        decode: Box<dyn Fn(&[u8]) -> Result<T, String>>,
+        decode: DatumDecoder<T>,
     },
 }
 
@@ -98,7 +101,7 @@ impl<T: InputRecord> RecordReader<T> {
                         )
                     })?;
                     Source::Avro {
-                        reader,
+                        reader: Box::new(reader),
                         schema,
                         decode,
                     }

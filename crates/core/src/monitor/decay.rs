@@ -183,7 +183,7 @@ impl DecayEstimate {
                 0.5 * (lo + hi)
             }
         };
-        (hours.is_finite() && hours <= MAX_INTERVAL_HOURS).then(|| (hours * 3_600_000.0) as i64)
+        (hours.is_finite() && hours <= MAX_INTERVAL_HOURS).then_some((hours * 3_600_000.0) as i64)
     }
 }
 
