@@ -116,10 +116,11 @@ enum Command {
     ///   driftwatch generate --scenario drift --duration 2h --time-scale 120
     ///   driftwatch generate --rate 1000 --duration 10m --time-scale 0 --output-dir /tmp/traffic
     Generate(GenerateArgs),
-    /// Replay a history of predictions and labels through the join, monitor and retrain
-    /// policies, and compare the configured policy with never retraining and a fixed interval
+    /// Replay a history through the monitor and compare retrain policies
     ///
-    /// Sources: JSON lines files in the documented JSON form, or Avro container files. Per model
+    /// Predictions and labels go through the join, windows, detectors and retrain policies in
+    /// event time; the configured policy is compared with never retraining, a fixed interval
+    /// and any --policy files. Sources: JSON lines files in the documented JSON form, or Avro container files. Per model
     /// and policy: retrains, hours below the accuracy SLO, accuracy-hours lost, cost.
     ///
     /// Examples:
