@@ -113,6 +113,8 @@ async fn run_scenario(seed: u64, prior_retrain: bool) -> Outcome {
             train_to: drift_at,
             dry_run: false,
             created_at: drift_at,
+            estimated_decay_per_day: None,
+            suggested_retrain_interval_ms: None,
         };
         let producer: rdkafka::producer::FutureProducer =
             driftwatch_worker::clients::producer_config(&s.kafka)

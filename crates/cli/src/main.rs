@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 runtime failure (broker, topics, I/O); 2 bad usage or invalid
 //! configuration.
 
+mod backtest;
 mod bench;
 mod compare;
 mod demo;
@@ -122,6 +123,19 @@ enum Command {
     ///   driftwatch generate --scenario drift --duration 2h --time-scale 120
     ///   driftwatch generate --rate 1000 --duration 10m --time-scale 0 --output-dir /tmp/traffic
     Generate(GenerateArgs),
+    /// Replay a history through the monitor and compare retrain policies
+    ///
+    /// Predictions and labels go through the join, windows, detectors and retrain policies in
+    /// event time; the configured policy is compared with never retraining, a fixed interval
+    /// and any --policy files. Sources: JSON lines files in the documented JSON form, or Avro container files. Per model
+    /// and policy: retrains, hours below the accuracy SLO, accuracy-hours lost, cost.
+    ///
+    /// Examples:
+    ///   driftwatch backtest --predictions p.jsonl --ground-truth gt.jsonl
+    ///   driftwatch backtest -c prod.toml --predictions p.avro --ground-truth gt.avro \
+    ///     --policy eager.toml --fixed-interval 3d --format html --output backtest.html
+    #[command(verbatim_doc_comment)]
+    Backtest(backtest::BacktestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -357,6 +371,7 @@ async fn execute(
         }
         Command::Profile(args) => profile::run(&settings, args).await,
         Command::Compare(args) => compare::run(&args),
+        Command::Backtest(args) => backtest::run(&settings, &args),
         Command::Generate(args) => generate::run(&settings, args, shutdown_signal()).await,
         Command::Topics(TopicsCommand::Create { partitions }) => {
             let specs: Vec<_> = driftwatch_worker::topics::required(&settings)

@@ -237,6 +237,29 @@ fn read_trailing_opt_long(cur: &mut Cursor<'_>) -> Result<Option<i64>> {
     }
 }
 
+/// `["null", "double"]`.
+fn put_opt_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        None => put_long(out, 0),
+        Some(x) => {
+            put_long(out, 1);
+            put_f64(out, x);
+        }
+    }
+}
+
+/// `["null", "double"]` among the datum's last fields (see [`read_trailing_opt_long`]).
+fn read_trailing_opt_f64(cur: &mut Cursor<'_>) -> Result<Option<f64>> {
+    if cur.remaining() == 0 {
+        return Ok(None);
+    }
+    match cur.read_long()? {
+        0 => Ok(None),
+        1 => Ok(Some(cur.read_f64()?)),
+        i => Err(CodecError::invalid(format!("union branch index {i}"))),
+    }
+}
+
 fn string(cur: &mut Cursor<'_>) -> Result<String> {
     Ok(cur.read_str()?.to_owned())
 }
@@ -314,6 +337,8 @@ impl AvroRecord for RetrainEvent {
         put_long(out, self.train_to);
         put_bool(out, self.dry_run);
         put_long(out, self.created_at);
+        put_opt_f64(out, self.estimated_decay_per_day);
+        put_opt_long(out, self.suggested_retrain_interval_ms);
         Ok(())
     }
 
@@ -330,6 +355,8 @@ impl AvroRecord for RetrainEvent {
                 train_to: c.read_long()?,
                 dry_run: c.read_bool()?,
                 created_at: c.read_long()?,
+                estimated_decay_per_day: read_trailing_opt_f64(c)?,
+                suggested_retrain_interval_ms: read_trailing_opt_long(c)?,
             })
         })
     }
@@ -349,6 +376,8 @@ impl AvroRecord for ModelMetrics {
         put_f64(out, self.label_coverage);
         put_f64_map(out, &self.metrics);
         put_long(out, self.emitted_at);
+        put_opt_f64(out, self.estimated_decay_per_day);
+        put_opt_long(out, self.suggested_retrain_interval_ms);
         Ok(())
     }
 
@@ -365,6 +394,8 @@ impl AvroRecord for ModelMetrics {
                 label_coverage: c.read_f64()?,
                 metrics: read_f64_map(c)?,
                 emitted_at: c.read_long()?,
+                estimated_decay_per_day: read_trailing_opt_f64(c)?,
+                suggested_retrain_interval_ms: read_trailing_opt_long(c)?,
             })
         })
     }

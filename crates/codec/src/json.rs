@@ -338,6 +338,8 @@ struct RetrainEventOut<'r> {
     train_to: TimestampMs,
     dry_run: bool,
     created_at: TimestampMs,
+    estimated_decay_per_day: Option<f64>,
+    suggested_retrain_interval_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +355,10 @@ struct RetrainEventIn {
     train_to: TimestampMs,
     dry_run: bool,
     created_at: TimestampMs,
+    #[serde(default)]
+    estimated_decay_per_day: Option<f64>,
+    #[serde(default)]
+    suggested_retrain_interval_ms: Option<i64>,
 }
 
 impl JsonRecord for RetrainEvent {
@@ -369,6 +375,8 @@ impl JsonRecord for RetrainEvent {
             train_to: self.train_to,
             dry_run: self.dry_run,
             created_at: self.created_at,
+            estimated_decay_per_day: self.estimated_decay_per_day,
+            suggested_retrain_interval_ms: self.suggested_retrain_interval_ms,
         })?)
     }
 
@@ -385,6 +393,8 @@ impl JsonRecord for RetrainEvent {
             train_to: r.train_to,
             dry_run: r.dry_run,
             created_at: r.created_at,
+            estimated_decay_per_day: r.estimated_decay_per_day,
+            suggested_retrain_interval_ms: r.suggested_retrain_interval_ms,
         })
     }
 }
@@ -401,6 +411,8 @@ struct ModelMetricsOut<'r> {
     label_coverage: f64,
     metrics: MapRef<'r, f64>,
     emitted_at: TimestampMs,
+    estimated_decay_per_day: Option<f64>,
+    suggested_retrain_interval_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +428,10 @@ struct ModelMetricsIn {
     label_coverage: f64,
     metrics: OrderedMap<f64>,
     emitted_at: TimestampMs,
+    #[serde(default)]
+    estimated_decay_per_day: Option<f64>,
+    #[serde(default)]
+    suggested_retrain_interval_ms: Option<i64>,
 }
 
 impl JsonRecord for ModelMetrics {
@@ -433,6 +449,8 @@ impl JsonRecord for ModelMetrics {
             label_coverage: self.label_coverage,
             metrics: MapRef(&self.metrics),
             emitted_at: self.emitted_at,
+            estimated_decay_per_day: self.estimated_decay_per_day,
+            suggested_retrain_interval_ms: self.suggested_retrain_interval_ms,
         })?)
     }
 
@@ -449,6 +467,8 @@ impl JsonRecord for ModelMetrics {
             label_coverage: m.label_coverage,
             metrics: m.metrics.0,
             emitted_at: m.emitted_at,
+            estimated_decay_per_day: m.estimated_decay_per_day,
+            suggested_retrain_interval_ms: m.suggested_retrain_interval_ms,
         })
     }
 }
@@ -527,6 +547,8 @@ mod tests {
             label_coverage: 0.5,
             metrics: vec![("mae".into(), 1.5), ("accuracy".into(), 0.9)],
             emitted_at: 900_001,
+            estimated_decay_per_day: Some(0.01),
+            suggested_retrain_interval_ms: None,
         };
         let v: serde_json::Value = serde_json::from_str(&to_json(&m).unwrap()).unwrap();
         assert_eq!(v["metrics"]["mae"], 1.5);

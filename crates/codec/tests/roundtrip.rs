@@ -140,6 +140,8 @@ fn retrain_event() -> RetrainEvent {
         train_to: 20,
         dry_run: true,
         created_at: 21,
+        estimated_decay_per_day: Some(0.012),
+        suggested_retrain_interval_ms: Some(3 * 86_400_000),
     }
 }
 
@@ -155,6 +157,8 @@ fn model_metrics() -> ModelMetrics {
         label_coverage: 678.0 / 12_345.0,
         metrics: vec![("mae".into(), 3.5), ("accuracy".into(), 0.9)],
         emitted_at: 900_001,
+        estimated_decay_per_day: Some(0.004),
+        suggested_retrain_interval_ms: None,
     }
 }
 
@@ -438,4 +442,59 @@ fn model_reference_round_trips_and_matches_its_schema() {
         r
     );
     assert_eq!(r.key(), "fraud/v3");
+}
+
+/// Retrain events and metrics snapshots of the released v1 schemas (without the decay fields)
+/// read with both fields `None`, through resolution and as bare datums ending before them; and
+/// the JSON of a v1 writer too.
+#[test]
+fn decay_fields_of_older_writers_read_as_none() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/released/v1");
+    let v1 = |name: &str| {
+        apache_avro::Schema::parse_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    // Maps resolved by apache-avro come out in any order: one entry each.
+    let r = RetrainEvent {
+        metrics: vec![("accuracy".into(), 0.81)],
+        ..retrain_event()
+    };
+    let old_r = RetrainEvent {
+        estimated_decay_per_day: None,
+        suggested_retrain_interval_ms: None,
+        ..r.clone()
+    };
+    let (v1_r, cur_r) = (
+        v1("RetrainEvent.avsc"),
+        RecordKind::RetrainEvent.schema().unwrap(),
+    );
+    let as_v1 = avro_encode(&v1_r, avro_decode(cur_r, &v1_r, &to_avro(&r).unwrap()));
+    assert_eq!(
+        from_avro_resolving::<RetrainEvent>(&v1_r, &as_v1).unwrap(),
+        old_r
+    );
+    assert_eq!(from_avro::<RetrainEvent>(&as_v1).unwrap(), old_r);
+    let m = ModelMetrics {
+        metrics: vec![("accuracy".into(), 0.9)],
+        ..model_metrics()
+    };
+    let old_m = ModelMetrics {
+        estimated_decay_per_day: None,
+        suggested_retrain_interval_ms: None,
+        ..m.clone()
+    };
+    let (v1_m, cur_m) = (
+        v1("ModelMetrics.avsc"),
+        RecordKind::ModelMetrics.schema().unwrap(),
+    );
+    let as_v1 = avro_encode(&v1_m, avro_decode(cur_m, &v1_m, &to_avro(&m).unwrap()));
+    assert_eq!(
+        from_avro_resolving::<ModelMetrics>(&v1_m, &as_v1).unwrap(),
+        old_m
+    );
+    assert_eq!(from_avro::<ModelMetrics>(&as_v1).unwrap(), old_m);
+    let mut json: serde_json::Value = serde_json::from_str(&to_json(&m).unwrap()).unwrap();
+    let o = json.as_object_mut().unwrap();
+    o.remove("estimated_decay_per_day");
+    o.remove("suggested_retrain_interval_ms");
+    assert_eq!(from_json::<ModelMetrics>(&json.to_string()).unwrap(), old_m);
 }

@@ -12,6 +12,7 @@
 //! - [`summary`]: mergeable feature/prediction summaries (DataSketches KLL, frequent items,
 //!   HLL) and drift statistics between them.
 
+pub mod backtest;
 pub mod detect;
 pub mod join;
 pub mod monitor;

@@ -145,6 +145,14 @@ pub struct RetrainEvent {
     /// Advisory only: the policy is in dry-run mode.
     pub dry_run: bool,
     pub created_at: TimestampMs,
+    /// Accuracy the version loses per day, fitted against its time since go-live (see
+    /// `monitor::decay`); `None` before enough matured hours.
+    #[serde(default)]
+    pub estimated_decay_per_day: Option<f64>,
+    /// The retrain interval that minimizes retrain cost plus accuracy-loss cost under that
+    /// decay and the policy's costs, ms; `None` when the model does not decay.
+    #[serde(default)]
+    pub suggested_retrain_interval_ms: Option<i64>,
 }
 
 /// A metrics snapshot of one model over one window (topic `model-metrics`, key = model id).
@@ -165,6 +173,12 @@ pub struct ModelMetrics {
     /// Metric name → value (accuracy, f1_macro, mae, …).
     pub metrics: Vec<(String, f64)>,
     pub emitted_at: TimestampMs,
+    /// The version's fitted accuracy decay per day (as in [`RetrainEvent`]).
+    #[serde(default)]
+    pub estimated_decay_per_day: Option<f64>,
+    /// The suggested retrain interval, ms (as in [`RetrainEvent`]).
+    #[serde(default)]
+    pub suggested_retrain_interval_ms: Option<i64>,
 }
 
 /// Accounting counters of the join stage: every input ends in exactly one bucket (and, apart

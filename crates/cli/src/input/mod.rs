@@ -1,5 +1,6 @@
 //! Tabular input files of the offline commands (`profile`, `compare`): CSV with a header, JSON
-//! lines, Avro object container files and Parquet.
+//! lines, Avro object container files and Parquet. Input *records* (predictions, labels) for
+//! `backtest` are read by [`records`].
 //!
 //! Each reader streams the file into a [`Sink`] cell by cell, typed the way the join stage
 //! types a prediction's features: a number, a string (a category), or missing. Nothing is kept
@@ -24,6 +25,7 @@ mod avro;
 mod csv;
 mod jsonl;
 mod parquet;
+pub mod records;
 
 use std::fmt;
 use std::fs::File;

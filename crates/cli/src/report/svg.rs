@@ -253,6 +253,160 @@ pub fn bars(title: &str, categories: &[String], series: &[Series<'_>], percent: 
     out
 }
 
+/// A series over time for [`timeline`]: points (time in ms, value) joined by a line (broken
+/// where consecutive points are more than `gap_ms` apart), with `marks` (time, tooltip)
+/// drawn as a triangle at the top of the plot and a faint vertical line, and `dots` (time,
+/// tooltip) as small circles along its bottom edge, all in the series' colour.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeSeries<'a> {
+    pub name: &'a str,
+    pub color: &'a str,
+    pub points: &'a [(i64, f64)],
+    pub marks: &'a [(i64, String)],
+    pub dots: &'a [(i64, String)],
+}
+
+/// A line chart over time from `x0` to `x1` (ms since the epoch), the y axis from `y0` to
+/// `y1`, with horizontal dashed `guides` (value, label).
+pub fn timeline(
+    title: &str,
+    (x0, x1): (i64, i64),
+    (y0, y1): (f64, f64),
+    series: &[TimeSeries<'_>],
+    guides: &[(f64, &str)],
+    gap_ms: i64,
+    percent: bool,
+) -> String {
+    let mut out = String::new();
+    open(&mut out, title);
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let base = HEIGHT - BOTTOM;
+    let span = (x1 - x0).max(1) as f64;
+    let yspan = if y1 > y0 { y1 - y0 } else { 1.0 };
+    let px = |t: i64| LEFT + plot_w * ((t - x0) as f64 / span).clamp(0.0, 1.0);
+    let py = |v: f64| base - plot_h * ((v - y0) / yspan).clamp(0.0, 1.0);
+    let label = |v: f64| {
+        if percent {
+            format!("{}%", tick(v * 100.0))
+        } else {
+            tick(v)
+        }
+    };
+    for i in 0..=4 {
+        let v = y0 + yspan * f64::from(i) / 4.0;
+        let y = py(v);
+        let _ = write!(
+            out,
+            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{l}</text>",
+            x2 = WIDTH - RIGHT,
+            tx = LEFT - 4.0,
+            ty = y + 4.0,
+            l = label(v)
+        );
+    }
+    let _ = write!(
+        out,
+        "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{base}\" y2=\"{base}\" stroke=\"#666\"/>",
+        x2 = WIDTH - RIGHT
+    );
+    for k in 0..=4 {
+        let t = x0 + ((x1 - x0) as f64 * f64::from(k) / 4.0) as i64;
+        let anchor = match k {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            out,
+            "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"{anchor}\">{l}</text>",
+            x = px(t),
+            y = base + 16.0,
+            l = escape(&date_minutes(t))
+        );
+    }
+    for (v, name) in guides {
+        let y = py(*v);
+        let _ = write!(
+            out,
+            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#555\" \
+             stroke-dasharray=\"4 3\"/><text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" \
+             fill=\"#555\">{n} {l}</text>",
+            x2 = WIDTH - RIGHT,
+            tx = WIDTH - RIGHT - 2.0,
+            ty = y - 3.0,
+            n = escape(name),
+            l = label(*v)
+        );
+    }
+    for s in series {
+        let c = escape(s.color);
+        let mut d = String::new();
+        let mut last: Option<i64> = None;
+        for &(t, v) in s.points.iter().filter(|(_, v)| v.is_finite()) {
+            let cmd = if last.is_some_and(|l| t - l <= gap_ms) {
+                'L'
+            } else {
+                'M'
+            };
+            let _ = write!(d, "{cmd}{:.1},{:.1} ", px(t), py(v));
+            last = Some(t);
+        }
+        if !d.is_empty() {
+            let _ = write!(
+                out,
+                "<path d=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\"/>",
+                d.trim_end()
+            );
+        }
+        for (t, tip) in s.marks {
+            let x = px(*t);
+            let _ = write!(
+                out,
+                "<g><title>{tip}</title><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" \
+                 y2=\"{base}\" stroke=\"{c}\" stroke-opacity=\"0.35\"/><path d=\"M{a:.1},{TOP} \
+                 L{b:.1},{TOP} L{x:.1},{y:.1} Z\" fill=\"{c}\"/></g>",
+                tip = escape(tip),
+                a = x - 4.0,
+                b = x + 4.0,
+                y = TOP + 7.0
+            );
+        }
+        for (t, tip) in s.dots {
+            let _ = write!(
+                out,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"none\" stroke=\"{c}\">\
+                 <title>{tip}</title></circle>",
+                x = px(*t),
+                y = base - 4.0,
+                tip = escape(tip)
+            );
+        }
+    }
+    let keys: Vec<Series<'_>> = series
+        .iter()
+        .map(|s| Series {
+            name: s.name,
+            color: s.color,
+            values: &[],
+        })
+        .collect();
+    legend(&mut out, &keys);
+    out.push_str("</svg>");
+    out
+}
+
+/// `2026-01-01 07:12` (UTC): an axis label.
+pub fn date_minutes(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    // 2026-01-01T07:12:00Z
+    match (s.get(..10), s.get(11..16)) {
+        (Some(d), Some(m)) => format!("{d} {m}"),
+        _ => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +473,37 @@ mod tests {
         assert_eq!(tick(2.0), "2");
         assert_eq!(tick(1.5e-7), "1.50e-7");
         assert_eq!(tick(-0.0001), "-1.00e-4");
+    }
+
+    #[test]
+    fn timelines_draw_lines_marks_and_guides_without_urls() {
+        let points = [(0, 0.9), (3_600_000, 0.8), (10 * 3_600_000, 0.7)];
+        let marks = [(3_600_000, "retrain <1>".to_owned())];
+        let dots = [(7_200_000, "drift".to_owned())];
+        let s = timeline(
+            "acc",
+            (0, 10 * 3_600_000),
+            (0.5, 1.0),
+            &[TimeSeries {
+                name: "configured",
+                color: CURRENT_COLOR,
+                points: &points,
+                marks: &marks,
+                dots: &dots,
+            }],
+            &[(0.85, "SLO")],
+            3_600_000,
+            true,
+        );
+        assert!(s.starts_with("<svg ") && s.ends_with("</svg>"));
+        assert!(s.contains("M56.0,"), "{s}");
+        assert_eq!(
+            s.matches(" L").count() - 2,
+            1,
+            "one segment, then a gap: {s}"
+        );
+        assert!(s.contains("retrain &lt;1&gt;") && s.contains("<circle"));
+        assert!(s.contains("SLO 85%") && s.contains("1970-01-01 00:00"));
+        assert!(!s.contains("http") && !s.contains("NaN"));
     }
 }

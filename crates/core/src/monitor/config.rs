@@ -348,6 +348,7 @@ impl ModelConfig {
         check(p.daily_budget >= 1, "policy.daily_budget", &|| {
             "must be at least 1 (disable the policy with `enabled = false`)".into()
         })?;
+        p.validate_costs().map_err(|(field, m)| err(field, m))?;
         if p.enabled {
             check(!p.detectors.is_empty(), "policy.detectors", &|| {
                 "an enabled policy needs at least one detector".into()

@@ -42,8 +42,10 @@
 pub mod baseline;
 pub mod clock;
 pub mod config;
+pub mod decay;
 pub mod detectors;
 pub mod duration;
+mod evaluate;
 pub mod features;
 pub mod metrics;
 pub mod policy;
@@ -57,6 +59,7 @@ use std::collections::BTreeMap;
 pub use baseline::{Baseline, BaselineConfig, BaselineSource};
 pub use clock::{Epoch, EpochQueue, JoinClock};
 pub use config::{ConfigError, ModelConfig, ModelOverride, MonitorConfig};
+pub use decay::{DecayEstimate, DecayFit, DecayShape};
 pub use detectors::{AccuracyDropConfig, Judgement, Level, StreamDetectorConfig};
 pub use duration::{format_duration_ms, parse_duration_ms, DurationError};
 pub use features::{FeatureDriftConfig, SignatureTracker};
@@ -68,7 +71,7 @@ pub use window::{ModelWindows, Placement, WindowError, WindowSpec, WindowStats, 
 
 use crate::{DriftEvent, DriftState, ModelMetrics, ModelPartial, RetrainEvent, TimestampMs};
 use detectors::StreamWatch;
-use policy::{Decision, DetectorStatus};
+use evaluate::snapshot;
 
 /// Why the monitor refused something.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -113,6 +116,8 @@ struct VersionState {
     last_judged_end: Option<TimestampMs>,
     submitted: Vec<Judgement>,
     signatures: SignatureTracker,
+    /// Accuracy against time since go-live, from matured buckets.
+    decay: DecayFit,
 }
 
 impl VersionState {
@@ -143,6 +148,7 @@ impl VersionState {
             machines: BTreeMap::new(),
             last_judged_end: None,
             submitted: Vec::new(),
+            decay: DecayFit::new(),
         })
     }
 }
@@ -172,13 +178,6 @@ impl ModelState {
 pub struct Monitor {
     config: MonitorConfig,
     models: BTreeMap<String, ModelState>,
-}
-
-fn machine_key_name(detector: &str, feature: Option<&str>) -> String {
-    match feature {
-        Some(f) => format!("{detector}:{f}"),
-        None => detector.to_owned(),
-    }
 }
 
 impl Monitor {
@@ -253,6 +252,11 @@ impl Monitor {
         let width = v.windows.bucket_width_ms().unwrap_or(default_width);
         for bucket in v.windows.take_matured() {
             v.baseline.offer(&bucket);
+            v.decay.offer(
+                bucket.start,
+                bucket.aggregate.correct(),
+                bucket.aggregate.classified(),
+            );
             for s in &mut v.streams {
                 s.feed(&bucket, width);
             }
@@ -400,114 +404,6 @@ impl Monitor {
         out
     }
 
-    fn evaluate_where(
-        &mut self,
-        now: TimestampMs,
-        include: impl Fn(&str) -> bool,
-        with_metrics: bool,
-    ) -> MonitorOutput {
-        let mut out = MonitorOutput::default();
-        for (model_id, model) in &mut self.models {
-            if !include(model_id) {
-                continue;
-            }
-            let ModelState {
-                config: cfg,
-                versions,
-                policy: policy_state,
-                dirty,
-            } = model;
-            let policy_before = policy_state.clone();
-            for (version, v) in versions.iter_mut() {
-                if with_metrics {
-                    for view in v.windows.windows() {
-                        out.metrics.push(snapshot(model_id, version, &view, now));
-                    }
-                }
-                if cfg.accuracy_drop.enabled && v.baseline.is_ready() {
-                    // Every window end passed since the last judgement, in order, each followed
-                    // by the policy's decision on that window: data that arrives in a burst (a
-                    // backlog, a replay) is judged window by window, as it would be live.
-                    // The first judgement: windows ending from the baseline's end on, the first
-                    // a live monitor judges.
-                    let after = v.last_judged_end.or_else(|| {
-                        let (_, end) = v.baseline.bounds();
-                        (end != 0).then(|| end.saturating_sub(1))
-                    });
-                    let views = v.windows.views_since(
-                        &cfg.accuracy_drop.window,
-                        after,
-                        MAX_CATCH_UP_JUDGEMENTS,
-                    );
-                    let current = views.last().map(|w| w.end);
-                    for view in views {
-                        let held = v
-                            .machines
-                            .get(&(detectors::ACCURACY_DROP.to_owned(), None))
-                            .is_some_and(|m| {
-                                matches!(m.state, DriftState::Warning | DriftState::Drift)
-                            });
-                        let verdict = detectors::judge_accuracy_drop(
-                            &cfg.accuracy_drop,
-                            &v.baseline,
-                            &view,
-                            held,
-                        );
-                        // Each end is considered once, except the current one while it abstains
-                        // (labels may still reach it before the window moves on).
-                        if verdict.is_some() || Some(view.end) != current {
-                            v.last_judged_end = Some(view.end);
-                        }
-                        let Some(j) = verdict else {
-                            continue;
-                        };
-                        out.drift_events
-                            .extend(step_machine(v, model_id, version, &j, cfg, now));
-                        out.retrain_events.extend(decide(
-                            cfg,
-                            policy_state,
-                            model_id,
-                            version,
-                            v,
-                            Some(&view),
-                            now,
-                        ));
-                    }
-                }
-                let mut verdicts = Vec::new();
-                for s in &mut v.streams {
-                    verdicts.extend(s.judge(&v.baseline));
-                }
-                if cfg.feature_drift.enabled {
-                    verdicts.extend(v.signatures.judge(&cfg.feature_drift));
-                }
-                verdicts.append(&mut v.submitted);
-                for j in verdicts {
-                    out.drift_events
-                        .extend(step_machine(v, model_id, version, &j, cfg, now));
-                }
-            }
-            for (version, v) in versions.iter() {
-                let judged = v.windows.window(&cfg.accuracy_drop.window);
-                out.retrain_events.extend(decide(
-                    cfg,
-                    policy_state,
-                    model_id,
-                    version,
-                    v,
-                    judged.as_ref(),
-                    now,
-                ));
-            }
-            // Verdicts only come from data ingested since the last evaluation (which made the
-            // model dirty already); the policy may also move with `now` alone.
-            if *policy_state != policy_before {
-                *dirty = true;
-            }
-        }
-        out
-    }
-
     /// Current metrics of one model version over one window (for dashboards).
     pub fn metrics(
         &self,
@@ -516,10 +412,11 @@ impl Monitor {
         window: &str,
         now: TimestampMs,
     ) -> Option<ModelMetrics> {
-        let v = self.models.get(model_id)?.versions.get(version)?;
+        let m = self.models.get(model_id)?;
+        let v = m.versions.get(version)?;
         v.windows
             .window(window)
-            .map(|view| snapshot(model_id, version, &view, now))
+            .map(|view| snapshot(model_id, version, v, &view, &m.config.policy, now))
     }
 
     /// Current metrics of every version and window of a model.
@@ -533,7 +430,7 @@ impl Monitor {
                 v.windows
                     .windows()
                     .into_iter()
-                    .map(move |view| snapshot(model_id, version, &view, now))
+                    .map(move |view| snapshot(model_id, version, v, &view, &m.config.policy, now))
             })
             .collect()
     }
@@ -563,6 +460,17 @@ impl Monitor {
     /// The baseline of a model version.
     pub fn baseline(&self, model_id: &str, version: &str) -> Option<&Baseline> {
         Some(&self.models.get(model_id)?.versions.get(version)?.baseline)
+    }
+
+    /// The fitted accuracy decay of a model version (see [`decay`]), once there is enough
+    /// matured data.
+    pub fn decay(&self, model_id: &str, version: &str) -> Option<DecayEstimate> {
+        self.models
+            .get(model_id)?
+            .versions
+            .get(version)?
+            .decay
+            .estimate()
     }
 
     /// Window counters of a model version (late, duplicate partials).
@@ -629,76 +537,6 @@ pub fn unversioned_labels(p: &ModelPartial) -> bool {
         && p.confusion.is_empty()
         && p.regression.count == 0
         && p.signature.is_none()
-}
-
-/// Applies a verdict to its (detector, feature) machine; the event when the state changed.
-fn step_machine(
-    v: &mut VersionState,
-    model_id: &str,
-    version: &str,
-    j: &Judgement,
-    cfg: &ModelConfig,
-    now: TimestampMs,
-) -> Option<DriftEvent> {
-    v.machines
-        .entry((j.detector.clone(), j.feature.clone()))
-        .or_default()
-        .step(model_id, version, j, cfg.hysteresis, now)
-}
-
-/// Asks a model's retrain policy, given a version's drift states and the judged window.
-fn decide(
-    cfg: &ModelConfig,
-    state: &mut PolicyState,
-    model_id: &str,
-    version: &str,
-    v: &VersionState,
-    judged: Option<&WindowView>,
-    now: TimestampMs,
-) -> Option<RetrainEvent> {
-    let statuses: Vec<DetectorStatus> = v
-        .machines
-        .iter()
-        .map(|((d, f), m)| DetectorStatus {
-            key: machine_key_name(d, f.as_deref()),
-            state: m.state,
-            evaluations_in_drift: m.evaluations_in_drift,
-            drift_event_id: m.drift_event_id.clone(),
-            onset: m.onset,
-        })
-        .collect();
-    let (labeled, metrics) = judged.map_or((0, Vec::new()), |w| {
-        (
-            w.aggregate.labeled(),
-            Metrics::compute(&w.aggregate, w.length_ms).to_pairs(),
-        )
-    });
-    let decision = Decision {
-        model_id,
-        model_version: version,
-        detectors: &statuses,
-        labeled,
-        metrics,
-        now,
-    };
-    policy::decide(&cfg.policy, state, decision)
-}
-
-fn snapshot(model_id: &str, version: &str, view: &WindowView, now: TimestampMs) -> ModelMetrics {
-    let m = Metrics::compute(&view.aggregate, view.length_ms);
-    ModelMetrics {
-        model_id: model_id.to_owned(),
-        model_version: version.to_owned(),
-        window: view.name.clone(),
-        window_start: view.start,
-        window_end: view.end,
-        predictions: m.predictions,
-        // `ModelMetrics` defines coverage as labeled / predictions: labeled means matched.
-        labeled: m.matched,
-        label_coverage: m.label_coverage.unwrap_or(0.0),
-        metrics: m.to_pairs(),
-        emitted_at: now,
-    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,14 @@ pub struct PolicyConfig {
     pub daily_budget: u32,
     /// Emit events flagged advisory. Default false.
     pub dry_run: bool,
+    /// Cost of one retrain, in the unit of `accuracy_hour_cost`. With the defaults the unit is
+    /// one accuracy-hour: a retrain costs as much as serving a model one accuracy point worse
+    /// for 100 hours. Used for the suggested retrain interval (`monitor::decay`) and by
+    /// `driftwatch backtest`. Default 1.
+    pub retrain_cost: f64,
+    /// Cost of one accuracy-hour lost against the version's accuracy at go-live (a drop of
+    /// 0.01 for 100 hours is one accuracy-hour). Default 1.
+    pub accuracy_hour_cost: f64,
 }
 
 impl Default for PolicyConfig {
@@ -78,7 +86,28 @@ impl Default for PolicyConfig {
             cooldown_ms: DAY_MS,
             daily_budget: 1,
             dry_run: false,
+            retrain_cost: 1.0,
+            accuracy_hour_cost: 1.0,
         }
+    }
+}
+
+impl PolicyConfig {
+    /// Checks the cost fields: the field and the message when one is invalid.
+    pub fn validate_costs(&self) -> Result<(), (&'static str, String)> {
+        if !(self.retrain_cost.is_finite() && self.retrain_cost >= 0.0) {
+            return Err((
+                "policy.retrain_cost",
+                format!("{} must be finite and >= 0", self.retrain_cost),
+            ));
+        }
+        if !(self.accuracy_hour_cost.is_finite() && self.accuracy_hour_cost > 0.0) {
+            return Err((
+                "policy.accuracy_hour_cost",
+                format!("{} must be finite and > 0", self.accuracy_hour_cost),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -137,6 +166,8 @@ pub struct Decision<'a> {
     pub labeled: u64,
     pub metrics: Vec<(String, f64)>,
     pub now: TimestampMs,
+    /// The version's fitted accuracy decay, published with the event.
+    pub decay: Option<super::decay::DecayEstimate>,
 }
 
 /// Whether a policy entry names a detector key: equal, or `detector:feature` with `*` for
@@ -235,6 +266,10 @@ pub fn decide(
         train_to: d.now,
         dry_run: cfg.dry_run,
         created_at: d.now,
+        estimated_decay_per_day: d.decay.map(|e| e.per_day),
+        suggested_retrain_interval_ms: d
+            .decay
+            .and_then(|e| e.suggested_interval_ms(cfg.retrain_cost, cfg.accuracy_hour_cost)),
     })
 }
 
@@ -255,6 +290,8 @@ mod tests {
             train_to: t,
             dry_run: false,
             created_at: t,
+            estimated_decay_per_day: None,
+            suggested_retrain_interval_ms: None,
         };
         let day2 = 2 * DAY_MS;
         let events = [event(day2 + 5_000), event(DAY_MS + 1), event(day2 + 1_000)];
@@ -286,6 +323,7 @@ mod tests {
             labeled,
             metrics: vec![("accuracy".into(), 0.7)],
             now,
+            decay: None,
         }
     }
 

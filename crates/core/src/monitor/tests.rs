@@ -299,3 +299,40 @@ fn stable_accuracy_does_not_flap_and_a_drop_is_still_found() {
     assert!(drift.window_end > change && drift.window_end <= change + 60 * MIN);
     assert!(events.iter().all(|e| e.window_end > change), "{events:?}");
 }
+
+/// The decay fit reaches the published records: metrics snapshots carry it once six hours
+/// matured, and so do retrain events; a decaying model gets a suggested interval.
+#[test]
+fn decay_and_suggested_interval_are_published_in_metrics_and_retrain_events() {
+    let mut m = Monitor::new(config()).unwrap();
+    let early = run(&mut m, "m", 6 * 60, None);
+    assert!(early
+        .metrics
+        .iter()
+        .all(|s| s.estimated_decay_per_day.is_none()));
+    // Stable for eight hours, then a drop: the event carries the (flat) fit, no interval.
+    let mut m = Monitor::new(config()).unwrap();
+    let out = run(&mut m, "m", 10 * 60, Some(8 * 60));
+    assert_eq!(out.retrain_events.len(), 1);
+    let e = &out.retrain_events[0];
+    assert!(
+        e.estimated_decay_per_day.is_some_and(|d| d.abs() < 0.01),
+        "{e:?}"
+    );
+    assert_eq!(e.suggested_retrain_interval_ms, None);
+    // One more wrong outcome in 100 every 20 minutes: 0.72 accuracy a day.
+    let mut m = Monitor::new(config()).unwrap();
+    let mut last = None;
+    for t in 0..12 * 60 {
+        let wrong = 5 + (t / 20) as u64;
+        m.ingest(&partial("m", t, t as u64, 100 - wrong, wrong))
+            .unwrap();
+        if t % 5 == 4 {
+            last = m.evaluate((t + 1) * MIN).metrics.pop();
+        }
+    }
+    let last = last.unwrap();
+    let per_day = last.estimated_decay_per_day.unwrap();
+    assert!((per_day - 0.72).abs() < 0.72 * 0.1, "{last:?}");
+    assert!(last.suggested_retrain_interval_ms.is_some_and(|t| t > 0));
+}
