@@ -21,7 +21,7 @@ use driftwatch_tests::monitor_outputs::create_topics_of;
 use driftwatch_tests::stages::Stages;
 use driftwatch_tests::{driftwatch_binary, settings, unique, KillOnDrop};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::monitor::MonitorStage;
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;

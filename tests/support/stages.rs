@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use driftwatch_worker::join_stage::{JoinStage, JoinStageHandle, JoinStats};
-use driftwatch_worker::monitor_stage::{MonitorStage, MonitorStageHandle, MonitorStats};
+use driftwatch_worker::join::{JoinStage, JoinStageHandle, JoinStats};
+use driftwatch_worker::monitor::{MonitorStage, MonitorStageHandle, MonitorStats};
 use driftwatch_worker::settings::Settings;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -21,8 +21,8 @@ use driftwatch_codec::{from_avro, AvroRecord};
 use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
-use driftwatch_worker::join_stage::JoinStage;
-use driftwatch_worker::monitor_stage::MonitorStage;
+use driftwatch_worker::join::JoinStage;
+use driftwatch_worker::monitor::MonitorStage;
 use driftwatch_worker::settings::Settings;
 use driftwatch_worker::traffic::{publish, Pace};
 use futures::StreamExt;
@@ -405,8 +405,8 @@ fn offset(t: i64, start: i64) -> String {
 }
 
 fn print_table(
-    join: &driftwatch_worker::join_stage::JoinStageHandle,
-    monitor: &driftwatch_worker::monitor_stage::MonitorStageHandle,
+    join: &driftwatch_worker::join::JoinStageHandle,
+    monitor: &driftwatch_worker::monitor::MonitorStageHandle,
     drift: &[DriftEvent],
     started: Instant,
     start_ms: i64,
@@ -494,7 +494,7 @@ fn print_table(
 }
 
 fn print_summary(
-    js: &driftwatch_worker::join_stage::JoinStats,
+    js: &driftwatch_worker::join::JoinStats,
     drift: &[DriftEvent],
     retrain: &[RetrainEvent],
     started: Instant,

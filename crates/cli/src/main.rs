@@ -365,9 +365,9 @@ async fn execute(
 async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     use anyhow::Context;
     use driftwatch_worker::http::MetricsServer;
-    use driftwatch_worker::join_stage::JoinStage;
+    use driftwatch_worker::join::JoinStage;
     use driftwatch_worker::metrics::RenderOptions;
-    use driftwatch_worker::monitor_stage::MonitorStage;
+    use driftwatch_worker::monitor::MonitorStage;
     use driftwatch_worker::snapshot::StageHandles;
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop = |tx: &tokio::sync::broadcast::Sender<()>| {
