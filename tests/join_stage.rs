@@ -13,7 +13,7 @@ use driftwatch_tests::scenario::{
 };
 use driftwatch_tests::{create_topic, settings, unique};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::join_stage::{JoinStageHandle, JoinStats};
+use driftwatch_worker::join::{JoinStageHandle, JoinStats};
 use driftwatch_worker::pipeline::{Pipeline, Role, RunningPipeline};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;

@@ -291,7 +291,7 @@ impl Scenario {
 
 /// Join counters summed per model id over every stage's stats (versions folded together).
 pub fn counters_by_model(
-    stats: &[driftwatch_worker::join_stage::JoinStats],
+    stats: &[driftwatch_worker::join::JoinStats],
 ) -> BTreeMap<String, JoinCounters> {
     let mut out: BTreeMap<String, JoinCounters> = BTreeMap::new();
     for s in stats {

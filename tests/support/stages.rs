@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use driftwatch_worker::join_stage::{JoinStageHandle, JoinStats};
-use driftwatch_worker::monitor_stage::{MonitorStageHandle, MonitorStats};
+use driftwatch_worker::join::{JoinStageHandle, JoinStats};
+use driftwatch_worker::monitor::{MonitorStageHandle, MonitorStats};
 use driftwatch_worker::pipeline::{Pipeline, Role, RunningPipeline};
 use driftwatch_worker::settings::Settings;
 

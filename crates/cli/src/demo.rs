@@ -381,8 +381,8 @@ fn offset(t: i64, start: i64) -> String {
 }
 
 fn print_table(
-    join: &driftwatch_worker::join_stage::JoinStageHandle,
-    monitor: &driftwatch_worker::monitor_stage::MonitorStageHandle,
+    join: &driftwatch_worker::join::JoinStageHandle,
+    monitor: &driftwatch_worker::monitor::MonitorStageHandle,
     drift: &[DriftEvent],
     started: Instant,
     start_ms: i64,
@@ -470,7 +470,7 @@ fn print_table(
 }
 
 fn print_summary(
-    js: &driftwatch_worker::join_stage::JoinStats,
+    js: &driftwatch_worker::join::JoinStats,
     drift: &[DriftEvent],
     retrain: &[RetrainEvent],
     started: Instant,

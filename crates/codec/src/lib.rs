@@ -8,6 +8,8 @@
 //! - [`encode`]: direct encoders for those two records (also for load generators).
 //! - [`avro`]: the Avro datum of every record through one trait, [`AvroRecord`], including
 //!   reading datums of older/newer writer schemas.
+//! - [`format`]: which encoding (JSON, framed or bare Avro) a payload is in, from its first
+//!   bytes.
 //! - [`framing`]: Confluent Schema Registry framing and per-schema-id decoder selection.
 //! - [`json`]: the JSON form of every record, for teams that do not use Avro.
 //! - [`error`]: [`CodecError`], with a stable `kind()` for dead-letter headers.
@@ -19,6 +21,7 @@ pub mod avro;
 pub mod encode;
 pub mod error;
 pub mod fast;
+pub mod format;
 pub mod framing;
 pub mod json;
 pub mod resolve;
@@ -32,6 +35,7 @@ pub use fast::{
     decode_ground_truth, decode_prediction, FeatureRef, GroundTruthDecoder, GroundTruthRef,
     PredictionDecoder, PredictionRef, PredictionVisitor,
 };
+pub use format::PayloadFormat;
 pub use framing::{
     encode_framed, split_framed, DecoderSet, GroundTruthDecoders, PredictionDecoders, WriterSchemas,
 };

@@ -8,9 +8,11 @@
 //! - [`clients`]: librdkafka configurations (range assignor, murmur2 partitioner, manual offsets).
 //! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
-//! - [`monitor_stage`]: the monitor stage: partials in; drift, retrain and metrics records out.
+//! - [`runtime`]: the stage runtime both stages run on: one loop, one exactly-once cycle, one
+//!   rebalance hand-off; the hooks a stage implements.
+//! - [`join`]: the join stage: predictions and ground truth in; partials and dead letters out.
+//! - [`monitor`]: the monitor stage: partials in; drift, retrain and metrics records out.
 //! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
-//! - [`transactions`]: retry, abort and fatal classification of transaction calls.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
 //! - [`metrics`]: the [`metrics::WorkerSnapshot`] a stage fills and its Prometheus rendering.
@@ -21,15 +23,15 @@ pub mod changelog;
 pub mod clients;
 pub mod error;
 pub mod http;
+pub mod join;
 pub mod join_progress;
-pub mod join_stage;
 pub mod metrics;
-pub mod monitor_stage;
+pub mod monitor;
 pub mod pipeline;
+pub mod runtime;
 pub mod security;
 pub mod settings;
 pub mod snapshot;
 pub mod topics;
-pub mod transactions;
 
 pub use error::{Result, WorkerError};

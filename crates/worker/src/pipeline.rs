@@ -14,8 +14,8 @@ use tokio::task::{JoinError, JoinHandle};
 use tracing::{debug, error};
 
 use crate::error::{Result, WorkerError};
-use crate::join_stage::{JoinStage, JoinStageHandle};
-use crate::monitor_stage::{MonitorStage, MonitorStageHandle};
+use crate::join::{JoinStage, JoinStageHandle};
+use crate::monitor::{MonitorStage, MonitorStageHandle};
 use crate::settings::Settings;
 use crate::snapshot::StageHandles;
 

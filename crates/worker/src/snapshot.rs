@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::join_stage::JoinStageHandle;
+use crate::join::JoinStageHandle;
 use crate::metrics::{JoinBufferGauge, LatencySummary, MonitorSnapshot, Readiness, WorkerSnapshot};
-use crate::monitor_stage::MonitorStageHandle;
+use crate::monitor::MonitorStageHandle;
 
 /// The stages running in this process.
 #[derive(Clone, Default)]
@@ -59,8 +59,8 @@ impl StageHandles {
                 .filter(|h| !h.is_empty())
                 .map(LatencySummary::from_micros);
             ready.assigned = !s.assigned.is_empty();
-            // Exactly-once: partitions are processed only once restored, in the rebalance
-            // callback; a failed restore stops the stage.
+            // Exactly-once: partitions are processed only once restored (before the consumer
+            // is given them); a failed restore stops the stage.
             ready.restored = !s.exactly_once || s.restore.restores > 0;
             w.restore.insert("join".into(), s.restore);
             w.transactions.insert(

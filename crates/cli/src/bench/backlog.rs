@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::join_stage::JoinStageHandle;
+use driftwatch_worker::join::JoinStageHandle;
 use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;

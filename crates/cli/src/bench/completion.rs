@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use driftwatch_worker::clients::{consumer_config, metadata_client};
-use driftwatch_worker::monitor_stage::MonitorStats;
+use driftwatch_worker::monitor::MonitorStats;
 use driftwatch_worker::settings::{KafkaSettings, Settings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};

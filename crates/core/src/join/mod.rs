@@ -19,6 +19,8 @@
 //! runs: every lookup first applies the expiry the sweep would have applied (check-on-access).
 //!
 //! # Design
+//! - [`intake`]: when a decoded prediction or label may enter a task (request id, event time
+//!   within the allowed clock skew, id space), and its typed form.
 //! - [`key`]: the request id is hashed once to 128 bits ([`RequestKey`]); no string is kept
 //!   per entry. The map hashes by folding that key, not by SipHash.
 //! - [`intern`]: model/version and class names become small integers.
@@ -36,6 +38,7 @@
 
 pub mod buffer;
 pub mod changelog;
+pub mod intake;
 pub mod intern;
 pub mod key;
 pub mod partial;
@@ -44,6 +47,9 @@ pub mod task;
 use std::collections::BTreeMap;
 
 pub use buffer::{EntryChanges, EntryRecord, JoinBuffer, Slot};
+pub use intake::{
+    label_in, prediction_in, IntakeRules, LabelFields, PredictionFields, Rejection, RejectionKind,
+};
 pub use intern::{ClassId, Interner, ModelVersionId};
 pub use key::{KeyHashBuilder, KeyHasher, RequestKey};
 pub use partial::{merge_partials, PartialAggregator, PartialMergeError};

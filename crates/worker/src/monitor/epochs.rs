@@ -9,7 +9,8 @@ use driftwatch_core::ModelPartial;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use super::{lock, MonitorStage};
+use super::lock;
+use super::stage::Monitoring;
 use crate::join_progress::{is_progress, JoinProgress};
 
 /// The event time of one partials partition and the partials waiting for it. Join tasks write
@@ -42,10 +43,10 @@ impl PartitionClock {
     }
 }
 
-impl MonitorStage {
+impl Monitoring {
     /// Takes one record of the partials topic: a join progress record moves the clock, a
     /// partial waits for its epoch.
-    pub(super) fn read(&mut self, msg: &rdkafka::message::OwnedMessage) {
+    pub(super) fn read(&mut self, msg: &rdkafka::message::BorrowedMessage<'_>) {
         if is_progress(msg.headers()) {
             match msg.payload().map(JoinProgress::decode) {
                 Some(Ok(p)) => {

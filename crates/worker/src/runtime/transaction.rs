@@ -1,13 +1,18 @@
-//! Helpers of the transactional (exactly-once) paths shared by both stages.
+//! The primitives of the transactional (exactly-once) paths.
 //!
 //! librdkafka's transaction calls block for up to their timeout and report, per error, whether
 //! retrying the same call can succeed (a broker away, a coordinator moving), whether the
 //! transaction must be aborted, or whether the producer is finished (fenced by a newer
-//! incarnation). These helpers encode that classification once.
+//! incarnation). These helpers encode that classification once; [`super::eos`] builds the
+//! transaction cycle from them.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::debug;
 
 /// Runs blocking client calls (transactions, restores: up to minutes while a broker is away)
@@ -22,8 +27,8 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// How long a transaction call is retried while the broker is unreachable (the consumer keeps
-/// its membership meanwhile: heartbeats do not depend on this loop, and it stays well within
-/// `max.poll.interval.ms`).
+/// its membership meanwhile: heartbeats do not depend on the stage's loop, and it stays well
+/// within `max.poll.interval.ms`).
 pub const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
 
 /// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
@@ -31,7 +36,7 @@ pub const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
 pub fn retrying(
     what: &str,
     mut op: impl FnMut() -> rdkafka::error::KafkaResult<()>,
-) -> std::result::Result<(), KafkaError> {
+) -> Result<(), KafkaError> {
     let started = Instant::now();
     loop {
         match op() {
@@ -59,16 +64,12 @@ pub fn is_fatal(e: &KafkaError) -> bool {
 
 /// Moves the consumer back to its group's committed offsets (the beginning where nothing was
 /// committed yet), after an aborted transaction; returns the committed offsets.
-pub fn rewind_to_committed<
-    X: rdkafka::consumer::ConsumerContext,
-    C: rdkafka::consumer::Consumer<X>,
->(
+pub fn rewind_to_committed<X: ConsumerContext, C: Consumer<X>>(
     consumer: &C,
     timeout: Duration,
-) -> Result<rdkafka::TopicPartitionList, KafkaError> {
-    use rdkafka::Offset;
+) -> Result<TopicPartitionList, KafkaError> {
     let committed = consumer.committed(timeout)?;
-    let mut seek = rdkafka::TopicPartitionList::new();
+    let mut seek = TopicPartitionList::new();
     for e in committed.elements() {
         let offset = match e.offset() {
             Offset::Offset(o) => Offset::Offset(o),
@@ -82,9 +83,9 @@ pub fn rewind_to_committed<
 
 /// Enqueues a record, waiting while the local queue is full (the producer's thread drains it).
 pub fn send_waiting(
-    producer: &rdkafka::producer::FutureProducer,
-    mut record: rdkafka::producer::FutureRecord<'_, [u8], [u8]>,
-) -> std::result::Result<(), KafkaError> {
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<(), KafkaError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match producer.send_result(record) {
@@ -100,70 +101,77 @@ pub fn send_waiting(
     }
 }
 
-/// A stage's producer, replaceable. A transactional producer that was fenced is unusable for
-/// good (a broker outage longer than the transaction timeout makes the coordinator abort the
-/// transaction and bump the producer epoch); like Kafka Streams after a
-/// `ProducerFencedException`, the stage then opens a new incarnation under the same
-/// transactional id and redoes its uncommitted work from the changelog.
-#[derive(Clone)]
-pub struct ProducerSlot(std::sync::Arc<std::sync::Mutex<rdkafka::producer::FutureProducer>>);
-
-impl ProducerSlot {
-    pub fn new(producer: rdkafka::producer::FutureProducer) -> Self {
-        ProducerSlot(std::sync::Arc::new(std::sync::Mutex::new(producer)))
-    }
-
-    /// The current producer (a cheap handle on the same client).
-    pub fn get(&self) -> rdkafka::producer::FutureProducer {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Opens a new incarnation from `config` (transactions initialized, one begun) and puts
-    /// it in place of the current producer, whose queued records are purged.
-    pub fn reincarnate(
-        &self,
-        config: &rdkafka::ClientConfig,
-        timeout: Duration,
-    ) -> Result<(), KafkaError> {
-        use rdkafka::producer::{Producer, PurgeConfig};
-        let fresh: rdkafka::producer::FutureProducer = config.create()?;
-        fresh.init_transactions(timeout)?;
-        fresh.begin_transaction()?;
-        let old = std::mem::replace(
-            &mut *self.0.lock().unwrap_or_else(|e| e.into_inner()),
-            fresh,
-        );
-        old.purge(PurgeConfig::default().queue().inflight());
-        Ok(())
-    }
+/// Opens a new incarnation of a transactional producer from `config` (transactions
+/// initialized, one begun), to take the place of `old`, whose queued records are purged.
+///
+/// A transactional producer that was fenced is unusable for good (a broker outage longer than
+/// the transaction timeout makes the coordinator abort the transaction and bump the producer
+/// epoch); like Kafka Streams after a `ProducerFencedException`, the stage then opens a new
+/// incarnation under the same transactional id and redoes its uncommitted work.
+pub fn reincarnate(
+    old: &FutureProducer,
+    config: &ClientConfig,
+    timeout: Duration,
+) -> Result<FutureProducer, KafkaError> {
+    let fresh: FutureProducer = config.create()?;
+    fresh.init_transactions(timeout)?;
+    fresh.begin_transaction()?;
+    old.purge(PurgeConfig::default().queue().inflight());
+    Ok(fresh)
 }
 
 /// Bounds how often a stage opens a new producer incarnation: two live workers configured with
 /// the same `kafka.instance_id` would otherwise fence each other forever.
 #[derive(Debug, Default)]
-pub struct Reincarnations(std::sync::Mutex<std::collections::VecDeque<Instant>>);
+pub struct Reincarnations(VecDeque<Instant>);
 
 impl Reincarnations {
     /// At most this many within [`REINCARNATION_WINDOW`].
     pub const MAX: usize = 5;
 
     /// Records one; false when the limit is reached (the stage must stop).
-    pub fn allow(&self) -> bool {
-        let mut times = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn allow(&mut self) -> bool {
         let now = Instant::now();
-        while times
+        while self
+            .0
             .front()
             .is_some_and(|t| now.duration_since(*t) > REINCARNATION_WINDOW)
         {
-            times.pop_front();
+            self.0.pop_front();
         }
-        if times.len() >= Self::MAX {
+        if self.0.len() >= Self::MAX {
             return false;
         }
-        times.push_back(now);
+        self.0.push_back(now);
         true
     }
 }
 
 /// See [`Reincarnations`].
 pub const REINCARNATION_WINDOW: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reincarnations_are_bounded_within_the_window() {
+        let mut r = Reincarnations::default();
+        for _ in 0..Reincarnations::MAX {
+            assert!(r.allow());
+        }
+        assert!(!r.allow());
+    }
+
+    #[test]
+    fn fenced_and_fatal_errors_are_fatal_and_others_are_not() {
+        let fenced = KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced);
+        assert!(is_fatal(&fenced));
+        assert!(is_fatal(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::Fatal
+        )));
+        assert!(!is_fatal(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::QueueFull
+        )));
+    }
+}

@@ -1,0 +1,260 @@
+//! What one commit of the join carries ([`CommitBatch`]) and what becomes final when it
+//! commits ([`CommitOutcome`]).
+//!
+//! A batch is taken from the state at one moment, in the loop, and is then the commit's
+//! alone (exactly-once: on the commit thread):
+//!
+//! 1. the dead letters of the interval;
+//! 2. the partials of every task, Avro-encoded, keyed by model id; then one progress record
+//!    ([`crate::join_progress`]) per partials partition with every task's watermark, after
+//!    the partials it vouches for;
+//! 3. exactly-once: per task, the changelog records of its state changes
+//!    ([`driftwatch_core::join::changelog`]) — only swapped out of the task here, sorted and
+//!    encoded by the committing thread, so a key changed many times is written once;
+//! 4. the input offsets: per input partition, the oldest record still queued in its task (or
+//!    the next to read), see [`super::partition`].
+//!
+//! The outcome holds each task's counters as of the batch and the interval's rejection
+//! counts: once the batch commits they are what survives an abort.
+
+use std::time::Duration;
+
+use driftwatch_codec::avro::to_avro;
+use driftwatch_core::join::changelog::ChangelogDelta;
+use driftwatch_core::join::ModelVersionId;
+use driftwatch_core::{JoinCounters, ModelPartial};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureRecord;
+use rdkafka::TopicPartitionList;
+use tracing::error;
+
+use super::dead_letter::{DeadLetter, PerModel, RejectedThrough};
+use super::stage::Join;
+use super::stats::record_micros;
+use crate::join_progress::JoinProgress;
+use crate::runtime::Batch;
+
+/// A record for the partials topic: a partial, keyed by model id, or a progress record (see
+/// [`crate::join_progress`]) for one partition.
+pub(super) struct PartialsRecord {
+    key: Option<String>,
+    partition: Option<i32>,
+    payload: Vec<u8>,
+}
+
+impl PartialsRecord {
+    fn future<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut r = FutureRecord::to(topic).payload(self.payload.as_slice());
+        if let Some(k) = &self.key {
+            r = r.key(k.as_bytes());
+        }
+        if let Some(p) = self.partition {
+            r = r.partition(p).headers(JoinProgress::headers());
+        }
+        r
+    }
+
+    fn is_partial(&self) -> bool {
+        self.partition.is_none()
+    }
+}
+
+/// Everything one commit carries, taken from the state at one moment.
+pub(crate) struct CommitBatch {
+    partials_topic: String,
+    changelog_topic: String,
+    dead_letter_topic: String,
+    dead_letters: Vec<DeadLetter>,
+    /// Partials, then the progress records that follow them.
+    partials: Vec<PartialsRecord>,
+    /// Per task partition: what its changelog partition gets (encoded by the committing thread).
+    changelog: Vec<(i32, ChangelogDelta)>,
+    offsets: TopicPartitionList,
+    outcome: CommitOutcome,
+}
+
+/// What becomes final when a batch commits.
+pub(crate) struct CommitOutcome {
+    /// Per task: its counters as of the batch (exactly-once).
+    counters: Vec<(i32, Vec<(ModelVersionId, JoinCounters)>)>,
+    rejected: PerModel,
+    rejected_through: RejectedThrough,
+    partials: usize,
+    /// Counted by the committing thread as it writes them.
+    changelog_records: usize,
+}
+
+impl Batch for CommitBatch {
+    type Outcome = CommitOutcome;
+
+    fn offsets(&self) -> &TopicPartitionList {
+        &self.offsets
+    }
+
+    fn produce<F>(&mut self, mut send: F) -> Result<(), KafkaError>
+    where
+        F: FnMut(FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError>,
+    {
+        for d in &self.dead_letters {
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(&self.dead_letter_topic).headers(d.headers.clone());
+            if let Some(k) = &d.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(p) = &d.payload {
+                record = record.payload(p.as_slice());
+            }
+            send(record)?;
+        }
+        for r in &self.partials {
+            send(r.future(&self.partials_topic))?;
+        }
+        // The changes are sorted and encoded here, on the committing thread, not in the loop.
+        for (partition, delta) in std::mem::take(&mut self.changelog) {
+            let mut sent = Ok(());
+            self.outcome.changelog_records += delta.for_each_record(|key, value| {
+                if sent.is_err() {
+                    return;
+                }
+                let mut record = FutureRecord::<[u8], [u8]>::to(&self.changelog_topic)
+                    .partition(partition)
+                    .key(key);
+                if let Some(v) = value {
+                    record = record.payload(v);
+                }
+                sent = send(record);
+            });
+            sent?;
+        }
+        Ok(())
+    }
+
+    fn into_outcome(self) -> CommitOutcome {
+        self.outcome
+    }
+}
+
+impl Join {
+    /// Exactly-once: partials, changelog deltas, dead letters and offsets of every task, for
+    /// one transaction.
+    pub(super) fn take_transaction_batch(&mut self) -> CommitBatch {
+        let partials = self.flush_partials();
+        let changelog = self
+            .tasks
+            .iter_mut()
+            .map(|(p, t)| (*p, t.cursor.delta(&mut t.task)))
+            .collect();
+        let (rejected, rejected_through) = self.rejections.take_uncommitted();
+        let outcome = CommitOutcome {
+            counters: self
+                .tasks
+                .iter()
+                .map(|(p, t)| (*p, t.task.all_counters().collect()))
+                .collect(),
+            rejected,
+            rejected_through,
+            partials: partials.iter().filter(|r| r.is_partial()).count(),
+            changelog_records: 0,
+        };
+        self.batch(partials, changelog, outcome)
+    }
+
+    /// At-least-once: partials, dead letters and offsets (no changelog).
+    pub(super) fn take_batch_at_least_once(&mut self) -> CommitBatch {
+        let partials = self.flush_partials();
+        let outcome = CommitOutcome {
+            counters: Vec::new(),
+            rejected: PerModel::new(),
+            rejected_through: RejectedThrough::new(),
+            partials: partials.iter().filter(|r| r.is_partial()).count(),
+            changelog_records: 0,
+        };
+        self.batch(partials, Vec::new(), outcome)
+    }
+
+    fn batch(
+        &mut self,
+        partials: Vec<PartialsRecord>,
+        changelog: Vec<(i32, ChangelogDelta)>,
+        outcome: CommitOutcome,
+    ) -> CommitBatch {
+        CommitBatch {
+            partials_topic: self.topics.partials.clone(),
+            changelog_topic: self.topics.changelog.clone(),
+            dead_letter_topic: self.topics.dead_letter.clone(),
+            dead_letters: std::mem::take(&mut self.rejections.letters),
+            partials,
+            changelog,
+            offsets: self.processed_offsets(),
+            outcome,
+        }
+    }
+
+    /// After a committed transaction (at-least-once: a delivered flush): what its batch
+    /// counted is final.
+    pub(super) fn batch_committed(&mut self, outcome: CommitOutcome, took: Duration) {
+        let CommitOutcome {
+            counters,
+            rejected,
+            rejected_through,
+            partials,
+            changelog_records,
+        } = outcome;
+        let m = &mut self.meters;
+        m.producing = true;
+        if self.exactly_once {
+            record_micros(&mut m.commit_micros, took);
+            m.transactions_committed += 1;
+            self.rejections.commit(rejected, rejected_through);
+            for (p, c) in counters {
+                if let Some(t) = self.tasks.get_mut(&p) {
+                    t.committed = c;
+                }
+            }
+        }
+        for (topic, n) in [
+            (&self.topics.partials, partials),
+            (&self.topics.changelog, changelog_records),
+        ] {
+            if n > 0 {
+                *m.events_out.entry(topic.clone()).or_default() += n as u64;
+            }
+        }
+    }
+
+    /// Partials of every task, Avro-encoded, keyed by model id; then a progress record with
+    /// every task's watermark for each partials partition (after the partials it vouches for).
+    fn flush_partials(&mut self) -> Vec<PartialsRecord> {
+        let mut out = Vec::new();
+        let mut watermarks = Vec::with_capacity(self.tasks.len());
+        for (&partition, t) in &mut self.tasks {
+            let watermark = t.task.watermark();
+            watermarks.push((partition, watermark));
+            for partial in t.aggregator.flush(t.task.interner(), watermark) {
+                match to_avro::<ModelPartial>(&partial) {
+                    Ok(payload) => out.push(PartialsRecord {
+                        key: Some(partial.model_id),
+                        partition: None,
+                        payload,
+                    }),
+                    Err(e) => error!(error = %e, "partial not encodable"),
+                }
+            }
+        }
+        if !watermarks.is_empty() {
+            let payload = JoinProgress {
+                tasks: self.join_tasks,
+                watermarks,
+            }
+            .encode();
+            for p in 0..self.partials_partitions {
+                out.push(PartialsRecord {
+                    key: None,
+                    partition: i32::try_from(p).ok(),
+                    payload: payload.clone(),
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,277 @@
+//! Intake: bytes → typed record → task. A thin adapter: the codec tells the payload's format
+//! ([`PayloadFormat`]) and decodes it, the core's intake rules
+//! ([`driftwatch_core::join::intake`]) accept or refuse it and type it, the partition's task
+//! queues it. A refused or undecodable record is dead-lettered ([`super::dead_letter`]).
+//!
+//! The Avro path decodes without allocating: the prediction's features are interned and
+//! staged by [`SignatureOfPredicted`] while the datum is read, and go into the bucket's
+//! signature once the prediction is accepted. Only predictions that reach a task are
+//! summarized (dead-lettered ones are not); a duplicate prediction is summarized like any
+//! other. The JSON path decodes an owned record and summarizes it by name.
+//!
+//! A record of a partition that left this worker meanwhile is still checked (and
+//! dead-lettered if refused) but nothing is queued: its next owner reads it again.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use driftwatch_codec::fast::{GroundTruthRef, PredictionRef};
+use driftwatch_codec::{from_json_slice, CodecError, PayloadFormat};
+use driftwatch_core::join::{
+    label_in, prediction_in, Input, IntakeRules, LabelFields, ModelVersionId, PredictionFields,
+};
+use driftwatch_core::{GroundTruth, Prediction};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::Message;
+
+use super::dead_letter::{Reject, UNKNOWN};
+use super::partition::{input_index, PartitionTask};
+use super::stage::Join;
+use super::stats::record_micros;
+use super::visitor::{
+    recycle, recycle_scores, stage_into_signature, ScoreOfPredicted, SignatureOfPredicted,
+};
+
+impl Join {
+    /// Decodes one message and feeds it to its task. Returns an input partition to pause when
+    /// its task's queue is full.
+    pub(super) fn handle_message(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        now: i64,
+    ) -> Option<(Input, i32)> {
+        // Everything logged while handling the message carries its partition.
+        let _span = tracing::debug_span!("partition", partition = msg.partition()).entered();
+        let started = Instant::now();
+        if let (Some(h), Some(sent)) = (
+            self.meters.input_age_ms.as_mut(),
+            msg.timestamp().to_millis(),
+        ) {
+            h.saturating_record(u64::try_from(now - sent).unwrap_or(0));
+        }
+        let input = self.input_of(msg.topic());
+        let pause = self.process_message(msg, input, now);
+        record_micros(&mut self.meters.processing_micros, started.elapsed());
+        self.shared.count_read(input);
+        pause
+    }
+
+    fn process_message(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        input: Input,
+        now: i64,
+    ) -> Option<(Input, i32)> {
+        let partition = msg.partition();
+        let payload = msg.payload().unwrap_or(&[]);
+        let received_before = self.tasks.get(&partition).map(|t| t.task.received());
+        // One size limit for every encoding, before any decoding.
+        let result = if payload.len() > self.max_message_bytes {
+            Err(Reject::codec(CodecError::Oversized {
+                size: payload.len(),
+                limit: self.max_message_bytes,
+            }))
+        } else {
+            match input {
+                Input::Predictions => self.push_prediction(partition, payload, now),
+                Input::Labels => self.push_label(partition, payload, now),
+            }
+        };
+        if let Err(reject) = result {
+            self.dead_letter(msg, input, reject);
+        }
+        let task = self.tasks.get_mut(&partition)?;
+        task.next_offset[input_index(input)] = msg.offset() + 1;
+        if received_before.is_some_and(|before| before != task.task.received()) {
+            task.queued_offsets[input_index(input)].push_back(msg.offset());
+        }
+        self.poll_one(partition, now);
+        let task = self.tasks.get(&partition)?;
+        let (qp, ql) = task.task.queued();
+        let queued = match input {
+            Input::Predictions => qp,
+            Input::Labels => ql,
+        };
+        (queued > self.max_queued).then_some((input, partition))
+    }
+
+    fn push_prediction(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+        if !PayloadFormat::detect(payload).is_avro() {
+            return self.push_json_prediction(partition, payload, now);
+        }
+        let (decoder, datum) = self
+            .decoders
+            .predictions
+            .select(payload)
+            .map_err(Reject::codec)?;
+        let Some(t) = self.tasks.get_mut(&partition) else {
+            // Revoked meanwhile: validated as usual, but nothing to summarize into.
+            let mut scores = ScoreOfPredicted::default();
+            let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
+            let fields = prediction_fields(&p, &scores);
+            return accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)
+                .map(|_| ());
+        };
+        let mut visitor = SignatureOfPredicted {
+            names: t.aggregator.features_mut(),
+            hints: &mut t.feature_hints,
+            staged: recycle(std::mem::take(&mut t.staged)),
+            dropped: 0,
+            scores: ScoreOfPredicted {
+                scores: recycle_scores(std::mem::take(&mut t.scores)),
+            },
+        };
+        let decoded = decoder.decode(datum, &mut visitor);
+        let SignatureOfPredicted {
+            staged,
+            dropped,
+            scores,
+            ..
+        } = visitor;
+        t.features_dropped += dropped;
+        let result = decoded.map_err(Reject::codec).and_then(|p| {
+            let fields = prediction_fields(&p, &scores);
+            let model = accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)?;
+            if let (Some(model), Some(t)) = (model, self.tasks.get_mut(&partition)) {
+                let score = p.predicted_label.and_then(|l| scores.score_f64(l));
+                let sig = t.aggregator.signature_mut(model, p.timestamp);
+                stage_into_signature(sig, &staged, p.predicted_label, p.predicted_value, score);
+            }
+            Ok(())
+        });
+        if let Some(t) = self.tasks.get_mut(&partition) {
+            t.staged = recycle(staged);
+            t.scores = recycle_scores(scores.scores);
+        }
+        result
+    }
+
+    /// The JSON form (`schemas/README.md`).
+    fn push_json_prediction(
+        &mut self,
+        partition: i32,
+        payload: &[u8],
+        now: i64,
+    ) -> Result<(), Reject> {
+        let owned: Prediction = from_json_slice(payload).map_err(Reject::codec)?;
+        let score = owned.predicted_label.as_deref().and_then(|label| {
+            owned
+                .scores
+                .iter()
+                .flatten()
+                .find(|(class, _)| class == label)
+                .map(|(_, p)| *p as f32)
+        });
+        let fields = PredictionFields {
+            request_id: &owned.request_id,
+            model_id: &owned.model_id,
+            model_version: &owned.model_version,
+            timestamp: owned.timestamp,
+            predicted_label: owned.predicted_label.as_deref(),
+            predicted_value: owned.predicted_value,
+            score,
+        };
+        let model = accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)?;
+        if let (Some(model), Some(t)) = (model, self.tasks.get_mut(&partition)) {
+            // The JSON path is not the fast one: the owned record is summarized by name.
+            if t.aggregator.record_prediction(model, &owned).is_err() {
+                t.features_dropped += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+        if !PayloadFormat::detect(payload).is_avro() {
+            let owned: GroundTruth = from_json_slice(payload).map_err(Reject::codec)?;
+            let fields = LabelFields {
+                request_id: &owned.request_id,
+                model_id: owned.model_id.as_deref(),
+                timestamp: owned.timestamp,
+                label: owned.label.as_deref(),
+                value: owned.value,
+            };
+            return accept_label(&mut self.tasks, &self.rules, partition, &fields, now);
+        }
+        let (decoder, datum) = self
+            .decoders
+            .labels
+            .select(payload)
+            .map_err(Reject::codec)?;
+        let l = decoder.decode(datum).map_err(Reject::codec)?;
+        accept_label(
+            &mut self.tasks,
+            &self.rules,
+            partition,
+            &label_fields(&l),
+            now,
+        )
+    }
+}
+
+/// A decoded prediction's fields, with the predicted class's score from its class scores.
+fn prediction_fields<'a>(
+    p: &PredictionRef<'a>,
+    scores: &ScoreOfPredicted<'_>,
+) -> PredictionFields<'a> {
+    PredictionFields {
+        request_id: p.request_id,
+        model_id: p.model_id,
+        model_version: p.model_version,
+        timestamp: p.timestamp,
+        predicted_label: p.predicted_label,
+        predicted_value: p.predicted_value,
+        score: p.predicted_label.and_then(|l| scores.score_of(l)),
+    }
+}
+
+fn label_fields<'a>(l: &GroundTruthRef<'a>) -> LabelFields<'a> {
+    LabelFields {
+        request_id: l.request_id,
+        model_id: l.model_id,
+        timestamp: l.timestamp,
+        label: l.label,
+        value: l.value,
+    }
+}
+
+/// Checks a prediction and queues it in its partition's task; the model version it counts
+/// for, `None` when the partition left this worker.
+fn accept_prediction(
+    tasks: &mut BTreeMap<i32, PartitionTask>,
+    rules: &IntakeRules,
+    partition: i32,
+    p: &PredictionFields<'_>,
+    now: i64,
+) -> Result<Option<ModelVersionId>, Reject> {
+    let model = (p.model_id, p.model_version);
+    rules
+        .check_prediction(p, now)
+        .map_err(|r| Reject::rule(r, model))?;
+    let Some(t) = tasks.get_mut(&partition) else {
+        return Ok(None); // revoked meanwhile; the next owner reads it again
+    };
+    let typed = prediction_in(&mut t.task, p).map_err(|r| Reject::rule(r, model))?;
+    t.task.push_prediction(typed);
+    Ok(Some(typed.model))
+}
+
+/// Checks a label and queues it in its partition's task.
+fn accept_label(
+    tasks: &mut BTreeMap<i32, PartitionTask>,
+    rules: &IntakeRules,
+    partition: i32,
+    l: &LabelFields<'_>,
+    now: i64,
+) -> Result<(), Reject> {
+    let model = (l.model_id.unwrap_or(UNKNOWN.0), "");
+    rules
+        .check_label(l, now)
+        .map_err(|r| Reject::rule(r, model))?;
+    let Some(t) = tasks.get_mut(&partition) else {
+        return Ok(());
+    };
+    let typed = label_in(&mut t.task, l).map_err(|r| Reject::rule(r, model))?;
+    t.task.push_label(typed);
+    Ok(())
+}

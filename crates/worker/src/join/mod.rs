@@ -1,0 +1,192 @@
+//! The join stage: one consumer group over `predictions` and `ground-truth`, one
+//! [`JoinTask`](driftwatch_core::join::JoinTask) per partition pair, partials out to the
+//! monitor stage, bad input to the dead-letter topic. It runs on the stage runtime
+//! ([`crate::runtime`]), which owns the loop, the commits and the rebalances; this module is
+//! the join's state and hooks.
+//!
+//! Design:
+//! - The consumer subscribes to both inputs with the `range` assignor, so partition *i* of both
+//!   topics goes to the same member (checked at start: equal partition counts).
+//! - Each message is decoded by the hand-written codec (no per-feature allocation), checked by
+//!   the core's intake rules, turned into a compact
+//!   [`PredictionIn`](driftwatch_core::join::PredictionIn)/[`LabelIn`](driftwatch_core::join::LabelIn)
+//!   and pushed into its partition's task ([`intake`]); the task merges both inputs in
+//!   timestamp order and emits join events, which fold into per-(model, version, bucket)
+//!   partials ([`partition`]).
+//! - While a prediction is decoded, its features are interned (per task, hinted by position
+//!   since producers keep feature order stable) and staged in a buffer reused across messages
+//!   ([`visitor`]); once the decoder returns the model and prediction time, they go into the
+//!   signature of that (model, version, bucket), with the predicted label, value and score.
+//!   Each flush attaches every bucket's serialized signature to its partial.
+//! - Every `flush_interval` the runtime takes a batch ([`batch`]: dead letters, partials and
+//!   progress records, changelog deltas, input offsets) and commits it: nothing is committed
+//!   before what it produced is in Kafka.
+//! - Exactly-once (the default, Kafka Streams' `exactly_once_v2`): one transactional producer
+//!   per worker; each batch is one transaction, committed on a thread of its own while the
+//!   loop keeps processing. The offset committed for an input is that of its oldest record
+//!   still waiting in the task's merge queue: queued records are not in the state, so they are
+//!   read again after a crash. A failed transaction is aborted and the tasks are rebuilt from
+//!   the changelog at the committed offsets: nothing of the aborted work remains.
+//! - Rebalance (exactly-once): on revocation the open work is committed (aborted when the
+//!   assignment was lost) and the tasks dropped; on assignment each partition's task is
+//!   restored from its changelog partition before the consumer is given the partition, so no
+//!   record of a partition is processed before its state is back. The range assignor is
+//!   eager: every rebalance revokes and restores every partition of the member.
+//! - At-least-once (by configuration): partials and dead letters are awaited, then offsets
+//!   committed; on revocation the same, and the tasks' pending state is dropped (counted in
+//!   `dropped_on_revoke`).
+//! - "Caught up" per input partition comes from librdkafka's statistics (last stable offset vs.
+//!   our position); it lets a task go on without waiting for an input that has nothing to give
+//!   ([`stats`]).
+//!
+//! Files: [`stage`] (the state and its hooks), [`intake`], [`visitor`], [`dead_letter`],
+//! [`partition`], [`batch`], [`stats`].
+
+mod batch;
+mod dead_letter;
+mod intake;
+mod partition;
+mod stage;
+mod stats;
+mod visitor;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterSchemas};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tracing::info;
+
+pub use stats::JoinStats;
+
+use crate::changelog::{ensure_changelog, ChangelogReader};
+use crate::clients::{member_config, producer_config, transactional_producer_config};
+use crate::error::{Result, WorkerError};
+use crate::runtime::{Commits, Eos, Guarantee, Schedule, Shell, StageContext};
+use crate::settings::Settings;
+use crate::topics::{check_copartitioned, partition_count};
+use stage::{Decoders, Join};
+
+/// A handle on a running join stage: read its accounting while it runs.
+#[derive(Clone)]
+pub struct JoinStageHandle {
+    shared: Arc<stats::Shared>,
+}
+
+impl JoinStageHandle {
+    /// A snapshot of the stage's counters, as the stage's loop last published them (at most
+    /// [`crate::runtime::PUBLISH_EVERY`] old while it runs, and final once it stopped); the
+    /// records read (`events_in`) are counted live.
+    pub fn stats(&self) -> JoinStats {
+        self.shared.stats()
+    }
+}
+
+/// Runs the join stage until `shutdown` resolves.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let stage = JoinStage::new(settings)?;
+    stage.run(shutdown).await
+}
+
+/// A join stage, built and checked but not yet consuming.
+pub struct JoinStage {
+    settings: Settings,
+    shell: Shell,
+    join: Join,
+    partitions: usize,
+}
+
+impl JoinStage {
+    /// Builds the clients and checks the topics (inputs exist and are co-partitioned).
+    pub fn new(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        let eos = settings.kafka.exactly_once();
+        let (producer_config, guarantee) = if eos {
+            let config =
+                transactional_producer_config(&settings.kafka, &settings.kafka.join_group_id);
+            let commits = Commits::Background {
+                flush_interval: settings.join.flush_interval,
+            };
+            let eos = Eos::new(config.clone(), settings.kafka.transaction_timeout, commits);
+            (config, Guarantee::ExactlyOnce(eos))
+        } else {
+            (producer_config(&settings.kafka), Guarantee::AtLeastOnce)
+        };
+        let changelog = if eos {
+            Some(ChangelogReader::new(&settings)?)
+        } else {
+            None
+        };
+        let mut writers = WriterSchemas::new();
+        // Schema ids of framed payloads are resolved against the current schemas until a
+        // registry client exists; unknown ids are dead-lettered.
+        let _ = &mut writers;
+        let max_bytes = settings.join.max_message_bytes;
+        let decoders = Decoders {
+            predictions: PredictionDecoders::for_writers(&writers)
+                .map_err(|e| WorkerError::Config(format!("prediction schema: {e}")))?
+                .with_max_message_bytes(max_bytes),
+            labels: GroundTruthDecoders::for_writers(&writers)
+                .map_err(|e| WorkerError::Config(format!("ground-truth schema: {e}")))?
+                .with_max_message_bytes(max_bytes),
+        };
+        let consumer: StreamConsumer<StageContext> =
+            member_config(&settings.kafka, &settings.kafka.join_group_id)
+                .set("statistics.interval.ms", "500")
+                .create_with_context(StageContext::default())?;
+        let t = &settings.topics;
+        let flush = settings.join.flush_interval;
+        let schedule = Schedule {
+            name: "join",
+            topics: vec![t.predictions.clone(), t.ground_truth.clone()],
+            tick: flush.min(Duration::from_millis(100)),
+            commit_every: flush,
+        };
+        let shell = Shell::new(consumer, &producer_config, guarantee, schedule)?;
+        let client = shell.consumer().client();
+        let bootstrap = &settings.kafka.bootstrap_servers;
+        let timeout = Duration::from_secs(10);
+        let partitions =
+            check_copartitioned(client, bootstrap, &t.predictions, &t.ground_truth, timeout)?;
+        info!(partitions, predictions = %t.predictions, ground_truth = %t.ground_truth, "inputs co-partitioned");
+        // The outputs must exist too: a missing one would otherwise surface as delivery errors
+        // long after start-up.
+        let partials_partitions = partition_count(client, bootstrap, &t.model_partials, timeout)?;
+        partition_count(client, bootstrap, &t.dead_letter, timeout)?;
+        let join = Join::new(
+            &settings,
+            decoders,
+            changelog,
+            partitions,
+            partials_partitions,
+        )?;
+        Ok(JoinStage {
+            settings,
+            shell,
+            join,
+            partitions,
+        })
+    }
+
+    /// A handle to read the stage's accounting.
+    pub fn handle(&self) -> JoinStageHandle {
+        JoinStageHandle {
+            shared: self.join.shared.clone(),
+        }
+    }
+
+    /// Consumes until `shutdown` resolves, then commits and leaves the group.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        if self.settings.kafka.exactly_once() {
+            ensure_changelog(
+                &self.settings,
+                self.settings.join_changelog_topic(),
+                self.partitions,
+                "topics.join_changelog",
+            )
+            .await?;
+        }
+        self.shell.run(self.join, shutdown).await
+    }
+}

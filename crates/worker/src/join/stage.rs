@@ -1,0 +1,247 @@
+//! The join stage's state and its hooks: what the runtime's loop ([`crate::runtime`]) calls.
+//!
+//! | hook | the join |
+//! |---|---|
+//! | `on_record` | decode, validate, push into the partition's task, poll it ([`super::intake`]) |
+//! | `on_tick` | caught-up flags from the statistics, poll every task (idle fallback), resume drained inputs |
+//! | `take_batch` | partials and progress records, changelog deltas, dead letters, offsets ([`super::batch`]) |
+//! | `committed` | the batch's counts become final (totals that survive an abort) |
+//! | `aborted` | the open transaction's rejections and dead letters are forgotten (read again) |
+//! | `rewound` | every task rebuilt from the changelog at the committed offsets |
+//! | `assigned` | tasks restored from the changelog (exactly-once) or new |
+//! | `revoked` | tasks dropped (their state is in the changelog; at-least-once: counted as dropped) |
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders};
+use driftwatch_core::join::{Input, IntakeRules, JoinConfig, JoinEvent};
+use driftwatch_core::JoinCounters;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::statistics::Statistics;
+use rdkafka::TopicPartitionList;
+use tracing::error;
+
+use super::batch::{CommitBatch, CommitOutcome};
+use super::dead_letter::Rejections;
+use super::partition::{input_index, PartitionTask};
+use super::stats::{record_micros, Meters, Shared};
+use crate::changelog::ChangelogReader;
+use crate::error::Result;
+use crate::runtime::{InputPartition, Stage};
+use crate::settings::Settings;
+
+/// How long a restore may take before the stage gives up on it (well within the consumer's
+/// `max.poll.interval.ms`: librdkafka waits for the assignment meanwhile).
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The topics the stage reads and writes.
+pub(super) struct Topics {
+    pub(super) predictions: String,
+    pub(super) ground_truth: String,
+    pub(super) partials: String,
+    pub(super) dead_letter: String,
+    pub(super) changelog: String,
+}
+
+/// The decoders of both inputs (Avro, framed or bare).
+pub(super) struct Decoders {
+    pub(super) predictions: PredictionDecoders,
+    pub(super) labels: GroundTruthDecoders,
+}
+
+/// The join stage's state, owned by its loop.
+pub(crate) struct Join {
+    pub(super) topics: Topics,
+    pub(super) join_config: JoinConfig,
+    pub(super) rules: IntakeRules,
+    pub(super) bucket_width_ms: i64,
+    pub(super) max_queued: usize,
+    pub(super) max_message_bytes: usize,
+    /// Join tasks in all (the input partition count) and partitions of the partials topic:
+    /// progress records go to each of those partitions.
+    pub(super) join_tasks: usize,
+    pub(super) partials_partitions: usize,
+    pub(super) exactly_once: bool,
+    pub(super) decoders: Decoders,
+    /// The changelog reader (exactly-once).
+    pub(super) changelog: Option<ChangelogReader>,
+    pub(super) tasks: BTreeMap<i32, PartitionTask>,
+    /// Counters of tasks that were dropped, so totals survive rebalances.
+    pub(super) retired: BTreeMap<(String, String), JoinCounters>,
+    pub(super) rejections: Rejections,
+    /// Scratch buffer of one poll's events.
+    pub(super) events: Vec<JoinEvent>,
+    pub(super) meters: Meters,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Join {
+    pub(super) fn new(
+        settings: &Settings,
+        decoders: Decoders,
+        changelog: Option<ChangelogReader>,
+        join_tasks: usize,
+        partials_partitions: usize,
+    ) -> Result<Self> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let t = &settings.topics;
+        Ok(Join {
+            topics: Topics {
+                predictions: t.predictions.clone(),
+                ground_truth: t.ground_truth.clone(),
+                partials: t.model_partials.clone(),
+                dead_letter: t.dead_letter.clone(),
+                changelog: settings.join_changelog_topic(),
+            },
+            join_config: settings.join_config()?,
+            rules: IntakeRules {
+                max_future_skew_ms: ms(settings.join.max_future_skew),
+            },
+            bucket_width_ms: ms(settings.join.bucket_width),
+            max_queued: settings.join.max_queued_records,
+            max_message_bytes: settings.join.max_message_bytes,
+            join_tasks,
+            partials_partitions,
+            exactly_once: settings.kafka.exactly_once(),
+            decoders,
+            changelog,
+            tasks: BTreeMap::new(),
+            retired: BTreeMap::new(),
+            rejections: Rejections::default(),
+            events: Vec::new(),
+            meters: Meters::default(),
+            shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
+        })
+    }
+
+    /// Which input a topic is.
+    #[inline]
+    pub(super) fn input_of(&self, topic: &str) -> Input {
+        if topic == self.topics.predictions {
+            Input::Predictions
+        } else {
+            Input::Labels
+        }
+    }
+}
+
+impl Stage for Join {
+    type Batch = CommitBatch;
+
+    #[inline]
+    fn on_record(&mut self, msg: &BorrowedMessage<'_>, now_ms: i64) -> Option<InputPartition> {
+        self.handle_message(msg, now_ms)
+            .map(|(input, partition)| InputPartition {
+                topic: input_index(input),
+                partition,
+            })
+    }
+
+    fn on_tick(&mut self, now_ms: i64, paused: &HashSet<InputPartition>) -> Vec<InputPartition> {
+        let resumable = self.poll_all(now_ms, paused);
+        self.log_stats(false);
+        resumable
+    }
+
+    fn on_statistics(&mut self, statistics: &Statistics) {
+        self.observe_statistics(statistics);
+    }
+
+    fn take_batch(&mut self) -> CommitBatch {
+        if !self.exactly_once {
+            return self.take_batch_at_least_once();
+        }
+        // The loop waits while the batch is taken: measured.
+        let started = Instant::now();
+        let batch = self.take_transaction_batch();
+        record_micros(&mut self.meters.batch_micros, started.elapsed());
+        batch
+    }
+
+    fn committed(&mut self, outcome: CommitOutcome, took: Duration) {
+        self.batch_committed(outcome, took);
+    }
+
+    fn aborted(&mut self, _outcome: Option<CommitOutcome>) {
+        if !self.exactly_once {
+            // Not all delivered: the offsets stay where they were.
+            self.meters.producing = false;
+            return;
+        }
+        // What the open transaction held is gone; its inputs are read again (after a rewind,
+        // or by the partitions' next owner), and counted and dead-lettered then.
+        self.meters.transactions_aborted += 1;
+        self.rejections.forget_uncommitted();
+    }
+
+    fn rewound(&mut self) -> Result<()> {
+        let assigned = self.assigned_partitions();
+        self.abandon(&assigned.iter().copied().collect());
+        self.restore(&assigned)
+    }
+
+    fn assigned(&mut self, tpl: &TopicPartitionList) -> Result<()> {
+        let mut per_partition: HashMap<i32, (bool, bool)> = HashMap::new();
+        for e in tpl.elements() {
+            let entry = per_partition.entry(e.partition()).or_default();
+            match self.input_of(e.topic()) {
+                Input::Predictions => entry.0 = true,
+                Input::Labels => entry.1 = true,
+            }
+        }
+        let mut partitions: Vec<i32> = per_partition.keys().copied().collect();
+        partitions.sort_unstable();
+        for (partition, (p, g)) in per_partition {
+            if !(p && g) {
+                error!(partition, "only one input of this partition was assigned: the join needs the range assignor and co-partitioned topics");
+            }
+        }
+        if self.exactly_once {
+            // Restored before any of their records is processed.
+            return self.restore(&partitions);
+        }
+        for partition in partitions {
+            self.create_task(partition, None);
+        }
+        Ok(())
+    }
+
+    fn positioned(&mut self, committed: &TopicPartitionList) {
+        self.set_positions(committed);
+    }
+
+    fn revoked(&mut self, tpl: &TopicPartitionList, _lost: bool) {
+        let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        if self.exactly_once {
+            // Their state is in the changelog as of the last committed transaction.
+            self.abandon(&partitions);
+        } else {
+            self.retire(&partitions);
+        }
+    }
+
+    fn publish(&mut self) {
+        self.shared.publish(self.stats());
+    }
+
+    fn stopped(&mut self) {
+        self.log_stats(true);
+    }
+}
+
+impl Join {
+    /// Rebuilds the tasks of `partitions` from the changelog.
+    fn restore(&mut self, partitions: &[i32]) -> Result<()> {
+        let Some(reader) = &self.changelog else {
+            return Ok(());
+        };
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let restored = reader.restore(partitions, &self.join_config, RESTORE_TIMEOUT)?;
+        self.install_restored(restored);
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Exactly-once: the transaction cycle of both stages, written once.
+//!
+//! The cycle is rust-rdkafka's `examples/transactions.rs`, with a stage's batch in the middle:
+//!
+//! ```text
+//! init_transactions; begin_transaction                          Eos::begin
+//! every commit interval:
+//!     batch = stage.take_batch()                                (the loop, run.rs)
+//!     produce the batch's records                               commit()
+//!     send_offsets_to_transaction(batch offsets, group metadata)
+//!     commit_transaction; begin_transaction
+//!     stage.committed(outcome)
+//! on an error:
+//!     abort_transaction; begin_transaction                      Eos::recover → Aborted
+//!       (fenced, or the abort failed fatally: a new producer    → Reincarnated
+//!        incarnation, at most Reincarnations::MAX in ten minutes, else Fatal)
+//!     stage.aborted(outcome)
+//!     seek to the committed offsets; stage.rewound(committed)   rewind_to_committed
+//! ```
+//!
+//! Calls that librdkafka marks retriable (a broker away, a coordinator moving) are retried for
+//! up to [`super::transaction::TRANSACTION_RETRY_FOR`] before they count as failed. A batch is
+//! taken by value and its outcome handed back whatever happens: the commit never reaches into
+//! the stage, which is why it can run on a thread of its own ([`super::commit_thread`]).
+//!
+//! Nothing is produced into the open transaction between commits: a stage keeps what it has
+//! to write (dead letters, changelog changes) in its state until its next batch. So the open
+//! transaction is empty but for the batch being committed, and aborting it only ever discards
+//! one batch.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::ClientConfig;
+use tracing::{error, warn};
+
+use super::transaction::{is_fatal, reincarnate, retrying, send_waiting, Reincarnations};
+use super::Batch;
+
+/// How a stage commits its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commits {
+    /// On a thread of its own while the loop goes on processing (the join: a commit holds a
+    /// flush interval of changelog records). `flush_interval` is how long a commit may take and
+    /// still count as keeping up ([`super::commit_thread::commits_keep_up`]).
+    Background { flush_interval: Duration },
+    /// In the loop, which waits for it (the monitor: small batches).
+    Inline,
+}
+
+/// Exactly-once processing: what the cycle needs besides the producer.
+pub struct Eos {
+    /// The producer's configuration, to open a new incarnation after it was fenced.
+    producer_config: ClientConfig,
+    /// Transaction timeout: the bound of every transactional call.
+    pub(super) timeout: Duration,
+    pub(super) commits: Commits,
+    reincarnations: Reincarnations,
+}
+
+/// What became of a failed transaction.
+pub enum Recovery {
+    /// Aborted; the next one is open on the same producer.
+    Aborted,
+    /// The producer was unusable (fenced, or a fatal error): this new incarnation replaces it,
+    /// with a transaction open.
+    Reincarnated(FutureProducer),
+    /// The stage must stop: fenced again and again, or an abort that failed without a
+    /// replacement being possible.
+    Fatal(KafkaError),
+}
+
+impl Eos {
+    pub fn new(producer_config: ClientConfig, timeout: Duration, commits: Commits) -> Self {
+        Eos {
+            producer_config,
+            timeout,
+            commits,
+            reincarnations: Reincarnations::default(),
+        }
+    }
+
+    /// Longest wait of `init_transactions`.
+    fn init_timeout(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(30))
+    }
+
+    /// Fences an earlier incarnation with the same transactional id and aborts its open
+    /// transaction, then opens ours.
+    pub(super) fn begin(&self, producer: &FutureProducer) -> Result<(), KafkaError> {
+        producer.init_transactions(self.init_timeout())?;
+        producer.begin_transaction()
+    }
+
+    /// After the open transaction failed with `cause` (`None`: nothing failed, but the
+    /// transaction must not commit, e.g. the assignment was lost): aborts it and opens the
+    /// next, or, when the producer cannot go on, replaces it.
+    pub(super) fn recover(
+        &mut self,
+        producer: &FutureProducer,
+        cause: Option<KafkaError>,
+    ) -> Recovery {
+        let cause = match cause {
+            Some(e) if is_fatal(&e) => e,
+            cause => {
+                if let Some(e) = &cause {
+                    warn!(error = %e, "transaction failed: aborting it");
+                }
+                match abort(producer, self.timeout) {
+                    Ok(()) => return Recovery::Aborted,
+                    // The abort itself can leave the producer unusable (seen after a broker
+                    // restart: INVALID_TXN_STATE on ending the transaction): replace it as
+                    // when fenced, instead of ending the stage.
+                    Err(a) if is_fatal(&a) => {
+                        warn!(error = %a, "abort failed fatally");
+                        a
+                    }
+                    Err(a) => return Recovery::Fatal(a),
+                }
+            }
+        };
+        if !self.reincarnations.allow() {
+            error!(error = %cause, limit = Reincarnations::MAX, "fatal transaction error again: stopping the stage");
+            return Recovery::Fatal(cause);
+        }
+        warn!(error = %cause, "producer fenced or failed: opening a new incarnation");
+        match reincarnate(producer, &self.producer_config, self.init_timeout()) {
+            Ok(fresh) => Recovery::Reincarnated(fresh),
+            Err(e) => Recovery::Fatal(e),
+        }
+    }
+}
+
+/// Aborts the open transaction and opens the next one.
+fn abort(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
+    retrying("abort", || producer.abort_transaction(timeout))?;
+    producer.begin_transaction()
+}
+
+/// Sends a batch into the open transaction with the offsets it accounts for, commits it and
+/// opens the next one (blocking). Returns how long the transaction took to commit.
+pub fn commit<B: Batch>(
+    producer: &FutureProducer,
+    batch: &mut B,
+    metadata: Option<&ConsumerGroupMetadata>,
+    timeout: Duration,
+) -> Result<Duration, KafkaError> {
+    let started = Instant::now();
+    batch.produce(|record| send_waiting(producer, record))?;
+    let offsets = batch.offsets();
+    if offsets.count() > 0 {
+        let metadata = metadata.ok_or(KafkaError::MessageProduction(
+            RDKafkaErrorCode::InvalidGroupId,
+        ))?;
+        retrying("send offsets", || {
+            producer.send_offsets_to_transaction(offsets, metadata, timeout)
+        })?;
+    }
+    retrying("commit", || producer.commit_transaction(timeout))?;
+    let took = started.elapsed();
+    producer.begin_transaction()?;
+    Ok(took)
+}

@@ -1,0 +1,522 @@
+//! The loop of a stage, written once: it owns the consumer, the producer and the stage, reads
+//! records, ticks, commits, recovers and answers rebalances (see the module docs of
+//! [`crate::runtime`]).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::at_least_once::{self, Flushed};
+use super::commit_thread::CommitThread;
+use super::context::{answer_assign, answer_revoke, Rebalance, StageContext};
+use super::eos::{self, Commits, Recovery};
+use super::transaction::{blocking, rewind_to_committed};
+use super::{now_ms, Batch, Guarantee, InputPartition, Stage, PUBLISH_EVERY};
+use crate::error::Result;
+
+/// When a stage's loop does what.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Names the stage in logs and its commit thread (`<name>-commit`).
+    pub name: &'static str,
+    /// The subscription; [`InputPartition::topic`] indexes it.
+    pub topics: Vec<String>,
+    /// How often [`Stage::on_tick`] runs.
+    pub tick: Duration,
+    /// How often a commit starts (checked on ticks; at most one per tick).
+    pub commit_every: Duration,
+}
+
+/// The Kafka clients of a stage and how its work becomes final: everything its loop needs
+/// besides the stage itself.
+pub struct Shell {
+    consumer: Arc<StreamConsumer<StageContext>>,
+    producer: FutureProducer,
+    guarantee: Guarantee,
+    schedule: Schedule,
+}
+
+impl Shell {
+    /// `producer_config` is transactional for [`Guarantee::ExactlyOnce`].
+    pub fn new(
+        consumer: StreamConsumer<StageContext>,
+        producer_config: &ClientConfig,
+        guarantee: Guarantee,
+        schedule: Schedule,
+    ) -> Result<Self> {
+        Ok(Shell {
+            consumer: Arc::new(consumer),
+            producer: producer_config.create()?,
+            guarantee,
+            schedule,
+        })
+    }
+
+    /// The stage's consumer (metadata look-ups before the loop starts).
+    pub fn consumer(&self) -> &StreamConsumer<StageContext> {
+        &self.consumer
+    }
+
+    /// Runs `stage` until `shutdown` resolves, then commits what it did and leaves the group.
+    pub async fn run<S: Stage>(self, stage: S, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let background = match &self.guarantee {
+            Guarantee::ExactlyOnce(eos) => match eos.commits {
+                Commits::Background { flush_interval } => Some(CommitThread::new(
+                    format!("{}-commit", self.schedule.name),
+                    flush_interval,
+                )),
+                Commits::Inline => None,
+            },
+            Guarantee::AtLeastOnce => None,
+        };
+        let mut l = Loop {
+            consumer: self.consumer,
+            producer: self.producer,
+            guarantee: self.guarantee,
+            schedule: self.schedule,
+            stage,
+            background,
+            flushing: None,
+            paused: HashSet::new(),
+            last_publish: Instant::now(),
+        };
+        let result = l.start_and_drive(shutdown).await;
+        if let Some(thread) = &mut l.background {
+            // Only after an error: a commit still running is awaited before the producer goes.
+            let _ = blocking(|| thread.finish(true));
+        }
+        l.consumer.unsubscribe();
+        let _ = l.producer.flush(Duration::from_secs(10));
+        l.stage.stopped();
+        l.stage.publish();
+        result
+    }
+}
+
+type Outcome<S> = <<S as Stage>::Batch as Batch>::Outcome;
+
+/// A failed commit: the outcome of its batch (when there was one) and why.
+type Failure<S> = (Option<Outcome<S>>, KafkaError);
+
+struct Loop<S: Stage> {
+    consumer: Arc<StreamConsumer<StageContext>>,
+    producer: FutureProducer,
+    guarantee: Guarantee,
+    schedule: Schedule,
+    stage: S,
+    /// Exactly-once with [`Commits::Background`].
+    background: Option<CommitThread<Outcome<S>>>,
+    /// At-least-once: the flush awaiting its deliveries (one at a time, so offsets never move
+    /// backwards).
+    flushing: Option<tokio::task::JoinHandle<Flushed<Outcome<S>>>>,
+    paused: HashSet<InputPartition>,
+    last_publish: Instant,
+}
+
+impl<S: Stage> Loop<S> {
+    async fn start_and_drive(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        if let Guarantee::ExactlyOnce(eos) = &self.guarantee {
+            eos.begin(&self.producer)?;
+        }
+        blocking(|| self.stage.started())?;
+        let context = self.consumer.context().clone();
+        // Rebalances go to this loop from here on; when it ends (returns or unwinds), the
+        // callback answers them itself again and whatever is still queued is answered.
+        let _hand_off = context.hand_off(self.consumer.clone());
+        let topics: Vec<&str> = self.schedule.topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topics)?;
+        self.drive(&context, shutdown).await?;
+        info!(stage = self.schedule.name, "shutting down: committing");
+        self.finish().await;
+        Ok(())
+    }
+
+    async fn drive(
+        &mut self,
+        context: &StageContext,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let consumer = self.consumer.clone();
+        let mut tick = tokio::time::interval(self.schedule.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(()),
+                _ = context.rebalanced() => self.rebalance(context).await?,
+                msg = consumer.recv() => match msg {
+                    Ok(m) => {
+                        if context.has_pending() {
+                            // Queued behind a rebalance: handled after it, if still ours.
+                            self.rebalance(context).await?;
+                            if !self.holds(&m) {
+                                continue;
+                            }
+                        }
+                        if let Some(p) = self.stage.on_record(&m, now_ms()) {
+                            if self.paused.insert(p) {
+                                self.set_paused(p, true);
+                            }
+                        }
+                    }
+                    Err(e) => warn!(stage = self.schedule.name, error = %e, "consumer error"),
+                },
+                _ = tick.tick() => {
+                    if let Some(s) = context.take_statistics() {
+                        self.stage.on_statistics(&s);
+                    }
+                    for p in self.stage.on_tick(now_ms(), &self.paused) {
+                        self.set_paused(p, false);
+                        self.paused.remove(&p);
+                    }
+                    let due = self.schedule.commit_every <= self.schedule.tick
+                        || last_commit.elapsed() >= self.schedule.commit_every;
+                    self.commit(due).await?;
+                    if due {
+                        last_commit = Instant::now();
+                    }
+                    if self.last_publish.elapsed() >= PUBLISH_EVERY {
+                        self.publish();
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.stage.publish();
+        self.last_publish = Instant::now();
+    }
+
+    /// Whether the record's partition is still assigned.
+    fn holds(&self, m: &BorrowedMessage<'_>) -> bool {
+        self.consumer
+            .assignment()
+            .is_ok_and(|a| a.find_partition(m.topic(), m.partition()).is_some())
+    }
+
+    fn set_paused(&self, p: InputPartition, pause: bool) {
+        let Some(topic) = self.schedule.topics.get(p.topic) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, p.partition);
+        let r = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = r {
+            debug!(error = %e, topic, partition = p.partition, pause, "pause/resume");
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        match &self.guarantee {
+            Guarantee::ExactlyOnce(eos) => eos.timeout,
+            Guarantee::AtLeastOnce => Duration::from_secs(10),
+        }
+    }
+
+    // ---- commits -------------------------------------------------------------------------
+
+    /// The periodic commit (`due`: one should start now).
+    async fn commit(&mut self, due: bool) -> Result<()> {
+        match &self.guarantee {
+            Guarantee::ExactlyOnce(eos) if eos.commits == Commits::Inline => {
+                if due {
+                    if let Err((outcome, e)) = self.commit_now() {
+                        self.recover(outcome, e)?;
+                    }
+                }
+                Ok(())
+            }
+            Guarantee::ExactlyOnce(_) => self.commit_in_background(due),
+            Guarantee::AtLeastOnce => {
+                self.flush_in_background(due).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reports a background commit that finished (recovering when it failed) and starts the
+    /// next one when `start`. Nothing is produced into the next transaction before it opens:
+    /// the stage keeps what it has to write until its next batch.
+    fn commit_in_background(&mut self, start: bool) -> Result<()> {
+        let Some(thread) = &mut self.background else {
+            return Ok(());
+        };
+        if let Some(finished) = thread.finish(false) {
+            match (finished.result, finished.outcome) {
+                (Ok(took), Some(outcome)) => self.stage.committed(outcome, took),
+                (Ok(_), None) => {}
+                (Err(e), outcome) => return self.recover(outcome, e),
+            }
+        }
+        let timeout = self.timeout();
+        let Some(thread) = &mut self.background else {
+            return Ok(());
+        };
+        if start && !thread.busy() {
+            let batch = self.stage.take_batch();
+            let metadata = self.consumer.group_metadata();
+            if let Err(e) = thread.start(self.producer.clone(), batch, metadata, timeout) {
+                // The batch went with the thread that never ran: redo its work.
+                error!(error = %e, "commit thread not started: aborting the transaction");
+                return self.recover(None, KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: commits everything done so far before returning (inline commits, a
+    /// revoke, shutdown), after the commit in flight, if any.
+    fn commit_now(&mut self) -> Result<(), Failure<S>> {
+        if let Some(thread) = &mut self.background {
+            if let Some(finished) = blocking(|| thread.finish(true)) {
+                match (finished.result, finished.outcome) {
+                    (Ok(took), Some(outcome)) => self.stage.committed(outcome, took),
+                    (Ok(_), None) => {}
+                    (Err(e), outcome) => return Err((outcome, e)),
+                }
+            }
+        }
+        let mut batch = self.stage.take_batch();
+        let metadata = self.consumer.group_metadata();
+        let timeout = self.timeout();
+        let producer = &self.producer;
+        match blocking(|| eos::commit(producer, &mut batch, metadata.as_ref(), timeout)) {
+            Ok(took) => {
+                if let Some(thread) = &mut self.background {
+                    thread.committed_inline(took);
+                }
+                self.stage.committed(batch.into_outcome(), took);
+                Ok(())
+            }
+            Err(e) => Err((Some(batch.into_outcome()), e)),
+        }
+    }
+
+    /// Exactly-once, after a failed transaction: aborts it (or replaces the producer), moves
+    /// the consumer back to the committed offsets and has the stage rebuild its state there,
+    /// so the aborted work is done again exactly once. Only a fatal error is returned.
+    fn recover(&mut self, outcome: Option<Outcome<S>>, cause: KafkaError) -> Result<()> {
+        self.abort(outcome, Some(cause))?;
+        let timeout = self.timeout();
+        let consumer = self.consumer.as_ref();
+        let committed = blocking(|| rewind_to_committed(consumer, timeout))?;
+        blocking(|| self.stage.rewound())?;
+        self.stage.positioned(&committed);
+        for p in std::mem::take(&mut self.paused) {
+            self.set_paused(p, false);
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Aborts the open transaction (after `cause`, if any) or replaces the producer, and tells
+    /// the stage.
+    fn abort(&mut self, outcome: Option<Outcome<S>>, cause: Option<KafkaError>) -> Result<()> {
+        let Guarantee::ExactlyOnce(eos) = &mut self.guarantee else {
+            return Ok(());
+        };
+        let producer = &self.producer;
+        let recovery = blocking(|| eos.recover(producer, cause));
+        self.stage.aborted(outcome);
+        match recovery {
+            Recovery::Aborted => Ok(()),
+            Recovery::Reincarnated(fresh) => {
+                self.producer = fresh;
+                Ok(())
+            }
+            Recovery::Fatal(e) => Err(e.into()),
+        }
+    }
+
+    /// At-least-once: reports a flush that finished and starts the next when `start`.
+    async fn flush_in_background(&mut self, start: bool) {
+        if self.flushing.as_ref().is_some_and(|f| f.is_finished()) {
+            if let Some(f) = self.flushing.take() {
+                self.flushed(f.await.ok());
+            }
+        }
+        if start && self.flushing.is_none() {
+            let batch = self.stage.take_batch();
+            let flush = at_least_once::flush(
+                &self.producer,
+                self.consumer.clone(),
+                batch,
+                CommitMode::Async,
+            );
+            self.flushing = Some(tokio::spawn(flush));
+        }
+    }
+
+    /// At-least-once: flushes everything done so far (after the flush in flight), waiting at
+    /// most `bound` for the deliveries.
+    async fn flush_now(&mut self, bound: Option<Duration>) {
+        if let Some(f) = self.flushing.take() {
+            self.flushed(f.await.ok());
+        }
+        let batch = self.stage.take_batch();
+        let flush = at_least_once::flush(
+            &self.producer,
+            self.consumer.clone(),
+            batch,
+            CommitMode::Sync,
+        );
+        let flushed = match bound {
+            Some(b) => tokio::time::timeout(b, flush).await.ok(),
+            None => Some(flush.await),
+        };
+        if flushed.is_none() {
+            error!("records not delivered in time; offsets not committed");
+        }
+        self.flushed(flushed);
+    }
+
+    fn flushed(&mut self, flushed: Option<Flushed<Outcome<S>>>) {
+        match flushed {
+            Some(f) if f.delivered => self.stage.committed(f.outcome, f.took),
+            Some(f) => self.stage.aborted(Some(f.outcome)),
+            None => self.stage.aborted(None),
+        }
+    }
+
+    /// Shutdown: commits (flushes) everything done so far.
+    async fn finish(&mut self) {
+        match &self.guarantee {
+            Guarantee::ExactlyOnce(_) => {
+                if let Err((outcome, e)) = self.commit_now() {
+                    error!(stage = self.schedule.name, error = %e, "final transaction failed; the next owner restores the last committed state");
+                    if let Err(e) = self.abort(outcome, Some(e)) {
+                        error!(error = %e, "final transaction not aborted");
+                    }
+                }
+            }
+            Guarantee::AtLeastOnce => self.flush_now(None).await,
+        }
+    }
+
+    // ---- rebalances ----------------------------------------------------------------------
+
+    /// Handles every queued rebalance, oldest first.
+    async fn rebalance(&mut self, context: &StageContext) -> Result<()> {
+        while let Some(event) = context.next_rebalance() {
+            match event {
+                Rebalance::Revoke { partitions, lost } => self.revoke(partitions, lost).await,
+                Rebalance::Assign(partitions) => self.assign(partitions)?,
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Commits the open work with its offsets (aborts it when the assignment was lost), has
+    /// the stage drop the partitions, then gives them up.
+    async fn revoke(&mut self, partitions: TopicPartitionList, lost: bool) {
+        let lost = lost || self.consumer.assignment_lost();
+        let mut committed = false;
+        match &self.guarantee {
+            Guarantee::ExactlyOnce(_) => {
+                let failure = if lost {
+                    // The commit in flight still reports; the open transaction is aborted.
+                    self.finish_in_flight()
+                        .err()
+                        .map(|(o, e)| (o, Some(e)))
+                        .or(Some((None, None)))
+                } else {
+                    self.commit_now().err().map(|(o, e)| (o, Some(e)))
+                };
+                match failure {
+                    None => committed = true,
+                    Some((outcome, cause)) => {
+                        if let Some(e) = &cause {
+                            warn!(error = %e, "transaction on revoke failed: aborting");
+                        }
+                        // The partitions go either way. A producer left unusable fails the
+                        // next transaction, whose recovery replaces it or stops the stage.
+                        if let Err(e) = self.abort(outcome, cause) {
+                            error!(error = %e, "abort on revoke failed");
+                        }
+                    }
+                }
+            }
+            Guarantee::AtLeastOnce => {
+                self.flush_now(Some(Duration::from_secs(30))).await;
+                committed = true;
+            }
+        }
+        self.stage.revoked(&partitions, lost);
+        info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), committed, lost, "partitions revoked");
+        if let Err(e) = answer_revoke(self.consumer.as_ref(), &partitions) {
+            warn!(error = %e, "unassign");
+        }
+    }
+
+    /// Exactly-once: waits for the commit in flight and applies its outcome.
+    fn finish_in_flight(&mut self) -> Result<(), Failure<S>> {
+        let Some(thread) = &mut self.background else {
+            return Ok(());
+        };
+        match blocking(|| thread.finish(true)) {
+            Some(finished) => match (finished.result, finished.outcome) {
+                (Ok(took), Some(outcome)) => {
+                    self.stage.committed(outcome, took);
+                    Ok(())
+                }
+                (Ok(_), None) => Ok(()),
+                (Err(e), outcome) => Err((outcome, e)),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Has the stage restore the partitions, positions it at the committed offsets, then
+    /// takes them: no record of a partition reaches the stage before its state is back.
+    fn assign(&mut self, partitions: TopicPartitionList) -> Result<()> {
+        let timeout = self.timeout();
+        let restored = blocking(|| {
+            self.stage.assigned(&partitions)?;
+            // Asked after the restore: a predecessor's transaction that was still open when
+            // the restore began has ended by now (the restore waits for it), so these are the
+            // offsets the restored state is as of.
+            let committed = self
+                .consumer
+                .committed_offsets(partitions.clone(), timeout)
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "committed offsets unknown");
+                    TopicPartitionList::new()
+                });
+            self.stage.positioned(&committed);
+            Ok(())
+        });
+        // Answered even after a failed restore: the stage then stops, and closing the
+        // consumer needs the assignment call made.
+        if let Err(e) = answer_assign(self.consumer.as_ref(), &partitions) {
+            error!(error = %e, "assign");
+            restored?;
+            return Err(e.into());
+        }
+        info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), restored = restored.is_ok(), "partitions assigned");
+        restored
+    }
+}
+
+/// The partition numbers of `tpl`, sorted, each once (for logs).
+fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
+    let mut p: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
