@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use driftwatch_worker::metrics::{render, MetricKind, MetricName, RenderOptions};
+use driftwatch_worker::prometheus::{render, MetricKind, MetricName, RenderOptions};
 use driftwatch_worker::settings::Settings;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use driftwatch_codec::fast::IgnoreEntries;
+use driftwatch_codec::borrowed::IgnoreEntries;
 use driftwatch_codec::{
     decode_prediction, from_json_slice, to_avro, PredictionDecoders, RecordKind, WriterSchemas,
 };

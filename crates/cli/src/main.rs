@@ -390,8 +390,8 @@ async fn execute(
 async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     use anyhow::Context;
     use driftwatch_worker::http::MetricsServer;
-    use driftwatch_worker::metrics::RenderOptions;
     use driftwatch_worker::pipeline::{self, Pipeline};
+    use driftwatch_worker::prometheus::RenderOptions;
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop = |tx: &tokio::sync::broadcast::Sender<()>| {
         let mut rx = tx.subscribe();
@@ -422,7 +422,7 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
         tracing::info!(bind = %settings.http.bind, "serving /metrics, /healthz, /readyz");
         let stop_http = stop(&tx);
         tokio::spawn(async move {
-            if let Err(e) = server.run(move || handles.snapshot(), stop_http).await {
+            if let Err(e) = server.run(move || handles.status(), stop_http).await {
                 tracing::error!(error = %e, "metrics endpoint stopped");
             }
         });

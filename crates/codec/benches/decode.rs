@@ -13,7 +13,7 @@ use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::borrowed::{FeatureRef, PredictionVisitor};
 use driftwatch_codec::{to_avro, PredictionDecoder, RecordKind};
 use driftwatch_core::{FeatureValue, Prediction};
 use serde::Deserialize;

@@ -24,7 +24,7 @@ use std::hint::black_box;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use driftwatch_codec::fast::{FeatureRef, IgnoreEntries, NotUtf8, PredictionVisitor};
+use driftwatch_codec::borrowed::{FeatureRef, IgnoreEntries, NotUtf8, PredictionVisitor};
 use driftwatch_codec::{to_avro, PredictionDecoder, PredictionRef, RecordKind};
 use driftwatch_core::join::{
     Input, JoinConfig, JoinEvent, JoinTask, ModelVersionId, Predicted, PredictionIn, RequestKey,

@@ -18,9 +18,9 @@ use driftwatch_core::{
     ModelReference, Prediction, RegressionSums, RetrainEvent,
 };
 
+use crate::borrowed::{self, GroundTruthDecoder, PredictionDecoder};
 use crate::encode::{encode_ground_truth, encode_prediction};
 use crate::error::{CodecError, Result};
-use crate::fast::{self, GroundTruthDecoder, PredictionDecoder};
 use crate::schema::RecordKind;
 use crate::wire::{
     put_block_end, put_block_start, put_bool, put_f64, put_int, put_long, put_str, put_u64,
@@ -86,7 +86,7 @@ impl AvroRecord for Prediction {
         encode_prediction(self, out)
     }
     fn decode_avro(datum: &[u8]) -> Result<Self> {
-        fast::decode_prediction(datum)
+        borrowed::decode_prediction(datum)
     }
     fn decode_avro_resolving(writer: &Schema, datum: &[u8]) -> Result<Self> {
         PredictionDecoder::new(writer, Self::KIND.schema()?)?.decode_owned(datum)
@@ -99,7 +99,7 @@ impl AvroRecord for GroundTruth {
         encode_ground_truth(self, out)
     }
     fn decode_avro(datum: &[u8]) -> Result<Self> {
-        fast::decode_ground_truth(datum)
+        borrowed::decode_ground_truth(datum)
     }
     fn decode_avro_resolving(writer: &Schema, datum: &[u8]) -> Result<Self> {
         GroundTruthDecoder::new(writer, Self::KIND.schema()?)?.decode_owned(datum)

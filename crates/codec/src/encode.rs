@@ -9,8 +9,8 @@
 
 use driftwatch_core::{GroundTruth, Prediction};
 
+use crate::borrowed::{FeatureRef, GroundTruthRef, PredictionRef};
 use crate::error::{CodecError, Result};
-use crate::fast::{FeatureRef, GroundTruthRef, PredictionRef};
 use crate::wire::{put_block_end, put_block_start, put_f64, put_long, put_str};
 
 // Branch indexes of the unions in Prediction.avsc / GroundTruth.avsc.

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use apache_avro::Schema;
 
+use crate::borrowed::{GroundTruthDecoder, PredictionDecoder};
 use crate::error::{CodecError, Result};
-use crate::fast::{GroundTruthDecoder, PredictionDecoder};
 
 /// The magic byte that starts a Confluent-framed payload.
 pub const MAGIC: u8 = 0;
@@ -162,7 +162,7 @@ impl GroundTruthDecoders {
 mod tests {
     use super::*;
     use crate::avro::to_avro;
-    use crate::fast::IgnoreEntries;
+    use crate::borrowed::IgnoreEntries;
     use driftwatch_core::{GroundTruth, Prediction};
 
     fn prediction() -> Prediction {

@@ -3,7 +3,7 @@
 //! Encode/decode of every record on driftwatch's topics. The wire contract is the set of Avro
 //! schemas in `schemas/*.avsc` (embedded by [`schema`]); this crate reads and writes it.
 //!
-//! - [`fast`]: the hot path. Resolving, non-allocating decoders for `Prediction` and
+//! - [`borrowed`]: the hot path. Resolving, non-allocating decoders for `Prediction` and
 //!   `GroundTruth` that hand out borrowed slices of the input and report features to a visitor.
 //! - [`encode`]: direct encoders for those two records (also for load generators).
 //! - [`avro`]: the Avro datum of every record through one trait, [`AvroRecord`], including
@@ -18,9 +18,9 @@
 //! writer-schema compilation (skippers, promotions, union branch mapping) behind the decoders.
 
 pub mod avro;
+pub mod borrowed;
 pub mod encode;
 pub mod error;
-pub mod fast;
 pub mod format;
 pub mod framing;
 pub mod json;
@@ -29,12 +29,12 @@ pub mod schema;
 pub mod wire;
 
 pub use avro::{from_avro, from_avro_resolving, to_avro, AvroRecord};
-pub use encode::{encode_ground_truth, encode_prediction, encode_prediction_parts};
-pub use error::{CodecError, Result};
-pub use fast::{
+pub use borrowed::{
     decode_ground_truth, decode_prediction, FeatureRef, GroundTruthDecoder, GroundTruthRef,
     PredictionDecoder, PredictionRef, PredictionVisitor,
 };
+pub use encode::{encode_ground_truth, encode_prediction, encode_prediction_parts};
+pub use error::{CodecError, Result};
 pub use format::PayloadFormat;
 pub use framing::{
     encode_framed, split_framed, DecoderSet, GroundTruthDecoders, PredictionDecoders, WriterSchemas,

@@ -10,7 +10,7 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use common::*;
-use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::borrowed::{FeatureRef, PredictionVisitor};
 use driftwatch_codec::{from_avro_resolving, GroundTruthDecoder, PredictionDecoder, RecordKind};
 use driftwatch_core::{FeatureValue, GroundTruth, Prediction};
 

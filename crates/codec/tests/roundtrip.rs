@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use driftwatch_codec::fast::{FeatureRef, PredictionVisitor};
+use driftwatch_codec::borrowed::{FeatureRef, PredictionVisitor};
 use driftwatch_codec::from_avro_resolving;
 use driftwatch_codec::{
     from_avro, from_json, to_avro, to_json, AvroRecord, JsonRecord, PredictionDecoder, RecordKind,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use driftwatch_core::join::partial::{empty_partial, merge_partials, PartialAggregator};
 use driftwatch_core::join::{
-    Actual, ClassId, Input, JoinBuffer, JoinConfig, JoinEvent, JoinTask, LabelIn, ModelVersionId,
-    Outcome, Predicted, PredictionIn, RequestKey,
+    Actual, ClassId, Input, JoinBuffer, JoinConfig, JoinEvent, JoinTask, LabelIn, Match,
+    ModelVersionId, Predicted, PredictionIn, RequestKey,
 };
 use driftwatch_core::summary::{FeatureInterner, SignatureSummary};
 use driftwatch_core::{ConfusionCell, JoinCounters, ModelPartial, RegressionSums};
@@ -271,7 +271,7 @@ fn event() -> impl Strategy<Value = JoinEvent> {
             let model = ModelVersionId(model);
             let key = RequestKey::from_parts(u64::from(p), t as u64);
             match kind {
-                0 => JoinEvent::Matched(Outcome {
+                0 => JoinEvent::Matched(Match {
                     key,
                     model,
                     prediction_time: t,
@@ -281,7 +281,7 @@ fn event() -> impl Strategy<Value = JoinEvent> {
                     actual: Actual::Class(ClassId(a)),
                     score,
                 }),
-                1 => JoinEvent::Matched(Outcome {
+                1 => JoinEvent::Matched(Match {
                     key,
                     model,
                     prediction_time: t,

@@ -1,7 +1,7 @@
 //! The worker's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
 //!
 //! Design:
-//! - The server knows only a function that returns a [`WorkerSnapshot`]; the stage decides how
+//! - The server knows only a function that returns a [`WorkerStatus`]; the stage decides how
 //!   to produce one (a lock and a copy of its counters). A scrape therefore never blocks the
 //!   stage for longer than that copy, and the server can be tested with a closure.
 //! - `/healthz` answers 200 as long as the process serves requests: a liveness probe that fails
@@ -23,7 +23,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::metrics::{render, RenderOptions, WorkerSnapshot, CONTENT_TYPE};
+use crate::prometheus::{render, RenderOptions, WorkerStatus, CONTENT_TYPE};
 
 /// Errors of the HTTP endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum HttpError {
     Serve(#[from] std::io::Error),
 }
 
-type Source = Arc<dyn Fn() -> WorkerSnapshot + Send + Sync>;
+type Source = Arc<dyn Fn() -> WorkerStatus + Send + Sync>;
 
 #[derive(Clone)]
 struct AppState {
@@ -80,7 +80,7 @@ impl MetricsServer {
     /// Serves until `shutdown` resolves.
     pub async fn run<F, S>(self, source: F, shutdown: S) -> Result<(), HttpError>
     where
-        F: Fn() -> WorkerSnapshot + Send + Sync + 'static,
+        F: Fn() -> WorkerStatus + Send + Sync + 'static,
         S: Future<Output = ()> + Send + 'static,
     {
         let state = AppState {
@@ -97,7 +97,7 @@ impl MetricsServer {
 /// Binds `bind` and serves `/metrics`, `/healthz` and `/readyz` until `shutdown` resolves.
 pub async fn serve<F, S>(bind: SocketAddr, source: F, shutdown: S) -> Result<(), HttpError>
 where
-    F: Fn() -> WorkerSnapshot + Send + Sync + 'static,
+    F: Fn() -> WorkerStatus + Send + Sync + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
     MetricsServer::bind(bind).await?.run(source, shutdown).await
@@ -157,7 +157,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Readiness;
+    use crate::prometheus::Readiness;
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -183,7 +183,7 @@ mod tests {
         }));
         let r = readiness.clone();
         let source = move || {
-            let mut s = crate::metrics::tests::sample_snapshot();
+            let mut s = crate::prometheus::tests::sample_status();
             s.readiness = *r.lock().unwrap();
             s
         };
@@ -212,7 +212,7 @@ mod tests {
 
         let (status, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
-        let (samples, _) = crate::metrics::tests::parse(&body);
+        let (samples, _) = crate::prometheus::tests::parse(&body);
         let ready: Vec<_> = samples
             .iter()
             .filter(|s| s.name == "driftwatch_ready")

@@ -15,8 +15,8 @@
 //! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
-//! - [`metrics`]: the [`metrics::WorkerSnapshot`] a stage fills and its Prometheus rendering.
-//! - [`snapshot`]: the stages' state as the [`metrics::WorkerSnapshot`] served over HTTP.
+//! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
+//! - [`status`]: the stages' state as the [`prometheus::WorkerStatus`] served over HTTP.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
 
 pub mod changelog;
@@ -25,13 +25,13 @@ pub mod error;
 pub mod http;
 pub mod join;
 pub mod join_progress;
-pub mod metrics;
 pub mod monitor;
 pub mod pipeline;
+pub mod prometheus;
 pub mod runtime;
 pub mod security;
 pub mod settings;
-pub mod snapshot;
+pub mod status;
 pub mod topics;
 
 pub use error::{Result, WorkerError};

@@ -17,7 +17,7 @@ use crate::error::{Result, WorkerError};
 use crate::join::{JoinStage, JoinStageHandle};
 use crate::monitor::{MonitorStage, MonitorStageHandle};
 use crate::settings::Settings;
-use crate::snapshot::StageHandles;
+use crate::status::StageHandles;
 
 /// Which stages a pipeline runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,7 @@ use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use super::{
-    Actual, Input, JoinError, JoinEvent, LabelIn, ModelVersionId, Outcome, Predicted, PredictionIn,
+    Actual, Input, JoinError, JoinEvent, LabelIn, Match, ModelVersionId, Predicted, PredictionIn,
     RequestKey,
 };
 use super::{ClassId, KeyHashBuilder};
@@ -625,7 +625,7 @@ impl JoinBuffer {
                         // The tombstone is based on the prediction's time when it fits.
                         let base = params.offset(p.time).unwrap_or(slot.time);
                         if label_time.saturating_sub(p.time) <= params.label_timeout(p.model) {
-                            sink(JoinEvent::Matched(Outcome {
+                            sink(JoinEvent::Matched(Match {
                                 key: p.key,
                                 model: p.model,
                                 prediction_time: p.time,
@@ -706,7 +706,7 @@ impl JoinBuffer {
                         let model = slot.model();
                         let (predicted, score) = slot.predicted();
                         if l.time.saturating_sub(prediction_time) <= params.label_timeout(model) {
-                            sink(JoinEvent::Matched(Outcome {
+                            sink(JoinEvent::Matched(Match {
                                 key: l.key,
                                 model,
                                 prediction_time,

@@ -116,7 +116,7 @@ pub struct LabelIn {
 
 /// A prediction joined with its label.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Outcome {
+pub struct Match {
     pub key: RequestKey,
     pub model: ModelVersionId,
     pub prediction_time: TimestampMs,
@@ -146,7 +146,7 @@ pub enum JoinEvent {
         prediction_time: TimestampMs,
     },
     /// A prediction met its label within the timeout.
-    Matched(Outcome),
+    Matched(Match),
     /// A prediction got no (timely) label.
     ExpiredUnlabeled {
         key: RequestKey,

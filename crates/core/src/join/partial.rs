@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Actual, ClassId, Interner, JoinEvent, ModelVersionId, Outcome, Predicted};
+use super::{Actual, ClassId, Interner, JoinEvent, Match, ModelVersionId, Predicted};
 use crate::summary::{FeatureInterner, SignatureSummary, SummaryError};
 use crate::{ConfusionCell, JoinCounters, ModelPartial, Prediction, RegressionSums, TimestampMs};
 
@@ -69,7 +69,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn add_outcome(&mut self, o: &Outcome) {
+    fn add_outcome(&mut self, o: &Match) {
         self.label_delay_sum_ms = self.label_delay_sum_ms.saturating_add(o.label_delay_ms);
         match (o.predicted, o.actual) {
             (Predicted::Class(p), Actual::Class(a)) => {
@@ -465,7 +465,7 @@ mod tests {
         a: Actual,
         score: Option<f32>,
     ) -> JoinEvent {
-        JoinEvent::Matched(Outcome {
+        JoinEvent::Matched(Match {
             key: RequestKey::from_parts(1, 2),
             model,
             prediction_time: t,

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use driftwatch_codec::fast::{GroundTruthRef, PredictionRef};
+use driftwatch_codec::borrowed::{GroundTruthRef, PredictionRef};
 use driftwatch_codec::{from_json_slice, CodecError, PayloadFormat};
 use driftwatch_core::join::{
     label_in, prediction_in, Input, IntakeRules, LabelFields, ModelVersionId, PredictionFields,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use driftwatch_codec::fast::FeatureRef;
+use driftwatch_codec::borrowed::FeatureRef;
 use driftwatch_core::join::changelog::ChangelogCursor;
 use driftwatch_core::join::{Input, JoinEvent, JoinTask, ModelVersionId, PartialAggregator};
 use driftwatch_core::summary::FeatureId;

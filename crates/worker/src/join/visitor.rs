@@ -10,7 +10,7 @@
 //! buffers are recycled across messages ([`recycle`], [`recycle_scores`]), so the hot path
 //! allocates nothing per message.
 
-use driftwatch_codec::fast::{FeatureRef, NotUtf8, PredictionVisitor};
+use driftwatch_codec::borrowed::{FeatureRef, NotUtf8, PredictionVisitor};
 use driftwatch_core::summary::{FeatureId, FeatureInterner, SignatureSummary};
 
 /// Keeps the class scores of a prediction so the predicted class's score can be looked up

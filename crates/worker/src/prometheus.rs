@@ -1,7 +1,7 @@
 //! What a worker exposes to Prometheus, and how it is rendered.
 //!
 //! Design:
-//! - **Decoupled from the stages.** A stage fills a plain [`WorkerSnapshot`] (counters, gauges,
+//! - **Decoupled from the stages.** A stage fills a plain [`WorkerStatus`] (counters, gauges,
 //!   latency percentiles, readiness) when asked; [`render`] turns a snapshot into the Prometheus
 //!   text format (version 0.0.4). The renderer knows nothing about Kafka or tasks, so it is
 //!   tested with hand-made snapshots, and a stage is tested without HTTP.
@@ -271,7 +271,7 @@ impl Readiness {
 /// Series of the monitor stage, keyed `(model, version, window)` or
 /// `(model, version, detector, feature)`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MonitorSnapshot {
+pub struct MonitorStatus {
     pub accuracy: BTreeMap<(String, String, String), f64>,
     pub label_coverage: BTreeMap<(String, String, String), f64>,
     pub drift_state: BTreeMap<(String, String, String, String), DriftState>,
@@ -279,7 +279,7 @@ pub struct MonitorSnapshot {
 
 /// Everything a worker exposes, as plain values; a stage fills one per scrape.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct WorkerSnapshot {
+pub struct WorkerStatus {
     /// Consumer group the lag is reported for.
     pub consumer_group: String,
     /// Join accounting per (model, version).
@@ -298,7 +298,7 @@ pub struct WorkerSnapshot {
     pub join_commit: Option<LatencySummary>,
     pub readiness: Readiness,
     /// Filled by the monitor stage only.
-    pub monitor: Option<MonitorSnapshot>,
+    pub monitor: Option<MonitorStatus>,
     /// State restores (exactly-once) per stage (`join`, `monitor`).
     pub restore: BTreeMap<String, crate::changelog::RestoreTotals>,
     /// Transactions per (stage, result).
@@ -328,7 +328,7 @@ type CounterFamily = Family<Labels, Counter<u64>>;
 type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
 
 /// Model ids exported under their own name: the `max_models` with the most join inputs.
-fn kept_models(s: &WorkerSnapshot, max_models: usize) -> BTreeSet<String> {
+fn kept_models(s: &WorkerStatus, max_models: usize) -> BTreeSet<String> {
     let mut volume: BTreeMap<&str, u64> = BTreeMap::new();
     for ((model, _), c) in &s.join {
         *volume.entry(model).or_default() += c.predictions.saturating_add(c.labels);
@@ -366,7 +366,7 @@ fn gauge_family(registry: &mut Registry, name: MetricName) -> GaugeFamily {
 }
 
 /// Renders `snapshot` in the Prometheus text format.
-pub fn render(snapshot: &WorkerSnapshot, options: &RenderOptions) -> Result<String, RenderError> {
+pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String, RenderError> {
     let s = snapshot;
     let kept = kept_models(s, options.max_models);
     let model_label = |model: &str, version: &str| -> Option<(String, String)> {
@@ -607,10 +607,10 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn sample_snapshot() -> WorkerSnapshot {
-        let mut s = WorkerSnapshot {
+    pub(crate) fn sample_status() -> WorkerStatus {
+        let mut s = WorkerStatus {
             consumer_group: "driftwatch-join".into(),
-            ..WorkerSnapshot::default()
+            ..WorkerStatus::default()
         };
         s.join.insert(("churn".into(), "v1".into()), counters(1));
         s.join
@@ -641,7 +641,7 @@ pub(crate) mod tests {
             restored: false,
             producing: true,
         };
-        let mut m = MonitorSnapshot::default();
+        let mut m = MonitorStatus::default();
         m.accuracy
             .insert(("churn".into(), "v1".into(), "1h".into()), 0.93);
         m.label_coverage
@@ -668,7 +668,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_series_is_rendered_with_its_labels_and_values() {
-        let s = sample_snapshot();
+        let s = sample_status();
         let text = render(&s, &RenderOptions::default()).unwrap();
         let (samples, types) = parse(&text);
         for name in MetricName::ALL {
@@ -750,13 +750,13 @@ pub(crate) mod tests {
 
     #[test]
     fn models_beyond_the_cap_are_summed_into_other() {
-        let mut s = WorkerSnapshot::default();
+        let mut s = WorkerStatus::default();
         // model-i gets volume proportional to i: the busiest ones keep their label.
         for i in 1..=5u64 {
             s.join
                 .insert((format!("model-{i}"), "v".into()), counters(i));
         }
-        let mut m = MonitorSnapshot::default();
+        let mut m = MonitorStatus::default();
         m.accuracy
             .insert(("model-1".into(), "v".into(), "1h".into()), 0.5);
         m.accuracy
@@ -803,7 +803,7 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_snapshot_renders_readiness_only_and_no_latency() {
-        let text = render(&WorkerSnapshot::default(), &RenderOptions::default()).unwrap();
+        let text = render(&WorkerStatus::default(), &RenderOptions::default()).unwrap();
         let (samples, _) = parse(&text);
         assert!(
             samples.iter().all(|x| x.name == "driftwatch_ready"),

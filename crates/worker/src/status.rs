@@ -1,11 +1,11 @@
-//! Builds the [`WorkerSnapshot`] served on `/metrics` and `/readyz` from the stages' handles.
+//! Builds the [`WorkerStatus`] served on `/metrics` and `/readyz` from the stages' handles.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::join::JoinStageHandle;
-use crate::metrics::{JoinBufferGauge, LatencySummary, MonitorSnapshot, Readiness, WorkerSnapshot};
 use crate::monitor::MonitorStageHandle;
+use crate::prometheus::{JoinBufferGauge, LatencySummary, MonitorStatus, Readiness, WorkerStatus};
 
 /// The stages running in this process.
 #[derive(Clone, Default)]
@@ -16,8 +16,8 @@ pub struct StageHandles {
 
 impl StageHandles {
     /// A snapshot of everything this process exposes.
-    pub fn snapshot(&self) -> WorkerSnapshot {
-        let mut w = WorkerSnapshot::default();
+    pub fn status(&self) -> WorkerStatus {
+        let mut w = WorkerStatus::default();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -74,7 +74,7 @@ impl StageHandles {
         }
         if let Some(monitor) = &self.monitor {
             let s = monitor.stats();
-            let mut m = MonitorSnapshot::default();
+            let mut m = MonitorStatus::default();
             for metrics in &s.latest_metrics {
                 let key = (
                     metrics.model_id.clone(),
