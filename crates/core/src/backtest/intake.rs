@@ -1,47 +1,25 @@
-//! Owned input records as the join takes them: the join stage's rules for a prediction or a
-//! label, without the wall clock (a replay has no "ahead of the clock" check).
-//!
-//! - an empty request id is refused (the stage dead-letters it, kind `missing_request_id`);
-//! - a negative timestamp is refused (the stage's time check refuses it too);
-//! - a predicted label makes a class, else a predicted value a value, else nothing usable;
-//!   the score is the `scores` entry of the predicted class;
-//! - a label's `label` makes a class, else its `value` a value; its model id is a hint.
+//! Owned input records as the join takes them: the join stage's own intake rules
+//! ([`crate::join::intake`]) on the owned records a history file holds, without the wall clock
+//! (a replay has no "ahead of the clock" check, so processing time is taken as the end of
+//! time).
 //!
 //! A refused record is counted as rejected and goes no further.
 
-use crate::join::{
-    Actual, JoinError, JoinTask, LabelIn, ModelVersionId, Predicted, PredictionIn, RequestKey,
-};
-use crate::{GroundTruth, Prediction};
+use crate::join::intake::{self, IntakeRules, LabelFields, PredictionFields, Rejection};
+use crate::join::{JoinTask, LabelIn, ModelVersionId, PredictionIn};
+use crate::{GroundTruth, Prediction, TimestampMs};
 
-/// Why a record was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    MissingRequestId,
-    NegativeTimestamp,
-    /// The join's id spaces (model versions, classes) are full.
-    IdSpace(JoinError),
-}
+/// The rules a replay applies: the join stage's, with no clock to be ahead of.
+const RULES: IntakeRules = IntakeRules {
+    max_future_skew_ms: 0,
+};
+const NO_CLOCK: TimestampMs = TimestampMs::MAX;
 
 /// The join input of a prediction, and the model version it was interned as.
 pub fn prediction_in(
     task: &mut JoinTask,
     p: &Prediction,
-) -> Result<(PredictionIn, ModelVersionId), Refused> {
-    if p.request_id.is_empty() {
-        return Err(Refused::MissingRequestId);
-    }
-    if p.timestamp < 0 {
-        return Err(Refused::NegativeTimestamp);
-    }
-    let model = task
-        .intern_model(&p.model_id, &p.model_version)
-        .map_err(Refused::IdSpace)?;
-    let predicted = match (&p.predicted_label, p.predicted_value) {
-        (Some(label), _) => Predicted::Class(task.intern_class(label).map_err(Refused::IdSpace)?),
-        (None, Some(v)) => Predicted::Value(v),
-        (None, None) => Predicted::None,
-    };
+) -> Result<(PredictionIn, ModelVersionId), Rejection> {
     let score = p.predicted_label.as_deref().and_then(|label| {
         p.scores
             .iter()
@@ -49,48 +27,39 @@ pub fn prediction_in(
             .find(|(c, _)| c == label)
             .map(|&(_, s)| s as f32)
     });
-    Ok((
-        PredictionIn {
-            key: RequestKey::from_request_id(&p.request_id),
-            model,
-            time: p.timestamp,
-            predicted,
-            score,
-        },
-        model,
-    ))
+    let fields = PredictionFields {
+        request_id: &p.request_id,
+        model_id: &p.model_id,
+        model_version: &p.model_version,
+        timestamp: p.timestamp,
+        predicted_label: p.predicted_label.as_deref(),
+        predicted_value: p.predicted_value,
+        score,
+    };
+    RULES.check_prediction(&fields, NO_CLOCK)?;
+    let input = intake::prediction_in(task, &fields)?;
+    Ok((input, input.model))
 }
 
 /// The join input of a label.
-pub fn label_in(task: &mut JoinTask, l: &GroundTruth) -> Result<LabelIn, Refused> {
-    if l.request_id.is_empty() {
-        return Err(Refused::MissingRequestId);
-    }
-    if l.timestamp < 0 {
-        return Err(Refused::NegativeTimestamp);
-    }
-    let model_hint = match &l.model_id {
-        Some(m) => Some(task.intern_model_hint(m).map_err(Refused::IdSpace)?),
-        None => None,
+pub fn label_in(task: &mut JoinTask, l: &GroundTruth) -> Result<LabelIn, Rejection> {
+    let fields = LabelFields {
+        request_id: &l.request_id,
+        model_id: l.model_id.as_deref(),
+        timestamp: l.timestamp,
+        label: l.label.as_deref(),
+        value: l.value,
     };
-    let actual = match (&l.label, l.value) {
-        (Some(label), _) => Actual::Class(task.intern_class(label).map_err(Refused::IdSpace)?),
-        (None, Some(v)) => Actual::Value(v),
-        (None, None) => Actual::None,
-    };
-    Ok(LabelIn {
-        key: RequestKey::from_request_id(&l.request_id),
-        model_hint,
-        time: l.timestamp,
-        actual,
-    })
+    RULES.check_label(&fields, NO_CLOCK)?;
+    intake::label_in(task, &fields)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::join::JoinConfig;
+    use crate::join::intake::RejectionKind;
+    use crate::join::{Actual, JoinConfig, Predicted};
 
     fn prediction() -> Prediction {
         Prediction {
@@ -142,16 +111,16 @@ mod tests {
             ..prediction()
         };
         assert_eq!(
-            prediction_in(&mut task, &empty).unwrap_err(),
-            Refused::MissingRequestId
+            prediction_in(&mut task, &empty).unwrap_err().kind,
+            RejectionKind::MissingRequestId
         );
         let early = Prediction {
             timestamp: -1,
             ..prediction()
         };
         assert_eq!(
-            prediction_in(&mut task, &early).unwrap_err(),
-            Refused::NegativeTimestamp
+            prediction_in(&mut task, &early).unwrap_err().kind,
+            RejectionKind::AbsurdTimestamp
         );
         let l = GroundTruth {
             request_id: String::new(),
@@ -161,8 +130,8 @@ mod tests {
             value: None,
         };
         assert_eq!(
-            label_in(&mut task, &l).unwrap_err(),
-            Refused::MissingRequestId
+            label_in(&mut task, &l).unwrap_err().kind,
+            RejectionKind::MissingRequestId
         );
     }
 }
