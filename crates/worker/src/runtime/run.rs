@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 use super::at_least_once::{self, Flushed};
 use super::commit_thread::CommitThread;
@@ -67,6 +67,12 @@ impl Shell {
 
     /// Runs `stage` until `shutdown` resolves, then commits what it did and leaves the group.
     pub async fn run<S: Stage>(self, stage: S, shutdown: impl Future<Output = ()>) -> Result<()> {
+        // Everything the loop logs names its stage: two stages share one process's log.
+        let span = tracing::info_span!("stage", stage = self.schedule.name);
+        self.run_in(stage, shutdown).instrument(span).await
+    }
+
+    async fn run_in<S: Stage>(self, stage: S, shutdown: impl Future<Output = ()>) -> Result<()> {
         let background = match &self.guarantee {
             Guarantee::ExactlyOnce(eos) => match eos.commits {
                 Commits::Background { flush_interval } => Some(CommitThread::new(
@@ -89,6 +95,9 @@ impl Shell {
             last_publish: Instant::now(),
         };
         let result = l.start_and_drive(shutdown).await;
+        if let Err(e) = &result {
+            error!(error = %e, "the stage stops on an error");
+        }
         if let Some(thread) = &mut l.background {
             // Only after an error: a commit still running is awaited before the producer goes.
             let _ = blocking(|| thread.finish(true));
