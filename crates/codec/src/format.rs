@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `{` | JSON object (`schemas/README.md`) | [`crate::json`] |
 //! | `0x00` + 4-byte schema id, ≥ 5 bytes | Confluent-framed Avro datum | [`crate::framing`] |
-//! | anything else | bare Avro datum of the current schema | [`crate::fast`] |
+//! | anything else | bare Avro datum of the current schema | [`crate::borrowed`] |
 //!
 //! The forms cannot be mistaken for one another because a `Prediction` or `GroundTruth` datum
 //! starts with the request id's length, a zigzag varint: `0x00` would be an empty id (invalid),
