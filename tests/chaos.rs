@@ -1,7 +1,7 @@
 //! Chaos tests of exactly-once processing on the real broker, through both stages: workers run
 //! as `driftwatch run --role all` processes (join and monitor in one process, as deployed),
-//! are killed with SIGKILL at random moments and restarted, or scaled 1 → 3 → 1, while traffic
-//! flows. Afterwards, read as `read_committed` consumers:
+//! are killed with SIGKILL at random moments and restarted, or scaled 1 → 3 → 1 (the two extra
+//! workers SIGKILLed), while traffic flows. Afterwards, read as `read_committed` consumers:
 //! - the partials must sum to exactly the offline reference of the scenario: per model,
 //!   matched, expired unlabeled, orphan, duplicate and late counts and every confusion cell;
 //! - the monitor's latest metrics over a window spanning the whole run must count exactly the
@@ -10,7 +10,9 @@
 //!   partial once);
 //! - no drift event id and no retrain event id appears twice (each model's decisions were made
 //!   by one owner at a time, from state that continued exactly), and the drifting model has
-//!   its drift and retrain events.
+//!   its drift and retrain events;
+//! - every garbage record is on the dead-letter topic exactly once (read committed, by its
+//!   origin headers).
 //!
 //! A third test scales 1 → 2 → 4 → 2 workers over 8 partitions with the KIP-848 `consumer`
 //! group protocol: the same exact counts, and the worker that stays never gives up all its
@@ -25,7 +27,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use driftwatch_tests::monitor_outputs::{assert_monitor, create_topics_of, MONITOR_TOML};
-use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
+use driftwatch_tests::outcomes::{
+    assert_dead_letters_once, assert_reference, Outcomes, PartialsReader,
+};
 use driftwatch_tests::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
 use driftwatch_tests::{driftwatch_binary, settings};
 use driftwatch_worker::settings::{GroupProtocol, Settings};
@@ -214,6 +218,7 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
     assert_monitor(s, &reader, &logs, monitor_timeout());
     let status = worker.terminate();
     assert!(status.success(), "worker exit {status}");
@@ -237,9 +242,11 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
     let third = Worker::start(&setup, "three", None);
     let logs = vec![first.log.clone(), second.log.clone(), third.log.clone()];
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // Scaled down by SIGKILL: no commit, no leaving the group. The group moves their
+    // partitions once their sessions expire; their open transactions are aborted by the
+    // broker (their transactional ids are random) after `kafka.transaction_timeout`.
     for w in [second, third] {
-        let status = w.terminate();
-        assert!(status.success(), "scaled-down worker exit {status}");
+        w.kill_nine();
     }
     producing.await.expect("producer");
     let mut reader = PartialsReader::new(s, PARTITIONS);
@@ -248,6 +255,7 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
     assert_monitor(s, &reader, &logs, monitor_timeout());
     let status = first.terminate();
     assert!(status.success(), "worker exit {status}");
@@ -324,6 +332,7 @@ async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
     assert_monitor(s, &reader, &logs, monitor_timeout());
     // Before its own shutdown, the worker that stayed gave up partitions only in part: an
     // eager protocol would have revoked all 8 at the first scale-out.
