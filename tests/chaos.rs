@@ -18,6 +18,11 @@
 //! group protocol: the same exact counts, and the worker that stays never gives up all its
 //! partitions at once (only moved partitions are revoked).
 //!
+//! A fourth test arms one worker incarnation after another at a named fault point
+//! (`driftwatch_worker::fault`: transaction open with records sent, between sending the
+//! offsets and committing, a dead letter sent, mid-restore, an assignment restored but not yet
+//! taken) and checks that each died there by SIGKILL, then the same exact counts.
+//!
 //! One input lost, or counted twice, fails the test. The default run is short (50 000
 //! predictions); `DRIFTWATCH_CHAOS_FULL=1` runs 1 000 000 predictions with more kills.
 
@@ -74,6 +79,17 @@ impl Worker {
     /// A worker; `instance` names a static group member with a stable transactional id, `None`
     /// a dynamic member with a random one.
     fn start(s: &(Settings, PathBuf), name: &str, instance: Option<&str>) -> Worker {
+        Worker::start_with_fault(s, name, instance, None)
+    }
+
+    /// [`Worker::start`], armed to kill itself at a fault point (`DRIFTWATCH_FAULT`, see
+    /// `driftwatch_worker::fault`).
+    fn start_with_fault(
+        s: &(Settings, PathBuf),
+        name: &str,
+        instance: Option<&str>,
+        fault: Option<&str>,
+    ) -> Worker {
         let (s, config) = s;
         let t = &s.topics;
         let log = std::env::temp_dir().join(format!("{}-{name}.log", s.kafka.join_group_id));
@@ -120,11 +136,47 @@ impl Worker {
             .env("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "3s")
             .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "500ms")
             .env("DRIFTWATCH_LOG", "info")
+            .env("DRIFTWATCH_FAULT", fault.unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("start driftwatch");
         Worker { child, log }
+    }
+
+    /// Waits up to `within` for the worker to kill itself at `point`, and checks that it died
+    /// by a signal right after announcing that point (the log's last fault line).
+    fn dies_at(mut self, point: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not reach fault point {point} within {within:?}; log {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the worker armed at {point} ended with {status}, not SIGKILL; log {}",
+            self.log.display()
+        );
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("driftwatch fault point reached: "));
+        assert_eq!(
+            last,
+            Some(format!("driftwatch fault point reached: {point}").as_str()),
+            "where the worker died; log {}",
+            self.log.display()
+        );
     }
 
     /// SIGKILL: no flush, no commit, no leaving the group.
@@ -365,4 +417,46 @@ async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
         let status = w.terminate();
         assert!(status.success(), "worker exit {status}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_at_named_points_lose_and_duplicate_nothing() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let setup = chaos_settings().await;
+    let s = &setup.0;
+    let scenario = Scenario::generate(24, 50_000, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    // Slow enough that records still flow when the points that need them are armed.
+    let producing = produce_in_background(s, &scenario, 40, Duration::from_millis(600));
+    let mut logs = Vec::new();
+    // Each incarnation is armed at one point and must die exactly there; the next one (the
+    // same static member) restores what the dead one committed. The restore points come last,
+    // when the changelogs hold state.
+    for (i, point) in [
+        "transaction.records_sent@2",
+        "dead_letter.sent@1",
+        "transaction.offsets_sent@2",
+        "rebalance.restored@1",
+        "restore.record@20",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = point.split('@').next().unwrap_or(point);
+        let worker = Worker::start_with_fault(&setup, &format!("a{i}"), Some("a"), Some(point));
+        logs.push(worker.log.clone());
+        worker.dies_at(name, Duration::from_secs(60));
+    }
+    let worker = Worker::start(&setup, "a-last", Some("a"));
+    logs.push(worker.log.clone());
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(240));
+    assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
+    assert_monitor(s, &reader, &logs, monitor_timeout());
+    let status = worker.terminate();
+    assert!(status.success(), "worker exit {status}");
 }

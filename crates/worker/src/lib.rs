@@ -14,6 +14,7 @@
 //! - [`join`]: the join stage: predictions and ground truth in; partials and dead letters out.
 //! - [`monitor`]: the monitor stage: partials in; drift, retrain and metrics records out.
 //! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
+//! - [`fault`]: named fault points for tests (only with the `fault-points` feature).
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
 //! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
@@ -23,6 +24,7 @@
 pub mod changelog;
 pub mod clients;
 pub mod error;
+pub mod fault;
 pub mod group_protocol;
 pub mod http;
 pub mod join;
