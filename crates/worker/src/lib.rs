@@ -15,6 +15,7 @@
 //! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
+//! - [`handshake`]: a failed TLS handshake, explained by the setting to fix.
 //! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
 //! - [`status`]: the stages' state as the [`prometheus::WorkerStatus`] served over HTTP.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
@@ -22,6 +23,7 @@
 pub mod changelog;
 pub mod clients;
 pub mod error;
+pub mod handshake;
 pub mod http;
 pub mod join;
 pub mod join_progress;
