@@ -14,9 +14,7 @@ use driftwatch_core::join::partial::empty_partial;
 use driftwatch_core::join::{EntryRecord, RequestKey, TaskCheckpoint};
 use driftwatch_core::monitor::{Monitor, MonitorConfig};
 use driftwatch_core::summary::{FeatureInterner, SignatureSummary};
-use driftwatch_core::{
-    ConfusionCell, FeatureValue, GroundTruth, ModelPartial, Prediction,
-};
+use driftwatch_core::{ConfusionCell, FeatureValue, GroundTruth, ModelPartial, Prediction};
 use driftwatch_fuzz::encode_records;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -84,10 +82,22 @@ fn main() {
         let p = to_avro(&prediction(i)).expect("encodes");
         let g = to_avro(&label(i)).expect("encodes");
         write("decode_prediction", &format!("avro-{i}"), &p);
-        write("decode_prediction", &format!("framed-{i}"), &encode_framed(1, &p));
+        write(
+            "decode_prediction",
+            &format!("framed-{i}"),
+            &encode_framed(1, &p),
+        );
         write("decode_ground_truth", &format!("avro-{i}"), &g);
-        write("decode_framed", &format!("prediction-{i}"), &encode_framed(1, &p));
-        write("decode_framed", &format!("ground-truth-{i}"), &encode_framed(2, &g));
+        write(
+            "decode_framed",
+            &format!("prediction-{i}"),
+            &encode_framed(1, &p),
+        );
+        write(
+            "decode_framed",
+            &format!("ground-truth-{i}"),
+            &encode_framed(2, &g),
+        );
         let pj = to_json(&prediction(i)).expect("json");
         let gj = to_json(&label(i)).expect("json");
         write("decode_prediction", &format!("json-{i}"), pj.as_bytes());

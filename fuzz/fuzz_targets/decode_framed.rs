@@ -25,8 +25,11 @@ static LABELS: LazyLock<GroundTruthDecoders> = LazyLock::new(|| {
     let mut w = WriterSchemas::new();
     w.register_json(2, RecordKind::GroundTruth.schema_text())
         .expect("ground truth schema parses");
-    w.register_json(4, include_str!("../../schemas/released/v1/GroundTruth.avsc"))
-        .expect("released ground truth schema parses");
+    w.register_json(
+        4,
+        include_str!("../../schemas/released/v1/GroundTruth.avsc"),
+    )
+    .expect("released ground truth schema parses");
     GroundTruthDecoders::for_writers(&w).expect("decoders build")
 });
 
@@ -35,11 +38,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((decoder, datum)) = PREDICTIONS.select(data) {
         let borrowed = decoder.decode(datum, &mut IgnoreEntries).is_ok();
         let owned = decoder.decode_owned(datum).is_ok();
-        assert_eq!(borrowed, owned, "borrowed and owned prediction decoders disagree");
+        assert_eq!(
+            borrowed, owned,
+            "borrowed and owned prediction decoders disagree"
+        );
     }
     if let Ok((decoder, datum)) = LABELS.select(data) {
         let borrowed = decoder.decode(datum).is_ok();
         let owned = decoder.decode_owned(datum).is_ok();
-        assert_eq!(borrowed, owned, "borrowed and owned label decoders disagree");
+        assert_eq!(
+            borrowed, owned,
+            "borrowed and owned label decoders disagree"
+        );
     }
 });
