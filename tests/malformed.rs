@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use driftwatch_codec::wire::{put_long, put_str};
 use driftwatch_codec::encode_framed;
+use driftwatch_codec::wire::{put_long, put_str};
 use driftwatch_tests::scenario::{produce_records, Record, Side};
 use driftwatch_tests::{create_topic, now_ms, settings, unique};
 use driftwatch_worker::clients::consumer_config;
@@ -239,9 +239,10 @@ fn dead_letters(s: &Settings, expected: usize) -> BTreeMap<String, Vec<(String, 
                 .unwrap_or_default()
         };
         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-        out.entry(key)
-            .or_default()
-            .push((header("driftwatch.error.kind"), header("driftwatch.source.topic")));
+        out.entry(key).or_default().push((
+            header("driftwatch.error.kind"),
+            header("driftwatch.source.topic"),
+        ));
         read += 1;
         if read >= expected {
             // Then a little longer, so that a dead letter written twice would show.
@@ -318,7 +319,10 @@ async fn every_malformed_kind_is_dead_lettered_once_with_its_kind() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let stats = join.stats();
-    running.stop().await.expect("the join stage ends without error");
+    running
+        .stop()
+        .await
+        .expect("the join stage ends without error");
 
     let mut wrong = Vec::new();
     for (name, side, _, kind) in &cases {
@@ -343,5 +347,8 @@ async fn every_malformed_kind_is_dead_lettered_once_with_its_kind() {
     );
     let dead: u64 = stats.per_model.values().map(|c| c.dead_lettered).sum();
     assert_eq!(dead, cases.len() as u64, "dead letters counted: {stats:?}");
-    assert_eq!(matched, 1, "the valid pair after the catalogue was not matched");
+    assert_eq!(
+        matched, 1,
+        "the valid pair after the catalogue was not matched"
+    );
 }

@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 use driftwatch_tests::broker::state_dir;
 use driftwatch_tests::monitor_outputs::MONITOR_TOML;
 use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
-use driftwatch_tests::scenario::{
-    counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS,
-};
+use driftwatch_tests::scenario::{counters_by_model, produce_records, Scenario, LABEL_TIMEOUT_MS};
 use driftwatch_tests::stages::{run_disrupted, scenario_settings_with};
 use driftwatch_tests::{driftwatch_binary, KillOnDrop};
 use driftwatch_worker::clients::probe;
@@ -162,7 +160,10 @@ fn start_worker(s: &Settings, config: &Path, log: &Path) -> KillOnDrop {
         .env("DRIFTWATCH_LOG", "debug")
         .env("DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS", &k.bootstrap_servers)
         .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &k.join_group_id)
-        .env("DRIFTWATCH__KAFKA__SECURITY__PROTOCOL", sec.protocol.as_str())
+        .env(
+            "DRIFTWATCH__KAFKA__SECURITY__PROTOCOL",
+            sec.protocol.as_str(),
+        )
         .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
         .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
         .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
@@ -347,7 +348,10 @@ async fn an_expired_client_certificate_stops_the_worker_at_start_up() {
     kafka.security.ssl_key_location = Some(b.file("expired-client-key.pem"));
     kafka.security.ssl_key_password_file = None;
     let (status, log) = run_expecting_failure(&b, kafka).await;
-    assert!(!status.success(), "a worker with an expired certificate ran: {log}");
+    assert!(
+        !status.success(),
+        "a worker with an expired certificate ran: {log}"
+    );
     assert!(
         log.contains("kafka.security.ssl_certificate_location")
             && log.contains("expired-client.pem"),

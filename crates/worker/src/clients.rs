@@ -333,15 +333,15 @@ pub fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<usize> {
         .set("client.id", format!("{}-probe", settings.client_id));
     apply_common(&mut c, settings)?;
     // A TLS file that cannot be loaded (a missing file, a wrong key password) fails here.
-    let client: BaseConsumer<ProbeContext> =
-        c.create_with_context(ProbeContext::default())
-            .map_err(|e| match settings.security.protocol.uses_tls() {
-                true => WorkerError::Config(format!(
-                    "kafka.security: the TLS files cannot be loaded (check ssl_ca_location, \
+    let client: BaseConsumer<ProbeContext> = c
+        .create_with_context(ProbeContext::default())
+        .map_err(|e| match settings.security.protocol.uses_tls() {
+            true => WorkerError::Config(format!(
+                "kafka.security: the TLS files cannot be loaded (check ssl_ca_location, \
                      ssl_certificate_location, ssl_key_location and the key's password): {e}"
-                )),
-                false => WorkerError::Kafka(e),
-            })?;
+            )),
+            false => WorkerError::Kafka(e),
+        })?;
     // librdkafka reports a refused login only as a log line and an error event, both queued
     // (rdkafka sets `log.queue`): ask in short rounds and poll the queue in between, so a wrong
     // password is reported within about a second, not after the whole timeout.

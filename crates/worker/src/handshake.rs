@@ -133,7 +133,10 @@ mod tests {
         let f = TlsFailure::classify(r, &tls(false)).unwrap();
         assert!(matches!(f, TlsFailure::BrokerNotTrusted(_)));
         let m = f.message("127.0.0.1:9093", &tls(false));
-        assert!(m.contains("kafka.security.ssl_ca_location (`/etc/ca.pem`"), "{m}");
+        assert!(
+            m.contains("kafka.security.ssl_ca_location (`/etc/ca.pem`"),
+            "{m}"
+        );
         assert!(m.contains("certificate verify failed"), "{m}");
     }
 
@@ -151,7 +154,8 @@ mod tests {
         // Without a client certificate the same alert means one is required.
         let f = TlsFailure::classify(r, &tls(false)).unwrap();
         assert!(matches!(f, TlsFailure::ClientCertificateRequired(_)));
-        let r = "SSL transport error: error:0A00045C:SSL routines::tlsv13 alert certificate required";
+        let r =
+            "SSL transport error: error:0A00045C:SSL routines::tlsv13 alert certificate required";
         assert!(matches!(
             TlsFailure::classify(r, &tls(false)),
             Some(TlsFailure::ClientCertificateRequired(_))
@@ -170,7 +174,10 @@ mod tests {
     #[test]
     fn other_errors_are_not_tls_failures() {
         assert_eq!(
-            TlsFailure::classify("Connect to ipv4#127.0.0.1:1 failed: Connection refused", &tls(false)),
+            TlsFailure::classify(
+                "Connect to ipv4#127.0.0.1:1 failed: Connection refused",
+                &tls(false)
+            ),
             None
         );
         assert_eq!(
