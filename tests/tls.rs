@@ -357,6 +357,11 @@ async fn an_expired_client_certificate_stops_the_worker_at_start_up() {
             && log.contains("expired-client.pem"),
         "the error should name the certificate setting and file: {log}"
     );
+    let key: Vec<(&str, String)> = pem_body(&b.file("expired-client-key.pem"))
+        .into_iter()
+        .map(|l| ("private key's PEM body", l))
+        .collect();
+    assert_no_secret(&log, &key);
 }
 
 #[tokio::test]
