@@ -15,7 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Result, WorkerError};
 use crate::handshake::TlsFailure;
-use crate::settings::KafkaSettings;
+use crate::settings::{GroupProtocol, KafkaSettings};
 
 /// Consumer configuration of a stage's consumer group.
 ///
@@ -44,13 +44,30 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
     c
 }
 
-/// [`consumer_config`] for a stage's group member. With an explicit `kafka.instance_id` the
-/// member is static (`group.instance.id`): a worker restarted within `session.timeout.ms` gets
-/// its partitions back without a rebalance of the whole group, instead of waiting for its dead
-/// predecessor to time out. Without one it is a dynamic member.
-pub fn member_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+/// [`consumer_config`] for a stage's group member, speaking `protocol` (resolved by
+/// [`crate::group_protocol::resolve`]; `auto` is taken as `classic`). Under `consumer`
+/// (KIP-848) the coordinator assigns with its `range` assignor, asked for by name
+/// (`group.remote.assignor`), and the client-side assignor setting is dropped (the protocol
+/// refuses it).
+///
+/// Under `classic`, an explicit `kafka.instance_id` makes the member static
+/// (`group.instance.id`): a worker restarted within `session.timeout.ms` gets its partitions
+/// back without a rebalance of the whole group, instead of waiting for its dead predecessor to
+/// time out. Under `consumer` the member is always dynamic: KIP-848 refuses a static member
+/// whose predecessor was killed (`UNRELEASED_INSTANCE_ID`, fatal) until the predecessor's
+/// session expires, which a dynamic member waits out without failing.
+pub fn member_config(
+    settings: &KafkaSettings,
+    group_id: &str,
+    protocol: GroupProtocol,
+) -> ClientConfig {
     let mut c = consumer_config(settings, group_id);
-    if !settings.instance_id.trim().is_empty() {
+    if protocol == GroupProtocol::Consumer {
+        c.remove("partition.assignment.strategy");
+        c.set("group.protocol", "consumer")
+            .set("group.remote.assignor", "range");
+    }
+    if protocol != GroupProtocol::Consumer && !settings.instance_id.trim().is_empty() {
         c.set(
             "group.instance.id",
             format!("{group_id}-{}", settings.instance_id.trim()),

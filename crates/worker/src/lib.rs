@@ -6,6 +6,7 @@
 //!
 //! - [`settings`]: connection and topic settings (serde, `deny_unknown_fields`).
 //! - [`clients`]: librdkafka configurations (range assignor, murmur2 partitioner, manual offsets).
+//! - [`group_protocol`]: which consumer-group protocol (KIP-848 `consumer` or `classic`) members speak.
 //! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
 //! - [`runtime`]: the stage runtime both stages run on: one loop, one exactly-once cycle, one
@@ -23,6 +24,7 @@
 pub mod changelog;
 pub mod clients;
 pub mod error;
+pub mod group_protocol;
 pub mod handshake;
 pub mod http;
 pub mod join;

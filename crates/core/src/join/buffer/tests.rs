@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::join::{Actual, ClassId, Input, Predicted};
 use crate::JoinCounters;
 
 const T: i64 = 1_000; // label timeout
