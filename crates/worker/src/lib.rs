@@ -17,6 +17,7 @@
 //! - [`fault`]: named fault points for tests (only with the `fault-points` feature).
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
+//! - [`handshake`]: a failed TLS handshake, explained by the setting to fix.
 //! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
 //! - [`status`]: the stages' state as the [`prometheus::WorkerStatus`] served over HTTP.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
@@ -26,6 +27,7 @@ pub mod clients;
 pub mod error;
 pub mod fault;
 pub mod group_protocol;
+pub mod handshake;
 pub mod http;
 pub mod join;
 pub mod join_progress;
