@@ -482,7 +482,7 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
 /// `join.misrouted_alert_share`.
 fn check_routing(settings: &Settings, partitions: usize) -> anyhow::Result<()> {
     use driftwatch_worker::join::TopicRouting;
-    const PER_PARTITION: i64 = 500;
+    const PER_PARTITION: i64 = 1_000;
     let j = &settings.join;
     let mut flagged = Vec::new();
     for topic in [&settings.topics.predictions, &settings.topics.ground_truth] {
