@@ -147,7 +147,11 @@ async fn crc32_labels_are_reported_misrouted_and_every_input_is_still_accounted(
     // Still accounted: every input in exactly one outcome; the pairs split apart are one
     // expired prediction and one orphan label each.
     let c = join.total();
-    assert_eq!((c.predictions, c.labels), (REQUESTS as u64, REQUESTS as u64), "{c:?}");
+    assert_eq!(
+        (c.predictions, c.labels),
+        (REQUESTS as u64, REQUESTS as u64),
+        "{c:?}"
+    );
     assert_eq!(c.matched, together, "{c:?}");
     assert_eq!(c.expired_unlabeled, apart, "{c:?}");
     assert_eq!(c.orphan_labels, apart, "{c:?}");
@@ -190,7 +194,10 @@ async fn crc32_labels_are_reported_misrouted_and_every_input_is_still_accounted(
             .to_string()
     };
     let gt_line = line(&t.ground_truth);
-    assert!(gt_line.contains(&format!("{REQUESTS} recent keyed records checked")), "{gt_line}");
+    assert!(
+        gt_line.contains(&format!("{REQUESTS} recent keyed records checked")),
+        "{gt_line}"
+    );
     assert!(gt_line.contains(&format!("{apart} misrouted")), "{gt_line}");
     assert!(gt_line.contains("consistent_random"), "{gt_line}");
     assert!(line(&t.predictions).contains(" 0 misrouted"), "{stdout}");

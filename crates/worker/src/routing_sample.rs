@@ -31,7 +31,10 @@ pub fn sample_routing(
 ) -> Result<RoutingTally> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.bootstrap_servers)
-        .set("client.id", format!("{}-routing-sample", settings.client_id))
+        .set(
+            "client.id",
+            format!("{}-routing-sample", settings.client_id),
+        )
         // Required by the consumer API; the sampler never joins it nor commits.
         .set("group.id", format!("{}-routing-sample", settings.client_id))
         .set("enable.auto.commit", "false")

@@ -72,7 +72,13 @@ impl RoutingCheck {
 
     /// Checks and counts one record of `input` (read from `topic`).
     #[inline]
-    pub(super) fn observe(&mut self, input: Input, topic: &str, key: Option<&[u8]>, partition: i32) {
+    pub(super) fn observe(
+        &mut self,
+        input: Input,
+        topic: &str,
+        key: Option<&[u8]>,
+        partition: i32,
+    ) {
         let routing = check(key, partition, self.partitions);
         let i = input_index(input);
         self.tallies[i].add(routing);
@@ -122,7 +128,10 @@ mod tests {
         c.observe(Input::Labels, "g", None, 0);
         let out = c.published(["p", "g"]);
         let (p, g) = (&out["p"], &out["g"]);
-        assert_eq!((p.tally.checked, p.tally.misrouted, p.alert), (1_000, 0, false));
+        assert_eq!(
+            (p.tally.checked, p.tally.misrouted, p.alert),
+            (1_000, 0, false)
+        );
         assert_eq!(p.likely_partitioner, Partitioner::Murmur2);
         assert!((g.share - 0.75).abs() < 0.05, "{}", g.share);
         assert_eq!(g.tally.unkeyed, 1);
