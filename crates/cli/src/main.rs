@@ -63,6 +63,10 @@ enum Command {
     },
     /// Validate the configuration and the topics it names against the broker; print the plan.
     ///
+    /// Against the broker it also reads the latest records of each input partition and checks
+    /// each against its key's murmur2 partition; it fails when a topic's misrouted share is
+    /// above `join.misrouted_alert_share` (a producer on another partitioner).
+    ///
     /// Example: driftwatch check-config -c deploy/driftwatch.example.toml
     CheckConfig {
         /// Only validate the file, do not contact the broker.
@@ -494,6 +498,10 @@ fn check_routing(settings: &Settings, partitions: usize) -> anyhow::Result<()> {
             Duration::from_secs(10),
         )?;
         let r = TopicRouting::of(tally, j.misrouted_alert_share, j.misrouted_min_records);
+        if tally.checked == 0 {
+            println!("  routing of {topic}: no recent keyed records to check");
+            continue;
+        }
         println!(
             "  routing of {topic}: {} recent keyed records checked, {} misrouted ({:.1} %), partitioner {}",
             tally.checked,
