@@ -60,4 +60,8 @@ fn topics_and_check_config_against_a_real_broker() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("3 partitions each"), "{stdout}");
+    assert!(
+        stdout.contains("no recent keyed records to check"),
+        "{stdout}"
+    );
 }

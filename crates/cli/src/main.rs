@@ -63,6 +63,10 @@ enum Command {
     },
     /// Validate the configuration and the topics it names against the broker; print the plan.
     ///
+    /// Against the broker it also reads the latest records of each input partition and checks
+    /// each against its key's murmur2 partition; it fails when a topic's misrouted share is
+    /// above `join.misrouted_alert_share` (a producer on another partitioner).
+    ///
     /// Example: driftwatch check-config -c deploy/driftwatch.example.toml
     CheckConfig {
         /// Only validate the file, do not contact the broker.
@@ -473,6 +477,52 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
     for out in [&t.model_partials, &t.dead_letter] {
         let p = checker.partitions(out)?;
         println!("  output {out}: {p} partitions");
+    }
+    check_routing(settings, n)
+}
+
+/// Samples the latest records of each input partition and checks each against its key's
+/// murmur2 partition; fails when a topic's misrouted share is above
+/// `join.misrouted_alert_share`.
+fn check_routing(settings: &Settings, partitions: usize) -> anyhow::Result<()> {
+    use driftwatch_worker::join::TopicRouting;
+    const PER_PARTITION: i64 = 1_000;
+    let j = &settings.join;
+    let mut flagged = Vec::new();
+    for topic in [&settings.topics.predictions, &settings.topics.ground_truth] {
+        let tally = driftwatch_worker::routing_sample::sample_routing(
+            &settings.kafka,
+            topic,
+            partitions,
+            PER_PARTITION,
+            Duration::from_secs(10),
+        )?;
+        let r = TopicRouting::of(tally, j.misrouted_alert_share, j.misrouted_min_records);
+        if tally.checked == 0 {
+            println!("  routing of {topic}: no recent keyed records to check");
+            continue;
+        }
+        println!(
+            "  routing of {topic}: {} recent keyed records checked, {} misrouted ({:.1} %), partitioner {}",
+            tally.checked,
+            tally.misrouted,
+            100.0 * r.share,
+            r.likely_partitioner.describe()
+        );
+        if r.alert {
+            flagged.push(format!(
+                "{topic}: {:.1} % of recent records are not on their key's murmur2 partition (likely partitioner: {})",
+                100.0 * r.share,
+                r.likely_partitioner.describe()
+            ));
+        }
+    }
+    if !flagged.is_empty() {
+        anyhow::bail!(
+            "misrouted input records (above join.misrouted_alert_share = {}): {}; such records cannot meet their partners",
+            j.misrouted_alert_share,
+            flagged.join("; ")
+        );
     }
     Ok(())
 }

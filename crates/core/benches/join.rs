@@ -186,5 +186,50 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The routing check the join stage applies to every record read: murmur2 of a 36-byte request
+/// id, CRC32 when misrouted, and the tally. Half the keys sit on their CRC32 partition (a
+/// `consistent_random` producer), half on their murmur2 one.
+fn routing(c: &mut Criterion) {
+    use driftwatch_core::join::routing::{check, crc32_partition, murmur2_partition};
+    use driftwatch_core::join::RoutingTally;
+    const N: i32 = 8;
+    let keys: Vec<(String, i32)> = (0..100_000u64)
+        .map(|i| {
+            let key = format!("{:08x}-5f0e-4c2b-9a1d-{:012x}", i * 7919, i);
+            let p = if i % 2 == 0 {
+                murmur2_partition(key.as_bytes(), N)
+            } else {
+                crc32_partition(key.as_bytes(), N)
+            };
+            (key, p)
+        })
+        .collect();
+    let mut g = c.benchmark_group("routing");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("check_100k_keys_half_misrouted", |b| {
+        b.iter(|| {
+            let mut t = RoutingTally::default();
+            for (key, p) in &keys {
+                t.add(check(Some(key.as_bytes()), *p, N));
+            }
+            t
+        })
+    });
+    let correct: Vec<(String, i32)> = keys
+        .iter()
+        .map(|(k, _)| (k.clone(), murmur2_partition(k.as_bytes(), N)))
+        .collect();
+    g.bench_function("check_100k_keys_all_correct", |b| {
+        b.iter(|| {
+            let mut t = RoutingTally::default();
+            for (key, p) in &correct {
+                t.add(check(Some(key.as_bytes()), *p, N));
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, routing);
 criterion_main!(benches);

@@ -127,7 +127,8 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let r = (state.source)().readiness;
+    let status = (state.source)();
+    let r = status.readiness;
     let not_ready: Vec<&str> = r
         .conditions()
         .iter()
@@ -140,6 +141,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "restored": r.restored,
         "producing": r.producing,
         "not_ready": not_ready,
+        // Detail, not a condition: input records off their key's murmur2 partition, per topic.
+        "misrouted": status.misrouted,
     });
     let status = if r.is_ready() {
         StatusCode::OK
@@ -205,6 +208,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["restored"], false);
         assert_eq!(json["not_ready"], serde_json::json!(["restored"]));
+        let gt = &json["misrouted"]["ground-truth"];
+        assert_eq!(gt["misrouted"], 300);
+        assert_eq!(gt["likely_partitioner"], "consistent_random");
+        assert_eq!(gt["alert"], true);
 
         readiness.lock().unwrap().restored = true;
         let (status, body) = get(addr, "/readyz").await;

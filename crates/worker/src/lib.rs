@@ -9,6 +9,8 @@
 //! - [`group_protocol`]: which consumer-group protocol (KIP-848 `consumer` or `classic`) members speak.
 //! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
+//! - [`routing_sample`]: `check-config`'s sample of live input records, checked against their
+//!   key's murmur2 partition.
 //! - [`runtime`]: the stage runtime both stages run on: one loop, one exactly-once cycle, one
 //!   rebalance hand-off; the hooks a stage implements.
 //! - [`join`]: the join stage: predictions and ground truth in; partials and dead letters out.
@@ -34,6 +36,7 @@ pub mod join_progress;
 pub mod monitor;
 pub mod pipeline;
 pub mod prometheus;
+pub mod routing_sample;
 pub mod runtime;
 pub mod security;
 pub mod settings;

@@ -77,6 +77,11 @@ pub enum MetricName {
     /// `driftwatch_join_commit_seconds{quantile}` (summary): a join commit from its start to
     /// its transaction committed (exactly-once).
     JoinCommitDuration,
+    /// `driftwatch_join_misrouted_total{topic}`: input records not on their key's murmur2
+    /// partition.
+    JoinMisrouted,
+    /// `driftwatch_join_misrouted_share{topic}`: their share of the keyed records read.
+    JoinMisroutedShare,
 }
 
 /// Prometheus metric type of a series.
@@ -89,7 +94,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 17] = [
+    pub const ALL: [MetricName; 19] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -107,6 +112,8 @@ impl MetricName {
         MetricName::RestoreSeconds,
         MetricName::Transactions,
         MetricName::JoinCommitDuration,
+        MetricName::JoinMisrouted,
+        MetricName::JoinMisroutedShare,
     ];
 
     /// The exposed name (counters with their `_total` suffix).
@@ -129,6 +136,8 @@ impl MetricName {
             MetricName::RestoreSeconds => "driftwatch_restore_seconds",
             MetricName::Transactions => "driftwatch_transactions_total",
             MetricName::JoinCommitDuration => "driftwatch_join_commit_seconds",
+            MetricName::JoinMisrouted => "driftwatch_join_misrouted_total",
+            MetricName::JoinMisroutedShare => "driftwatch_join_misrouted_share",
         }
     }
 
@@ -141,7 +150,8 @@ impl MetricName {
             | MetricName::RestoreRecords
             | MetricName::RestoreBytes
             | MetricName::RestoreEntries
-            | MetricName::Transactions => MetricKind::Counter,
+            | MetricName::Transactions
+            | MetricName::JoinMisrouted => MetricKind::Counter,
             MetricName::ProcessingLatency | MetricName::JoinCommitDuration => MetricKind::Summary,
             _ => MetricKind::Gauge,
         }
@@ -176,6 +186,12 @@ impl MetricName {
             MetricName::Transactions => "Kafka transactions by stage and result (committed, aborted)",
             MetricName::JoinCommitDuration => {
                 "Time from the start of a join commit to its transaction committed"
+            }
+            MetricName::JoinMisrouted => {
+                "Input records read that are not on their key's murmur2 partition, by topic"
+            }
+            MetricName::JoinMisroutedShare => {
+                "Share of the keyed input records read that are not on their key's murmur2 partition"
             }
         }
     }
@@ -303,6 +319,8 @@ pub struct WorkerStatus {
     pub restore: BTreeMap<String, crate::changelog::RestoreTotals>,
     /// Transactions per (stage, result).
     pub transactions: BTreeMap<(String, String), u64>,
+    /// Routing check of the join's inputs, per topic.
+    pub misrouted: BTreeMap<String, crate::join::TopicRouting>,
 }
 
 /// Rendering options.
@@ -439,6 +457,16 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
         transactions
             .get_or_create(&vec![("stage", stage.clone()), ("result", result.clone())])
             .inc_by(*n);
+    }
+
+    if !s.misrouted.is_empty() {
+        let total = counter_family(&mut registry, MetricName::JoinMisrouted);
+        let share = gauge_family(&mut registry, MetricName::JoinMisroutedShare);
+        for (topic, r) in &s.misrouted {
+            let labels = vec![("topic", topic.clone())];
+            total.get_or_create(&labels).inc_by(r.tally.misrouted);
+            share.get_or_create(&labels).set(r.share);
+        }
     }
 
     let ready = gauge_family(&mut registry, MetricName::Ready);
@@ -663,6 +691,16 @@ pub(crate) mod tests {
         );
         s.transactions
             .insert(("join".into(), "committed".into()), 3);
+        let tally = driftwatch_core::join::RoutingTally {
+            checked: 400,
+            misrouted: 300,
+            on_crc32: 300,
+            unkeyed: 0,
+        };
+        s.misrouted.insert(
+            "ground-truth".into(),
+            crate::join::TopicRouting::of(tally, 0.01, 100),
+        );
         s
     }
 
@@ -715,6 +753,11 @@ pub(crate) mod tests {
             &[("partition", "0")],
         );
         assert_eq!(age[0].value, 3.5);
+        let gt = [("topic", "ground-truth")];
+        let misrouted = find(&samples, "driftwatch_join_misrouted_total", &gt);
+        assert_eq!(misrouted[0].value, 300.0);
+        let share = find(&samples, "driftwatch_join_misrouted_share", &gt);
+        assert_eq!(share[0].value, 0.75);
         let not_ready = find(&samples, "driftwatch_ready", &[("condition", "restored")]);
         assert_eq!(not_ready[0].value, 0.0);
         let drift = find(&samples, "driftwatch_drift_state", &[("feature", "age")]);

@@ -223,6 +223,15 @@ pub struct JoinSettings {
     /// Pause fetching a partition when this many of its records wait in the task's queue.
     /// Default 50 000.
     pub max_queued_records: usize,
+    /// Every keyed input record is checked against its key's murmur2 partition (the Java
+    /// client's default partitioner, driftwatch's contract). When more than this share of a
+    /// topic's checked records sit elsewhere (over at least `misrouted_min_records`), the
+    /// topic is flagged: a warning log (at most once a minute per topic), `alert` in
+    /// `/readyz`'s `misrouted` detail, and `check-config` fails. Default `0.01`.
+    pub misrouted_alert_share: f64,
+    /// Checked records a topic needs before its misrouted share can raise the flag.
+    /// Default 100.
+    pub misrouted_min_records: u64,
     /// Per-model overrides, by model id.
     pub models: BTreeMap<String, ModelJoinSettings>,
 }
@@ -249,6 +258,8 @@ impl Default for JoinSettings {
             max_future_skew: Duration::from_secs(24 * 3600),
             max_message_bytes: 1 << 20,
             max_queued_records: 50_000,
+            misrouted_alert_share: 0.01,
+            misrouted_min_records: 100,
             models: BTreeMap::new(),
         }
     }
@@ -412,6 +423,12 @@ impl Settings {
                 "join.max_message_bytes and join.max_queued_records must be positive".into(),
             );
         }
+        if !(0.0..1.0).contains(&j.misrouted_alert_share) {
+            return bad(format!(
+                "join.misrouted_alert_share ({}) must be at least 0 and below 1",
+                j.misrouted_alert_share
+            ));
+        }
         let m = &self.monitor;
         if m.commit_interval.is_zero() || m.metrics_interval.is_zero() {
             return bad(
@@ -521,6 +538,18 @@ mod tests {
         s.topics.ground_truth = s.topics.predictions.clone();
         let e = s.validate().expect_err("refused").to_string();
         assert!(e.contains("must differ"), "{e}");
+    }
+
+    #[test]
+    fn a_misrouted_alert_share_outside_zero_to_one_is_refused_naming_the_field() {
+        let mut s = Settings::default();
+        for bad in [-0.1, 1.0, f64::NAN] {
+            s.join.misrouted_alert_share = bad;
+            let e = s.validate().expect_err("refused").to_string();
+            assert!(e.contains("join.misrouted_alert_share"), "{e}");
+        }
+        s.join.misrouted_alert_share = 0.0;
+        s.validate().expect("0 flags any misrouted record");
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl StageHandles {
             w.consumer_lag = s.consumer_lag.clone();
             w.events_in = s.events_in.clone();
             w.events_out = s.events_out.clone();
+            w.misrouted = s.misrouted.clone();
             w.latency = s
                 .processing_micros
                 .as_ref()

@@ -32,6 +32,8 @@
 //!   its restore, for exactly-once processing.
 //! - [`partial`]: pre-aggregation of join events into [`ModelPartial`](crate::ModelPartial)s
 //!   for the monitor stage, and their monoid merge.
+//! - [`routing`]: whether a record sits on its key's murmur2 partition (Java's default
+//!   partitioner), and which partitioner a misrouted one likely came from.
 //!
 //! Nothing here reads a clock: event time comes with each record and processing time is
 //! passed as `now_ms` where the idle rules need it.
@@ -42,6 +44,7 @@ pub mod intake;
 pub mod intern;
 pub mod key;
 pub mod partial;
+pub mod routing;
 pub mod task;
 
 use std::collections::BTreeMap;
@@ -53,6 +56,7 @@ pub use intake::{
 pub use intern::{ClassId, Interner, ModelVersionId};
 pub use key::{KeyHashBuilder, KeyHasher, RequestKey};
 pub use partial::{merge_partials, PartialAggregator, PartialMergeError};
+pub use routing::{Partitioner, Routing, RoutingTally};
 pub use task::{Input, JoinTask, TaskCheckpoint};
 
 use crate::TimestampMs;

@@ -49,6 +49,8 @@ impl Join {
             h.saturating_record(u64::try_from(now - sent).unwrap_or(0));
         }
         let input = self.input_of(msg.topic());
+        self.routing
+            .observe(input, msg.topic(), msg.key(), msg.partition());
         let pause = self.process_message(msg, input, now);
         record_micros(&mut self.meters.processing_micros, started.elapsed());
         self.shared.count_read(input);

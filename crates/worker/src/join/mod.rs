@@ -39,13 +39,17 @@
 //!   our position); it lets a task go on without waiting for an input that has nothing to give
 //!   ([`stats`]).
 //!
+//! - Every record read is checked against its key's murmur2 partition ([`routing`]): a producer
+//!   on another partitioner is counted, logged and shown, not silently lost.
+//!
 //! Files: [`stage`] (the state and its hooks), [`intake`], [`visitor`], [`dead_letter`],
-//! [`partition`], [`batch`], [`stats`].
+//! [`partition`], [`batch`], [`routing`], [`stats`].
 
 mod batch;
 mod dead_letter;
 mod intake;
 mod partition;
+mod routing;
 mod stage;
 mod stats;
 mod visitor;
@@ -58,6 +62,7 @@ use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterS
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tracing::info;
 
+pub use routing::TopicRouting;
 pub use stats::JoinStats;
 
 use crate::changelog::{ensure_changelog, ChangelogReader};

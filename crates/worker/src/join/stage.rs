@@ -26,6 +26,7 @@ use tracing::error;
 use super::batch::{CommitBatch, CommitOutcome};
 use super::dead_letter::Rejections;
 use super::partition::{input_index, PartitionTask};
+use super::routing::RoutingCheck;
 use super::stats::{record_micros, Meters, Shared};
 use crate::changelog::ChangelogReader;
 use crate::error::Result;
@@ -74,6 +75,8 @@ pub(crate) struct Join {
     /// Scratch buffer of one poll's events.
     pub(super) events: Vec<JoinEvent>,
     pub(super) meters: Meters,
+    /// Every input record's partition against its key's murmur2 partition.
+    pub(super) routing: RoutingCheck,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -112,6 +115,7 @@ impl Join {
             rejections: Rejections::default(),
             events: Vec::new(),
             meters: Meters::default(),
+            routing: RoutingCheck::new(join_tasks, &settings.join),
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
         })
     }

@@ -39,6 +39,9 @@ pub struct JoinStats {
     pub buffers: BTreeMap<i32, (u64, Option<i64>)>,
     /// Records read per topic.
     pub events_in: BTreeMap<String, u64>,
+    /// Per input topic: records checked against their key's murmur2 partition, misrouted, and
+    /// the likely partitioner ([`super::routing`]).
+    pub misrouted: BTreeMap<String, super::routing::TopicRouting>,
     /// Records written per topic (partials, dead letters).
     pub events_out: BTreeMap<String, u64>,
     /// Consumer lag per (topic, partition), from the client's statistics.
@@ -249,6 +252,9 @@ impl Join {
             // Filled live by the handle (`Shared::stats`).
             events_in: BTreeMap::new(),
             events_out: m.events_out.clone(),
+            misrouted: self
+                .routing
+                .published([&self.topics.predictions, &self.topics.ground_truth]),
             consumer_lag: self.lag(),
             processing_micros: m.processing_micros.clone(),
             producing: m.producing,

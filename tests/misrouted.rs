@@ -1,0 +1,208 @@
+//! A label source on librdkafka's default partitioner, on the real broker.
+//!
+//! Predictions are produced by driftwatch's producer (murmur2, as the contract asks); labels by
+//! Python's confluent-kafka with its defaults (`consistent_random`: CRC32 of the key), as a
+//! label source left unconfigured would. With `join.misrouted = account` (the only mode yet),
+//! the join must report the labels' misrouted share — exactly the keys whose CRC32 and murmur2
+//! partitions differ, about (n−1)/n — name the likely partitioner, show it in the status
+//! `/readyz` serves, and still account for every input exactly. `check-config` run against the
+//! live topics must show the same and fail.
+//!
+//! Needs python3 with confluent-kafka (`scripts/test` installs it): without it the test fails
+//! under CI and is skipped elsewhere, as the broker itself is.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use driftwatch_core::join::routing::{crc32_partition, murmur2_partition};
+use driftwatch_core::join::Partitioner;
+use driftwatch_tests::broker::on_ci;
+use driftwatch_tests::scenario::{produce_records, Record, Side};
+use driftwatch_tests::stages::{scenario_settings, Stages};
+use driftwatch_tests::{bootstrap, broker_available, driftwatch_binary, now_ms, unique};
+use driftwatch_worker::status::StageHandles;
+
+const PARTITIONS: i32 = 4;
+const REQUESTS: usize = 2_000;
+
+/// Whether python3 can import confluent_kafka; panics under CI when it cannot.
+fn confluent_kafka_available() -> bool {
+    let probe = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output();
+    if probe.as_ref().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    let why = match probe {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+        Err(e) => format!("python3: {e}"),
+    };
+    assert!(
+        !on_ci(),
+        "python3 with confluent-kafka is required under CI (scripts/test installs it): {why}"
+    );
+    eprintln!("skipped: python3 with confluent-kafka not found: {why}");
+    false
+}
+
+/// Produces `labels` (key, payload) to `topic` with confluent-kafka's default partitioner.
+fn produce_with_librdkafka_defaults(topic: &str, labels: &[(String, String)]) {
+    let file = std::env::temp_dir().join(format!("{}.tsv", unique("misrouted-labels")));
+    let mut f = std::fs::File::create(&file).unwrap();
+    for (k, v) in labels {
+        writeln!(f, "{k}\t{v}").unwrap();
+    }
+    drop(f);
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/default_partitioner_producer.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([bootstrap().as_str(), topic])
+        .arg(&file)
+        .output()
+        .expect("run python3");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "confluent-kafka producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acked: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(acked, labels.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crc32_labels_are_reported_misrouted_and_every_input_is_still_accounted() {
+    if !broker_available() || !confluent_kafka_available() {
+        return;
+    }
+    let s = scenario_settings(PARTITIONS).await;
+    let t = &s.topics;
+    // Event times two hours back: once the inputs are read, the idle fallback moves the
+    // watermark to processing time and every unmatched input expires.
+    let start = now_ms() - 2 * 3_600_000;
+    let run = unique("req");
+    let mut predictions = Vec::new();
+    let mut labels = Vec::new();
+    let mut together = 0u64;
+    for i in 0..REQUESTS {
+        let key = format!("{run}-{i}");
+        let time = start + i as i64 * 1_000;
+        let payload = format!(
+            r#"{{"request_id":"{key}","model_id":"misrouted","model_version":"v1","timestamp":{time},"predicted_label":"a"}}"#
+        );
+        predictions.push(Record {
+            side: Side::Predictions,
+            key: key.clone(),
+            payload: payload.into_bytes(),
+            time,
+        });
+        let label = format!(
+            r#"{{"request_id":"{key}","model_id":"misrouted","timestamp":{},"label":"a"}}"#,
+            time + 500
+        );
+        let k = key.as_bytes();
+        together += u64::from(crc32_partition(k, PARTITIONS) == murmur2_partition(k, PARTITIONS));
+        labels.push((key, label));
+    }
+    let apart = REQUESTS as u64 - together;
+
+    let stages = Stages::start(&s);
+    produce_records(&s, &predictions).await;
+    produce_with_librdkafka_defaults(&t.ground_truth, &labels);
+    stages
+        .wait_for_inputs(2 * REQUESTS as u64, Duration::from_secs(180))
+        .await;
+    let handles = StageHandles {
+        join: Some((stages.join.clone(), s.kafka.join_group_id.clone())),
+        monitor: None,
+    };
+    let status = handles.status();
+    let (join, _) = stages.stop().await;
+
+    // Reported: the labels' misrouted records are exactly the keys whose two partitions differ.
+    let gt = &join.misrouted[&t.ground_truth];
+    let pred = &join.misrouted[&t.predictions];
+    assert_eq!(pred.tally.misrouted, 0, "{pred:?}");
+    assert_eq!(pred.likely_partitioner, Partitioner::Murmur2);
+    assert!(gt.tally.checked >= REQUESTS as u64, "{gt:?}");
+    if join.transactions_aborted == 0 {
+        // Nothing was read twice.
+        assert_eq!(gt.tally.checked, REQUESTS as u64, "{gt:?}");
+        assert_eq!(gt.tally.misrouted, apart, "{gt:?}");
+        assert_eq!(gt.tally.on_crc32, apart, "{gt:?}");
+    }
+    let expected_share = f64::from(PARTITIONS - 1) / f64::from(PARTITIONS);
+    assert!((gt.share - expected_share).abs() < 0.05, "{gt:?}");
+    assert_eq!(gt.likely_partitioner, Partitioner::ConsistentRandom);
+    assert!(gt.alert, "{gt:?}");
+    // What /readyz and /metrics serve.
+    let shown = &status.misrouted[&t.ground_truth];
+    assert_eq!(shown.likely_partitioner, Partitioner::ConsistentRandom);
+    assert!(shown.tally.misrouted > 0);
+
+    // Still accounted: every input in exactly one outcome; the pairs split apart are one
+    // expired prediction and one orphan label each.
+    let c = join.total();
+    assert_eq!(
+        (c.predictions, c.labels),
+        (REQUESTS as u64, REQUESTS as u64),
+        "{c:?}"
+    );
+    assert_eq!(c.matched, together, "{c:?}");
+    assert_eq!(c.expired_unlabeled, apart, "{c:?}");
+    assert_eq!(c.orphan_labels, apart, "{c:?}");
+    assert_eq!(
+        c.predictions + c.labels,
+        2 * c.matched
+            + c.expired_unlabeled
+            + c.orphan_labels
+            + c.duplicate_predictions
+            + c.duplicate_labels
+            + c.late_labels
+            + c.dead_lettered,
+        "{c:?}"
+    );
+
+    // check-config against the live topics shows it too, and fails.
+    let mut cmd = Command::new(driftwatch_binary());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DRIFTWATCH") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .env("DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
+        .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
+        .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
+        .env("DRIFTWATCH__TOPICS__DEAD_LETTER", &t.dead_letter)
+        .arg("check-config")
+        .output()
+        .expect("run driftwatch check-config");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let line = |topic: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!("routing of {topic}:")))
+            .unwrap_or_else(|| panic!("no routing line for {topic} in\n{stdout}"))
+            .to_string()
+    };
+    let gt_line = line(&t.ground_truth);
+    assert!(
+        gt_line.contains(&format!("{REQUESTS} recent keyed records checked")),
+        "{gt_line}"
+    );
+    assert!(gt_line.contains(&format!("{apart} misrouted")), "{gt_line}");
+    assert!(gt_line.contains("consistent_random"), "{gt_line}");
+    assert!(line(&t.predictions).contains(" 0 misrouted"), "{stdout}");
+    assert!(
+        stderr.contains("join.misrouted_alert_share") && stderr.contains(&t.ground_truth),
+        "{stderr}"
+    );
+}
