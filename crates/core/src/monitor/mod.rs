@@ -457,6 +457,32 @@ impl Monitor {
             .map(|m| m.state)
     }
 
+    /// Every detector machine of a model, by version: (version, detector, feature, state),
+    /// for dashboards (the console's per-feature drift table).
+    pub fn detector_states(
+        &self,
+        model_id: &str,
+    ) -> Vec<(String, String, Option<String>, DriftState)> {
+        let Some(m) = self.models.get(model_id) else {
+            return Vec::new();
+        };
+        m.versions
+            .iter()
+            .flat_map(|(version, v)| {
+                v.machines
+                    .iter()
+                    .map(move |((detector, feature), machine)| {
+                        (
+                            version.clone(),
+                            detector.clone(),
+                            feature.clone(),
+                            machine.state,
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// The baseline of a model version.
     pub fn baseline(&self, model_id: &str, version: &str) -> Option<&Baseline> {
         Some(&self.models.get(model_id)?.versions.get(version)?.baseline)
