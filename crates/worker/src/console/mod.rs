@@ -94,6 +94,47 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_metrics_server_serves_the_page_and_its_json() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+            let text = String::from_utf8(buf).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            (head.to_string(), body.to_string())
+        }
+        let server = crate::http::MetricsServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+            .with_console(|| {
+                let mut v = view::build(None, Some(&Default::default()), "grp");
+                v.event_time_ms = 7;
+                v
+            });
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(crate::prometheus::tests::sample_status, async {
+            let _ = stopped.await;
+        }));
+        let (head, body) = get(addr, "/").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("text/html"), "{head}");
+        assert!(body.contains("\"monitor_group\":\"grp\""), "{body}");
+        let (head, body) = get(addr, "/api/models").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["event_time_ms"], 7);
+        assert_eq!(json["models"], serde_json::json!([]));
+        let (head, _) = get(addr, "/metrics").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
     #[test]
     fn script_closing_tags_in_names_cannot_end_the_inline_json() {
         let mut v = view::build(None, None, "");
