@@ -180,14 +180,21 @@ fn the_console_shows_both_models_and_the_drifting_one_in_drift() {
         "churn in DRIFT:\n{churn}"
     );
     for (name, section) in [("fraud", fraud), ("churn", churn)] {
-        let points = section.matches("class=\"point\"").count();
+        let mark = "data-series=\"accuracy\" data-points=\"";
+        let points: usize = section
+            .find(mark)
+            .and_then(|i| {
+                let rest = &section[i + mark.len()..];
+                rest[..rest.find('"')?].parse().ok()
+            })
+            .unwrap_or(0);
         assert!(
             points >= 2,
             "{name}'s chart has {points} points:\n{section}"
         );
     }
     assert!(
-        fraud.contains("class=\"marker marker-drift\""),
+        fraud.contains("<g class=\"mark\" data-series=\"drift\""),
         "no drift marker on fraud's chart:\n{fraud}"
     );
     let x0_drifts = fraud

@@ -10,7 +10,6 @@ mod demo;
 mod generate;
 mod input;
 mod profile;
-mod report;
 mod settings_file;
 
 use std::path::PathBuf;

@@ -59,6 +59,9 @@ pub struct ModelView {
     pub markers: Vec<Marker>,
     /// Every detector, model-level and per feature, the most severe first.
     pub detectors: Vec<DetectorView>,
+    /// The history and markers drawn as one `<svg>` by [`crate::chart::timeline`], the chart
+    /// code of the cli's HTML reports; empty without history.
+    pub chart: String,
 }
 
 /// Metrics of one window.
@@ -311,6 +314,10 @@ fn model_view(
         .collect();
     markers.sort_by_key(|k| k.at);
 
+    let chart = history
+        .as_ref()
+        .map(|h| accuracy_chart(model, version, h, &markers))
+        .unwrap_or_default();
     let delay = join.and_then(|j| j.label_delay_ms.get(model));
     let latest = snapshots.iter().max_by_key(|s| s.emitted_at);
     ModelView {
@@ -325,7 +332,69 @@ fn model_view(
         history,
         markers,
         detectors,
+        chart,
     }
+}
+
+/// Colours of the chart's series: accuracy, drift, recovery, retrain.
+const ACCURACY_COLOR: &str = "#2b6cd4";
+const MARKER_COLORS: [(&str, &str); 3] = [
+    ("drift", "#d0312d"),
+    ("recovered", "#2f8f46"),
+    ("retrain", "#8a45c9"),
+];
+
+/// Accuracy over the history, markers as their own series (each with its colour and legend).
+fn accuracy_chart(model: &str, version: &str, h: &History, markers: &[Marker]) -> String {
+    let (Some(first), Some(last)) = (h.points.first(), h.points.last()) else {
+        return String::new();
+    };
+    let (mut x0, mut x1) = (first.0, last.0);
+    if x1 <= x0 {
+        (x0, x1) = (x0 - 60_000, x1 + 60_000);
+    }
+    let lowest = h.points.iter().map(|p| p.1).fold(0.5f64, f64::min);
+    let y0 = ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9);
+    let marks: Vec<Vec<(i64, String)>> = MARKER_COLORS
+        .iter()
+        .map(|(kind, _)| {
+            markers
+                .iter()
+                .filter(|m| m.kind == *kind && (x0..=x1).contains(&m.at))
+                .map(|m| {
+                    (
+                        m.at,
+                        format!("{} at {}", m.label, crate::chart::date_minutes(m.at)),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let mut series = vec![crate::chart::TimeSeries {
+        name: "accuracy",
+        color: ACCURACY_COLOR,
+        points: &h.points,
+        marks: &[],
+        dots: &[],
+    }];
+    for ((kind, color), marks) in MARKER_COLORS.iter().zip(&marks) {
+        series.push(crate::chart::TimeSeries {
+            name: kind,
+            color,
+            points: &[],
+            marks,
+            dots: &[],
+        });
+    }
+    crate::chart::timeline(
+        &format!("{model} {version}: accuracy ({} window)", h.window),
+        (x0, x1),
+        (y0, 1.0),
+        &series,
+        &[],
+        i64::MAX,
+        true,
+    )
 }
 
 fn detector_name(e: &DriftEvent) -> String {

@@ -197,6 +197,24 @@ fn markers_are_drift_entries_and_retrains_and_events_are_newest_first() {
         ]
     );
     assert_eq!(v.events[0].detail, "accuracy fell");
+    let chart = &v.models[1].chart;
+    assert!(chart.starts_with("<svg ") && chart.ends_with("</svg>"));
+    assert!(
+        chart.contains("data-series=\"accuracy\" data-points=\"3\""),
+        "{chart}"
+    );
+    assert_eq!(
+        chart
+            .matches("<g class=\"mark\" data-series=\"drift\"")
+            .count(),
+        2
+    );
+    assert_eq!(
+        chart
+            .matches("<g class=\"mark\" data-series=\"retrain\"")
+            .count(),
+        1
+    );
     assert_eq!(v.events[1].summary, "ks:x0 WARNING → DRIFT");
 }
 
