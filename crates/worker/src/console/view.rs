@@ -92,7 +92,8 @@ pub struct Marker {
     pub label: String,
 }
 
-/// One detector's state, with its latest transition's statistic when it had one.
+/// One detector's state with its latest verdict's statistic (or, for a model restored here and
+/// not judged since, its latest transition's).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DetectorView {
     pub detector: String,
@@ -101,6 +102,8 @@ pub struct DetectorView {
     pub statistic: Option<String>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
+    /// Window end of the latest verdict.
+    pub judged: Option<i64>,
     /// Event time of the latest transition.
     pub since: Option<i64>,
 }
@@ -169,8 +172,8 @@ pub fn build(
     );
     keys.extend(
         m.detector_states
-            .keys()
-            .map(|(a, b, _, _)| (a.clone(), b.clone())),
+            .iter()
+            .flat_map(|(model, states)| states.iter().map(|d| (model.clone(), d.version.clone()))),
     );
     let owned: BTreeSet<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
 
@@ -257,17 +260,26 @@ fn model_view(
 
     let mut detectors: Vec<DetectorView> = m
         .detector_states
-        .iter()
-        .filter(|((a, b, _, _), _)| a == model && b == version)
-        .map(|((_, _, detector, feature), state)| {
-            let e = last_event.get(&(model, version, detector.as_str(), feature.as_deref()));
+        .get(model)
+        .into_iter()
+        .flatten()
+        .filter(|d| d.version == version)
+        .map(|d| {
+            let e = last_event.get(&(model, version, d.detector.as_str(), d.feature.as_deref()));
+            // The latest verdict when this process took one, else the latest transition's.
+            let (statistic, value, threshold) = match (&d.latest, e) {
+                (Some(l), _) => (Some(l.statistic.clone()), Some(l.value), Some(l.threshold)),
+                (None, Some(e)) => (Some(e.statistic.clone()), Some(e.value), Some(e.threshold)),
+                (None, None) => (None, None, None),
+            };
             DetectorView {
-                detector: detector.clone(),
-                feature: feature.clone(),
-                state: *state,
-                statistic: e.map(|e| e.statistic.clone()),
-                value: e.map(|e| e.value),
-                threshold: e.map(|e| e.threshold),
+                detector: d.detector.clone(),
+                feature: d.feature.clone(),
+                state: d.state,
+                statistic,
+                value,
+                threshold,
+                judged: d.latest.as_ref().map(|l| l.window_end),
                 since: e.map(|e| e.detected_at),
             }
         })

@@ -1,4 +1,5 @@
 use super::*;
+use driftwatch_core::monitor::{DetectorState, LatestVerdict};
 use driftwatch_core::ModelMetrics;
 
 fn metrics(model: &str, window: &str, end: i64, accuracy: f64) -> ModelMetrics {
@@ -72,22 +73,30 @@ fn stats() -> MonitorStats {
     );
     m.accuracy_history
         .insert(key("churn", "15m"), vec![(4_000_000, 0.9)]);
-    let det = |model: &str, d: &str, f: Option<&str>| {
-        (
-            model.to_string(),
-            "v1".to_string(),
-            d.to_string(),
-            f.map(str::to_owned),
-        )
+    let det = |d: &str, f: Option<&str>, state: DriftState, value: Option<f64>| DetectorState {
+        version: "v1".into(),
+        detector: d.into(),
+        feature: f.map(str::to_owned),
+        state,
+        latest: value.map(|value| LatestVerdict {
+            statistic: "p_value".into(),
+            value,
+            threshold: 0.05,
+            window_end: 4_000_000,
+        }),
     };
-    m.detector_states
-        .insert(det("fraud", "accuracy_drop", None), DriftState::Drift);
-    m.detector_states
-        .insert(det("fraud", "ks", Some("x0")), DriftState::Drift);
-    m.detector_states
-        .insert(det("fraud", "ks", Some("x1")), DriftState::Ok);
-    m.detector_states
-        .insert(det("churn", "accuracy_drop", None), DriftState::Ok);
+    m.detector_states.insert(
+        "fraud".into(),
+        vec![
+            det("ks", Some("x1"), DriftState::Ok, Some(0.4)),
+            det("accuracy_drop", None, DriftState::Drift, None),
+            det("ks", Some("x0"), DriftState::Drift, Some(0.0001)),
+        ],
+    );
+    m.detector_states.insert(
+        "churn".into(),
+        vec![det("accuracy_drop", None, DriftState::Ok, None)],
+    );
     m.drift_events = vec![
         drift("fraud", None, DriftState::Ok, DriftState::Drift, 3_000_000),
         drift(
@@ -168,10 +177,14 @@ fn the_drift_table_has_every_detector_drifting_first_with_its_latest_statistic()
             (Some("x1"), DriftState::Ok)
         ]
     );
+    // x0: its latest verdict; the accuracy drop, never judged here: its latest transition.
     let x0 = &fraud.detectors[1];
     assert_eq!(x0.since, Some(3_500_000));
-    assert_eq!(x0.threshold, Some(0.05));
-    assert_eq!(fraud.detectors[2].statistic, None);
+    assert_eq!((x0.value, x0.judged), (Some(0.0001), Some(4_000_000)));
+    let drop = &fraud.detectors[0];
+    assert_eq!((drop.value, drop.judged), (Some(0.001), None));
+    assert_eq!(fraud.detectors[2].value, Some(0.4));
+    assert_eq!(v.models[0].detectors[0].statistic, None);
 }
 
 #[test]

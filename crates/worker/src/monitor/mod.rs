@@ -56,8 +56,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use driftwatch_core::monitor::Monitor;
-use driftwatch_core::{DriftEvent, DriftState, ModelMetrics, ModelReference, RetrainEvent};
+use driftwatch_core::monitor::{DetectorState, Monitor};
+use driftwatch_core::{DriftEvent, ModelMetrics, ModelReference, RetrainEvent};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use crate::changelog::{ensure_changelog, ChangelogReader};
@@ -83,9 +83,9 @@ pub struct MonitorStats {
     /// Accuracy per (model, version, window) over the latest snapshots, oldest first:
     /// (window end, accuracy), at most [`HISTORY_POINTS`] each (the console's chart).
     pub accuracy_history: BTreeMap<(String, String, String), Vec<(i64, f64)>>,
-    /// Every detector machine of the models this worker owns: (model, version, detector,
-    /// feature) → state, as of the last batch (the console's drift table).
-    pub detector_states: BTreeMap<(String, String, String, Option<String>), DriftState>,
+    /// Every detector machine of the models this worker owns, by model, with its state and
+    /// latest verdict, as of the last batch (the console's drift table).
+    pub detector_states: BTreeMap<String, Vec<DetectorState>>,
     /// Partitions of the partials topic this worker owns (its models are theirs).
     pub assigned_partitions: Vec<i32>,
     /// Reference profiles loaded from the model-references topic, as `model/version`.

@@ -146,8 +146,7 @@ impl Monitoring {
             let mut s = lock(&self.stats);
             s.accuracy_history
                 .retain(|(m, _, _), _| !models.contains(m));
-            s.detector_states
-                .retain(|(m, _, _, _), _| !models.contains(m));
+            s.detector_states.retain(|m, _| !models.contains(m));
             s.latest_metrics.retain(|m| !models.contains(&m.model_id));
         }
         for p in gone {

@@ -125,13 +125,7 @@ impl Monitoring {
         s.detector_states = self
             .model_partition
             .keys()
-            .flat_map(|model| {
-                self.monitor.detector_states(model).into_iter().map(
-                    move |(version, detector, feature, state)| {
-                        ((model.clone(), version, detector, feature), state)
-                    },
-                )
-            })
+            .map(|model| (model.clone(), self.monitor.detector_states(model)))
             .collect();
     }
 }
