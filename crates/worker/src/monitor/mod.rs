@@ -84,7 +84,8 @@ pub struct MonitorStats {
     /// (window end, accuracy), at most [`HISTORY_POINTS`] each (the console's chart).
     pub accuracy_history: BTreeMap<(String, String, String), Vec<(i64, f64)>>,
     /// Every detector machine of the models this worker owns, by model, with its state and
-    /// latest verdict, as of the last batch (the console's drift table).
+    /// latest verdict, as of the last metrics snapshot or drift event (the console's drift
+    /// table).
     pub detector_states: BTreeMap<String, Vec<DetectorState>>,
     /// Partitions of the partials topic this worker owns (its models are theirs).
     pub assigned_partitions: Vec<i32>,

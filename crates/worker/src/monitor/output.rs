@@ -122,11 +122,15 @@ impl Monitoring {
                 points.drain(..excess);
             }
         }
-        s.detector_states = self
-            .model_partition
-            .keys()
-            .map(|model| (model.clone(), self.monitor.detector_states(model)))
-            .collect();
+        // Refreshed with each metrics snapshot (every `metrics_interval`) or state change, not
+        // at every commit: a copy of every detector of every owned model.
+        if !out.metrics.is_empty() || !out.drift_events.is_empty() {
+            s.detector_states = self
+                .model_partition
+                .keys()
+                .map(|model| (model.clone(), self.monitor.detector_states(model)))
+                .collect();
+        }
     }
 }
 
