@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use driftwatch_tests::broker::on_ci;
 use driftwatch_tests::{broker_available, driftwatch_binary, settings, KillOnDrop};
 
-/// The browser: `DRIFTWATCH_CHROMIUM` or `chromium` on the path.
+/// The browser: `DRIFTWATCH_CHROMIUM` or `chromium` on the path, when it is a file.
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DRIFTWATCH_CHROMIUM") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
