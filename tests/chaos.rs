@@ -1,7 +1,7 @@
 //! Chaos tests of exactly-once processing on the real broker, through both stages: workers run
 //! as `driftwatch run --role all` processes (join and monitor in one process, as deployed),
-//! are killed with SIGKILL at random moments and restarted, or scaled 1 → 3 → 1, while traffic
-//! flows. Afterwards, read as `read_committed` consumers:
+//! are killed with SIGKILL at random moments and restarted, or scaled 1 → 3 → 1 (the two extra
+//! workers SIGKILLed), while traffic flows. Afterwards, read as `read_committed` consumers:
 //! - the partials must sum to exactly the offline reference of the scenario: per model,
 //!   matched, expired unlabeled, orphan, duplicate and late counts and every confusion cell;
 //! - the monitor's latest metrics over a window spanning the whole run must count exactly the
@@ -10,7 +10,18 @@
 //!   partial once);
 //! - no drift event id and no retrain event id appears twice (each model's decisions were made
 //!   by one owner at a time, from state that continued exactly), and the drifting model has
-//!   its drift and retrain events.
+//!   its drift and retrain events;
+//! - every garbage record is on the dead-letter topic exactly once (read committed, by its
+//!   origin headers).
+//!
+//! A third test scales 1 → 2 → 4 → 2 workers over 8 partitions with the KIP-848 `consumer`
+//! group protocol: the same exact counts, and the worker that stays never gives up all its
+//! partitions at once (only moved partitions are revoked).
+//!
+//! A fourth test arms one worker incarnation after another at a named fault point
+//! (`driftwatch_worker::fault`: transaction open with records sent, between sending the
+//! offsets and committing, a dead letter sent, mid-restore, an assignment restored but not yet
+//! taken) and checks that each died there by SIGKILL, then the same exact counts.
 //!
 //! One input lost, or counted twice, fails the test. The default run is short (50 000
 //! predictions); `DRIFTWATCH_CHAOS_FULL=1` runs 1 000 000 predictions with more kills.
@@ -21,10 +32,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use driftwatch_tests::monitor_outputs::{assert_monitor, create_topics_of, MONITOR_TOML};
-use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
+use driftwatch_tests::outcomes::{
+    assert_dead_letters_once, assert_reference, Outcomes, PartialsReader,
+};
 use driftwatch_tests::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
 use driftwatch_tests::{driftwatch_binary, settings};
-use driftwatch_worker::settings::Settings;
+use driftwatch_worker::settings::{GroupProtocol, Settings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -41,11 +54,16 @@ fn monitor_timeout() -> Duration {
 /// Settings of one test and the configuration file its workers read (the monitor's detection
 /// settings: lists are awkward in environment variables).
 async fn chaos_settings() -> (Settings, PathBuf) {
+    chaos_settings_with(PARTITIONS, GroupProtocol::Classic).await
+}
+
+async fn chaos_settings_with(partitions: i32, protocol: GroupProtocol) -> (Settings, PathBuf) {
     let mut s = Settings {
         kafka: settings(),
         ..Settings::default()
     };
-    create_topics_of(&mut s, PARTITIONS).await;
+    s.kafka.group_protocol = protocol;
+    create_topics_of(&mut s, partitions).await;
     let config = std::env::temp_dir().join(format!("{}.toml", s.monitor.group_id));
     std::fs::write(&config, MONITOR_TOML).expect("worker configuration file");
     (s, config)
@@ -61,6 +79,17 @@ impl Worker {
     /// A worker; `instance` names a static group member with a stable transactional id, `None`
     /// a dynamic member with a random one.
     fn start(s: &(Settings, PathBuf), name: &str, instance: Option<&str>) -> Worker {
+        Worker::start_with_fault(s, name, instance, None)
+    }
+
+    /// [`Worker::start`], armed to kill itself at a fault point (`DRIFTWATCH_FAULT`, see
+    /// `driftwatch_worker::fault`).
+    fn start_with_fault(
+        s: &(Settings, PathBuf),
+        name: &str,
+        instance: Option<&str>,
+        fault: Option<&str>,
+    ) -> Worker {
         let (s, config) = s;
         let t = &s.topics;
         let log = std::env::temp_dir().join(format!("{}-{name}.log", s.kafka.join_group_id));
@@ -77,6 +106,10 @@ impl Worker {
                 &s.kafka.bootstrap_servers,
             )
             .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
+            .env(
+                "DRIFTWATCH__KAFKA__GROUP_PROTOCOL",
+                s.kafka.group_protocol.as_str(),
+            )
             .env(
                 "DRIFTWATCH__KAFKA__INSTANCE_ID",
                 instance.unwrap_or_default(),
@@ -103,11 +136,47 @@ impl Worker {
             .env("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "3s")
             .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "500ms")
             .env("DRIFTWATCH_LOG", "info")
+            .env("DRIFTWATCH_FAULT", fault.unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("start driftwatch");
         Worker { child, log }
+    }
+
+    /// Waits up to `within` for the worker to kill itself at `point`, and checks that it died
+    /// by a signal right after announcing that point (the log's last fault line).
+    fn dies_at(mut self, point: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not reach fault point {point} within {within:?}; log {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the worker armed at {point} ended with {status}, not SIGKILL; log {}",
+            self.log.display()
+        );
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("driftwatch fault point reached: "));
+        assert_eq!(
+            last,
+            Some(format!("driftwatch fault point reached: {point}").as_str()),
+            "where the worker died; log {}",
+            self.log.display()
+        );
     }
 
     /// SIGKILL: no flush, no commit, no leaving the group.
@@ -201,6 +270,7 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
     assert_monitor(s, &reader, &logs, monitor_timeout());
     let status = worker.terminate();
     assert!(status.success(), "worker exit {status}");
@@ -224,9 +294,11 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
     let third = Worker::start(&setup, "three", None);
     let logs = vec![first.log.clone(), second.log.clone(), third.log.clone()];
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // Scaled down by SIGKILL: no commit, no leaving the group. The group moves their
+    // partitions once their sessions expire; their open transactions are aborted by the
+    // broker (their transactional ids are random) after `kafka.transaction_timeout`.
     for w in [second, third] {
-        let status = w.terminate();
-        assert!(status.success(), "scaled-down worker exit {status}");
+        w.kill_nine();
     }
     producing.await.expect("producer");
     let mut reader = PartialsReader::new(s, PARTITIONS);
@@ -235,7 +307,156 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
         Duration::from_secs(if full() { 1_200 } else { 240 }),
     );
     assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
     assert_monitor(s, &reader, &logs, monitor_timeout());
     let status = first.terminate();
+    assert!(status.success(), "worker exit {status}");
+}
+
+/// The join stage's "partitions revoked" lists in a worker's log, in order.
+fn join_revocations(log: &std::path::Path) -> Vec<Vec<i32>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    strip_ansi(&text)
+        .lines()
+        .filter(|l| l.contains("partitions revoked") && l.contains("stage=\"join\""))
+        .filter_map(|l| {
+            let list = l.split("partitions=[").nth(1)?.split(']').next()?;
+            Some(
+                list.split(',')
+                    .filter_map(|p| p.trim().parse().ok())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `text` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    const WIDE: i32 = 8;
+    let setup = chaos_settings_with(WIDE, GroupProtocol::Consumer).await;
+    let s = &setup.0;
+    let n = if full() { 1_000_000 } else { 50_000 };
+    let scenario = Scenario::generate(23, n, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    let producing = produce_in_background(s, &scenario, 20, Duration::from_millis(500));
+    let first = Worker::start(&setup, "one", None);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let second = Worker::start(&setup, "two", None);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let third = Worker::start(&setup, "three", None);
+    let fourth = Worker::start(&setup, "four", None);
+    let logs = vec![
+        first.log.clone(),
+        second.log.clone(),
+        third.log.clone(),
+        fourth.log.clone(),
+    ];
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for w in [third, fourth] {
+        let status = w.terminate();
+        assert!(status.success(), "scaled-down worker exit {status}");
+    }
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, WIDE);
+    reader.read_until(
+        reference.total(),
+        Duration::from_secs(if full() { 1_200 } else { 240 }),
+    );
+    assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
+    assert_monitor(s, &reader, &logs, monitor_timeout());
+    // Before its own shutdown, the worker that stayed gave up partitions only in part: an
+    // eager protocol would have revoked all 8 at the first scale-out.
+    let log = strip_ansi(&std::fs::read_to_string(&first.log).unwrap_or_default());
+    assert!(
+        log.contains("protocol=\"consumer\""),
+        "worker one did not run the consumer protocol; log {}",
+        first.log.display()
+    );
+    let revocations = join_revocations(&first.log);
+    assert!(
+        !revocations.is_empty(),
+        "worker one gave up no partition while three more joined; log {}",
+        first.log.display()
+    );
+    assert!(
+        revocations.iter().all(|r| r.len() < WIDE as usize),
+        "worker one gave up all its partitions at once: {revocations:?}; log {}",
+        first.log.display()
+    );
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            !text.contains("only one input of this partition was assigned"),
+            "a member held one input of a partition without the other; log {}",
+            log.display()
+        );
+    }
+    for w in [second, first] {
+        let status = w.terminate();
+        assert!(status.success(), "worker exit {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_at_named_points_lose_and_duplicate_nothing() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let setup = chaos_settings().await;
+    let s = &setup.0;
+    let scenario = Scenario::generate(24, 50_000, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    // Slow enough that records still flow when the points that need them are armed.
+    let producing = produce_in_background(s, &scenario, 40, Duration::from_millis(600));
+    let mut logs = Vec::new();
+    // Each incarnation is armed at one point and must die exactly there; the next one (the
+    // same static member) restores what the dead one committed. The restore points come last,
+    // when the changelogs hold state.
+    for (i, point) in [
+        "transaction.records_sent@2",
+        "dead_letter.sent@1",
+        "transaction.offsets_sent@2",
+        "rebalance.restored@1",
+        "restore.record@20",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = point.split('@').next().unwrap_or(point);
+        let worker = Worker::start_with_fault(&setup, &format!("a{i}"), Some("a"), Some(point));
+        logs.push(worker.log.clone());
+        worker.dies_at(name, Duration::from_secs(60));
+    }
+    let worker = Worker::start(&setup, "a-last", Some("a"));
+    logs.push(worker.log.clone());
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(240));
+    assert_reference(&reader.seen, &reference, &logs);
+    assert_dead_letters_once(s, &scenario);
+    assert_monitor(s, &reader, &logs, monitor_timeout());
+    let status = worker.terminate();
     assert!(status.success(), "worker exit {status}");
 }

@@ -144,6 +144,9 @@ pub fn driftwatch_binary() -> PathBuf {
         "driftwatch-cli",
         "--bin",
         "driftwatch",
+        // Inert unless a test sets DRIFTWATCH_FAULT (driftwatch_worker::fault).
+        "--features",
+        "fault-points",
     ]);
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => {}

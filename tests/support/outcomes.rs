@@ -9,6 +9,7 @@ use driftwatch_codec::from_avro;
 use driftwatch_core::{JoinCounters, ModelPartial};
 use driftwatch_worker::settings::Settings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::scenario::Scenario;
@@ -162,5 +163,96 @@ pub fn assert_reference(seen: &Outcomes, reference: &Outcomes, logs: &[std::path
     assert_eq!(
         seen.confusion, reference.confusion,
         "committed confusion matrices differ from the offline reference"
+    );
+}
+
+/// Every committed dead letter's origin `(topic, partition, offset)` (its `driftwatch.source.*`
+/// headers), with how many times it is on the dead-letter topic, read `read_committed` from
+/// the beginning of every partition to the end.
+pub fn dead_letter_origins(s: &Settings) -> BTreeMap<(String, i32, i64), u32> {
+    let topic = &s.topics.dead_letter;
+    let consumer: BaseConsumer =
+        driftwatch_worker::clients::consumer_config(&s.kafka, &crate::unique("dead-letter-reader"))
+            .create()
+            .expect("reader");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    let mut origins = BTreeMap::new();
+    if ends.is_empty() {
+        return origins;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut idle = 0;
+    // Ends at every partition's high watermark, or after 5 s without a record (a partition's
+    // last stable offset can stay below it while a running worker's transaction is open).
+    while Instant::now() < deadline && idle < 25 && !ends.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle = 0;
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|&h| m.offset() + 1 >= h)
+                {
+                    ends.remove(&m.partition());
+                }
+                let Some(headers) = m.headers() else {
+                    panic!("dead letter at offset {} without headers", m.offset());
+                };
+                let header = |name: &str| -> String {
+                    headers
+                        .iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_else(|| panic!("dead letter without header {name}"))
+                };
+                let origin = (
+                    header("driftwatch.source.topic"),
+                    header("driftwatch.source.partition")
+                        .parse()
+                        .expect("partition header"),
+                    header("driftwatch.source.offset")
+                        .parse()
+                        .expect("offset header"),
+                );
+                *origins.entry(origin).or_insert(0) += 1;
+            }
+            _ => idle += 1,
+        }
+    }
+    origins
+}
+
+/// Each garbage record of `scenario` is on the dead-letter topic exactly once.
+pub fn assert_dead_letters_once(s: &Settings, scenario: &Scenario) {
+    let origins = dead_letter_origins(s);
+    let repeated: Vec<_> = origins.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "dead letters written more than once (origin: times): {repeated:?}"
+    );
+    assert_eq!(
+        origins.len() as u64,
+        scenario.garbage,
+        "dead letters committed vs. garbage records sent"
     );
 }

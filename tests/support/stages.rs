@@ -7,7 +7,7 @@ use std::time::Duration;
 use driftwatch_worker::join::{JoinStageHandle, JoinStats};
 use driftwatch_worker::monitor::{MonitorStageHandle, MonitorStats};
 use driftwatch_worker::pipeline::{Pipeline, Role, RunningPipeline};
-use driftwatch_worker::settings::Settings;
+use driftwatch_worker::settings::{KafkaSettings, Settings};
 
 use crate::monitor_outputs::{apply_monitor_settings, assert_monitor, create_topics_of};
 use crate::outcomes::{assert_reference, Outcomes, PartialsReader};
@@ -15,9 +15,14 @@ use crate::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
 
 /// Exactly-once settings of both stages for the scenario, on fresh topics of `partitions`.
 pub async fn scenario_settings(partitions: i32) -> Settings {
+    scenario_settings_with(crate::settings(), partitions).await
+}
+
+/// [`scenario_settings`] with the given connection settings (another listener, security).
+pub async fn scenario_settings_with(kafka: KafkaSettings, partitions: i32) -> Settings {
     crate::init_logging();
     let mut s = Settings {
-        kafka: crate::settings(),
+        kafka,
         ..Settings::default()
     };
     create_topics_of(&mut s, partitions).await;

@@ -265,6 +265,7 @@ impl ChangelogReader {
                         let _ = self.consumer.unassign();
                         return Err(e);
                     }
+                    crate::fault::point("restore.record");
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) if !done.contains(&p) => {
                     waiting.entry(p).or_insert_with(Instant::now);

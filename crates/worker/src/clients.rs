@@ -14,7 +14,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Result, WorkerError};
-use crate::settings::KafkaSettings;
+use crate::handshake::TlsFailure;
+use crate::settings::{GroupProtocol, KafkaSettings};
 
 /// Consumer configuration of a stage's consumer group.
 ///
@@ -43,13 +44,30 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
     c
 }
 
-/// [`consumer_config`] for a stage's group member. With an explicit `kafka.instance_id` the
-/// member is static (`group.instance.id`): a worker restarted within `session.timeout.ms` gets
-/// its partitions back without a rebalance of the whole group, instead of waiting for its dead
-/// predecessor to time out. Without one it is a dynamic member.
-pub fn member_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+/// [`consumer_config`] for a stage's group member, speaking `protocol` (resolved by
+/// [`crate::group_protocol::resolve`]; `auto` is taken as `classic`). Under `consumer`
+/// (KIP-848) the coordinator assigns with its `range` assignor, asked for by name
+/// (`group.remote.assignor`), and the client-side assignor setting is dropped (the protocol
+/// refuses it).
+///
+/// Under `classic`, an explicit `kafka.instance_id` makes the member static
+/// (`group.instance.id`): a worker restarted within `session.timeout.ms` gets its partitions
+/// back without a rebalance of the whole group, instead of waiting for its dead predecessor to
+/// time out. Under `consumer` the member is always dynamic: KIP-848 refuses a static member
+/// whose predecessor was killed (`UNRELEASED_INSTANCE_ID`, fatal) until the predecessor's
+/// session expires, which a dynamic member waits out without failing.
+pub fn member_config(
+    settings: &KafkaSettings,
+    group_id: &str,
+    protocol: GroupProtocol,
+) -> ClientConfig {
     let mut c = consumer_config(settings, group_id);
-    if !settings.instance_id.trim().is_empty() {
+    if protocol == GroupProtocol::Consumer {
+        c.remove("partition.assignment.strategy");
+        c.set("group.protocol", "consumer")
+            .set("group.remote.assignor", "range");
+    }
+    if protocol != GroupProtocol::Consumer && !settings.instance_id.trim().is_empty() {
         c.set(
             "group.instance.id",
             format!("{group_id}-{}", settings.instance_id.trim()),
@@ -238,12 +256,13 @@ pub fn metadata_client(settings: &KafkaSettings) -> Result<MetadataClient> {
     Ok(c.create()?)
 }
 
-/// Client context of [`probe`]: remembers an authentication failure that librdkafka reports
-/// only in its log (a metadata request then just fails with "transport failure"), and forwards
-/// librdkafka's log lines to `tracing`.
+/// Client context of [`probe`]: remembers an authentication or TLS handshake failure that
+/// librdkafka reports only in its log (a metadata request then just fails with "transport
+/// failure"), and forwards librdkafka's log lines to `tracing`.
 #[derive(Default)]
 pub struct ProbeContext {
     auth_failure: std::sync::Mutex<Option<String>>,
+    tls_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl ProbeContext {
@@ -252,8 +271,19 @@ impl ProbeContext {
         self.auth_failure.lock().map(|g| g.clone()).unwrap_or(None)
     }
 
+    /// The last TLS failure librdkafka reported, if any.
+    pub fn tls_failure(&self) -> Option<String> {
+        self.tls_failure.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
     fn remember(&self, reason: &str) {
         if let Ok(mut g) = self.auth_failure.lock() {
+            *g = Some(reason.to_string());
+        }
+    }
+
+    fn remember_tls(&self, reason: &str) {
+        if let Ok(mut g) = self.tls_failure.lock() {
             *g = Some(reason.to_string());
         }
     }
@@ -267,6 +297,9 @@ impl ClientContext for ProbeContext {
             || message.contains("Authentication failed")
         {
             self.remember(message);
+        }
+        if is_tls_failure(message) {
+            self.remember_tls(message);
         }
         match level {
             RDKafkaLogLevel::Emerg
@@ -285,17 +318,30 @@ impl ClientContext for ProbeContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
             self.remember(reason);
         }
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::SSL) || is_tls_failure(reason) {
+            self.remember_tls(reason);
+        }
         tracing::error!(target: "librdkafka", "{error}: {reason}");
     }
 }
 
 impl ConsumerContext for ProbeContext {}
 
+/// librdkafka's words for a failed TLS handshake, or for a TLS alert received after it (under
+/// TLS 1.3 a broker refuses a client certificate only once the client thinks the handshake is
+/// done: "Receive failed: ... SSL routines::sslv3 alert bad certificate").
+fn is_tls_failure(message: &str) -> bool {
+    message.contains("SSL handshake failed")
+        || message.contains("SSL transport error")
+        || message.contains("SSL routines")
+}
+
 /// Connects to the brokers and fetches the cluster metadata: succeeds when the brokers answer
 /// and accept the credentials. Returns the number of brokers.
 ///
 /// A refused login is a configuration error naming the mechanism and user (never the
-/// password); silence is [`WorkerError::Unreachable`]. Call it at start-up before anything
+/// password); a failed TLS handshake one naming the `kafka.security` setting at fault
+/// ([`TlsFailure`]); silence is [`WorkerError::Unreachable`]. Call it at start-up before anything
 /// else talks to the brokers, so a wrong password is not reported as "broker did not answer".
 /// Blocks up to `timeout` (use `spawn_blocking` on an async runtime).
 pub fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<usize> {
@@ -303,7 +349,16 @@ pub fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<usize> {
     c.set("bootstrap.servers", &settings.bootstrap_servers)
         .set("client.id", format!("{}-probe", settings.client_id));
     apply_common(&mut c, settings)?;
-    let client: BaseConsumer<ProbeContext> = c.create_with_context(ProbeContext::default())?;
+    // A TLS file that cannot be loaded (a missing file, a wrong key password) fails here.
+    let client: BaseConsumer<ProbeContext> = c
+        .create_with_context(ProbeContext::default())
+        .map_err(|e| match settings.security.protocol.uses_tls() {
+            true => WorkerError::Config(format!(
+                "kafka.security: the TLS files cannot be loaded (check ssl_ca_location, \
+                     ssl_certificate_location, ssl_key_location and the key's password): {e}"
+            )),
+            false => WorkerError::Kafka(e),
+        })?;
     // librdkafka reports a refused login only as a log line and an error event, both queued
     // (rdkafka sets `log.queue`): ask in short rounds and poll the queue in between, so a wrong
     // password is reported within about a second, not after the whole timeout.
@@ -320,6 +375,13 @@ pub fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<usize> {
                 "authentication to {} failed (SASL {mechanism}, user `{user}`): check kafka.security: {reason}",
                 settings.bootstrap_servers
             )));
+        }
+        if let Some(reason) = client.context().tls_failure() {
+            if let Some(f) = TlsFailure::classify(&reason, &settings.security) {
+                return Err(WorkerError::Config(
+                    f.message(&settings.bootstrap_servers, &settings.security),
+                ));
+            }
         }
         match result {
             Ok(md) => return Ok(md.brokers().len()),

@@ -6,6 +6,7 @@
 //!
 //! - [`settings`]: connection and topic settings (serde, `deny_unknown_fields`).
 //! - [`clients`]: librdkafka configurations (range assignor, murmur2 partitioner, manual offsets).
+//! - [`group_protocol`]: which consumer-group protocol (KIP-848 `consumer` or `classic`) members speak.
 //! - [`changelog`]: the join state's compacted changelog topic: creation and restore.
 //! - [`topics`]: start-up checks (topics exist, inputs co-partitioned).
 //! - [`runtime`]: the stage runtime both stages run on: one loop, one exactly-once cycle, one
@@ -13,8 +14,10 @@
 //! - [`join`]: the join stage: predictions and ground truth in; partials and dead letters out.
 //! - [`monitor`]: the monitor stage: partials in; drift, retrain and metrics records out.
 //! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
+//! - [`fault`]: named fault points for tests (only with the `fault-points` feature).
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
+//! - [`handshake`]: a failed TLS handshake, explained by the setting to fix.
 //! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
 //! - [`status`]: the stages' state as the [`prometheus::WorkerStatus`] served over HTTP.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
@@ -26,6 +29,9 @@ pub mod chart;
 pub mod clients;
 pub mod console;
 pub mod error;
+pub mod fault;
+pub mod group_protocol;
+pub mod handshake;
 pub mod http;
 pub mod join;
 pub mod join_progress;

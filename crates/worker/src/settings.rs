@@ -43,9 +43,44 @@ pub struct KafkaSettings {
     /// `join.flush_interval` and `monitor.commit_interval`. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub transaction_timeout: Duration,
+    /// Consumer-group protocol of the stages' members. `classic` (default): librdkafka's
+    /// eager `range` assignor; every rebalance revokes every partition of every member; a
+    /// static member (`instance_id`) killed and restarted gets its partitions back at once.
+    /// `consumer` (KIP-848, brokers ≥ 4.0): the coordinator assigns with its `range`
+    /// assignor and a membership change revokes only the partitions that move, but members
+    /// are dynamic, so a killed worker's partitions wait for its session to expire (the
+    /// broker's `group.consumer.session.timeout.ms`, 45 s by default). `auto`: `consumer`
+    /// when the brokers offer it, else `classic`. Both keep partition *i* of both inputs on
+    /// one member (docs/ARCHITECTURE.md, "Rebalances").
+    pub group_protocol: GroupProtocol,
     /// Any librdkafka property (e.g. `fetch.max.bytes`), applied last to every client, so it
     /// overrides driftwatch's choices. Values are never logged.
     pub properties: BTreeMap<String, String>,
+}
+
+/// Consumer-group protocol (`kafka.group_protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// `consumer` when the brokers enable it (`group.coordinator.rebalance.protocols`), else
+    /// `classic`; decided once when a stage starts.
+    Auto,
+    /// KIP-848 (brokers ≥ 4.0): server-side `range` assignment, incremental revocation.
+    Consumer,
+    /// The classic protocol with librdkafka's eager `range` assignor.
+    #[default]
+    Classic,
+}
+
+impl GroupProtocol {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Auto => "auto",
+            GroupProtocol::Consumer => "consumer",
+            GroupProtocol::Classic => "classic",
+        }
+    }
 }
 
 /// Delivery guarantee of both stages.
@@ -96,6 +131,7 @@ impl Default for KafkaSettings {
             processing_guarantee: ProcessingGuarantee::ExactlyOnce,
             instance_id: String::new(),
             transaction_timeout: Duration::from_secs(10),
+            group_protocol: GroupProtocol::Classic,
             properties: BTreeMap::new(),
         }
     }
@@ -305,6 +341,21 @@ impl Settings {
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return bad("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
         }
+        // The join reads partition i of both inputs on one member: only `range` assigns so.
+        for key in ["partition.assignment.strategy", "group.remote.assignor"] {
+            if let Some(v) = self.kafka.properties.get(key) {
+                if v.trim() != "range" {
+                    return bad(format!(
+                        "kafka.properties sets {key} = `{v}`: the join needs partition i of both inputs on one worker, which only the `range` assignor guarantees; remove it"
+                    ));
+                }
+            }
+        }
+        if let Some(v) = self.kafka.properties.get("group.protocol") {
+            return bad(format!(
+                "kafka.properties sets group.protocol = `{v}`: use kafka.group_protocol (auto | consumer | classic) instead"
+            ));
+        }
         let t = &self.topics;
         if t.predictions == t.ground_truth {
             return bad(format!(
@@ -428,6 +479,40 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().expect("defaults valid");
+    }
+
+    #[test]
+    fn assignors_that_split_partition_pairs_are_refused() {
+        for (key, value) in [
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("group.remote.assignor", "uniform"),
+        ] {
+            let mut s = Settings::default();
+            s.kafka.properties.insert(key.into(), value.into());
+            let e = s.validate().expect_err("refused").to_string();
+            assert!(e.contains(key) && e.contains("range"), "{e}");
+            s.kafka.properties.insert(key.into(), "range".into());
+            s.validate()
+                .expect("range keeps partition i of both inputs together");
+        }
+        let mut s = Settings::default();
+        s.kafka
+            .properties
+            .insert("group.protocol".into(), "consumer".into());
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("kafka.group_protocol"), "{e}");
+    }
+
+    #[test]
+    fn the_group_protocol_is_read_by_name() {
+        let s: KafkaSettings =
+            serde_json::from_str(r#"{"group_protocol": "consumer"}"#).expect("parsed");
+        assert_eq!(s.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(
+            KafkaSettings::default().group_protocol,
+            GroupProtocol::Classic
+        );
+        assert!(serde_json::from_str::<KafkaSettings>(r#"{"group_protocol": "eager"}"#).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@
 use std::sync::LazyLock;
 
 use apache_avro::Schema;
+use driftwatch_core::join::intake::{LabelFields, PredictionFields};
 use driftwatch_core::{FeatureValue, GroundTruth, Prediction, TimestampMs};
 
 use crate::error::Result;
@@ -141,6 +142,34 @@ impl GroundTruthRef<'_> {
             timestamp: self.timestamp,
             label: self.label.map(str::to_owned),
             value: self.value,
+        }
+    }
+}
+
+impl<'a> PredictionRef<'a> {
+    /// The fields the join's intake rules judge, with the predicted class's `score` (which the
+    /// caller takes from the class scores it was visited with).
+    pub fn fields(&self, score: Option<f32>) -> PredictionFields<'a> {
+        PredictionFields {
+            request_id: self.request_id,
+            model_id: self.model_id,
+            model_version: self.model_version,
+            timestamp: self.timestamp,
+            predicted_label: self.predicted_label,
+            predicted_value: self.predicted_value,
+            score,
+        }
+    }
+}
+
+impl<'a> From<GroundTruthRef<'a>> for LabelFields<'a> {
+    fn from(l: GroundTruthRef<'a>) -> Self {
+        LabelFields {
+            request_id: l.request_id,
+            model_id: l.model_id,
+            timestamp: l.timestamp,
+            label: l.label,
+            value: l.value,
         }
     }
 }

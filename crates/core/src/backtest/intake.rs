@@ -20,22 +20,7 @@ pub fn prediction_in(
     task: &mut JoinTask,
     p: &Prediction,
 ) -> Result<(PredictionIn, ModelVersionId), Rejection> {
-    let score = p.predicted_label.as_deref().and_then(|label| {
-        p.scores
-            .iter()
-            .flatten()
-            .find(|(c, _)| c == label)
-            .map(|&(_, s)| s as f32)
-    });
-    let fields = PredictionFields {
-        request_id: &p.request_id,
-        model_id: &p.model_id,
-        model_version: &p.model_version,
-        timestamp: p.timestamp,
-        predicted_label: p.predicted_label.as_deref(),
-        predicted_value: p.predicted_value,
-        score,
-    };
+    let fields = PredictionFields::from(p);
     RULES.check_prediction(&fields, NO_CLOCK)?;
     let input = intake::prediction_in(task, &fields)?;
     Ok((input, input.model))
@@ -43,13 +28,7 @@ pub fn prediction_in(
 
 /// The join input of a label.
 pub fn label_in(task: &mut JoinTask, l: &GroundTruth) -> Result<LabelIn, Rejection> {
-    let fields = LabelFields {
-        request_id: &l.request_id,
-        model_id: l.model_id.as_deref(),
-        timestamp: l.timestamp,
-        label: l.label.as_deref(),
-        value: l.value,
-    };
+    let fields = LabelFields::from(l);
     RULES.check_label(&fields, NO_CLOCK)?;
     intake::label_in(task, &fields)
 }

@@ -23,7 +23,7 @@
 //! Nothing here allocates unless a record is refused.
 
 use super::{Actual, JoinTask, LabelIn, Predicted, PredictionIn, RequestKey};
-use crate::TimestampMs;
+use crate::{GroundTruth, Prediction, TimestampMs};
 
 /// A prediction's fields as decoded, borrowed from the payload.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +49,41 @@ pub struct LabelFields<'a> {
     pub timestamp: TimestampMs,
     pub label: Option<&'a str>,
     pub value: Option<f64>,
+}
+
+impl<'a> From<&'a Prediction> for PredictionFields<'a> {
+    /// An owned prediction's fields (the JSON path and offline replays); the score is its
+    /// predicted class's entry in `scores`, if any.
+    fn from(p: &'a Prediction) -> Self {
+        let score = p.predicted_label.as_deref().and_then(|label| {
+            p.scores
+                .iter()
+                .flatten()
+                .find(|(class, _)| class == label)
+                .map(|&(_, s)| s as f32)
+        });
+        PredictionFields {
+            request_id: &p.request_id,
+            model_id: &p.model_id,
+            model_version: &p.model_version,
+            timestamp: p.timestamp,
+            predicted_label: p.predicted_label.as_deref(),
+            predicted_value: p.predicted_value,
+            score,
+        }
+    }
+}
+
+impl<'a> From<&'a GroundTruth> for LabelFields<'a> {
+    fn from(l: &'a GroundTruth) -> Self {
+        LabelFields {
+            request_id: &l.request_id,
+            model_id: l.model_id.as_deref(),
+            timestamp: l.timestamp,
+            label: l.label.as_deref(),
+            value: l.value,
+        }
+    }
 }
 
 /// Why the intake refused a record.

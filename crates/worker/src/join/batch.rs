@@ -105,6 +105,7 @@ impl Batch for CommitBatch {
                 record = record.payload(p.as_slice());
             }
             send(record)?;
+            crate::fault::point("dead_letter.sent");
         }
         for r in &self.partials {
             send(r.future(&self.partials_topic))?;

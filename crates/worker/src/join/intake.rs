@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use driftwatch_codec::borrowed::{GroundTruthRef, PredictionRef};
 use driftwatch_codec::{from_json_slice, CodecError, PayloadFormat};
 use driftwatch_core::join::{
     label_in, prediction_in, Input, IntakeRules, LabelFields, ModelVersionId, PredictionFields,
@@ -108,7 +107,7 @@ impl Join {
             // Revoked meanwhile: validated as usual, but nothing to summarize into.
             let mut scores = ScoreOfPredicted::default();
             let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
-            let fields = prediction_fields(&p, &scores);
+            let fields = p.fields(p.predicted_label.and_then(|l| scores.score_of(l)));
             return accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)
                 .map(|_| ());
         };
@@ -130,7 +129,7 @@ impl Join {
         } = visitor;
         t.features_dropped += dropped;
         let result = decoded.map_err(Reject::codec).and_then(|p| {
-            let fields = prediction_fields(&p, &scores);
+            let fields = p.fields(p.predicted_label.and_then(|l| scores.score_of(l)));
             let model = accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)?;
             if let (Some(model), Some(t)) = (model, self.tasks.get_mut(&partition)) {
                 let score = p.predicted_label.and_then(|l| scores.score_f64(l));
@@ -154,23 +153,7 @@ impl Join {
         now: i64,
     ) -> Result<(), Reject> {
         let owned: Prediction = from_json_slice(payload).map_err(Reject::codec)?;
-        let score = owned.predicted_label.as_deref().and_then(|label| {
-            owned
-                .scores
-                .iter()
-                .flatten()
-                .find(|(class, _)| class == label)
-                .map(|(_, p)| *p as f32)
-        });
-        let fields = PredictionFields {
-            request_id: &owned.request_id,
-            model_id: &owned.model_id,
-            model_version: &owned.model_version,
-            timestamp: owned.timestamp,
-            predicted_label: owned.predicted_label.as_deref(),
-            predicted_value: owned.predicted_value,
-            score,
-        };
+        let fields = PredictionFields::from(&owned);
         let model = accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)?;
         if let (Some(model), Some(t)) = (model, self.tasks.get_mut(&partition)) {
             // The JSON path is not the fast one: the owned record is summarized by name.
@@ -184,13 +167,7 @@ impl Join {
     fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
         if !PayloadFormat::detect(payload).is_avro() {
             let owned: GroundTruth = from_json_slice(payload).map_err(Reject::codec)?;
-            let fields = LabelFields {
-                request_id: &owned.request_id,
-                model_id: owned.model_id.as_deref(),
-                timestamp: owned.timestamp,
-                label: owned.label.as_deref(),
-                value: owned.value,
-            };
+            let fields = LabelFields::from(&owned);
             return accept_label(&mut self.tasks, &self.rules, partition, &fields, now);
         }
         let (decoder, datum) = self
@@ -203,35 +180,9 @@ impl Join {
             &mut self.tasks,
             &self.rules,
             partition,
-            &label_fields(&l),
+            &LabelFields::from(l),
             now,
         )
-    }
-}
-
-/// A decoded prediction's fields, with the predicted class's score from its class scores.
-fn prediction_fields<'a>(
-    p: &PredictionRef<'a>,
-    scores: &ScoreOfPredicted<'_>,
-) -> PredictionFields<'a> {
-    PredictionFields {
-        request_id: p.request_id,
-        model_id: p.model_id,
-        model_version: p.model_version,
-        timestamp: p.timestamp,
-        predicted_label: p.predicted_label,
-        predicted_value: p.predicted_value,
-        score: p.predicted_label.and_then(|l| scores.score_of(l)),
-    }
-}
-
-fn label_fields<'a>(l: &GroundTruthRef<'a>) -> LabelFields<'a> {
-    LabelFields {
-        request_id: l.request_id,
-        model_id: l.model_id,
-        timestamp: l.timestamp,
-        label: l.label,
-        value: l.value,
     }
 }
 

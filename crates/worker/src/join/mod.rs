@@ -131,10 +131,13 @@ impl JoinStage {
                 .map_err(|e| WorkerError::Config(format!("ground-truth schema: {e}")))?
                 .with_max_message_bytes(max_bytes),
         };
-        let consumer: StreamConsumer<StageContext> =
-            member_config(&settings.kafka, &settings.kafka.join_group_id)
-                .set("statistics.interval.ms", "500")
-                .create_with_context(StageContext::default())?;
+        let consumer: StreamConsumer<StageContext> = member_config(
+            &settings.kafka,
+            &settings.kafka.join_group_id,
+            crate::group_protocol::resolve(&settings.kafka),
+        )
+        .set("statistics.interval.ms", "500")
+        .create_with_context(StageContext::default())?;
         let t = &settings.topics;
         let flush = settings.join.flush_interval;
         let schedule = Schedule {

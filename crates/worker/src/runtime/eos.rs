@@ -148,7 +148,14 @@ pub fn commit<B: Batch>(
     timeout: Duration,
 ) -> Result<Duration, KafkaError> {
     let started = Instant::now();
-    batch.produce(|record| send_waiting(producer, record))?;
+    let mut sent = 0u64;
+    batch.produce(|record| {
+        sent += 1;
+        send_waiting(producer, record)
+    })?;
+    if sent > 0 {
+        crate::fault::point("transaction.records_sent");
+    }
     let offsets = batch.offsets();
     if offsets.count() > 0 {
         let metadata = metadata.ok_or(KafkaError::MessageProduction(
@@ -157,6 +164,7 @@ pub fn commit<B: Batch>(
         retrying("send offsets", || {
             producer.send_offsets_to_transaction(offsets, metadata, timeout)
         })?;
+        crate::fault::point("transaction.offsets_sent");
     }
     retrying("commit", || producer.commit_transaction(timeout))?;
     let took = started.elapsed();

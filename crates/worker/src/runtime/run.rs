@@ -508,6 +508,7 @@ impl<S: Stage> Loop<S> {
                     TopicPartitionList::new()
                 });
             self.stage.positioned(&committed);
+            crate::fault::point("rebalance.restored");
             Ok(())
         });
         // Answered even after a failed restore: the stage then stops, and closing the
