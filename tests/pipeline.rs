@@ -7,7 +7,8 @@
 //!   event for it, and nothing for the stable model (no false alarm). One seed (3); seeds 1–5
 //!   with `DRIFTWATCH_FULL=1`, about 50 s each.
 //! - `driftwatch run --role all` (the real binary) serves `/metrics` with the named series and
-//!   plausible values, `/readyz` turns ready after assignment, and SIGTERM stops it cleanly.
+//!   plausible values, `/readyz` turns ready after assignment, the console at `/` and
+//!   `/api/models`, and SIGTERM stops it cleanly.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -441,6 +442,17 @@ async fn run_all_serves_metrics_readiness_and_stops_on_sigterm() {
         )
         .is_some_and(|v| v > 0.0 && v < 10.0),
         "{body}"
+    );
+
+    // The console is served on the same port: the page, and its data naming both stages.
+    let (code, page) = http_get(port, "/").expect("/ answers");
+    assert_eq!(code, 200);
+    assert!(page.contains("driftwatch console"), "{page}");
+    let (code, api) = http_get(port, "/api/models").expect("/api/models answers");
+    assert_eq!(code, 200);
+    assert!(
+        api.contains("\"join\":true") && api.contains("\"monitor\":true"),
+        "{api}"
     );
 
     // SIGTERM: flush, commit, leave, exit 0 within a bounded time.

@@ -4,7 +4,10 @@
 //! carries generated traffic for two models; halfway through, the `fraud` model's accuracy
 //! falls from 0.92 to 0.70 and its feature `x0` shifts, while `churn` stays stable. The join and
 //! monitor stages run in this process; a live table shows each model, and every drift and
-//! retrain event is printed as it is read back from its output topic.
+//! retrain event is printed as it is read back from its output topic. The web console
+//! ([`driftwatch_worker::console`]) serves the same pipeline; its URL is printed first, and
+//! `--ui` keeps it up after the scenario. Standard output carries only the table, the events
+//! and the summary: logs go to a file (or to stderr with `--verbose`).
 //!
 //! The mock cluster keeps at most 100 000 messages or 5 MiB per partition and drops older data
 //! silently, and it does not apply transactions: the demo is sized to stay well under those
@@ -14,6 +17,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -22,6 +27,7 @@ use driftwatch_core::{DriftEvent, DriftState, RetrainEvent};
 use driftwatch_generator::publish::{publish, Pace};
 use driftwatch_generator::{GeneratorConfig, Scenario, TrafficGenerator};
 use driftwatch_worker::clients::{consumer_config, create_topics, delete_topics, TopicSpec};
+use driftwatch_worker::http::MetricsServer;
 use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
@@ -49,6 +55,13 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Print the live table (off: events and the summary only).
     pub live: bool,
+    /// Keep the web console up after the scenario, until Ctrl-C.
+    pub ui: bool,
+    /// Address of the web console; `None`: no console, and no console or log lines printed
+    /// (the bench's detection phase).
+    pub console_bind: Option<SocketAddr>,
+    /// Where the logs go (printed at start); `None`: standard error.
+    pub log_file: Option<PathBuf>,
 }
 
 /// The embedded broker: librdkafka's mock cluster, kept alive while the demo runs.
@@ -247,6 +260,19 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
         humantime::format_duration(opts.event_span / 2));
 
     let pipeline = Pipeline::new(&settings, Role::Both)?;
+    let console = match opts.console_bind {
+        Some(bind) => {
+            let (url, stop) = serve_console(&pipeline, bind).await?;
+            println!("console: {url}");
+            match &opts.log_file {
+                Some(path) => println!("logs:    {} (--verbose: on stderr)", path.display()),
+                None => println!("logs:    on stderr"),
+            }
+            println!();
+            Some((url, stop))
+        }
+        None => None,
+    };
     let handles = pipeline.handles();
     let (Some(join_handle), Some(monitor_handle)) = (handles.join, handles.monitor) else {
         anyhow::bail!("the demo's pipeline runs both stages");
@@ -348,6 +374,7 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
         }
     }
     let _ = stop_traffic.send(());
+    println!("stopping the pipeline: the last output is committed");
     pipeline.stop().await?;
     for f in followers {
         f.abort();
@@ -361,11 +388,49 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
             d.pipeline.as_secs_f64()
         );
     }
+    if let Some((url, stop)) = console {
+        if opts.ui {
+            println!("\nthe console stays up at {url} — Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = stop.send(());
+    }
     Ok(DemoReport {
         drift,
         retrain,
         detection,
     })
+}
+
+/// Serves the web console (and `/metrics`) of the demo's pipeline on `bind`, or on any free
+/// port of the same address when that one is taken; returns its URL and its stop switch.
+async fn serve_console(
+    pipeline: &Pipeline,
+    bind: SocketAddr,
+) -> anyhow::Result<(String, oneshot::Sender<()>)> {
+    let server = match MetricsServer::bind(bind).await {
+        Ok(s) => s,
+        Err(_) => MetricsServer::bind(SocketAddr::new(bind.ip(), 0))
+            .await
+            .context("the console's address")?,
+    };
+    let mut addr = server.local_addr()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let handles = pipeline.stage_handles();
+    let console = handles.clone();
+    let server = server.with_console(move || console.console());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = server.run(move || handles.status(), stopped).await {
+            tracing::error!(error = %e, "console stopped");
+        }
+    });
+    Ok((format!("http://{addr}/"), stop))
 }
 
 fn detector_name(e: &DriftEvent) -> String {

@@ -10,7 +10,6 @@ mod demo;
 mod generate;
 mod input;
 mod profile;
-mod report;
 mod settings_file;
 
 use std::path::PathBuf;
@@ -214,6 +213,15 @@ struct DemoArgs {
     /// No live table: only events and the summary.
     #[arg(long)]
     quiet: bool,
+    /// Logs on standard error instead of a file (whose path the demo prints).
+    #[arg(long)]
+    verbose: bool,
+    /// Keep the web console up after the scenario, until Ctrl-C.
+    #[arg(long)]
+    ui: bool,
+    /// Address of the web console (port 0: any free port; a taken port falls back to one).
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    console_bind: std::net::SocketAddr,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -246,7 +254,14 @@ enum TopicsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo's terminal is its live table: its logs go to a file unless `--verbose`.
+    let log_file = match &cli.command {
+        Command::Demo(args) if !args.verbose => {
+            Some(std::env::temp_dir().join(format!("driftwatch-demo-{}.log", std::process::id())))
+        }
+        _ => None,
+    };
+    let log_file = init_logging(cli.log_format, log_file);
     // Offline and synchronous: needs neither the configuration nor the async runtime.
     if let Command::Compare(args) = &cli.command {
         return match compare::run(args) {
@@ -316,7 +331,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let result = runtime.block_on(execute(cli.command, settings, demo));
+    let result = runtime.block_on(execute(cli.command, settings, demo, log_file));
     // Clients first, then the embedded broker they talk to.
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(embedded);
@@ -333,6 +348,7 @@ async fn execute(
     command: Command,
     settings: Settings,
     demo: Option<Settings>,
+    log_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     match command {
         Command::Run { role } => run_role(settings, role).await,
@@ -343,6 +359,9 @@ async fn execute(
                 predictions: args.predictions,
                 seed: args.seed,
                 live: !args.quiet,
+                ui: args.ui,
+                console_bind: Some(args.console_bind),
+                log_file,
             };
             let real_broker = args.bootstrap_servers.is_some();
             let settings = anyhow::Context::context(demo, "the demo's settings were not prepared")?;
@@ -352,6 +371,7 @@ async fn execute(
             let result = demo::run(settings.clone(), opts).await;
             if real_broker {
                 // The run's topics are its own: leave the broker as it was.
+                println!("deleting the run's topics");
                 if let Err(e) = demo::delete_real_topics(&settings).await {
                     eprintln!("note: the demo's topics were not deleted: {e:#}");
                 }
@@ -422,8 +442,12 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
             .with_context(|| format!("metrics endpoint on {}", settings.http.bind))?
             .with_options(RenderOptions {
                 max_models: settings.http.max_exported_models,
+            })
+            .with_console({
+                let handles = handles.clone();
+                move || handles.console()
             });
-        tracing::info!(bind = %settings.http.bind, "serving /metrics, /healthz, /readyz");
+        tracing::info!(bind = %settings.http.bind, "serving the console on /, /metrics, /healthz, /readyz");
         let stop_http = stop(&tx);
         tokio::spawn(async move {
             if let Err(e) = server.run(move || handles.status(), stop_http).await {
@@ -550,15 +574,41 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to `file` when given and it can be created (returned then), else to standard error;
+/// colours only on a terminal.
+fn init_logging(format: LogFormat, file: Option<PathBuf>) -> Option<PathBuf> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("DRIFTWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let opened = file.and_then(|path| match std::fs::File::create(&path) {
+        Ok(f) => Some((path, f)),
+        Err(e) => {
+            eprintln!("note: logs on stderr: {} not writable: {e}", path.display());
+            None
+        }
+    });
+    match opened {
+        Some((path, f)) => {
+            let builder = builder
+                .with_writer(std::sync::Mutex::new(f))
+                .with_ansi(false);
+            match format {
+                LogFormat::Text => builder.init(),
+                LogFormat::Json => builder.json().init(),
+            }
+            Some(path)
+        }
+        None => {
+            let builder = builder
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal());
+            match format {
+                LogFormat::Text => builder.init(),
+                LogFormat::Json => builder.json().init(),
+            }
+            None
+        }
     }
 }

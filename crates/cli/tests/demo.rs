@@ -1,5 +1,6 @@
 //! `driftwatch demo` in a short mode: the drifting model gets drift and retrain events, the
-//! stable one none, and the run ends by itself with exit code 0.
+//! stable one none, and the run ends by itself with exit code 0. Its standard output carries
+//! the console's URL and no log line: the logs are in the file it names.
 //!
 //! The demo runs on librdkafka's embedded mock cluster: this checks the demo, not Kafka (the
 //! integration tests in the repository's `tests/` do that against a real broker).
@@ -17,8 +18,10 @@ fn short_demo_flags_the_drifting_model_only() {
             "--predictions",
             "16000",
             "--quiet",
+            "--console-bind",
+            "127.0.0.1:0",
         ])
-        .env("DRIFTWATCH_LOG", "error")
+        .env("DRIFTWATCH_LOG", "info")
         .timeout(std::time::Duration::from_secs(150))
         .output()
         .expect("demo runs");
@@ -56,4 +59,22 @@ fn short_demo_flags_the_drifting_model_only() {
         "the stable model must stay quiet:\n{stdout}"
     );
     assert!(stdout.contains("summary after"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("console: http://127.0.0.1:")),
+        "{stdout}"
+    );
+    for level in [" INFO ", " WARN ", " ERROR "] {
+        assert!(!stdout.contains(level), "a log line on stdout:\n{stdout}");
+    }
+    let log = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("logs:"))
+        .and_then(|l| l.trim().split(" (").next())
+        .unwrap_or_else(|| panic!("no log file named:\n{stdout}"));
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+    assert!(text.contains("drift event"), "{log}:\n{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in {log}");
+    let _ = std::fs::remove_file(log);
 }

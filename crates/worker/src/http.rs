@@ -1,4 +1,5 @@
-//! The worker's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! The worker's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and the console (`/`,
+//! `/api/models`, [`crate::console`]) when one is given.
 //!
 //! Design:
 //! - The server knows only a function that returns a [`WorkerStatus`]; the stage decides how
@@ -23,6 +24,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::console::{ConsoleSource, ConsoleView};
 use crate::prometheus::{render, RenderOptions, WorkerStatus, CONTENT_TYPE};
 
 /// Errors of the HTTP endpoint.
@@ -52,6 +54,7 @@ struct AppState {
 pub struct MetricsServer {
     listener: TcpListener,
     options: RenderOptions,
+    console: Option<ConsoleSource>,
 }
 
 impl MetricsServer {
@@ -63,12 +66,22 @@ impl MetricsServer {
         Ok(MetricsServer {
             listener,
             options: RenderOptions::default(),
+            console: None,
         })
     }
 
     /// Uses `options` to render `/metrics` (e.g. another cardinality cap).
     pub fn with_options(mut self, options: RenderOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Also serves the console (`/`, `/api/models`) from `source`.
+    pub fn with_console<F>(mut self, source: F) -> Self
+    where
+        F: Fn() -> ConsoleView + Send + Sync + 'static,
+    {
+        self.console = Some(Arc::new(source));
         self
     }
 
@@ -87,7 +100,11 @@ impl MetricsServer {
             source: Arc::new(source),
             options: self.options,
         };
-        axum::serve(self.listener, router(state))
+        let mut app = router(state);
+        if let Some(console) = self.console {
+            app = app.merge(crate::console::router(console));
+        }
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())

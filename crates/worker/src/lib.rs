@@ -23,9 +23,13 @@
 //! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
 //! - [`status`]: the stages' state as the [`prometheus::WorkerStatus`] served over HTTP.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
+//! - [`chart`]: inline SVG charts of the console and of the cli's HTML reports.
+//! - [`console`]: the web console at `/`: models, accuracy, drift and events of this worker.
 
 pub mod changelog;
+pub mod chart;
 pub mod clients;
+pub mod console;
 pub mod error;
 pub mod fault;
 pub mod group_protocol;

@@ -55,6 +55,7 @@ pub struct Pipeline {
     monitor: Option<MonitorStage>,
     handles: PipelineHandles,
     join_group: String,
+    monitor_group: String,
 }
 
 impl Pipeline {
@@ -78,6 +79,7 @@ impl Pipeline {
             monitor,
             handles,
             join_group: settings.kafka.join_group_id.clone(),
+            monitor_group: settings.monitor.group_id.clone(),
         })
     }
 
@@ -95,6 +97,7 @@ impl Pipeline {
                 .clone()
                 .map(|h| (h, self.join_group.clone())),
             monitor: self.handles.monitor.clone(),
+            monitor_group: self.monitor_group.clone(),
         }
     }
 

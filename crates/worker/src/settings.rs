@@ -280,7 +280,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Serve `/metrics`, `/healthz` and `/readyz`. Default true.
+    /// Serve `/metrics`, `/healthz`, `/readyz` and the console (`/`). Default true.
     pub enabled: bool,
     /// Listen address. Default `0.0.0.0:9898`.
     pub bind: std::net::SocketAddr,

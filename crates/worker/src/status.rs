@@ -1,8 +1,10 @@
-//! Builds the [`WorkerStatus`] served on `/metrics` and `/readyz` from the stages' handles.
+//! Builds the [`WorkerStatus`] served on `/metrics` and `/readyz`, and the console's view,
+//! from the stages' handles.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::console::ConsoleView;
 use crate::join::JoinStageHandle;
 use crate::monitor::MonitorStageHandle;
 use crate::prometheus::{JoinBufferGauge, LatencySummary, MonitorStatus, Readiness, WorkerStatus};
@@ -12,9 +14,18 @@ use crate::prometheus::{JoinBufferGauge, LatencySummary, MonitorStatus, Readines
 pub struct StageHandles {
     pub join: Option<(JoinStageHandle, String)>,
     pub monitor: Option<MonitorStageHandle>,
+    /// The monitor's consumer group (the console names it).
+    pub monitor_group: String,
 }
 
 impl StageHandles {
+    /// What the console shows: the models this process monitors.
+    pub fn console(&self) -> ConsoleView {
+        let join = self.join.as_ref().map(|(j, _)| j.stats());
+        let monitor = self.monitor.as_ref().map(MonitorStageHandle::stats);
+        crate::console::view::build(join.as_ref(), monitor.as_ref(), &self.monitor_group)
+    }
+
     /// A snapshot of everything this process exposes.
     pub fn status(&self) -> WorkerStatus {
         let mut w = WorkerStatus::default();

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use driftwatch_core::backtest::{BacktestReport, ModelReport};
 
 use super::render::{decay_lines, duration, time};
-use crate::report::svg::{self, escape, TimeSeries};
+use driftwatch_worker::chart::{self, escape, TimeSeries};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width:60em}\
 table{border-collapse:collapse}th,td{padding:.25em .8em;border-bottom:1px solid #ddd;\
@@ -126,7 +126,7 @@ fn model_section(out: &mut String, m: &ModelReport) {
         .fold(1.0f64, f64::min);
     // The y axis from a round tenth below everything shown, to 1.
     let y0 = ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9);
-    let chart = svg::timeline(
+    let chart = chart::timeline(
         &format!("{}: accuracy per policy", m.model_id),
         (m.start, m.end),
         (y0, 1.0),

@@ -155,6 +155,9 @@ async fn detection(settings: &Settings) -> anyhow::Result<()> {
             // The demo's own traffic, so the figure is the demo's.
             seed: crate::demo::DEFAULT_SEED,
             live: false,
+            ui: false,
+            console_bind: None,
+            log_file: None,
         },
     )
     .await;

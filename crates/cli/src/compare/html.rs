@@ -6,7 +6,7 @@ use std::fmt::Write;
 use driftwatch_core::summary::{CategoricalSummary, NumericSummary};
 
 use super::report::{ColumnReport, Kind, Report};
-use crate::report::svg::{self, escape, Series, CURRENT_COLOR, REFERENCE_COLOR};
+use driftwatch_worker::chart::{self, escape, Series, CURRENT_COLOR, REFERENCE_COLOR};
 
 /// Histogram bins of a numeric chart. Few enough that a bin holds several times the KLL
 /// sketch's rank error (≈ 1.3 % double-sided), so the bars show the distribution, not the
@@ -94,7 +94,7 @@ fn chart(col: &ColumnReport) -> String {
                 .zip(col.current.numeric())
                 .and_then(|(r, c)| numeric_bins(r, c));
             let (edges, rv, cv) = bins.unwrap_or_default();
-            svg::histogram(
+            chart::histogram(
                 &title,
                 &edges,
                 &[
@@ -118,7 +118,7 @@ fn chart(col: &ColumnReport) -> String {
                 col.reference.categorical().unwrap_or(&empty),
                 col.current.categorical().unwrap_or(&empty),
             );
-            svg::bars(
+            chart::bars(
                 &title,
                 &names,
                 &[

@@ -133,8 +133,18 @@ fn step_machine(
     cfg: &ModelConfig,
     now: TimestampMs,
 ) -> Option<DriftEvent> {
+    let key = (j.detector.clone(), j.feature.clone());
+    v.verdicts.insert(
+        key.clone(),
+        super::LatestVerdict {
+            statistic: j.statistic.clone(),
+            value: j.value,
+            threshold: j.threshold,
+            window_end: j.window_end,
+        },
+    );
     v.machines
-        .entry((j.detector.clone(), j.feature.clone()))
+        .entry(key)
         .or_default()
         .step(model_id, version, j, cfg.hysteresis, now)
 }

@@ -103,6 +103,27 @@ pub struct MonitorOutput {
 /// one-minute buckets. Older ones are skipped.
 const MAX_CATCH_UP_JUDGEMENTS: usize = 1440;
 
+/// The latest verdict of a detector: its statistic against its threshold over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestVerdict {
+    pub statistic: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub window_end: TimestampMs,
+}
+
+/// One detector machine of a model version, as [`Monitor::detector_states`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorState {
+    pub version: String,
+    pub detector: String,
+    /// `None` for model-level detectors.
+    pub feature: Option<String>,
+    pub state: DriftState,
+    /// `None` until the machine's first verdict since this process holds the version.
+    pub latest: Option<LatestVerdict>,
+}
+
 /// Machines are keyed by (detector, feature).
 type MachineKey = (String, Option<String>);
 
@@ -112,6 +133,10 @@ struct VersionState {
     baseline: Baseline,
     streams: Vec<StreamWatch>,
     machines: BTreeMap<MachineKey, DriftMachine>,
+    /// The latest verdict of each machine, for dashboards: not persisted (a restored version
+    /// shows none until its next verdict), never read by a decision.
+    #[serde(skip)]
+    verdicts: BTreeMap<MachineKey, LatestVerdict>,
     /// Window end the drop test last judged: the same window is not judged twice.
     last_judged_end: Option<TimestampMs>,
     submitted: Vec<Judgement>,
@@ -146,6 +171,7 @@ impl VersionState {
             baseline: Baseline::learned(cfg.baseline.clone()),
             streams,
             machines: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
             last_judged_end: None,
             submitted: Vec::new(),
             decay: DecayFit::new(),
@@ -455,6 +481,26 @@ impl Monitor {
         v.machines
             .get(&(detector.to_owned(), feature.map(str::to_owned)))
             .map(|m| m.state)
+    }
+
+    /// Every detector machine of a model with its state and latest verdict, for dashboards
+    /// (the console's detector table).
+    pub fn detector_states(&self, model_id: &str) -> Vec<DetectorState> {
+        let Some(m) = self.models.get(model_id) else {
+            return Vec::new();
+        };
+        m.versions
+            .iter()
+            .flat_map(|(version, v)| {
+                v.machines.iter().map(move |(key, machine)| DetectorState {
+                    version: version.clone(),
+                    detector: key.0.clone(),
+                    feature: key.1.clone(),
+                    state: machine.state,
+                    latest: v.verdicts.get(key).cloned(),
+                })
+            })
+            .collect()
     }
 
     /// The baseline of a model version.

@@ -330,3 +330,35 @@ mod tests {
         assert_eq!(restored, x);
     }
 }
+
+#[cfg(test)]
+mod documented_ids {
+    use super::*;
+
+    /// The examples of `schemas/README.md` carry real ids: 32 hex digits of an xxh3-128 hash.
+    #[test]
+    fn the_documented_drift_event_id_is_the_one_computed() {
+        let id = event_id(
+            "fraud-detector",
+            "2026.11.3",
+            "psi",
+            Some("age"),
+            1_795_000_900_000,
+            DriftState::Drift,
+        );
+        let mut key = Vec::new();
+        for part in ["fraud-detector", "2026.11.3", "retrain"] {
+            key.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            key.extend_from_slice(part.as_bytes());
+        }
+        key.extend_from_slice(&1_795_000_900_000i64.to_le_bytes());
+        key.extend_from_slice(id.as_bytes());
+        let retrain = format!("{:032x}", xxh3_128(&key));
+        let doc = include_str!("../../../../schemas/README.md");
+        assert!(doc.contains(&format!("\"event_id\": \"{id}\"")), "{id}");
+        assert!(
+            doc.contains(&format!("\"event_id\": \"{retrain}\"")),
+            "{retrain}"
+        );
+    }
+}

@@ -51,11 +51,12 @@ mod models;
 mod output;
 mod stage;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use driftwatch_core::monitor::Monitor;
+use driftwatch_core::monitor::{DetectorState, Monitor};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelReference, RetrainEvent};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
@@ -79,6 +80,15 @@ pub struct MonitorStats {
     pub latest_metrics: Vec<ModelMetrics>,
     /// Event-time progress: the latest bucket end seen.
     pub progress_ms: i64,
+    /// Accuracy per (model, version, window) over the latest snapshots, oldest first:
+    /// (window end, accuracy), at most [`HISTORY_POINTS`] each (the console's chart).
+    pub accuracy_history: BTreeMap<(String, String, String), Vec<(i64, f64)>>,
+    /// Every detector machine of the models this worker owns, by model, with its state and
+    /// latest verdict, as of the last metrics snapshot or drift event (the console's drift
+    /// table).
+    pub detector_states: BTreeMap<String, Vec<DetectorState>>,
+    /// Partitions of the partials topic this worker owns (its models are theirs).
+    pub assigned_partitions: Vec<i32>,
     /// Reference profiles loaded from the model-references topic, as `model/version`.
     pub references: Vec<String>,
     /// Models whose retrain policy was restored from the retrain-events topic at start-up.
@@ -94,6 +104,9 @@ pub struct MonitorStats {
     pub restored_models: u64,
     pub restore_seconds: f64,
 }
+
+/// Points kept per accuracy history: four hours of one-minute snapshots.
+pub const HISTORY_POINTS: usize = 240;
 
 /// A handle on a running monitor stage.
 #[derive(Clone)]

@@ -141,6 +141,14 @@ impl Monitoring {
             .retrain_events
             .retain(|e| !models.contains(&e.model_id));
         pending.metrics.retain(|m| !models.contains(&m.model_id));
+        {
+            // The console shows the models this worker owns: the others' history goes too.
+            let mut s = lock(&self.stats);
+            s.accuracy_history
+                .retain(|(m, _, _), _| !models.contains(m));
+            s.detector_states.retain(|m, _| !models.contains(m));
+            s.latest_metrics.retain(|m| !models.contains(&m.model_id));
+        }
         for p in gone {
             self.positions.remove(p);
             self.assigned.remove(p);

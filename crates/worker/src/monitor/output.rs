@@ -15,8 +15,8 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::TopicPartitionList;
 use tracing::{error, info};
 
-use super::lock;
 use super::stage::Monitoring;
+use super::{lock, HISTORY_POINTS};
 use crate::runtime::Batch;
 use crate::settings::OutputFormat;
 
@@ -99,6 +99,37 @@ impl Monitoring {
         s.retrain_events.extend(out.retrain_events.iter().cloned());
         if !out.metrics.is_empty() {
             s.latest_metrics = out.metrics.clone();
+        }
+        for m in &out.metrics {
+            let Some((_, accuracy)) = m.metrics.iter().find(|(n, _)| n == "accuracy") else {
+                continue;
+            };
+            let key = (
+                m.model_id.clone(),
+                m.model_version.clone(),
+                m.window.clone(),
+            );
+            let points = s.accuracy_history.entry(key).or_default();
+            match points.last_mut() {
+                // A snapshot of the same window end (metrics are emitted on processing time)
+                // replaces the previous one: labels may have matured since.
+                Some(last) if last.0 == m.window_end => last.1 = *accuracy,
+                Some(last) if last.0 > m.window_end => {}
+                _ => points.push((m.window_end, *accuracy)),
+            }
+            if points.len() > HISTORY_POINTS {
+                let excess = points.len() - HISTORY_POINTS;
+                points.drain(..excess);
+            }
+        }
+        // Refreshed with each metrics snapshot (every `metrics_interval`) or state change, not
+        // at every commit: a copy of every detector of every owned model.
+        if !out.metrics.is_empty() || !out.drift_events.is_empty() {
+            s.detector_states = self
+                .model_partition
+                .keys()
+                .map(|model| (model.clone(), self.monitor.detector_states(model)))
+                .collect();
         }
     }
 }

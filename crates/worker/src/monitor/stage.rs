@@ -163,11 +163,13 @@ impl Stage for Monitoring {
             self.restore(&new)?;
             self.assigned.extend(new);
         }
+        lock(&self.stats).assigned_partitions = self.assigned.iter().copied().collect();
         Ok(())
     }
 
     fn revoked(&mut self, tpl: &TopicPartitionList, _lost: bool) {
         let gone: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         self.forget(&gone);
+        lock(&self.stats).assigned_partitions = self.assigned.iter().copied().collect();
     }
 }

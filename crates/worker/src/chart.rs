@@ -1,8 +1,12 @@
-//! Small inline SVG charts for self-contained HTML reports: no script, no stylesheet, no font
-//! or anything else fetched, so a page stays readable offline and in a mail attachment.
+//! Small inline SVG charts, one code for every page driftwatch draws: the web console
+//! ([`crate::console`]) and the self-contained HTML reports of `driftwatch compare` and
+//! `driftwatch backtest`. No script, no stylesheet, no font or anything else fetched, so a
+//! report stays readable offline and in a mail attachment, and the console needs no asset.
 //!
 //! Each function returns one `<svg>` element. Series are drawn in the order given, with a
-//! legend; text is escaped.
+//! legend; text is escaped. A timeline's elements carry classes and `data-` attributes
+//! (`series`, `mark`, the series' name, its number of points) for styling and for tests that
+//! read a rendered page.
 
 use std::fmt::Write;
 
@@ -355,18 +359,22 @@ pub fn timeline(
         if !d.is_empty() {
             let _ = write!(
                 out,
-                "<path d=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\"/>",
-                d.trim_end()
+                "<path class=\"series\" data-series=\"{n}\" data-points=\"{k}\" d=\"{}\" \
+                 fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\"/>",
+                d.trim_end(),
+                n = escape(s.name),
+                k = s.points.iter().filter(|(_, v)| v.is_finite()).count()
             );
         }
         for (t, tip) in s.marks {
             let x = px(*t);
             let _ = write!(
                 out,
-                "<g><title>{tip}</title><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" \
+                "<g class=\"mark\" data-series=\"{n}\"><title>{tip}</title><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" \
                  y2=\"{base}\" stroke=\"{c}\" stroke-opacity=\"0.35\"/><path d=\"M{a:.1},{TOP} \
                  L{b:.1},{TOP} L{x:.1},{y:.1} Z\" fill=\"{c}\"/></g>",
                 tip = escape(tip),
+                n = escape(s.name),
                 a = x - 4.0,
                 b = x + 4.0,
                 y = TOP + 7.0
@@ -398,13 +406,28 @@ pub fn timeline(
 
 /// `2026-01-01 07:12` (UTC): an axis label.
 pub fn date_minutes(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    // 2026-01-01T07:12:00Z
-    match (s.get(..10), s.get(11..16)) {
-        (Some(d), Some(m)) => format!("{d} {m}"),
-        _ => s,
-    }
+    let minutes = ms.max(0) / 60_000;
+    let (days, minute_of_day) = (minutes / 1440, minutes % 1440);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[cfg(test)]
@@ -464,6 +487,14 @@ mod tests {
         assert!((nice_ceiling(0.5) - 0.5).abs() < 1e-15);
         assert!((nice_ceiling(7.0) - 8.0).abs() < 1e-15);
         assert!((nice_ceiling(0.011) - 0.012).abs() < 1e-15);
+    }
+
+    #[test]
+    fn axis_dates_are_utc_calendar_minutes() {
+        assert_eq!(date_minutes(0), "1970-01-01 00:00");
+        assert_eq!(date_minutes(951_782_400_000 + 90_000), "2000-02-29 00:01");
+        assert_eq!(date_minutes(1_795_000_900_000), "2026-11-18 11:21");
+        assert_eq!(date_minutes(4_102_444_799_000), "2099-12-31 23:59");
     }
 
     #[test]

@@ -1,3 +1,0 @@
-//! Building blocks of the HTML reports (`compare` today): inline SVG charts.
-
-pub mod svg;
