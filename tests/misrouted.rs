@@ -119,6 +119,7 @@ async fn crc32_labels_are_reported_misrouted_and_every_input_is_still_accounted(
     let handles = StageHandles {
         join: Some((stages.join.clone(), s.kafka.join_group_id.clone())),
         monitor: None,
+        monitor_group: s.monitor.group_id.clone(),
     };
     let status = handles.status();
     let (join, _) = stages.stop().await;
