@@ -17,15 +17,16 @@
 //! The outcome holds each task's counters as of the batch and the interval's rejection
 //! counts: once the batch commits they are what survives an abort.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use driftwatch_codec::avro::to_avro;
 use driftwatch_core::join::changelog::ChangelogDelta;
-use driftwatch_core::join::ModelVersionId;
+use driftwatch_core::join::{Input, ModelVersionId};
 use driftwatch_core::{JoinCounters, ModelPartial};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 use tracing::error;
 
 use super::dead_letter::{DeadLetter, PerModel, RejectedThrough};
@@ -145,7 +146,16 @@ impl Join {
             .iter_mut()
             .map(|(p, t)| (*p, t.cursor.delta(&mut t.task)))
             .collect();
-        let (rejected, rejected_through) = self.rejections.take_uncommitted();
+        let offsets = self.processed_offsets();
+        let next: HashMap<(Input, i32), i64> = offsets
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((self.input_of(e.topic()), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
+        let (dead_letters, rejected, rejected_through) = self.rejections.take_covered(&next);
         let outcome = CommitOutcome {
             counters: self
                 .tasks
@@ -157,7 +167,7 @@ impl Join {
             partials: partials.iter().filter(|r| r.is_partial()).count(),
             changelog_records: 0,
         };
-        self.batch(partials, changelog, outcome)
+        self.batch(partials, changelog, dead_letters, offsets, outcome)
     }
 
     /// At-least-once: partials, dead letters and offsets (no changelog).
@@ -170,23 +180,27 @@ impl Join {
             partials: partials.iter().filter(|r| r.is_partial()).count(),
             changelog_records: 0,
         };
-        self.batch(partials, Vec::new(), outcome)
+        let dead_letters = std::mem::take(&mut self.rejections.letters);
+        let offsets = self.processed_offsets();
+        self.batch(partials, Vec::new(), dead_letters, offsets, outcome)
     }
 
     fn batch(
         &mut self,
         partials: Vec<PartialsRecord>,
         changelog: Vec<(i32, ChangelogDelta)>,
+        dead_letters: Vec<DeadLetter>,
+        offsets: TopicPartitionList,
         outcome: CommitOutcome,
     ) -> CommitBatch {
         CommitBatch {
             partials_topic: self.topics.partials.clone(),
             changelog_topic: self.topics.changelog.clone(),
             dead_letter_topic: self.topics.dead_letter.clone(),
-            dead_letters: std::mem::take(&mut self.rejections.letters),
+            dead_letters,
             partials,
             changelog,
-            offsets: self.processed_offsets(),
+            offsets,
             outcome,
         }
     }

@@ -15,9 +15,12 @@
 //!
 //! Exactly-once, the counts of the open transaction's rejections stay apart until it commits
 //! and are dropped if it aborts (the input is read again). Committed offsets stop at the
-//! oldest record still queued in a task, so after a rewind a rejected record behind one may be
-//! read again: [`Rejections`] remembers, per input partition, the highest rejected offset a
-//! committed transaction holds, and such a record is neither counted nor dead-lettered twice.
+//! oldest record still queued in a task, while a record is rejected as soon as it is read: a
+//! dead letter (and its count) therefore waits until a batch's offsets cover its record, so
+//! the record is never read again after that batch commits — not by this worker after a
+//! rewind, and not by the next owner after a crash ([`Rejections::take_covered`]). Within
+//! one process, [`Rejections`] also remembers per input partition the highest rejected offset
+//! a committed transaction holds, and such a record is neither counted nor dead-lettered twice.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -70,6 +73,10 @@ pub(crate) struct DeadLetter {
     pub(super) key: Option<Vec<u8>>,
     pub(super) payload: Option<Vec<u8>>,
     pub(super) headers: OwnedHeaders,
+    /// Where its record was read: input, partition, offset.
+    origin: (Input, i32, i64),
+    /// The model it is counted under.
+    model: (String, String),
 }
 
 /// The counts of rejected input and the dead letters not yet in a batch.
@@ -77,13 +84,12 @@ pub(crate) struct DeadLetter {
 pub(super) struct Rejections {
     /// Final counts, per model.
     counted: PerModel,
-    /// Exactly-once: the open transaction's counts, folded into `counted` when it commits.
+    /// Exactly-once: the counts of the dead letters waiting for a batch (a batch's own come
+    /// back through [`Rejections::commit`] when it commits).
     uncommitted: PerModel,
     /// Exactly-once: per input partition, the highest rejected offset a committed transaction
     /// holds.
     through: RejectedThrough,
-    /// The same for the open transaction.
-    through_uncommitted: RejectedThrough,
     /// Dead letters for the next batch.
     pub(super) letters: Vec<DeadLetter>,
 }
@@ -92,14 +98,6 @@ impl Rejections {
     /// Every count, final or not.
     pub(super) fn counted(&self) -> impl Iterator<Item = (&(String, String), &JoinCounters)> {
         self.counted.iter().chain(&self.uncommitted)
-    }
-
-    /// The open transaction's counts and high offsets, for its batch.
-    pub(super) fn take_uncommitted(&mut self) -> (PerModel, RejectedThrough) {
-        (
-            std::mem::take(&mut self.uncommitted),
-            std::mem::take(&mut self.through_uncommitted),
-        )
     }
 
     /// A batch's counts and high offsets are final.
@@ -114,12 +112,74 @@ impl Rejections {
         }
     }
 
+    /// Exactly-once: the dead letters whose records lie before `next` (per input partition,
+    /// the next offset the batch commits), with their counts and high offsets; the others
+    /// wait for a batch that covers them. A record at or after the committed offset is read
+    /// again after a crash, so its dead letter must not be committed before that offset is.
+    pub(super) fn take_covered(
+        &mut self,
+        next: &HashMap<(Input, i32), i64>,
+    ) -> (Vec<DeadLetter>, PerModel, RejectedThrough) {
+        let (covered, waiting): (Vec<DeadLetter>, Vec<DeadLetter>) =
+            std::mem::take(&mut self.letters)
+                .into_iter()
+                .partition(|d| {
+                    let (input, partition, offset) = d.origin;
+                    next.get(&(input, partition)).is_some_and(|&n| offset < n)
+                });
+        self.letters = waiting;
+        let mut counts = PerModel::new();
+        let mut through = RejectedThrough::new();
+        for d in &covered {
+            let (input, partition, offset) = d.origin;
+            let c = counts.entry(d.model.clone()).or_default();
+            count_rejected(c, input);
+            if let Some(open) = self.uncommitted.get_mut(&d.model) {
+                uncount_rejected(open, input);
+            }
+            let e = through.entry((input, partition)).or_insert(offset);
+            *e = (*e).max(offset);
+        }
+        self.uncommitted.retain(|_, c| c.dead_lettered > 0);
+        (covered, counts, through)
+    }
+
+    /// Partitions left this worker: their waiting dead letters and counts are dropped (their
+    /// records are read again by the next owner, from before them).
+    pub(super) fn forget_partitions(&mut self, partitions: &std::collections::HashSet<i32>) {
+        let (gone, kept): (Vec<DeadLetter>, Vec<DeadLetter>) = std::mem::take(&mut self.letters)
+            .into_iter()
+            .partition(|d| partitions.contains(&d.origin.1));
+        self.letters = kept;
+        for d in gone {
+            if let Some(open) = self.uncommitted.get_mut(&d.model) {
+                uncount_rejected(open, d.origin.0);
+            }
+        }
+        self.uncommitted.retain(|_, c| c.dead_lettered > 0);
+    }
+
     /// The open transaction aborted: its counts and dead letters are dropped.
     pub(super) fn forget_uncommitted(&mut self) {
         self.uncommitted.clear();
-        self.through_uncommitted.clear();
         self.letters.clear();
     }
+}
+
+fn count_rejected(c: &mut JoinCounters, input: Input) {
+    match input {
+        Input::Predictions => c.predictions += 1,
+        Input::Labels => c.labels += 1,
+    }
+    c.dead_lettered += 1;
+}
+
+fn uncount_rejected(c: &mut JoinCounters, input: Input) {
+    match input {
+        Input::Predictions => c.predictions = c.predictions.saturating_sub(1),
+        Input::Labels => c.labels = c.labels.saturating_sub(1),
+    }
+    c.dead_lettered = c.dead_lettered.saturating_sub(1);
 }
 
 impl Join {
@@ -133,20 +193,13 @@ impl Join {
                 // transaction already.
                 return;
             }
-            let e = r.through_uncommitted.entry(at).or_insert(msg.offset());
-            *e = (*e).max(msg.offset());
         }
         let counts = if self.exactly_once {
             &mut r.uncommitted
         } else {
             &mut r.counted
         };
-        let c = counts.entry(reject.model).or_default();
-        match input {
-            Input::Predictions => c.predictions += 1,
-            Input::Labels => c.labels += 1,
-        }
-        c.dead_lettered += 1;
+        count_rejected(counts.entry(reject.model.clone()).or_default(), input);
         warn_rate_limited(
             &mut self.meters.warnings,
             reject.kind,
@@ -191,11 +244,68 @@ impl Join {
             key: msg.key().map(<[u8]>::to_vec),
             payload: payload.map(<[u8]>::to_vec),
             headers,
+            origin: (input, msg.partition(), msg.offset()),
+            model: reject.model,
         });
         *self
             .meters
             .events_out
             .entry(self.topics.dead_letter.clone())
             .or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(input: Input, partition: i32, offset: i64, model: &str) -> DeadLetter {
+        DeadLetter {
+            key: None,
+            payload: None,
+            headers: OwnedHeaders::new(),
+            origin: (input, partition, offset),
+            model: (model.to_string(), "v1".to_string()),
+        }
+    }
+
+    fn waiting(r: &mut Rejections, d: DeadLetter) {
+        count_rejected(
+            r.uncommitted.entry(d.model.clone()).or_default(),
+            d.origin.0,
+        );
+        r.letters.push(d);
+    }
+
+    #[test]
+    fn a_dead_letter_waits_until_the_committed_offset_passes_its_record() {
+        let mut r = Rejections::default();
+        waiting(&mut r, letter(Input::Predictions, 0, 10, "a"));
+        waiting(&mut r, letter(Input::Predictions, 0, 20, "a"));
+        waiting(&mut r, letter(Input::Labels, 0, 5, "b"));
+        waiting(&mut r, letter(Input::Labels, 1, 7, "b"));
+        // The batch commits predictions[0] up to 15 (a record at 12 is still queued) and
+        // labels[0] up to 5 (offset 5 itself not yet): only offset 10 is covered.
+        let next = HashMap::from([((Input::Predictions, 0), 15), ((Input::Labels, 0), 5)]);
+        let (covered, counts, through) = r.take_covered(&next);
+        assert_eq!(covered.len(), 1);
+        assert_eq!(covered[0].origin, (Input::Predictions, 0, 10));
+        let a = &counts[&("a".to_string(), "v1".to_string())];
+        assert_eq!((a.predictions, a.dead_lettered), (1, 1));
+        assert_eq!(through[&(Input::Predictions, 0)], 10);
+        // The three others wait, still counted as not final.
+        assert_eq!(r.letters.len(), 3);
+        let open: u64 = r.uncommitted.values().map(|c| c.dead_lettered).sum();
+        assert_eq!(open, 3);
+        // Partition 1 leaves: its letter goes with it.
+        r.forget_partitions(&std::collections::HashSet::from([1]));
+        assert_eq!(r.letters.len(), 2);
+        let open: u64 = r.uncommitted.values().map(|c| c.dead_lettered).sum();
+        assert_eq!(open, 2);
+        // A later batch covers the rest.
+        let next = HashMap::from([((Input::Predictions, 0), 21), ((Input::Labels, 0), 6)]);
+        let (covered, _, _) = r.take_covered(&next);
+        assert_eq!(covered.len(), 2);
+        assert!(r.letters.is_empty() && r.uncommitted.is_empty());
     }
 }

@@ -219,8 +219,10 @@ impl Stage for Join {
     fn revoked(&mut self, tpl: &TopicPartitionList, _lost: bool) {
         let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         if self.exactly_once {
-            // Their state is in the changelog as of the last committed transaction.
+            // Their state is in the changelog as of the last committed transaction; dead
+            // letters still waiting for a covering offset are the next owner's to write.
             self.abandon(&partitions);
+            self.rejections.forget_partitions(&partitions);
         } else {
             self.retire(&partitions);
         }
