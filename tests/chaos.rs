@@ -216,6 +216,26 @@ impl Drop for Worker {
     }
 }
 
+/// What every chaos run must end with: the committed partials equal the offline reference
+/// (read until they add up, or the timeout), each garbage record on the dead-letter topic
+/// once, and the monitor's whole-run metrics counting exactly those partials.
+fn assert_exact(
+    s: &Settings,
+    partitions: i32,
+    scenario: &Scenario,
+    reference: &Outcomes,
+    logs: &[PathBuf],
+) {
+    let mut reader = PartialsReader::new(s, partitions);
+    reader.read_until(
+        reference.total(),
+        Duration::from_secs(if full() { 1_200 } else { 240 }),
+    );
+    assert_reference(&reader.seen, reference, logs);
+    assert_dead_letters_once(s, scenario);
+    assert_monitor(s, &reader, logs, monitor_timeout());
+}
+
 fn produce_in_background(
     s: &Settings,
     scenario: &Scenario,
@@ -264,14 +284,7 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
         logs.push(worker.log.clone());
     }
     producing.await.expect("producer");
-    let mut reader = PartialsReader::new(s, PARTITIONS);
-    reader.read_until(
-        reference.total(),
-        Duration::from_secs(if full() { 1_200 } else { 240 }),
-    );
-    assert_reference(&reader.seen, &reference, &logs);
-    assert_dead_letters_once(s, &scenario);
-    assert_monitor(s, &reader, &logs, monitor_timeout());
+    assert_exact(s, PARTITIONS, &scenario, &reference, &logs);
     let status = worker.terminate();
     assert!(status.success(), "worker exit {status}");
 }
@@ -301,14 +314,7 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
         w.kill_nine();
     }
     producing.await.expect("producer");
-    let mut reader = PartialsReader::new(s, PARTITIONS);
-    reader.read_until(
-        reference.total(),
-        Duration::from_secs(if full() { 1_200 } else { 240 }),
-    );
-    assert_reference(&reader.seen, &reference, &logs);
-    assert_dead_letters_once(s, &scenario);
-    assert_monitor(s, &reader, &logs, monitor_timeout());
+    assert_exact(s, PARTITIONS, &scenario, &reference, &logs);
     let status = first.terminate();
     assert!(status.success(), "worker exit {status}");
 }
@@ -378,14 +384,7 @@ async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
         assert!(status.success(), "scaled-down worker exit {status}");
     }
     producing.await.expect("producer");
-    let mut reader = PartialsReader::new(s, WIDE);
-    reader.read_until(
-        reference.total(),
-        Duration::from_secs(if full() { 1_200 } else { 240 }),
-    );
-    assert_reference(&reader.seen, &reference, &logs);
-    assert_dead_letters_once(s, &scenario);
-    assert_monitor(s, &reader, &logs, monitor_timeout());
+    assert_exact(s, WIDE, &scenario, &reference, &logs);
     // Before its own shutdown, the worker that stayed gave up partitions only in part: an
     // eager protocol would have revoked all 8 at the first scale-out.
     let log = strip_ansi(&std::fs::read_to_string(&first.log).unwrap_or_default());
@@ -452,11 +451,7 @@ async fn kills_at_named_points_lose_and_duplicate_nothing() {
     let worker = Worker::start(&setup, "a-last", Some("a"));
     logs.push(worker.log.clone());
     producing.await.expect("producer");
-    let mut reader = PartialsReader::new(s, PARTITIONS);
-    reader.read_until(reference.total(), Duration::from_secs(240));
-    assert_reference(&reader.seen, &reference, &logs);
-    assert_dead_letters_once(s, &scenario);
-    assert_monitor(s, &reader, &logs, monitor_timeout());
+    assert_exact(s, PARTITIONS, &scenario, &reference, &logs);
     let status = worker.terminate();
     assert!(status.success(), "worker exit {status}");
 }
