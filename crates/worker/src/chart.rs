@@ -180,18 +180,7 @@ pub fn histogram(title: &str, edges: &[f64], series: &[Series<'_>], percent: boo
             let i = k * bins / 4;
             if let Some(e) = edges.get(i) {
                 let x = LEFT + bin_w * i as f64;
-                // The outer labels lean inwards so they stay inside the chart.
-                let anchor = match k {
-                    0 => "start",
-                    4 => "end",
-                    _ => "middle",
-                };
-                let _ = write!(
-                    out,
-                    "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"{anchor}\">{l}</text>",
-                    y = base + 16.0,
-                    l = escape(&tick(*e))
-                );
+                x_label(&mut out, k, x, base, &tick(*e));
             }
         }
     }
@@ -315,19 +304,8 @@ pub fn timeline(
         x2 = WIDTH - RIGHT
     );
     for k in 0..=4 {
-        let t = x0 + ((x1 - x0) as f64 * f64::from(k) / 4.0) as i64;
-        let anchor = match k {
-            0 => "start",
-            4 => "end",
-            _ => "middle",
-        };
-        let _ = write!(
-            out,
-            "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"{anchor}\">{l}</text>",
-            x = px(t),
-            y = base + 16.0,
-            l = escape(&date_minutes(t))
-        );
+        let t = x0 + ((x1 - x0) as f64 * k as f64 / 4.0) as i64;
+        x_label(&mut out, k, px(t), base, &date_minutes(t));
     }
     for (v, name) in guides {
         let y = py(*v);
@@ -428,6 +406,22 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// The `k`-th of five x-axis labels (k = 0..=4) at `x`, under the axis at `base`; the outer
+/// ones lean inwards so they stay inside the chart.
+fn x_label(out: &mut String, k: usize, x: f64, base: f64, text: &str) {
+    let anchor = match k {
+        0 => "start",
+        4 => "end",
+        _ => "middle",
+    };
+    let _ = write!(
+        out,
+        "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"{anchor}\">{l}</text>",
+        y = base + 16.0,
+        l = escape(text)
+    );
 }
 
 #[cfg(test)]
