@@ -160,6 +160,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "not_ready": not_ready,
         // Detail, not a condition: input records off their key's murmur2 partition, per topic.
         "misrouted": status.misrouted,
+        // Detail, not a condition: a worker behind its input is still ready (it catches up).
+        "lag": lag_detail(&status.consumer_lag),
     });
     let status = if r.is_ready() {
         StatusCode::OK
@@ -172,6 +174,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// Consumer lag for `/readyz`: the total, the largest partition's, and per topic.
+fn lag_detail(lag: &std::collections::BTreeMap<(String, i32), i64>) -> serde_json::Value {
+    let mut per_topic = std::collections::BTreeMap::<&str, i64>::new();
+    for ((topic, _), v) in lag {
+        *per_topic.entry(topic.as_str()).or_default() += (*v).max(0);
+    }
+    serde_json::json!({
+        "total": per_topic.values().sum::<i64>(),
+        "max_partition": lag.values().copied().max().unwrap_or(0).max(0),
+        "topics": per_topic,
+    })
 }
 
 #[cfg(test)]
@@ -229,6 +244,9 @@ mod tests {
         assert_eq!(gt["misrouted"], 300);
         assert_eq!(gt["likely_partitioner"], "consistent_random");
         assert_eq!(gt["alert"], true);
+        assert_eq!(json["lag"]["total"], 49, "{body}");
+        assert_eq!(json["lag"]["max_partition"], 42);
+        assert_eq!(json["lag"]["topics"]["ground-truth"], 7);
 
         readiness.lock().unwrap().restored = true;
         let (status, body) = get(addr, "/readyz").await;
