@@ -1,0 +1,75 @@
+"""The broker rule of tests/support/broker.rs, for the Python suite.
+
+1. `DRIFTWATCH_TEST_BOOTSTRAP` (scripts/test exports it): that address, as given.
+2. Else the `bootstrap` file of `DRIFTWATCH_KAFKA_DIR` (default `<repo>/.kafka`), if it answers.
+3. Else no broker: under CI (`CI` set, not `false`/`0`) a test that needs one fails; elsewhere
+   it is skipped with the reason.
+"""
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def on_ci() -> bool:
+    v = os.environ.get("CI", "").strip()
+    return bool(v) and v != "0" and v.lower() != "false"
+
+
+def _answers(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def test_broker():
+    b = os.environ.get("DRIFTWATCH_TEST_BOOTSTRAP", "").strip()
+    if b:
+        return b
+    state = Path(os.environ.get("DRIFTWATCH_KAFKA_DIR") or REPO / ".kafka")
+    try:
+        b = (state / "bootstrap").read_text().strip()
+    except OSError:
+        return None
+    return b if b and _answers(b) else None
+
+
+test_broker.__test__ = False
+
+
+def require(what: str, why: str):
+    """Fails under CI, skips elsewhere."""
+    if on_ci():
+        pytest.fail(f"CI: {what} is required: {why}", pytrace=False)
+    pytest.skip(f"{what} missing: {why}")
+
+
+@pytest.fixture(scope="session")
+def bootstrap():
+    b = test_broker()
+    if b is None:
+        require("the Kafka broker of scripts/kafka",
+                "DRIFTWATCH_TEST_BOOTSTRAP is unset and no .kafka/bootstrap answers "
+                "(run scripts/test, or scripts/kafka start)")
+    return b
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, **configs: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, partitions, 1, config=configs)])
+    for f in futures.values():
+        f.result(30)
