@@ -106,17 +106,8 @@ def prediction_record(model_id: Any, model_version: Any, request_id: Any, featur
         "scores": None,
         "tags": {},
     }
-    if isinstance(prediction, str):
-        record["predicted_label"] = prediction
-    elif prediction is None:
-        raise TypeError("prediction must be a class label (str) or a regression value (number), "
-                        "not None")
-    else:
-        try:
-            record["predicted_value"] = _real("prediction", prediction)
-        except TypeError:
-            raise TypeError("prediction must be a class label (str) or a regression value "
-                            f"(number), not {type(prediction).__name__}") from None
+    record["predicted_label"], record["predicted_value"] = _class_or_value(
+        "prediction", prediction, "a class label (str) or a regression value (number)")
     if scores is not None:
         if record["predicted_label"] is None:
             raise ValueError("scores are class probabilities: give them with a class label "
@@ -141,14 +132,19 @@ def ground_truth_record(request_id: Any, label: Any, timestamp: Any = None,
         "label": None,
         "value": None,
     }
-    if isinstance(label, str):
-        record["label"] = label
-    elif label is None:
-        raise TypeError("label must be the true class (str) or the true value (number), not None")
-    else:
-        try:
-            record["value"] = _real("label", label)
-        except TypeError:
-            raise TypeError("label must be the true class (str) or the true value (number), "
-                            f"not {type(label).__name__}") from None
+    record["label"], record["value"] = _class_or_value(
+        "label", label, "the true class (str) or the true value (number)")
     return record
+
+
+def _class_or_value(name: str, x: Any, expected: str) -> tuple[Optional[str], Optional[float]]:
+    """(class, None) for a str, (None, value) for a finite real number; else `TypeError`."""
+    if isinstance(x, str):
+        return x, None
+    try:
+        if x is None:
+            raise TypeError
+        return None, _real(name, x)
+    except TypeError:
+        raise TypeError(f"{name} must be {expected}, not "
+                        f"{'None' if x is None else type(x).__name__}") from None
