@@ -9,7 +9,10 @@
 //! - the KS p-value *function* at scipy's own D and sizes: exactly scipy's below 10 001 values
 //!   per side (1e-9); above, Stephens' approximation of `kstwo`, within [`kstwo_tol`] (the
 //!   difference from `kstwo.sf` over the fixture's grid, asserted there too);
-//! - sampled streams (10⁵, 10⁶ values): each sample's CDF is within its DKW bound
+//! - on the values a sample kept, weighted by their counts (the fixture's `sample`, computed
+//!   with scipy/numpy's weighted functions): KS D, normed Wasserstein, bins, PSI and JS to
+//!   rounding (1e-9), for every generated case;
+//! - sampled streams (10⁵, 10⁶ values) against the whole samples: each sample's CDF is within its DKW bound
 //!   ε = √(ln(2/0.01) / (2 n_K)) at 99 % (`rank_error()`, n_K the sample's Kish size; ≈ 3.6 %
 //!   at k = 2048). So KS D is within ε_r + ε_c; our p-value lies between ks_2samp_p at
 //!   D ∓ (ε_r + ε_c) at the effective sizes the test uses; normed Wasserstein within
@@ -168,6 +171,45 @@ fn numeric_statistics_agree_with_scipy() {
             1e-9,
             name,
         );
+
+        // On the values the sample kept, weighted by their counts, the statistics are scipy's
+        // and numpy's to rounding: what is left between them and the whole samples' values
+        // is the sample's own error, bounded below.
+        if let Some(sample) = case.get("sample") {
+            let kept = |s: &NumericSummary| s.sample().entries().len();
+            assert_eq!(
+                [kept(&r), kept(&c)],
+                [0, 1].map(|i| sample["kept"][i].as_u64().unwrap() as usize),
+                "{name}: kept values"
+            );
+            let on_sample = |what: &str| format!("{name}: {what} on the sample");
+            close(
+                ks.statistic,
+                f(sample, "ks_statistic"),
+                1e-9,
+                &on_sample("KS D"),
+            );
+            close(
+                w.statistic,
+                f(sample, "wasserstein_normed"),
+                1e-9,
+                &on_sample("W"),
+            );
+            for (ours, theirs) in rb.iter().chain(&cb).zip(
+                floats(&sample["reference_bins"])
+                    .iter()
+                    .chain(&floats(&sample["current_bins"])),
+            ) {
+                close(*ours, *theirs, 1e-9, &on_sample("bin"));
+            }
+            close(psi.statistic, f(sample, "psi"), 1e-9, &on_sample("PSI"));
+            close(
+                js.statistic,
+                f(sample, "jensen_shannon"),
+                1e-9,
+                &on_sample("JS"),
+            );
+        }
 
         if exact {
             let tol = 1e-9;

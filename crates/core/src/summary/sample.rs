@@ -38,7 +38,9 @@
 //! An entry is 24 bytes (hash, value, count), a pending value 16: at most
 //! 2048 · 24 + 2048 · 16 = 80 KiB per numeric stream, 0 while empty. Encoded, a value is
 //! 8 bytes plus its count as a LEB128 varint (1 byte below 128): ≈ 18 KiB for a full sample,
-//! so a partial with 50 full numeric features stays below Kafka's 1 MB default message size.
+//! so a partial with 50 full numeric features is about 900 KiB: the topics that carry summaries
+//! take records up to 16 MiB (`driftwatch_worker::topics::SUMMARY_MESSAGE_MAX_BYTES`), about
+//! 900 full numeric features per model.
 
 use std::borrow::Cow;
 
