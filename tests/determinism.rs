@@ -11,8 +11,9 @@
 //!
 //! Both runs must publish the same drift events and the same retrain events: same ids, event
 //! times and verdict fields (floating-point values equal up to the rounding of sums merged in
-//! another grouping). Feature drift is left out here: its statistics come from randomized
-//! sketches (KLL compaction), equal only within their error bound (see docs/ARCHITECTURE.md).
+//! another grouping). Feature drift is judged too: its numeric distributions are
+//! distinct-value samples, a pure function of the values whatever the grouping (see
+//! docs/ARCHITECTURE.md), so its events must match as well.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,7 +66,6 @@ async fn run_settings(flush: Duration, commit: Duration, fetch_bytes: &str) -> S
     d.windows = vec!["15m".into(), "1h".into()];
     d.maturity_ms = 5 * 60_000;
     d.accuracy_drop.window = "15m".into();
-    d.feature_drift.enabled = false;
     s.validate().expect("valid settings");
     s
 }

@@ -3,7 +3,7 @@
 //! Reads training rows (CSV with a header, JSON lines, an Avro object container file or
 //! Parquet; see [`crate::input`] for how cells are typed),
 //! summarizes every column with the same mergeable summaries the join stage builds from live
-//! predictions (DataSketches KLL / frequent items / HLL), and publishes the result to the
+//! predictions (distinct-value samples / frequent items / HLL), and publishes the result to the
 //! compacted `model-references` topic keyed by `model_id/model_version` — or writes it to a
 //! file. The monitor compares live traffic with it instead of with the first hour of traffic.
 

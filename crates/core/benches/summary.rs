@@ -1,6 +1,6 @@
 //! Cost of the summaries on the join stage's hot path.
 //!
-//! - per-value update of a `NumericSummary` (moments + KLL) and a `CategoricalSummary`
+//! - per-value update of a `NumericSummary` (moments + distinct-value sample) and a `CategoricalSummary`
 //!   (staged exact counts → frequent items + HLL), 20 categories;
 //! - a whole prediction into a `SignatureSummary`: 12 numeric + 8 categorical features by
 //!   interned id plus the output (label, score);
@@ -17,8 +17,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use datasketches::kll::{KllFloat, KllSketch};
-use driftwatch_core::summary::{drift, KLL_K};
+use driftwatch_core::summary::drift;
 use driftwatch_core::summary::{
     CategoricalSummary, FeatureId, FeatureInterner, FeatureSummary, NumericSummary,
     SignatureSummary,
@@ -111,20 +110,6 @@ fn bench(c: &mut Criterion) {
         })
     });
     black_box(numeric.count());
-
-    // For reference: the bare DataSketches KLL update (k = 256), long-lived sketch.
-    let mut kll = KllSketch::<KllFloat<f64>>::new(KLL_K).unwrap();
-    let mut at = 0usize;
-    group.bench_function("kll_raw_value", |b| {
-        b.iter(|| {
-            let start = at & (w.numbers.len() - 1) & !(CHUNK - 1);
-            for &x in &w.numbers[start..start + CHUNK] {
-                kll.update(KllFloat::<f64>::new(black_box(x)).unwrap());
-            }
-            at += CHUNK;
-        })
-    });
-    black_box(kll.n());
 
     let mut categorical = CategoricalSummary::new();
     let mut at = 0usize;

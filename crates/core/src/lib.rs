@@ -9,8 +9,8 @@
 //!   accounting).
 //! - [`detect`]: streaming change detectors (ADWIN, DDM, EDDM, Page-Hinkley, HDDM).
 //! - [`monitor`]: per-model windows, metrics, performance-decay detection and retrain advice.
-//! - [`summary`]: mergeable feature/prediction summaries (DataSketches KLL, frequent items,
-//!   HLL) and drift statistics between them.
+//! - [`summary`]: mergeable feature/prediction summaries (distinct-value samples, frequent
+//!   items, HLL) and drift statistics between them.
 
 pub mod backtest;
 pub mod detect;

@@ -3,25 +3,32 @@
 //! The fixture is made by `scripts/fixtures/scipy_drift_stats.py` (its docstring has the exact
 //! definitions and the generator both sides share for the samples of 10³, 10⁵ and 10⁶
 //! values). Tolerances, each from a stated bound rather than picked by hand:
-//! - samples of at most 256 values (`small_*`): the KLL sketch (k = 256) keeps every value, so
-//!   every statistic and the exact KS p-value must equal scipy's up to rounding (1e-9);
+//! - samples of at most 2048 distinct values (`small_*`, `1e3_*`): the distinct-value sample
+//!   (k = 2048) keeps every value, so every statistic and the exact KS p-value must equal
+//!   scipy's up to rounding (1e-9);
 //! - the KS p-value *function* at scipy's own D and sizes: exactly scipy's below 10 001 values
 //!   per side (1e-9); above, Stephens' approximation of `kstwo`, within [`kstwo_tol`] (the
 //!   difference from `kstwo.sf` over the fixture's grid, asserted there too);
-//! - sketched samples: each sketch's CDF is within its own normalized rank error ε (KLL's
-//!   published 99 % bound, `normalized_rank_error()`, 1.05 % at k = 256), its bin
-//!   proportions within its PMF error δ (1.31 %). So KS D is within ε_r + ε_c; our p-value
-//!   lies between ks_2samp_p at D ∓ (ε_r + ε_c) at the effective sizes the test uses; normed
-//!   Wasserstein within (ε_r + ε_c)·(max − min)/σ_ref; bins within δ; JS (a metric) within
-//!   JS(r, r') + JS(c, c'); PSI within its first- and second-order change under δ moves;
+//! - on the values a sample kept, weighted by their counts (the fixture's `sample`, computed
+//!   with scipy/numpy's weighted functions): KS D, normed Wasserstein, bins, PSI and JS to
+//!   rounding (1e-9), for every generated case;
+//! - sampled streams (10⁵, 10⁶ values) against the whole samples: each sample's CDF is within its DKW bound
+//!   ε = √(ln(2/0.01) / (2 n_K)) at 99 % (`rank_error()`, n_K the sample's Kish size; ≈ 3.6 %
+//!   at k = 2048). So KS D is within ε_r + ε_c; our p-value lies between ks_2samp_p at
+//!   D ∓ (ε_r + ε_c) at the effective sizes the test uses; normed Wasserstein within
+//!   `wasserstein_sample_error` (each side's 99.5 % Brownian-bridge quantile of W₁(F̂, F));
+//!   reference bins (cut at the sample's own deciles) within two kept values' weight of
+//!   scipy's; current bins within z · √(p (1 − p) (1/n_K,r + 1/n_K,c)), z = 3.29 (99 % jointly
+//!   over the 10 bins, Bonferroni): the binomial error of the current sample's bin plus that
+//!   of the edges cut from the reference sample; JS (a metric) within JS(r, r') + JS(c, c');
+//!   PSI within its change over the box of those bin errors;
 //! - categorical samples have fewer distinct values than the frequent-items sketch's capacity
 //!   (768), where its counts are exact (max_error 0): χ² (`chi2_contingency`, no Yates), its
 //!   p-value and degrees of freedom, JS and Hellinger match to 1e-9.
 #![allow(clippy::unwrap_used)]
 
-use driftwatch_core::summary::drift::calibrate::{effective_size, kll_sigma};
 use driftwatch_core::summary::drift::{self, jensen_shannon_of, DriftSettings};
-use driftwatch_core::summary::{CategoricalSummary, NumericSummary};
+use driftwatch_core::summary::{CategoricalSummary, NumericSummary, SAMPLE_K};
 use serde_json::Value;
 
 /// Tolerance of the asymptotic `kstwo` tail at scipy's value `sf`: 2.5 % relative plus 10⁻⁴
@@ -100,14 +107,15 @@ fn close(ours: f64, theirs: f64, tol: f64, what: &str) {
     );
 }
 
-/// A sketch's published rank and PMF errors (0 while it holds every value).
-fn errors(s: &NumericSummary) -> (f64, f64) {
-    let k = s.sketch().unwrap();
-    if k.is_estimation_mode() {
-        (k.normalized_rank_error(), k.normalized_pmf_error())
-    } else {
-        (0.0, 0.0)
-    }
+/// z of a two-sided 99 % bound shared by 10 bins (Bonferroni): Φ⁻¹(1 − 0.01 / 20).
+const Z_BINS: f64 = 3.290_527;
+
+/// The largest kept count as a share of the sample's weight: how far one kept value moves a
+/// sampled CDF.
+fn atom(s: &NumericSummary) -> f64 {
+    let sample = s.sample();
+    let max = sample.entries().iter().map(|e| e.count).max().unwrap_or(0);
+    max as f64 / sample.weight().max(1) as f64
 }
 
 #[test]
@@ -125,9 +133,15 @@ fn numeric_statistics_agree_with_scipy() {
             (case["n"].as_u64().unwrap(), case["m"].as_u64().unwrap())
         );
         let (r, c) = (numeric(&rx), numeric(&cx));
-        let ((er, dr), (ec, dc)) = (errors(&r), errors(&c));
-        let exact = er == 0.0 && ec == 0.0;
-        assert_eq!(exact, name.starts_with("small"), "{name}: sketch mode");
+        let (er, ec) = (r.rank_error(), c.rank_error());
+        let exact = r.is_exact() && c.is_exact();
+        assert_eq!(
+            exact,
+            er == 0.0 && ec == 0.0,
+            "{name}: error of an exact sample"
+        );
+        let few = n <= SAMPLE_K as u64 && m <= SAMPLE_K as u64;
+        assert_eq!(exact, few, "{name}: sample mode");
 
         // The p-value function at scipy's own D: scipy's exact or kstwo branch.
         let d = f(case, "ks_statistic");
@@ -158,6 +172,45 @@ fn numeric_statistics_agree_with_scipy() {
             name,
         );
 
+        // On the values the sample kept, weighted by their counts, the statistics are scipy's
+        // and numpy's to rounding: what is left between them and the whole samples' values
+        // is the sample's own error, bounded below.
+        if let Some(sample) = case.get("sample") {
+            let kept = |s: &NumericSummary| s.sample().entries().len();
+            assert_eq!(
+                [kept(&r), kept(&c)],
+                [0, 1].map(|i| sample["kept"][i].as_u64().unwrap() as usize),
+                "{name}: kept values"
+            );
+            let on_sample = |what: &str| format!("{name}: {what} on the sample");
+            close(
+                ks.statistic,
+                f(sample, "ks_statistic"),
+                1e-9,
+                &on_sample("KS D"),
+            );
+            close(
+                w.statistic,
+                f(sample, "wasserstein_normed"),
+                1e-9,
+                &on_sample("W"),
+            );
+            for (ours, theirs) in rb.iter().chain(&cb).zip(
+                floats(&sample["reference_bins"])
+                    .iter()
+                    .chain(&floats(&sample["current_bins"])),
+            ) {
+                close(*ours, *theirs, 1e-9, &on_sample("bin"));
+            }
+            close(psi.statistic, f(sample, "psi"), 1e-9, &on_sample("PSI"));
+            close(
+                js.statistic,
+                f(sample, "jensen_shannon"),
+                1e-9,
+                &on_sample("JS"),
+            );
+        }
+
         if exact {
             let tol = 1e-9;
             close(ks.statistic, d, tol, name);
@@ -171,11 +224,8 @@ fn numeric_statistics_agree_with_scipy() {
         let d_tol = er + ec;
         close(ks.statistic, d, d_tol, &format!("{name}: KS D"));
         // Our p-value: scipy's function at the effective sizes, for a D within the bound.
-        let size = |s: &NumericSummary, e: f64| {
-            let k = s.sketch().unwrap();
-            (effective_size(k.n(), kll_sigma(e > 0.0, e)).round() as u64).max(1)
-        };
-        let (n_e, m_e) = (size(&r, er), size(&c, ec));
+        let size = |s: &NumericSummary| (drift::numeric_effective_size(s).round() as u64).max(1);
+        let (n_e, m_e) = (size(&r), size(&c));
         let p = ks.p_value.unwrap();
         let p_lo = drift::ks_2samp_p(d + d_tol, n_e, m_e);
         let p_hi = drift::ks_2samp_p((d - d_tol).max(0.0), n_e, m_e);
@@ -184,13 +234,7 @@ fn numeric_statistics_agree_with_scipy() {
             "{name}: p {p} not in [{p_lo}, {p_hi}]"
         );
 
-        let lo = rx.iter().chain(&cx).copied().fold(f64::INFINITY, f64::min);
-        let hi = rx
-            .iter()
-            .chain(&cx)
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        let w_tol = d_tol * (hi - lo) / r.std_dev().unwrap();
+        let w_tol = drift::wasserstein_sample_error(&r, &c);
         close(
             w.statistic,
             f(case, "wasserstein_normed"),
@@ -198,11 +242,17 @@ fn numeric_statistics_agree_with_scipy() {
             &format!("{name}: W"),
         );
 
+        let dr = 2.0 * atom(&r) + 2.0 / n as f64;
+        let (kr, kc) = (r.sample_size(), c.sample_size());
+        let dcs: Vec<f64> = cb
+            .iter()
+            .map(|&p| Z_BINS * (p * (1.0 - p) * (1.0 / kr + 1.0 / kc)).sqrt())
+            .collect();
         for (i, (ours, theirs)) in rb.iter().zip(&srb).enumerate() {
             close(*ours, *theirs, dr, &format!("{name}: reference bin {i}"));
         }
-        for (i, (ours, theirs)) in cb.iter().zip(&scb).enumerate() {
-            close(*ours, *theirs, dc, &format!("{name}: current bin {i}"));
+        for (i, ((ours, theirs), dc)) in cb.iter().zip(&scb).zip(&dcs).enumerate() {
+            close(*ours, *theirs, *dc, &format!("{name}: current bin {i}"));
         }
         let js_tol = jensen_shannon_of(&rb, &srb) + jensen_shannon_of(&cb, &scb) + 1e-12;
         close(
@@ -221,7 +271,8 @@ fn numeric_statistics_agree_with_scipy() {
         let psi_tol: f64 = srb
             .iter()
             .zip(&scb)
-            .map(|(&r, &c)| {
+            .zip(&dcs)
+            .map(|((&r, &c), &dc)| {
                 let t = term(r, c);
                 let corners = [
                     (r - dr, c - dc),
@@ -246,7 +297,7 @@ fn numeric_statistics_agree_with_scipy() {
             &format!("{name}: PSI"),
         );
         println!(
-            "{name}: |ΔD| {:.5} (tol {d_tol:.5}), |ΔW| {:.5} (tol {w_tol:.4}), |ΔPSI| {:.5} (tol {psi_tol:.4})",
+            "{name}: |ΔD| {:.5} (tol {d_tol:.5}), |ΔW| {:.5} (tol {w_tol:.4}), |ΔPSI| {:.5} (tol {psi_tol:.4}), n_K {kr:.0}/{kc:.0}",
             (ks.statistic - d).abs(),
             (w.statistic - f(case, "wasserstein_normed")).abs(),
             (psi.statistic - f(case, "psi")).abs(),

@@ -92,7 +92,11 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("compression.type", "lz4");
+        .set("compression.type", "lz4")
+        .set(
+            "message.max.bytes",
+            crate::topics::SUMMARY_MESSAGE_MAX_BYTES.to_string(),
+        );
     apply_common_infallible(&mut c, settings);
     c
 }

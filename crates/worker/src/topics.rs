@@ -78,6 +78,20 @@ impl RequiredTopic {
     }
 }
 
+/// `max.message.bytes` of the topics that carry feature summaries (partials, references and the
+/// monitor's changelog): a full numeric sample encodes to about 18 KiB, so a model with a few
+/// dozen numeric features outgrows Kafka's 1 MB default in one record. Producers allow the
+/// same size ([`crate::clients::producer_config`]); the topic's limit leaves room for the
+/// record batch's own overhead.
+pub const SUMMARY_MESSAGE_MAX_BYTES: usize = 16 << 20;
+
+fn summary_topic_configs() -> Vec<(String, String)> {
+    vec![(
+        "max.message.bytes".into(),
+        (SUMMARY_MESSAGE_MAX_BYTES + (64 << 10)).to_string(),
+    )]
+}
+
 /// Every topic the pipeline these settings describe reads or writes, with its role, partition
 /// rule and topic configuration. Topic creation (`driftwatch topics create`, the demo, the
 /// bench, the integration tests) goes through this list.
@@ -98,14 +112,20 @@ pub fn required(settings: &Settings) -> Vec<RequiredTopic> {
     vec![
         topic(&t.predictions, TopicRole::Input, Partitions::Scaled),
         topic(&t.ground_truth, TopicRole::Input, Partitions::Scaled),
-        topic(&t.model_partials, TopicRole::Partials, Partitions::Scaled),
+        RequiredTopic {
+            configs: summary_topic_configs(),
+            ..topic(&t.model_partials, TopicRole::Partials, Partitions::Scaled)
+        },
         topic(&t.dead_letter, TopicRole::DeadLetter, Partitions::One),
         topic(&t.drift_events, TopicRole::Output, Partitions::One),
         topic(&t.retrain_events, TopicRole::Output, Partitions::One),
         topic(&t.model_metrics, TopicRole::Output, Partitions::One),
         // The latest reference per model version.
         RequiredTopic {
-            configs: vec![("cleanup.policy".into(), "compact".into())],
+            configs: [("cleanup.policy".into(), "compact".into())]
+                .into_iter()
+                .chain(summary_topic_configs())
+                .collect(),
             ..topic(&t.model_references, TopicRole::References, Partitions::One)
         },
         // Join state, one partition per input partition.
@@ -118,7 +138,10 @@ pub fn required(settings: &Settings) -> Vec<RequiredTopic> {
         compacted(
             settings.monitor_changelog_topic(),
             Partitions::Scaled,
-            crate::changelog::changelog_configs(),
+            crate::changelog::changelog_configs()
+                .into_iter()
+                .chain(summary_topic_configs())
+                .collect(),
         ),
     ]
 }
@@ -256,6 +279,28 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "a topic twice: {names:?}");
         expected.sort();
         assert_eq!(sorted, expected);
+    }
+
+    #[test]
+    fn topics_with_summaries_take_large_records() {
+        let s = Settings::default();
+        let t = &s.topics;
+        for r in required(&s) {
+            let large = r
+                .configs
+                .iter()
+                .find(|(k, _)| k == "max.message.bytes")
+                .and_then(|(_, v)| v.parse::<usize>().ok());
+            let carries_summaries = r.name == t.model_partials
+                || r.name == t.model_references
+                || r.name == s.monitor_changelog_topic();
+            assert_eq!(
+                large.is_some_and(|v| v > SUMMARY_MESSAGE_MAX_BYTES),
+                carries_summaries,
+                "{}",
+                r.name
+            );
+        }
     }
 
     #[test]

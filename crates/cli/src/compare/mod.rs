@@ -1,7 +1,7 @@
 //! `driftwatch compare`: data drift between two files, offline, judged as the monitor judges it.
 //!
 //! Each file is summarized column by column into the same [`FeatureSummary`] the join stage
-//! builds from live predictions (KLL quantiles for numbers, frequent items for categories),
+//! builds from live predictions (distinct-value samples for numbers, frequent items for categories),
 //! both files at once on two threads, streaming. Each column then goes through the monitor's
 //! own [`drift::default_test`] (Evidently's defaults), so an offline verdict and a live one
 //! never disagree on method or threshold.

@@ -2,29 +2,35 @@
 //!
 //! Layout (integers little-endian, `blob` = `u32` length + bytes, length 0 = absent):
 //! ```text
-//! "DWSG" version:u8(=1) predictions:u64
+//! "DWSG" version:u8(=2) predictions:u64
 //! predicted_label:cat predicted_value:num score:num
 //! n_features:u16 { name_len:u16 name:utf8 missing:u64 flags:u8 [num if flags&1] [cat if flags&2] }
-//! num = count:u64 missing:u64 min:f64 max:f64 mean:f64 m2:f64 kll:blob
+//! num = count:u64 missing:u64 min:f64 max:f64 mean:f64 m2:f64
+//!       n_sample:u16 { value:f64 count:leb128 }   (n_sample ≤ SAMPLE_K, increasing hash)
 //! cat = count:u64 missing:u64 frequent_items:blob hll:blob
 //! ```
-//! Sketch blobs are DataSketches' own serialized forms (KLL doubles, frequent items of
-//! strings, HLL_8), readable by the Java / C++ / Python libraries. Decoding checks lengths,
-//! UTF-8, duplicate names, that every count is at most [`MAX_COUNT`] and agrees with its
-//! sketch, and that no bytes trail.
+//! The numeric sample is written in its canonical form ([`DistinctSample`]: entries in
+//! increasing hash order), so equal samples encode to equal bytes however they were built.
+//! The categorical blobs are DataSketches' own serialized forms (frequent items of strings,
+//! HLL_8), readable by the Java / C++ / Python libraries. Decoding checks lengths, UTF-8,
+//! duplicate names, that every count is at most [`MAX_COUNT`] and agrees with its sketch or
+//! sample (a sample of fewer than k values holds every value), that the sample is canonical
+//! and within [min, max], and that no bytes trail.
+//!
+//! Version 1 carried a KLL sketch in place of the sample; it is not read any more (partials
+//! are transient: a version-1 partial in a topic at upgrade is reported as unsupported).
 
 use datasketches::frequencies::FrequentItemsSketch;
 use datasketches::hll::HllSketch;
-use datasketches::kll::KllSketch;
 
 use super::{
-    CategoricalSummary, FeatureInterner, FeatureSummary, NumericSummary, SignatureSummary,
-    SummaryError, MAX_COUNT,
+    value_hash, CategoricalSummary, DistinctSample, FeatureInterner, FeatureSummary,
+    NumericSummary, SampleEntry, SignatureSummary, SummaryError, MAX_COUNT, SAMPLE_K,
 };
 
 const MAGIC: &[u8; 4] = b"DWSG";
 /// Current format version.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 const HAS_NUMERIC: u8 = 1;
 const HAS_CATEGORICAL: u8 = 2;
@@ -44,6 +50,13 @@ impl Writer {
     fn f64(&mut self, v: f64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
+    fn leb128(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
     fn blob(&mut self, b: Option<Vec<u8>>) -> Result<(), SummaryError> {
         let b = b.unwrap_or_default();
         let len =
@@ -60,7 +73,16 @@ impl Writer {
         self.f64(n.max);
         self.f64(n.mean);
         self.f64(n.m2);
-        self.blob(n.sketch().map(|k| k.serialize()))
+        let sample = n.sample();
+        let entries = sample.entries();
+        let len = u16::try_from(entries.len())
+            .map_err(|_| SummaryError::malformed("sample larger than 65535 values"))?;
+        self.u16(len);
+        for e in entries {
+            self.f64(e.value);
+            self.leb128(e.count);
+        }
+        Ok(())
     }
 
     fn categorical(&mut self, c: &CategoricalSummary) -> Result<(), SummaryError> {
@@ -110,6 +132,26 @@ impl<'a> Reader<'a> {
     fn f64(&mut self, what: &str) -> Result<f64, SummaryError> {
         Ok(f64::from_le_bytes(self.array(what)?))
     }
+    /// A LEB128 count: at most [`MAX_COUNT`], in its shortest form (one encoding per value).
+    fn leb128(&mut self, what: &str) -> Result<u64, SummaryError> {
+        let mut v = 0u64;
+        for i in 0..8 {
+            let b = self.u8(what)?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(SummaryError::malformed(format!("overlong {what}")));
+                }
+                if v > MAX_COUNT {
+                    return Err(SummaryError::malformed(format!(
+                        "{what} {v} exceeds {MAX_COUNT}"
+                    )));
+                }
+                return Ok(v);
+            }
+        }
+        Err(SummaryError::malformed(format!("{what} too long")))
+    }
     fn blob(&mut self, what: &str) -> Result<Option<&'a [u8]>, SummaryError> {
         let len = self.u32(what)? as usize;
         if len == 0 {
@@ -125,17 +167,29 @@ impl<'a> Reader<'a> {
         let max = self.f64("max")?;
         let mean = self.f64("mean")?;
         let m2 = self.f64("m2")?;
-        let kll = match self.blob("kll sketch")? {
-            Some(b) => Some(
-                KllSketch::deserialize(b)
-                    .map_err(|e| SummaryError::malformed(format!("kll sketch: {e}")))?,
-            ),
-            None => None,
-        };
-        let kll_n = kll.as_ref().map_or(0, KllSketch::n);
-        if kll_n != count {
+        let n = usize::from(self.u16("sample length")?);
+        if n > SAMPLE_K {
             return Err(SummaryError::malformed(format!(
-                "numeric count {count} disagrees with its sketch ({kll_n})"
+                "sample of {n} values exceeds {SAMPLE_K}"
+            )));
+        }
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let value = self.f64("sample value")?;
+            let count = self.leb128("sample count")?;
+            entries.push(SampleEntry {
+                hash: value_hash(value),
+                value,
+                count,
+            });
+        }
+        let sample = DistinctSample::from_entries(entries)
+            .ok_or_else(|| SummaryError::malformed("sample is not canonical"))?;
+        let weight = sample.weight();
+        let exact = sample.entries().len() < SAMPLE_K;
+        if weight > count || (exact && weight != count) {
+            return Err(SummaryError::malformed(format!(
+                "numeric count {count} disagrees with its sample ({weight})"
             )));
         }
         if count == 0 {
@@ -148,6 +202,13 @@ impl<'a> Reader<'a> {
         if !finite || min > max || m2 < 0.0 {
             return Err(SummaryError::malformed("numeric moments out of range"));
         }
+        if sample
+            .entries()
+            .iter()
+            .any(|e| e.value < min || e.value > max)
+        {
+            return Err(SummaryError::malformed("sample value outside [min, max]"));
+        }
         Ok(NumericSummary {
             count,
             missing,
@@ -155,8 +216,7 @@ impl<'a> Reader<'a> {
             max,
             mean,
             m2,
-            kll,
-            ..NumericSummary::default()
+            sample,
         })
     }
 
@@ -334,7 +394,6 @@ mod tests {
     #[test]
     fn round_trip_preserves_everything_observable() {
         let (mut s, interner) = sample();
-        // Stable quantiles to compare against (see `NumericSummary::sketch`).
         s.flush();
         let bytes = s.to_bytes(&interner).unwrap();
         // A fresh interner: ids may differ, names carry over.

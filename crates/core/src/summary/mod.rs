@@ -10,24 +10,28 @@
 //! Every summary is a monoid: `Default` is the identity and `merge(&mut self, &other)` is
 //! associative, so partials can be merged in any grouping (per task, per window, across
 //! restarts) and "summarize the halves, then merge" equals "summarize the whole": exactly for
-//! counts, minima, maxima and missing counts; up to floating-point rounding for mean and
-//! variance (Chan et al.'s parallel update); and within the sketches' documented error bounds
-//! for quantiles, frequencies and distinct counts.
+//! counts, minima, maxima, missing counts and the numeric distinct-value sample (bit for bit:
+//! verdicts do not depend on batching, flush timing or restarts); up to floating-point
+//! rounding for mean and variance (Chan et al.'s parallel update); and exactly for frequent
+//! items while a summary has fewer than 768 distinct categories (see
+//! [`CategoricalSummary`]).
 //!
 //! # Sketches
-//! The sketches are Apache DataSketches' own (`datasketches` crate), so their serialized form
-//! is the cross-language one and the error bounds are the published ones:
-//! - quantiles: KLL with k = [`KLL_K`] = 256 (as whylogs). Normalized rank error, 99 %
-//!   confidence, from the DataSketches formulas: ≈ 1.05 % single-sided (rank / quantile / CDF
-//!   queries) and ≈ 1.31 % double-sided (PMF / differences of ranks). (k = 200 gives 1.33 % /
-//!   1.65 %.)
-//! - frequent items: the Misra–Gries based frequent-items sketch with a maximum map size of
-//!   2^[`FREQUENT_LG_MAX`] = 1024 (lg_max_k 10, as whylogs). Counts are exact while fewer than
-//!   0.75 · 1024 = 768 distinct values were seen; beyond that every estimate is within
-//!   ε · N with ε = 3.5 / 1024 ≈ 0.34 % of the stream length N.
-//! - distinct count: HyperLogLog (HLL_8) with lg_k = [`HLL_LG_K`] = 12: relative standard error
-//!   ≈ 1.04 / √4096 ≈ 1.6 % (≈ 0.83 / √4096 ≈ 1.3 % while the HIP estimator applies, i.e.
-//!   before any merge); exact-ish (coupon mode) below a few hundred distinct values.
+//! - numeric distributions: a [`DistinctSample`], the k = [`SAMPLE_K`] = 2048 distinct values
+//!   of smallest (fixed, seedless) hash with their exact counts. Exact while a stream has at
+//!   most k distinct values; beyond, its weighted CDF is within the DKW bound
+//!   ε = √(ln(2/0.01) / (2 n')) of the stream's at 99 % confidence, n' = Kish's effective
+//!   size (Σc)² / Σc² of the kept counts (≈ 2048 for continuous data: ε ≈ 3.6 %). Unlike a
+//!   randomized quantile sketch (KLL), it is a pure function of the stream's values, so every
+//!   merge grouping gives the same sample.
+//! - frequent items: Apache DataSketches' Misra–Gries based frequent-items sketch with a
+//!   maximum map size of 2^[`FREQUENT_LG_MAX`] = 1024 (lg_max_k 10, as whylogs). Counts are
+//!   exact while fewer than 0.75 · 1024 = 768 distinct values were seen; beyond that every
+//!   estimate is within ε · N with ε = 3.5 / 1024 ≈ 0.34 % of the stream length N.
+//! - distinct count: DataSketches' HyperLogLog (HLL_8) with lg_k = [`HLL_LG_K`] = 12:
+//!   relative standard error ≈ 1.04 / √4096 ≈ 1.6 % (≈ 0.83 / √4096 ≈ 1.3 % while the HIP
+//!   estimator applies, i.e. before any merge); exact-ish (coupon mode) below a few hundred
+//!   distinct values. Reported only, never part of a verdict.
 //!
 //! # Hot path
 //! 20 features × 1M predictions/s is 20M updates/s, so an update must cost nanoseconds:
@@ -37,16 +41,17 @@
 //!   pushed into the frequent-items and HLL sketches in batches (one sketch update per
 //!   distinct value per batch, HLL being idempotent per value), so the cost per value is one
 //!   short-string hash and compare;
-//! - numeric values update the running moments and go into a small batch KLL sketch that is
-//!   merged into the main one every 4096 values (a long-lived KLL sketch compacts every few
-//!   updates; the batch sketch rarely does, and a merge moves whole levels).
+//! - numeric values update the running moments, are hashed (three multiplies), and go into
+//!   an unsorted buffer unless a full sample already rejects their hash; the buffer is sorted
+//!   and folded into the sample every 2048 values.
 //!
-//! Non-finite numbers (NaN, ±∞) count as missing: KLL rejects NaN, and one infinity would
-//! make mean and variance meaningless.
+//! Non-finite numbers (NaN, ±∞) count as missing: one infinity would make mean and variance
+//! meaningless, and a NaN has no place in an order.
 //!
 //! # Serialization
 //! [`SignatureSummary::to_bytes`] writes a compact, versioned binary form (feature names
-//! spelled out, sketches in DataSketches' serialized form) meant for an Avro `bytes` field of
+//! spelled out, the numeric sample in its canonical order, the categorical sketches in
+//! DataSketches' serialized form) meant for an Avro `bytes` field of
 //! `ModelPartial`. [`SignatureSummary::from_bytes`] checks every length, count and invariant
 //! and returns [`SummaryError`] on malformed input; it never panics.
 
@@ -56,16 +61,17 @@ pub mod drift;
 mod feature;
 mod intern;
 mod numeric;
+mod sample;
 
 pub use categorical::CategoricalSummary;
 pub use codec::FORMAT_VERSION;
 pub use feature::{FeatureKind, FeatureSummary, SignatureSummary};
 pub(crate) use intern::same_bytes;
 pub use intern::{FeatureId, FeatureInterner};
-pub use numeric::{Kll, NumericSummary, KLL_PMF_ERROR, KLL_RANK_ERROR};
-
-/// KLL parameter k of every numeric summary.
-pub const KLL_K: u16 = 256;
+pub use numeric::{dkw_bound, NumericSummary};
+pub use sample::{
+    value_hash, DistinctSample, Entry as SampleEntry, SortedSample, PENDING_MAX, SAMPLE_K,
+};
 /// lg of the frequent-items sketch's maximum map size.
 pub const FREQUENT_LG_MAX: u8 = 10;
 /// lg_k of the HLL distinct-count sketch.

@@ -1,30 +1,21 @@
-//! [`NumericSummary`]: count, missing, min, max, mean, variance and a KLL quantile sketch.
+//! [`NumericSummary`]: count, missing, min, max, mean, variance and a distinct-value sample.
 
 use std::borrow::Cow;
 
-use datasketches::common::SearchCriteria;
-use datasketches::kll::{KllFloat, KllSketch};
+use super::sample::{DistinctSample, SortedSample};
 
-use super::KLL_K;
-
-/// The KLL sketch type of numeric summaries.
-pub type Kll = KllSketch<KllFloat<f64>>;
-
-/// Values collected in the small batch sketch before it is merged into the main one.
-const BATCH: u64 = 4096;
+/// z of a two-sided 99 % DKW band: √(ln(2 / 0.01) / 2).
+const DKW99: f64 = 1.627_59;
 
 /// Summary of one numeric stream. A monoid: `Default` is empty, [`merge`](Self::merge) is
-/// associative. Mean and variance are kept as (count, mean, M2) and merged with Chan et al.'s
-/// parallel formula, which stays accurate where naive sums of squares cancel.
+/// associative and commutative. Mean and variance are kept as (count, mean, M2) and merged
+/// with Chan et al.'s parallel formula, which stays accurate where naive sums of squares
+/// cancel (equal across groupings up to rounding). The distribution is kept as a
+/// [`DistinctSample`]: the same in every grouping, bit for bit.
 ///
-/// Values first go into a small *batch* KLL sketch that is merged into the main one every
-/// [`BATCH`] values. A KLL sketch compacts its level 0 whenever the sketch is full, and the
-/// level-0 capacity shrinks as levels are added (to 8 items for a long stream), so feeding a
-/// long-lived sketch directly compacts (sort, merge, allocate) every few values. The batch
-/// sketch has few levels, so it compacts every ~50–250 values, and its merge into the main
-/// sketch moves whole levels at once. KLL merges keep the same error guarantee. Call
-/// [`flush`](Self::flush) (or [`SignatureSummary::flush`](super::SignatureSummary::flush))
-/// before reading quantiles repeatedly.
+/// Values first go into the sample's pending buffer; call [`flush`](Self::flush) (or
+/// [`SignatureSummary::flush`](super::SignatureSummary::flush)) before reading quantiles
+/// repeatedly. Reads through `&self` fold a copy, with the same result.
 #[derive(Debug, Clone, Default)]
 pub struct NumericSummary {
     pub(crate) count: u64,
@@ -34,14 +25,7 @@ pub struct NumericSummary {
     pub(crate) mean: f64,
     /// Sum of squared deviations from the mean.
     pub(crate) m2: f64,
-    /// Created on the first value, so empty summaries cost no allocation.
-    pub(crate) kll: Option<Kll>,
-    /// The batch sketch (see the type docs).
-    pub(crate) batch: Option<Kll>,
-}
-
-pub(crate) fn new_kll() -> Option<Kll> {
-    KllSketch::new(KLL_K).ok()
+    pub(crate) sample: DistinctSample,
 }
 
 impl NumericSummary {
@@ -69,53 +53,45 @@ impl NumericSummary {
         let delta = x - self.mean;
         self.mean += delta / self.count as f64;
         self.m2 += delta * (x - self.mean);
-        if self.batch.is_none() {
-            self.batch = new_kll();
-        }
-        if let (Some(batch), Ok(item)) = (&mut self.batch, KllFloat::<f64>::new(x)) {
-            batch.update(item);
-            if batch.n() >= BATCH {
-                self.flush();
-            }
-        }
+        self.sample.update(x);
     }
 
-    /// Merges the batch sketch into the main one.
+    /// Folds the pending values into the sample.
     pub fn flush(&mut self) {
-        let Some(batch) = &mut self.batch else {
-            return;
-        };
-        if batch.is_empty() {
-            return;
-        }
-        match &mut self.kll {
-            Some(main) => {
-                // Fails only on a stream-weight overflow (impossible below MAX_COUNT-sized
-                // inputs) and leaves the sketch unchanged then.
-                let _ = main.merge(batch);
-                batch.reset();
-            }
-            None => self.kll = self.batch.take(),
+        self.sample.fold();
+    }
+
+    /// The sample of the values so far, folded (borrowed when nothing is pending).
+    pub fn sample(&self) -> Cow<'_, DistinctSample> {
+        self.sample.folded()
+    }
+
+    /// The sample's weighted empirical distribution, values increasing.
+    pub fn sorted(&self) -> SortedSample {
+        self.sample.sorted()
+    }
+
+    /// Whether the sample holds every value (at most [`SAMPLE_K`](super::SAMPLE_K) distinct
+    /// values so far): its distribution is then the stream's own.
+    pub fn is_exact(&self) -> bool {
+        self.sample().weight() == self.count
+    }
+
+    /// How many independent values the sample's distribution is worth as an estimate of the
+    /// stream's: infinite while exact, else Kish's (Σc)² / Σc² over the kept counts.
+    pub fn sample_size(&self) -> f64 {
+        let sample = self.sample();
+        if sample.weight() == self.count {
+            f64::INFINITY
+        } else {
+            sample.kish_size()
         }
     }
 
-    /// The quantile sketch of every value so far (the main sketch, merged with the batch
-    /// sketch on a copy when the batch is not empty). `None` while empty.
-    ///
-    /// KLL compaction is randomized, so while values are still batched two reads may differ
-    /// (each within the error bound); after [`flush`](Self::flush) reads are stable.
-    pub fn sketch(&self) -> Option<Cow<'_, Kll>> {
-        let batch = self.batch.as_ref().filter(|b| !b.is_empty());
-        match (&self.kll, batch) {
-            (None, None) => None,
-            (Some(main), None) => Some(Cow::Borrowed(main)),
-            (None, Some(b)) => Some(Cow::Borrowed(b)),
-            (Some(main), Some(b)) => {
-                let mut all = main.clone();
-                let _ = all.merge(b);
-                Some(Cow::Owned(all))
-            }
-        }
+    /// Half-width of a 99 % band around the stream's CDF that the sample's CDF lies in
+    /// (Dvoretzky–Kiefer–Wolfowitz at [`sample_size`](Self::sample_size)): 0 while exact.
+    pub fn rank_error(&self) -> f64 {
+        dkw_bound(self.sample_size())
     }
 
     /// Counts one missing (null) value.
@@ -145,20 +121,7 @@ impl NumericSummary {
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.count = self.count.saturating_add(other.count);
-        self.flush();
-        for theirs in [&other.kll, &other.batch].into_iter().flatten() {
-            if theirs.is_empty() {
-                continue;
-            }
-            match &mut self.kll {
-                // Fails only on a stream-weight overflow (impossible below MAX_COUNT-sized
-                // inputs) and leaves the sketch unchanged then.
-                Some(mine) => {
-                    let _ = mine.merge(theirs);
-                }
-                None => self.kll = Some(theirs.clone()),
-            }
-        }
+        self.sample.merge(&other.sample);
     }
 
     /// Number of (finite) values.
@@ -201,35 +164,33 @@ impl NumericSummary {
         self.variance().map(f64::sqrt)
     }
 
-    /// The approximate value at normalized `rank` ∈ [0, 1] (inclusive search: the smallest
-    /// retained value whose cumulative weight reaches `rank · n`). `None` when empty or when
-    /// `rank` is out of range.
+    /// The sample's value at normalized `rank` ∈ [0, 1] (inclusive search: the smallest kept
+    /// value whose cumulative weight reaches `rank · n`). `None` when empty or when `rank` is
+    /// out of range.
     pub fn quantile(&self, rank: f64) -> Option<f64> {
-        self.sketch()?
-            .quantile(rank, SearchCriteria::Inclusive)
-            .ok()
-            .flatten()
-            .map(KllFloat::into_inner)
+        self.sorted().quantile(rank)
     }
 
-    /// The approximate fraction of values ≤ `x`. `None` when empty or `x` is NaN.
+    /// The sample's fraction of values ≤ `x`. `None` when empty or `x` is NaN.
     pub fn rank(&self, x: f64) -> Option<f64> {
-        let item = KllFloat::<f64>::new(x).ok()?;
-        self.sketch()?.rank(&item, SearchCriteria::Inclusive)
-    }
-
-    /// The sketch's single-sided normalized rank error (99 % confidence) for the k in use.
-    pub fn normalized_rank_error(&self) -> f64 {
-        self.sketch()
-            .map_or(KLL_RANK_ERROR, |k| k.normalized_rank_error())
+        if self.count == 0 || x.is_nan() {
+            return None;
+        }
+        Some(self.sorted().cdf(x))
     }
 }
 
-/// Single-sided normalized rank error of KLL at k = 256 (DataSketches: 2.296 / k^0.9723).
-pub const KLL_RANK_ERROR: f64 = 0.010_46;
-
-/// Double-sided (PMF) normalized rank error of KLL at k = 256 (2.446 / k^0.9433).
-pub const KLL_PMF_ERROR: f64 = 0.013_09;
+/// The 99 % DKW half-width ε = √(ln(2 / 0.01) / (2 n)) at effective size `n` (0 for an
+/// infinite one, 1 for none).
+pub fn dkw_bound(n: f64) -> f64 {
+    if n.is_infinite() {
+        0.0
+    } else if n > 0.0 {
+        (DKW99 / n.sqrt()).min(1.0)
+    } else {
+        1.0
+    }
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -287,12 +248,11 @@ mod tests {
         assert_eq!(left.count(), whole.count());
         assert!((left.mean().unwrap() - whole.mean().unwrap()).abs() < 1e-9);
         assert!((left.variance().unwrap() / whole.variance().unwrap() - 1.0).abs() < 1e-9);
-        let median = left.quantile(0.5).unwrap();
-        let true_rank = xs.iter().filter(|&&x| x <= median).count() as f64 / xs.len() as f64;
-        assert!(
-            (true_rank - 0.5).abs() <= KLL_RANK_ERROR + 1e-3,
-            "{true_rank}"
-        );
+        // 1000 distinct values: the sample is exact, so the median is the true one.
+        assert!(left.is_exact());
+        assert_eq!(left.rank_error(), 0.0);
+        assert_eq!(left.quantile(0.5), Some(499.0));
+        assert_eq!(left.sample().entries(), whole.sample().entries());
 
         let mut id = NumericSummary::new();
         id.merge(&whole);
@@ -301,10 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn documented_rank_error_matches_the_sketch() {
-        let s = summarize(&[1.0, 2.0]);
-        assert!((s.normalized_rank_error() - KLL_RANK_ERROR).abs() < 1e-4);
-        let pmf = s.sketch().unwrap().normalized_pmf_error();
-        assert!((pmf - KLL_PMF_ERROR).abs() < 1e-4);
+    fn many_distinct_values_give_a_sample_and_its_error_bound() {
+        let xs: Vec<f64> = (0..100_000).map(|i| f64::from(i) * 0.001).collect();
+        let s = summarize(&xs);
+        assert!(!s.is_exact());
+        assert_eq!(s.sample().entries().len(), crate::summary::SAMPLE_K);
+        let n = s.sample_size();
+        assert!((n - crate::summary::SAMPLE_K as f64).abs() < 1e-6, "{n}");
+        let eps = s.rank_error();
+        assert!((eps - DKW99 / n.sqrt()).abs() < 1e-12);
+        let median = s.quantile(0.5).unwrap();
+        let true_rank = xs.iter().filter(|&&x| x <= median).count() as f64 / xs.len() as f64;
+        assert!((true_rank - 0.5).abs() <= eps, "{true_rank} vs ± {eps}");
     }
 }

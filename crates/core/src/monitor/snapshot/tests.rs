@@ -21,10 +21,7 @@ fn config() -> MonitorConfig {
 }
 
 /// A minute's partial of `model`: `wrong` of 100 outcomes wrong, and a signature of 20
-/// values of feature `x`, which moves when `shifted`. A window holds 200 values, fewer than
-/// the KLL sketches' `k`: they never compact, so their statistics are exact. (Compaction
-/// keeps one of two items by a random bit of a thread-local generator: with more values,
-/// the low digits of a p-value vary from run to run, restored or not.)
+/// values of feature `x`, which moves when `shifted`.
 fn partial(model: &str, minute: i64, seq: u64, wrong: u64, shifted: bool) -> ModelPartial {
     let mut p = empty_partial(model, "v1", minute * MIN, MIN, (seq % 2) as i32);
     p.sequence = seq;

@@ -6,15 +6,17 @@
 //! whose error at one query has standard deviation σ adds the variance of a sample of
 //! n_σ = 1 / (4σ²) values (the variance of an empirical CDF at its median is 1 / (4n)), and
 //! the sample of n values *as sketched* counts as n' = 1 / (1/n + 1/n_σ) values:
-//! - KLL, in estimation mode: σ = ε / 2.326, ε = the sketch's published single-sided
-//!   normalized rank error at 99 % confidence (1.05 % at k = 256), so n_σ ≈ 12 300 and a sketch
-//!   of 100 000 values counts as ≈ 11 000; exact (n ≤ k) sketches count fully;
+//! - the numeric distinct-value sample, once it dropped values: its CDF is a ratio estimate
+//!   from a random (by hash) set of distinct values weighted by their counts, whose variance
+//!   at a point of CDF F is ≈ F(1 − F) / n_K with n_K Kish's effective size (Σc)² / Σc² of the
+//!   kept counts; so n_σ = n_K (σ = 1 / (2 √n_K)): ≈ 2048 for continuous data, and a sample
+//!   of 100 000 values counts as ≈ 2 000; exact samples (≤ 2048 distinct values) count fully;
 //! - frequent items, once purged: every count is over-estimated by at most `max_error`, so
 //!   each proportion by at most ε_f = max_error / N; taken as a 2σ bound, n_σ = 1 / ε_f².
 //!
 //! Every test then uses n' and m' where it would use n and m. This is what keeps the p-value
-//! of a sketched KS test honest at 10⁵ values per side, where the sketches' rank error
-//! (≈ 1 %) is larger than the statistic's own noise (≈ 0.5 %).
+//! of a sampled KS test honest at 10⁵ values per side, where the sample's error (≈ 1.1 %
+//! standard deviation at the median) is larger than the statistic's own noise (≈ 0.3 %).
 //!
 //! # Distances on proportions (PSI, Jensen–Shannon, Hellinger)
 //! On k bins (deciles of the reference, or categories) with proportions r and c from samples
@@ -40,9 +42,6 @@
 
 use super::special::{chi2_isf, chi2_sf, gamma_q, gamma_q_inv};
 
-/// z of the one-sided 99 % bound that DataSketches' normalized rank error is quoted at.
-const Z99: f64 = 2.326_347_874;
-
 /// Grid of the Wasserstein null's quantile function.
 pub const W_GRID: usize = 64;
 
@@ -57,10 +56,11 @@ pub fn effective_size(n: u64, sigma: f64) -> f64 {
     }
 }
 
-/// σ of a KLL sketch's CDF error, from its published 99 % single-sided rank error ε.
-pub fn kll_sigma(estimation_mode: bool, normalized_rank_error: f64) -> f64 {
-    if estimation_mode {
-        normalized_rank_error / Z99
+/// σ at the median of a sampled CDF of Kish size `n_kish` (infinite while the sample is
+/// exact): 1 / (2 √n_kish), so that [`effective_size`] adds 1 / n_kish to 1 / n.
+pub fn sample_sigma(n_kish: f64) -> f64 {
+    if n_kish.is_finite() && n_kish > 0.0 {
+        0.5 / n_kish.sqrt()
     } else {
         0.0
     }
@@ -200,13 +200,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn effective_sizes_follow_the_sketch_error() {
+    fn effective_sizes_follow_the_sample_error() {
         assert_eq!(effective_size(1000, 0.0), 1000.0);
-        let s = kll_sigma(true, 0.010_46);
+        let s = sample_sigma(2048.0);
         let big = effective_size(100_000, s);
-        assert!((10_000.0..13_000.0).contains(&big), "{big}");
-        assert!(effective_size(1000, s) > 900.0);
-        assert_eq!(kll_sigma(false, 0.01), 0.0);
+        assert!(
+            (big - 1.0 / (1.0 / 100_000.0 + 1.0 / 2048.0)).abs() < 1e-6,
+            "{big}"
+        );
+        assert!(effective_size(1000, s) > 600.0);
+        assert_eq!(sample_sigma(f64::INFINITY), 0.0);
         assert_eq!(frequent_sigma(0, 10), 0.0);
     }
 

@@ -21,8 +21,8 @@
 //! reporting, and a sample too small to tell that change from noise raises the bar instead of
 //! firing on noise. Equivalently: p < α *and* statistic ≥ minimum effect.
 //!
-//! Per-sketch error bounds and how they enter: see [`numeric`] (KLL) and [`categorical`]
-//! (frequent items).
+//! Per-summary error bounds and how they enter: see [`numeric`] (the distinct-value sample)
+//! and [`categorical`] (frequent items).
 //!
 //! # Defaults ([`default_test`])
 //! Evidently's choice of test, which users know: with a reference of at most
@@ -41,7 +41,8 @@ pub use categorical::{
     category_counts, chi_square, chi_square_of, hellinger, jensen_shannon_categorical, pool_sparse,
 };
 pub use numeric::{
-    decile_bins, jensen_shannon, ks, ks_statistic, psi, psi_of, wasserstein, PSI_BINS, PSI_EPSILON,
+    decile_bins, jensen_shannon, ks, ks_statistic, numeric_effective_size, psi, psi_of,
+    wasserstein, wasserstein_sample_error, PSI_BINS, PSI_EPSILON,
 };
 pub use special::{gamma_q, kolmogorov_sf, ks_2samp_p, kstwo_sf};
 

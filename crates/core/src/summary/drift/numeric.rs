@@ -1,37 +1,36 @@
-//! Drift tests of numeric features, from the KLL sketches and moments of two
+//! Drift tests of numeric features, from the distinct-value samples and moments of two
 //! [`NumericSummary`]s.
 //!
-//! # Error from the sketches (KLL, k = 256)
-//! While a sketch holds all its values (n ≤ k, and merges thereof) every statistic equals the
-//! exact one. Beyond that each sketched CDF value is within ε = 1.05 % of the true one (the
-//! sketch's single-sided normalized rank error, 99 % confidence), so:
-//! - KS D is within ε_r + ε_c of the samples' D (≤ 2.1 %);
-//! - each PSI / JS bin proportion within the double-sided (PMF) error, 1.31 %;
-//! - normed Wasserstein within (ε_r + ε_c) · (max − min) / σ_ref.
+//! # Error from the samples (k = 2048 distinct values)
+//! While a sample holds every value (at most k distinct values, and merges thereof) every
+//! statistic equals the exact one. Beyond that each sampled CDF is within the DKW bound
+//! ε = √(ln(2/0.01) / (2 n')) of the stream's at 99 % confidence, n' the sample's Kish size
+//! (≈ 2048 for continuous data: ε ≈ 3.6 %), so:
+//! - KS D is within ε_r + ε_c of the samples' D;
+//! - each PSI / JS bin proportion within 2ε (a difference of two CDF values);
+//! - normed Wasserstein within the 99.5 % quantile of W₁(F̂, F) / σ_ref on each side (the
+//!   Brownian-bridge law of [`calibrate`](super::calibrate) at n'), far below ε · range / σ.
 //!
 //! The tests account for it through effective sample sizes ([`calibrate`](super::calibrate)).
 
-use datasketches::common::SearchCriteria;
-use datasketches::kll::{KllFloat, SortedView};
-
 use super::calibrate::{
-    bridge_l1_moments, effective_size, gamma_null, harmonic, kll_sigma, BinnedDistance, W_GRID,
+    bridge_l1_moments, effective_size, gamma_null, harmonic, sample_sigma, BinnedDistance, W_GRID,
 };
 use super::special::ks_2samp_p;
 use super::{
     distance_result, jensen_shannon_of, p_result, DriftError, DriftMethod, DriftResult,
     DriftSettings,
 };
-use crate::summary::NumericSummary;
+use crate::summary::{NumericSummary, SortedSample};
 
 /// Number of PSI / numeric JS bins.
 pub const PSI_BINS: usize = 10;
 /// Proportion used for an empty PSI bin.
 pub const PSI_EPSILON: f64 = 1e-4;
 
-type View = SortedView<KllFloat<f64>>;
+type View = SortedSample;
 
-/// Both sorted views and the samples' effective sizes.
+/// Both sorted samples and the samples' effective sizes.
 struct Sides {
     r: View,
     c: View,
@@ -40,68 +39,45 @@ struct Sides {
 }
 
 fn sides(reference: &NumericSummary, current: &NumericSummary) -> Result<Sides, DriftError> {
-    let r = reference.sketch().ok_or(DriftError::EmptyReference)?;
-    let c = current.sketch().ok_or(DriftError::EmptyCurrent)?;
+    if reference.count() == 0 {
+        return Err(DriftError::EmptyReference);
+    }
+    if current.count() == 0 {
+        return Err(DriftError::EmptyCurrent);
+    }
+    let (r, c) = (reference.sorted(), current.sorted());
     if r.is_empty() {
         return Err(DriftError::EmptyReference);
     }
     if c.is_empty() {
         return Err(DriftError::EmptyCurrent);
     }
-    let size = |s: &crate::summary::Kll| {
-        effective_size(
-            s.n(),
-            kll_sigma(s.is_estimation_mode(), s.normalized_rank_error()),
-        )
-    };
     Ok(Sides {
-        n: size(&r),
-        m: size(&c),
-        r: r.sorted_view(),
-        c: c.sorted_view(),
+        n: numeric_effective_size(reference),
+        m: numeric_effective_size(current),
+        r,
+        c,
     })
 }
 
-/// The distinct retained values of a sketch, in order: from the minimum, each next one is the
-/// quantile half a value's weight above the current one's CDF. Two binary searches per
-/// retained value (a few hundred at k = 256, however long the stream), and none is skipped.
-fn support_into(view: &View, out: &mut Vec<f64>) {
-    let n = view.total_weight() as f64;
-    let Some(mut x) = quantile(view, 0.0) else {
-        return;
-    };
-    for _ in 0..=view.len() {
-        out.push(x);
-        let f = cdf(view, x);
-        if f >= 1.0 {
-            break;
-        }
-        match quantile(view, (f + 0.5 / n).min(1.0)) {
-            Some(next) if next > x => x = next,
-            _ => break,
-        }
-    }
+/// The stream's count as seen through its sample (see [`calibrate`](super::calibrate)).
+pub fn numeric_effective_size(s: &NumericSummary) -> f64 {
+    effective_size(s.count(), sample_sigma(s.sample_size()))
 }
 
 fn quantile(view: &View, rank: f64) -> Option<f64> {
-    view.quantile(rank, SearchCriteria::Inclusive)
-        .ok()
-        .flatten()
-        .map(KllFloat::into_inner)
+    view.quantile(rank)
 }
 
 fn cdf(view: &View, x: f64) -> f64 {
-    KllFloat::<f64>::new(x)
-        .ok()
-        .and_then(|item| view.rank(&item, SearchCriteria::Inclusive))
-        .unwrap_or(0.0)
+    view.cdf(x)
 }
 
 /// Sorted union of both supports, with both CDFs at each point.
 fn joint_cdf(r: &View, c: &View) -> Vec<(f64, f64, f64)> {
-    let mut points = Vec::new();
-    support_into(r, &mut points);
-    support_into(c, &mut points);
+    let mut points = Vec::with_capacity(r.values().len() + c.values().len());
+    points.extend_from_slice(r.values());
+    points.extend_from_slice(c.values());
     points.sort_by(f64::total_cmp);
     points.dedup();
     points
@@ -143,9 +119,9 @@ pub fn decile_bins(
 /// proportions replaced by [`PSI_EPSILON`]). Drifts when it reaches max(`settings.psi`, its
 /// null quantile); p-value from the χ² approximation (see [`calibrate`](super::calibrate)).
 ///
-/// Sketch error: each bin proportion within the sketch's PMF error δ (1.31 % at k = 256, 0
-/// while exact); the PSI then within the corner bound of each bin's term over r ± δ_r,
-/// c ± δ_c (0.07–0.15 for the fixtures' near-decile bins, `tests/summary_scipy.rs`).
+/// Sample error: each bin proportion within 2ε (ε the sample's DKW bound, 0 while exact);
+/// taken into account by the effective sizes. `tests/summary_scipy.rs` states the resulting
+/// bound on the statistic.
 pub fn psi(
     reference: &NumericSummary,
     current: &NumericSummary,
@@ -178,8 +154,8 @@ pub fn psi_of(reference: &[f64], current: &[f64]) -> f64 {
         .sum()
 }
 
-/// The KS statistic D = sup |F − G| of the sketched CDFs, evaluated on the union of their
-/// retained points (the sketched CDFs are step functions jumping only there, so this is their
+/// The KS statistic D = sup |F − G| of the sampled CDFs, evaluated on the union of their
+/// kept values (the sampled CDFs are step functions jumping only there, so this is their
 /// exact sup).
 pub fn ks_statistic(
     reference: &NumericSummary,
@@ -194,11 +170,11 @@ pub fn ks_statistic(
 
 /// Two-sample Kolmogorov–Smirnov test. The p-value is `scipy.stats.ks_2samp`'s
 /// (method "auto": exact below 10 001 values per side, else asymptotic; see
-/// [`ks_2samp_p`]) at the samples' effective sizes (their counts while both sketches are
+/// [`ks_2samp_p`]) at the streams' effective sizes (their counts while both samples are
 /// exact). Drifts when p < `settings.alpha`.
 ///
-/// Sketch error: D within ε_r + ε_c of the samples' D (ε the sketch's normalized rank error,
-/// 1.05 % at k = 256, 0 while exact); taken into account by the effective sizes.
+/// Sample error: D within ε_r + ε_c of the streams' D (ε the sample's DKW bound, 0 while
+/// exact); taken into account by the effective sizes.
 pub fn ks(
     reference: &NumericSummary,
     current: &NumericSummary,
@@ -222,8 +198,8 @@ pub fn ks(
 /// Jensen–Shannon distance (base 2) on the PSI bins; drifts at max(`settings.jensen_shannon`,
 /// its null quantile).
 ///
-/// Sketch error: the bins as for [`psi`]; JS, a metric, moves by at most JS(r, r') + JS(c, c')
-/// between the exact bins r, c and the sketched r', c'.
+/// Sample error: the bins as for [`psi`]; JS, a metric, moves by at most JS(r, r') + JS(c, c')
+/// between the exact bins r, c and the sampled r', c'.
 pub fn jensen_shannon(
     reference: &NumericSummary,
     current: &NumericSummary,
@@ -250,9 +226,7 @@ pub fn jensen_shannon(
 /// quantile): the Brownian-bridge limit on the reference's quantile function at the
 /// samples' effective sizes (see [`calibrate`](super::calibrate)).
 ///
-/// Sketch error: within (ε_r + ε_c) · (max − min) / σ_ref (ε as for [`ks`]): the rank error
-/// integrated over the range. That bound is loose (≈ 0.14 for 10⁵–10⁶ normal-like values,
-/// observed ≤ 0.011); the calibration suite checks the verdicts themselves.
+/// Sample error: within [`wasserstein_sample_error`] of the streams' statistic (99 %).
 pub fn wasserstein(
     reference: &NumericSummary,
     current: &NumericSummary,
@@ -284,6 +258,33 @@ pub fn wasserstein(
         settings.wasserstein,
         settings.alpha,
     ))
+}
+
+/// Bound on how far the normed Wasserstein statistic of two samples lies from the streams'
+/// (99 % confidence): W₁ is a metric, so the error is at most W₁(F̂_r, F_r) + W₁(F̂_c, F_c),
+/// and each term, the distance of a sample of effective size n' from its stream, follows the
+/// Brownian-bridge law ∫ |B(F(x))| dx / √n' of [`calibrate`](super::calibrate), evaluated on
+/// the sample's own quantile function; each side is taken at its 99.5 % quantile. 0 for an
+/// exact side.
+pub fn wasserstein_sample_error(reference: &NumericSummary, current: &NumericSummary) -> f64 {
+    let norm = reference.std_dev().unwrap_or(0.0).max(0.001);
+    [reference, current]
+        .into_iter()
+        .map(|s| {
+            let n = s.sample_size();
+            if n.is_infinite() || s.count() == 0 {
+                return 0.0;
+            }
+            let view = s.sorted();
+            let q: Vec<f64> = (0..=W_GRID)
+                .map(|i| quantile(&view, i as f64 / W_GRID as f64).unwrap_or(0.0))
+                .collect();
+            let dq: Vec<f64> = q.windows(2).map(|w| (w[1] - w[0]) / norm).collect();
+            let (mean, var) = bridge_l1_moments(&dq);
+            let (_, q995) = gamma_null(0.0, mean, var, 0.005);
+            q995 / n.sqrt()
+        })
+        .sum()
 }
 
 #[cfg(test)]
