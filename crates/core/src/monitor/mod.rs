@@ -45,6 +45,7 @@ pub mod config;
 pub mod decay;
 pub mod detectors;
 pub mod duration;
+pub mod estimate;
 mod evaluate;
 pub mod features;
 pub mod metrics;
