@@ -3,7 +3,8 @@
 //! Every struct rejects unknown fields (a misspelt threshold must fail loudly, not silently
 //! fall back to its default) and fills missing ones with documented defaults. An override
 //! replaces whole sections of the default profile (`windows`, `maturity`, `baseline`,
-//! `accuracy_drop`, `adwin`, `page_hinkley`, `ddm`, `feature_drift`, `hysteresis`, `policy`);
+//! `accuracy_drop`, `estimated_drop`, `adwin`, `page_hinkley`, `ddm`, `eddm`, `feature_drift`,
+//! `hysteresis`, `policy`);
 //! fields missing inside an overriding section take the built-in defaults, not the profile's.
 //!
 //! Every duration is humantime text, as in the worker's settings (`500ms`, `90s`, `15m`,
@@ -25,7 +26,8 @@ use crate::detect::{AdwinConfig, DdmConfig, EddmConfig, PageHinkleyConfig};
 
 use super::baseline::BaselineConfig;
 use super::detectors::{
-    AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM, PAGE_HINKLEY,
+    AccuracyDropConfig, EstimatedDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM,
+    ESTIMATED_DROP, PAGE_HINKLEY,
 };
 use super::duration::{self, parse_duration_ms};
 use super::features::FeatureDriftConfig;
@@ -63,6 +65,9 @@ pub struct ModelConfig {
     pub maturity_ms: i64,
     pub baseline: BaselineConfig,
     pub accuracy_drop: AccuracyDropConfig,
+    /// The drop of the accuracy estimated from scores before labels come (CBPE); off by
+    /// default, see `detectors::EstimatedDropConfig`.
+    pub estimated_drop: EstimatedDropConfig,
     pub adwin: StreamDetectorConfig<AdwinConfig>,
     pub page_hinkley: StreamDetectorConfig<PageHinkleyConfig>,
     pub ddm: StreamDetectorConfig<DdmConfig>,
@@ -82,6 +87,7 @@ impl Default for ModelConfig {
             maturity_ms: 15 * 60_000,
             baseline: BaselineConfig::default(),
             accuracy_drop: AccuracyDropConfig::default(),
+            estimated_drop: EstimatedDropConfig::default(),
             adwin: StreamDetectorConfig::default(),
             page_hinkley: StreamDetectorConfig::default(),
             ddm: StreamDetectorConfig::default(),
@@ -106,6 +112,7 @@ pub struct ModelOverride {
     pub maturity_ms: Option<i64>,
     pub baseline: Option<BaselineConfig>,
     pub accuracy_drop: Option<AccuracyDropConfig>,
+    pub estimated_drop: Option<EstimatedDropConfig>,
     pub adwin: Option<StreamDetectorConfig<AdwinConfig>>,
     pub page_hinkley: Option<StreamDetectorConfig<PageHinkleyConfig>>,
     pub ddm: Option<StreamDetectorConfig<DdmConfig>>,
@@ -142,6 +149,9 @@ impl MonitorConfig {
             }
             if let Some(v) = o.accuracy_drop {
                 c.accuracy_drop = v;
+            }
+            if let Some(v) = o.estimated_drop {
+                c.estimated_drop = v;
             }
             if let Some(v) = o.adwin {
                 c.adwin = v;
@@ -196,6 +206,7 @@ impl ModelConfig {
     pub fn builtin_enabled(&self, name: &str) -> Option<bool> {
         match name {
             ACCURACY_DROP => Some(self.accuracy_drop.enabled),
+            ESTIMATED_DROP => Some(self.estimated_drop.enabled),
             ADWIN => Some(self.adwin.enabled),
             PAGE_HINKLEY => Some(self.page_hinkley.enabled),
             DDM => Some(self.ddm.enabled),
@@ -290,6 +301,10 @@ impl ModelConfig {
             "accuracy_drop.hold_ratio",
             &|| format!("{} must be in (0, 1]", a.hold_ratio),
         )?;
+
+        self.estimated_drop
+            .validate(&self.windows)
+            .map_err(|(field, message)| err(field, message))?;
 
         let detector = |field: &str, r: Result<(), crate::detect::ConfigError>| {
             r.map_err(|e| err(field, e.to_string()))

@@ -228,3 +228,48 @@ fn validation_names_the_field() {
     );
     assert_eq!(m.validate().unwrap_err().scope, "model x");
 }
+
+#[test]
+fn the_estimated_drop_is_off_by_default_and_checked_when_on() {
+    let c = ModelConfig::default();
+    assert!(!c.estimated_drop.enabled);
+    assert_eq!(c.builtin_enabled("estimated_drop"), Some(false));
+    // Off, its window need not exist.
+    let mut off = ModelConfig {
+        windows: vec!["15m".into(), "24h".into()],
+        ..ModelConfig::default()
+    };
+    off.accuracy_drop.window = "15m".into();
+    off.validate("default").unwrap();
+    let mut on = off.clone();
+    on.estimated_drop.enabled = true;
+    let e = on.validate("default").unwrap_err();
+    assert_eq!(e.field, "estimated_drop.window");
+    on.estimated_drop.window = "24h".into();
+    on.validate("default").unwrap();
+    on.estimated_drop.max_drop = 0.0;
+    assert_eq!(
+        on.validate("default").unwrap_err().field,
+        "estimated_drop.max_drop"
+    );
+    // An enabled policy in mode `all` cannot wait on it while it is off.
+    let mut p = ModelConfig::default();
+    p.policy.mode = TriggerMode::All;
+    p.policy.detectors = vec!["accuracy_drop".into(), "estimated_drop".into()];
+    assert_eq!(p.validate("default").unwrap_err().field, "policy.detectors");
+    // Read from a file, misspellings refused, per-model override replaces the section.
+    let m: MonitorConfig = serde_json::from_str(
+        r#"{"models": {"fraud": {"estimated_drop": {"enabled": true, "max_drop": 0.1}}}}"#,
+    )
+    .unwrap();
+    m.validate().unwrap();
+    let fraud = m.for_model("fraud");
+    assert!(fraud.estimated_drop.enabled);
+    assert_eq!(fraud.estimated_drop.max_drop, 0.1);
+    assert_eq!(fraud.estimated_drop.min_predictions, 200);
+    assert!(!m.for_model("other").estimated_drop.enabled);
+    assert!(serde_json::from_str::<MonitorConfig>(
+        r#"{"default": {"estimated_drop": {"maxdrop": 0.1}}}"#
+    )
+    .is_err());
+}

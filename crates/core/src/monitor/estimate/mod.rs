@@ -32,7 +32,7 @@
 //! gap of a tenth of a point significant, but such a gap does not spoil the estimate. Fewer
 //! than [`MIN_CALIBRATION_OUTCOMES`] scored outcomes: no verdict.
 
-use super::metrics::{Aggregate, Metrics};
+use super::metrics::Aggregate;
 
 /// Scored labeled outcomes below which the calibration check gives no verdict.
 pub const MIN_CALIBRATION_OUTCOMES: u64 = 100;
@@ -93,30 +93,6 @@ pub fn calibrated(n: u64, right: u64, score_sum: f64) -> Option<bool> {
     let sd = (nf * mean * (1.0 - mean)).sqrt();
     // Scores all 0 or all 1 leave no variance: any gap past the tolerance is a miss.
     Some(sd > 0.0 && (gap / sd).abs() <= CALIBRATION_Z)
-}
-
-/// An alert rule on the estimate: a window's estimated accuracy (of its predictions still
-/// without a label) fell more than `max_drop` below the baseline's realized accuracy, over at
-/// least `min_predictions` of them. A building block: no detector setting uses it yet.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EstimatedDropConfig {
-    /// Largest tolerated drop (absolute, 0.05 = five points) of the estimate below the
-    /// baseline accuracy.
-    pub max_drop: f64,
-    /// Fewest unlabeled scored predictions the estimate must cover to be judged.
-    pub min_predictions: u64,
-}
-
-impl EstimatedDropConfig {
-    /// Whether the window of `m` shows an estimated drop against `baseline_accuracy`.
-    pub fn fires(&self, baseline_accuracy: f64, m: &Metrics) -> bool {
-        match m.estimated_accuracy {
-            Some(est) if m.unlabeled_scored >= self.min_predictions => {
-                baseline_accuracy - est > self.max_drop
-            }
-            _ => false,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::join::partial::PartialAggregator;
 use crate::join::{Actual, Interner, JoinEvent, Match, Predicted, RequestKey};
+use crate::monitor::detectors::EstimatedDropConfig;
 use crate::monitor::Metrics;
 
 /// One prediction of a synthetic window: its score and whether it is right.
@@ -119,6 +120,7 @@ fn a_covariate_shift_that_lowers_scores_shows_in_the_estimate_before_any_label()
     let drop = EstimatedDropConfig {
         max_drop: 0.05,
         min_predictions: 1_000,
+        ..EstimatedDropConfig::default()
     };
     assert!(drop.fires(baseline, &m));
     let same = window_metrics(&draws(&mut rng, 4_000, 0.8, 1.0, 0.0), 0);
