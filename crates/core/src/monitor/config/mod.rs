@@ -202,6 +202,21 @@ impl ModelConfig {
             .collect()
     }
 
+    /// The built-in detectors enabled, by name, in the order they are judged.
+    pub fn enabled_detectors(&self) -> Vec<&'static str> {
+        [
+            ACCURACY_DROP,
+            ESTIMATED_DROP,
+            ADWIN,
+            PAGE_HINKLEY,
+            DDM,
+            EDDM,
+        ]
+        .into_iter()
+        .filter(|d| self.builtin_enabled(d) == Some(true))
+        .collect()
+    }
+
     /// Whether the built-in detector `name` is enabled; `None` for other names.
     pub fn builtin_enabled(&self, name: &str) -> Option<bool> {
         match name {

@@ -234,6 +234,10 @@ fn the_estimated_drop_is_off_by_default_and_checked_when_on() {
     let c = ModelConfig::default();
     assert!(!c.estimated_drop.enabled);
     assert_eq!(c.builtin_enabled("estimated_drop"), Some(false));
+    assert_eq!(
+        c.enabled_detectors(),
+        vec!["accuracy_drop", "adwin", "page_hinkley", "ddm"]
+    );
     // Off, its window need not exist.
     let mut off = ModelConfig {
         windows: vec!["15m".into(), "24h".into()],
@@ -265,6 +269,10 @@ fn the_estimated_drop_is_off_by_default_and_checked_when_on() {
     m.validate().unwrap();
     let fraud = m.for_model("fraud");
     assert!(fraud.estimated_drop.enabled);
+    assert_eq!(
+        fraud.enabled_detectors()[..2],
+        ["accuracy_drop", "estimated_drop"]
+    );
     assert_eq!(fraud.estimated_drop.max_drop, 0.1);
     assert_eq!(fraud.estimated_drop.min_predictions, 200);
     assert!(!m.for_model("other").estimated_drop.enabled);
