@@ -477,6 +477,12 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
     println!("  partials to:   {}", t.model_partials);
     println!("  dead letters:  {}", t.dead_letter);
     println!("  monitor group: {}", settings.monitor.group_id);
+    let detection = &settings.monitor.detection;
+    println!(
+        "  detectors:     {} (default profile; {} model override(s))",
+        detection.default.enabled_detectors().join(", "),
+        detection.models.len()
+    );
     if settings.kafka.exactly_once() {
         println!(
             "  guarantee:     exactly_once (state in {} and {})",

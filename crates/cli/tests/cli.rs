@@ -165,6 +165,26 @@ fn example_config_is_valid_offline() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(
+        stdout.contains("detectors:     accuracy_drop, adwin, page_hinkley, ddm (default"),
+        "{stdout}"
+    );
+    // The estimated drop, off by default, shows once enabled.
+    let out = driftwatch()
+        .args(["check-config", "--offline", "-c"])
+        .arg(example_config())
+        .env(
+            "DRIFTWATCH__MONITOR__DETECTION__DEFAULT__ESTIMATED_DROP__ENABLED",
+            "true",
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("detectors:     accuracy_drop, estimated_drop, adwin"),
+        "{stdout}"
+    );
 }
 
 #[test]

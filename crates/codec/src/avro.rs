@@ -446,6 +446,10 @@ impl AvroRecord for ModelPartial {
         put_long(out, self.label_delay_sum_ms);
         put_opt_bytes(out, self.signature.as_deref());
         put_opt_long(out, self.epoch_start);
+        put_u64(out, self.received_scored, "received_scored")?;
+        put_f64(out, self.received_score_sum);
+        put_f64(out, self.scored_score_sum);
+        put_u64(out, self.scored_correct, "scored_correct")?;
         Ok(())
     }
 
@@ -492,6 +496,25 @@ impl AvroRecord for ModelPartial {
                 abs_pct_error_sum: c.read_f64()?,
                 pct_count: read_u64(c, "regression.pct_count")?,
             };
+            let log_loss_sum = c.read_f64()?;
+            let brier_sum = c.read_f64()?;
+            let scored = read_u64(c, "scored")?;
+            let label_delay_sum_ms = c.read_long()?;
+            let signature = read_opt_bytes(c)?;
+            let epoch_start = read_trailing_opt_long(c)?;
+            // The score sums came after v1 with defaults of 0: a datum that ends before them
+            // was written without them.
+            let (received_scored, received_score_sum, scored_score_sum, scored_correct) =
+                if c.remaining() == 0 {
+                    (0, 0.0, 0.0, 0)
+                } else {
+                    (
+                        read_u64(c, "received_scored")?,
+                        c.read_f64()?,
+                        c.read_f64()?,
+                        read_u64(c, "scored_correct")?,
+                    )
+                };
             Ok(ModelPartial {
                 model_id,
                 model_version,
@@ -502,12 +525,16 @@ impl AvroRecord for ModelPartial {
                 counters,
                 confusion,
                 regression,
-                log_loss_sum: c.read_f64()?,
-                brier_sum: c.read_f64()?,
-                scored: read_u64(c, "scored")?,
-                label_delay_sum_ms: c.read_long()?,
-                signature: read_opt_bytes(c)?,
-                epoch_start: read_trailing_opt_long(c)?,
+                log_loss_sum,
+                brier_sum,
+                scored,
+                label_delay_sum_ms,
+                signature,
+                epoch_start,
+                received_scored,
+                received_score_sum,
+                scored_score_sum,
+                scored_correct,
             })
         })
     }

@@ -305,6 +305,8 @@ impl JsonRecord for ModelPartial {
             ("regression.abs_pct_error_sum", r.abs_pct_error_sum),
             ("log_loss_sum", self.log_loss_sum),
             ("brier_sum", self.brier_sum),
+            ("received_score_sum", self.received_score_sum),
+            ("scored_score_sum", self.scored_score_sum),
         ] {
             finite(field, v)?;
         }

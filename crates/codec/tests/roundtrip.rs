@@ -208,6 +208,10 @@ fn model_partial() -> ModelPartial {
         label_delay_sum_ms: 123_456,
         signature: Some(signature_bytes()),
         epoch_start: Some(1_700_000_040_000),
+        received_scored: 12,
+        received_score_sum: 9.5,
+        scored_score_sum: 6.0,
+        scored_correct: 5,
     }
 }
 
@@ -310,6 +314,10 @@ fn model_partial_of_the_released_schema_reads_without_signature() {
         ModelPartial {
             signature: None,
             epoch_start: None,
+            received_scored: 0,
+            received_score_sum: 0.0,
+            scored_score_sum: 0.0,
+            scored_correct: 0,
             // Nor the received count: its default.
             counters: JoinCounters {
                 received_predictions: 0,
@@ -326,9 +334,15 @@ fn model_partial_of_the_released_schema_reads_without_signature() {
 fn model_partial_written_without_an_epoch_reads_as_none() {
     let p = ModelPartial {
         epoch_start: None,
+        received_scored: 0,
+        received_score_sum: 0.0,
+        scored_score_sum: 0.0,
+        scored_correct: 0,
         ..model_partial()
     };
     let mut datum = to_avro(&p).unwrap();
+    // The score sums after it: 0, 0.0, 0.0, 0 (1 + 8 + 8 + 1 bytes).
+    datum.truncate(datum.len() - 18);
     assert_eq!(datum.pop(), Some(0), "the null branch of the last field");
     assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), p);
     let with = model_partial();

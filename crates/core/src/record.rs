@@ -321,6 +321,22 @@ pub struct ModelPartial {
     /// stage without epochs, applied on arrival.
     #[serde(default)]
     pub epoch_start: Option<TimestampMs>,
+    /// Classifier predictions taken in (counted like `received_predictions`, by prediction
+    /// time) that carried a finite score for their predicted class. With the three sums below
+    /// they give the accuracy expected of the predictions still without a label (see
+    /// `monitor::metrics`). 0 from joins that predate them.
+    #[serde(default)]
+    pub received_scored: u64,
+    /// Sum of the scores (clamped to [0, 1]) of those `received_scored` predictions.
+    #[serde(default)]
+    pub received_score_sum: f64,
+    /// Sum of the scores (clamped to [0, 1]) of the `scored` outcomes: what the labeled part of
+    /// `received_score_sum` is.
+    #[serde(default)]
+    pub scored_score_sum: f64,
+    /// The `scored` outcomes whose predicted class was the true one.
+    #[serde(default)]
+    pub scored_correct: u64,
 }
 
 /// A reference profile of a model version's inputs, built from training data (topic

@@ -313,6 +313,7 @@ fn event() -> impl Strategy<Value = JoinEvent> {
                     key,
                     model,
                     prediction_time: t,
+                    score,
                 },
                 _ => JoinEvent::LateLabel {
                     key,
@@ -373,9 +374,10 @@ fn partial() -> impl Strategy<Value = ModelPartial> {
         proptest::collection::vec(0.0f64..1e3, 7),
         (0u64..100, 0u64..100, 0u64..1_000, -1_000i64..1_000),
         signature(),
+        (0u64..1_000, 0.0f64..1e3, 0.0f64..1e3, 0u64..1_000),
     )
         .prop_map(
-            |(c, cells, f, (rc, pc, seq, delay), signature)| ModelPartial {
+            |(c, cells, f, (rc, pc, seq, delay), signature, (rs, rss, sss, sc))| ModelPartial {
                 counters: JoinCounters {
                     predictions: c[0],
                     labels: c[1],
@@ -410,6 +412,10 @@ fn partial() -> impl Strategy<Value = ModelPartial> {
                 label_delay_sum_ms: delay,
                 sequence: seq,
                 signature,
+                received_scored: rs,
+                received_score_sum: rss,
+                scored_score_sum: sss,
+                scored_correct: sc,
                 ..empty_partial("m", "v", 60_000, 60_000, 7)
             },
         )
@@ -502,6 +508,10 @@ fn same(a: &ModelPartial, b: &ModelPartial, with_sequence: bool) -> bool {
         && close(a.brier_sum, b.brier_sum)
         && a.scored == b.scored
         && a.label_delay_sum_ms == b.label_delay_sum_ms
+        && a.received_scored == b.received_scored
+        && close(a.received_score_sum, b.received_score_sum)
+        && close(a.scored_score_sum, b.scored_score_sum)
+        && a.scored_correct == b.scored_correct
         && same_signature(a.signature.as_deref(), b.signature.as_deref())
 }
 

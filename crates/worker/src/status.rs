@@ -93,8 +93,18 @@ impl StageHandles {
                     metrics.model_version.clone(),
                     metrics.window.clone(),
                 );
-                if let Some((_, v)) = metrics.metrics.iter().find(|(n, _)| n == "accuracy") {
-                    m.accuracy.insert(key.clone(), *v);
+                let value = |name: &str| {
+                    metrics
+                        .metrics
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| *v)
+                };
+                if let Some(v) = value("accuracy") {
+                    m.accuracy.insert(key.clone(), v);
+                }
+                if let Some(v) = value("estimated_accuracy") {
+                    m.estimated_accuracy.insert(key.clone(), v);
                 }
                 m.label_coverage.insert(key, metrics.label_coverage);
             }

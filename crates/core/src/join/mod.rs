@@ -148,6 +148,9 @@ pub enum JoinEvent {
         key: RequestKey,
         model: ModelVersionId,
         prediction_time: TimestampMs,
+        /// Score of the predicted class, for a classifier's prediction that carries one:
+        /// what the accuracy estimate of still-unlabeled predictions is built from.
+        score: Option<f32>,
     },
     /// A prediction met its label within the timeout.
     Matched(Match),

@@ -89,6 +89,9 @@ impl Monitor {
                         ));
                     }
                 }
+                if cfg.estimated_drop.enabled {
+                    judge_estimated(v, model_id, version, cfg, now, &mut out);
+                }
                 let mut verdicts = Vec::new();
                 for s in &mut v.streams {
                     verdicts.extend(s.judge(&v.baseline));
@@ -121,6 +124,42 @@ impl Monitor {
             }
         }
         out
+    }
+}
+
+/// The estimated drop on every end of its window passed since its last verdict, in order, as
+/// the drop test does: the same windows are judged however often the monitor evaluates. The
+/// retrain policy hears of its machine at the evaluation's decision.
+fn judge_estimated(
+    v: &mut VersionState,
+    model_id: &str,
+    version: &str,
+    cfg: &ModelConfig,
+    now: TimestampMs,
+    out: &mut MonitorOutput,
+) {
+    if !v.baseline.is_ready() {
+        return;
+    }
+    let after = v.last_estimated_end.or_else(|| {
+        let (_, end) = v.baseline.bounds();
+        (end != 0).then(|| end.saturating_sub(1))
+    });
+    let views = v
+        .windows
+        .views_since(&cfg.estimated_drop.window, after, MAX_CATCH_UP_JUDGEMENTS);
+    let current = views.last().map(|w| w.end);
+    for view in views {
+        let verdict = detectors::judge_estimated_drop(&cfg.estimated_drop, &v.baseline, &view);
+        // As the drop test: the current end stays open while it abstains (its predictions may
+        // still come in), every earlier end is considered once.
+        if verdict.is_some() || Some(view.end) != current {
+            v.last_estimated_end = Some(view.end);
+        }
+        if let Some(j) = verdict {
+            out.drift_events
+                .extend(step_machine(v, model_id, version, &j, cfg, now));
+        }
     }
 }
 

@@ -18,11 +18,14 @@
 //!   before it, by the resolved predictions (`counters.predictions`);
 //! - `label_coverage` = matched / `predictions`: a window whose labels are still on their
 //!   way shows low coverage rather than the coverage of the few resolved predictions;
-//! - `prediction_rate` = `predictions` per second of window length.
+//! - `prediction_rate` = `predictions` per second of window length;
+//! - `estimated_accuracy`, `blended_accuracy`, `mean_score`, `scores_calibrated`: from the
+//!   scores of a classifier's predictions, before their labels (see [`super::estimate`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::estimate;
 use crate::{JoinCounters, ModelPartial, RegressionSums};
 
 /// The sums of any number of partials of one model version, whatever their buckets.
@@ -37,6 +40,14 @@ pub struct Aggregate {
     pub brier_sum: f64,
     pub scored: u64,
     pub label_delay_sum_ms: i64,
+    #[serde(default)]
+    pub received_scored: u64,
+    #[serde(default)]
+    pub received_score_sum: f64,
+    #[serde(default)]
+    pub scored_score_sum: f64,
+    #[serde(default)]
+    pub scored_correct: u64,
 }
 
 impl Aggregate {
@@ -58,6 +69,10 @@ impl Aggregate {
         self.brier_sum += p.brier_sum;
         self.scored = self.scored.saturating_add(p.scored);
         self.label_delay_sum_ms = self.label_delay_sum_ms.saturating_add(p.label_delay_sum_ms);
+        self.received_scored = self.received_scored.saturating_add(p.received_scored);
+        self.received_score_sum += p.received_score_sum;
+        self.scored_score_sum += p.scored_score_sum;
+        self.scored_correct = self.scored_correct.saturating_add(p.scored_correct);
     }
 
     /// Adds another aggregate.
@@ -73,6 +88,10 @@ impl Aggregate {
         self.brier_sum += o.brier_sum;
         self.scored = self.scored.saturating_add(o.scored);
         self.label_delay_sum_ms = self.label_delay_sum_ms.saturating_add(o.label_delay_sum_ms);
+        self.received_scored = self.received_scored.saturating_add(o.received_scored);
+        self.received_score_sum += o.received_score_sum;
+        self.scored_score_sum += o.scored_score_sum;
+        self.scored_correct = self.scored_correct.saturating_add(o.scored_correct);
     }
 
     fn add_cell(&mut self, predicted: &str, actual: &str, n: u64) {
@@ -155,6 +174,18 @@ pub struct Metrics {
     pub bias: Option<f64>,
     pub mape: Option<f64>,
     pub mean_label_delay_ms: Option<f64>,
+    /// Scored predictions without a label (yet, or ever): what `estimated_accuracy` is over.
+    pub unlabeled_scored: u64,
+    /// Expected accuracy of the scored predictions still without a label: their mean score
+    /// (see [`estimate`](super::estimate)).
+    pub estimated_accuracy: Option<f64>,
+    /// Accuracy of all scored predictions of the window: realized where labeled, estimated
+    /// where not.
+    pub blended_accuracy: Option<f64>,
+    /// Mean score of the scored labeled outcomes, to set beside their accuracy.
+    pub mean_score: Option<f64>,
+    /// The calibration check on the scored labeled outcomes; `None` with too few of them.
+    pub scores_calibrated: Option<bool>,
 }
 
 fn ratio(num: f64, den: u64) -> Option<f64> {
@@ -232,6 +263,11 @@ impl Metrics {
             bias: ratio(r.error_sum, r.count),
             mape: ratio(r.abs_pct_error_sum, r.pct_count),
             mean_label_delay_ms: ratio(a.label_delay_sum_ms as f64, matched),
+            unlabeled_scored: estimate::unlabeled_scored(a),
+            estimated_accuracy: estimate::estimated_accuracy(a),
+            blended_accuracy: estimate::blended_accuracy(a),
+            mean_score: ratio(a.scored_score_sum, a.scored),
+            scores_calibrated: estimate::scores_calibrated(a),
         }
     }
 
@@ -257,6 +293,16 @@ impl Metrics {
         push("bias", self.bias);
         push("mape", self.mape);
         push("mean_label_delay_ms", self.mean_label_delay_ms);
+        push("estimated_accuracy", self.estimated_accuracy);
+        if self.estimated_accuracy.is_some() {
+            push("unlabeled_scored", Some(self.unlabeled_scored as f64));
+        }
+        push("blended_accuracy", self.blended_accuracy);
+        push("mean_score", self.mean_score);
+        push(
+            "scores_calibrated",
+            self.scores_calibrated.map(|c| if c { 1.0 } else { 0.0 }),
+        );
         for c in &self.per_class {
             out.push((format!("precision[{}]", c.class), c.precision));
             out.push((format!("recall[{}]", c.class), c.recall));

@@ -7,8 +7,9 @@
 //!   them, cut a `maturity` delay behind the data's progress because labels arrive late;
 //! - [`baseline`]: the reference performance, learned from the first labeled outcomes or set
 //!   from outside;
-//! - [`detectors`]: the windowed drop test against the baseline and the stream detectors
-//!   (ADWIN, Page-Hinkley, DDM) over matured bucket error rates;
+//! - [`detectors`]: the windowed drop test against the baseline, the stream detectors
+//!   (ADWIN, Page-Hinkley, DDM) over matured bucket error rates, and (off by default) the
+//!   drop of the accuracy [`estimate`]d from scores before labels come;
 //! - [`features`]: the reference and current signatures (feature and output sketches the join
 //!   stage attaches to partials) and the data-drift, prediction-drift and data-quality checks
 //!   between them;
@@ -45,6 +46,7 @@ pub mod config;
 pub mod decay;
 pub mod detectors;
 pub mod duration;
+pub mod estimate;
 mod evaluate;
 pub mod features;
 pub mod metrics;
@@ -60,7 +62,9 @@ pub use baseline::{Baseline, BaselineConfig, BaselineSource};
 pub use clock::{Epoch, EpochQueue, JoinClock};
 pub use config::{ConfigError, ModelConfig, ModelOverride, MonitorConfig};
 pub use decay::{DecayEstimate, DecayFit, DecayShape};
-pub use detectors::{AccuracyDropConfig, Judgement, Level, StreamDetectorConfig};
+pub use detectors::{
+    AccuracyDropConfig, EstimatedDropConfig, Judgement, Level, StreamDetectorConfig,
+};
 pub use duration::{format_duration_ms, parse_duration_ms, DurationError};
 pub use features::{FeatureDriftConfig, SignatureTracker};
 pub use metrics::{Aggregate, Metrics};
@@ -139,6 +143,8 @@ struct VersionState {
     verdicts: BTreeMap<MachineKey, LatestVerdict>,
     /// Window end the drop test last judged: the same window is not judged twice.
     last_judged_end: Option<TimestampMs>,
+    /// Window end the estimated drop last judged.
+    last_estimated_end: Option<TimestampMs>,
     submitted: Vec<Judgement>,
     signatures: SignatureTracker,
     /// Accuracy against time since go-live, from matured buckets.
@@ -173,6 +179,7 @@ impl VersionState {
             machines: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             last_judged_end: None,
+            last_estimated_end: None,
             submitted: Vec::new(),
             decay: DecayFit::new(),
         })

@@ -13,7 +13,8 @@
 //!   follow event time, not the speed at which the partials came ([`epochs`]);
 //! - every `commit_interval` (processing time) it publishes what the epochs produced and
 //!   commits the partials' offsets, never past a partial still waiting ([`output`]);
-//! - metrics snapshots go out every `metrics_interval`;
+//! - metrics snapshots go out every `metrics_interval`; a model version whose scores fail the
+//!   calibration check in them is warned about once in the log ([`calibration`]);
 //! - a partial's signature (feature and output sketches) is handed to the monitor with it; one
 //!   that does not decode is skipped and counted in [`MonitorStats::bad_signatures`], the
 //!   partial's counters still merge.
@@ -45,6 +46,7 @@
 //! partials after the committed offsets. Retrain cooldowns hold across owners in both modes
 //! (replayed from `retrain-events` at start-up, [`history`]).
 
+mod calibration;
 mod epochs;
 mod history;
 mod models;

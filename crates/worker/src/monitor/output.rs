@@ -94,6 +94,7 @@ impl Monitoring {
             self.unpublished
                 .extend(encode(&t.model_metrics, &m.model_id, m, format));
         }
+        self.calibration.warn(&out.metrics);
         let mut s = lock(&self.stats);
         s.drift_events.extend(out.drift_events.iter().cloned());
         s.retrain_events.extend(out.retrain_events.iter().cloned());

@@ -26,6 +26,7 @@ use rdkafka::{Message, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::error;
 
+use super::calibration::CalibrationWarnings;
 use super::epochs::PartitionClock;
 use super::output::{MonitorBatch, OutputRecord};
 use super::{lock, MonitorStats};
@@ -56,6 +57,8 @@ pub(crate) struct Monitoring {
     pub(super) unpublished: Vec<OutputRecord>,
     /// Reference profiles from their reader, when the topic exists.
     pub(super) references: Option<UnboundedReceiver<ModelReference>>,
+    /// Model versions already warned about miscalibrated scores.
+    pub(super) calibration: CalibrationWarnings,
     last_metrics: Instant,
 }
 
@@ -79,6 +82,7 @@ impl Monitoring {
             assigned: BTreeSet::new(),
             unpublished: Vec::new(),
             references: None,
+            calibration: CalibrationWarnings::default(),
             last_metrics: Instant::now(),
         }
     }

@@ -58,6 +58,9 @@ pub enum MetricName {
     Ready,
     /// `driftwatch_model_accuracy{model,version,window}` (monitor stage).
     ModelAccuracy,
+    /// `driftwatch_model_estimated_accuracy{model,version,window}`: accuracy of the window's
+    /// predictions still without a label, estimated from their scores (monitor stage).
+    ModelEstimatedAccuracy,
     /// `driftwatch_label_coverage{model,version,window}`: share of predictions labelled.
     LabelCoverage,
     /// `driftwatch_drift_state{model,version,detector,feature}`: 0 OK, 1 warning, 2 drift,
@@ -94,7 +97,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 19] = [
+    pub const ALL: [MetricName; 20] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -104,6 +107,7 @@ impl MetricName {
         MetricName::ProcessingLatency,
         MetricName::Ready,
         MetricName::ModelAccuracy,
+        MetricName::ModelEstimatedAccuracy,
         MetricName::LabelCoverage,
         MetricName::DriftState,
         MetricName::RestoreRecords,
@@ -128,6 +132,7 @@ impl MetricName {
             MetricName::ProcessingLatency => "driftwatch_processing_latency_seconds",
             MetricName::Ready => "driftwatch_ready",
             MetricName::ModelAccuracy => "driftwatch_model_accuracy",
+            MetricName::ModelEstimatedAccuracy => "driftwatch_model_estimated_accuracy",
             MetricName::LabelCoverage => "driftwatch_label_coverage",
             MetricName::DriftState => "driftwatch_drift_state",
             MetricName::RestoreRecords => "driftwatch_restore_records_total",
@@ -175,6 +180,9 @@ impl MetricName {
             MetricName::ProcessingLatency => "Time from consuming a record to producing its result",
             MetricName::Ready => "1 when the readiness condition holds, else 0",
             MetricName::ModelAccuracy => "Accuracy of the model over the window",
+            MetricName::ModelEstimatedAccuracy => {
+                "Accuracy of the window's predictions still without a label, estimated from their scores"
+            }
             MetricName::LabelCoverage => "Share of the window's predictions that got a label",
             MetricName::DriftState => "Drift detector state: 0 ok, 1 warning, 2 drift, 3 recovered",
             MetricName::RestoreRecords => "Changelog records read to restore a stage's state",
@@ -289,6 +297,8 @@ impl Readiness {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MonitorStatus {
     pub accuracy: BTreeMap<(String, String, String), f64>,
+    /// Only windows with scored predictions still without a label.
+    pub estimated_accuracy: BTreeMap<(String, String, String), f64>,
     pub label_coverage: BTreeMap<(String, String, String), f64>,
     pub drift_state: BTreeMap<(String, String, String, String), DriftState>,
 }
@@ -355,6 +365,7 @@ fn kept_models(s: &WorkerStatus, max_models: usize) -> BTreeSet<String> {
         let keys = m
             .accuracy
             .keys()
+            .chain(m.estimated_accuracy.keys())
             .chain(m.label_coverage.keys())
             .map(|(model, _, _)| model)
             .chain(m.drift_state.keys().map(|(model, _, _, _)| model));
@@ -479,6 +490,7 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
     if let Some(m) = &s.monitor {
         for (name, values) in [
             (MetricName::ModelAccuracy, &m.accuracy),
+            (MetricName::ModelEstimatedAccuracy, &m.estimated_accuracy),
             (MetricName::LabelCoverage, &m.label_coverage),
         ] {
             let family = gauge_family(&mut registry, name);

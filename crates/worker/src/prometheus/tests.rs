@@ -124,6 +124,8 @@ pub(crate) fn sample_status() -> WorkerStatus {
     let mut m = MonitorStatus::default();
     m.accuracy
         .insert(("churn".into(), "v1".into(), "1h".into()), 0.93);
+    m.estimated_accuracy
+        .insert(("churn".into(), "v1".into(), "1h".into()), 0.81);
     m.label_coverage
         .insert(("churn".into(), "v1".into(), "1h".into()), 0.5);
     m.drift_state.insert(
@@ -185,6 +187,12 @@ fn every_series_is_rendered_with_its_labels_and_values() {
     );
     assert_eq!(lag.len(), 1);
     assert_eq!(lag[0].value, 42.0);
+    // The estimate beside the realized accuracy, same labels.
+    let model = [("model", "churn"), ("version", "v1"), ("window", "1h")];
+    let realized = find(&samples, "driftwatch_model_accuracy", &model);
+    let estimated = find(&samples, "driftwatch_model_estimated_accuracy", &model);
+    assert_eq!((realized.len(), estimated.len()), (1, 1));
+    assert_eq!((realized[0].value, estimated[0].value), (0.93, 0.81));
     // Escaped label value survives the round trip.
     for (outcome, read) in JOIN_OUTCOMES {
         let got = find(

@@ -10,7 +10,11 @@
 //! counters consistent with the join accounting: inputs are counted when they resolve.
 //! Predictions taken in are also counted when they arrive ([`JoinEvent::Received`], by
 //! prediction time, in `received_predictions`), so a bucket tells how many predictions it
-//! has, resolved or not.
+//! has, resolved or not. A classifier's received prediction that carries a score adds it to
+//! `received_score_sum` (and `received_scored`); a scored outcome adds the same score to
+//! `scored_score_sum` (and `scored_correct` when right). The difference of the two sums is the
+//! score mass of the predictions still without a label: the accuracy estimate of the
+//! monitor's metrics (see `monitor::metrics`).
 //!
 //! Partials of the same (model, version, bucket) form a commutative monoid under
 //! [`merge_partials`], with [`empty_partial`] as identity: counters and sums add, confusion
@@ -66,6 +70,10 @@ struct Acc {
     brier_sum: f64,
     scored: u64,
     label_delay_sum_ms: i64,
+    received_scored: u64,
+    received_score_sum: f64,
+    scored_score_sum: f64,
+    scored_correct: u64,
 }
 
 impl Acc {
@@ -81,6 +89,8 @@ impl Acc {
                     let target = if correct { 1.0 } else { 0.0 };
                     self.brier_sum += (s - target) * (s - target);
                     self.scored += 1;
+                    self.scored_score_sum += score.clamp(0.0, 1.0);
+                    self.scored_correct += u64::from(correct);
                 }
             }
             (Predicted::Value(p), Actual::Value(a)) if p.is_finite() && a.is_finite() => {
@@ -260,8 +270,15 @@ impl PartialAggregator {
         );
         let acc = self.accs.entry(key).or_default();
         event.count_into(&mut acc.counters);
-        if let JoinEvent::Matched(o) = event {
-            acc.add_outcome(o);
+        match event {
+            JoinEvent::Matched(o) => acc.add_outcome(o),
+            JoinEvent::Received {
+                score: Some(score), ..
+            } if score.is_finite() => {
+                acc.received_scored += 1;
+                acc.received_score_sum += f64::from(*score).clamp(0.0, 1.0);
+            }
+            _ => {}
         }
     }
 
@@ -323,6 +340,10 @@ impl PartialAggregator {
                 label_delay_sum_ms: acc.label_delay_sum_ms,
                 signature,
                 epoch_start: Some(epoch_start),
+                received_scored: acc.received_scored,
+                received_score_sum: acc.received_score_sum,
+                scored_score_sum: acc.scored_score_sum,
+                scored_correct: acc.scored_correct,
             });
             self.next_sequence += 1;
         }
@@ -365,6 +386,10 @@ pub fn empty_partial(
         label_delay_sum_ms: 0,
         signature: None,
         epoch_start: None,
+        received_scored: 0,
+        received_score_sum: 0.0,
+        scored_score_sum: 0.0,
+        scored_correct: 0,
     }
 }
 
@@ -430,6 +455,10 @@ pub fn merge_partials(
         // A merged partial holds the changes of both epochs; the later one is when all of them
         // had happened.
         epoch_start: a.epoch_start.max(b.epoch_start),
+        received_scored: a.received_scored.saturating_add(b.received_scored),
+        received_score_sum: a.received_score_sum + b.received_score_sum,
+        scored_score_sum: a.scored_score_sum + b.scored_score_sum,
+        scored_correct: a.scored_correct.saturating_add(b.scored_correct),
     })
 }
 

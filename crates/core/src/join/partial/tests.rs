@@ -152,6 +152,7 @@ fn received_predictions_go_to_their_prediction_time_bucket_without_outcomes() {
             key: RequestKey::from_parts(0, t as u64),
             model: m,
             prediction_time: t,
+            score: None,
         });
     }
     // Labeled at 950: the same epoch as the predictions of bucket 0.

@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 
 use super::{
     ClassId, Interner, JoinBuffer, JoinConfig, JoinError, JoinEvent, LabelIn, ModelVersionId,
-    PredictionIn,
+    Predicted, PredictionIn,
 };
 use crate::{JoinCounters, TimestampMs};
 
@@ -328,6 +328,10 @@ impl JoinTask {
                                 key: p.key,
                                 model: p.model,
                                 prediction_time: p.time,
+                                score: match p.predicted {
+                                    Predicted::Class(_) => p.score,
+                                    _ => None,
+                                },
                             });
                         }
                     }

@@ -28,6 +28,12 @@
 //! abstains: there is nothing new to judge, and repeating the last verdict would let the
 //! evaluation rate, not the data, satisfy the hysteresis.
 //!
+//! # Estimated drop (`estimated_drop`, off by default)
+//! The window's accuracy estimated from the scores of its predictions still without a label
+//! (CBPE, see [`estimate`](super::estimate)) against the baseline's realized accuracy, with an
+//! absolute floor: a drop that lowers the model's confidence shows before the labels come.
+//! Judged window end by window end in event time, like the drop test.
+//!
 //! # Extension point
 //! Any other detector (data drift over feature sketches, say) produces a [`Judgement`] with its
 //! own detector name and feature and submits it through
@@ -39,11 +45,13 @@ use serde::{Deserialize, Serialize};
 use crate::TimestampMs;
 
 mod drop;
+mod estimated;
 mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use drop::{judge_accuracy_drop, AccuracyDropConfig};
+pub use estimated::{judge_estimated_drop, EstimatedDropConfig};
 pub use stream::{
     default_adwin, default_ddm, default_eddm, default_page_hinkley, StreamDetectorConfig,
     StreamWatch,
@@ -56,6 +64,8 @@ pub const PAGE_HINKLEY: &str = "page_hinkley";
 pub const DDM: &str = "ddm";
 /// Name of the EDDM stream detector.
 pub const EDDM: &str = "eddm";
+/// Name of the drop of the accuracy estimated from scores, before labels.
+pub const ESTIMATED_DROP: &str = "estimated_drop";
 
 /// An accuracy drop of this many points (or a doubling of RMSE) is severity 1.
 pub const FULL_SEVERITY_DROP: f64 = 0.20;

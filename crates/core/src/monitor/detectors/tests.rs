@@ -239,3 +239,64 @@ fn improvements_are_not_drift() {
         );
     }
 }
+
+/// A window of `unlabeled` scored predictions without a label, of mean score `mean`.
+fn unlabeled_window(unlabeled: u64, mean: f64) -> WindowView {
+    let mut w = window(0, 0, unlabeled);
+    w.aggregate.received_scored = unlabeled;
+    w.aggregate.received_score_sum = unlabeled as f64 * mean;
+    w
+}
+
+#[test]
+fn estimated_drop_levels_follow_the_floor_and_it_abstains_without_enough_or_good_scores() {
+    let cfg = EstimatedDropConfig {
+        enabled: true,
+        ..EstimatedDropConfig::default()
+    };
+    let b = baseline(920, 80);
+    // 0.92 → estimated 0.85: past the 5-point floor.
+    let j = judge_estimated_drop(&cfg, &b, &unlabeled_window(500, 0.85)).unwrap();
+    assert_eq!(
+        (j.detector.as_str(), j.level),
+        (ESTIMATED_DROP, Level::Drift)
+    );
+    assert_eq!(j.statistic, "estimated_accuracy");
+    assert!((j.value - 0.85).abs() < 1e-12);
+    assert!((j.threshold - 0.87).abs() < 1e-12);
+    assert_eq!((j.baseline_samples, j.window_samples), (1000, 500));
+    assert!((j.severity - 0.07 / FULL_SEVERITY_DROP).abs() < 1e-9);
+    // Three points: past half the floor.
+    let j = judge_estimated_drop(&cfg, &b, &unlabeled_window(500, 0.89)).unwrap();
+    assert_eq!(j.level, Level::Warning);
+    // One point: clean.
+    let j = judge_estimated_drop(&cfg, &b, &unlabeled_window(500, 0.91)).unwrap();
+    assert_eq!(j.level, Level::Clean);
+    // Too few unlabeled scored predictions, or none: abstains.
+    assert!(judge_estimated_drop(&cfg, &b, &unlabeled_window(199, 0.5)).is_none());
+    assert!(judge_estimated_drop(&cfg, &b, &window(400, 100, 500)).is_none());
+    // A baseline whose scores said 0.99 where 92 % were right: miscalibrated, abstains.
+    let mut p = empty_partial("m", "v", -7_200_000, 3_600_000, 0);
+    p.confusion = vec![
+        ConfusionCell {
+            predicted: "a".into(),
+            actual: "a".into(),
+            count: 920,
+        },
+        ConfusionCell {
+            predicted: "b".into(),
+            actual: "a".into(),
+            count: 80,
+        },
+    ];
+    p.scored = 1000;
+    p.scored_correct = 920;
+    p.scored_score_sum = 990.0;
+    let overconfident = Baseline::external(&p);
+    assert!(judge_estimated_drop(&cfg, &overconfident, &unlabeled_window(500, 0.5)).is_none());
+    // The same baseline with calibrated scores judges.
+    p.scored_score_sum = 915.0;
+    let calibrated = Baseline::external(&p);
+    let j = judge_estimated_drop(&cfg, &calibrated, &unlabeled_window(500, 0.5)).unwrap();
+    assert_eq!(j.level, Level::Drift);
+}

@@ -15,18 +15,29 @@ fn config() -> MonitorConfig {
     c.default.maturity_ms = 2 * MIN;
     c.default.windows = vec!["10m".into(), "30m".into()];
     c.default.accuracy_drop.window = "10m".into();
+    c.default.estimated_drop.enabled = true;
+    c.default.estimated_drop.window = "10m".into();
+    c.default.estimated_drop.min_predictions = 100;
     c.default.feature_drift.window = "10m".into();
     c.default.feature_drift.reference = "10m".into();
     c
 }
 
-/// A minute's partial of `model`: `wrong` of 100 outcomes wrong, and a signature of 20
-/// values of feature `x`, which moves when `shifted`.
+/// A minute's partial of `model`: `wrong` of 100 outcomes wrong, with calibrated scores, 20
+/// more scored predictions without a label (their scores 0.6 lower when `shifted`: what the
+/// estimated drop sees), and a signature of 20 values of feature `x`, which moves when
+/// `shifted`.
 fn partial(model: &str, minute: i64, seq: u64, wrong: u64, shifted: bool) -> ModelPartial {
     let mut p = empty_partial(model, "v1", minute * MIN, MIN, (seq % 2) as i32);
     p.sequence = seq;
     p.counters.predictions = 100;
     p.counters.matched = 100;
+    p.counters.received_predictions = 120;
+    p.scored = 100;
+    p.scored_correct = 100 - wrong;
+    p.scored_score_sum = (100 - wrong) as f64;
+    p.received_scored = 120;
+    p.received_score_sum = p.scored_score_sum + 20.0 * if shifted { 0.6 } else { 0.93 };
     p.confusion = vec![
         ConfusionCell {
             predicted: "a".into(),
@@ -145,6 +156,10 @@ fn the_scenario_drifts_so_the_property_below_has_something_to_compare() {
         .drift_events
         .iter()
         .any(|e| e.model_id == "drifting" && e.detector == "accuracy_drop"));
+    assert!(out
+        .drift_events
+        .iter()
+        .any(|e| e.model_id == "drifting" && e.detector == "estimated_drop"));
     assert!(out.drift_events.iter().any(|e| e.feature.is_some()));
     assert!(!out.drift_events.iter().any(|e| e.model_id == "stable"));
     assert_eq!(out.retrain_events.len(), 1, "{:?}", out.retrain_events);
@@ -253,6 +268,14 @@ fn malformed_records_are_refused_without_panic() {
         model_of_key(&[9, 0, 0, 1, b'a']),
         Err(SnapshotError::UnsupportedFormat(9))
     );
+    // Format 5 buckets hold partials without the score sums, and its heads versions without
+    // the estimated drop's progress: refused, so such state starts over.
+    assert_eq!(SNAPSHOT_FORMAT, 6);
+    for key in log.keys() {
+        let mut old = key.clone();
+        old[0] = 5;
+        assert_eq!(model_of_key(&old), Err(SnapshotError::UnsupportedFormat(5)));
+    }
     for (key, value) in &log {
         assert_eq!(model_of_key(key).unwrap(), "a");
         for len in 0..key.len() {

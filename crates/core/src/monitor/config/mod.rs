@@ -3,7 +3,8 @@
 //! Every struct rejects unknown fields (a misspelt threshold must fail loudly, not silently
 //! fall back to its default) and fills missing ones with documented defaults. An override
 //! replaces whole sections of the default profile (`windows`, `maturity`, `baseline`,
-//! `accuracy_drop`, `adwin`, `page_hinkley`, `ddm`, `feature_drift`, `hysteresis`, `policy`);
+//! `accuracy_drop`, `estimated_drop`, `adwin`, `page_hinkley`, `ddm`, `eddm`, `feature_drift`,
+//! `hysteresis`, `policy`);
 //! fields missing inside an overriding section take the built-in defaults, not the profile's.
 //!
 //! Every duration is humantime text, as in the worker's settings (`500ms`, `90s`, `15m`,
@@ -25,7 +26,8 @@ use crate::detect::{AdwinConfig, DdmConfig, EddmConfig, PageHinkleyConfig};
 
 use super::baseline::BaselineConfig;
 use super::detectors::{
-    AccuracyDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM, PAGE_HINKLEY,
+    AccuracyDropConfig, EstimatedDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM,
+    ESTIMATED_DROP, PAGE_HINKLEY,
 };
 use super::duration::{self, parse_duration_ms};
 use super::features::FeatureDriftConfig;
@@ -63,6 +65,9 @@ pub struct ModelConfig {
     pub maturity_ms: i64,
     pub baseline: BaselineConfig,
     pub accuracy_drop: AccuracyDropConfig,
+    /// The drop of the accuracy estimated from scores before labels come (CBPE); off by
+    /// default, see `detectors::EstimatedDropConfig`.
+    pub estimated_drop: EstimatedDropConfig,
     pub adwin: StreamDetectorConfig<AdwinConfig>,
     pub page_hinkley: StreamDetectorConfig<PageHinkleyConfig>,
     pub ddm: StreamDetectorConfig<DdmConfig>,
@@ -82,6 +87,7 @@ impl Default for ModelConfig {
             maturity_ms: 15 * 60_000,
             baseline: BaselineConfig::default(),
             accuracy_drop: AccuracyDropConfig::default(),
+            estimated_drop: EstimatedDropConfig::default(),
             adwin: StreamDetectorConfig::default(),
             page_hinkley: StreamDetectorConfig::default(),
             ddm: StreamDetectorConfig::default(),
@@ -106,6 +112,7 @@ pub struct ModelOverride {
     pub maturity_ms: Option<i64>,
     pub baseline: Option<BaselineConfig>,
     pub accuracy_drop: Option<AccuracyDropConfig>,
+    pub estimated_drop: Option<EstimatedDropConfig>,
     pub adwin: Option<StreamDetectorConfig<AdwinConfig>>,
     pub page_hinkley: Option<StreamDetectorConfig<PageHinkleyConfig>>,
     pub ddm: Option<StreamDetectorConfig<DdmConfig>>,
@@ -142,6 +149,9 @@ impl MonitorConfig {
             }
             if let Some(v) = o.accuracy_drop {
                 c.accuracy_drop = v;
+            }
+            if let Some(v) = o.estimated_drop {
+                c.estimated_drop = v;
             }
             if let Some(v) = o.adwin {
                 c.adwin = v;
@@ -192,10 +202,26 @@ impl ModelConfig {
             .collect()
     }
 
+    /// The built-in detectors enabled, by name, in the order they are judged.
+    pub fn enabled_detectors(&self) -> Vec<&'static str> {
+        [
+            ACCURACY_DROP,
+            ESTIMATED_DROP,
+            ADWIN,
+            PAGE_HINKLEY,
+            DDM,
+            EDDM,
+        ]
+        .into_iter()
+        .filter(|d| self.builtin_enabled(d) == Some(true))
+        .collect()
+    }
+
     /// Whether the built-in detector `name` is enabled; `None` for other names.
     pub fn builtin_enabled(&self, name: &str) -> Option<bool> {
         match name {
             ACCURACY_DROP => Some(self.accuracy_drop.enabled),
+            ESTIMATED_DROP => Some(self.estimated_drop.enabled),
             ADWIN => Some(self.adwin.enabled),
             PAGE_HINKLEY => Some(self.page_hinkley.enabled),
             DDM => Some(self.ddm.enabled),
@@ -291,6 +317,10 @@ impl ModelConfig {
             &|| format!("{} must be in (0, 1]", a.hold_ratio),
         )?;
 
+        self.estimated_drop
+            .validate(&self.windows)
+            .map_err(|(field, message)| err(field, message))?;
+
         let detector = |field: &str, r: Result<(), crate::detect::ConfigError>| {
             r.map_err(|e| err(field, e.to_string()))
         };
@@ -370,233 +400,4 @@ impl ModelConfig {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid_and_parse_from_empty() {
-        let c: MonitorConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!(c, MonitorConfig::default());
-        c.validate().unwrap();
-        let specs = c.default.window_specs();
-        assert_eq!(specs.len(), 3);
-        assert_eq!(specs[1].length_ms, 3_600_000);
-    }
-
-    #[test]
-    fn overrides_replace_sections() {
-        let c: MonitorConfig = serde_json::from_str(
-            r#"{"default": {"maturity": "1m"},
-                "models": {"fraud": {"policy": {"dry_run": true}, "windows": ["5m", "1h"]}}}"#,
-        )
-        .unwrap();
-        c.validate().unwrap();
-        let fraud = c.for_model("fraud");
-        assert!(fraud.policy.dry_run);
-        assert_eq!(fraud.windows, vec!["5m", "1h"]);
-        assert_eq!(fraud.maturity_ms, 60_000, "profile value kept");
-        let other = c.for_model("other");
-        assert!(!other.policy.dry_run);
-        assert_eq!(other.windows.len(), 3);
-    }
-
-    #[test]
-    fn unknown_fields_are_rejected() {
-        for text in [
-            r#"{"defaults": {}}"#,
-            r#"{"default": {"maturty": "15m"}}"#,
-            r#"{"default": {"baseline": {"warmup_s": "1m"}}}"#,
-            r#"{"default": {"accuracy_drop": {"pdrift": 0.1}}}"#,
-            r#"{"models": {"m": {"polciy": {}}}}"#,
-            r#"{"default": {"feature_drift": {"windw": "1h"}}}"#,
-        ] {
-            assert!(
-                serde_json::from_str::<MonitorConfig>(text).is_err(),
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn every_duration_is_humantime_text() {
-        let c: MonitorConfig = serde_json::from_str(
-            r#"{"default": {
-                "windows": ["90s", "5m", "1h 30m", "24h"],
-                "maturity": "5m",
-                "baseline": {"warmup": "90s"},
-                "accuracy_drop": {"window": "1h 30m"},
-                "adwin": {"hold": "1h 30m"},
-                "page_hinkley": {"hold": "90s"},
-                "ddm": {"hold": "24h"},
-                "eddm": {"hold": "5m"},
-                "feature_drift": {"window": "1h 30m", "reference": "24h"},
-                "policy": {"cooldown": "24h"}},
-              "models": {"fraud": {"maturity": "90s"}}}"#,
-        )
-        .unwrap();
-        c.validate().unwrap();
-        let d = &c.default;
-        let lengths: Vec<i64> = d.window_specs().iter().map(|w| w.length_ms).collect();
-        assert_eq!(lengths, vec![90_000, 300_000, 5_400_000, 86_400_000]);
-        assert_eq!(d.maturity_ms, 300_000);
-        assert_eq!(d.baseline.warmup_ms, 90_000);
-        assert_eq!(d.adwin.hold_ms, 5_400_000);
-        assert_eq!(d.page_hinkley.hold_ms, 90_000);
-        assert_eq!(d.ddm.hold_ms, 86_400_000);
-        assert_eq!(d.eddm.hold_ms, 300_000);
-        assert_eq!(d.feature_drift.lengths_ms(), Some((5_400_000, 86_400_000)));
-        assert_eq!(d.policy.cooldown_ms, 86_400_000);
-        assert_eq!(c.for_model("fraud").maturity_ms, 90_000);
-    }
-
-    #[test]
-    fn the_former_millisecond_settings_still_load() {
-        let old: MonitorConfig = serde_json::from_str(
-            r#"{"default": {"maturity_ms": 900000, "baseline": {"warmup_ms": 0},
-                "adwin": {"hold_ms": 1800000}, "page_hinkley": {"hold_ms": 1800000},
-                "ddm": {"hold_ms": 1800000}, "eddm": {"hold_ms": 1800000},
-                "policy": {"cooldown_ms": 86400000}},
-              "models": {"fraud": {"maturity_ms": 60000}}}"#,
-        )
-        .unwrap();
-        let new: MonitorConfig = serde_json::from_str(
-            r#"{"default": {"maturity": "15m", "baseline": {"warmup": "0s"},
-                "adwin": {"hold": "30m"}, "page_hinkley": {"hold": "30m"},
-                "ddm": {"hold": "30m"}, "eddm": {"hold": "30m"},
-                "policy": {"cooldown": "24h"}},
-              "models": {"fraud": {"maturity": "1m"}}}"#,
-        )
-        .unwrap();
-        assert_eq!(old, new);
-        assert_eq!(
-            old.default,
-            ModelConfig::default(),
-            "the defaults, either way"
-        );
-        // A bare integer under the new name is milliseconds too.
-        let c: MonitorConfig = serde_json::from_str(r#"{"default": {"maturity": 60000}}"#).unwrap();
-        assert_eq!(c.default.maturity_ms, 60_000);
-        // One setting under both names is refused.
-        let e = serde_json::from_str::<MonitorConfig>(
-            r#"{"default": {"maturity": "15m", "maturity_ms": 900000}}"#,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("duplicate field `maturity`"), "{e}");
-    }
-
-    #[test]
-    fn a_wrong_duration_is_refused_naming_the_setting() {
-        for (text, field, value) in [
-            (r#"{"default": {"maturity": "15x"}}"#, "maturity", "15x"),
-            (r#"{"default": {"maturity": "15"}}"#, "maturity", "15"),
-            (
-                r#"{"default": {"maturity": "1500us"}}"#,
-                "maturity",
-                "1500us",
-            ),
-            (r#"{"default": {"maturity": 1.5}}"#, "maturity", "1.5"),
-            (
-                r#"{"default": {"baseline": {"warmup": "soon"}}}"#,
-                "warmup",
-                "soon",
-            ),
-            (r#"{"default": {"adwin": {"hold": "30 mn"}}}"#, "hold", "mn"),
-            (
-                r#"{"default": {"policy": {"cooldown": "1 fortnight"}}}"#,
-                "cooldown",
-                "fortnight",
-            ),
-            (
-                r#"{"models": {"m": {"maturity": "5 minutes ago"}}}"#,
-                "maturity",
-                "ago",
-            ),
-        ] {
-            let e = serde_json::from_str::<MonitorConfig>(text)
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(field) && e.contains(value), "{text}: {e}");
-        }
-        // Durations kept as text (their text names the window) are checked by `validate`.
-        let c = ModelConfig {
-            windows: vec!["15m".into(), "1hour30".into()],
-            ..ModelConfig::default()
-        };
-        let e = c.validate("default").unwrap_err();
-        assert_eq!(e.field, "windows");
-        assert!(e.to_string().contains("`1hour30`"), "{e}");
-        let mut c = ModelConfig::default();
-        c.feature_drift.window = "0s".into();
-        let e = c.validate("default").unwrap_err();
-        assert_eq!(e.field, "feature_drift.window");
-    }
-
-    #[test]
-    fn files_get_durations_as_text_and_the_changelog_gets_milliseconds() {
-        let c = MonitorConfig::default();
-        let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json["default"]["maturity"], "15m");
-        assert_eq!(json["default"]["adwin"]["hold"], "30m");
-        assert_eq!(json["default"]["policy"]["cooldown"], "1day");
-        assert_eq!(json["default"]["baseline"]["warmup"], "0s");
-        let back: MonitorConfig = serde_json::from_value(json).unwrap();
-        assert_eq!(back, c);
-        // The changelog's postcard form is unchanged: a plain i64 where the field was one.
-        let b = BaselineConfig {
-            samples: 1000,
-            warmup_ms: 90_000,
-        };
-        let bytes = postcard::to_allocvec(&b).unwrap();
-        assert_eq!(bytes, postcard::to_allocvec(&(1000u64, 90_000i64)).unwrap());
-        assert_eq!(postcard::from_bytes::<BaselineConfig>(&bytes).unwrap(), b);
-        let m = c.for_model("any");
-        let bytes = postcard::to_allocvec(&m).unwrap();
-        assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), m);
-    }
-
-    #[test]
-    fn validation_names_the_field() {
-        let bad = |f: &dyn Fn(&mut ModelConfig)| {
-            let mut c = ModelConfig::default();
-            f(&mut c);
-            c.validate("default").unwrap_err()
-        };
-        let e = bad(&|c| c.windows = vec!["15x".into()]);
-        assert_eq!(e.field, "windows");
-        assert!(e.to_string().contains("15x"), "{e}");
-        assert_eq!(bad(&|c| c.windows.push("1h".into())).field, "windows");
-        assert_eq!(
-            bad(&|c| c.accuracy_drop.window = "2h".into()).field,
-            "accuracy_drop.window"
-        );
-        assert_eq!(
-            bad(&|c| c.accuracy_drop.p_warning = 0.001).field,
-            "accuracy_drop.p_warning"
-        );
-        assert_eq!(bad(&|c| c.adwin.params.delta = 2.0).field, "adwin.params");
-        assert_eq!(bad(&|c| c.hysteresis.exit = 0).field, "hysteresis.exit");
-        assert_eq!(
-            bad(&|c| c.feature_drift.reference = "0m".into()).field,
-            "feature_drift.reference"
-        );
-        assert_eq!(
-            bad(&|c| c.policy.daily_budget = 0).field,
-            "policy.daily_budget"
-        );
-        let e = bad(&|c| {
-            c.policy.mode = TriggerMode::All;
-            c.policy.detectors = vec!["accuracy_drop".into(), "ddm".into()];
-            c.ddm.enabled = false;
-        });
-        assert_eq!(e.field, "policy.detectors");
-        let mut m = MonitorConfig::default();
-        m.models.insert(
-            "x".into(),
-            ModelOverride {
-                maturity_ms: Some(-1),
-                ..ModelOverride::default()
-            },
-        );
-        assert_eq!(m.validate().unwrap_err().scope, "model x");
-    }
-}
+mod tests;
