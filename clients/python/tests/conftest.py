@@ -73,3 +73,17 @@ def create_topic(bootstrap: str, name: str, partitions: int, **configs: str) -> 
     futures = admin.create_topics([NewTopic(name, partitions, 1, config=configs)])
     for f in futures.values():
         f.result(30)
+
+
+@pytest.fixture(scope="session")
+def driftwatch_binary():
+    """The `driftwatch` binary of `DRIFTWATCH_BINARY` (scripts/test sets it to the binary the
+    Rust integration tests built): fails under CI when it is not there, skips elsewhere."""
+    path = os.environ.get("DRIFTWATCH_BINARY", "").strip()
+    if not path:
+        require("the driftwatch binary",
+                "DRIFTWATCH_BINARY is unset (scripts/test sets it; by hand: "
+                "cargo build -p driftwatch-cli and point it at target/debug/driftwatch)")
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        require("the driftwatch binary", f"DRIFTWATCH_BINARY={path} is no executable file")
+    return path
