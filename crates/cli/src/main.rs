@@ -515,6 +515,19 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
         "  label timeout: {:?} (orphan timeout {:?})",
         settings.join.label_timeout, settings.join.orphan_timeout
     );
+    let state = &settings.join.state;
+    match state.dir() {
+        Some(dir) => {
+            // A local check: done offline too.
+            state.check_dir()?;
+            println!(
+                "  join state:    {} (writable); {} of entries in memory per worker, the rest on disk",
+                dir.display(),
+                state.memory_budget()
+            );
+        }
+        None => println!("  join state:    in memory only (join.state.dir not set)"),
+    }
     if offline {
         return Ok(());
     }

@@ -27,8 +27,10 @@ use std::sync::Arc;
 
 use fjall::{Config, Keyspace, PartitionCreateOptions};
 
+mod partition;
 mod tier;
 
+pub use partition::{open_partition_tier, PartitionTier};
 pub use tier::DiskColdTier;
 
 /// Name of the store's folder inside the configured state directory: the only thing wiped.
@@ -98,7 +100,13 @@ impl StateStore {
     /// Wipes `<dir>/join-store` and opens an empty store there.
     pub fn open_fresh(dir: &Path, memory: StoreMemory) -> Result<Self, StoreError> {
         check_dir(dir)?;
-        let path = dir.join(STORE_DIR);
+        Self::open_wiped(&dir.join(STORE_DIR), memory)
+    }
+
+    /// Wipes `path` (the store's own folder, never a folder given by the user) and opens an
+    /// empty store there.
+    fn open_wiped(path: &Path, memory: StoreMemory) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(|source| StoreError::Dir {
                 dir: path.clone(),

@@ -52,6 +52,8 @@ pub(super) struct Cold {
     oldest_pending: Option<TimestampMs>,
     /// The first storage failure; the tier is not used after it.
     error: Option<ColdError>,
+    /// Entries moved out of the table since the tier was set (metrics, tests).
+    spilled: u64,
 }
 
 /// The hot capacity (entries) that a table of at most `budget_bytes` holds. See the module docs.
@@ -116,6 +118,7 @@ impl JoinBuffer {
             counts: [0; 3],
             oldest_pending: None,
             error: None,
+            spilled: 0,
         });
     }
 
@@ -128,6 +131,12 @@ impl JoinBuffer {
     /// Entries in the cold tier.
     pub fn cold_len(&self) -> usize {
         self.cold.as_ref().map_or(0, Cold::total)
+    }
+
+    /// Entries moved from the table to the cold tier since it was set (an entry that came
+    /// back and went cold again counts twice).
+    pub fn cold_spilled(&self) -> u64 {
+        self.cold.as_ref().map_or(0, |c| c.spilled)
     }
 
     /// Entries in memory.
@@ -237,6 +246,7 @@ impl JoinBuffer {
             }
         }
         flush(&mut batch, cold);
+        cold.spilled += (len - self.map.len()) as u64;
     }
 
     /// The cold part of a sweep: every entry the watermark has passed the due time of.
