@@ -217,6 +217,10 @@ impl Stage for Join {
         }
         let tasks = self.tasks_after(&partitions);
         for partition in partitions {
+            if self.tasks.contains_key(&partition) {
+                // Opening a tier wipes the partition's folder: never under a live task.
+                continue;
+            }
             let cold = self.cold_tier_for(partition, tasks)?;
             self.create_task(partition, None, cold);
         }
