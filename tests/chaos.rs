@@ -93,6 +93,12 @@ impl Worker {
         let (s, config) = s;
         let t = &s.topics;
         let log = std::env::temp_dir().join(format!("{}-{name}.log", s.kafka.join_group_id));
+        // With a state budget from the environment, each worker name keeps its local store in
+        // a folder of its own (a restart under the same name wipes and rebuilds it).
+        let state = driftwatch_tests::state_budget_from_env().map(|budget| {
+            let dir = std::env::temp_dir().join(format!("{}-{name}-state", s.kafka.join_group_id));
+            (dir, budget)
+        });
         let file = File::options()
             .create(true)
             .append(true)
@@ -137,6 +143,12 @@ impl Worker {
             .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "500ms")
             .env("DRIFTWATCH_LOG", "info")
             .env("DRIFTWATCH_FAULT", fault.unwrap_or_default())
+            .envs(state.iter().flat_map(|(dir, budget)| {
+                [
+                    ("DRIFTWATCH__JOIN__STATE__DIR", dir.display().to_string()),
+                    ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", budget.clone()),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -156,12 +156,12 @@ fn example_config_loads_and_documents_every_setting() {
     let mut written = BTreeSet::new();
     let mut table = String::new();
     for line in text.lines() {
-        let l = line.trim();
+        // Optional tables are shown commented out, header included (`# [join.state]`).
+        let l = line.trim().trim_start_matches(['#', ' ']);
         if let Some(t) = l.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
             table = t.to_string();
             continue;
         }
-        let l = l.trim_start_matches(['#', ' ']);
         if let Some((k, _)) = l.split_once(" =") {
             if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
                 written.insert((table.clone(), k.to_string()));

@@ -55,6 +55,7 @@ async fn topics() -> Topics {
     j.idle_timeout = Duration::from_secs(3);
     j.flush_interval = Duration::from_millis(500);
     j.max_message_bytes = OVERSIZED_LIMIT;
+    driftwatch_tests::with_state_from_env(&mut s);
     Topics { settings: s }
 }
 
@@ -75,13 +76,26 @@ struct Worker {
 }
 
 fn start_worker(s: &Settings) -> Worker {
-    let running = Pipeline::new(s, Role::Join).expect("join stage").start();
+    // Workers never share a state folder (each wipes its own at start).
+    let mut s = s.clone();
+    if let Some(dir) = &s.join.state.dir {
+        s.join.state.dir = Some(dir.join(unique("worker")));
+    }
+    let running = Pipeline::new(&s, Role::Join).expect("join stage").start();
     let handle = running.handles().join.clone().expect("the join stage runs");
     Worker { handle, running }
 }
 
 /// Waits until every input is accounted for (or the deadline passes), then stops the workers.
 async fn settle(workers: Vec<Worker>, inputs: u64) -> BTreeMap<String, JoinCounters> {
+    settle_with_stats(workers, inputs).await.0
+}
+
+/// [`settle`], also returning each worker's last stats.
+async fn settle_with_stats(
+    workers: Vec<Worker>,
+    inputs: u64,
+) -> (BTreeMap<String, JoinCounters>, Vec<JoinStats>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
         let stats: Vec<JoinStats> = workers.iter().map(|w| w.handle.stats()).collect();
@@ -102,7 +116,7 @@ async fn settle(workers: Vec<Worker>, inputs: u64) -> BTreeMap<String, JoinCount
     for s in &stats {
         assert_eq!(s.dropped_on_revoke, 0, "a rebalance dropped join state");
     }
-    counters_by_model(&stats)
+    (counters_by_model(&stats), stats)
 }
 
 /// Reads every partial from the internal topic and merges the confusion cells per model.
@@ -189,7 +203,28 @@ fn start_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_account_for_every_input_and_match_correctly() {
-    let t = topics().await;
+    two_workers_account(topics().await).await;
+}
+
+/// The same with the local state store under a 1 MiB budget per worker (four tasks each, so
+/// about 3 600 entries in memory per task): most pending predictions, orphan labels and
+/// tombstones live on disk, and every count must still be exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_account_for_every_input_with_a_1_mib_state_budget() {
+    let mut t = topics().await;
+    driftwatch_tests::with_state(&mut t.settings, "1MiB");
+    let stats = two_workers_account(t).await;
+    let spilled: u64 = stats.iter().map(|s| s.state_spilled).sum();
+    let on_disk: u64 = stats.iter().map(|s| s.state_on_disk).sum();
+    println!("entries spilled to disk: {spilled}, on disk at the end: {on_disk}");
+    assert!(
+        spilled > PREDICTIONS as u64 / 2,
+        "the store took most entries: {spilled} spilled"
+    );
+}
+
+/// Two join workers over the scenario: exact counts per model, matched outcomes, dead letters.
+async fn two_workers_account(t: Topics) -> Vec<JoinStats> {
     let scenario = Scenario::generate(7, PREDICTIONS, start_ms());
     let workers = vec![start_worker(&t.settings), start_worker(&t.settings)];
     // Both members join the first generation (broker: group.initial.rebalance.delay.ms).
@@ -212,7 +247,7 @@ async fn two_workers_account_for_every_input_and_match_correctly() {
     );
 
     produce(&t.settings, &scenario, None).await;
-    let counts = settle(workers, scenario.inputs()).await;
+    let (counts, stats) = settle_with_stats(workers, scenario.inputs()).await;
     assert_eq!(counts, scenario.expected, "accounting per model");
     let total: u64 = counts.values().map(JoinCounters::inputs).sum();
     assert_eq!(total, scenario.inputs());
@@ -227,6 +262,7 @@ async fn two_workers_account_for_every_input_and_match_correctly() {
         (scenario.garbage, 2),
         "dead letters, oversized"
     );
+    stats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,7 @@ async fn pipeline_settings() -> Settings {
     d.accuracy_drop.window = "15m".into();
     d.feature_drift.window = "30m".into();
     d.feature_drift.reference = "30m".into();
+    driftwatch_tests::with_state_from_env(&mut s);
     s.validate().expect("valid settings");
     s
 }

@@ -20,6 +20,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use driftwatch_worker::clients::{create_topics, TopicSpec};
 use driftwatch_worker::settings::KafkaSettings;
 
+/// The memory budget of the join's local state store the tests run with, from
+/// `DRIFTWATCH_TEST_STATE_BUDGET` (e.g. `1MiB`): with it, every test that builds its settings
+/// through [`with_state_from_env`] (the scenario settings, the pipeline, the chaos workers)
+/// runs its join with `join.state.dir` set, so the accounting tests check the store too.
+pub fn state_budget_from_env() -> Option<String> {
+    std::env::var("DRIFTWATCH_TEST_STATE_BUDGET")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+}
+
+/// Turns the join's local state store on in `s`, under `budget`, in a folder no other test
+/// or worker uses.
+pub fn with_state(s: &mut driftwatch_worker::settings::Settings, budget: &str) {
+    s.join.state.dir = Some(std::env::temp_dir().join(unique("driftwatch-state")));
+    s.join.state.memory_budget = Some(budget.parse().expect("a size such as 1MiB"));
+}
+
+/// [`with_state`] under the budget of [`state_budget_from_env`], when it is set.
+pub fn with_state_from_env(s: &mut driftwatch_worker::settings::Settings) {
+    if let Some(budget) = state_budget_from_env() {
+        with_state(s, &budget);
+    }
+}
+
 /// Bootstrap address of the test broker ([`broker::test_broker`]).
 ///
 /// # Panics

@@ -174,7 +174,10 @@ struct GenerateArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchCommand>,
     /// The broker to measure (overrides kafka.bootstrap_servers).
     #[arg(long)]
     bootstrap_servers: Option<String>,
@@ -194,6 +197,16 @@ struct BenchArgs {
     /// Seed of the generated traffic.
     #[arg(long, default_value_t = 11)]
     seed: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The join's state under a memory budget, in-process (no Kafka): see `bench/state.rs`.
+    ///
+    /// Example:
+    ///   driftwatch bench state --pending 20000000 --memory-budget 256MiB --state-dir /tmp/s
+    #[command(verbatim_doc_comment)]
+    State(bench::state::StateArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -262,9 +275,17 @@ fn main() -> ExitCode {
         _ => None,
     };
     let log_file = init_logging(cli.log_format, log_file);
-    // Offline and synchronous: needs neither the configuration nor the async runtime.
-    if let Command::Compare(args) = &cli.command {
-        return match compare::run(args) {
+    // Offline and synchronous: need neither the configuration nor the async runtime.
+    let offline = match &cli.command {
+        Command::Compare(args) => Some(compare::run(args)),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCommand::State(args)),
+            ..
+        }) => Some(bench::state::run(args)),
+        _ => None,
+    };
+    if let Some(result) = offline {
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("driftwatch: {e:#}");
@@ -379,6 +400,10 @@ async fn execute(
             result.map(|_| ())
         }
         Command::CheckConfig { offline } => check_config(&settings, offline),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCommand::State(args)),
+            ..
+        }) => bench::state::run(&args),
         Command::Bench(args) => {
             let mut settings = settings;
             if let Some(b) = args.bootstrap_servers {
@@ -496,6 +521,19 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
         "  label timeout: {:?} (orphan timeout {:?})",
         settings.join.label_timeout, settings.join.orphan_timeout
     );
+    let state = &settings.join.state;
+    match state.dir() {
+        Some(dir) => {
+            // A local check: done offline too.
+            state.check_dir()?;
+            println!(
+                "  join state:    {} (writable); {} of entries in memory per worker, the rest on disk",
+                dir.display(),
+                state.memory_budget()
+            );
+        }
+        None => println!("  join state:    in memory only (join.state.dir not set)"),
+    }
     if offline {
         return Ok(());
     }

@@ -156,6 +156,39 @@ fn inconsistent_config_exits_2_saying_what_to_change() {
 }
 
 #[test]
+fn check_config_reports_the_state_dir_and_budget_and_refuses_an_unusable_dir() {
+    let dir = std::env::temp_dir().join(format!("driftwatch-cli-{}-state", std::process::id()));
+    let out = driftwatch()
+        .args(["check-config", "--offline"])
+        .env("DRIFTWATCH__JOIN__STATE__DIR", &dir)
+        .env("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", "64MiB")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
+    assert!(stdout.contains("64.0 MiB"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = driftwatch()
+        .args(["check-config", "--offline"])
+        .output()
+        .unwrap();
+    assert!(text(&out).0.contains("in memory only"), "{:?}", text(&out));
+
+    // A folder below a plain file cannot be created, whoever runs the test.
+    let file = temp_file("state-file", "x");
+    let out = driftwatch()
+        .args(["check-config", "--offline"])
+        .env("DRIFTWATCH__JOIN__STATE__DIR", file.join("state"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("join.state.dir"), "{:?}", text(&out));
+}
+
+#[test]
 fn example_config_is_valid_offline() {
     let out = driftwatch()
         .args(["check-config", "--offline", "-c"])

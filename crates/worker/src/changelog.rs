@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use driftwatch_core::join::changelog::ChangelogRestore;
-use driftwatch_core::join::{JoinConfig, JoinTask};
+use driftwatch_core::join::{ColdTier, JoinConfig, JoinTask};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -171,13 +171,16 @@ impl ChangelogReader {
         self.consumer.client()
     }
 
-    /// Reads `partitions` to their end and builds their join tasks. Fails on a malformed record
-    /// (never guesses) or when the end is not reached within `timeout`.
+    /// Reads `partitions` to their end and builds their join tasks, each with the cold tier
+    /// `cold` gives for its partition (`None`: all in memory). Fails on a malformed record
+    /// (never guesses), when the end is not reached within `timeout`, or when a cold tier
+    /// fails.
     pub fn restore(
         &self,
         partitions: &[i32],
         config: &JoinConfig,
         timeout: Duration,
+        mut cold: impl FnMut(i32) -> Result<Option<(Box<dyn ColdTier>, usize)>>,
     ) -> Result<Restored> {
         let mut states: HashMap<i32, ChangelogRestore> = partitions
             .iter()
@@ -204,8 +207,14 @@ impl ChangelogReader {
             out.bytes += state.bytes();
             out.entries += state.entries() as u64;
             let task = state
-                .into_task(config.clone())
+                .into_task_tiered(config.clone(), cold(p)?)
                 .map_err(|e| WorkerError::State(format!("changelog `{}`[{p}]: {e}", self.topic)))?;
+            if let Some(e) = task.cold_error() {
+                return Err(WorkerError::State(format!(
+                    "restoring `{}`[{p}] into the local store: {e}",
+                    self.topic
+                )));
+            }
             out.tasks.insert(p, task);
         }
         out.elapsed = totals.elapsed;

@@ -18,6 +18,7 @@
 mod backlog;
 mod completion;
 mod latency;
+pub mod state;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

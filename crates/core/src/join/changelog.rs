@@ -230,6 +230,17 @@ impl ChangelogRestore {
 
     /// Builds the task. Ids must be dense (model ids from 1, class ids from 0).
     pub fn into_task(self, config: JoinConfig) -> Result<JoinTask, ChangelogError> {
+        self.into_task_tiered(config, None)
+    }
+
+    /// [`into_task`](Self::into_task) into a buffer with a cold tier (`(tier, hot_capacity)`,
+    /// see [`JoinTask::restore_tiered`]): the entries beyond the hot capacity go cold as they
+    /// are restored.
+    pub fn into_task_tiered(
+        self,
+        config: JoinConfig,
+        cold: Option<(Box<dyn super::ColdTier>, usize)>,
+    ) -> Result<JoinTask, ChangelogError> {
         let mut models = Vec::with_capacity(self.models.len());
         for (i, (id, m)) in self.models.into_iter().enumerate() {
             let expected = u16::try_from(i + 1).unwrap_or(u16::MAX);
@@ -253,7 +264,8 @@ impl ChangelogRestore {
             classes.push(c);
         }
         let interner = Interner::restore(models, classes)?;
-        let mut task = JoinTask::restore(config, interner, self.checkpoint, self.entries)?;
+        let mut task =
+            JoinTask::restore_tiered(config, interner, self.checkpoint, self.entries, cold)?;
         task.track_changes();
         Ok(task)
     }

@@ -49,7 +49,10 @@ pub mod task;
 
 use std::collections::BTreeMap;
 
-pub use buffer::{EntryChanges, EntryRecord, JoinBuffer, Slot};
+pub use buffer::{
+    hot_capacity_for_budget, ColdError, ColdTier, EntryChanges, EntryRecord, JoinBuffer,
+    MemoryColdTier, Slot,
+};
 pub use intake::{
     label_in, prediction_in, IntakeRules, LabelFields, PredictionFields, Rejection, RejectionKind,
 };

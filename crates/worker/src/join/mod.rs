@@ -42,8 +42,11 @@
 //! - Every record read is checked against its key's murmur2 partition ([`routing`]): a producer
 //!   on another partitioner is counted, logged and shown, not silently lost.
 //!
+//! - With `join.state.dir`, each task keeps at most its share of `join.state.memory_budget`
+//!   of buffer entries in memory and the rest on local disk ([`state`]).
+//!
 //! Files: [`stage`] (the state and its hooks), [`intake`], [`visitor`], [`dead_letter`],
-//! [`partition`], [`batch`], [`routing`], [`stats`].
+//! [`partition`], [`batch`], [`routing`], [`state`], [`stats`].
 
 mod batch;
 mod dead_letter;
@@ -51,6 +54,7 @@ mod intake;
 mod partition;
 mod routing;
 mod stage;
+mod state;
 mod stats;
 mod visitor;
 
@@ -106,6 +110,9 @@ impl JoinStage {
     /// Builds the clients and checks the topics (inputs exist and are co-partitioned).
     pub fn new(settings: Settings) -> Result<Self> {
         settings.validate()?;
+        // Before any broker is asked: a state folder that cannot be used is a clear error now
+        // rather than a store failure at the first spill.
+        settings.join.state.check_dir()?;
         let eos = settings.kafka.exactly_once();
         let (producer_config, guarantee) = if eos {
             let config =

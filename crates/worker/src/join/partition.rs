@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::borrowed::FeatureRef;
 use driftwatch_core::join::changelog::ChangelogCursor;
-use driftwatch_core::join::{Input, JoinEvent, JoinTask, ModelVersionId, PartialAggregator};
+use driftwatch_core::join::{
+    ColdTier, Input, JoinEvent, JoinTask, ModelVersionId, PartialAggregator,
+};
 use driftwatch_core::summary::FeatureId;
 use driftwatch_core::JoinCounters;
 use hdrhistogram::Histogram;
@@ -53,8 +55,14 @@ pub(super) struct PartitionTask {
 }
 
 impl Join {
-    /// Creates the task of `partition` (a new one, or `restored`).
-    pub(super) fn create_task(&mut self, partition: i32, restored: Option<JoinTask>) {
+    /// Creates the task of `partition`: `restored`, or a new one with the cold tier `cold`
+    /// (`None`: all in memory).
+    pub(super) fn create_task(
+        &mut self,
+        partition: i32,
+        restored: Option<JoinTask>,
+        cold: Option<(Box<dyn ColdTier>, usize)>,
+    ) {
         if self.tasks.contains_key(&partition) {
             return;
         }
@@ -65,6 +73,9 @@ impl Join {
         let task = match restored {
             Some(t) => Ok(t),
             None => JoinTask::new(self.join_config.clone()).map(|mut t| {
+                if let Some((tier, hot_capacity)) = cold {
+                    t.set_cold_tier(tier, hot_capacity);
+                }
                 if self.exactly_once {
                     t.track_changes();
                 }
@@ -117,7 +128,7 @@ impl Join {
         r.seconds += restored.elapsed.as_secs_f64();
         for (p, task) in restored.tasks {
             self.tasks.remove(&p);
-            self.create_task(p, Some(task));
+            self.create_task(p, Some(task), None);
         }
     }
 
@@ -127,6 +138,7 @@ impl Join {
         for p in partitions {
             if let Some(t) = self.tasks.remove(p) {
                 keep_totals(&mut self.retired, &t.task, t.committed.iter().copied());
+                self.retire_spills(&t.task);
             }
         }
     }
@@ -141,6 +153,7 @@ impl Join {
                 let (qp, ql) = t.task.queued();
                 self.meters.dropped_on_revoke += pending + (qp + ql) as u64;
                 keep_totals(&mut self.retired, &t.task, t.task.all_counters());
+                self.retire_spills(&t.task);
             }
         }
     }

@@ -10,6 +10,7 @@
 //! | `rewound` | every task rebuilt from the changelog at the committed offsets |
 //! | `assigned` | tasks restored from the changelog (exactly-once) or new |
 //! | `revoked` | tasks dropped (their state is in the changelog; at-least-once: counted as dropped) |
+//! | `check` | before each batch: fails the stage once a task's local store failed ([`super::state`]) |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use super::batch::{CommitBatch, CommitOutcome};
 use super::dead_letter::Rejections;
 use super::partition::{input_index, PartitionTask};
 use super::routing::RoutingCheck;
+use super::state::LocalState;
 use super::stats::{record_micros, Meters, Shared};
 use crate::changelog::ChangelogReader;
 use crate::error::Result;
@@ -77,6 +79,8 @@ pub(crate) struct Join {
     pub(super) meters: Meters,
     /// Every input record's partition against its key's murmur2 partition.
     pub(super) routing: RoutingCheck,
+    /// The local store of the entries beyond the memory budget (`join.state.dir`).
+    pub(super) local_state: Option<LocalState>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -116,6 +120,7 @@ impl Join {
             events: Vec::new(),
             meters: Meters::default(),
             routing: RoutingCheck::new(join_tasks, &settings.join),
+            local_state: LocalState::new(settings)?,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
         })
     }
@@ -151,6 +156,10 @@ impl Stage for Join {
 
     fn on_statistics(&mut self, statistics: &Statistics) {
         self.observe_statistics(statistics);
+    }
+
+    fn check(&mut self) -> Result<()> {
+        self.check_state()
     }
 
     fn take_batch(&mut self) -> CommitBatch {
@@ -206,8 +215,14 @@ impl Stage for Join {
             // Restored before any of their records is processed.
             return self.restore(&partitions);
         }
+        let tasks = self.tasks_after(&partitions);
         for partition in partitions {
-            self.create_task(partition, None);
+            if self.tasks.contains_key(&partition) {
+                // Opening a tier wipes the partition's folder: never under a live task.
+                continue;
+            }
+            let cold = self.cold_tier_for(partition, tasks)?;
+            self.create_task(partition, None, cold);
         }
         Ok(())
     }
@@ -240,14 +255,36 @@ impl Stage for Join {
 impl Join {
     /// Rebuilds the tasks of `partitions` from the changelog.
     fn restore(&mut self, partitions: &[i32]) -> Result<()> {
+        if self.changelog.is_none() || partitions.is_empty() {
+            return Ok(());
+        }
+        let tasks = self.tasks_after(partitions);
+        // A task's store folder is wiped when its new tier opens: the old task (if any) goes
+        // first, with its store.
+        for p in partitions {
+            if let Some(t) = self.tasks.remove(p) {
+                self.retire_spills(&t.task);
+            }
+        }
         let Some(reader) = &self.changelog else {
             return Ok(());
         };
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        let restored = reader.restore(partitions, &self.join_config, RESTORE_TIMEOUT)?;
+        let this = &*self;
+        let restored = reader.restore(partitions, &self.join_config, RESTORE_TIMEOUT, |p| {
+            this.cold_tier_for(p, tasks)
+        })?;
         self.install_restored(restored);
         Ok(())
+    }
+
+    /// How many tasks the worker holds once `partitions` have theirs: the tasks sharing the
+    /// memory budget.
+    fn tasks_after(&self, partitions: &[i32]) -> usize {
+        let others = self
+            .tasks
+            .keys()
+            .filter(|p| !partitions.contains(p))
+            .count();
+        others + partitions.len()
     }
 }

@@ -75,6 +75,10 @@ pub struct JoinStats {
     pub transactions_aborted: u64,
     /// Whether the stage runs exactly-once.
     pub exactly_once: bool,
+    /// Local state store (`join.state.dir`): buffer entries moved to disk since the stage
+    /// started, and entries on disk now.
+    pub state_spilled: u64,
+    pub state_on_disk: u64,
 }
 
 impl JoinStats {
@@ -243,7 +247,10 @@ impl Join {
             .values()
             .map(|t| t.features_dropped + t.aggregator.signature_errors())
             .sum();
+        let (state_spilled, state_on_disk) = self.spill_counts();
         JoinStats {
+            state_spilled,
+            state_on_disk,
             per_model,
             label_delay_ms,
             assigned: self.assigned_partitions(),

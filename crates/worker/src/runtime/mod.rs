@@ -10,7 +10,7 @@
 //! | a record of an assigned partition is read (the hot path) | [`Stage::on_record`] |
 //! | every tick (`Schedule::tick`): time-driven work, then maybe a commit | [`Stage::on_tick`] |
 //! | librdkafka's statistics arrived | [`Stage::on_statistics`] |
-//! | a commit is due (`Schedule::commit_every`), a revoke, shutdown | [`Stage::take_batch`] |
+//! | a commit is due (`Schedule::commit_every`), a revoke, shutdown | [`Stage::check`], then [`Stage::take_batch`] |
 //! | the batch's transaction committed (at-least-once: records delivered) | [`Stage::committed`] |
 //! | the batch did not become final | [`Stage::aborted`] |
 //! | exactly-once, after an abort: state back to the committed offsets | [`Stage::rewound`] |
@@ -127,6 +127,13 @@ pub trait Stage: Send {
 
     /// The consumer's latest statistics (when `statistics.interval.ms` is set).
     fn on_statistics(&mut self, _statistics: &Statistics) {}
+
+    /// Before every batch is taken: an error means the stage's state can no longer be
+    /// trusted (a local store failed). The loop then stops without committing anything more;
+    /// the next owner restores the last committed state.
+    fn check(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// Everything done since the last batch, for one commit.
     fn take_batch(&mut self) -> Self::Batch;

@@ -244,6 +244,7 @@ impl<S: Stage> Loop<S> {
         match &self.guarantee {
             Guarantee::ExactlyOnce(eos) if eos.commits == Commits::Inline => {
                 if due {
+                    self.stage.check()?;
                     if let Err((outcome, e)) = self.commit_now() {
                         self.recover(outcome, e)?;
                     }
@@ -252,6 +253,9 @@ impl<S: Stage> Loop<S> {
             }
             Guarantee::ExactlyOnce(_) => self.commit_in_background(due),
             Guarantee::AtLeastOnce => {
+                if due {
+                    self.stage.check()?;
+                }
                 self.flush_in_background(due).await;
                 Ok(())
             }
@@ -277,6 +281,10 @@ impl<S: Stage> Loop<S> {
             return Ok(());
         };
         if start && !thread.busy() {
+            self.stage.check()?;
+            let Some(thread) = &mut self.background else {
+                return Ok(());
+            };
             let batch = self.stage.take_batch();
             let metadata = self.consumer.group_metadata();
             if let Err(e) = thread.start(self.producer.clone(), batch, metadata, timeout) {
@@ -299,6 +307,12 @@ impl<S: Stage> Loop<S> {
                     (Err(e), outcome) => return Err((outcome, e)),
                 }
             }
+        }
+        if let Err(e) = self.stage.check() {
+            // Nothing of this stage may be committed any more: the open transaction is
+            // aborted by the caller.
+            error!(stage = self.schedule.name, error = %e, "not committing");
+            return Err((None, KafkaError::MessageProduction(RDKafkaErrorCode::Fail)));
         }
         let mut batch = self.stage.take_batch();
         let metadata = self.consumer.group_metadata();
@@ -376,6 +390,10 @@ impl<S: Stage> Loop<S> {
     async fn flush_now(&mut self, bound: Option<Duration>) {
         if let Some(f) = self.flushing.take() {
             self.flushed(f.await.ok());
+        }
+        if let Err(e) = self.stage.check() {
+            error!(stage = self.schedule.name, error = %e, "offsets not committed");
+            return;
         }
         let batch = self.stage.take_batch();
         let flush = at_least_once::flush(

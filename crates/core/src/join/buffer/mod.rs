@@ -35,6 +35,11 @@
 //! a `retain` sweep whenever the watermark moved by the sweep interval (1/8 of the smallest
 //! timeout). Between sweeps every lookup first applies the expiry the sweep would have
 //! applied (check-on-access), so when the sweep runs never changes a classification.
+//!
+//! # Memory budget
+//! Optionally the buffer keeps only a bounded number of entries in its table and the rest in
+//! a [`ColdTier`] (on disk in the worker), oldest by event time first; see [`tiers`] for the
+//! rules, which leave every classification as it is without one.
 
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
@@ -43,12 +48,16 @@ use super::KeyHashBuilder;
 use super::{JoinError, JoinEvent, LabelIn, Match, ModelVersionId, PredictionIn, RequestKey};
 use crate::TimestampMs;
 
+pub mod cold;
 mod params;
 mod slot;
+pub mod tiers;
 
+pub use cold::{ColdError, ColdTier, MemoryColdTier};
 use params::Params;
 pub use slot::Slot;
 use slot::{KIND_LABEL, KIND_MASK, KIND_PREDICTION, KIND_TOMBSTONE, SEEN_LABEL, SEEN_PREDICTION};
+pub use tiers::hot_capacity_for_budget;
 
 /// How far behind the watermark (or the first entry) the epoch is kept: half the `u32` range.
 pub const EPOCH_HEADROOM_MS: i64 = 1 << 31;
@@ -68,7 +77,7 @@ pub struct BufferStats {
 }
 
 /// The join state of one task. See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct JoinBuffer {
     map: HashMap<RequestKey, Slot, KeyHashBuilder>,
     params: Params,
@@ -79,6 +88,8 @@ pub struct JoinBuffer {
     /// latest state of each at every commit). The state is taken when it changes so that
     /// taking the changes is a swap: the commit that writes them does not hold up the stage.
     changes: Option<Vec<(RequestKey, Option<EntryRecord>)>>,
+    /// Where entries beyond the memory budget go; `None`: everything stays in the table.
+    cold: Option<tiers::Cold>,
 }
 
 /// Entry changes taken from a [`JoinBuffer`], in the order they happened (a key may repeat).
@@ -152,6 +163,7 @@ impl JoinBuffer {
             sweep_interval: sweep_interval_ms.max(1),
             last_sweep_watermark: i64::MIN,
             changes: None,
+            cold: None,
         }
     }
 
@@ -192,6 +204,7 @@ impl JoinBuffer {
         }
         self.anchor_if_empty(e.time);
         let time = self.params.offset(e.time)?;
+        self.make_room();
         self.map.insert(
             key,
             Slot {
@@ -233,14 +246,14 @@ impl JoinBuffer {
         self.params.watermark
     }
 
-    /// Number of entries (pending and tombstones).
+    /// Number of entries (pending and tombstones), in memory and cold.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.cold_len()
     }
 
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Bytes allocated by the table (buckets and control bytes).
@@ -266,6 +279,14 @@ impl JoinBuffer {
         if oldest != u32::MAX {
             s.oldest_pending = Some(self.params.time(oldest));
         }
+        let ([p, l, t], cold_oldest) = self.cold_stats();
+        s.pending_predictions += p;
+        s.pending_labels += l;
+        s.tombstones += t;
+        s.oldest_pending = match (s.oldest_pending, cold_oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         s
     }
 
@@ -273,7 +294,7 @@ impl JoinBuffer {
     /// `time`) sits in the middle of the range. Anchoring on the watermark keeps a single very
     /// old or very new record from pulling the range away from the live traffic.
     fn anchor_if_empty(&mut self, time: TimestampMs) {
-        if self.map.is_empty() {
+        if self.is_empty() {
             let centre = if self.params.watermark == i64::MIN {
                 time
             } else {
@@ -286,6 +307,8 @@ impl JoinBuffer {
     /// Processes one prediction; the decisions go to `sink`.
     pub fn on_prediction(&mut self, p: &PredictionIn, sink: &mut impl FnMut(JoinEvent)) {
         self.anchor_if_empty(p.time);
+        self.make_room();
+        self.promote(p.key);
         self.apply_prediction(p, sink);
         self.record_change(p.key);
     }
@@ -367,6 +390,8 @@ impl JoinBuffer {
     /// Processes one label; the decisions go to `sink`.
     pub fn on_label(&mut self, l: &LabelIn, sink: &mut impl FnMut(JoinEvent)) {
         self.anchor_if_empty(l.time);
+        self.make_room();
+        self.promote(l.key);
         self.apply_label(l, sink);
         self.record_change(l.key);
     }
@@ -505,6 +530,7 @@ impl JoinBuffer {
             true
         });
         self.params.epoch = self.params.epoch.saturating_add(shift);
+        self.sweep_cold(sink);
         self.last_sweep_watermark = self.params.watermark;
     }
 
@@ -520,6 +546,7 @@ impl JoinBuffer {
             }
         }
         self.map.clear();
+        self.expire_all_cold(sink);
     }
 
     /// The epoch times are stored against (for tests and diagnostics).

@@ -42,6 +42,34 @@ impl Params {
         }
     }
 
+    /// A stored entry back as a slot. The offset is clamped into range: entries kept are
+    /// younger than the maximum retention, so only a misconfigured retention could clamp.
+    pub(super) fn slot_of(&self, e: &EntryRecord) -> Slot {
+        let d = e
+            .time
+            .saturating_sub(self.epoch)
+            .clamp(0, i64::from(u32::MAX));
+        Slot {
+            time: u32::try_from(d).unwrap_or(0),
+            model: e.model,
+            flags: e.flags,
+            payload: e.payload,
+        }
+    }
+
+    /// When the watermark passing the entry changes it (see [`expire_slot`](Self::expire_slot)):
+    /// the deadline of its current kind. The cold tier orders its entries by it.
+    pub(super) fn due(&self, e: &EntryRecord) -> TimestampMs {
+        let model = ModelVersionId(e.model);
+        let due = match e.flags & super::slot::KIND_MASK {
+            KIND_PREDICTION => self.prediction_deadline(e.time, model),
+            KIND_LABEL => self.label_deadline(e.time),
+            _ => self.tombstone_deadline(e.time, model),
+        };
+        // Below `i64::MAX`, so that taking everything due before `i64::MAX` drains the tier.
+        due.min(i64::MAX - 1)
+    }
+
     pub(super) fn offset(&self, time: TimestampMs) -> Result<u32, JoinError> {
         time.checked_sub(self.epoch)
             .and_then(|d| u32::try_from(d).ok())

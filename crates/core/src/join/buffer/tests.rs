@@ -308,10 +308,13 @@ fn sweep_thresholds_agree_with_the_full_check() {
     use rand::{Rng, SeedableRng};
     let mut rng = SmallRng::seed_from_u64(7);
     for round in 0..20 {
-        // Sweep interval i64::MAX: only the explicit sweeps below run.
+        // Sweep interval i64::MAX: only the explicit sweeps below run. Both buffers get the
+        // same feed.
         let mut fast = JoinBuffer::new(T, O, i64::MAX);
+        let mut reference = JoinBuffer::new(T, O, i64::MAX);
         if round % 2 == 1 {
             fast.set_label_timeout(ModelVersionId(2), 3 * T);
+            reference.set_label_timeout(ModelVersionId(2), 3 * T);
         }
         let mut ev = Vec::new();
         for n in 0..400u64 {
@@ -323,15 +326,16 @@ fn sweep_thresholds_agree_with_the_full_check() {
                     ..pred(n % 300, t)
                 };
                 fast.on_prediction(&p, &mut |e| ev.push(e));
+                reference.on_prediction(&p, &mut |_| {});
             } else {
                 let l = LabelIn {
                     model_hint: Some(model),
                     ..label(n % 300, t)
                 };
                 fast.on_label(&l, &mut |e| ev.push(e));
+                reference.on_label(&l, &mut |_| {});
             }
         }
-        let mut reference = fast.clone();
         for step in 1..=40 {
             let w = BASE + step * (T + O) / 6;
             fast.params.watermark = w;

@@ -77,7 +77,7 @@ impl InputState {
 }
 
 /// The join logic of one task. See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct JoinTask {
     config: JoinConfig,
     buffer: JoinBuffer,
@@ -459,7 +459,23 @@ impl JoinTask {
         checkpoint: TaskCheckpoint,
         entries: impl IntoIterator<Item = (super::RequestKey, super::EntryRecord)>,
     ) -> Result<Self, JoinError> {
+        Self::restore_tiered(config, interner, checkpoint, entries, None)
+    }
+
+    /// [`restore`](Self::restore) into a buffer with a cold tier (`(tier, hot_capacity)`, see
+    /// [`set_cold_tier`](Self::set_cold_tier)): the entries beyond the hot capacity go cold as
+    /// they are restored.
+    pub fn restore_tiered(
+        config: JoinConfig,
+        interner: Interner,
+        checkpoint: TaskCheckpoint,
+        entries: impl IntoIterator<Item = (super::RequestKey, super::EntryRecord)>,
+        cold: Option<(Box<dyn super::ColdTier>, usize)>,
+    ) -> Result<Self, JoinError> {
         let mut task = Self::with_interner(config, interner)?;
+        if let Some((tier, hot_capacity)) = cold {
+            task.set_cold_tier(tier, hot_capacity);
+        }
         task.watermark = checkpoint.watermark;
         task.pred_input.progress = checkpoint.prediction_progress;
         task.label_input.progress = checkpoint.label_progress;
@@ -478,6 +494,18 @@ impl JoinTask {
             count(counters, &e);
             sink(e);
         });
+    }
+
+    /// Keeps at most `hot_capacity` buffer entries in memory and the rest in `tier` (see
+    /// [`JoinBuffer::set_cold_tier`]). Call on a task before its first input or restore.
+    pub fn set_cold_tier(&mut self, tier: Box<dyn super::ColdTier>, hot_capacity: usize) {
+        self.buffer.set_cold_tier(tier, hot_capacity);
+    }
+
+    /// The first failure of the buffer's cold tier: decisions since then must not be
+    /// committed.
+    pub fn cold_error(&self) -> Option<&super::ColdError> {
+        self.buffer.cold_error()
     }
 
     /// Turns on change tracking of the buffer (see [`JoinBuffer::take_changes`]).

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::WorkerError;
 use crate::security::SecuritySettings;
 
+mod join;
+
+pub use join::{JoinSettings, JoinStateSettings, ModelJoinSettings, DEFAULT_MEMORY_BUDGET};
+
 /// How to reach the brokers, plus any librdkafka property passed through unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -184,83 +188,6 @@ impl Default for TopicNames {
             model_references: "model-references".into(),
             join_changelog: String::new(),
             monitor_changelog: String::new(),
-        }
-    }
-}
-
-/// Settings of the join stage. Durations are written like `24h`, `90s`, `500ms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JoinSettings {
-    /// Longest `label_time − prediction_time` that still matches. Default `24h`.
-    #[serde(with = "humantime_serde")]
-    pub label_timeout: Duration,
-    /// How long a label that came first waits for its prediction. Default `24h`.
-    #[serde(with = "humantime_serde")]
-    pub orphan_timeout: Duration,
-    /// The watermark trails the slower input by this much. Default `5s`.
-    #[serde(with = "humantime_serde")]
-    pub allowed_lateness: Duration,
-    /// Wait this long for an empty input that is not caught up before going on with the other
-    /// (Kafka Streams' `max.task.idle.ms`). Default `2s`.
-    #[serde(with = "humantime_serde")]
-    pub max_task_idle: Duration,
-    /// A caught-up input silent this long advances by processing time. Default `30s`.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-    /// Width of the prediction-time buckets of the partials sent to the monitor. Default `1m`.
-    #[serde(with = "humantime_serde")]
-    pub bucket_width: Duration,
-    /// How often partials are flushed and offsets committed. Default `1s`.
-    #[serde(with = "humantime_serde")]
-    pub flush_interval: Duration,
-    /// A prediction or label stamped further than this ahead of the wall clock is dead-lettered
-    /// as an absurd timestamp. Default `1d`.
-    #[serde(with = "humantime_serde")]
-    pub max_future_skew: Duration,
-    /// Largest accepted message, bytes; larger ones are dead-lettered. Default 1 MiB.
-    pub max_message_bytes: usize,
-    /// Pause fetching a partition when this many of its records wait in the task's queue.
-    /// Default 50 000.
-    pub max_queued_records: usize,
-    /// Every keyed input record is checked against its key's murmur2 partition (the Java
-    /// client's default partitioner, driftwatch's contract). When more than this share of a
-    /// topic's checked records sit elsewhere (over at least `misrouted_min_records`), the
-    /// topic is flagged: a warning log (at most once a minute per topic), `alert` in
-    /// `/readyz`'s `misrouted` detail, and `check-config` fails. Default `0.01`.
-    pub misrouted_alert_share: f64,
-    /// Checked records a topic needs before its misrouted share can raise the flag.
-    /// Default 100.
-    pub misrouted_min_records: u64,
-    /// Per-model overrides, by model id.
-    pub models: BTreeMap<String, ModelJoinSettings>,
-}
-
-/// Join settings that may differ per model id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelJoinSettings {
-    /// This model's label timeout.
-    #[serde(with = "humantime_serde")]
-    pub label_timeout: Duration,
-}
-
-impl Default for JoinSettings {
-    fn default() -> Self {
-        JoinSettings {
-            label_timeout: Duration::from_secs(24 * 3600),
-            orphan_timeout: Duration::from_secs(24 * 3600),
-            allowed_lateness: Duration::from_secs(5),
-            max_task_idle: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(30),
-            bucket_width: Duration::from_secs(60),
-            flush_interval: Duration::from_secs(1),
-            max_future_skew: Duration::from_secs(24 * 3600),
-            max_message_bytes: 1 << 20,
-            max_queued_records: 50_000,
-            misrouted_alert_share: 0.01,
-            misrouted_min_records: 100,
-            models: BTreeMap::new(),
         }
     }
 }
@@ -444,6 +371,7 @@ impl Settings {
         m.detection
             .validate()
             .map_err(|e| WorkerError::Config(format!("monitor.detection: {e}")))?;
+        j.state.validate()?;
         self.join_config()?
             .validate()
             .map_err(|e| WorkerError::Config(e.to_string()))

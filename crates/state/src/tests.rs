@@ -1,0 +1,117 @@
+//! Tests of the disk tier against the contract the join buffer relies on.
+#![allow(clippy::unwrap_used)]
+
+use driftwatch_core::join::{ColdTier, EntryRecord, MemoryColdTier, RequestKey};
+
+use super::*;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("driftwatch-state-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn rec(time: i64, payload: u64) -> EntryRecord {
+    EntryRecord {
+        time,
+        model: 3,
+        flags: 1,
+        payload,
+    }
+}
+
+#[test]
+fn entries_round_trip_and_come_out_by_due_time() {
+    let dir = temp_dir("order");
+    let store = StateStore::open_fresh(&dir, StoreMemory::default()).unwrap();
+    let mut t = store.tier(0).unwrap();
+    let k = |n: u64| RequestKey::from_parts(n, !n);
+    t.put(&[
+        (k(1), rec(-5, 1), 30),
+        (k(2), rec(7, 2), -10),
+        (k(3), rec(9, 3), 20),
+    ])
+    .unwrap();
+    assert_eq!(t.get(k(2)).unwrap(), Some(rec(7, 2)));
+    assert_eq!(t.get(k(4)).unwrap(), None);
+    let mut out = Vec::new();
+    t.take_due(25, 10, &mut out).unwrap();
+    assert_eq!(out, vec![(k(2), rec(7, 2)), (k(3), rec(9, 3))]);
+    assert_eq!(t.get(k(2)).unwrap(), None);
+    // A later put below the scan's floor is still found.
+    t.put(&[(k(5), rec(0, 5), -100)]).unwrap();
+    t.remove(k(1), 30).unwrap();
+    out.clear();
+    t.take_due(i64::MAX, 10, &mut out).unwrap();
+    assert_eq!(out, vec![(k(5), rec(0, 5))]);
+    drop(t);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn take_due_in_chunks_matches_the_memory_tier() {
+    let dir = temp_dir("chunks");
+    let store = StateStore::open_fresh(&dir, StoreMemory::default()).unwrap();
+    let mut disk = store.tier(7).unwrap();
+    let mut mem = MemoryColdTier::new();
+    let mut x: u64 = 12345;
+    for n in 0..2_000u64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let due = i64::try_from(x >> 50).unwrap() - 4_000;
+        let entry = [(RequestKey::from_parts(x, n), rec(due - 10, n), due)];
+        disk.put(&entry).unwrap();
+        mem.put(&entry).unwrap();
+    }
+    for before in [-3_000, 0, 0, 2_500, i64::MAX] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        loop {
+            let n = a.len();
+            disk.take_due(before, 64, &mut a).unwrap();
+            if a.len() - n < 64 {
+                break;
+            }
+        }
+        loop {
+            let n = b.len();
+            mem.take_due(before, 64, &mut b).unwrap();
+            if b.len() - n < 64 {
+                break;
+            }
+        }
+        a.sort_by_key(|(k, _)| *k);
+        b.sort_by_key(|(k, _)| *k);
+        assert_eq!(a, b, "before {before}");
+    }
+    assert!(mem.is_empty());
+}
+
+#[test]
+fn opening_wipes_what_an_earlier_store_left() {
+    let dir = temp_dir("wipe");
+    std::fs::create_dir_all(dir.join(STORE_DIR)).unwrap();
+    std::fs::write(dir.join(STORE_DIR).join("left-over"), b"x").unwrap();
+    std::fs::write(dir.join("not-ours"), b"x").unwrap();
+    let store = StateStore::open_fresh(&dir, StoreMemory::default()).unwrap();
+    assert!(!dir.join(STORE_DIR).join("left-over").exists());
+    assert!(
+        dir.join("not-ours").exists(),
+        "only the store's folder is wiped"
+    );
+    let mut t = store.tier(1).unwrap();
+    assert_eq!(t.get(RequestKey::from_parts(1, 1)).unwrap(), None);
+    drop(t);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unwritable_dir_is_a_clear_error() {
+    let file = temp_dir("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let e = StateStore::open_fresh(&file, StoreMemory::default()).unwrap_err();
+    assert!(e.to_string().starts_with("join.state.dir"), "{e}");
+    std::fs::remove_file(&file).unwrap();
+}

@@ -1,0 +1,227 @@
+//! Settings of the join stage, and of where it keeps its state ([`JoinStateSettings`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::WorkerError;
+
+/// The default of `join.state.memory_budget`: 256 MiB per worker.
+pub const DEFAULT_MEMORY_BUDGET: ByteSize = ByteSize::mib(256);
+
+/// Least `join.state.memory_budget`: below it the hot table of one partition holds too few
+/// entries for a spill to move a useful share of them.
+const MIN_MEMORY_BUDGET: ByteSize = ByteSize::mib(1);
+
+/// Settings of the join stage. Durations are written like `24h`, `90s`, `500ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JoinSettings {
+    /// Longest `label_time − prediction_time` that still matches. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub label_timeout: Duration,
+    /// How long a label that came first waits for its prediction. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub orphan_timeout: Duration,
+    /// The watermark trails the slower input by this much. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// Wait this long for an empty input that is not caught up before going on with the other
+    /// (Kafka Streams' `max.task.idle.ms`). Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub max_task_idle: Duration,
+    /// A caught-up input silent this long advances by processing time. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Width of the prediction-time buckets of the partials sent to the monitor. Default `1m`.
+    #[serde(with = "humantime_serde")]
+    pub bucket_width: Duration,
+    /// How often partials are flushed and offsets committed. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// A prediction or label stamped further than this ahead of the wall clock is dead-lettered
+    /// as an absurd timestamp. Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub max_future_skew: Duration,
+    /// Largest accepted message, bytes; larger ones are dead-lettered. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Pause fetching a partition when this many of its records wait in the task's queue.
+    /// Default 50 000.
+    pub max_queued_records: usize,
+    /// Every keyed input record is checked against its key's murmur2 partition (the Java
+    /// client's default partitioner, driftwatch's contract). When more than this share of a
+    /// topic's checked records sit elsewhere (over at least `misrouted_min_records`), the
+    /// topic is flagged: a warning log (at most once a minute per topic), `alert` in
+    /// `/readyz`'s `misrouted` detail, and `check-config` fails. Default `0.01`.
+    pub misrouted_alert_share: f64,
+    /// Checked records a topic needs before its misrouted share can raise the flag.
+    /// Default 100.
+    pub misrouted_min_records: u64,
+    /// Per-model overrides, by model id.
+    pub models: BTreeMap<String, ModelJoinSettings>,
+    /// Where pending predictions and orphan labels beyond a memory budget go
+    /// (`[join.state]`). Default: all in memory.
+    pub state: JoinStateSettings,
+}
+
+/// Join settings that may differ per model id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelJoinSettings {
+    /// This model's label timeout.
+    #[serde(with = "humantime_serde")]
+    pub label_timeout: Duration,
+}
+
+impl Default for JoinSettings {
+    fn default() -> Self {
+        JoinSettings {
+            label_timeout: Duration::from_secs(24 * 3600),
+            orphan_timeout: Duration::from_secs(24 * 3600),
+            allowed_lateness: Duration::from_secs(5),
+            max_task_idle: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            bucket_width: Duration::from_secs(60),
+            flush_interval: Duration::from_secs(1),
+            max_future_skew: Duration::from_secs(24 * 3600),
+            max_message_bytes: 1 << 20,
+            max_queued_records: 50_000,
+            misrouted_alert_share: 0.01,
+            misrouted_min_records: 100,
+            models: BTreeMap::new(),
+            state: JoinStateSettings::default(),
+        }
+    }
+}
+
+/// The join's local state store (`[join.state]`): with `dir` set, each join task keeps at most
+/// its share of `memory_budget` of entries in memory and the rest on local disk. The changelog
+/// topic stays the source of truth: the store is a cache, wiped and rebuilt from the
+/// changelog whenever a partition is assigned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JoinStateSettings {
+    /// Folder of the local store: one sub-folder per input partition held
+    /// (`<join group>/<predictions topic>-<partition>`), wiped when the partition is assigned.
+    /// Not shared between workers running at the same time. Created if missing; must be
+    /// writable (checked at start-up). Default: none, every entry stays in memory.
+    pub dir: Option<PathBuf>,
+    /// Memory for the entries kept in memory, per worker, split evenly between the partitions
+    /// it holds; the oldest entries beyond it go to `dir`. Written like `256MiB` or `2GiB`;
+    /// at least 1 MiB. Only with `dir`. Default 256 MiB. The store's own cache and write
+    /// buffers come on top (see docs/OPERATIONS.md, *Capacity*).
+    pub memory_budget: Option<ByteSize>,
+}
+
+impl JoinStateSettings {
+    /// The budget in force (the default when unset).
+    pub fn memory_budget(&self) -> ByteSize {
+        self.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET)
+    }
+
+    /// The state folder, when the store is on.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Checks the fields together (no file system access: see [`Self::check_dir`]).
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        let bad = |m: String| Err(WorkerError::Config(m));
+        match (&self.dir, self.memory_budget) {
+            (None, Some(b)) => {
+                return bad(format!(
+                    "join.state.memory_budget ({b}) is set but join.state.dir is not: the budget only applies to a disk store; set join.state.dir or remove the budget"
+                ))
+            }
+            (Some(d), _) if d.as_os_str().is_empty() => {
+                return bad("join.state.dir is empty: give a folder, or remove the key to keep all state in memory".into())
+            }
+            _ => {}
+        }
+        let b = self.memory_budget();
+        if self.dir.is_some() && b < MIN_MEMORY_BUDGET {
+            return bad(format!(
+                "join.state.memory_budget ({b}) is below {MIN_MEMORY_BUDGET}: raise it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the state folder when missing and checks that it is writable: a clear error at
+    /// start-up rather than a store failure at the first spill. `Ok` when the store is off.
+    pub fn check_dir(&self) -> Result<(), WorkerError> {
+        let Some(dir) = self.dir() else {
+            return Ok(());
+        };
+        driftwatch_state::check_dir(dir).map_err(|e| {
+            WorkerError::Config(format!(
+                "{e}: join.state.dir must be a folder this worker can create and write"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    #[test]
+    fn the_store_is_off_by_default_and_the_budget_defaults_to_256_mib() {
+        let s = Settings::default();
+        assert_eq!(s.join.state.dir(), None);
+        assert_eq!(s.join.state.memory_budget(), ByteSize::mib(256));
+        s.validate().expect("valid");
+    }
+
+    #[test]
+    fn a_budget_without_a_folder_or_below_one_mib_is_refused_naming_the_fields() {
+        let s: Settings =
+            serde_json::from_str(r#"{"join": {"state": {"memory_budget": "64MiB"}}}"#)
+                .expect("parse");
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(
+            e.contains("join.state.memory_budget") && e.contains("join.state.dir"),
+            "{e}"
+        );
+        let s: Settings = serde_json::from_str(
+            r#"{"join": {"state": {"dir": "/tmp/x", "memory_budget": "512KiB"}}}"#,
+        )
+        .expect("parse");
+        let e = s.validate().expect_err("refused").to_string();
+        assert!(e.contains("join.state.memory_budget"), "{e}");
+        let s: Settings = serde_json::from_str(
+            r#"{"join": {"state": {"dir": "/tmp/x", "memory_budget": "1MiB"}}}"#,
+        )
+        .expect("parse");
+        s.validate().expect("1 MiB is enough");
+        assert_eq!(s.join.state.memory_budget(), ByteSize::mib(1));
+        let e = serde_json::from_str::<Settings>(r#"{"join": {"state": {"budget": "1MiB"}}}"#)
+            .expect_err("unknown field");
+        assert!(e.to_string().contains("unknown field `budget`"), "{e}");
+    }
+
+    #[test]
+    fn a_state_dir_that_cannot_be_created_is_refused_naming_the_setting() {
+        let base = std::env::temp_dir().join(format!("dw-state-check-{}", std::process::id()));
+        std::fs::create_dir_all(&base).expect("temp dir");
+        // A folder below a plain file cannot be created, whoever runs the test (root too).
+        let file = base.join("a-file");
+        std::fs::write(&file, b"x").expect("file");
+        let state = JoinStateSettings {
+            dir: Some(file.join("state")),
+            memory_budget: None,
+        };
+        let e = state.check_dir().expect_err("refused").to_string();
+        assert!(e.contains("join.state.dir"), "{e}");
+        let ok = JoinStateSettings {
+            dir: Some(base.join("state")),
+            memory_budget: None,
+        };
+        ok.check_dir().expect("a fresh folder is created");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
