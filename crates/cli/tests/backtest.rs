@@ -191,18 +191,6 @@ fn the_html_report_is_one_self_contained_page_with_a_chart_per_model() {
     }
 }
 
-#[test]
-fn topic_sources_are_refused_clearly() {
-    let dir = history();
-    let out = backtest(
-        Path::new("topic:predictions"),
-        &dir.join("ground-truth.jsonl"),
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("topic sources: not yet supported"));
-}
-
 /// The JSON lines file `from` rewritten as an Avro container file of the record's current
 /// schema.
 fn to_container<T: driftwatch_codec::AvroRecord + driftwatch_codec::JsonRecord>(

@@ -3,24 +3,27 @@
 //! policy the retrains, hours below the accuracy SLO, accuracy-hours lost and cost, as a
 //! table, JSON or a self-contained HTML page.
 //!
-//! Sources are files: JSON lines in the documented JSON form or Avro container files, read in
-//! file order (as a topic partition is read) and merged by event time. `topic:NAME` sources
-//! are refused for now.
+//! Sources are files (JSON lines in the documented JSON form or Avro container files, read in
+//! file order, as a topic partition is read) or topics (`topic:NAME`, every partition from
+//! `--from` to its end, merged by event time: [`crate::input::topic`]); the two sources are
+//! then merged by event time.
 
 mod html;
 mod render;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use driftwatch_core::backtest::{Backtest, BacktestConfig, BacktestReport};
 use driftwatch_core::monitor::PolicyConfig;
 use driftwatch_core::{GroundTruth, Prediction};
+use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::settings::Settings;
 
 use crate::input::records::{InputRecord, RecordReader};
+use crate::input::topic::TopicReader;
 
 /// Output formats.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -33,7 +36,9 @@ pub enum Format {
 #[derive(clap::Args, Debug)]
 pub struct BacktestArgs {
     /// Predictions: a JSON lines file (`.jsonl`, `.ndjson`, `.json`) in the documented JSON
-    /// form, or an Avro container file (`.avro`) of the Prediction schema.
+    /// form, an Avro container file (`.avro`) of the Prediction schema, or `topic:NAME`, a
+    /// topic of the configured Kafka cluster (JSON or bare Avro records, read committed, from
+    /// `--from` to the topic's end when the backtest starts; no offset is committed).
     #[arg(long, value_name = "SRC")]
     pub predictions: String,
     /// Ground-truth labels, in the same forms.
@@ -117,14 +122,55 @@ fn read_policy(path: &Path) -> anyhow::Result<(String, PolicyConfig)> {
     Ok((name, policy))
 }
 
-fn open<T: InputRecord>(src: &str) -> anyhow::Result<RecordReader<T>> {
-    if src.starts_with("topic:") {
-        bail!(
-            "{src}: topic sources: not yet supported; export the topic's records to a JSON lines \
-             or Avro file first"
-        );
+/// Where records come from: a file, or a topic.
+enum History<T: InputRecord> {
+    File(Box<RecordReader<T>>),
+    Topic(Box<TopicReader<T>>),
+}
+
+impl<T: InputRecord> Iterator for History<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            History::File(r) => r.next(),
+            History::Topic(r) => r.next(),
+        }
     }
-    Ok(RecordReader::open(Path::new(src))?)
+}
+
+impl<T: InputRecord> History<T> {
+    /// An error that ended the read early.
+    fn failed(&mut self) -> Option<String> {
+        match self {
+            History::File(r) => r.failed.take().map(|e| e.to_string()),
+            History::Topic(r) => r.failed.take(),
+        }
+    }
+
+    /// Records that did not decode, and the first such error.
+    fn undecodable(&mut self) -> (u64, Option<String>) {
+        match self {
+            History::File(r) => (r.undecodable, r.first_error.take().map(|e| e.to_string())),
+            History::Topic(r) => (r.undecodable, r.first_error.take()),
+        }
+    }
+}
+
+fn open<T: InputRecord>(
+    settings: &Settings,
+    src: &str,
+    from: Option<i64>,
+) -> anyhow::Result<History<T>> {
+    match src.strip_prefix("topic:") {
+        Some(topic) => {
+            let config = consumer_config(&settings.kafka, "driftwatch-backtest");
+            let timeout = Duration::from_secs(30);
+            Ok(History::Topic(Box::new(TopicReader::open(
+                &config, topic, from, timeout,
+            )?)))
+        }
+        None => Ok(History::File(Box::new(RecordReader::open(Path::new(src))?))),
+    }
 }
 
 /// The configuration these arguments and settings describe.
@@ -173,8 +219,8 @@ fn config(settings: &Settings, args: &BacktestArgs) -> anyhow::Result<BacktestCo
 /// `[from, to + label timeout)` for labels. Returns the report and the inputs read.
 fn replay(
     config: BacktestConfig,
-    predictions: &mut RecordReader<Prediction>,
-    labels: &mut RecordReader<GroundTruth>,
+    predictions: &mut History<Prediction>,
+    labels: &mut History<GroundTruth>,
     from: Option<i64>,
     to: Option<i64>,
 ) -> anyhow::Result<(BacktestReport, u64)> {
@@ -218,23 +264,20 @@ fn replay(
 
 pub fn run(settings: &Settings, args: &BacktestArgs) -> anyhow::Result<()> {
     let config = config(settings, args)?;
-    let mut predictions = open::<Prediction>(&args.predictions)?;
-    let mut labels = open::<GroundTruth>(&args.ground_truth)?;
+    let mut predictions = open::<Prediction>(settings, &args.predictions, args.from)?;
+    let mut labels = open::<GroundTruth>(settings, &args.ground_truth, args.from)?;
     let started = Instant::now();
     let (mut report, read) = replay(config, &mut predictions, &mut labels, args.from, args.to)?;
     let elapsed = started.elapsed().as_secs_f64();
-    if let Some(failed) = predictions.failed.take().or(labels.failed.take()) {
+    if let Some(failed) = predictions.failed().or(labels.failed()) {
         bail!("{failed}");
     }
-    for (n, first) in [
-        (predictions.undecodable, predictions.first_error.take()),
-        (labels.undecodable, labels.first_error.take()),
-    ] {
+    for (n, first) in [predictions.undecodable(), labels.undecodable()] {
         if let Some(e) = first {
             eprintln!("note: {n} record(s) did not decode and count as rejected; the first: {e}");
         }
+        report.rejected += n;
     }
-    report.rejected += predictions.undecodable + labels.undecodable;
     eprintln!(
         "replayed {read} inputs in {elapsed:.2} s ({:.0} inputs/s, reading included)",
         read as f64 / elapsed.max(1e-9)
@@ -265,14 +308,5 @@ mod tests {
         assert_eq!(parse_time("1767225600000"), Ok(1_767_225_600_000));
         assert_eq!(parse_time("2026-01-01T00:00:00Z"), Ok(1_767_225_600_000));
         assert!(parse_time("yesterday").is_err());
-    }
-
-    #[test]
-    fn topic_sources_are_refused_clearly() {
-        let e = open::<Prediction>("topic:predictions").err().unwrap();
-        assert!(
-            e.to_string().contains("topic sources: not yet supported"),
-            "{e}"
-        );
     }
 }

@@ -26,6 +26,7 @@ mod csv;
 mod jsonl;
 mod parquet;
 pub mod records;
+pub mod topic;
 
 use std::fmt;
 use std::fs::File;

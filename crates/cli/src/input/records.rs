@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use driftwatch_codec::{from_json_slice, GroundTruthDecoder, PredictionDecoder, RecordKind};
+use driftwatch_codec::{
+    from_avro, from_json_slice, AvroRecord, GroundTruthDecoder, JsonRecord, PayloadFormat,
+    PredictionDecoder, RecordKind,
+};
 use driftwatch_core::{GroundTruth, Prediction};
 
 use super::{InputError, InputFormat};
@@ -25,6 +28,12 @@ pub type DatumDecoder<T> = Box<dyn Fn(&[u8]) -> Result<T, String>>;
 pub trait InputRecord: Sized {
     const KIND: RecordKind;
     fn from_json(line: &[u8]) -> Result<Self, String>;
+    /// The record's event time (ms since the epoch).
+    fn event_time(&self) -> i64;
+    /// Decodes a Kafka record's payload in the forms the join stage reads it (JSON, bare Avro
+    /// of the current schema). A framed payload names a registry schema id, which an offline
+    /// reader cannot resolve: it is refused, and counted as the join would count it.
+    fn from_payload(payload: &[u8]) -> Result<Self, String>;
     /// A decoder of datums of `writer`.
     fn avro_decoder(writer: &Schema) -> Result<DatumDecoder<Self>, String>;
 }
@@ -34,8 +43,16 @@ impl InputRecord for Prediction {
     fn from_json(line: &[u8]) -> Result<Self, String> {
         from_json_slice(line).map_err(|e| e.to_string())
     }
+    fn event_time(&self) -> i64 {
+        self.timestamp
+    }
+    fn from_payload(payload: &[u8]) -> Result<Self, String> {
+        payload_of(payload)
+    }
     fn avro_decoder(writer: &Schema) -> Result<DatumDecoder<Self>, String> {
-        let current = Self::KIND.schema().map_err(|e| e.to_string())?;
+        let current = <Self as InputRecord>::KIND
+            .schema()
+            .map_err(|e| e.to_string())?;
         let d = PredictionDecoder::new(writer, current).map_err(|e| e.to_string())?;
         Ok(Box::new(move |datum| {
             d.decode_owned(datum).map_err(|e| e.to_string())
@@ -48,12 +65,30 @@ impl InputRecord for GroundTruth {
     fn from_json(line: &[u8]) -> Result<Self, String> {
         from_json_slice(line).map_err(|e| e.to_string())
     }
+    fn event_time(&self) -> i64 {
+        self.timestamp
+    }
+    fn from_payload(payload: &[u8]) -> Result<Self, String> {
+        payload_of(payload)
+    }
     fn avro_decoder(writer: &Schema) -> Result<DatumDecoder<Self>, String> {
-        let current = Self::KIND.schema().map_err(|e| e.to_string())?;
+        let current = <Self as InputRecord>::KIND
+            .schema()
+            .map_err(|e| e.to_string())?;
         let d = GroundTruthDecoder::new(writer, current).map_err(|e| e.to_string())?;
         Ok(Box::new(move |datum| {
             d.decode_owned(datum).map_err(|e| e.to_string())
         }))
+    }
+}
+
+fn payload_of<T: AvroRecord + JsonRecord>(payload: &[u8]) -> Result<T, String> {
+    match PayloadFormat::detect(payload) {
+        PayloadFormat::Json => from_json_slice(payload).map_err(|e| e.to_string()),
+        PayloadFormat::Framed { schema_id } => Err(format!(
+            "framed payload with schema id {schema_id}: offline replay reads JSON and bare Avro"
+        )),
+        PayloadFormat::BareAvro => from_avro(payload).map_err(|e| e.to_string()),
     }
 }
 
@@ -220,5 +255,19 @@ mod tests {
         assert!(e.contains("line 3"), "{e}");
         assert!(RecordReader::<Prediction>::open(&dir.join("p.csv")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kafka_payloads_decode_as_the_join_reads_them_and_framed_ones_are_refused() {
+        let p = prediction(7);
+        let json = to_json(&p).unwrap();
+        let avro = driftwatch_codec::to_avro(&p).unwrap();
+        assert_eq!(Prediction::from_payload(json.as_bytes()).unwrap(), p);
+        assert_eq!(Prediction::from_payload(&avro).unwrap(), p);
+        assert_eq!(Prediction::from_payload(&avro).unwrap().event_time(), 1_007);
+        let framed = driftwatch_codec::encode_framed(3, &avro);
+        let e = Prediction::from_payload(&framed).unwrap_err();
+        assert!(e.contains("schema id 3"), "{e}");
+        assert!(Prediction::from_payload(b"\x02garbage").is_err());
     }
 }
