@@ -14,8 +14,8 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use driftwatch_core::{
-    ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics, ModelPartial,
-    ModelReference, Prediction, RegressionSums, RetrainEvent,
+    ClassScores, ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics,
+    ModelPartial, ModelReference, Prediction, RegressionSums, RetrainEvent,
 };
 
 use crate::borrowed::{self, GroundTruthDecoder, PredictionDecoder};
@@ -450,6 +450,15 @@ impl AvroRecord for ModelPartial {
         put_f64(out, self.received_score_sum);
         put_f64(out, self.scored_score_sum);
         put_u64(out, self.scored_correct, "scored_correct")?;
+        put_block_start(out, self.class_scores.len());
+        for c in &self.class_scores {
+            put_str(out, &c.class);
+            put_u64(out, c.received_scored, "class_scores.received_scored")?;
+            put_f64(out, c.received_score_sum);
+            put_u64(out, c.scored, "class_scores.scored")?;
+            put_f64(out, c.scored_score_sum);
+        }
+        put_block_end(out);
         Ok(())
     }
 
@@ -515,6 +524,24 @@ impl AvroRecord for ModelPartial {
                         read_u64(c, "scored_correct")?,
                     )
                 };
+            // The per-class sums came after the score sums, with a default of [].
+            let mut class_scores = Vec::new();
+            while c.remaining() > 0 {
+                // A class length, two counts and two doubles: at least 19 bytes per entry.
+                let n = c.read_block_count(19)?;
+                if n == 0 {
+                    break;
+                }
+                for _ in 0..n {
+                    class_scores.push(ClassScores {
+                        class: string(c)?,
+                        received_scored: read_u64(c, "class_scores.received_scored")?,
+                        received_score_sum: c.read_f64()?,
+                        scored: read_u64(c, "class_scores.scored")?,
+                        scored_score_sum: c.read_f64()?,
+                    });
+                }
+            }
             Ok(ModelPartial {
                 model_id,
                 model_version,
@@ -535,6 +562,7 @@ impl AvroRecord for ModelPartial {
                 received_score_sum,
                 scored_score_sum,
                 scored_correct,
+                class_scores,
             })
         })
     }

@@ -310,6 +310,10 @@ impl JsonRecord for ModelPartial {
         ] {
             finite(field, v)?;
         }
+        for c in &self.class_scores {
+            finite("class_scores.received_score_sum", c.received_score_sum)?;
+            finite("class_scores.scored_score_sum", c.scored_score_sum)?;
+        }
         Ok(serde_json::to_string(self)?)
     }
 

@@ -12,8 +12,8 @@ use driftwatch_codec::{
 };
 use driftwatch_core::summary::{FeatureInterner, SignatureSummary};
 use driftwatch_core::{
-    ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics, ModelPartial,
-    Prediction, RegressionSums, RetrainEvent,
+    ClassScores, ConfusionCell, DriftEvent, DriftState, GroundTruth, JoinCounters, ModelMetrics,
+    ModelPartial, Prediction, RegressionSums, RetrainEvent,
 };
 use proptest::prelude::*;
 
@@ -212,6 +212,22 @@ fn model_partial() -> ModelPartial {
         received_score_sum: 9.5,
         scored_score_sum: 6.0,
         scored_correct: 5,
+        class_scores: vec![
+            ClassScores {
+                class: "a".into(),
+                received_scored: 9,
+                received_score_sum: 7.25,
+                scored: 6,
+                scored_score_sum: 4.5,
+            },
+            ClassScores {
+                class: "b".into(),
+                received_scored: 3,
+                received_score_sum: 2.25,
+                scored: 2,
+                scored_score_sum: 1.5,
+            },
+        ],
     }
 }
 
@@ -318,6 +334,7 @@ fn model_partial_of_the_released_schema_reads_without_signature() {
             received_score_sum: 0.0,
             scored_score_sum: 0.0,
             scored_correct: 0,
+            class_scores: vec![],
             // Nor the received count: its default.
             counters: JoinCounters {
                 received_predictions: 0,
@@ -338,11 +355,13 @@ fn model_partial_written_without_an_epoch_reads_as_none() {
         received_score_sum: 0.0,
         scored_score_sum: 0.0,
         scored_correct: 0,
+        class_scores: vec![],
         ..model_partial()
     };
     let mut datum = to_avro(&p).unwrap();
-    // The score sums after it: 0, 0.0, 0.0, 0 (1 + 8 + 8 + 1 bytes).
-    datum.truncate(datum.len() - 18);
+    // The score sums after it: 0, 0.0, 0.0, 0 (1 + 8 + 8 + 1 bytes), and the empty array of
+    // class scores (1 byte).
+    datum.truncate(datum.len() - 19);
     assert_eq!(datum.pop(), Some(0), "the null branch of the last field");
     assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), p);
     let with = model_partial();
@@ -350,6 +369,22 @@ fn model_partial_written_without_an_epoch_reads_as_none() {
         from_avro::<ModelPartial>(&to_avro(&with).unwrap()).unwrap(),
         with
     );
+}
+
+/// A datum written before `class_scores` existed ends after `scored_correct`: it reads with
+/// no per-class sums (so no estimated F1), everything else intact.
+#[test]
+fn model_partial_written_without_class_scores_reads_them_empty() {
+    let p = model_partial();
+    let without = ModelPartial {
+        class_scores: vec![],
+        ..p.clone()
+    };
+    let mut datum = to_avro(&without).unwrap();
+    assert_eq!(datum.pop(), Some(0), "the empty array ends the datum");
+    assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), without);
+    assert_eq!(from_avro::<ModelPartial>(&to_avro(&p).unwrap()).unwrap(), p);
+    assert_eq!(from_json::<ModelPartial>(&to_json(&p).unwrap()).unwrap(), p);
 }
 
 /// JSON of a writer without `counters.received_predictions` reads it as 0.

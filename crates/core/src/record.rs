@@ -255,6 +255,33 @@ pub struct ConfusionCell {
     pub count: u64,
 }
 
+/// The score sums of one predicted class, for a classifier's predictions that carry a score:
+/// with them a binary classifier's F1 of the predictions still without a label can be
+/// estimated (`monitor::estimate`). Mergeable by addition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassScores {
+    /// The predicted class.
+    pub class: String,
+    /// Predictions of this class taken in with a finite score, and the sum of those scores
+    /// (clamped to [0, 1]).
+    pub received_scored: u64,
+    pub received_score_sum: f64,
+    /// Scored outcomes (labeled) of this predicted class, and the sum of their scores.
+    pub scored: u64,
+    pub scored_score_sum: f64,
+}
+
+impl ClassScores {
+    /// Adds `o`'s sums (its class is assumed to be this one).
+    pub fn add(&mut self, o: &ClassScores) {
+        self.received_scored = self.received_scored.saturating_add(o.received_scored);
+        self.received_score_sum += o.received_score_sum;
+        self.scored = self.scored.saturating_add(o.scored);
+        self.scored_score_sum += o.scored_score_sum;
+    }
+}
+
 /// Sums from which regression errors (MAE, RMSE, bias, MAPE) are derived; mergeable by addition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -337,6 +364,10 @@ pub struct ModelPartial {
     /// The `scored` outcomes whose predicted class was the true one.
     #[serde(default)]
     pub scored_correct: u64,
+    /// The score sums above split by predicted class (sorted by class): a binary classifier's
+    /// estimated F1 needs them. Empty from joins that predate them.
+    #[serde(default)]
+    pub class_scores: Vec<ClassScores>,
 }
 
 /// A reference profile of a model version's inputs, built from training data (topic

@@ -119,6 +119,7 @@ fn run(predictions: &[Prediction], cfg: MonitorConfig) -> Run {
                 model,
                 prediction_time: predictions[next].time,
                 score: Some(predictions[next].score as f32),
+                class: Some(if next % 2 == 0 { yes } else { no }),
             });
             next += 1;
         }

@@ -314,6 +314,7 @@ fn event() -> impl Strategy<Value = JoinEvent> {
                     model,
                     prediction_time: t,
                     score,
+                    class: Some(ClassId(p)),
                 },
                 _ => JoinEvent::LateLabel {
                     key,

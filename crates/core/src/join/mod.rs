@@ -154,6 +154,8 @@ pub enum JoinEvent {
         /// Score of the predicted class, for a classifier's prediction that carries one:
         /// what the accuracy estimate of still-unlabeled predictions is built from.
         score: Option<f32>,
+        /// The predicted class, for a classifier's prediction.
+        class: Option<ClassId>,
     },
     /// A prediction met its label within the timeout.
     Matched(Match),

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::estimate;
-use crate::{JoinCounters, ModelPartial, RegressionSums};
+use crate::{ClassScores, JoinCounters, ModelPartial, RegressionSums};
 
 /// The sums of any number of partials of one model version, whatever their buckets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,9 @@ pub struct Aggregate {
     pub scored_score_sum: f64,
     #[serde(default)]
     pub scored_correct: u64,
+    /// The score sums per predicted class (see [`ClassScores`]).
+    #[serde(default)]
+    pub class_scores: BTreeMap<String, ClassScores>,
 }
 
 impl Aggregate {
@@ -73,6 +76,18 @@ impl Aggregate {
         self.received_score_sum += p.received_score_sum;
         self.scored_score_sum += p.scored_score_sum;
         self.scored_correct = self.scored_correct.saturating_add(p.scored_correct);
+        self.add_class_scores(&p.class_scores);
+    }
+
+    fn add_class_scores<'a>(&mut self, scores: impl IntoIterator<Item = &'a ClassScores>) {
+        for c in scores {
+            match self.class_scores.get_mut(&c.class) {
+                Some(mine) => mine.add(c),
+                None => {
+                    self.class_scores.insert(c.class.clone(), c.clone());
+                }
+            }
+        }
     }
 
     /// Adds another aggregate.
@@ -92,6 +107,7 @@ impl Aggregate {
         self.received_score_sum += o.received_score_sum;
         self.scored_score_sum += o.scored_score_sum;
         self.scored_correct = self.scored_correct.saturating_add(o.scored_correct);
+        self.add_class_scores(o.class_scores.values());
     }
 
     fn add_cell(&mut self, predicted: &str, actual: &str, n: u64) {
@@ -179,6 +195,9 @@ pub struct Metrics {
     /// Expected accuracy of the scored predictions still without a label: their mean score
     /// (see [`estimate`](super::estimate)).
     pub estimated_accuracy: Option<f64>,
+    /// Expected F1 of each class over the same predictions, for a binary classifier (class,
+    /// F1), sorted by class.
+    pub estimated_f1: Vec<(String, f64)>,
     /// Accuracy of all scored predictions of the window: realized where labeled, estimated
     /// where not.
     pub blended_accuracy: Option<f64>,
@@ -265,6 +284,7 @@ impl Metrics {
             mean_label_delay_ms: ratio(a.label_delay_sum_ms as f64, matched),
             unlabeled_scored: estimate::unlabeled_scored(a),
             estimated_accuracy: estimate::estimated_accuracy(a),
+            estimated_f1: estimate::estimated_f1(a),
             blended_accuracy: estimate::blended_accuracy(a),
             mean_score: ratio(a.scored_score_sum, a.scored),
             scores_calibrated: estimate::scores_calibrated(a),
@@ -303,6 +323,9 @@ impl Metrics {
             "scores_calibrated",
             self.scores_calibrated.map(|c| if c { 1.0 } else { 0.0 }),
         );
+        for (class, f1) in &self.estimated_f1 {
+            out.push((format!("estimated_f1[{class}]"), *f1));
+        }
         for c in &self.per_class {
             out.push((format!("precision[{}]", c.class), c.precision));
             out.push((format!("recall[{}]", c.class), c.recall));

@@ -39,7 +39,9 @@ use std::collections::BTreeMap;
 
 use super::{Actual, ClassId, Interner, JoinEvent, Match, ModelVersionId, Predicted};
 use crate::summary::{FeatureInterner, SignatureSummary, SummaryError};
-use crate::{ConfusionCell, JoinCounters, ModelPartial, Prediction, RegressionSums, TimestampMs};
+use crate::{
+    ClassScores, ConfusionCell, JoinCounters, ModelPartial, Prediction, RegressionSums, TimestampMs,
+};
 
 /// Default bucket width: one minute.
 pub const DEFAULT_BUCKET_WIDTH_MS: i64 = 60_000;
@@ -74,6 +76,8 @@ struct Acc {
     received_score_sum: f64,
     scored_score_sum: f64,
     scored_correct: u64,
+    /// Per predicted class: (received scored, their score sum, scored outcomes, their sum).
+    class_scores: BTreeMap<ClassId, (u64, f64, u64, f64)>,
 }
 
 impl Acc {
@@ -91,6 +95,9 @@ impl Acc {
                     self.scored += 1;
                     self.scored_score_sum += score.clamp(0.0, 1.0);
                     self.scored_correct += u64::from(correct);
+                    let c = self.class_scores.entry(p).or_default();
+                    c.2 += 1;
+                    c.3 += score.clamp(0.0, 1.0);
                 }
             }
             (Predicted::Value(p), Actual::Value(a)) if p.is_finite() && a.is_finite() => {
@@ -273,10 +280,18 @@ impl PartialAggregator {
         match event {
             JoinEvent::Matched(o) => acc.add_outcome(o),
             JoinEvent::Received {
-                score: Some(score), ..
+                score: Some(score),
+                class,
+                ..
             } if score.is_finite() => {
+                let s = f64::from(*score).clamp(0.0, 1.0);
                 acc.received_scored += 1;
-                acc.received_score_sum += f64::from(*score).clamp(0.0, 1.0);
+                acc.received_score_sum += s;
+                if let Some(class) = class {
+                    let c = acc.class_scores.entry(*class).or_default();
+                    c.0 += 1;
+                    c.1 += s;
+                }
             }
             _ => {}
         }
@@ -324,6 +339,22 @@ impl PartialAggregator {
             for ((p, a), n) in acc.confusion {
                 *cells.entry((class(p), class(a))).or_insert(0) += n;
             }
+            let mut class_scores: BTreeMap<String, ClassScores> = BTreeMap::new();
+            for (c, (received_scored, received_score_sum, scored, scored_score_sum)) in
+                acc.class_scores
+            {
+                let name = class(c);
+                class_scores
+                    .entry(name.clone())
+                    .or_default()
+                    .add(&ClassScores {
+                        class: name,
+                        received_scored,
+                        received_score_sum,
+                        scored,
+                        scored_score_sum,
+                    });
+            }
             out.push(ModelPartial {
                 model_id,
                 model_version,
@@ -344,6 +375,13 @@ impl PartialAggregator {
                 received_score_sum: acc.received_score_sum,
                 scored_score_sum: acc.scored_score_sum,
                 scored_correct: acc.scored_correct,
+                class_scores: class_scores
+                    .into_iter()
+                    .map(|(class, mut c)| {
+                        c.class = class;
+                        c
+                    })
+                    .collect(),
             });
             self.next_sequence += 1;
         }
@@ -390,6 +428,7 @@ pub fn empty_partial(
         received_score_sum: 0.0,
         scored_score_sum: 0.0,
         scored_correct: 0,
+        class_scores: Vec::new(),
     }
 }
 
@@ -459,7 +498,23 @@ pub fn merge_partials(
         received_score_sum: a.received_score_sum + b.received_score_sum,
         scored_score_sum: a.scored_score_sum + b.scored_score_sum,
         scored_correct: a.scored_correct.saturating_add(b.scored_correct),
+        class_scores: merge_class_scores(&a.class_scores, &b.class_scores),
     })
+}
+
+/// Merges two lists of per-class score sums (each sorted by class), sorted by class.
+pub fn merge_class_scores(a: &[ClassScores], b: &[ClassScores]) -> Vec<ClassScores> {
+    let mut by_class: BTreeMap<&str, ClassScores> = BTreeMap::new();
+    for c in a.iter().chain(b) {
+        by_class
+            .entry(&c.class)
+            .or_insert_with(|| ClassScores {
+                class: c.class.clone(),
+                ..ClassScores::default()
+            })
+            .add(c);
+    }
+    by_class.into_values().collect()
 }
 
 /// Merges two serialized signatures; `None` is the identity.

@@ -153,6 +153,7 @@ fn received_predictions_go_to_their_prediction_time_bucket_without_outcomes() {
             model: m,
             prediction_time: t,
             score: None,
+            class: None,
         });
     }
     // Labeled at 950: the same epoch as the predictions of bucket 0.

@@ -332,6 +332,10 @@ impl JoinTask {
                                     Predicted::Class(_) => p.score,
                                     _ => None,
                                 },
+                                class: match p.predicted {
+                                    Predicted::Class(c) => Some(c),
+                                    _ => None,
+                                },
                             });
                         }
                     }

@@ -21,6 +21,22 @@
 //! unlabeled (its correctness is unknown). All sums are additive, so windows and merges need
 //! no new machinery.
 //!
+//! # F1 of a binary classifier
+//! The join also splits those sums by predicted class (`class_scores`). For a binary model
+//! (at most two classes among its predicted and true classes in the window), a still-unlabeled
+//! prediction of class `c` with score `s` is a true positive for `c` with probability `s` and a
+//! false positive with `1 − s`; one of the other class with score `s` is a false negative for
+//! `c` with probability `1 − s`. With `n_k`, `S_k` the unlabeled count and score mass of
+//! predicted class `k` (received minus scored, as above):
+//!
+//! ```text
+//! E[TP_c] = S_c    E[FP_c] = n_c − S_c    E[FN_c] = n_o − S_o    (o the other class)
+//! estimated_f1[c] = 2·E[TP_c] / (2·E[TP_c] + E[FP_c] + E[FN_c])
+//! ```
+//!
+//! the ratio of expectations, as NannyML's CBPE takes it. Models with more than two classes get
+//! no estimated F1 (their false negatives would need the scores of every class).
+//!
 //! # Calibration check
 //! The estimate is only as good as the calibration, which labeled windows can check. Under
 //! calibration the number of right predictions among `n` scored outcomes has mean
@@ -54,6 +70,52 @@ pub fn unlabeled_scored(a: &Aggregate) -> u64 {
 pub fn estimated_accuracy(a: &Aggregate) -> Option<f64> {
     let n = unlabeled_scored(a);
     (n > 0).then(|| ((a.received_score_sum - a.scored_score_sum) / n as f64).clamp(0.0, 1.0))
+}
+
+/// Estimated F1 of each class of a binary classifier over its scored predictions still
+/// without a label (see the module docs), sorted by class; empty for a model with more than
+/// two classes, or when no unlabeled scored prediction is left.
+pub fn estimated_f1(a: &Aggregate) -> Vec<(String, f64)> {
+    let mut classes: Vec<&str> = a.class_scores.keys().map(String::as_str).collect();
+    for (p, row) in &a.confusion {
+        classes.push(p);
+        classes.extend(row.keys().map(String::as_str));
+    }
+    classes.sort_unstable();
+    classes.dedup();
+    if classes.len() > 2 {
+        return Vec::new();
+    }
+    // Unlabeled count and score mass per predicted class.
+    let unlabeled = |class: &str| {
+        a.class_scores.get(class).map_or((0.0, 0.0), |c| {
+            let n = c.received_scored.saturating_sub(c.scored) as f64;
+            let s = (c.received_score_sum - c.scored_score_sum).clamp(0.0, n);
+            (n, s)
+        })
+    };
+    let total: f64 = classes.iter().map(|c| unlabeled(c).0).sum();
+    if total == 0.0 {
+        return Vec::new();
+    }
+    classes
+        .iter()
+        .map(|&c| {
+            let (n_c, s_c) = unlabeled(c);
+            let (n_o, s_o) = classes
+                .iter()
+                .find(|&&o| o != c)
+                .map_or((0.0, 0.0), |o| unlabeled(o));
+            let tp = s_c;
+            let denominator = 2.0 * tp + (n_c - s_c) + (n_o - s_o);
+            let f1 = if denominator > 0.0 {
+                2.0 * tp / denominator
+            } else {
+                0.0
+            };
+            (c.to_owned(), f1)
+        })
+        .collect()
 }
 
 /// Accuracy of all scored predictions: realized where labeled, estimated where not; `None`

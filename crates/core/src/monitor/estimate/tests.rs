@@ -44,6 +44,7 @@ fn window_metrics(draws: &[Draw], labeled: usize) -> Metrics {
             model: m,
             prediction_time: t,
             score: Some(d.score as f32),
+            class: Some(yes),
         });
         if k < labeled {
             agg.fold(&JoinEvent::Matched(Match {
@@ -175,4 +176,122 @@ fn partials_of_a_join_without_received_scores_give_no_estimate() {
     a.received_score_sum = 10.0;
     assert!((estimated_accuracy(&a).unwrap() - 0.5).abs() < 1e-12);
     assert!((blended_accuracy(&a).unwrap() - 10.0 / 14.0).abs() < 1e-12);
+}
+
+/// A binary classifier predicting both classes, calibrated: `n` predictions, each of class
+/// `yes` with probability `p_yes`, its score uniform in [0.5, 1), right with that probability.
+/// The first `labeled` get their label. Returns the window's metrics and the F1 per class the
+/// unlabeled predictions really have.
+fn binary_window(rng: &mut SmallRng, n: usize, labeled: usize, p_yes: f64) -> (Metrics, [f64; 2]) {
+    let mut i = Interner::new();
+    let m = i.intern_model("churn", "v1").unwrap();
+    let classes = [
+        i.intern_class("no").unwrap(),
+        i.intern_class("yes").unwrap(),
+    ];
+    let mut agg = PartialAggregator::new(0, 60_000).unwrap();
+    // Per class (no, yes): true positives, false positives, false negatives of the unlabeled.
+    let mut counts = [[0u64; 3]; 2];
+    for k in 0..n {
+        let key = RequestKey::from_parts(0, k as u64);
+        let t = (k % 60_000) as i64;
+        let predicted = usize::from(rng.gen_bool(p_yes));
+        let score = rng.gen_range(0.5..1.0);
+        let actual = if rng.gen_bool(score) {
+            predicted
+        } else {
+            1 - predicted
+        };
+        agg.fold(&JoinEvent::Received {
+            key,
+            model: m,
+            prediction_time: t,
+            score: Some(score as f32),
+            class: Some(classes[predicted]),
+        });
+        if k < labeled {
+            agg.fold(&JoinEvent::Matched(Match {
+                key,
+                model: m,
+                prediction_time: t,
+                label_time: t + 1,
+                label_delay_ms: 1,
+                predicted: Predicted::Class(classes[predicted]),
+                actual: Actual::Class(classes[actual]),
+                score: Some(score as f32),
+            }));
+        } else if predicted == actual {
+            counts[predicted][0] += 1;
+        } else {
+            counts[predicted][1] += 1;
+            counts[actual][2] += 1;
+        }
+    }
+    let mut a = Aggregate::default();
+    for p in agg.flush(&i, 60_000) {
+        a.add(&p);
+    }
+    let f1 = |[tp, fp, fn_]: [u64; 3]| 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64;
+    (Metrics::compute(&a, 60_000), [f1(counts[0]), f1(counts[1])])
+}
+
+#[test]
+fn on_a_calibrated_binary_classifier_the_estimated_f1_is_within_two_points_in_95_percent_of_windows(
+) {
+    let mut rng = SmallRng::seed_from_u64(21);
+    let windows = 200;
+    let mut within = [0; 2];
+    let mut worst: f64 = 0.0;
+    for _ in 0..windows {
+        let n = rng.gen_range(3_000..5_000);
+        let labeled = rng.gen_range(0..n / 2);
+        let p_yes = rng.gen_range(0.2..0.8);
+        let (m, real) = binary_window(&mut rng, n, labeled, p_yes);
+        let est: Vec<f64> = m.estimated_f1.iter().map(|(_, f)| *f).collect();
+        assert_eq!(
+            m.estimated_f1
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .collect::<Vec<_>>(),
+            ["no", "yes"]
+        );
+        for c in 0..2 {
+            let gap = (est[c] - real[c]).abs();
+            worst = worst.max(gap);
+            within[c] += usize::from(gap <= 0.02);
+        }
+    }
+    for w in within {
+        assert!(
+            w * 100 >= windows * 95,
+            "{within:?} of {windows}, worst gap {worst}"
+        );
+    }
+}
+
+#[test]
+fn estimated_f1_follows_its_formula_and_needs_a_binary_model() {
+    use crate::ClassScores;
+    let scores = |class: &str, received: u64, sum: f64| ClassScores {
+        class: class.into(),
+        received_scored: received,
+        received_score_sum: sum,
+        scored: 0,
+        scored_score_sum: 0.0,
+    };
+    let mut a = Aggregate::default();
+    assert!(estimated_f1(&a).is_empty());
+    a.class_scores.insert("yes".into(), scores("yes", 10, 8.0));
+    a.class_scores.insert("no".into(), scores("no", 20, 18.0));
+    // yes: TP 8, FP 2, FN 2 → 16 / 20; no: TP 18, FP 2, FN 2 → 36 / 40.
+    let f = estimated_f1(&a);
+    assert_eq!(f[0].0, "no");
+    assert!((f[0].1 - 0.9).abs() < 1e-12, "{f:?}");
+    assert!((f[1].1 - 0.8).abs() < 1e-12, "{f:?}");
+    // A third class (here only among labeled outcomes): not binary, no estimate.
+    a.confusion
+        .entry("maybe".into())
+        .or_default()
+        .insert("no".into(), 1);
+    assert!(estimated_f1(&a).is_empty());
 }
