@@ -7,6 +7,7 @@
 //! first wins — with no Kafka, no watermark and no buffer, so the pipeline's counts must equal it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use driftwatch_codec::{encode_framed, to_avro, to_json};
 use driftwatch_core::{GroundTruth, JoinCounters, Prediction};
@@ -332,4 +333,22 @@ pub async fn produce_records<'r>(
     for d in inflight {
         d.await.expect("delivery").expect("delivered");
     }
+}
+
+/// Produces `scenario`'s records in `chunks` chunks, `pause` apart, on a task of its own.
+pub fn produce_in_background(
+    s: &driftwatch_worker::settings::Settings,
+    scenario: &Scenario,
+    chunks: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let s = s.clone();
+    let records = scenario.records.clone();
+    tokio::spawn(async move {
+        let size = records.len().div_ceil(chunks);
+        for chunk in records.chunks(size) {
+            produce_records(&s, chunk).await;
+            tokio::time::sleep(pause).await;
+        }
+    })
 }

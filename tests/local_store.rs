@@ -1,0 +1,162 @@
+//! The join's local state store across restarts, on the real broker: workers run as
+//! `driftwatch run --role all` processes with `join.state.dir` set and a 1 MiB budget (nearly
+//! everything on disk).
+//! - Stopped cleanly (SIGTERM) after the final commit, a worker seals its stores; restarted,
+//!   it resumes every partition from its store and replays only the changelog written after
+//!   the seal (the `join state restored` line: `resumed=` all partitions, `records=` a small
+//!   fraction of the `entries=` restored), and the counts stay exact.
+//! - Killed (SIGKILL), it leaves stores without a checkpoint: restarted, it warns once per
+//!   partition, rebuilds from the whole changelog, and the counts stay exact.
+//!
+//! Exact: the committed partials equal the offline reference of the scenario.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use driftwatch_tests::monitor_outputs::{create_topics_of, MONITOR_TOML};
+use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
+use driftwatch_tests::scenario::{produce_in_background, Scenario};
+use driftwatch_tests::worker::{log_field, log_text, Worker};
+use driftwatch_tests::{settings, unique};
+use driftwatch_worker::settings::Settings;
+
+const PARTITIONS: i32 = 4;
+const BUDGET: &str = "1MiB";
+
+async fn setup() -> ((Settings, PathBuf), PathBuf) {
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    create_topics_of(&mut s, PARTITIONS).await;
+    let config = std::env::temp_dir().join(format!("{}.toml", s.monitor.group_id));
+    std::fs::write(&config, MONITOR_TOML).expect("worker configuration file");
+    let state = std::env::temp_dir().join(unique("driftwatch-local-store"));
+    ((s, config), state)
+}
+
+fn start(setup: &(Settings, PathBuf), state: &Path, name: &str) -> Worker {
+    Worker::start_with(
+        setup,
+        name,
+        Some("a"),
+        None,
+        &[
+            ("DRIFTWATCH__JOIN__STATE__DIR", state.display().to_string()),
+            ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", BUDGET.to_string()),
+        ],
+    )
+}
+
+/// The first line of `log` containing `needle`, waiting up to `within` for it.
+fn wait_for_line(log: &Path, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(l) = log_text(log).lines().find(|l| l.contains(needle)) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` in {} within {within:?}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs a scenario through a worker that `stop` stops midway and that is then restarted: the
+/// restarted worker's first restore line, its log text and path, once the counts are exact.
+async fn run_with_restart(
+    stop: impl FnOnce(Worker, &Path),
+    seed: u64,
+) -> (String, String, PathBuf) {
+    let (setup, state) = setup().await;
+    let s = &setup.0;
+    let scenario = Scenario::generate(seed, 20_000, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    // Produced while the worker runs, stops and restarts (so no input ever looks idle to it).
+    let producing = produce_in_background(s, &scenario, 40, Duration::from_millis(500));
+    let first = start(&setup, &state, "first");
+    let first_log = first.log.clone();
+    wait_for_line(&first_log, "join state restored", Duration::from_secs(120));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop(first, &first_log);
+    let second = start(&setup, &state, "second");
+    let restored = wait_for_line(&second.log, "join state restored", Duration::from_secs(180));
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(240));
+    assert_reference(&reader.seen, &reference, &[first_log, second.log.clone()]);
+    let log = second.log.clone();
+    let status = second.terminate();
+    assert!(status.success(), "the worker stopped with {status}");
+    let _ = std::fs::remove_dir_all(&state);
+    (restored, log_text(&log), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_replays_only_the_changelog_tail() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let mut sealed_entries = 0;
+    let (restored, _, log) = run_with_restart(
+        |w, log| {
+            let status = w.terminate();
+            assert!(status.success(), "the worker stopped with {status}");
+            let sealed = wait_for_line(log, "join state stores sealed", Duration::ZERO);
+            sealed_entries = log_field(&sealed, "entries").unwrap_or(0);
+        },
+        61,
+    )
+    .await;
+    let resumed = log_field(&restored, "resumed");
+    let records = log_field(&restored, "records").unwrap_or(u64::MAX);
+    let entries = log_field(&restored, "entries").unwrap_or(0);
+    eprintln!("restart after SIGTERM: {restored}");
+    assert_eq!(
+        resumed,
+        Some(PARTITIONS as u64),
+        "every partition resumed from its store: {restored}; log {}",
+        log.display()
+    );
+    assert!(
+        sealed_entries > 1_000,
+        "the stores held the state: {sealed_entries} entries sealed"
+    );
+    assert_eq!(
+        entries, sealed_entries,
+        "the resumed state is the sealed one: {restored}"
+    );
+    assert!(
+        records * 100 < entries,
+        "only the changelog's tail replayed: {restored}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_rebuilds_its_stores_and_stays_exact() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let (restored, text, log) = run_with_restart(|w, _| w.kill_nine(), 62).await;
+    eprintln!("restart after SIGKILL: {restored}");
+    assert_eq!(
+        log_field(&restored, "resumed"),
+        Some(0),
+        "nothing resumed: {restored}; log {}",
+        log.display()
+    );
+    let records = log_field(&restored, "records").unwrap_or(0);
+    assert!(records > 1_000, "the whole changelog replayed: {restored}");
+    let warnings = text
+        .lines()
+        .filter(|l| l.contains("join state store not usable"))
+        .count();
+    assert_eq!(
+        warnings,
+        PARTITIONS as usize,
+        "one warning per partition; log {}",
+        log.display()
+    );
+}
