@@ -8,6 +8,9 @@
 //! - Killed (SIGKILL), it leaves stores without a checkpoint: restarted, it warns once per
 //!   partition, rebuilds from the whole changelog, and the counts stay exact.
 //!
+//! - Its store failing as on a full disk (the `state.write` failure point), a worker stops
+//!   with an error without committing; the next start rebuilds, and the counts stay exact.
+//!
 //! Exact: the committed partials equal the offline reference of the scenario.
 
 use std::path::{Path, PathBuf};
@@ -159,4 +162,58 @@ async fn a_killed_worker_rebuilds_its_stores_and_stays_exact() {
         "one warning per partition; log {}",
         log.display()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_worker_without_committing_and_the_next_start_resumes() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let (setup, state) = setup().await;
+    let s = &setup.0;
+    let scenario = Scenario::generate(63, 20_000, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    let producing = produce_in_background(s, &scenario, 40, Duration::from_millis(500));
+    let env = [
+        ("DRIFTWATCH__JOIN__STATE__DIR", state.display().to_string()),
+        ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", BUDGET.to_string()),
+    ];
+    // Every store write fails from the 5th on, as on a full disk.
+    let mut full = Worker::start_with(&setup, "full", Some("a"), Some("state.write@5"), &env);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Ok(Some(status)) = full.child.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop on a failing store; log {}",
+            full.log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        !status.success() && status.signal().is_none(),
+        "a fatal stop, not {status}; log {}",
+        full.log.display()
+    );
+    let text = log_text(&full.log);
+    assert!(
+        text.contains("No space left on device") && text.contains("stopping without committing"),
+        "the stop names the store failure; log {}",
+        full.log.display()
+    );
+    let next = start(&setup, &state, "next");
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(240));
+    assert_reference(
+        &reader.seen,
+        &reference,
+        &[full.log.clone(), next.log.clone()],
+    );
+    let status = next.terminate();
+    assert!(status.success(), "the worker stopped with {status}");
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -16,10 +16,11 @@
 //! makes the byte order of the due time its numeric order.
 //!
 //! # A cache, not a database
-//! The changelog topic stays the source of truth. The store is wiped when a worker opens it,
-//! each task starts with partitions of its own, filled by the restore from the changelog, and
-//! drops them when it ends; nothing here is ever read across a restart. So writes skip
-//! fsync (`manual_journal_persist`), and a crash that loses the store loses nothing.
+//! The changelog topic stays the source of truth. A [`StateStore`] opened with
+//! [`StateStore::open_fresh`] is wiped first (the bench's store); the join's per-partition
+//! stores ([`PartitionTier`]) outlive a task only when sealed with a [`checkpoint`] at a clean
+//! stop, and are wiped when opened otherwise. Writes skip fsync (`manual_journal_persist`)
+//! until the seal syncs the journal, so a crash that loses the store loses nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

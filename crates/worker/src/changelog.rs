@@ -2,7 +2,8 @@
 //!
 //! The record formats are the core's (the join's [`driftwatch_core::join::changelog`], the
 //! monitor's [`driftwatch_core::monitor::snapshot`]); this module moves them. Restore reads each
-//! assigned partition from its start to its end as a `read_committed` consumer sees it, so
+//! assigned partition from its start (or, for a join task resumed from its local store, from
+//! the store's checkpoint offset) to its end as a `read_committed` consumer sees it, so
 //! records of an aborted transaction are never restored. A partition is restored before any of
 //! its input is processed.
 //!

@@ -123,7 +123,7 @@ impl LocalState {
     pub(super) fn tier(&self, partition: i32, tasks: usize) -> Result<(Box<dyn ColdTier>, usize)> {
         let tier = open_partition_tier(&self.dir, &self.folder_name(partition), STORE_MEMORY)
             .map_err(|e| WorkerError::State(format!("partition {partition}: {e}")))?;
-        Ok((Box::new(tier), self.hot_capacity(tasks)))
+        Ok((boxed(tier), self.hot_capacity(tasks)))
     }
 
     /// Where `partition`'s restore starts: its sealed store resumed when it is valid for the
@@ -151,7 +151,7 @@ impl LocalState {
         };
         let (tier, capacity) = match opened {
             Opened::Resumed(c) => {
-                match JoinTask::resume(config.clone(), &c, Box::new(tier), hot_capacity) {
+                match JoinTask::resume(config.clone(), &c, boxed(tier), hot_capacity) {
                     Ok(task) => {
                         info!(
                             partition,
@@ -173,14 +173,23 @@ impl LocalState {
             }
             Opened::Wiped(why) => {
                 rebuild(&why);
-                (Box::new(tier) as Box<dyn ColdTier>, hot_capacity)
+                (boxed(tier), hot_capacity)
             }
-            Opened::Fresh => (Box::new(tier) as Box<dyn ColdTier>, hot_capacity),
+            Opened::Fresh => (boxed(tier), hot_capacity),
         };
         let mut task = JoinTask::new(config.clone()).map_err(|e| fail(&e))?;
         task.set_cold_tier(tier, capacity);
         Ok(RestoreStart { task, from: None })
     }
+}
+
+/// A task's tier as the buffer holds it; with the `fault-points` feature, behind the
+/// `state.write` failure point.
+fn boxed(tier: impl ColdTier + 'static) -> Box<dyn ColdTier> {
+    #[cfg(feature = "fault-points")]
+    return Box::new(super::fault_tier::FaultTier(Box::new(tier)));
+    #[cfg(not(feature = "fault-points"))]
+    Box::new(tier)
 }
 
 /// How long a compacted changelog keeps a tombstone (`delete.retention.ms` of
