@@ -8,6 +8,10 @@
 //! - Killed (SIGKILL), it leaves stores without a checkpoint: restarted, it warns once per
 //!   partition, rebuilds from the whole changelog, and the counts stay exact.
 //!
+//! - Labels days late (2-day timeouts, 36 h of predictions, a 2 MiB budget), the worker
+//!   SIGKILLed twice and stopped once with SIGTERM midway: exact counts; the restore lines show
+//!   the restore time with and without an intact store. `DRIFTWATCH_LOCAL_STORE_PREDICTIONS`
+//!   sets its size (default 200 000).
 //! - Its store failing as on a full disk (the `state.write` failure point), a worker stops
 //!   with an error without committing; the next start rebuilds, and the counts stay exact.
 //!
@@ -214,6 +218,107 @@ async fn a_full_disk_stops_the_worker_without_committing_and_the_next_start_resu
         &[full.log.clone(), next.log.clone()],
     );
     let status = next.terminate();
+    assert!(status.success(), "the worker stopped with {status}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// Label delay scale of the multi-day test: the timeouts become 2 days (see
+/// [`Scenario::generate_timed`]).
+const DAYS_SCALE: i64 = 288;
+
+/// Predictions of the multi-day test: `DRIFTWATCH_LOCAL_STORE_PREDICTIONS`, default 200 000.
+fn days_predictions() -> usize {
+    std::env::var("DRIFTWATCH_LOCAL_STORE_PREDICTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
+/// The first restore line of `worker`'s log, and the worker once it has run `run` after it.
+async fn restored_then_run(worker: &Worker, run: Duration) -> String {
+    let line = wait_for_line(&worker.log, "join state restored", Duration::from_secs(600));
+    tokio::time::sleep(run).await;
+    line
+}
+
+/// Predictions spread over 36 hours of event time, labels up to 3 days after them (2-day
+/// timeouts), a 2 MiB budget: nearly all state on disk. The worker is SIGKILLed twice (each
+/// restart rebuilds from the changelog), then stopped with SIGTERM and restarted (resumed from
+/// its store); the counts are exact. The restore lines give the restore time with and without
+/// an intact store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_days_late_survive_two_kills_exactly() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let (setup, state) = setup().await;
+    let s = &setup.0;
+    let n = days_predictions();
+    let spacing = (36 * 3_600_000 / n as i64).max(1);
+    let start_ms = driftwatch_tests::now_ms() - 6 * 86_400_000;
+    let scenario = Scenario::generate_timed(64, n, start_ms, spacing, DAYS_SCALE);
+    let reference = Outcomes::reference(&scenario);
+    let timeout = format!(
+        "{}ms",
+        driftwatch_tests::scenario::LABEL_TIMEOUT_MS * DAYS_SCALE
+    );
+    let env = [
+        ("DRIFTWATCH__JOIN__STATE__DIR", state.display().to_string()),
+        ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", "2MiB".to_string()),
+        ("DRIFTWATCH__JOIN__LABEL_TIMEOUT", timeout.clone()),
+        ("DRIFTWATCH__JOIN__ORPHAN_TIMEOUT", timeout),
+    ];
+    let start = |name: &str| Worker::start_with(&setup, name, Some("a"), None, &env);
+    let producing = produce_in_background(s, &scenario, 120, Duration::from_millis(500));
+    let mut logs = Vec::new();
+    let mut lines = Vec::new();
+    let mut worker = start("days-0");
+    for k in 1..=2 {
+        logs.push(worker.log.clone());
+        lines.push(restored_then_run(&worker, Duration::from_secs(8)).await);
+        worker.kill_nine();
+        worker = start(&format!("days-{k}"));
+    }
+    logs.push(worker.log.clone());
+    lines.push(restored_then_run(&worker, Duration::from_secs(8)).await);
+    let status = worker.terminate();
+    assert!(status.success(), "the worker stopped with {status}");
+    let worker = start("days-3");
+    logs.push(worker.log.clone());
+    lines.push(restored_then_run(&worker, Duration::ZERO).await);
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(1_200));
+    for (log, line) in logs.iter().zip(&lines) {
+        eprintln!(
+            "{}: resumed={:?} records={:?} entries={:?} {}",
+            log.display(),
+            log_field(line, "resumed"),
+            log_field(line, "records"),
+            log_field(line, "entries"),
+            line.split(" seconds=").nth(1).unwrap_or("?")
+        );
+    }
+    assert_reference(&reader.seen, &reference, &logs);
+    assert_eq!(
+        log_field(&lines[1], "resumed"),
+        Some(0),
+        "rebuilt after a kill: {}",
+        lines[1]
+    );
+    assert_eq!(
+        log_field(&lines[2], "resumed"),
+        Some(0),
+        "rebuilt after a kill: {}",
+        lines[2]
+    );
+    assert_eq!(
+        log_field(&lines[3], "resumed"),
+        Some(PARTITIONS as u64),
+        "resumed after SIGTERM: {}",
+        lines[3]
+    );
+    let status = worker.terminate();
     assert!(status.success(), "the worker stopped with {status}");
     let _ = std::fs::remove_dir_all(&state);
 }

@@ -279,6 +279,7 @@ impl Join {
         if state.failure.is_some() {
             return;
         }
+        let started = std::time::Instant::now();
         let mut sealed = Vec::new();
         let mut entries = 0u64;
         for p in partitions {
@@ -308,7 +309,8 @@ impl Join {
             }
         }
         if !sealed.is_empty() {
-            info!(partitions = ?sealed, entries, "join state stores sealed");
+            let seconds = started.elapsed().as_secs_f64();
+            info!(partitions = ?sealed, entries, seconds, "join state stores sealed");
         }
     }
 
