@@ -26,17 +26,16 @@
 //! One input lost, or counted twice, fails the test. The default run is short (50 000
 //! predictions); `DRIFTWATCH_CHAOS_FULL=1` runs 1 000 000 predictions with more kills.
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use driftwatch_tests::monitor_outputs::{assert_monitor, create_topics_of, MONITOR_TOML};
 use driftwatch_tests::outcomes::{
     assert_dead_letters_once, assert_reference, Outcomes, PartialsReader,
 };
-use driftwatch_tests::scenario::{produce_records, Scenario, LABEL_TIMEOUT_MS};
-use driftwatch_tests::{driftwatch_binary, settings};
+use driftwatch_tests::scenario::{produce_in_background, Scenario};
+use driftwatch_tests::settings;
+use driftwatch_tests::worker::Worker;
 use driftwatch_worker::settings::{GroupProtocol, Settings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -69,165 +68,6 @@ async fn chaos_settings_with(partitions: i32, protocol: GroupProtocol) -> (Setti
     (s, config)
 }
 
-/// One `driftwatch run --role all` process.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    /// A worker; `instance` names a static group member with a stable transactional id, `None`
-    /// a dynamic member with a random one.
-    fn start(s: &(Settings, PathBuf), name: &str, instance: Option<&str>) -> Worker {
-        Worker::start_with_fault(s, name, instance, None)
-    }
-
-    /// [`Worker::start`], armed to kill itself at a fault point (`DRIFTWATCH_FAULT`, see
-    /// `driftwatch_worker::fault`).
-    fn start_with_fault(
-        s: &(Settings, PathBuf),
-        name: &str,
-        instance: Option<&str>,
-        fault: Option<&str>,
-    ) -> Worker {
-        let (s, config) = s;
-        let t = &s.topics;
-        let log = std::env::temp_dir().join(format!("{}-{name}.log", s.kafka.join_group_id));
-        // With a state budget from the environment, each worker name keeps its local store in
-        // a folder of its own (a restart under the same name wipes and rebuilds it).
-        let state = driftwatch_tests::state_budget_from_env().map(|budget| {
-            let dir = std::env::temp_dir().join(format!("{}-{name}-state", s.kafka.join_group_id));
-            (dir, budget)
-        });
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("worker log file");
-        let child = Command::new(driftwatch_binary())
-            .args(["run", "--role", "all", "--config"])
-            .arg(config)
-            .env(
-                "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",
-                &s.kafka.bootstrap_servers,
-            )
-            .env("DRIFTWATCH__KAFKA__JOIN_GROUP_ID", &s.kafka.join_group_id)
-            .env(
-                "DRIFTWATCH__KAFKA__GROUP_PROTOCOL",
-                s.kafka.group_protocol.as_str(),
-            )
-            .env(
-                "DRIFTWATCH__KAFKA__INSTANCE_ID",
-                instance.unwrap_or_default(),
-            )
-            .env("DRIFTWATCH__TOPICS__PREDICTIONS", &t.predictions)
-            .env("DRIFTWATCH__TOPICS__GROUND_TRUTH", &t.ground_truth)
-            .env("DRIFTWATCH__TOPICS__MODEL_PARTIALS", &t.model_partials)
-            .env("DRIFTWATCH__TOPICS__DEAD_LETTER", &t.dead_letter)
-            .env("DRIFTWATCH__MONITOR__GROUP_ID", &s.monitor.group_id)
-            .env("DRIFTWATCH__TOPICS__DRIFT_EVENTS", &t.drift_events)
-            .env("DRIFTWATCH__TOPICS__RETRAIN_EVENTS", &t.retrain_events)
-            .env("DRIFTWATCH__TOPICS__MODEL_METRICS", &t.model_metrics)
-            .env("DRIFTWATCH__HTTP__ENABLED", "false")
-            .env(
-                "DRIFTWATCH__JOIN__LABEL_TIMEOUT",
-                format!("{LABEL_TIMEOUT_MS}ms"),
-            )
-            .env(
-                "DRIFTWATCH__JOIN__ORPHAN_TIMEOUT",
-                format!("{LABEL_TIMEOUT_MS}ms"),
-            )
-            .env("DRIFTWATCH__JOIN__ALLOWED_LATENESS", "30s")
-            .env("DRIFTWATCH__JOIN__MAX_TASK_IDLE", "1s")
-            .env("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "3s")
-            .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "500ms")
-            .env("DRIFTWATCH_LOG", "info")
-            .env("DRIFTWATCH_FAULT", fault.unwrap_or_default())
-            .envs(state.iter().flat_map(|(dir, budget)| {
-                [
-                    ("DRIFTWATCH__JOIN__STATE__DIR", dir.display().to_string()),
-                    ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", budget.clone()),
-                ]
-            }))
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start driftwatch");
-        Worker { child, log }
-    }
-
-    /// Waits up to `within` for the worker to kill itself at `point`, and checks that it died
-    /// by a signal right after announcing that point (the log's last fault line).
-    fn dies_at(mut self, point: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the worker did not reach fault point {point} within {within:?}; log {}",
-                self.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "the worker armed at {point} ended with {status}, not SIGKILL; log {}",
-            self.log.display()
-        );
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let last = log
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("driftwatch fault point reached: "));
-        assert_eq!(
-            last,
-            Some(format!("driftwatch fault point reached: {point}").as_str()),
-            "where the worker died; log {}",
-            self.log.display()
-        );
-    }
-
-    /// SIGKILL: no flush, no commit, no leaving the group.
-    fn kill_nine(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, and the exit status within 60 s.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "worker did not stop within 60 s of SIGTERM; log {}",
-                    self.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Worker {
-    /// A failing test leaves no worker behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// What every chaos run must end with: the committed partials equal the offline reference
 /// (read until they add up, or the timeout), each garbage record on the dead-letter topic
 /// once, and the monitor's whole-run metrics counting exactly those partials.
@@ -246,23 +86,6 @@ fn assert_exact(
     assert_reference(&reader.seen, reference, logs);
     assert_dead_letters_once(s, scenario);
     assert_monitor(s, &reader, logs, monitor_timeout());
-}
-
-fn produce_in_background(
-    s: &Settings,
-    scenario: &Scenario,
-    chunks: usize,
-    pause: Duration,
-) -> tokio::task::JoinHandle<()> {
-    let s = s.clone();
-    let records = scenario.records.clone();
-    tokio::spawn(async move {
-        let size = records.len().div_ceil(chunks);
-        for chunk in records.chunks(size) {
-            produce_records(&s, chunk).await;
-            tokio::time::sleep(pause).await;
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +157,7 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
 /// The join stage's "partitions revoked" lists in a worker's log, in order.
 fn join_revocations(log: &std::path::Path) -> Vec<Vec<i32>> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    strip_ansi(&text)
+    driftwatch_tests::worker::strip_ansi(&text)
         .lines()
         .filter(|l| l.contains("partitions revoked") && l.contains("stage=\"join\""))
         .filter_map(|l| {
@@ -346,24 +169,6 @@ fn join_revocations(log: &std::path::Path) -> Vec<Vec<i32>> {
             )
         })
         .collect()
-}
-
-/// `text` without terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +204,9 @@ async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
     assert_exact(s, WIDE, &scenario, &reference, &logs);
     // Before its own shutdown, the worker that stayed gave up partitions only in part: an
     // eager protocol would have revoked all 8 at the first scale-out.
-    let log = strip_ansi(&std::fs::read_to_string(&first.log).unwrap_or_default());
+    let log = driftwatch_tests::worker::strip_ansi(
+        &std::fs::read_to_string(&first.log).unwrap_or_default(),
+    );
     assert!(
         log.contains("protocol=\"consumer\""),
         "worker one did not run the consumer protocol; log {}",

@@ -11,6 +11,7 @@ pub mod monitor_outputs;
 pub mod outcomes;
 pub mod scenario;
 pub mod stages;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,6 +7,7 @@
 //! first wins — with no Kafka, no watermark and no buffer, so the pipeline's counts must equal it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use driftwatch_codec::{encode_framed, to_avro, to_json};
 use driftwatch_core::{GroundTruth, JoinCounters, Prediction};
@@ -50,6 +51,22 @@ const CLASSES: [&str; 3] = ["cat", "dog", "bird"];
 impl Scenario {
     /// `n` predictions starting at `start_ms`, 10 ms apart.
     pub fn generate(seed: u64, n: usize, start_ms: i64) -> Scenario {
+        Self::generate_timed(seed, n, start_ms, 10, 1)
+    }
+
+    /// [`Scenario::generate`] with predictions `spacing_ms` apart and every label delay and
+    /// the label timeout ([`LABEL_TIMEOUT_MS`]) `scale` times as long: e.g. `scale` 288 makes
+    /// the timeout 2 days, most labels 0–24 h late and the late ones 2.2–3 days. The workers
+    /// must then run with `LABEL_TIMEOUT_MS × scale` as label and orphan timeout.
+    pub fn generate_timed(
+        seed: u64,
+        n: usize,
+        start_ms: i64,
+        spacing_ms: i64,
+        scale: i64,
+    ) -> Scenario {
+        let timeout = LABEL_TIMEOUT_MS * scale;
+        let span = n as i64 * spacing_ms;
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut records = Vec::new();
         let mut expected: BTreeMap<String, JoinCounters> = BTreeMap::new();
@@ -58,7 +75,7 @@ impl Scenario {
         for i in 0..n {
             let model = format!("model-{}", i % 3);
             let id = format!("req-{seed}-{i}");
-            let tp = start_ms + i as i64 * 10;
+            let tp = start_ms + i as i64 * spacing_ms;
             let predicted = CLASSES[rng.gen_range(0..3)];
             let p = Prediction {
                 request_id: id.clone(),
@@ -104,13 +121,14 @@ impl Scenario {
             }
             // 4 % labeled too late (11–15 min), the rest within 0–5 min; 1 % stamped before
             // the prediction.
-            let delay = if roll < 0.14 {
-                rng.gen_range(11 * 60_000..15 * 60_000)
-            } else if roll < 0.15 {
-                -rng.gen_range(1..2_000)
-            } else {
-                rng.gen_range(0..5 * 60_000)
-            };
+            let delay = scale
+                * if roll < 0.14 {
+                    rng.gen_range(11 * 60_000..15 * 60_000)
+                } else if roll < 0.15 {
+                    -rng.gen_range(1..2_000)
+                } else {
+                    rng.gen_range(0..5 * 60_000)
+                };
             let tl = tp + delay;
             // model-0 drifts halfway: from 80 % right to 30 %.
             let right = if i % 3 == 0 && i >= n / 2 { 0.3 } else { 0.8 };
@@ -138,7 +156,7 @@ impl Scenario {
                 payload: lb.clone(),
                 time: tl,
             });
-            if delay <= LABEL_TIMEOUT_MS {
+            if delay <= timeout {
                 c.matched += 1;
                 *confusion
                     .entry(model.clone())
@@ -174,7 +192,7 @@ impl Scenario {
         // Labels whose prediction never comes.
         for j in 0..(n / 50) {
             let model = format!("model-{}", j % 3);
-            let tl = start_ms + rng.gen_range(0..n as i64 * 10);
+            let tl = start_ms + rng.gen_range(0..span);
             let l = GroundTruth {
                 request_id: format!("orphan-{seed}-{j}"),
                 model_id: Some(model.clone()),
@@ -195,7 +213,7 @@ impl Scenario {
         // Garbage on both inputs: bytes that are no datum.
         let unknown = expected.entry("unknown".into()).or_default();
         for j in 0..(n / 200) {
-            let t = start_ms + rng.gen_range(0..n as i64 * 10);
+            let t = start_ms + rng.gen_range(0..span);
             let side = if j % 2 == 0 {
                 Side::Predictions
             } else {
@@ -332,4 +350,22 @@ pub async fn produce_records<'r>(
     for d in inflight {
         d.await.expect("delivery").expect("delivered");
     }
+}
+
+/// Produces `scenario`'s records in `chunks` chunks, `pause` apart, on a task of its own.
+pub fn produce_in_background(
+    s: &driftwatch_worker::settings::Settings,
+    scenario: &Scenario,
+    chunks: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let s = s.clone();
+    let records = scenario.records.clone();
+    tokio::spawn(async move {
+        let size = records.len().div_ceil(chunks);
+        for chunk in records.chunks(size) {
+            produce_records(&s, chunk).await;
+            tokio::time::sleep(pause).await;
+        }
+    })
 }

@@ -16,10 +16,11 @@
 //! makes the byte order of the due time its numeric order.
 //!
 //! # A cache, not a database
-//! The changelog topic stays the source of truth. The store is wiped when a worker opens it,
-//! each task starts with partitions of its own, filled by the restore from the changelog, and
-//! drops them when it ends; nothing here is ever read across a restart. So writes skip
-//! fsync (`manual_journal_persist`), and a crash that loses the store loses nothing.
+//! The changelog topic stays the source of truth. A [`StateStore`] opened with
+//! [`StateStore::open_fresh`] is wiped first (the bench's store); the join's per-partition
+//! stores ([`PartitionTier`]) outlive a task only when sealed with a [`checkpoint`] at a clean
+//! stop, and are wiped when opened otherwise. Writes skip fsync (`manual_journal_persist`)
+//! until the seal syncs the journal, so a crash that loses the store loses nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +28,11 @@ use std::sync::Arc;
 
 use fjall::{Config, Keyspace, PartitionCreateOptions};
 
+pub mod checkpoint;
 mod partition;
 mod tier;
 
-pub use partition::{open_partition_tier, PartitionTier};
+pub use partition::{open_partition_tier, open_sealed_or_fresh, Opened, PartitionTier};
 pub use tier::DiskColdTier;
 
 /// Name of the store's folder inside the configured state directory: the only thing wiped.
@@ -46,6 +48,8 @@ pub enum StoreError {
     },
     #[error("join state store at {dir}: {source}")]
     Store { dir: PathBuf, source: fjall::Error },
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 /// Memory the store may use besides the hot entries.
@@ -106,13 +110,18 @@ impl StateStore {
     /// Wipes `path` (the store's own folder, never a folder given by the user) and opens an
     /// empty store there.
     fn open_wiped(path: &Path, memory: StoreMemory) -> Result<Self, StoreError> {
-        let path = path.to_path_buf();
         if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|source| StoreError::Dir {
-                dir: path.clone(),
+            std::fs::remove_dir_all(path).map_err(|source| StoreError::Dir {
+                dir: path.to_path_buf(),
                 source,
             })?;
         }
+        Self::open_existing(path, memory)
+    }
+
+    /// Opens the store in `path` as it is (created when missing).
+    fn open_existing(path: &Path, memory: StoreMemory) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         let keyspace = Config::new(&path)
             .cache_size(memory.cache_bytes)
             .max_write_buffer_size(memory.write_buffer_bytes.max(1 << 20))

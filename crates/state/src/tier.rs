@@ -13,6 +13,8 @@ pub struct DiskColdTier {
     /// keys stay in the tree as tombstones until compaction; starting past them keeps a scan
     /// from walking over every entry already expired.
     floor: [u8; 8],
+    /// Sealed: its partitions outlive it (see [`DiskColdTier::persist`]).
+    keep: bool,
 }
 
 impl std::fmt::Debug for DiskColdTier {
@@ -77,7 +79,18 @@ impl DiskColdTier {
             entries,
             due,
             floor: [0; 8],
+            keep: false,
         }
+    }
+
+    /// Makes everything written so far durable (the journal synced to disk) and keeps the
+    /// tier's partitions when it is dropped: the store is about to be sealed.
+    pub fn persist(&mut self) -> Result<(), ColdError> {
+        self.keyspace
+            .persist(fjall::PersistMode::SyncAll)
+            .map_err(err)?;
+        self.keep = true;
+        Ok(())
     }
 
     /// Bytes of this tier's tables on disk (journals are the keyspace's, not counted).
@@ -160,6 +173,9 @@ impl ColdTier for DiskColdTier {
 
 impl Drop for DiskColdTier {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         // Errors cannot be reported from here; the store is wiped at the next start anyway.
         let _ = self.keyspace.delete_partition(self.entries.clone());
         let _ = self.keyspace.delete_partition(self.due.clone());

@@ -2,7 +2,8 @@
 //!
 //! The record formats are the core's (the join's [`driftwatch_core::join::changelog`], the
 //! monitor's [`driftwatch_core::monitor::snapshot`]); this module moves them. Restore reads each
-//! assigned partition from its start to its end as a `read_committed` consumer sees it, so
+//! assigned partition from its start (or, for a join task resumed from its local store, from
+//! the store's checkpoint offset) to its end as a `read_committed` consumer sees it, so
 //! records of an aborted transaction are never restored. A partition is restored before any of
 //! its input is processed.
 //!
@@ -16,8 +17,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use driftwatch_core::join::changelog::ChangelogRestore;
-use driftwatch_core::join::{ColdTier, JoinConfig, JoinTask};
+use driftwatch_core::join::changelog::ChangelogReplay;
+use driftwatch_core::join::JoinTask;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -75,10 +76,21 @@ pub fn changelog_configs() -> Vec<(String, String)> {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RestoreTotals {
     pub restores: u64,
+    /// Partitions resumed from their local store.
+    pub resumed: u64,
     pub records: u64,
     pub bytes: u64,
     pub entries: u64,
     pub seconds: f64,
+}
+
+/// Where one partition's restore starts (see [`ChangelogReader::restore`]).
+#[derive(Debug)]
+pub struct RestoreStart {
+    /// The task the changelog is replayed into: new, or resumed from its local store.
+    pub task: JoinTask,
+    /// The changelog offset the task already reflects (`None`: replay from the start).
+    pub from: Option<i64>,
 }
 
 /// What one restore read.
@@ -86,9 +98,12 @@ pub struct RestoreTotals {
 pub struct Restored {
     /// One task per partition, ready to process.
     pub tasks: BTreeMap<i32, JoinTask>,
+    /// Partitions resumed from their local store (only the changelog's tail replayed).
+    pub resumed: u64,
+    /// Changelog records replayed.
     pub records: u64,
     pub bytes: u64,
-    /// Buffer entries restored (pending and tombstones).
+    /// Buffer entries once restored (pending and tombstones).
     pub entries: u64,
     pub elapsed: Duration,
 }
@@ -171,26 +186,35 @@ impl ChangelogReader {
         self.consumer.client()
     }
 
-    /// Reads `partitions` to their end and builds their join tasks, each with the cold tier
-    /// `cold` gives for its partition (`None`: all in memory). Fails on a malformed record
-    /// (never guesses), when the end is not reached within `timeout`, or when a cold tier
-    /// fails.
+    /// Replays `partitions` into their join tasks: `start` gives each partition's task (new,
+    /// or resumed from its local store) and the changelog offset to replay from (`None`: the
+    /// start), knowing the partition's (low, high) watermarks. Records go straight into the
+    /// tasks in log order ([`ChangelogReplay`]). Fails on a malformed record (never guesses),
+    /// when the end is not reached within `timeout`, or when a cold tier fails.
     pub fn restore(
         &self,
         partitions: &[i32],
-        config: &JoinConfig,
         timeout: Duration,
-        mut cold: impl FnMut(i32) -> Result<Option<(Box<dyn ColdTier>, usize)>>,
+        mut start: impl FnMut(i32, (i64, i64)) -> Result<RestoreStart>,
     ) -> Result<Restored> {
-        let mut states: HashMap<i32, ChangelogRestore> = partitions
-            .iter()
-            .map(|&p| (p, ChangelogRestore::new()))
-            .collect();
-        let totals = self.read_partitions(partitions, timeout, |m| {
-            let Some(state) = states.get_mut(&m.partition()) else {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut replays: HashMap<i32, ChangelogReplay> = HashMap::new();
+        let mut starts = Vec::with_capacity(partitions.len());
+        let mut out = Restored::default();
+        for &p in partitions {
+            let s = start(p, self.watermarks(p, deadline)?)?;
+            if s.from.is_some() {
+                out.resumed += 1;
+            }
+            starts.push((p, s.from));
+            replays.insert(p, ChangelogReplay::new(s.task));
+        }
+        self.read_partitions_from(&starts, timeout, |m| {
+            let Some(replay) = replays.get_mut(&m.partition()) else {
                 return Ok(());
             };
-            state
+            replay
                 .apply(m.key().unwrap_or_default(), m.payload())
                 .map_err(|e| {
                     WorkerError::State(format!(
@@ -201,26 +225,24 @@ impl ChangelogReader {
                     ))
                 })
         })?;
-        let mut out = Restored::default();
-        for (p, state) in states {
-            out.records += state.records();
-            out.bytes += state.bytes();
-            out.entries += state.entries() as u64;
-            let task = state
-                .into_task_tiered(config.clone(), cold(p)?)
-                .map_err(|e| WorkerError::State(format!("changelog `{}`[{p}]: {e}", self.topic)))?;
-            if let Some(e) = task.cold_error() {
-                return Err(WorkerError::State(format!(
+        for (p, replay) in replays {
+            out.records += replay.records();
+            out.bytes += replay.bytes();
+            let task = replay.finish().map_err(|e| {
+                WorkerError::State(format!(
                     "restoring `{}`[{p}] into the local store: {e}",
                     self.topic
-                )));
-            }
+                ))
+            })?;
+            out.entries += task.buffer().len() as u64;
             out.tasks.insert(p, task);
         }
-        out.elapsed = totals.elapsed;
+        // Opening (or wiping) the stores included.
+        out.elapsed = started.elapsed();
         info!(
             topic = %self.topic,
             partitions = ?partitions,
+            resumed = out.resumed,
             records = out.records,
             bytes = out.bytes,
             entries = out.entries,
@@ -230,24 +252,43 @@ impl ChangelogReader {
         Ok(out)
     }
 
-    /// Reads `partitions` from their start to their end (see the module docs), handing each
-    /// record to `apply`; stops at `apply`'s first error or when the end is not reached within
-    /// `timeout`.
+    /// The high watermark of `partition`: the offset after everything written to it so far.
+    pub fn end_offset(&self, partition: i32, timeout: Duration) -> Result<i64> {
+        Ok(self.watermarks(partition, Instant::now() + timeout)?.1)
+    }
+
+    /// Reads `partitions` from their start to their end: [`Self::read_partitions_from`] from
+    /// the start of each.
     pub fn read_partitions(
         &self,
         partitions: &[i32],
         timeout: Duration,
+        apply: impl FnMut(&BorrowedMessage<'_>) -> Result<()>,
+    ) -> Result<ReadTotals> {
+        let starts: Vec<(i32, Option<i64>)> = partitions.iter().map(|&p| (p, None)).collect();
+        self.read_partitions_from(&starts, timeout, apply)
+    }
+
+    /// Reads partitions from an offset (`None`: their start) to their end (see the module
+    /// docs), handing each record to `apply`; stops at `apply`'s first error or when the end
+    /// is not reached within `timeout`.
+    pub fn read_partitions_from(
+        &self,
+        starts: &[(i32, Option<i64>)],
+        timeout: Duration,
         mut apply: impl FnMut(&BorrowedMessage<'_>) -> Result<()>,
     ) -> Result<ReadTotals> {
+        let partitions: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
         let started = Instant::now();
         let deadline = started + timeout;
         let mut totals = ReadTotals::default();
         let mut tpl = TopicPartitionList::new();
         let mut remaining = 0usize;
-        for &p in partitions {
+        for &(p, from) in starts {
             let (low, high) = self.watermarks(p, deadline)?;
-            if high > low {
-                tpl.add_partition_offset(&self.topic, p, Offset::Beginning)?;
+            if high > from.unwrap_or(low).max(low) {
+                let offset = from.map_or(Offset::Beginning, Offset::Offset);
+                tpl.add_partition_offset(&self.topic, p, offset)?;
                 remaining += 1;
             }
         }

@@ -15,30 +15,59 @@
 //! | `restore.record` | a state record was applied during a changelog restore |
 //! | `rebalance.restored` | an assignment's state is restored, the assignment not yet taken |
 //!
-//! Without the feature [`point`] is an empty inline function.
+//! Failure points do not kill: from the `n`-th time the process reaches an armed one on,
+//! [`fails`] says so and the caller fails as the real fault would.
+//!
+//! | failure point | what fails |
+//! |---|---|
+//! | `state.write` | every write to the join's local state store, as on a full disk (`ENOSPC`) |
+//!
+//! Without the feature [`point`] and [`fails`] are empty inline functions.
 
 /// Marks a fault point (see the module docs).
 #[cfg(not(feature = "fault-points"))]
 #[inline(always)]
 pub fn point(_name: &'static str) {}
 
-/// Marks a fault point (see the module docs).
-#[cfg(feature = "fault-points")]
-pub fn point(name: &'static str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
+/// Whether an armed failure point is due (see the module docs).
+#[cfg(not(feature = "fault-points"))]
+#[inline(always)]
+pub fn fails(_name: &'static str) -> bool {
+    false
+}
 
-    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    static HITS: AtomicU64 = AtomicU64::new(0);
-    let armed = ARMED.get_or_init(|| {
+#[cfg(feature = "fault-points")]
+static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The point `DRIFTWATCH_FAULT` arms and from which hit on.
+#[cfg(feature = "fault-points")]
+fn armed() -> &'static Option<(String, u64)> {
+    static ARMED: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    ARMED.get_or_init(|| {
         let spec = std::env::var("DRIFTWATCH_FAULT").ok()?;
         let (point, nth) = match spec.split_once('@') {
             Some((p, n)) => (p.to_string(), n.trim().parse().unwrap_or(1)),
             None => (spec, 1),
         };
         Some((point.trim().to_string(), nth.max(1)))
-    });
-    if let Some((armed, nth)) = armed {
+    })
+}
+
+/// Whether an armed failure point is due (see the module docs).
+#[cfg(feature = "fault-points")]
+pub fn fails(name: &'static str) -> bool {
+    use std::sync::atomic::Ordering;
+    match armed() {
+        Some((armed, nth)) if armed == name => HITS.fetch_add(1, Ordering::SeqCst) + 1 >= *nth,
+        _ => false,
+    }
+}
+
+/// Marks a fault point (see the module docs).
+#[cfg(feature = "fault-points")]
+pub fn point(name: &'static str) {
+    use std::sync::atomic::Ordering;
+    if let Some((armed, nth)) = armed() {
         if armed == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
             eprintln!("driftwatch fault point reached: {name}");
             // SIGKILL, as a test's `kill -9` would; abort (SIGABRT) only if that fails.

@@ -132,6 +132,7 @@ impl StageHandles {
                     "monitor".into(),
                     crate::changelog::RestoreTotals {
                         restores: s.restores,
+                        resumed: 0,
                         records: s.restore_records,
                         bytes: s.restore_bytes,
                         entries: s.restored_models,

@@ -49,6 +49,8 @@ pub enum ChangelogError {
     MissingClass { missing: u32, max: u32 },
     #[error("changelog state rejected by the join: {0}")]
     Join(#[from] JoinError),
+    #[error("{0}")]
+    Store(super::ColdError),
 }
 
 /// Key of a buffer entry.
@@ -128,6 +130,77 @@ fn utf8(v: &[u8]) -> Result<String, ChangelogError> {
     String::from_utf8(v.to_vec()).map_err(|_| ChangelogError::Malformed("name is not UTF-8"))
 }
 
+/// One changelog record, read.
+enum Record {
+    Entry(RequestKey, Option<EntryRecord>),
+    Model(u16, String, String),
+    Class(u32, String),
+    Checkpoint(TaskCheckpoint),
+}
+
+/// Reads one record (`value` `None` is a tombstone).
+fn parse(key: &[u8], value: Option<&[u8]>) -> Result<Record, ChangelogError> {
+    let (&version, rest) = key
+        .split_first()
+        .ok_or(ChangelogError::Malformed("empty key"))?;
+    if version != VERSION {
+        return Err(ChangelogError::Malformed("unknown format version"));
+    }
+    let (&kind, id) = rest
+        .split_first()
+        .ok_or(ChangelogError::Malformed("key without kind"))?;
+    match kind {
+        ENTRY => {
+            let key = match (id.get(0..8).and_then(be_u64), id.get(8..).and_then(be_u64)) {
+                (Some(hi), Some(lo)) => RequestKey::from_parts(hi, lo),
+                _ => return Err(ChangelogError::Malformed("entry key length")),
+            };
+            let entry = match value {
+                None => None,
+                Some(v) => Some(
+                    decode_entry(v)
+                        .filter(EntryRecord::is_valid)
+                        .ok_or(ChangelogError::Malformed("entry value"))?,
+                ),
+            };
+            Ok(Record::Entry(key, entry))
+        }
+        MODEL => {
+            let id = be_u16(id).ok_or(ChangelogError::Malformed("model key length"))?;
+            let v = value.ok_or(ChangelogError::Malformed("model without name"))?;
+            let split = v
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or(ChangelogError::Malformed("model name without separator"))?;
+            let (m, rest) = v.split_at(split);
+            let version = rest.get(1..).unwrap_or_default();
+            Ok(Record::Model(id, utf8(m)?, utf8(version)?))
+        }
+        CLASS => {
+            let id = be_u32(id).ok_or(ChangelogError::Malformed("class key length"))?;
+            let v = value.ok_or(ChangelogError::Malformed("class without name"))?;
+            Ok(Record::Class(id, utf8(v)?))
+        }
+        CHECKPOINT => {
+            let v = value.ok_or(ChangelogError::Malformed("checkpoint without value"))?;
+            if v.len() != 24 {
+                return Err(ChangelogError::Malformed("checkpoint length"));
+            }
+            let field = |r: std::ops::Range<usize>| {
+                v.get(r)
+                    .and_then(be_i64)
+                    .ok_or(ChangelogError::Malformed("checkpoint length"))
+            };
+            Ok(Record::Checkpoint(TaskCheckpoint {
+                watermark: field(0..8)?,
+                prediction_progress: field(8..16)?,
+                label_progress: field(16..24)?,
+            }))
+        }
+        _ => Err(ChangelogError::Malformed("unknown record kind")),
+    }
+}
+
 /// A task's state being read back from its changelog partition.
 #[derive(Debug, Default)]
 pub struct ChangelogRestore {
@@ -149,66 +222,20 @@ impl ChangelogRestore {
     pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), ChangelogError> {
         self.records += 1;
         self.bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-        let (&version, rest) = key
-            .split_first()
-            .ok_or(ChangelogError::Malformed("empty key"))?;
-        if version != VERSION {
-            return Err(ChangelogError::Malformed("unknown format version"));
-        }
-        let (&kind, id) = rest
-            .split_first()
-            .ok_or(ChangelogError::Malformed("key without kind"))?;
-        match kind {
-            ENTRY => {
-                let key = match (id.get(0..8).and_then(be_u64), id.get(8..).and_then(be_u64)) {
-                    (Some(hi), Some(lo)) => RequestKey::from_parts(hi, lo),
-                    _ => return Err(ChangelogError::Malformed("entry key length")),
-                };
-                match value {
-                    None => {
-                        self.entries.remove(&key);
-                    }
-                    Some(v) => {
-                        let e = decode_entry(v)
-                            .filter(EntryRecord::is_valid)
-                            .ok_or(ChangelogError::Malformed("entry value"))?;
-                        self.entries.insert(key, e);
-                    }
-                }
+        match parse(key, value)? {
+            Record::Entry(key, None) => {
+                self.entries.remove(&key);
             }
-            MODEL => {
-                let id = be_u16(id).ok_or(ChangelogError::Malformed("model key length"))?;
-                let v = value.ok_or(ChangelogError::Malformed("model without name"))?;
-                let split = v
-                    .iter()
-                    .position(|&b| b == 0)
-                    .ok_or(ChangelogError::Malformed("model name without separator"))?;
-                let (m, rest) = v.split_at(split);
-                let version = rest.get(1..).unwrap_or_default();
-                self.models.insert(id, (utf8(m)?, utf8(version)?));
+            Record::Entry(key, Some(e)) => {
+                self.entries.insert(key, e);
             }
-            CLASS => {
-                let id = be_u32(id).ok_or(ChangelogError::Malformed("class key length"))?;
-                let v = value.ok_or(ChangelogError::Malformed("class without name"))?;
-                self.classes.insert(id, utf8(v)?);
+            Record::Model(id, m, v) => {
+                self.models.insert(id, (m, v));
             }
-            CHECKPOINT => {
-                let v = value.ok_or(ChangelogError::Malformed("checkpoint without value"))?;
-                let field = |r: std::ops::Range<usize>| {
-                    v.get(r)
-                        .and_then(be_i64)
-                        .ok_or(ChangelogError::Malformed("checkpoint length"))
-                };
-                if v.len() != 24 {
-                    return Err(ChangelogError::Malformed("checkpoint length"));
-                }
-                self.checkpoint = TaskCheckpoint {
-                    watermark: field(0..8)?,
-                    prediction_progress: field(8..16)?,
-                    label_progress: field(16..24)?,
-                };
+            Record::Class(id, c) => {
+                self.classes.insert(id, c);
             }
-            _ => return Err(ChangelogError::Malformed("unknown record kind")),
+            Record::Checkpoint(c) => self.checkpoint = c,
         }
         Ok(())
     }
@@ -543,3 +570,9 @@ mod tests {
         ));
     }
 }
+
+mod replay;
+pub use replay::ChangelogReplay;
+
+#[cfg(test)]
+mod replay_tests;

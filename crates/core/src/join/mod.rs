@@ -50,8 +50,8 @@ pub mod task;
 use std::collections::BTreeMap;
 
 pub use buffer::{
-    hot_capacity_for_budget, ColdError, ColdTier, EntryChanges, EntryRecord, JoinBuffer,
-    MemoryColdTier, Slot,
+    hot_capacity_for_budget, ColdError, ColdState, ColdTier, EntryChanges, EntryRecord, JoinBuffer,
+    MemoryColdTier, Slot, StoreCheckpoint,
 };
 pub use intake::{
     label_in, prediction_in, IntakeRules, LabelFields, PredictionFields, Rejection, RejectionKind,

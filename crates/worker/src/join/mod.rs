@@ -50,6 +50,8 @@
 
 mod batch;
 mod dead_letter;
+#[cfg(feature = "fault-points")]
+mod fault_tier;
 mod intake;
 mod partition;
 mod routing;

@@ -122,6 +122,7 @@ impl Join {
     pub(super) fn install_restored(&mut self, restored: Restored) {
         let r = &mut self.meters.restore;
         r.restores += 1;
+        r.resumed += restored.resumed;
         r.records += restored.records;
         r.bytes += restored.bytes;
         r.entries += restored.entries;

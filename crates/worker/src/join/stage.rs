@@ -8,8 +8,9 @@
 //! | `committed` | the batch's counts become final (totals that survive an abort) |
 //! | `aborted` | the open transaction's rejections and dead letters are forgotten (read again) |
 //! | `rewound` | every task rebuilt from the changelog at the committed offsets |
-//! | `assigned` | tasks restored from the changelog (exactly-once) or new |
-//! | `revoked` | tasks dropped (their state is in the changelog; at-least-once: counted as dropped) |
+//! | `assigned` | tasks restored (exactly-once: a sealed local store resumed plus the changelog's tail, or the whole changelog) or new |
+//! | `revoked` | tasks dropped (their state is in the changelog; at-least-once: counted as dropped); exactly-once and committed: their local stores sealed first ([`super::state`]) |
+//! | `closed` | exactly-once, the final transaction committed: every local store sealed |
 //! | `check` | before each batch: fails the stage once a task's local store failed ([`super::state`]) |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -231,9 +232,14 @@ impl Stage for Join {
         self.set_positions(committed);
     }
 
-    fn revoked(&mut self, tpl: &TopicPartitionList, _lost: bool) {
+    fn revoked(&mut self, tpl: &TopicPartitionList, lost: bool) {
         let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         if self.exactly_once {
+            if !lost {
+                // Committed: the local stores hold what the changelog does.
+                let sealing: Vec<i32> = partitions.iter().copied().collect();
+                self.seal_stores(&sealing);
+            }
             // Their state is in the changelog as of the last committed transaction; dead
             // letters still waiting for a covering offset are the next owner's to write.
             self.abandon(&partitions);
@@ -245,6 +251,11 @@ impl Stage for Join {
 
     fn publish(&mut self) {
         self.shared.publish(self.stats());
+    }
+
+    fn closed(&mut self) {
+        let all = self.assigned_partitions();
+        self.seal_stores(&all);
     }
 
     fn stopped(&mut self) {
@@ -270,8 +281,8 @@ impl Join {
             return Ok(());
         };
         let this = &*self;
-        let restored = reader.restore(partitions, &self.join_config, RESTORE_TIMEOUT, |p| {
-            this.cold_tier_for(p, tasks)
+        let restored = reader.restore(partitions, RESTORE_TIMEOUT, |p, watermarks| {
+            this.restore_start(p, watermarks, tasks)
         })?;
         self.install_restored(restored);
         Ok(())

@@ -4,12 +4,24 @@
 //!
 //! # Layout and life cycle
 //! `<join.state.dir>/<join group>/<predictions topic>-<partition>/`: one store per task. The
-//! group's folder is wiped when the stage starts; a partition's folder is wiped when its task
-//! is built (assignment, or the rebuild after an aborted transaction) and refilled by the
-//! restore from the changelog, and removed when the task is dropped. The changelog topic stays
-//! the source of truth; nothing in the folder is read across a restart (a checkpoint of the
-//! changelog offsets the store reflects, so an intact store replays only the changelog's tail,
-//! is a later step).
+//! changelog topic stays the source of truth; a store is a cache of it, trusted only when
+//! sealed (exactly-once, as Kafka Streams' `.checkpoint` under exactly-once):
+//! - after the last commit of a clean stop (SIGTERM) or of a revocation, each task moves its
+//!   hot entries to its store and seals it with a checkpoint file: names, watermark, cold
+//!   counts, the due digest of the timeouts, and the changelog's end offset then
+//!   ([`Join::seal_stores`]);
+//! - when the partition is assigned again (this process or a later one), a sealed store is
+//!   resumed if its checkpoint names this changelog partition, the same timeouts, an offset
+//!   within the changelog's current range, and is younger than the changelog's
+//!   `delete.retention.ms` (older, a tombstone it never saw may be compacted away). The
+//!   checkpoint is removed before the store takes a write, and only the changelog from that
+//!   offset is replayed. Any other folder (no checkpoint: a crash, an abort's rebuild, a
+//!   failed store; refused; corrupt; not opening) is wiped with one warning and the task is
+//!   rebuilt from the whole changelog;
+//! - the replay streams records into the task in log order, so entries beyond the budget go
+//!   to disk as they come: a restore needs the budget, not the changelog's size, in memory;
+//! - a task dropped without a seal (an abort's rewind, a lost assignment, at-least-once)
+//!   removes its folder.
 //!
 //! # Budget
 //! The budget is per worker, split evenly between the tasks built together (the range assignor
@@ -26,11 +38,16 @@
 
 use std::path::PathBuf;
 
-use driftwatch_core::join::{hot_capacity_for_budget, ColdTier};
-use driftwatch_state::{open_partition_tier, StoreMemory};
-use tracing::info;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use driftwatch_core::join::{
+    hot_capacity_for_budget, ColdTier, JoinConfig, JoinTask, StoreCheckpoint,
+};
+use driftwatch_state::{open_partition_tier, open_sealed_or_fresh, Opened, StoreMemory};
+use tracing::{info, warn};
 
 use super::stage::Join;
+use crate::changelog::RestoreStart;
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 
@@ -73,7 +90,7 @@ fn path_component(name: &str) -> String {
 
 impl LocalState {
     /// The store of these settings (`None` without `join.state.dir`): checks that the folder
-    /// is writable and wipes what an earlier run of the group left in it.
+    /// is writable. What an earlier run left is resumed or wiped per partition, when assigned.
     pub(super) fn new(settings: &Settings) -> Result<Option<Self>> {
         let state = &settings.join.state;
         let Some(dir) = state.dir() else {
@@ -81,14 +98,6 @@ impl LocalState {
         };
         state.check_dir()?;
         let dir = dir.join(path_component(&settings.kafka.join_group_id));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| {
-                WorkerError::Config(format!(
-                    "join.state.dir: cannot clear {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
         let budget_bytes = state.memory_budget().as_u64();
         info!(dir = %dir.display(), memory_budget = %state.memory_budget(), "join state store on local disk");
         Ok(Some(LocalState {
@@ -100,18 +109,211 @@ impl LocalState {
         }))
     }
 
+    fn hot_capacity(&self, tasks: usize) -> usize {
+        let share = self.budget_bytes / u64::try_from(tasks.max(1)).unwrap_or(u64::MAX);
+        hot_capacity_for_budget(share)
+    }
+
+    fn folder_name(&self, partition: i32) -> String {
+        format!("{}-{partition}", self.predictions_topic)
+    }
+
     /// An empty cold tier for `partition`'s task and the task's hot capacity, when `tasks`
     /// tasks share the budget.
     pub(super) fn tier(&self, partition: i32, tasks: usize) -> Result<(Box<dyn ColdTier>, usize)> {
-        let share = self.budget_bytes / u64::try_from(tasks.max(1)).unwrap_or(u64::MAX);
-        let name = format!("{}-{partition}", self.predictions_topic);
-        let tier = open_partition_tier(&self.dir, &name, STORE_MEMORY)
+        let tier = open_partition_tier(&self.dir, &self.folder_name(partition), STORE_MEMORY)
             .map_err(|e| WorkerError::State(format!("partition {partition}: {e}")))?;
-        Ok((Box::new(tier), hot_capacity_for_budget(share)))
+        Ok((boxed(tier), self.hot_capacity(tasks)))
+    }
+
+    /// Where `partition`'s restore starts: its sealed store resumed when it is valid for the
+    /// changelog partition `changelog`[`partition`] of watermarks `(low, high)` (see the module
+    /// docs), else an empty store and the whole changelog.
+    pub(super) fn restore_start(
+        &self,
+        config: &JoinConfig,
+        changelog: &str,
+        partition: i32,
+        (low, high): (i64, i64),
+        tasks: usize,
+    ) -> Result<RestoreStart> {
+        let fail =
+            |e: &dyn std::fmt::Display| WorkerError::State(format!("partition {partition}: {e}"));
+        let hot_capacity = self.hot_capacity(tasks);
+        let name = self.folder_name(partition);
+        let accept = |c: &StoreCheckpoint| {
+            checkpoint_validity(c, config, changelog, partition, (low, high), now_ms())
+        };
+        let (tier, opened) =
+            open_sealed_or_fresh(&self.dir, &name, STORE_MEMORY, accept).map_err(|e| fail(&e))?;
+        let rebuild = |why: &str| {
+            warn!(partition, reason = %why, "join state store not usable: rebuilding it from the changelog");
+        };
+        let (tier, capacity) = match opened {
+            Opened::Resumed(c) => {
+                match JoinTask::resume(config.clone(), &c, boxed(tier), hot_capacity) {
+                    Ok(task) => {
+                        info!(
+                            partition,
+                            from = c.changelog_offset,
+                            end = high,
+                            "join state store resumed: replaying the changelog's tail"
+                        );
+                        return Ok(RestoreStart {
+                            task,
+                            from: Some(c.changelog_offset),
+                        });
+                    }
+                    Err(e) => {
+                        // The tier went with the failed task; unsealed, its folder went too.
+                        rebuild(&format!("the sealed state does not resume: {e}"));
+                        self.tier(partition, tasks)?
+                    }
+                }
+            }
+            Opened::Wiped(why) => {
+                rebuild(&why);
+                (boxed(tier), hot_capacity)
+            }
+            Opened::Fresh => (boxed(tier), hot_capacity),
+        };
+        let mut task = JoinTask::new(config.clone()).map_err(|e| fail(&e))?;
+        task.set_cold_tier(tier, capacity);
+        Ok(RestoreStart { task, from: None })
+    }
+}
+
+/// A task's tier as the buffer holds it; with the `fault-points` feature, behind the
+/// `state.write` failure point.
+fn boxed(tier: impl ColdTier + 'static) -> Box<dyn ColdTier> {
+    #[cfg(feature = "fault-points")]
+    return Box::new(super::fault_tier::FaultTier(Box::new(tier)));
+    #[cfg(not(feature = "fault-points"))]
+    Box::new(tier)
+}
+
+/// How long a compacted changelog keeps a tombstone (`delete.retention.ms` of
+/// [`crate::changelog::changelog_configs`]): a sealed store older than this may have missed
+/// a deletion the changelog no longer holds.
+pub(super) const TOMBSTONE_RETENTION: Duration = Duration::from_millis(86_400_000);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Whether a sealed store's checkpoint `c` may be resumed for changelog partition
+/// `changelog`[`partition`], whose watermarks are `(low, high)`, at wall-clock `now_ms`;
+/// `Err(why)` when not.
+pub(super) fn checkpoint_validity(
+    c: &StoreCheckpoint,
+    config: &JoinConfig,
+    changelog: &str,
+    partition: i32,
+    (low, high): (i64, i64),
+    now_ms: i64,
+) -> std::result::Result<(), String> {
+    let retention = i64::try_from(TOMBSTONE_RETENTION.as_millis()).unwrap_or(i64::MAX);
+    if c.changelog_topic != changelog || c.changelog_partition != partition {
+        Err(format!(
+            "its checkpoint is of changelog `{}`[{}]",
+            c.changelog_topic, c.changelog_partition
+        ))
+    } else if c.config_digest != config.due_digest() {
+        Err("it was written under other timeouts".into())
+    } else if c.changelog_offset > high {
+        Err(format!(
+            "its checkpoint offset {} is beyond the changelog's end {high} (the changelog was recreated?)",
+            c.changelog_offset
+        ))
+    } else if c.changelog_offset < low {
+        Err(format!(
+            "its checkpoint offset {} is older than the changelog's start {low}",
+            c.changelog_offset
+        ))
+    } else if now_ms.saturating_sub(c.written_at_ms) > retention {
+        Err(format!(
+            "its checkpoint is older than the changelog's tombstone retention ({:?})",
+            TOMBSTONE_RETENTION
+        ))
+    } else {
+        Ok(())
     }
 }
 
 impl Join {
+    /// Where the restore of `partition` starts (see [`LocalState::restore_start`]); without a
+    /// local store, a new task and the whole changelog.
+    pub(super) fn restore_start(
+        &self,
+        partition: i32,
+        watermarks: (i64, i64),
+        tasks: usize,
+    ) -> Result<RestoreStart> {
+        match &self.local_state {
+            Some(state) => state.restore_start(
+                &self.join_config,
+                &self.topics.changelog,
+                partition,
+                watermarks,
+                tasks,
+            ),
+            None => Ok(RestoreStart {
+                task: JoinTask::new(self.join_config.clone())
+                    .map_err(|e| WorkerError::State(format!("partition {partition}: {e}")))?,
+                from: None,
+            }),
+        }
+    }
+
+    /// Exactly-once, right after a commit that covers everything the tasks of `partitions`
+    /// did: seals their stores (see the module docs). A store that fails to seal is only
+    /// reported: it is rebuilt at its next assignment.
+    pub(super) fn seal_stores(&mut self, partitions: &[i32]) {
+        let (Some(state), Some(reader)) = (self.local_state.as_ref(), self.changelog.as_ref())
+        else {
+            return;
+        };
+        if state.failure.is_some() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut sealed = Vec::new();
+        let mut entries = 0u64;
+        for p in partitions {
+            let Some(t) = self.tasks.get_mut(p) else {
+                continue;
+            };
+            let end = match reader.end_offset(*p, Duration::from_secs(10)) {
+                Ok(end) => end,
+                Err(e) => {
+                    warn!(partition = p, error = %e, "join state store not sealed: changelog end unknown");
+                    continue;
+                }
+            };
+            let checkpoint = StoreCheckpoint {
+                changelog_topic: self.topics.changelog.clone(),
+                changelog_partition: *p,
+                changelog_offset: end,
+                written_at_ms: now_ms(),
+                ..Default::default()
+            };
+            match t.task.seal_cold_tier(checkpoint) {
+                Ok(()) => {
+                    sealed.push(*p);
+                    entries += t.task.buffer().len() as u64;
+                }
+                Err(e) => warn!(partition = p, error = %e, "join state store not sealed"),
+            }
+        }
+        if !sealed.is_empty() {
+            let seconds = started.elapsed().as_secs_f64();
+            info!(partitions = ?sealed, entries, seconds, "join state stores sealed");
+        }
+    }
+
     /// The cold tier and hot capacity of a new task of `partition` (`None`: all in memory),
     /// when `tasks` tasks share the budget.
     pub(super) fn cold_tier_for(

@@ -137,6 +137,7 @@ pub(crate) fn sample_status() -> WorkerStatus {
         "join".into(),
         crate::changelog::RestoreTotals {
             restores: 1,
+            resumed: 0,
             records: 10,
             bytes: 380,
             entries: 8,

@@ -165,6 +165,10 @@ pub trait Stage: Send {
     /// their state.
     fn revoked(&mut self, partitions: &TopicPartitionList, lost: bool);
 
+    /// Exactly-once, at shutdown: the final transaction committed everything the stage did;
+    /// nothing more will be processed.
+    fn closed(&mut self) {}
+
     /// Publishes what the stage's handle reads (called on ticks, at most every
     /// [`PUBLISH_EVERY`], after rebalances and at the end).
     fn publish(&mut self) {}

@@ -423,14 +423,15 @@ impl<S: Stage> Loop<S> {
     /// Shutdown: commits (flushes) everything done so far.
     async fn finish(&mut self) {
         match &self.guarantee {
-            Guarantee::ExactlyOnce(_) => {
-                if let Err((outcome, e)) = self.commit_now() {
+            Guarantee::ExactlyOnce(_) => match self.commit_now() {
+                Ok(()) => blocking(|| self.stage.closed()),
+                Err((outcome, e)) => {
                     error!(stage = self.schedule.name, error = %e, "final transaction failed; the next owner restores the last committed state");
                     if let Err(e) = self.abort(outcome, Some(e)) {
                         error!(error = %e, "final transaction not aborted");
                     }
                 }
-            }
+            },
             Guarantee::AtLeastOnce => self.flush_now(None).await,
         }
     }
@@ -484,7 +485,9 @@ impl<S: Stage> Loop<S> {
                 committed = true;
             }
         }
-        self.stage.revoked(&partitions, lost);
+        // Work not committed is as good as lost to the stage: its state is not what the
+        // changelog holds.
+        self.stage.revoked(&partitions, lost || !committed);
         info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), committed, lost, "partitions revoked");
         if let Err(e) = answer_revoke(self.consumer.as_ref(), &partitions) {
             warn!(error = %e, "unassign");

@@ -22,6 +22,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::super::{KeyHashBuilder, RequestKey};
+use super::seal::StoreCheckpoint;
 use super::EntryRecord;
 use crate::TimestampMs;
 
@@ -54,6 +55,13 @@ pub trait ColdTier: std::fmt::Debug + Send {
     fn size_bytes(&self) -> u64 {
         0
     }
+
+    /// Keeps the tier's entries beyond its buffer's life, described by `checkpoint` (see
+    /// [`super::seal`]); the tier takes no more writes after it. A tier that cannot outlive
+    /// its buffer says so.
+    fn seal(&mut self, _checkpoint: &StoreCheckpoint) -> Result<(), ColdError> {
+        Err(ColdError("this cold tier cannot be sealed".into()))
+    }
 }
 
 /// A cold tier in memory: the reference for tests and a stand-in where no disk is wanted.
@@ -61,6 +69,8 @@ pub trait ColdTier: std::fmt::Debug + Send {
 pub struct MemoryColdTier {
     entries: HashMap<RequestKey, EntryRecord, KeyHashBuilder>,
     by_due: BTreeSet<(TimestampMs, RequestKey)>,
+    /// The checkpoint it was sealed with, if any.
+    pub sealed: Option<StoreCheckpoint>,
 }
 
 impl MemoryColdTier {
@@ -120,6 +130,11 @@ impl ColdTier for MemoryColdTier {
                 out.push((key, record));
             }
         }
+        Ok(())
+    }
+
+    fn seal(&mut self, checkpoint: &StoreCheckpoint) -> Result<(), ColdError> {
+        self.sealed = Some(checkpoint.clone());
         Ok(())
     }
 }

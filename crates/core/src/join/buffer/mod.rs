@@ -50,11 +50,13 @@ use crate::TimestampMs;
 
 pub mod cold;
 mod params;
+pub mod seal;
 mod slot;
 pub mod tiers;
 
 pub use cold::{ColdError, ColdTier, MemoryColdTier};
 use params::Params;
+pub use seal::{ColdState, StoreCheckpoint};
 pub use slot::Slot;
 use slot::{KIND_LABEL, KIND_MASK, KIND_PREDICTION, KIND_TOMBSTONE, SEEN_LABEL, SEEN_PREDICTION};
 pub use tiers::hot_capacity_for_budget;

@@ -46,10 +46,10 @@ pub(super) struct Cold {
     tier: Box<dyn ColdTier>,
     hot_capacity: usize,
     /// Cold entries by slot kind (pending predictions, pending labels, tombstones).
-    counts: [usize; 3],
+    pub(super) counts: [usize; 3],
     /// Event time of the oldest pending entry sent cold since the tier last held no pending
     /// entry: a lower bound of the oldest cold pending entry (metrics only).
-    oldest_pending: Option<TimestampMs>,
+    pub(super) oldest_pending: Option<TimestampMs>,
     /// The first storage failure; the tier is not used after it.
     error: Option<ColdError>,
     /// Entries moved out of the table since the tier was set (metrics, tests).
@@ -72,6 +72,40 @@ fn kind_index(flags: u16) -> usize {
 }
 
 impl Cold {
+    pub(super) fn error(&self) -> Option<&ColdError> {
+        self.error.as_ref()
+    }
+
+    /// Stores `batch` and counts it; a failure is kept and returned.
+    pub(super) fn put_counted(
+        &mut self,
+        batch: &[(RequestKey, EntryRecord, TimestampMs)],
+    ) -> Result<(), ColdError> {
+        match self.tier.put(batch) {
+            Ok(()) => {
+                batch.iter().for_each(|(_, e, _)| self.add(e));
+                Ok(())
+            }
+            Err(err) => {
+                self.fail(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Seals the tier (see [`super::seal`]); a failure is kept and returned.
+    pub(super) fn seal(
+        &mut self,
+        checkpoint: &super::seal::StoreCheckpoint,
+    ) -> Result<(), ColdError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.tier
+            .seal(checkpoint)
+            .inspect_err(|err| self.fail(err.clone()))
+    }
+
     fn fail(&mut self, e: ColdError) {
         if self.error.is_none() {
             self.error = Some(e);

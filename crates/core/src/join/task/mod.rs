@@ -533,6 +533,8 @@ fn count(counters: &mut Vec<JoinCounters>, event: &JoinEvent) {
     }
 }
 
+mod store;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
