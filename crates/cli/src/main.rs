@@ -546,6 +546,13 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
         let p = checker.partitions(out)?;
         println!("  output {out}: {p} partitions");
     }
+    if settings.join.misrouted.repartitions() {
+        checker.copartitioned(&t.predictions, &t.repartition)?;
+        println!(
+            "  misrouted:     repartitioned through {} (co-partitioned)",
+            t.repartition
+        );
+    }
     check_routing(settings, n)
 }
 
@@ -585,7 +592,13 @@ fn check_routing(settings: &Settings, partitions: usize) -> anyhow::Result<()> {
             ));
         }
     }
-    if !flagged.is_empty() {
+    if !flagged.is_empty() && j.misrouted.repartitions() {
+        println!(
+            "  misrouted records are joined through {} (join.misrouted = repartition), one extra hop each: {}",
+            settings.topics.repartition,
+            flagged.join("; ")
+        );
+    } else if !flagged.is_empty() {
         anyhow::bail!(
             "misrouted input records (above join.misrouted_alert_share = {}): {}; such records cannot meet their partners",
             j.misrouted_alert_share,
