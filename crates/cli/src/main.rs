@@ -197,6 +197,11 @@ struct BenchArgs {
     /// Seed of the generated traffic.
     #[arg(long, default_value_t = 11)]
     seed: u64,
+    /// Publish the labels on their CRC32 partition (librdkafka's default partitioner), so
+    /// about (n−1)/n are misrouted, and run the join with `join.misrouted = "repartition"`:
+    /// the cost of the extra hop.
+    #[arg(long)]
+    crc32_labels: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -409,12 +414,16 @@ async fn execute(
             if let Some(b) = args.bootstrap_servers {
                 settings.kafka.bootstrap_servers = b;
             }
+            if args.crc32_labels {
+                settings.join.misrouted = driftwatch_worker::settings::MisroutedMode::Repartition;
+            }
             let opts = bench::BenchOptions {
                 predictions: args.predictions,
                 partitions: args.partitions,
                 latency_time: args.latency_time,
                 latency_load: args.latency_load,
                 seed: args.seed,
+                crc32_labels: args.crc32_labels,
             };
             bench::run(&settings, opts).await
         }

@@ -98,7 +98,7 @@ impl Join {
             }
             return None;
         };
-        self.shared.count_read(input);
+        // Not counted in `events_in` again: its original was, when it was read.
         self.process_message(msg, REPARTITION_SOURCE, input, now)
     }
 
