@@ -2,11 +2,13 @@
 //!
 //! Predictions are produced by driftwatch's producer (murmur2, as the contract asks); labels by
 //! Python's confluent-kafka with its defaults (`consistent_random`: CRC32 of the key), as a
-//! label source left unconfigured would. With `join.misrouted = account` (the only mode yet),
+//! label source left unconfigured would. With `join.misrouted = account` (the default),
 //! the join must report the labels' misrouted share — exactly the keys whose CRC32 and murmur2
 //! partitions differ, about (n−1)/n — name the likely partitioner, show it in the status
 //! `/readyz` serves, and still account for every input exactly. `check-config` run against the
-//! live topics must show the same and fail.
+//! live topics must show the same and fail. With `join.misrouted = repartition`, the join's
+//! counts must equal the scenario's offline reference exactly, every misrouted label joined
+//! through the repartition topic.
 //!
 //! Needs python3 with confluent-kafka (`scripts/test` installs it): without it the test fails
 //! under CI and is skipped elsewhere, as the broker itself is.
@@ -20,9 +22,12 @@ use std::time::Duration;
 use driftwatch_core::join::routing::{crc32_partition, murmur2_partition};
 use driftwatch_core::join::Partitioner;
 use driftwatch_tests::broker::on_ci;
-use driftwatch_tests::scenario::{produce_records, Record, Side};
+use driftwatch_tests::scenario::{counters_by_model, produce_records, Record, Scenario, Side};
 use driftwatch_tests::stages::{scenario_settings, Stages};
-use driftwatch_tests::{bootstrap, broker_available, driftwatch_binary, now_ms, unique};
+use driftwatch_tests::{
+    bootstrap, broker_available, create_topic, driftwatch_binary, now_ms, unique,
+};
+use driftwatch_worker::settings::MisroutedMode;
 use driftwatch_worker::status::StageHandles;
 
 const PARTITIONS: i32 = 4;
@@ -50,10 +55,25 @@ fn confluent_kafka_available() -> bool {
 
 /// Produces `labels` (key, payload) to `topic` with confluent-kafka's default partitioner.
 fn produce_with_librdkafka_defaults(topic: &str, labels: &[(String, String)]) {
+    produce_lines(topic, labels.iter().map(|(k, v)| format!("{k}\t{v}")), None);
+}
+
+/// Produces `records` (binary payloads) to `topic` with confluent-kafka's default partitioner.
+fn produce_binary_with_librdkafka_defaults(topic: &str, records: &[&Record]) {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let lines = records
+        .iter()
+        .map(|r| format!("{}\t{}", r.key, hex(&r.payload)));
+    produce_lines(topic, lines, Some("hex"));
+}
+
+fn produce_lines(topic: &str, lines: impl Iterator<Item = String>, mode: Option<&str>) {
     let file = std::env::temp_dir().join(format!("{}.tsv", unique("misrouted-labels")));
     let mut f = std::fs::File::create(&file).unwrap();
-    for (k, v) in labels {
-        writeln!(f, "{k}\t{v}").unwrap();
+    let mut count = 0usize;
+    for line in lines {
+        writeln!(f, "{line}").unwrap();
+        count += 1;
     }
     drop(f);
     let script =
@@ -62,6 +82,7 @@ fn produce_with_librdkafka_defaults(topic: &str, labels: &[(String, String)]) {
         .arg(script)
         .args([bootstrap().as_str(), topic])
         .arg(&file)
+        .args(mode)
         .output()
         .expect("run python3");
     let _ = std::fs::remove_file(&file);
@@ -71,7 +92,7 @@ fn produce_with_librdkafka_defaults(topic: &str, labels: &[(String, String)]) {
         String::from_utf8_lossy(&out.stderr)
     );
     let acked: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert_eq!(acked, labels.len());
+    assert_eq!(acked, count);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,4 +227,61 @@ async fn crc32_labels_are_reported_misrouted_and_every_input_is_still_accounted(
         stderr.contains("join.misrouted_alert_share") && stderr.contains(&t.ground_truth),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_repartition_crc32_labels_are_joined_exactly_as_the_offline_reference() {
+    if !broker_available() || !confluent_kafka_available() {
+        return;
+    }
+    let mut s = scenario_settings(PARTITIONS).await;
+    s.join.misrouted = MisroutedMode::Repartition;
+    s.topics.repartition = unique("repartition");
+    create_topic(&s.topics.repartition, PARTITIONS).await;
+    // The hop delays a label by about a flush interval plus a commit: labels of different
+    // partitions meet the task in a different order than they were read. A lateness above
+    // the scenario's whole span keeps that from deciding any outcome; the idle fallback
+    // still resolves everything once the inputs are read (event times are two hours back).
+    s.join.allowed_lateness = Duration::from_secs(30 * 60);
+    let scenario = Scenario::generate(61, 4_000, now_ms() - 2 * 3_600_000);
+    let (predictions, labels): (Vec<&Record>, Vec<&Record>) = scenario
+        .records
+        .iter()
+        .partition(|r| matches!(r.side, Side::Predictions));
+    let apart = labels
+        .iter()
+        .filter(|r| {
+            let k = r.key.as_bytes();
+            crc32_partition(k, PARTITIONS) != murmur2_partition(k, PARTITIONS)
+        })
+        .count() as u64;
+    produce_records(&s, predictions.iter().copied()).await;
+    produce_binary_with_librdkafka_defaults(&s.topics.ground_truth, &labels);
+
+    let stages = Stages::start(&s);
+    stages
+        .wait_for_inputs(scenario.inputs(), Duration::from_secs(240))
+        .await;
+    let (join, _) = stages.stop().await;
+
+    // Every input accounted once, as the offline reference says: the misrouted labels were
+    // joined as their copies, and their originals are not counted again.
+    assert_eq!(
+        counters_by_model(std::slice::from_ref(&join)),
+        scenario.expected
+    );
+    let gt = &join.misrouted[&s.topics.ground_truth];
+    assert!(gt.tally.misrouted >= apart && apart > 0, "{gt:?}");
+    assert_eq!(gt.repartitioned, gt.tally.misrouted, "{gt:?}");
+    assert_eq!(gt.likely_partitioner, Partitioner::ConsistentRandom);
+    let pred = &join.misrouted[&s.topics.predictions];
+    assert_eq!(
+        (pred.tally.misrouted, pred.repartitioned),
+        (0, 0),
+        "{pred:?}"
+    );
+    if join.transactions_aborted == 0 {
+        assert_eq!(gt.repartitioned, apart, "{gt:?}");
+        assert_eq!(join.events_out[&s.topics.repartition], apart);
+    }
 }

@@ -5,8 +5,9 @@ Used by tests/misrouted.rs: confluent-kafka (librdkafka) with no `partitioner` s
 records are placed by `consistent_random` (CRC32 of the key), not by the Java client's
 murmur2 that driftwatch's contract asks for.
 
-Usage: default_partitioner_producer.py BOOTSTRAP TOPIC FILE
-FILE holds one record per line: the key, a tab, the payload (UTF-8).
+Usage: default_partitioner_producer.py BOOTSTRAP TOPIC FILE [hex]
+FILE holds one record per line: the key, a tab, the payload (UTF-8, or hexadecimal bytes
+with `hex`, for binary payloads such as Avro).
 Prints the number of records the broker acknowledged.
 """
 
@@ -17,6 +18,7 @@ from confluent_kafka import Producer
 
 def main() -> int:
     bootstrap, topic, path = sys.argv[1:4]
+    hex_payloads = sys.argv[4:5] == ["hex"]
     # No "partitioner": librdkafka's default, consistent_random.
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     failed = []
@@ -32,9 +34,10 @@ def main() -> int:
     with open(path, encoding="utf-8") as f:
         for line in f:
             key, payload = line.rstrip("\n").split("\t", 1)
+            value = bytes.fromhex(payload) if hex_payloads else payload
             while True:
                 try:
-                    producer.produce(topic, key=key, value=payload, on_delivery=delivered)
+                    producer.produce(topic, key=key, value=value, on_delivery=delivered)
                     break
                 except BufferError:
                     producer.poll(0.1)

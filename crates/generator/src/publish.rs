@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use driftwatch_core::join::routing::crc32_partition;
 use driftwatch_worker::clients::producer_config;
 use driftwatch_worker::settings::{KafkaSettings, TopicNames};
 use driftwatch_worker::Result;
@@ -57,6 +58,20 @@ pub async fn publish(
     pace: Pace,
     stop: impl Future<Output = ()>,
 ) -> Result<PublishReport> {
+    publish_with(kafka, topics, records, pace, None, stop).await
+}
+
+/// [`publish`], with the labels on their CRC32 partition among `crc32_labels` partitions when
+/// set: where a label producer on librdkafka's default partitioner (`consistent_random`) puts
+/// them, so that most are misrouted for the join (`driftwatch bench --crc32-labels`).
+pub async fn publish_with(
+    kafka: &KafkaSettings,
+    topics: &TopicNames,
+    records: impl Iterator<Item = impl Borrow<GeneratedRecord>>,
+    pace: Pace,
+    crc32_labels: Option<i32>,
+    stop: impl Future<Output = ()>,
+) -> Result<PublishReport> {
     let mut config = producer_config(kafka);
     config.set("delivery.report.only.error", "true");
     let producer: ThreadedProducer<FailureCounter> =
@@ -95,6 +110,9 @@ pub async fn publish(
         let mut record = BaseRecord::with_opaque_to(topic, side_tag(r.side))
             .key(&r.key)
             .payload(&r.payload);
+        if let (Side::Labels, Some(n)) = (r.side, crc32_labels) {
+            record = record.partition(crc32_partition(r.key.as_bytes(), n));
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

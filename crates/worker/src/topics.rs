@@ -109,7 +109,12 @@ pub fn required(settings: &Settings) -> Vec<RequiredTopic> {
         partitions,
         configs,
     };
-    vec![
+    let repartition = settings
+        .join
+        .misrouted
+        .repartitions()
+        .then(|| topic(&t.repartition, TopicRole::Input, Partitions::Scaled));
+    let mut all = vec![
         topic(&t.predictions, TopicRole::Input, Partitions::Scaled),
         topic(&t.ground_truth, TopicRole::Input, Partitions::Scaled),
         RequiredTopic {
@@ -143,7 +148,11 @@ pub fn required(settings: &Settings) -> Vec<RequiredTopic> {
                 .chain(summary_topic_configs())
                 .collect(),
         ),
-    ]
+    ];
+    // Misrouted input re-published by the join (`join.misrouted = "repartition"`), read by
+    // the join as a third input: co-partitioned with the inputs.
+    all.extend(repartition);
+    all
 }
 
 /// The topics a run with topics of its own creates (see [`RequiredTopic::owned_by_run`]), with

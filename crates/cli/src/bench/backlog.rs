@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use driftwatch_generator::publish::{publish, Pace};
+use driftwatch_generator::publish::{publish_with, Pace};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::join::JoinStageHandle;
 use driftwatch_worker::pipeline::{Pipeline, Role};
@@ -39,11 +39,12 @@ pub(super) async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow:
     )?;
     // Records come in event-time order: the last one ends the backlog's event time.
     let mut data_end = i64::MIN;
-    let report = publish(
+    let report = publish_with(
         &s.kafka,
         &s.topics,
         g.inspect(|r| data_end = data_end.max(r.event_time)),
         Pace::Unthrottled,
+        opts.crc32_labels(),
         std::future::pending(),
     )
     .await?;

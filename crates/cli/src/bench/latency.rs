@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use driftwatch_codec::from_avro;
 use driftwatch_core::ModelMetrics;
-use driftwatch_generator::publish::{publish, Pace};
+use driftwatch_generator::publish::{publish_with, Pace};
 use driftwatch_generator::{GeneratedRecord, RecordKind, Side};
 use driftwatch_worker::clients::consumer_config;
 use driftwatch_worker::pipeline::{Pipeline, Role};
@@ -71,11 +71,12 @@ pub(super) async fn latency(
             -wait
         );
     }
-    let report = publish(
+    let report = publish_with(
         &s.kafka,
         &s.topics,
         records.iter(),
         Pace::TimeScale(1.0),
+        opts.crc32_labels(),
         std::future::pending(),
     )
     .await?;

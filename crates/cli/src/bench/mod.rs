@@ -37,6 +37,16 @@ pub struct BenchOptions {
     /// and only then are the backlog phases run.
     pub latency_load: Option<f64>,
     pub seed: u64,
+    /// Labels on their CRC32 partition, misrouted for the join (which then runs with
+    /// `join.misrouted = "repartition"`).
+    pub crc32_labels: bool,
+}
+
+impl BenchOptions {
+    /// The `crc32_labels` argument of [`driftwatch_generator::publish::publish_with`].
+    fn crc32_labels(&self) -> Option<i32> {
+        self.crc32_labels.then_some(self.partitions)
+    }
 }
 
 fn now_ms() -> i64 {
@@ -56,6 +66,7 @@ fn fresh(settings: &Settings, tag: &str) -> Settings {
     s.topics.drift_events = format!("bench-drift-{id}");
     s.topics.retrain_events = format!("bench-retrain-{id}");
     s.topics.model_metrics = format!("bench-metrics-{id}");
+    s.topics.repartition = format!("bench-repartition-{id}");
     s.kafka.join_group_id = format!("bench-join-{id}");
     s.monitor.group_id = format!("bench-monitor-{id}");
     // Changelogs named after the run's groups, never a configured one (they are deleted).
@@ -121,8 +132,13 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
         settings.kafka.bootstrap_servers
     );
     println!(
-        "  {} predictions of 20 features, 2 models, ~95 % labeled, {} partitions per input, {}",
+        "  {} predictions of 20 features, 2 models, ~95 % labeled{}, {} partitions per input, {}",
         opts.predictions,
+        if opts.crc32_labels {
+            " (labels on their CRC32 partition, join.misrouted = repartition)"
+        } else {
+            ""
+        },
         opts.partitions,
         if settings.kafka.exactly_once() {
             "exactly-once"
@@ -145,7 +161,10 @@ pub async fn run(settings: &Settings, opts: BenchOptions) -> anyhow::Result<()> 
 /// replayed in 40 s, the `fraud` model drifting halfway) and settings, on this broker.
 async fn detection(settings: &Settings) -> anyhow::Result<()> {
     println!("  detection:    the demo's scenario on this broker (`driftwatch demo --bootstrap-servers`):");
-    let s = crate::demo::demo_settings(settings, &settings.kafka.bootstrap_servers)?;
+    // The demo's own producers use murmur2: nothing to repartition.
+    let mut settings = settings.clone();
+    settings.join.misrouted = driftwatch_worker::settings::MisroutedMode::Account;
+    let s = crate::demo::demo_settings(&settings, &settings.kafka.bootstrap_servers)?;
     crate::demo::create_real_topics(&s).await?;
     let report = crate::demo::run(
         s.clone(),

@@ -4,7 +4,8 @@
 //! A batch is taken from the state at one moment, in the loop, and is then the commit's
 //! alone (exactly-once: on the commit thread):
 //!
-//! 1. the dead letters of the interval;
+//! 1. `join.misrouted = "repartition"`: the misrouted records re-published to the
+//!    repartition topic ([`super::repartition`]); then the dead letters of the interval;
 //! 2. the partials of every task, Avro-encoded, keyed by model id; then one progress record
 //!    ([`crate::join_progress`]) per partials partition with every task's watermark, after
 //!    the partials it vouches for;
@@ -18,11 +19,11 @@
 //! counts: once the batch commits they are what survives an abort.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use driftwatch_codec::avro::to_avro;
 use driftwatch_core::join::changelog::ChangelogDelta;
-use driftwatch_core::join::{Input, ModelVersionId};
+use driftwatch_core::join::ModelVersionId;
 use driftwatch_core::{JoinCounters, ModelPartial};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
@@ -30,6 +31,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::error;
 
 use super::dead_letter::{DeadLetter, PerModel, RejectedThrough};
+use super::repartition::{Repartition, Republished};
 use super::stage::Join;
 use super::stats::record_micros;
 use crate::join_progress::JoinProgress;
@@ -65,6 +67,10 @@ pub(crate) struct CommitBatch {
     partials_topic: String,
     changelog_topic: String,
     dead_letter_topic: String,
+    /// Misrouted records re-published to the repartition topic (`join.misrouted =
+    /// "repartition"`), produced first.
+    republished: Vec<Republished>,
+    repartition_topic: String,
     dead_letters: Vec<DeadLetter>,
     /// Partials, then the progress records that follow them.
     partials: Vec<PartialsRecord>,
@@ -83,6 +89,8 @@ pub(crate) struct CommitOutcome {
     partials: usize,
     /// Counted by the committing thread as it writes them.
     changelog_records: usize,
+    /// Copies re-published per target partition.
+    republished: Vec<(i32, usize)>,
 }
 
 impl Batch for CommitBatch {
@@ -96,6 +104,9 @@ impl Batch for CommitBatch {
     where
         F: FnMut(FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError>,
     {
+        for r in &self.republished {
+            send(r.future(&self.repartition_topic))?;
+        }
         for d in &self.dead_letters {
             let mut record =
                 FutureRecord::<[u8], [u8]>::to(&self.dead_letter_topic).headers(d.headers.clone());
@@ -147,14 +158,19 @@ impl Join {
             .map(|(p, t)| (*p, t.cursor.delta(&mut t.task)))
             .collect();
         let offsets = self.processed_offsets();
-        let next: HashMap<(Input, i32), i64> = offsets
+        let next: HashMap<(usize, i32), i64> = offsets
             .elements()
             .iter()
             .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some(((self.input_of(e.topic()), e.partition()), o)),
+                Offset::Offset(o) => Some(((self.source_of(e.topic()), e.partition()), o)),
                 _ => None,
             })
             .collect();
+        let (republished, per_partition) = self
+            .repartition
+            .as_mut()
+            .map(Repartition::take)
+            .unwrap_or_default();
         let (dead_letters, rejected, rejected_through) = self.rejections.take_covered(&next);
         let outcome = CommitOutcome {
             counters: self
@@ -166,8 +182,11 @@ impl Join {
             rejected_through,
             partials: partials.iter().filter(|r| r.is_partial()).count(),
             changelog_records: 0,
+            republished: per_partition,
         };
-        self.batch(partials, changelog, dead_letters, offsets, outcome)
+        let mut batch = self.batch(partials, changelog, dead_letters, offsets, outcome);
+        batch.republished = republished;
+        batch
     }
 
     /// At-least-once: partials, dead letters and offsets (no changelog).
@@ -179,6 +198,7 @@ impl Join {
             rejected_through: RejectedThrough::new(),
             partials: partials.iter().filter(|r| r.is_partial()).count(),
             changelog_records: 0,
+            republished: Vec::new(),
         };
         let dead_letters = std::mem::take(&mut self.rejections.letters);
         let offsets = self.processed_offsets();
@@ -197,6 +217,12 @@ impl Join {
             partials_topic: self.topics.partials.clone(),
             changelog_topic: self.topics.changelog.clone(),
             dead_letter_topic: self.topics.dead_letter.clone(),
+            republished: Vec::new(),
+            repartition_topic: self
+                .repartition
+                .as_ref()
+                .map(|r| r.topic.clone())
+                .unwrap_or_default(),
             dead_letters,
             partials,
             changelog,
@@ -214,6 +240,7 @@ impl Join {
             rejected_through,
             partials,
             changelog_records,
+            republished,
         } = outcome;
         let m = &mut self.meters;
         m.producing = true;
@@ -227,10 +254,15 @@ impl Join {
                 }
             }
         }
-        for (topic, n) in [
+        let mut out = vec![
             (&self.topics.partials, partials),
             (&self.topics.changelog, changelog_records),
-        ] {
+        ];
+        if let Some(r) = &mut self.repartition {
+            r.committed(&republished, Instant::now());
+            out.push((&r.topic, republished.iter().map(|(_, n)| n).sum()));
+        }
+        for (topic, n) in out {
             if n > 0 {
                 *m.events_out.entry(topic.clone()).or_default() += n as u64;
             }

@@ -36,7 +36,7 @@ use super::stats::warn_rate_limited;
 /// Counts per (model id, model version).
 pub(super) type PerModel = BTreeMap<(String, String), JoinCounters>;
 /// Per input partition, the highest offset of a rejected record.
-pub(super) type RejectedThrough = HashMap<(Input, i32), i64>;
+pub(super) type RejectedThrough = HashMap<(usize, i32), i64>;
 
 /// The model of input that cannot be attributed to one.
 pub(super) const UNKNOWN: (&str, &str) = ("unknown", "");
@@ -73,8 +73,11 @@ pub(crate) struct DeadLetter {
     pub(super) key: Option<Vec<u8>>,
     pub(super) payload: Option<Vec<u8>>,
     pub(super) headers: OwnedHeaders,
-    /// Where its record was read: input, partition, offset.
-    origin: (Input, i32, i64),
+    /// Where its record was read: source topic (see [`super::partition::SOURCES`]),
+    /// partition, offset.
+    origin: (usize, i32, i64),
+    /// The input it is counted under.
+    input: Input,
     /// The model it is counted under.
     model: (String, String),
 }
@@ -118,7 +121,7 @@ impl Rejections {
     /// again after a crash, so its dead letter must not be committed before that offset is.
     pub(super) fn take_covered(
         &mut self,
-        next: &HashMap<(Input, i32), i64>,
+        next: &HashMap<(usize, i32), i64>,
     ) -> (Vec<DeadLetter>, PerModel, RejectedThrough) {
         let (covered, waiting): (Vec<DeadLetter>, Vec<DeadLetter>) =
             std::mem::take(&mut self.letters)
@@ -131,13 +134,13 @@ impl Rejections {
         let mut counts = PerModel::new();
         let mut through = RejectedThrough::new();
         for d in &covered {
-            let (input, partition, offset) = d.origin;
+            let (source, partition, offset) = d.origin;
             let c = counts.entry(d.model.clone()).or_default();
-            count_rejected(c, input);
+            count_rejected(c, d.input);
             if let Some(open) = self.uncommitted.get_mut(&d.model) {
-                uncount_rejected(open, input);
+                uncount_rejected(open, d.input);
             }
-            let e = through.entry((input, partition)).or_insert(offset);
+            let e = through.entry((source, partition)).or_insert(offset);
             *e = (*e).max(offset);
         }
         self.uncommitted.retain(|_, c| c.dead_lettered > 0);
@@ -153,7 +156,7 @@ impl Rejections {
         self.letters = kept;
         for d in gone {
             if let Some(open) = self.uncommitted.get_mut(&d.model) {
-                uncount_rejected(open, d.origin.0);
+                uncount_rejected(open, d.input);
             }
         }
         self.uncommitted.retain(|_, c| c.dead_lettered > 0);
@@ -185,9 +188,10 @@ fn uncount_rejected(c: &mut JoinCounters, input: Input) {
 impl Join {
     /// Counts a rejected record and keeps its dead letter for the next batch.
     pub(super) fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, input: Input, reject: Reject) {
+        let source = self.source_of(msg.topic());
         let r = &mut self.rejections;
         if self.exactly_once {
-            let at = (input, msg.partition());
+            let at = (source, msg.partition());
             if r.through.get(&at).is_some_and(|&o| msg.offset() <= o) {
                 // Read again after a rewind: counted and dead-lettered by a committed
                 // transaction already.
@@ -244,7 +248,8 @@ impl Join {
             key: msg.key().map(<[u8]>::to_vec),
             payload: payload.map(<[u8]>::to_vec),
             headers,
-            origin: (input, msg.partition(), msg.offset()),
+            origin: (source, msg.partition(), msg.offset()),
+            input,
             model: reject.model,
         });
         *self
@@ -258,22 +263,21 @@ impl Join {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::join::partition::input_index;
 
     fn letter(input: Input, partition: i32, offset: i64, model: &str) -> DeadLetter {
         DeadLetter {
             key: None,
             payload: None,
             headers: OwnedHeaders::new(),
-            origin: (input, partition, offset),
+            origin: (input_index(input), partition, offset),
+            input,
             model: (model.to_string(), "v1".to_string()),
         }
     }
 
     fn waiting(r: &mut Rejections, d: DeadLetter) {
-        count_rejected(
-            r.uncommitted.entry(d.model.clone()).or_default(),
-            d.origin.0,
-        );
+        count_rejected(r.uncommitted.entry(d.model.clone()).or_default(), d.input);
         r.letters.push(d);
     }
 
@@ -286,13 +290,13 @@ mod tests {
         waiting(&mut r, letter(Input::Labels, 1, 7, "b"));
         // The batch commits predictions[0] up to 15 (a record at 12 is still queued) and
         // labels[0] up to 5 (offset 5 itself not yet): only offset 10 is covered.
-        let next = HashMap::from([((Input::Predictions, 0), 15), ((Input::Labels, 0), 5)]);
+        let next = HashMap::from([((0, 0), 15), ((1, 0), 5)]);
         let (covered, counts, through) = r.take_covered(&next);
         assert_eq!(covered.len(), 1);
-        assert_eq!(covered[0].origin, (Input::Predictions, 0, 10));
+        assert_eq!(covered[0].origin, (0, 0, 10));
         let a = &counts[&("a".to_string(), "v1".to_string())];
         assert_eq!((a.predictions, a.dead_lettered), (1, 1));
-        assert_eq!(through[&(Input::Predictions, 0)], 10);
+        assert_eq!(through[&(0, 0)], 10);
         // The three others wait, still counted as not final.
         assert_eq!(r.letters.len(), 3);
         let open: u64 = r.uncommitted.values().map(|c| c.dead_lettered).sum();
@@ -303,7 +307,7 @@ mod tests {
         let open: u64 = r.uncommitted.values().map(|c| c.dead_lettered).sum();
         assert_eq!(open, 2);
         // A later batch covers the rest.
-        let next = HashMap::from([((Input::Predictions, 0), 21), ((Input::Labels, 0), 6)]);
+        let next = HashMap::from([((0, 0), 21), ((1, 0), 6)]);
         let (covered, _, _) = r.take_covered(&next);
         assert_eq!(covered.len(), 2);
         assert!(r.letters.is_empty() && r.uncommitted.is_empty());

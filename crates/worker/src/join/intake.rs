@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use driftwatch_codec::{from_json_slice, CodecError, PayloadFormat};
+use driftwatch_core::join::routing::Routing;
 use driftwatch_core::join::{
     label_in, prediction_in, Input, IntakeRules, LabelFields, ModelVersionId, PredictionFields,
 };
@@ -24,9 +25,11 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 
 use super::dead_letter::{Reject, UNKNOWN};
-use super::partition::{input_index, PartitionTask};
+use super::partition::{input_index, source_input, PartitionTask, REPARTITION_SOURCE};
+use super::repartition::{original_input, INPUT_HEADER};
 use super::stage::Join;
 use super::stats::record_micros;
+use super::stats::warn_rate_limited;
 use super::visitor::{
     recycle, recycle_scores, stage_into_signature, ScoreOfPredicted, SignatureOfPredicted,
 };
@@ -38,7 +41,7 @@ impl Join {
         &mut self,
         msg: &BorrowedMessage<'_>,
         now: i64,
-    ) -> Option<(Input, i32)> {
+    ) -> Option<(usize, i32)> {
         // Everything logged while handling the message carries its partition.
         let _span = tracing::debug_span!("partition", partition = msg.partition()).entered();
         let started = Instant::now();
@@ -48,21 +51,64 @@ impl Join {
         ) {
             h.saturating_record(u64::try_from(now - sent).unwrap_or(0));
         }
-        let input = self.input_of(msg.topic());
-        self.routing
-            .observe(input, msg.topic(), msg.key(), msg.partition());
-        let pause = self.process_message(msg, input, now);
+        let source = self.source_of(msg.topic());
+        let pause = if source == REPARTITION_SOURCE {
+            self.take_republished(msg, now)
+        } else {
+            let input = source_input(source);
+            let routing = self
+                .routing
+                .observe(input, msg.topic(), msg.key(), msg.partition());
+            match (routing, &mut self.repartition) {
+                (Routing::Misrouted { expected, .. }, Some(r)) => {
+                    // Joined as its copy: only the offset moves here.
+                    if let Some(t) = self.tasks.get_mut(&msg.partition()) {
+                        r.stage(msg, expected);
+                        self.routing.repartitioned(input);
+                        t.next_offset[source] = msg.offset() + 1;
+                    }
+                    None
+                }
+                _ => self.process_message(msg, source, input, now),
+            }
+        };
         record_micros(&mut self.meters.processing_micros, started.elapsed());
-        self.shared.count_read(input);
+        if source != REPARTITION_SOURCE {
+            self.shared.count_read(source_input(source));
+        }
         pause
+    }
+
+    /// A record of the repartition topic: processed as the input its header names.
+    fn take_republished(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Option<(usize, i32)> {
+        let t = &self.topics;
+        let Some(input) = original_input(msg, &t.predictions, &t.ground_truth) else {
+            warn_rate_limited(
+                &mut self.meters.warnings,
+                "repartition_header",
+                &format!(
+                    "skipped {}[{}]@{}: no {INPUT_HEADER} header naming an input",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset()
+                ),
+            );
+            if let Some(t) = self.tasks.get_mut(&msg.partition()) {
+                t.next_offset[REPARTITION_SOURCE] = msg.offset() + 1;
+            }
+            return None;
+        };
+        // Not counted in `events_in` again: its original was, when it was read.
+        self.process_message(msg, REPARTITION_SOURCE, input, now)
     }
 
     fn process_message(
         &mut self,
         msg: &BorrowedMessage<'_>,
+        source: usize,
         input: Input,
         now: i64,
-    ) -> Option<(Input, i32)> {
+    ) -> Option<(usize, i32)> {
         let partition = msg.partition();
         let payload = msg.payload().unwrap_or(&[]);
         let received_before = self.tasks.get(&partition).map(|t| t.task.received());
@@ -82,9 +128,9 @@ impl Join {
             self.dead_letter(msg, input, reject);
         }
         let task = self.tasks.get_mut(&partition)?;
-        task.next_offset[input_index(input)] = msg.offset() + 1;
+        task.next_offset[source] = msg.offset() + 1;
         if received_before.is_some_and(|before| before != task.task.received()) {
-            task.queued_offsets[input_index(input)].push_back(msg.offset());
+            task.queued_offsets[input_index(input)].push_back((source, msg.offset()));
         }
         self.poll_one(partition, now);
         let task = self.tasks.get(&partition)?;
@@ -93,7 +139,7 @@ impl Join {
             Input::Predictions => qp,
             Input::Labels => ql,
         };
-        (queued > self.max_queued).then_some((input, partition))
+        (queued > self.max_queued).then_some((source, partition))
     }
 
     fn push_prediction(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {

@@ -40,13 +40,16 @@
 //!   ([`stats`]).
 //!
 //! - Every record read is checked against its key's murmur2 partition ([`routing`]): a producer
-//!   on another partitioner is counted, logged and shown, not silently lost.
+//!   on another partitioner is counted, logged and shown, not silently lost. With
+//!   `join.misrouted = "repartition"` a misrouted record is re-published on its right
+//!   partition to the repartition topic, a third input of every task, and joined from there
+//!   ([`repartition`]).
 //!
 //! - With `join.state.dir`, each task keeps at most its share of `join.state.memory_budget`
 //!   of buffer entries in memory and the rest on local disk ([`state`]).
 //!
 //! Files: [`stage`] (the state and its hooks), [`intake`], [`visitor`], [`dead_letter`],
-//! [`partition`], [`batch`], [`routing`], [`state`], [`stats`].
+//! [`partition`], [`batch`], [`routing`], [`repartition`], [`state`], [`stats`].
 
 mod batch;
 mod dead_letter;
@@ -54,6 +57,7 @@ mod dead_letter;
 mod fault_tier;
 mod intake;
 mod partition;
+mod repartition;
 mod routing;
 mod stage;
 mod state;
@@ -154,9 +158,15 @@ impl JoinStage {
         .create_with_context(StageContext::default())?;
         let t = &settings.topics;
         let flush = settings.join.flush_interval;
+        let mut topics = vec![t.predictions.clone(), t.ground_truth.clone()];
+        let repartition = settings.join.misrouted.repartitions();
+        if repartition {
+            // Its index in the subscription is the repartition source's (see `partition`).
+            topics.push(t.repartition.clone());
+        }
         let schedule = Schedule {
             name: "join",
-            topics: vec![t.predictions.clone(), t.ground_truth.clone()],
+            topics,
             tick: flush.min(Duration::from_millis(100)),
             commit_every: flush,
         };
@@ -167,6 +177,10 @@ impl JoinStage {
         let partitions =
             check_copartitioned(client, bootstrap, &t.predictions, &t.ground_truth, timeout)?;
         info!(partitions, predictions = %t.predictions, ground_truth = %t.ground_truth, "inputs co-partitioned");
+        if repartition {
+            check_copartitioned(client, bootstrap, &t.predictions, &t.repartition, timeout)?;
+            info!(repartition = %t.repartition, "misrouted records are repartitioned through it");
+        }
         // The outputs must exist too: a missing one would otherwise surface as delivery errors
         // long after start-up.
         let partials_partitions = partition_count(client, bootstrap, &t.model_partials, timeout)?;

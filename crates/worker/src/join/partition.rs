@@ -10,7 +10,7 @@
 //! crash they are read again.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use driftwatch_codec::borrowed::FeatureRef;
 use driftwatch_core::join::changelog::ChangelogCursor;
@@ -33,11 +33,12 @@ use crate::runtime::InputPartition;
 pub(super) struct PartitionTask {
     pub(super) task: JoinTask,
     pub(super) aggregator: PartialAggregator,
-    /// Next offset to read per input, as far as this worker read.
-    pub(super) next_offset: [i64; 2],
-    /// Offsets of the records waiting in the task's merge queue per input, oldest first: the
-    /// offset a commit may record is the oldest of them.
-    pub(super) queued_offsets: [VecDeque<i64>; 2],
+    /// Next offset to read per source topic ([`SOURCES`]), as far as this worker read.
+    pub(super) next_offset: [i64; SOURCES],
+    /// Per input queue of the task, the (source, offset) of the records waiting in it, oldest
+    /// first: the offset a commit may record for a source is the oldest of its records. Both
+    /// queues may hold records of the repartition topic.
+    pub(super) queued_offsets: [VecDeque<(usize, i64)>; 2],
     /// What the changelog holds of this task (exactly-once).
     pub(super) cursor: ChangelogCursor,
     /// The task's counters as of the last committed transaction (exactly-once): what is
@@ -102,7 +103,7 @@ impl Join {
                     PartitionTask {
                         task,
                         aggregator,
-                        next_offset: [-1, -1],
+                        next_offset: [-1; SOURCES],
                         queued_offsets: [VecDeque::new(), VecDeque::new()],
                         cursor,
                         committed: Vec::new(),
@@ -167,19 +168,17 @@ impl Join {
     /// start there: one whose inputs have nothing past them receives no record and must still
     /// know where it stands to count as caught up (the watermark's idle fallback needs that).
     pub(super) fn set_positions(&mut self, offsets: &TopicPartitionList) {
+        // The statistics' offsets are of the position before; new ones follow.
+        self.meters.app_offset.clear();
         for e in offsets.elements() {
             let Offset::Offset(o) = e.offset() else {
                 continue;
             };
-            let input = if e.topic() == self.topics.predictions {
-                Input::Predictions
-            } else if e.topic() == self.topics.ground_truth {
-                Input::Labels
-            } else {
+            let Some(source) = self.known_source(e.topic()) else {
                 continue;
             };
             if let Some(t) = self.tasks.get_mut(&e.partition()) {
-                t.next_offset[input_index(input)] = o;
+                t.next_offset[source] = o;
             }
         }
     }
@@ -188,15 +187,15 @@ impl Join {
     /// record once the output of that work is in Kafka.
     pub(super) fn processed_offsets(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
+        let sources = self.source_topics();
         for (p, t) in &self.tasks {
-            for (i, topic) in [&self.topics.predictions, &self.topics.ground_truth]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, topic) in sources.iter().enumerate() {
                 // Records still queued are not processed: the commit stops at the oldest.
-                let next = t.queued_offsets[i]
-                    .front()
-                    .copied()
+                let next = t
+                    .queued_offsets
+                    .iter()
+                    .filter_map(|q| q.iter().find(|(s, _)| *s == i).map(|(_, o)| *o))
+                    .min()
                     .unwrap_or(t.next_offset[i]);
                 if next >= 0 {
                     if let Err(e) = tpl.add_partition_offset(topic, *p, Offset::Offset(next)) {
@@ -216,18 +215,34 @@ impl Join {
         paused: &HashSet<InputPartition>,
     ) -> Vec<InputPartition> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        let at = Instant::now();
         for p in partitions {
-            for input in [Input::Predictions, Input::Labels] {
-                let last_stable = self.meters.last_stable.get(&(input, p));
-                let caught_up = match (last_stable, self.tasks.get(&p)) {
+            let source_caught_up = |source: usize| {
+                let last_stable = self.meters.last_stable.get(&(source, p));
+                match (last_stable, self.tasks.get(&p)) {
                     _ if !self.meters.brokers_up => false,
                     (Some(ls), Some(t)) => {
-                        let next = t.next_offset[input_index(input)];
+                        // The application offset also steps over transaction markers.
+                        let app = self.meters.app_offset.get(&(source, p)).copied();
+                        let next = t.next_offset[source].max(app.unwrap_or(-1));
                         // Without a record read yet, an empty partition (ls 0) is caught up.
                         next >= *ls || (*ls == 0 && next < 0)
                     }
                     _ => false,
-                };
+                }
+            };
+            // With repartitioning, both inputs also arrive through the repartition topic.
+            let republished_caught_up = self
+                .repartition
+                .as_ref()
+                .is_none_or(|r| r.settled(p, at) && source_caught_up(REPARTITION_SOURCE));
+            let flags = [Input::Predictions, Input::Labels].map(|input| {
+                (
+                    input,
+                    source_caught_up(input_index(input)) && republished_caught_up,
+                )
+            });
+            for (input, caught_up) in flags {
                 if let Some(t) = self.tasks.get_mut(&p) {
                     t.task.set_caught_up(input, caught_up);
                 }
@@ -239,10 +254,10 @@ impl Join {
             .filter(|ip| {
                 self.tasks.get(&ip.partition).is_none_or(|t| {
                     let (qp, ql) = t.task.queued();
-                    let q = if ip.topic == input_index(Input::Predictions) {
-                        qp
-                    } else {
-                        ql
+                    let q = match ip.topic {
+                        0 => qp,
+                        1 => ql,
+                        _ => qp.max(ql),
                     };
                     q <= self.max_queued / 4
                 })
@@ -321,10 +336,58 @@ pub(super) fn model_key(task: &JoinTask, id: ModelVersionId) -> (String, String)
         .unwrap_or_else(|| (UNKNOWN.0.to_string(), UNKNOWN.1.to_string()))
 }
 
-/// The index of an input: in per-input arrays and in the stage's subscription.
+/// The index of an input: in per-input arrays, and the index of its own topic among the
+/// sources.
 pub(super) fn input_index(input: Input) -> usize {
     match input {
         Input::Predictions => 0,
         Input::Labels => 1,
+    }
+}
+
+/// Source topics: the stage's subscription, by index — `predictions` (0), `ground-truth` (1)
+/// and, with `join.misrouted = "repartition"`, the repartition topic (2).
+pub(super) const SOURCES: usize = 3;
+
+/// The repartition topic's index among the sources.
+pub(super) const REPARTITION_SOURCE: usize = 2;
+
+/// The input of a direct source (0 or 1).
+pub(super) fn source_input(source: usize) -> Input {
+    if source == 0 {
+        Input::Predictions
+    } else {
+        Input::Labels
+    }
+}
+
+impl Join {
+    /// The source topics read, by index.
+    pub(super) fn source_topics(&self) -> Vec<&str> {
+        let mut out = vec![
+            self.topics.predictions.as_str(),
+            self.topics.ground_truth.as_str(),
+        ];
+        if let Some(r) = &self.repartition {
+            out.push(r.topic.as_str());
+        }
+        out
+    }
+
+    /// The index of a topic among the sources, if it is one.
+    pub(super) fn known_source(&self, topic: &str) -> Option<usize> {
+        self.source_topics().iter().position(|t| *t == topic)
+    }
+
+    /// The index of a topic read (anything else counts as the ground truth's).
+    #[inline]
+    pub(super) fn source_of(&self, topic: &str) -> usize {
+        if topic == self.topics.predictions {
+            0
+        } else if self.repartition.as_ref().is_some_and(|r| r.topic == topic) {
+            REPARTITION_SOURCE
+        } else {
+            1
+        }
     }
 }

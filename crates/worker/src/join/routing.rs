@@ -35,6 +35,9 @@ pub struct TopicRouting {
     pub likely_partitioner: Partitioner,
     /// The share is above `join.misrouted_alert_share` (over enough records).
     pub alert: bool,
+    /// Misrouted records re-published to the repartition topic (`join.misrouted =
+    /// "repartition"`): their copies are what the join accounts, not them.
+    pub repartitioned: u64,
 }
 
 impl TopicRouting {
@@ -45,6 +48,7 @@ impl TopicRouting {
             share: tally.share(),
             likely_partitioner: tally.likely(),
             alert: tally.crossed(alert_share, min_records),
+            repartitioned: 0,
         }
     }
 }
@@ -56,6 +60,7 @@ pub(super) struct RoutingCheck {
     min_records: u64,
     /// Per input, by [`input_index`].
     tallies: [RoutingTally; 2],
+    repartitioned: [u64; 2],
     last_log: [Option<Instant>; 2],
 }
 
@@ -66,6 +71,7 @@ impl RoutingCheck {
             alert_share: join.misrouted_alert_share,
             min_records: join.misrouted_min_records,
             tallies: [RoutingTally::default(); 2],
+            repartitioned: [0; 2],
             last_log: [None; 2],
         }
     }
@@ -78,7 +84,7 @@ impl RoutingCheck {
         topic: &str,
         key: Option<&[u8]>,
         partition: i32,
-    ) {
+    ) -> Routing {
         let routing = check(key, partition, self.partitions);
         let i = input_index(input);
         self.tallies[i].add(routing);
@@ -90,20 +96,29 @@ impl RoutingCheck {
                     topic, partition, expected_partition = expected,
                     checked = t.checked, misrouted = t.misrouted, share = t.share(),
                     likely_partitioner = t.likely().describe(),
-                    "input records on the wrong partition for their key: they cannot meet their partners (counted under misrouted; logged at most once a minute)"
+                    "input records on the wrong partition for their key: they cannot meet their partners unless join.misrouted = repartition (counted under misrouted; logged at most once a minute)"
                 );
             }
         }
+        routing
+    }
+
+    /// A misrouted record of `input` was re-published instead of joined.
+    pub(super) fn repartitioned(&mut self, input: Input) {
+        self.repartitioned[input_index(input)] += 1;
     }
 
     /// Per topic (`topics` by [`input_index`]), the routing so far.
     pub(super) fn published(&self, topics: [&str; 2]) -> BTreeMap<String, TopicRouting> {
         topics
             .iter()
-            .zip(&self.tallies)
-            .filter(|(_, t)| t.checked + t.unkeyed > 0)
-            .map(|(topic, t)| {
-                let r = TopicRouting::of(*t, self.alert_share, self.min_records);
+            .zip(self.tallies.iter().zip(self.repartitioned))
+            .filter(|(_, (t, _))| t.checked + t.unkeyed > 0)
+            .map(|(topic, (t, repartitioned))| {
+                let r = TopicRouting {
+                    repartitioned,
+                    ..TopicRouting::of(*t, self.alert_share, self.min_records)
+                };
                 (topic.to_string(), r)
             })
             .collect()

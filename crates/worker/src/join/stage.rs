@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders};
-use driftwatch_core::join::{Input, IntakeRules, JoinConfig, JoinEvent};
+use driftwatch_core::join::{IntakeRules, JoinConfig, JoinEvent};
 use driftwatch_core::JoinCounters;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
@@ -27,7 +27,8 @@ use tracing::error;
 
 use super::batch::{CommitBatch, CommitOutcome};
 use super::dead_letter::Rejections;
-use super::partition::{input_index, PartitionTask};
+use super::partition::{PartitionTask, SOURCES};
+use super::repartition::Repartition;
 use super::routing::RoutingCheck;
 use super::state::LocalState;
 use super::stats::{record_micros, Meters, Shared};
@@ -80,6 +81,8 @@ pub(crate) struct Join {
     pub(super) meters: Meters,
     /// Every input record's partition against its key's murmur2 partition.
     pub(super) routing: RoutingCheck,
+    /// `join.misrouted = "repartition"`: misrouted records staged for the repartition topic.
+    pub(super) repartition: Option<Repartition>,
     /// The local store of the entries beyond the memory budget (`join.state.dir`).
     pub(super) local_state: Option<LocalState>,
     pub(super) shared: Arc<Shared>,
@@ -121,19 +124,14 @@ impl Join {
             events: Vec::new(),
             meters: Meters::default(),
             routing: RoutingCheck::new(join_tasks, &settings.join),
+            repartition: settings
+                .join
+                .misrouted
+                .repartitions()
+                .then(|| Repartition::new(t.repartition.clone())),
             local_state: LocalState::new(settings)?,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
         })
-    }
-
-    /// Which input a topic is.
-    #[inline]
-    pub(super) fn input_of(&self, topic: &str) -> Input {
-        if topic == self.topics.predictions {
-            Input::Predictions
-        } else {
-            Input::Labels
-        }
     }
 }
 
@@ -143,8 +141,8 @@ impl Stage for Join {
     #[inline]
     fn on_record(&mut self, msg: &BorrowedMessage<'_>, now_ms: i64) -> Option<InputPartition> {
         self.handle_message(msg, now_ms)
-            .map(|(input, partition)| InputPartition {
-                topic: input_index(input),
+            .map(|(source, partition)| InputPartition {
+                topic: source,
                 partition,
             })
     }
@@ -188,6 +186,9 @@ impl Stage for Join {
         // or by the partitions' next owner), and counted and dead-lettered then.
         self.meters.transactions_aborted += 1;
         self.rejections.forget_uncommitted();
+        if let Some(r) = &mut self.repartition {
+            r.aborted();
+        }
     }
 
     fn rewound(&mut self) -> Result<()> {
@@ -197,19 +198,17 @@ impl Stage for Join {
     }
 
     fn assigned(&mut self, tpl: &TopicPartitionList) -> Result<()> {
-        let mut per_partition: HashMap<i32, (bool, bool)> = HashMap::new();
+        let sources = self.source_topics().len();
+        let mut per_partition: HashMap<i32, [bool; SOURCES]> = HashMap::new();
         for e in tpl.elements() {
             let entry = per_partition.entry(e.partition()).or_default();
-            match self.input_of(e.topic()) {
-                Input::Predictions => entry.0 = true,
-                Input::Labels => entry.1 = true,
-            }
+            entry[self.source_of(e.topic())] = true;
         }
         let mut partitions: Vec<i32> = per_partition.keys().copied().collect();
         partitions.sort_unstable();
-        for (partition, (p, g)) in per_partition {
-            if !(p && g) {
-                error!(partition, "only one input of this partition was assigned: the join needs the range assignor and co-partitioned topics");
+        for (partition, assigned) in per_partition {
+            if assigned.iter().take(sources).any(|a| !a) {
+                error!(partition, "not every input topic of this partition was assigned: the join needs the range assignor and co-partitioned topics");
             }
         }
         if self.exactly_once {

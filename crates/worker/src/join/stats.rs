@@ -142,7 +142,11 @@ pub(super) struct Meters {
     pub(super) events_out: BTreeMap<String, u64>,
     pub(super) consumer_lag: BTreeMap<(String, i32), i64>,
     /// Last stable offset per (input, partition) from the client's statistics.
-    pub(super) last_stable: HashMap<(Input, i32), i64>,
+    pub(super) last_stable: HashMap<(usize, i32), i64>,
+    /// Per (source, partition), the consumer's application offset from the statistics: past
+    /// the transaction markers that follow the last record read (the repartition topic is
+    /// written in transactions, and its last stable offset counts the commit marker).
+    pub(super) app_offset: HashMap<(usize, i32), i64>,
     /// Whether every broker was up in the latest statistics.
     pub(super) brokers_up: bool,
     pub(super) processing_micros: Option<Histogram<u64>>,
@@ -167,6 +171,7 @@ impl Default for Meters {
             events_out: BTreeMap::new(),
             consumer_lag: BTreeMap::new(),
             last_stable: HashMap::new(),
+            app_offset: HashMap::new(),
             brokers_up: false,
             // One µs to one minute at 3 significant figures; cannot fail for these constants.
             processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
@@ -282,14 +287,12 @@ impl Join {
     fn lag(&self) -> BTreeMap<(String, i32), i64> {
         let m = &self.meters;
         let mut out = m.consumer_lag.clone();
+        let sources = self.source_topics();
         for (p, t) in &self.tasks {
-            for (input, topic) in [
-                (Input::Predictions, &self.topics.predictions),
-                (Input::Labels, &self.topics.ground_truth),
-            ] {
-                let next = t.next_offset[input_index(input)];
-                if let (Some(ls), true) = (m.last_stable.get(&(input, *p)), next >= 0) {
-                    out.insert((topic.clone(), *p), (ls - next).max(0));
+            for (source, topic) in sources.iter().enumerate() {
+                let next = t.next_offset[source];
+                if let (Some(ls), true) = (m.last_stable.get(&(source, *p)), next >= 0) {
+                    out.insert((topic.to_string(), *p), (ls - next).max(0));
                 }
             }
         }
@@ -301,19 +304,19 @@ impl Join {
         // Offsets seen while a broker is down are stale: no input counts as caught up then,
         // so processing time cannot push the watermark past records the outage holds back.
         let mut brokers = s.brokers.values().filter(|b| b.nodeid >= 0).peekable();
-        let m = &mut self.meters;
-        m.brokers_up = brokers.peek().is_some() && brokers.all(|b| b.state == "UP");
+        let brokers_up = brokers.peek().is_some() && brokers.all(|b| b.state == "UP");
+        self.meters.brokers_up = brokers_up;
         for (name, topic) in &s.topics {
-            let input = if *name == self.topics.predictions {
-                Input::Predictions
-            } else if *name == self.topics.ground_truth {
-                Input::Labels
-            } else {
+            let Some(source) = self.known_source(name) else {
                 continue;
             };
+            let m = &mut self.meters;
             for (id, p) in &topic.partitions {
+                if *id >= 0 && p.app_offset >= 0 {
+                    m.app_offset.insert((source, *id), p.app_offset);
+                }
                 if *id >= 0 && p.ls_offset >= 0 {
-                    m.last_stable.insert((input, *id), p.ls_offset);
+                    m.last_stable.insert((source, *id), p.ls_offset);
                 }
                 if *id >= 0 && p.consumer_lag >= 0 {
                     m.consumer_lag.insert((name.clone(), *id), p.consumer_lag);

@@ -60,11 +60,36 @@ pub struct JoinSettings {
     /// Checked records a topic needs before its misrouted share can raise the flag.
     /// Default 100.
     pub misrouted_min_records: u64,
+    /// What the join does with a misrouted record: `account` (default) joins it on the
+    /// partition it was read from, where its partner mostly is not (it ends expired unlabeled
+    /// or as an orphan label, and is counted as misrouted); `repartition` re-publishes it,
+    /// in the same transaction as the input offsets, to `topics.repartition` on its key's
+    /// murmur2 partition, and joins that copy instead. `repartition` needs exactly-once.
+    pub misrouted: MisroutedMode,
     /// Per-model overrides, by model id.
     pub models: BTreeMap<String, ModelJoinSettings>,
     /// Where pending predictions and orphan labels beyond a memory budget go
     /// (`[join.state]`). Default: all in memory.
     pub state: JoinStateSettings,
+}
+
+/// `join.misrouted`: what happens to a record read from a partition other than its key's
+/// murmur2 partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MisroutedMode {
+    /// Joined where it was read, counted as misrouted.
+    #[default]
+    Account,
+    /// Re-published to the repartition topic on the right partition; that copy is joined.
+    Repartition,
+}
+
+impl MisroutedMode {
+    /// Whether the join reads and writes the repartition topic.
+    pub fn repartitions(self) -> bool {
+        self == MisroutedMode::Repartition
+    }
 }
 
 /// Join settings that may differ per model id.
@@ -91,6 +116,7 @@ impl Default for JoinSettings {
             max_queued_records: 50_000,
             misrouted_alert_share: 0.01,
             misrouted_min_records: 100,
+            misrouted: MisroutedMode::Account,
             models: BTreeMap::new(),
             state: JoinStateSettings::default(),
         }

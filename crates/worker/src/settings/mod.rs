@@ -16,7 +16,9 @@ use crate::security::SecuritySettings;
 
 mod join;
 
-pub use join::{JoinSettings, JoinStateSettings, ModelJoinSettings, DEFAULT_MEMORY_BUDGET};
+pub use join::{
+    JoinSettings, JoinStateSettings, MisroutedMode, ModelJoinSettings, DEFAULT_MEMORY_BUDGET,
+};
 
 /// How to reach the brokers, plus any librdkafka property passed through unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +175,11 @@ pub struct TopicNames {
     /// `<monitor.group_id>-changelog`. The monitor stage creates it when missing (exactly-once
     /// only).
     pub monitor_changelog: String,
+    /// Internal, with `join.misrouted = "repartition"` only: misrouted input records
+    /// re-published on their key's murmur2 partition (keyed by request id, the original topic
+    /// in the `driftwatch.repartition.topic` header); the join reads it as a third input.
+    /// Same partition count as the inputs. Default `driftwatch.repartition`.
+    pub repartition: String,
 }
 
 impl Default for TopicNames {
@@ -188,6 +195,7 @@ impl Default for TopicNames {
             model_references: "model-references".into(),
             join_changelog: String::new(),
             monitor_changelog: String::new(),
+            repartition: "driftwatch.repartition".into(),
         }
     }
 }
@@ -327,6 +335,29 @@ impl Settings {
                 ));
             }
         }
+        if self.join.misrouted.repartitions() {
+            if !self.kafka.exactly_once() {
+                return bad(
+                    "join.misrouted = \"repartition\" needs kafka.processing_guarantee = exactly_once: the re-published copy and the input offset must commit together, or a crash duplicates or loses the record".into(),
+                );
+            }
+            let r = &t.repartition;
+            if r.trim().is_empty()
+                || [
+                    &t.predictions,
+                    &t.ground_truth,
+                    &join_changelog,
+                    &monitor_changelog,
+                ]
+                .into_iter()
+                .chain(outputs)
+                .any(|o| o == r)
+            {
+                return bad(format!(
+                    "topics.repartition (`{r}`) must be set and differ from every other topic"
+                ));
+            }
+        }
         if join_changelog == monitor_changelog {
             return bad(format!(
                 "the join and monitor changelogs are both `{join_changelog}`: each stage needs its own"
@@ -458,6 +489,27 @@ mod tests {
             GroupProtocol::Classic
         );
         assert!(serde_json::from_str::<KafkaSettings>(r#"{"group_protocol": "eager"}"#).is_err());
+    }
+
+    #[test]
+    fn repartition_needs_exactly_once_and_a_topic_of_its_own() {
+        let mut s = Settings::default();
+        s.join.misrouted = MisroutedMode::Repartition;
+        s.validate().expect("exactly-once by default");
+        s.topics.repartition = s.topics.ground_truth.clone();
+        let e = s.validate().expect_err("shared").to_string();
+        assert!(e.contains("topics.repartition"), "{e}");
+        s.topics.repartition = "r".into();
+        s.kafka.processing_guarantee = ProcessingGuarantee::AtLeastOnce;
+        let e = s.validate().expect_err("at-least-once").to_string();
+        assert!(
+            e.contains("join.misrouted") && e.contains("exactly_once"),
+            "{e}"
+        );
+        let j: JoinSettings =
+            serde_json::from_str(r#"{"misrouted": "repartition"}"#).expect("parsed");
+        assert_eq!(j.misrouted, MisroutedMode::Repartition);
+        assert!(serde_json::from_str::<JoinSettings>(r#"{"misrouted": "drop"}"#).is_err());
     }
 
     #[test]
