@@ -14,11 +14,15 @@
 //! `[[sources]]` entry a user writes. Every failure is a [`SourceError`] whose
 //! [`kind`](SourceError::kind) is the dead-letter reason.
 //!
+//! [`SourceIntake`] is the whole decode → pair → map path of one source, with its counters,
+//! for a Kafka stage to wrap.
+//!
 //! No Kafka client here: a record is a [`Message`] of borrowed topic, headers and value.
 
 pub mod config;
 pub mod error;
 pub mod half;
+pub mod intake;
 pub mod kserve;
 pub mod mapping;
 pub mod proto;
@@ -28,8 +32,11 @@ pub mod tensor;
 pub use config::{KserveConfig, SeldonConfig, SourceConfig};
 pub use error::{Result, SourceError};
 pub use half::{HalfKind, InferenceHalf, Message};
+pub use intake::{IntakeCounters, Output, SourceIntake};
 pub use mapping::{FeatureMap, PredictionAs, PredictionMap, ScoresMap, SourceMapping, ValueFrom};
 pub use tensor::{Datatype, Elements, Tensor};
 
+#[cfg(test)]
+mod intake_tests;
 #[cfg(test)]
 mod tests;
