@@ -414,3 +414,61 @@ fn config_rejects_unknown_fields_and_bad_mappings() {
         vec!["^seldon\\.default\\.model\\.[^.]+\\.(inputs|outputs)$".to_owned()]
     );
 }
+
+/// The inference request and response examples of `inference_rest.md` ("Inference Request
+/// Examples"), as data of binary-mode logger events. The spec's text lacks the comma after
+/// `"id" : "42"` in the response; it is added here so the JSON parses.
+#[test]
+fn the_rest_specs_examples_decode_as_written() {
+    let c = config(KSERVE_V2);
+    let input0 =
+        r#"{"name": "input0", "shape": [2, 2], "datatype": "UINT32", "data": [1, 2, 3, 4]}"#;
+    // The spec's second input declares shape [3] and sends one element: refused as a shape
+    // error, the whole half with it.
+    let input1 = r#"{"name": "input1", "shape": [3], "datatype": "BOOL", "data": [true]}"#;
+    let response = r#"{"id": "42", "outputs": [{"name": "output0", "shape": [3, 2], "datatype": "FP32",
+        "data": [1.0, 1.1, 2.0, 2.1, 3.0, 3.1]}]}"#;
+    let req_h = binary_headers(kserve::REQUEST_TYPE, "42");
+    let resp_h = binary_headers(kserve::RESPONSE_TYPE, "42");
+    let whole = format!(
+        r#"{{"id": "42", "inputs": [{input0}, {input1}], "outputs": [{{"name": "output0"}}]}}"#
+    );
+    let e = c.decode(&msg("kserve-logger", &req_h, whole.as_bytes()));
+    assert_eq!(e.map(|_| ()).map_err(|e| e.kind()), Err("tensor_shape"));
+    let first =
+        format!(r#"{{"id": "42", "inputs": [{input0}], "outputs": [{{"name": "output0"}}]}}"#);
+    let q = c
+        .decode(&msg("kserve-logger", &req_h, first.as_bytes()))
+        .unwrap();
+    assert_eq!(q.tensors[0].shape, vec![2, 2]);
+    assert_eq!(
+        q.tensors[0].elements,
+        Elements::Numbers(vec![1.0, 2.0, 3.0, 4.0])
+    );
+    let r = c
+        .decode(&msg("kserve-logger", &resp_h, response.as_bytes()))
+        .unwrap();
+    assert_eq!(r.tensors[0].shape, vec![3, 2]);
+    assert_eq!(r.tensors[0].elements.len(), 6);
+    // Two request rows, three response rows: not one inference's pair of tables.
+    let c = config(
+        &KSERVE_V2
+            .replace(r#", { tensor = "input1", name = "colour" }"#, "")
+            .replace(r#"columns = ["a", "b", "c"]"#, r#"columns = ["a", "b"]"#)
+            .replace(
+                r#"model_id = { from = "field" }"#,
+                r#"model_id = { from = "fixed", value = "mymodel" }"#,
+            )
+            .replace(
+                r#"model_version = { from = "field" }"#,
+                r#"model_version = { from = "fixed", value = "1" }"#,
+            ),
+    );
+    let q = c
+        .decode(&msg("kserve-logger", &req_h, first.as_bytes()))
+        .unwrap();
+    assert_eq!(
+        c.mapping.predictions(&q, &r, 0).map_err(|e| e.kind()),
+        Err("row_count_mismatch")
+    );
+}
