@@ -108,6 +108,7 @@ fn main() {
     let p = partial(1, 1);
     write("decode_partial", "partial", &to_avro(&p).expect("encodes"));
     write("decode_partial", "signature", &signature());
+    oip_seeds();
     write(
         "decode_json",
         "partial",
@@ -163,4 +164,49 @@ fn main() {
         .collect();
     write("restore_monitor_state", "state", &encode_records(&pairs));
     println!("{} monitor state records", records.len());
+}
+
+/// Seldon protobufs and KServe CloudEvent values, each after its selector byte (see the
+/// targets' docs).
+fn oip_seeds() {
+    use driftwatch_oip::proto::{
+        InferTensor, InferTensorContents, ModelInferRequest, ModelInferResponse,
+    };
+    use prost::Message;
+    let tensor = |datatype: &str, contents: InferTensorContents| InferTensor {
+        name: "predict".into(),
+        datatype: datatype.into(),
+        shape: vec![1, 2],
+        contents: Some(contents),
+    };
+    let request = ModelInferRequest {
+        model_name: "iris".into(),
+        inputs: vec![tensor(
+            "FP32",
+            InferTensorContents {
+                fp32_contents: vec![5.1, 3.5],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    let response = ModelInferResponse {
+        model_version: "1".into(),
+        outputs: vec![tensor(
+            "BYTES",
+            InferTensorContents {
+                bytes_contents: vec![b"setosa".to_vec(), b"x".to_vec()],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    write("decode_seldon", "request", &[&[0u8][..], &request.encode_to_vec()].concat());
+    write("decode_seldon", "response", &[&[1u8][..], &response.encode_to_vec()].concat());
+    let structured = br#"{"specversion": "1.0", "id": "1", "source": "s",
+        "type": "org.kubeflow.serving.inference.request", "data": {"inputs": [
+        {"name": "instances", "shape": [1, 2], "datatype": "FP32", "data": [[1.0, 2.0]]}]}}"#;
+    write("decode_kserve", "structured-v2", &[&[0u8][..], structured].concat());
+    write("decode_kserve", "binary-v1-request", &[&[1u8][..], br#"{"instances": [[1, 2], [3, 4]]}"#].concat());
+    write("decode_kserve", "binary-v1-response", &[&[2u8][..], br#"{"predictions": [[0.1, 0.9]]}"#].concat());
 }

@@ -47,3 +47,15 @@ pub fn encode_records(records: &[(&[u8], Option<&[u8]>)]) -> Vec<u8> {
     }
     out
 }
+
+/// A `[[sources]]` entry for the Open Inference Protocol targets: `kind` is the `[seldon]` or
+/// `[kserve]` table, `features` one feature mapping, `prediction` the prediction mapping.
+pub fn oip_config(kind: &str, features: &str, prediction: &str) -> driftwatch_oip::SourceConfig {
+    let text = format!(
+        "name = \"fuzz\"\n{kind}[mapping]\nmodel_id = {{ from = \"fixed\", value = \"m\" }}\n\
+         model_version = {{ from = \"field\" }}\nfeatures = [{features}]\nprediction = {prediction}\n"
+    );
+    let config: driftwatch_oip::SourceConfig = toml::from_str(&text).expect("fuzz config parses");
+    config.validate().expect("fuzz config is valid");
+    config
+}

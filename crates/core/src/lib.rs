@@ -9,6 +9,8 @@
 //!   accounting).
 //! - [`detect`]: streaming change detectors (ADWIN, DDM, EDDM, Page-Hinkley, HDDM).
 //! - [`monitor`]: per-model windows, metrics, performance-decay detection and retrain advice.
+//! - [`pairing`]: the request and the response of one inference, joined by id into one
+//!   prediction's worth of input (bounded event-time wait, every half accounted).
 //! - [`summary`]: mergeable feature/prediction summaries (distinct-value samples, frequent
 //!   items, HLL) and drift statistics between them.
 
@@ -16,6 +18,7 @@ pub mod backtest;
 pub mod detect;
 pub mod join;
 pub mod monitor;
+pub mod pairing;
 pub mod record;
 pub mod summary;
 
