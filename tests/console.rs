@@ -193,6 +193,15 @@ fn the_console_shows_both_models_and_the_drifting_one_in_drift() {
             "{name}'s chart has {points} points:\n{section}"
         );
     }
+    // The estimated accuracy of unlabelled predictions has its column beside the realized one.
+    // The demo's classifiers send scores and lose some labels, so its windows have some.
+    let estimated = "class=\"num estimated\">";
+    assert!(
+        fraud
+            .match_indices(estimated)
+            .any(|(i, _)| fraud[i + estimated.len()..].starts_with(|c: char| c.is_ascii_digit())),
+        "no estimated accuracy in fraud's windows:\n{fraud}"
+    );
     assert!(
         fraud.contains("<g class=\"mark\" data-series=\"drift\""),
         "no drift marker on fraud's chart:\n{fraud}"

@@ -106,6 +106,17 @@ impl StageHandles {
                 if let Some(v) = value("estimated_accuracy") {
                     m.estimated_accuracy.insert(key.clone(), v);
                 }
+                // `estimated_f1[<class>]`, one pair per class (core's `Metrics::pairs`).
+                for (name, v) in &metrics.metrics {
+                    let class = name
+                        .strip_prefix("estimated_f1[")
+                        .and_then(|rest| rest.strip_suffix(']'));
+                    if let Some(class) = class {
+                        let (model, version, window) = key.clone();
+                        m.estimated_f1
+                            .insert((model, version, window, class.to_string()), *v);
+                    }
+                }
                 m.label_coverage.insert(key, metrics.label_coverage);
             }
             let mut states = BTreeMap::new();

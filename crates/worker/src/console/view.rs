@@ -74,6 +74,9 @@ pub struct WindowView {
     pub label_coverage: f64,
     /// Realized accuracy over the window's matured labels.
     pub accuracy: Option<f64>,
+    /// Accuracy of the window's scored predictions still without a label, estimated from
+    /// their scores (CBPE); none once every prediction is labelled or without scores.
+    pub estimated_accuracy: Option<f64>,
 }
 
 /// Accuracy points of one window: (window end ms, accuracy).
@@ -239,11 +242,8 @@ fn model_view(
             predictions: s.predictions,
             labeled: s.labeled,
             label_coverage: s.label_coverage,
-            accuracy: s
-                .metrics
-                .iter()
-                .find(|(n, _)| n == "accuracy")
-                .map(|(_, v)| *v),
+            accuracy: metric(&s.metrics, "accuracy"),
+            estimated_accuracy: metric(&s.metrics, "estimated_accuracy"),
         })
         .collect();
     windows.sort_by_key(|w| window_ms(&w.window));
@@ -346,6 +346,11 @@ fn model_view(
         detectors,
         chart,
     }
+}
+
+/// A named value of a metrics snapshot.
+fn metric(pairs: &[(String, f64)], name: &str) -> Option<f64> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
 /// Colours of the chart's series: accuracy, drift, recovery, retrain.

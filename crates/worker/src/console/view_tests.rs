@@ -59,9 +59,11 @@ fn stats() -> MonitorStats {
         assigned_partitions: vec![0, 3],
         ..MonitorStats::default()
     };
+    let mut scored = metrics("fraud", "15m", 4_000_000, 0.7);
+    scored.metrics.push(("estimated_accuracy".into(), 0.61));
     m.latest_metrics = vec![
         metrics("fraud", "1h", 4_000_000, 0.8),
-        metrics("fraud", "15m", 4_000_000, 0.7),
+        scored,
         metrics("churn", "15m", 4_000_000, 0.9),
     ];
     let key = |model: &str, w: &str| (model.to_string(), "v1".to_string(), w.to_string());
@@ -147,6 +149,9 @@ fn each_owned_model_version_is_listed_with_its_worst_state_and_shortest_window_f
     let windows: Vec<&str> = fraud.windows.iter().map(|w| w.window.as_str()).collect();
     assert_eq!(windows, ["15m", "1h"]);
     assert_eq!(fraud.windows[0].accuracy, Some(0.7));
+    // The estimate sits beside the realized accuracy; a window without scores has none.
+    assert_eq!(fraud.windows[0].estimated_accuracy, Some(0.61));
+    assert_eq!(fraud.windows[1].estimated_accuracy, None);
     assert_eq!(fraud.windows[0].label_coverage, 0.8);
     assert_eq!(fraud.label_delay_p50_ms, Some(60_000));
     assert_eq!(fraud.label_delay_p99_ms, Some(120_000));

@@ -61,6 +61,9 @@ pub enum MetricName {
     /// `driftwatch_model_estimated_accuracy{model,version,window}`: accuracy of the window's
     /// predictions still without a label, estimated from their scores (monitor stage).
     ModelEstimatedAccuracy,
+    /// `driftwatch_model_estimated_f1{model,version,window,class}`: F1 of a binary classifier's
+    /// class over the window's predictions still without a label, estimated from their scores.
+    ModelEstimatedF1,
     /// `driftwatch_label_coverage{model,version,window}`: share of predictions labelled.
     LabelCoverage,
     /// `driftwatch_drift_state{model,version,detector,feature}`: 0 OK, 1 warning, 2 drift,
@@ -97,7 +100,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 20] = [
+    pub const ALL: [MetricName; 21] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -108,6 +111,7 @@ impl MetricName {
         MetricName::Ready,
         MetricName::ModelAccuracy,
         MetricName::ModelEstimatedAccuracy,
+        MetricName::ModelEstimatedF1,
         MetricName::LabelCoverage,
         MetricName::DriftState,
         MetricName::RestoreRecords,
@@ -133,6 +137,7 @@ impl MetricName {
             MetricName::Ready => "driftwatch_ready",
             MetricName::ModelAccuracy => "driftwatch_model_accuracy",
             MetricName::ModelEstimatedAccuracy => "driftwatch_model_estimated_accuracy",
+            MetricName::ModelEstimatedF1 => "driftwatch_model_estimated_f1",
             MetricName::LabelCoverage => "driftwatch_label_coverage",
             MetricName::DriftState => "driftwatch_drift_state",
             MetricName::RestoreRecords => "driftwatch_restore_records_total",
@@ -182,6 +187,9 @@ impl MetricName {
             MetricName::ModelAccuracy => "Accuracy of the model over the window",
             MetricName::ModelEstimatedAccuracy => {
                 "Accuracy of the window's predictions still without a label, estimated from their scores"
+            }
+            MetricName::ModelEstimatedF1 => {
+                "F1 of a binary classifier's class over the window's unlabelled predictions, estimated from their scores"
             }
             MetricName::LabelCoverage => "Share of the window's predictions that got a label",
             MetricName::DriftState => "Drift detector state: 0 ok, 1 warning, 2 drift, 3 recovered",
@@ -299,6 +307,8 @@ pub struct MonitorStatus {
     pub accuracy: BTreeMap<(String, String, String), f64>,
     /// Only windows with scored predictions still without a label.
     pub estimated_accuracy: BTreeMap<(String, String, String), f64>,
+    /// Keyed `(model, version, window, class)`; binary classifiers that send scores only.
+    pub estimated_f1: BTreeMap<(String, String, String, String), f64>,
     pub label_coverage: BTreeMap<(String, String, String), f64>,
     pub drift_state: BTreeMap<(String, String, String, String), DriftState>,
 }
@@ -368,6 +378,7 @@ fn kept_models(s: &WorkerStatus, max_models: usize) -> BTreeSet<String> {
             .chain(m.estimated_accuracy.keys())
             .chain(m.label_coverage.keys())
             .map(|(model, _, _)| model)
+            .chain(m.estimated_f1.keys().map(|(model, _, _, _)| model))
             .chain(m.drift_state.keys().map(|(model, _, _, _)| model));
         for model in keys {
             volume.entry(model).or_default();
@@ -503,6 +514,18 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
                     ];
                     family.get_or_create(&labels).set(*v);
                 }
+            }
+        }
+        let f1 = gauge_family(&mut registry, MetricName::ModelEstimatedF1);
+        for ((model, version, window, class), v) in &m.estimated_f1 {
+            if let Some((model, version)) = model_label(model, version) {
+                let labels = vec![
+                    ("model", model),
+                    ("version", version),
+                    ("window", window.clone()),
+                    ("class", class.clone()),
+                ];
+                f1.get_or_create(&labels).set(*v);
             }
         }
         let drift = gauge_family(&mut registry, MetricName::DriftState);

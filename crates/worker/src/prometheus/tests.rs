@@ -126,6 +126,10 @@ pub(crate) fn sample_status() -> WorkerStatus {
         .insert(("churn".into(), "v1".into(), "1h".into()), 0.93);
     m.estimated_accuracy
         .insert(("churn".into(), "v1".into(), "1h".into()), 0.81);
+    m.estimated_f1.insert(
+        ("churn".into(), "v1".into(), "1h".into(), "churned".into()),
+        0.64,
+    );
     m.label_coverage
         .insert(("churn".into(), "v1".into(), "1h".into()), 0.5);
     m.drift_state.insert(
@@ -194,6 +198,18 @@ fn every_series_is_rendered_with_its_labels_and_values() {
     let estimated = find(&samples, "driftwatch_model_estimated_accuracy", &model);
     assert_eq!((realized.len(), estimated.len()), (1, 1));
     assert_eq!((realized[0].value, estimated[0].value), (0.93, 0.81));
+    let f1 = find(
+        &samples,
+        "driftwatch_model_estimated_f1",
+        &[
+            ("model", "churn"),
+            ("version", "v1"),
+            ("window", "1h"),
+            ("class", "churned"),
+        ],
+    );
+    assert_eq!(f1.len(), 1);
+    assert_eq!(f1[0].value, 0.64);
     // Escaped label value survives the round trip.
     for (outcome, read) in JOIN_OUTCOMES {
         let got = find(
