@@ -157,7 +157,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "assigned": r.assigned,
         "restored": r.restored,
         "producing": r.producing,
+        "schema_registry": r.schema_registry,
         "not_ready": not_ready,
+        // Why the registry condition fails (a fetch that keeps failing), if it does.
+        "schema_registry_error": status.schema_registry_error,
         // Detail, not a condition: input records off their key's murmur2 partition, per topic.
         "misrouted": status.misrouted,
         // Detail, not a condition: a worker behind its input is still ready (it catches up).
@@ -215,6 +218,7 @@ mod tests {
             assigned: true,
             restored: false,
             producing: true,
+            schema_registry: true,
         }));
         let r = readiness.clone();
         let source = move || {

@@ -120,6 +120,7 @@ pub(crate) fn sample_status() -> WorkerStatus {
         assigned: true,
         restored: false,
         producing: true,
+        schema_registry: true,
     };
     let mut m = MonitorStatus::default();
     m.accuracy
