@@ -263,7 +263,7 @@ mod tests {
             .iter()
             .filter(|s| s.name == "driftwatch_ready")
             .collect();
-        assert_eq!(ready.len(), 3);
+        assert_eq!(ready.len(), 4);
         assert!(ready.iter().all(|s| s.value == 1.0), "{body}");
         assert!(samples
             .iter()

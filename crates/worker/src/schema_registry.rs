@@ -262,7 +262,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(serve_once(
             listener,
-            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 51\r\n\r\n{\"error_code\":40403,\"message\":\"Schema not found\"}\n",
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 50\r\n\r\n{\"error_code\":40403,\"message\":\"Schema not found\"}\n",
         ));
         let client =
             RegistryClient::new(&settings(format!("http://{addr}/apis/ccompat/v7/"))).unwrap();

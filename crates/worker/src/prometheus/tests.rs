@@ -313,7 +313,7 @@ fn empty_snapshot_renders_readiness_only_and_no_latency() {
         samples.iter().all(|x| x.name == "driftwatch_ready"),
         "{text}"
     );
-    assert_eq!(samples.len(), 3);
+    assert_eq!(samples.len(), 4);
     assert!(!text.contains("driftwatch_processing_latency_seconds"));
 }
 
