@@ -543,8 +543,32 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
         }
         None => println!("  join state:    in memory only (join.state.dir not set)"),
     }
+    let registry = &settings.schema_registry;
+    if registry.enabled() {
+        println!(
+            "  schema registry: {} (writer schemas of framed payloads by id{})",
+            registry.url.trim(),
+            if registry.username.is_some() {
+                ", basic auth"
+            } else {
+                ""
+            }
+        );
+    } else {
+        println!(
+            "  schema registry: none (a framed payload is dead-lettered: unknown writer schema id)"
+        );
+    }
     if offline {
         return Ok(());
+    }
+    if registry.enabled() {
+        let client = driftwatch_worker::schema_registry::RegistryClient::new(registry)?;
+        let answered = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(client.check())
+        });
+        answered.map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("  schema registry answers: GET /subjects returned 200");
     }
     let brokers = driftwatch_worker::clients::probe(&settings.kafka, Duration::from_secs(10))?;
     println!("  reachable:     {brokers} broker(s)");

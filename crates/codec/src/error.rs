@@ -30,6 +30,10 @@ pub enum CodecError {
     #[error("unknown writer schema id {0}")]
     UnknownSchemaId(u32),
 
+    /// The schema registry has no Avro schema of this id (or one that cannot be parsed).
+    #[error("writer schema id {id}: {reason}")]
+    RegistrySchema { id: u32, reason: String },
+
     /// A writer schema cannot be read with the reader schema.
     #[error("incompatible schemas: {0}")]
     IncompatibleSchemas(String),
@@ -59,6 +63,7 @@ impl CodecError {
             CodecError::InvalidData(_) => "invalid_data",
             CodecError::InvalidUtf8 { .. } => "invalid_utf8",
             CodecError::UnknownSchemaId(_) => "unknown_schema_id",
+            CodecError::RegistrySchema { .. } => "registry_schema",
             CodecError::IncompatibleSchemas(_) => "incompatible_schemas",
             CodecError::Oversized { .. } => "oversized",
             CodecError::MissingField(_) => "missing_field",
@@ -68,8 +73,9 @@ impl CodecError {
     }
 
     /// Whether the same input could succeed later. Decoding is a pure function of the bytes and
-    /// of schemas fixed at start-up, so no codec error is: the record belongs in the dead-letter
-    /// topic, not in a retry loop.
+    /// of the writer schemas, which never change for an id, so no codec error is: the record
+    /// belongs in the dead-letter topic, not in a retry loop. (A registry that does not answer
+    /// is not a codec error: its records wait, see [`crate::registry`].)
     pub fn is_retryable(&self) -> bool {
         false
     }
@@ -107,6 +113,10 @@ mod tests {
             CodecError::InvalidUtf8 { offset: 3 },
             CodecError::UnknownSchemaId(7),
             CodecError::IncompatibleSchemas("x".into()),
+            CodecError::RegistrySchema {
+                id: 1,
+                reason: "x".into(),
+            },
             CodecError::Oversized { size: 2, limit: 1 },
             CodecError::MissingField("request_id".into()),
             CodecError::Json("x".into()),

@@ -7,9 +7,11 @@
 //! datum cannot start with `0x00`, because its first field is the request id and a `0x00` there
 //! would be a zero-length id, which is invalid.
 //!
-//! Schema ids are not fetched from a registry at run time: the ids a deployment accepts are
-//! registered from configuration into [`WriterSchemas`], and decoders are built for each of
-//! them once ([`DecoderSet`]). An unregistered id is [`CodecError::UnknownSchemaId`].
+//! Decoders are built once per writer schema id ([`DecoderSet`]): for the ids registered into
+//! [`WriterSchemas`] at start, and for ids added later with [`DecoderSet::insert`] (the worker
+//! adds those it fetched from a schema registry, [`crate::registry`]). An id the set does not
+//! hold is [`CodecError::UnknownSchemaId`]: the caller decides whether to dead-letter the
+//! record or to fetch the id first.
 
 use std::collections::HashMap;
 
@@ -74,36 +76,61 @@ impl WriterSchemas {
     }
 }
 
+/// Builds a decoder from (writer, reader) schemas.
+pub type BuildDecoder<D> = fn(&Schema, &Schema) -> Result<D>;
+
 /// One decoder for bare datums plus one per registered writer schema id.
 pub struct DecoderSet<D> {
     bare: D,
     by_id: HashMap<u32, D>,
     max_message_bytes: usize,
+    reader: Schema,
+    build: BuildDecoder<D>,
 }
 
 impl<D> DecoderSet<D> {
     /// Builds decoders for every registered writer schema with `build(writer, reader)`; bare
     /// datums are read as written with `reader` itself.
-    pub fn build(
-        reader: &Schema,
-        writers: &WriterSchemas,
-        build: impl Fn(&Schema, &Schema) -> Result<D>,
-    ) -> Result<Self> {
-        let mut by_id = HashMap::new();
-        for (id, writer) in writers.iter() {
-            let decoder = build(writer, reader).map_err(|e| match e {
-                CodecError::IncompatibleSchemas(msg) => {
-                    CodecError::IncompatibleSchemas(format!("schema id {id}: {msg}"))
-                }
-                other => other,
-            })?;
-            by_id.insert(id, decoder);
-        }
-        Ok(DecoderSet {
+    pub fn build(reader: &Schema, writers: &WriterSchemas, build: BuildDecoder<D>) -> Result<Self> {
+        let mut set = DecoderSet {
             bare: build(reader, reader)?,
-            by_id,
+            by_id: HashMap::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        })
+            reader: reader.clone(),
+            build,
+        };
+        for (id, writer) in writers.iter() {
+            set.insert(id, writer)?;
+        }
+        Ok(set)
+    }
+
+    /// Builds and adds the decoder of writer schema `id` (replacing any). A writer that cannot
+    /// be read with the reader schema is [`CodecError::IncompatibleSchemas`], naming the id.
+    pub fn insert(&mut self, id: u32, writer: &Schema) -> Result<()> {
+        let decoder = (self.build)(writer, &self.reader).map_err(|e| match e {
+            CodecError::IncompatibleSchemas(msg) => {
+                CodecError::IncompatibleSchemas(format!("schema id {id}: {msg}"))
+            }
+            other => other,
+        })?;
+        self.by_id.insert(id, decoder);
+        Ok(())
+    }
+
+    /// Removes the decoder of `id`, if any.
+    pub fn remove(&mut self, id: u32) {
+        self.by_id.remove(&id);
+    }
+
+    /// How many writer schema ids the set holds.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether the set holds no writer schema id.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
     }
 
     /// Sets the largest payload accepted.
@@ -218,6 +245,14 @@ mod tests {
             .map(|_| ())
             .unwrap_err();
         assert_eq!(err, CodecError::UnknownSchemaId(7));
+        let mut grown = PredictionDecoders::for_writers(&writers).unwrap();
+        grown
+            .insert(7, crate::schema::prediction().unwrap())
+            .unwrap();
+        assert_eq!(grown.len(), 2);
+        assert!(grown.select(&encode_framed(7, &datum)).is_ok());
+        grown.remove(7);
+        assert!(grown.select(&encode_framed(7, &datum)).is_err());
         let small = PredictionDecoders::for_writers(&writers)
             .unwrap()
             .with_max_message_bytes(datum.len() - 1);

@@ -11,6 +11,8 @@
 //! - [`format`]: which encoding (JSON, framed or bare Avro) a payload is in, from its first
 //!   bytes.
 //! - [`framing`]: Confluent Schema Registry framing and per-schema-id decoder selection.
+//! - [`registry`]: writer schemas by id from a Confluent-compatible Schema Registry: the
+//!   answers read and the per-id state (fetching with backoff, absent), without I/O.
 //! - [`json`]: the JSON form of every record, for teams that do not use Avro.
 //! - [`error`]: [`CodecError`], with a stable `kind()` for dead-letter headers.
 //!
@@ -24,6 +26,7 @@ pub mod error;
 pub mod format;
 pub mod framing;
 pub mod json;
+pub mod registry;
 pub mod resolve;
 pub mod schema;
 pub mod wire;

@@ -157,7 +157,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "assigned": r.assigned,
         "restored": r.restored,
         "producing": r.producing,
+        "schema_registry": r.schema_registry,
         "not_ready": not_ready,
+        // Why the registry condition fails (a fetch that keeps failing), if it does.
+        "schema_registry_error": status.schema_registry_error,
         // Detail, not a condition: input records off their key's murmur2 partition, per topic.
         "misrouted": status.misrouted,
         // Detail, not a condition: a worker behind its input is still ready (it catches up).
@@ -215,6 +218,7 @@ mod tests {
             assigned: true,
             restored: false,
             producing: true,
+            schema_registry: true,
         }));
         let r = readiness.clone();
         let source = move || {
@@ -259,7 +263,7 @@ mod tests {
             .iter()
             .filter(|s| s.name == "driftwatch_ready")
             .collect();
-        assert_eq!(ready.len(), 3);
+        assert_eq!(ready.len(), 4);
         assert!(ready.iter().all(|s| s.value == 1.0), "{body}");
         assert!(samples
             .iter()

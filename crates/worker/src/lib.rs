@@ -18,6 +18,8 @@
 //! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
 //! - [`fault`]: named fault points for tests (only with the `fault-points` feature).
 //! - [`error`]: [`WorkerError`], classified retryable or not.
+//! - [`schema_registry`]: the HTTP client of a Confluent-compatible Schema Registry (writer
+//!   schemas of framed payloads by id; basic auth, TLS).
 //! - [`security`]: SASL (PLAIN, SCRAM) and TLS settings; secrets that never reach a log.
 //! - [`handshake`]: a failed TLS handshake, explained by the setting to fix.
 //! - [`prometheus`]: the [`prometheus::WorkerStatus`] a stage fills and its Prometheus rendering.
@@ -42,6 +44,7 @@ pub mod pipeline;
 pub mod prometheus;
 pub mod routing_sample;
 pub mod runtime;
+pub mod schema_registry;
 pub mod security;
 pub mod settings;
 pub mod status;

@@ -37,6 +37,7 @@ impl StageHandles {
             assigned: true,
             restored: true,
             producing: true,
+            schema_registry: true,
         };
         if let Some((join, group)) = &self.join {
             let s = join.stats();
@@ -83,6 +84,8 @@ impl StageHandles {
                 .insert(("join".into(), "aborted".into()), s.transactions_aborted);
             // Before the first flush there is nothing to deliver: count that as producing.
             ready.producing = s.producing || s.events_out.is_empty();
+            ready.schema_registry = s.schema_registry_error.is_none();
+            w.schema_registry_error = s.schema_registry_error.clone();
         }
         if let Some(monitor) = &self.monitor {
             let s = monitor.stats();

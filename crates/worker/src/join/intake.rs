@@ -27,6 +27,7 @@ use rdkafka::Message;
 use super::dead_letter::{Reject, UNKNOWN};
 use super::partition::{input_index, source_input, PartitionTask, REPARTITION_SOURCE};
 use super::repartition::{original_input, INPUT_HEADER};
+use super::schemas::{Pending, RegistrySchemas};
 use super::stage::Join;
 use super::stats::record_micros;
 use super::stats::warn_rate_limited;
@@ -52,25 +53,39 @@ impl Join {
             h.saturating_record(u64::try_from(now - sent).unwrap_or(0));
         }
         let source = self.source_of(msg.topic());
-        let pause = if source == REPARTITION_SOURCE {
+        let partition = msg.partition();
+        if let Some(registry) = &mut self.registry {
+            if registry.skips(source, partition, msg.offset()) {
+                // Read again once its partition's hold is released.
+                return None;
+            }
+        }
+        let processed = if source == REPARTITION_SOURCE {
             self.take_republished(msg, now)
         } else {
             let input = source_input(source);
-            let routing = self
-                .routing
-                .observe(input, msg.topic(), msg.key(), msg.partition());
-            match (routing, &mut self.repartition) {
+            // Counted once the record is taken: a held record is read again.
+            let routing = self.routing.check(msg.key(), partition);
+            let processed = match (routing, &mut self.repartition) {
                 (Routing::Misrouted { expected, .. }, Some(r)) => {
                     // Joined as its copy: only the offset moves here.
-                    if let Some(t) = self.tasks.get_mut(&msg.partition()) {
+                    if let Some(t) = self.tasks.get_mut(&partition) {
                         r.stage(msg, expected);
                         self.routing.repartitioned(input);
                         t.next_offset[source] = msg.offset() + 1;
                     }
-                    None
+                    Processed::Taken(None)
                 }
                 _ => self.process_message(msg, source, input, now),
+            };
+            if let Processed::Taken(_) = processed {
+                self.routing.count(input, msg.topic(), partition, routing);
             }
+            processed
+        };
+        let pause = match processed {
+            Processed::Taken(pause) => pause,
+            Processed::Held => return Some((source, partition)),
         };
         record_micros(&mut self.meters.processing_micros, started.elapsed());
         if source != REPARTITION_SOURCE {
@@ -80,7 +95,7 @@ impl Join {
     }
 
     /// A record of the repartition topic: processed as the input its header names.
-    fn take_republished(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Option<(usize, i32)> {
+    fn take_republished(&mut self, msg: &BorrowedMessage<'_>, now: i64) -> Processed {
         let t = &self.topics;
         let Some(input) = original_input(msg, &t.predictions, &t.ground_truth) else {
             warn_rate_limited(
@@ -96,7 +111,7 @@ impl Join {
             if let Some(t) = self.tasks.get_mut(&msg.partition()) {
                 t.next_offset[REPARTITION_SOURCE] = msg.offset() + 1;
             }
-            return None;
+            return Processed::Taken(None);
         };
         // Not counted in `events_in` again: its original was, when it was read.
         self.process_message(msg, REPARTITION_SOURCE, input, now)
@@ -108,25 +123,50 @@ impl Join {
         source: usize,
         input: Input,
         now: i64,
-    ) -> Option<(usize, i32)> {
+    ) -> Processed {
         let partition = msg.partition();
         let payload = msg.payload().unwrap_or(&[]);
         let received_before = self.tasks.get(&partition).map(|t| t.task.received());
         // One size limit for every encoding, before any decoding.
         let result = if payload.len() > self.max_message_bytes {
-            Err(Reject::codec(CodecError::Oversized {
+            Err(NotTaken::Reject(Reject::codec(CodecError::Oversized {
                 size: payload.len(),
                 limit: self.max_message_bytes,
-            }))
+            })))
         } else {
             match input {
                 Input::Predictions => self.push_prediction(partition, payload, now),
                 Input::Labels => self.push_label(partition, payload, now),
             }
         };
-        if let Err(reject) = result {
-            self.dead_letter(msg, input, reject);
+        match result {
+            Ok(()) => {}
+            Err(NotTaken::Reject(reject)) => self.dead_letter(msg, input, reject),
+            Err(NotTaken::Wait(id)) => {
+                if !self.tasks.contains_key(&partition) {
+                    // Revoked meanwhile: its next owner reads it again.
+                    return Processed::Taken(None);
+                }
+                if let Some(registry) = &mut self.registry {
+                    registry.hold(source, input, partition, msg.offset(), id);
+                }
+                return Processed::Held;
+            }
         }
+        Processed::Taken(self.queue(msg, source, input, received_before, now))
+    }
+
+    /// Moves the task's offsets past `msg`, polls it; an input partition to pause when its
+    /// queue is full.
+    fn queue(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        source: usize,
+        input: Input,
+        received_before: Option<(u64, u64)>,
+        now: i64,
+    ) -> Option<(usize, i32)> {
+        let partition = msg.partition();
         let task = self.tasks.get_mut(&partition)?;
         task.next_offset[source] = msg.offset() + 1;
         if received_before.is_some_and(|before| before != task.task.received()) {
@@ -142,22 +182,28 @@ impl Join {
         (queued > self.max_queued).then_some((source, partition))
     }
 
-    fn push_prediction(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+    fn push_prediction(
+        &mut self,
+        partition: i32,
+        payload: &[u8],
+        now: i64,
+    ) -> Result<(), NotTaken> {
         if !PayloadFormat::detect(payload).is_avro() {
-            return self.push_json_prediction(partition, payload, now);
+            return Ok(self.push_json_prediction(partition, payload, now)?);
         }
-        let (decoder, datum) = self
-            .decoders
-            .predictions
-            .select(payload)
-            .map_err(Reject::codec)?;
+        let (decoder, datum) = match self.decoders.predictions.select(payload) {
+            Ok(selected) => selected,
+            Err(e) => return Err(unknown(&mut self.registry, Input::Predictions, e, now)),
+        };
         let Some(t) = self.tasks.get_mut(&partition) else {
             // Revoked meanwhile: validated as usual, but nothing to summarize into.
             let mut scores = ScoreOfPredicted::default();
             let p = decoder.decode(datum, &mut scores).map_err(Reject::codec)?;
             let fields = p.fields(p.predicted_label.and_then(|l| scores.score_of(l)));
-            return accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)
-                .map(|_| ());
+            return Ok(
+                accept_prediction(&mut self.tasks, &self.rules, partition, &fields, now)
+                    .map(|_| ())?,
+            );
         };
         let mut visitor = SignatureOfPredicted {
             names: t.aggregator.features_mut(),
@@ -190,7 +236,7 @@ impl Join {
             t.staged = recycle(staged);
             t.scores = recycle_scores(scores.scores);
         }
-        result
+        Ok(result?)
     }
 
     /// The JSON form (`schemas/README.md`).
@@ -212,25 +258,68 @@ impl Join {
         Ok(())
     }
 
-    fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), Reject> {
+    fn push_label(&mut self, partition: i32, payload: &[u8], now: i64) -> Result<(), NotTaken> {
         if !PayloadFormat::detect(payload).is_avro() {
             let owned: GroundTruth = from_json_slice(payload).map_err(Reject::codec)?;
             let fields = LabelFields::from(&owned);
-            return accept_label(&mut self.tasks, &self.rules, partition, &fields, now);
+            return Ok(accept_label(
+                &mut self.tasks,
+                &self.rules,
+                partition,
+                &fields,
+                now,
+            )?);
         }
-        let (decoder, datum) = self
-            .decoders
-            .labels
-            .select(payload)
-            .map_err(Reject::codec)?;
+        let (decoder, datum) = match self.decoders.labels.select(payload) {
+            Ok(selected) => selected,
+            Err(e) => return Err(unknown(&mut self.registry, Input::Labels, e, now)),
+        };
         let l = decoder.decode(datum).map_err(Reject::codec)?;
-        accept_label(
+        Ok(accept_label(
             &mut self.tasks,
             &self.rules,
             partition,
             &LabelFields::from(l),
             now,
-        )
+        )?)
+    }
+}
+
+/// What became of one message.
+enum Processed {
+    /// Checked (queued or dead-lettered); maybe a (source, partition) to pause.
+    Taken(Option<(usize, i32)>),
+    /// Not read: its writer schema is being fetched; its partition is held at its offset.
+    Held,
+}
+
+/// Why a record was not queued.
+enum NotTaken {
+    Reject(Reject),
+    /// Its writer schema id is being fetched from the registry.
+    Wait(u32),
+}
+
+impl From<Reject> for NotTaken {
+    fn from(r: Reject) -> Self {
+        NotTaken::Reject(r)
+    }
+}
+
+/// A decoder set did not take a payload: an unknown schema id is asked of the registry, when
+/// there is one; anything else is dead-lettered.
+fn unknown(
+    registry: &mut Option<RegistrySchemas>,
+    input: Input,
+    e: CodecError,
+    now: i64,
+) -> NotTaken {
+    match (e, registry) {
+        (CodecError::UnknownSchemaId(id), Some(r)) => match r.on_unknown(input, id, now) {
+            Pending::Reject(e) => NotTaken::Reject(Reject::codec(e)),
+            Pending::Wait(id) => NotTaken::Wait(id),
+        },
+        (e, _) => NotTaken::Reject(Reject::codec(e)),
     }
 }
 

@@ -39,6 +39,10 @@
 //!   our position); it lets a task go on without waiting for an input that has nothing to give
 //!   ([`stats`]).
 //!
+//! - A framed record whose writer schema id is new is held (its input partition paused at its
+//!   offset) while the id is fetched from the schema registry; an id the registry does not
+//!   have is dead-lettered ([`schemas`]).
+//!
 //! - Every record read is checked against its key's murmur2 partition ([`routing`]): a producer
 //!   on another partitioner is counted, logged and shown, not silently lost. With
 //!   `join.misrouted = "repartition"` a misrouted record is re-published on its right
@@ -49,7 +53,7 @@
 //!   of buffer entries in memory and the rest on local disk ([`state`]).
 //!
 //! Files: [`stage`] (the state and its hooks), [`intake`], [`visitor`], [`dead_letter`],
-//! [`partition`], [`batch`], [`routing`], [`repartition`], [`state`], [`stats`].
+//! [`partition`], [`batch`], [`routing`], [`repartition`], [`schemas`], [`state`], [`stats`].
 
 mod batch;
 mod dead_letter;
@@ -59,6 +63,7 @@ mod intake;
 mod partition;
 mod repartition;
 mod routing;
+mod schemas;
 mod stage;
 mod state;
 mod stats;
@@ -136,10 +141,9 @@ impl JoinStage {
         } else {
             None
         };
-        let mut writers = WriterSchemas::new();
-        // Schema ids of framed payloads are resolved against the current schemas until a
-        // registry client exists; unknown ids are dead-lettered.
-        let _ = &mut writers;
+        // Writer schemas of framed payloads come from the schema registry as their ids are
+        // met (`[schema_registry]`); without one, a framed payload is dead-lettered.
+        let writers = WriterSchemas::new();
         let max_bytes = settings.join.max_message_bytes;
         let decoders = Decoders {
             predictions: PredictionDecoders::for_writers(&writers)

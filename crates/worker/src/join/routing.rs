@@ -76,16 +76,15 @@ impl RoutingCheck {
         }
     }
 
-    /// Checks and counts one record of `input` (read from `topic`).
+    /// Where a record with `key` read from `partition` belongs.
     #[inline]
-    pub(super) fn observe(
-        &mut self,
-        input: Input,
-        topic: &str,
-        key: Option<&[u8]>,
-        partition: i32,
-    ) -> Routing {
-        let routing = check(key, partition, self.partitions);
+    pub(super) fn check(&self, key: Option<&[u8]>, partition: i32) -> Routing {
+        check(key, partition, self.partitions)
+    }
+
+    /// Counts one record of `input` (read from `topic`) with its [`check`](Self::check).
+    #[inline]
+    pub(super) fn count(&mut self, input: Input, topic: &str, partition: i32, routing: Routing) {
         let i = input_index(input);
         self.tallies[i].add(routing);
         if let Routing::Misrouted { expected, .. } = routing {
@@ -100,7 +99,6 @@ impl RoutingCheck {
                 );
             }
         }
-        routing
     }
 
     /// A misrouted record of `input` was re-published instead of joined.
@@ -130,6 +128,13 @@ mod tests {
     use driftwatch_core::join::routing::{crc32_partition, murmur2_partition};
 
     use super::*;
+
+    impl RoutingCheck {
+        fn observe(&mut self, input: Input, topic: &str, key: Option<&[u8]>, partition: i32) {
+            let routing = self.check(key, partition);
+            self.count(input, topic, partition, routing);
+        }
+    }
 
     #[test]
     fn a_crc32_label_topic_is_flagged_and_a_murmur2_prediction_topic_is_not() {

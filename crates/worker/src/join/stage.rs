@@ -30,6 +30,7 @@ use super::dead_letter::Rejections;
 use super::partition::{PartitionTask, SOURCES};
 use super::repartition::Repartition;
 use super::routing::RoutingCheck;
+use super::schemas::RegistrySchemas;
 use super::state::LocalState;
 use super::stats::{record_micros, Meters, Shared};
 use crate::changelog::ChangelogReader;
@@ -70,6 +71,8 @@ pub(crate) struct Join {
     pub(super) partials_partitions: usize,
     pub(super) exactly_once: bool,
     pub(super) decoders: Decoders,
+    /// Writer schemas fetched from the schema registry, and the partitions held for them.
+    pub(super) registry: Option<RegistrySchemas>,
     /// The changelog reader (exactly-once).
     pub(super) changelog: Option<ChangelogReader>,
     pub(super) tasks: BTreeMap<i32, PartitionTask>,
@@ -117,6 +120,7 @@ impl Join {
             partials_partitions,
             exactly_once: settings.kafka.exactly_once(),
             decoders,
+            registry: RegistrySchemas::new(&settings.schema_registry)?,
             changelog,
             tasks: BTreeMap::new(),
             retired: BTreeMap::new(),
@@ -148,9 +152,23 @@ impl Stage for Join {
     }
 
     fn on_tick(&mut self, now_ms: i64, paused: &HashSet<InputPartition>) -> Vec<InputPartition> {
-        let resumable = self.poll_all(now_ms, paused);
+        if let Some(registry) = &mut self.registry {
+            let d = &mut self.decoders;
+            registry.poll(now_ms, &mut d.predictions, &mut d.labels);
+        }
+        let mut resumable = self.poll_all(now_ms, paused);
+        if let Some(registry) = &self.registry {
+            resumable.retain(|p| !registry.is_held(p));
+        }
         self.log_stats(false);
         resumable
+    }
+
+    fn take_seeks(&mut self) -> Vec<(InputPartition, i64)> {
+        self.registry
+            .as_mut()
+            .map(RegistrySchemas::take_seeks)
+            .unwrap_or_default()
     }
 
     fn on_statistics(&mut self, statistics: &Statistics) {
@@ -192,6 +210,10 @@ impl Stage for Join {
     }
 
     fn rewound(&mut self) -> Result<()> {
+        if let Some(registry) = &mut self.registry {
+            // Every input is read again from its committed offset.
+            registry.forget(|_| true);
+        }
         let assigned = self.assigned_partitions();
         self.abandon(&assigned.iter().copied().collect());
         self.restore(&assigned)
@@ -233,6 +255,9 @@ impl Stage for Join {
 
     fn revoked(&mut self, tpl: &TopicPartitionList, lost: bool) {
         let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        if let Some(registry) = &mut self.registry {
+            registry.forget(|p| partitions.contains(&p));
+        }
         if self.exactly_once {
             if !lost {
                 // Committed: the local stores hold what the changelog does.

@@ -79,6 +79,11 @@ pub struct JoinStats {
     /// started, and entries on disk now.
     pub state_spilled: u64,
     pub state_on_disk: u64,
+    /// Schema registry (`[schema_registry]`): the error of a fetch that keeps failing (the
+    /// registry does not answer; records of that id wait), and the input partitions held for
+    /// a schema id being fetched.
+    pub schema_registry_error: Option<String>,
+    pub schema_registry_held: usize,
 }
 
 impl JoinStats {
@@ -279,6 +284,8 @@ impl Join {
             transactions_committed: m.transactions_committed,
             transactions_aborted: m.transactions_aborted,
             exactly_once: self.exactly_once,
+            schema_registry_error: self.registry.as_ref().and_then(|r| r.failing()),
+            schema_registry_held: self.registry.as_ref().map_or(0, |r| r.held_count()),
         }
     }
 

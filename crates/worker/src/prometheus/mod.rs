@@ -282,15 +282,18 @@ pub struct Readiness {
     pub restored: bool,
     /// The producer is connected and delivering.
     pub producing: bool,
+    /// The schema registry answers (or none is configured): no fetch keeps failing.
+    pub schema_registry: bool,
 }
 
 impl Readiness {
     /// Every condition, by name.
-    pub fn conditions(&self) -> [(&'static str, bool); 3] {
+    pub fn conditions(&self) -> [(&'static str, bool); 4] {
         [
             ("assigned", self.assigned),
             ("restored", self.restored),
             ("producing", self.producing),
+            ("schema_registry", self.schema_registry),
         ]
     }
 
@@ -333,6 +336,8 @@ pub struct WorkerStatus {
     /// Duration of the join's commits (exactly-once), once one committed.
     pub join_commit: Option<LatencySummary>,
     pub readiness: Readiness,
+    /// Why the schema registry condition fails: the last error of a fetch that keeps failing.
+    pub schema_registry_error: Option<String>,
     /// Filled by the monitor stage only.
     pub monitor: Option<MonitorStatus>,
     /// State restores (exactly-once) per stage (`join`, `monitor`).

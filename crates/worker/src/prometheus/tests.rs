@@ -120,6 +120,7 @@ pub(crate) fn sample_status() -> WorkerStatus {
         assigned: true,
         restored: false,
         producing: true,
+        schema_registry: true,
     };
     let mut m = MonitorStatus::default();
     m.accuracy
@@ -329,7 +330,7 @@ fn empty_snapshot_renders_readiness_only_and_no_latency() {
         samples.iter().all(|x| x.name == "driftwatch_ready"),
         "{text}"
     );
-    assert_eq!(samples.len(), 3);
+    assert_eq!(samples.len(), 4);
     assert!(!text.contains("driftwatch_processing_latency_seconds"));
 }
 

@@ -125,6 +125,13 @@ pub trait Stage: Send {
     /// may resume.
     fn on_tick(&mut self, now_ms: i64, paused: &HashSet<InputPartition>) -> Vec<InputPartition>;
 
+    /// After [`Stage::on_tick`]: input partitions to read again from an offset (a record the
+    /// stage could not take yet). Seeked before any of them resumes; they stay paused until
+    /// the seek succeeded.
+    fn take_seeks(&mut self) -> Vec<(InputPartition, i64)> {
+        Vec::new()
+    }
+
     /// The consumer's latest statistics (when `statistics.interval.ms` is set).
     fn on_statistics(&mut self, _statistics: &Statistics) {}
 

@@ -92,6 +92,7 @@ impl Shell {
             background,
             flushing: None,
             paused: HashSet::new(),
+            seeks: Vec::new(),
             last_publish: Instant::now(),
         };
         let result = l.start_and_drive(shutdown).await;
@@ -127,6 +128,8 @@ struct Loop<S: Stage> {
     /// backwards).
     flushing: Option<tokio::task::JoinHandle<Flushed<Outcome<S>>>>,
     paused: HashSet<InputPartition>,
+    /// Seeks the stage asked for that have not succeeded yet ([`Stage::take_seeks`]).
+    seeks: Vec<(InputPartition, i64)>,
     last_publish: Instant,
 }
 
@@ -184,7 +187,12 @@ impl<S: Stage> Loop<S> {
                     if let Some(s) = context.take_statistics() {
                         self.stage.on_statistics(&s);
                     }
-                    for p in self.stage.on_tick(now_ms(), &self.paused) {
+                    let resumable = self.stage.on_tick(now_ms(), &self.paused);
+                    self.seek_back();
+                    for p in resumable {
+                        if self.seeks.iter().any(|(s, _)| *s == p) {
+                            continue;
+                        }
                         self.set_paused(p, false);
                         self.paused.remove(&p);
                     }
@@ -212,6 +220,29 @@ impl<S: Stage> Loop<S> {
         self.consumer
             .assignment()
             .is_ok_and(|a| a.find_partition(m.topic(), m.partition()).is_some())
+    }
+
+    /// Moves the consumer back to the offsets the stage asked for; a seek that fails is tried
+    /// again at the next tick (its partition stays paused meanwhile).
+    fn seek_back(&mut self) {
+        let mut seeks = std::mem::take(&mut self.seeks);
+        seeks.extend(self.stage.take_seeks());
+        for (p, offset) in seeks {
+            let Some(topic) = self.schedule.topics.get(p.topic) else {
+                continue;
+            };
+            let at = rdkafka::Offset::Offset(offset);
+            match self
+                .consumer
+                .seek(topic, p.partition, at, Duration::from_secs(5))
+            {
+                Ok(()) => debug!(topic, partition = p.partition, offset, "read again from"),
+                Err(e) => {
+                    warn!(error = %e, topic, partition = p.partition, offset, "seek failed: tried again");
+                    self.seeks.push((p, offset));
+                }
+            }
+        }
     }
 
     fn set_paused(&self, p: InputPartition, pause: bool) {
@@ -340,6 +371,7 @@ impl<S: Stage> Loop<S> {
         let committed = blocking(|| rewind_to_committed(consumer, timeout))?;
         blocking(|| self.stage.rewound())?;
         self.stage.positioned(&committed);
+        self.seeks.clear();
         for p in std::mem::take(&mut self.paused) {
             self.set_paused(p, false);
         }
@@ -488,6 +520,12 @@ impl<S: Stage> Loop<S> {
         // Work not committed is as good as lost to the stage: its state is not what the
         // changelog holds.
         self.stage.revoked(&partitions, lost || !committed);
+        let topics = &self.schedule.topics;
+        self.seeks.retain(|(p, _)| {
+            topics
+                .get(p.topic)
+                .is_none_or(|t| partitions.find_partition(t, p.partition).is_none())
+        });
         info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), committed, lost, "partitions revoked");
         if let Err(e) = answer_revoke(self.consumer.as_ref(), &partitions) {
             warn!(error = %e, "unassign");

@@ -15,10 +15,12 @@ use crate::error::WorkerError;
 use crate::security::SecuritySettings;
 
 mod join;
+mod registry;
 
 pub use join::{
     JoinSettings, JoinStateSettings, MisroutedMode, ModelJoinSettings, DEFAULT_MEMORY_BUDGET,
 };
+pub use registry::{SchemaRegistrySettings, MIN_BACKOFF};
 
 /// How to reach the brokers, plus any librdkafka property passed through unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +211,8 @@ pub struct Settings {
     pub join: JoinSettings,
     pub monitor: MonitorSettings,
     pub http: HttpSettings,
+    /// Writer schemas of framed payloads from a Confluent-compatible Schema Registry.
+    pub schema_registry: SchemaRegistrySettings,
 }
 
 /// The metrics and health endpoints.
@@ -284,6 +288,7 @@ impl Settings {
     /// Cross-field checks, with a message that says what to change.
     pub fn validate(&self) -> Result<(), WorkerError> {
         let bad = |m: String| Err(WorkerError::Config(m));
+        self.schema_registry.validate()?;
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return bad("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
         }
