@@ -30,9 +30,11 @@ use fjall::{Config, Keyspace, PartitionCreateOptions};
 
 pub mod checkpoint;
 mod partition;
+mod sweep;
 mod tier;
 
 pub use partition::{open_partition_tier, open_sealed_or_fresh, Opened, PartitionTier};
+pub use sweep::{sweep, Swept, SweptReason};
 pub use tier::DiskColdTier;
 
 /// Name of the store's folder inside the configured state directory: the only thing wiped.

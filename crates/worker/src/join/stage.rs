@@ -160,6 +160,10 @@ impl Stage for Join {
         if let Some(registry) = &self.registry {
             resumable.retain(|p| !registry.is_held(p));
         }
+        if let Some(state) = &mut self.local_state {
+            let tasks = &self.tasks;
+            state.sweep_if_due(|p| tasks.contains_key(&p));
+        }
         self.log_stats(false);
         resumable
     }

@@ -21,7 +21,12 @@
 //! - the replay streams records into the task in log order, so entries beyond the budget go
 //!   to disk as they come: a restore needs the budget, not the changelog's size, in memory;
 //! - a task dropped without a seal (an abort's rewind, a lost assignment, at-least-once)
-//!   removes its folder.
+//!   removes its folder;
+//! - once a minute the folders of partitions this worker does not hold are swept
+//!   ([`driftwatch_state::sweep`]): a sealed one once it is older than
+//!   `join.state.cleanup_delay` (the partition went to another worker for good), any other
+//!   once not modified for as long (a worker restarted after a crash still finds it, and
+//!   warns as it rebuilds).
 //!
 //! # Budget
 //! The budget is per worker, split evenly between the tasks built together (the range assignor
@@ -38,12 +43,14 @@
 
 use std::path::PathBuf;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use driftwatch_core::join::{
     hot_capacity_for_budget, ColdTier, JoinConfig, JoinTask, StoreCheckpoint,
 };
-use driftwatch_state::{open_partition_tier, open_sealed_or_fresh, Opened, StoreMemory};
+use driftwatch_state::{
+    open_partition_tier, open_sealed_or_fresh, sweep, Opened, StoreMemory, SweptReason,
+};
 use tracing::{info, warn};
 
 use super::stage::Join;
@@ -68,7 +75,14 @@ pub(super) struct LocalState {
     failure: Option<String>,
     /// Entries spilled by tasks since dropped (so the total survives rebalances).
     spilled_by_retired: u64,
+    /// `join.state.cleanup_delay`, ms.
+    cleanup_delay_ms: i64,
+    /// When the folders of partitions not held were last swept.
+    last_sweep: Option<Instant>,
 }
+
+/// How often the folders of partitions not held are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A name usable as one path component: what a group id may hold besides Kafka's topic
 /// characters becomes `_`.
@@ -106,7 +120,47 @@ impl LocalState {
             predictions_topic: path_component(&settings.topics.predictions),
             failure: None,
             spilled_by_retired: 0,
+            cleanup_delay_ms: i64::try_from(state.cleanup_delay().as_millis()).unwrap_or(i64::MAX),
+            last_sweep: None,
         }))
+    }
+
+    /// Removes the folders of partitions not `held` (see the module docs), at most once a
+    /// [`SWEEP_EVERY`]. A failure is logged, not fatal: the folder only takes disk.
+    pub(super) fn sweep_if_due(&mut self, held: impl Fn(i32) -> bool) {
+        if self.last_sweep.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        self.last_sweep = Some(Instant::now());
+        let (swept, error) = sweep(
+            &self.dir,
+            &self.predictions_topic,
+            held,
+            now_ms(),
+            self.cleanup_delay_ms,
+        );
+        for s in swept {
+            match s.reason {
+                SweptReason::Moved { sealed_ms_ago } => info!(
+                    partition = s.partition,
+                    sealed_s_ago = sealed_ms_ago / 1000,
+                    "join state store of a partition held elsewhere removed (join.state.cleanup_delay)"
+                ),
+                SweptReason::Unsealed { idle_ms } => info!(
+                    partition = s.partition,
+                    idle_s = idle_ms / 1000,
+                    "unsealed join state store of a partition not held removed"
+                ),
+                SweptReason::Unreadable(why) => info!(
+                    partition = s.partition,
+                    reason = %why,
+                    "join state store with an unreadable checkpoint removed"
+                ),
+            }
+        }
+        if let Some(e) = error {
+            warn!(dir = %self.dir.display(), error = %e, "join state folders of partitions not held: not all removed");
+        }
     }
 
     fn hot_capacity(&self, tasks: usize) -> usize {

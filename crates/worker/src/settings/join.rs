@@ -125,13 +125,14 @@ impl Default for JoinSettings {
 
 /// The join's local state store (`[join.state]`): with `dir` set, each join task keeps at most
 /// its share of `memory_budget` of entries in memory and the rest on local disk. The changelog
-/// topic stays the source of truth: the store is a cache, wiped and rebuilt from the
-/// changelog whenever a partition is assigned.
+/// topic stays the source of truth: the store is a cache of it, resumed when it was sealed
+/// at a clean stop or revocation, else rebuilt from the changelog.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JoinStateSettings {
     /// Folder of the local store: one sub-folder per input partition held
-    /// (`<join group>/<predictions topic>-<partition>`), wiped when the partition is assigned.
+    /// (`<join group>/<predictions topic>-<partition>`), resumed or rebuilt when the partition
+    /// is assigned.
     /// Not shared between workers running at the same time. Created if missing; must be
     /// writable (checked at start-up). Default: none, every entry stays in memory.
     pub dir: Option<PathBuf>,
@@ -140,12 +141,26 @@ pub struct JoinStateSettings {
     /// at least 1 MiB. Only with `dir`. Default 256 MiB. The store's own cache and write
     /// buffers come on top (see docs/OPERATIONS.md, *Capacity*).
     pub memory_budget: Option<ByteSize>,
+    /// How long the sealed folder of a partition this worker no longer holds is kept, in case
+    /// the partition comes back, before it is removed (as Kafka Streams'
+    /// `state.cleanup.delay.ms`). Folders that are not sealed go at the next sweep (once a
+    /// minute). Only with `dir`. Default 10 minutes.
+    #[serde(default, with = "humantime_serde")]
+    pub cleanup_delay: Option<Duration>,
 }
+
+/// Default of [`JoinStateSettings::cleanup_delay`].
+pub const DEFAULT_CLEANUP_DELAY: Duration = Duration::from_secs(600);
 
 impl JoinStateSettings {
     /// The budget in force (the default when unset).
     pub fn memory_budget(&self) -> ByteSize {
         self.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET)
+    }
+
+    /// The cleanup delay in force (the default when unset).
+    pub fn cleanup_delay(&self) -> Duration {
+        self.cleanup_delay.unwrap_or(DEFAULT_CLEANUP_DELAY)
     }
 
     /// The state folder, when the store is on.
@@ -161,6 +176,9 @@ impl JoinStateSettings {
                 return bad(format!(
                     "join.state.memory_budget ({b}) is set but join.state.dir is not: the budget only applies to a disk store; set join.state.dir or remove the budget"
                 ))
+            }
+            (None, None) if self.cleanup_delay.is_some() => {
+                return bad("join.state.cleanup_delay is set but join.state.dir is not: it only applies to a disk store; set join.state.dir or remove it".into())
             }
             (Some(d), _) if d.as_os_str().is_empty() => {
                 return bad("join.state.dir is empty: give a folder, or remove the key to keep all state in memory".into())
@@ -228,6 +246,20 @@ mod tests {
         let e = serde_json::from_str::<Settings>(r#"{"join": {"state": {"budget": "1MiB"}}}"#)
             .expect_err("unknown field");
         assert!(e.to_string().contains("unknown field `budget`"), "{e}");
+        let s: Settings = serde_json::from_str(
+            r#"{"join": {"state": {"dir": "/tmp/x", "cleanup_delay": "1h"}}}"#,
+        )
+        .expect("parse");
+        s.validate().expect("valid");
+        assert_eq!(s.join.state.cleanup_delay(), Duration::from_secs(3600));
+        assert_eq!(
+            Settings::default().join.state.cleanup_delay(),
+            DEFAULT_CLEANUP_DELAY
+        );
+        let s: Settings =
+            serde_json::from_str(r#"{"join": {"state": {"cleanup_delay": "1h"}}}"#).expect("parse");
+        let e = s.validate().expect_err("refused without a dir").to_string();
+        assert!(e.contains("join.state.cleanup_delay"), "{e}");
     }
 
     #[test]
@@ -240,12 +272,14 @@ mod tests {
         let state = JoinStateSettings {
             dir: Some(file.join("state")),
             memory_budget: None,
+            cleanup_delay: None,
         };
         let e = state.check_dir().expect_err("refused").to_string();
         assert!(e.contains("join.state.dir"), "{e}");
         let ok = JoinStateSettings {
             dir: Some(base.join("state")),
             memory_budget: None,
+            cleanup_delay: None,
         };
         ok.check_dir().expect("a fresh folder is created");
         let _ = std::fs::remove_dir_all(&base);
