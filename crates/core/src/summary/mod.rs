@@ -63,7 +63,7 @@ mod intern;
 mod numeric;
 mod sample;
 
-pub use categorical::CategoricalSummary;
+pub use categorical::{category_bucket, CategoricalSummary};
 pub use codec::FORMAT_VERSION;
 pub use feature::{FeatureKind, FeatureSummary, SignatureSummary};
 pub(crate) use intern::same_bytes;
@@ -72,6 +72,12 @@ pub use numeric::{dkw_bound, NumericSummary};
 pub use sample::{
     value_hash, DistinctSample, Entry as SampleEntry, SortedSample, PENDING_MAX, SAMPLE_K,
 };
+/// Most distinct categories a [`CategoricalSummary`] counts one by one; beyond, it counts
+/// per hash bucket.
+pub const CATEGORY_EXACT_MAX: usize = 1024;
+/// Buckets of a [`CategoricalSummary`] past [`CATEGORY_EXACT_MAX`] categories (a power of
+/// two; see [`category_bucket`]).
+pub const CATEGORY_BUCKETS: usize = 1024;
 /// lg of the frequent-items sketch's maximum map size.
 pub const FREQUENT_LG_MAX: u8 = 10;
 /// lg_k of the HLL distinct-count sketch.
