@@ -24,12 +24,14 @@
 //! categories are canonical, the sample within [min, max], a bucketed summary has more than
 //! [`CATEGORY_EXACT_MAX`] values, and that no bytes trail.
 //!
-//! Version 1 carried a KLL sketch in place of the sample, version 2 only the frequent-items
-//! and HLL sketches of a categorical summary (order-dependent beyond 768 categories); neither
-//! is read any more (partials are transient: an older partial in a topic at upgrade is
-//! reported as unsupported).
+//! Version 2 carried only the frequent-items and HLL sketches of a categorical summary
+//! (order-dependent beyond 768 categories): it is still read while every categorical sketch
+//! in it is exact (it then holds every category with its count), so reference profiles and
+//! partials of fewer categories carry over; one whose sketch purged is refused. Version 1
+//! carried a KLL sketch in place of the sample; it is not read any more (partials are
+//! transient: a version-1 partial in a topic at upgrade is reported as unsupported).
 
-use datasketches::frequencies::FrequentItemsSketch;
+use datasketches::frequencies::{ErrorType, FrequentItemsSketch};
 use datasketches::hll::HllSketch;
 
 use super::categorical::Bucketed;
@@ -145,6 +147,8 @@ impl Writer {
 
 struct Reader<'a> {
     rest: &'a [u8],
+    /// Format version of the bytes (2 or 3).
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
@@ -275,6 +279,9 @@ impl<'a> Reader<'a> {
         let mut c = CategoricalSummary::new();
         c.count = count;
         c.missing = missing;
+        if self.version == 2 {
+            return self.categorical_v2(c);
+        }
         let mut weight = 0u64;
         match self.u8("categorical mode")? {
             CAT_EXACT => {
@@ -379,12 +386,75 @@ pub(crate) fn encode_categorical(c: &CategoricalSummary) -> (Vec<u8>, usize) {
 /// bytes trail.
 #[cfg(test)]
 pub(crate) fn decode_categorical(bytes: &[u8]) -> Result<CategoricalSummary, SummaryError> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Reader {
+        rest: bytes,
+        version: FORMAT_VERSION,
+    };
     let c = r.categorical()?;
     if !r.rest.is_empty() {
         return Err(SummaryError::malformed("trailing bytes"));
     }
     Ok(c)
+}
+
+impl Reader<'_> {
+    /// Format 2's categorical summary (frequent-items and HLL blobs), read while its
+    /// frequent-items sketch never purged: its counts are then exact and complete (at most
+    /// 768 categories), so they carry over to the exact table. A purged one has lost the counts
+    /// the bucket table needs and is refused.
+    fn categorical_v2(
+        &mut self,
+        mut c: CategoricalSummary,
+    ) -> Result<CategoricalSummary, SummaryError> {
+        let frequent = match self.blob("frequent items sketch")? {
+            Some(b) => Some(
+                FrequentItemsSketch::<String>::deserialize(b)
+                    .map_err(|e| SummaryError::malformed(format!("frequent items: {e}")))?,
+            ),
+            None => None,
+        };
+        let hll = self.blob("hll sketch")?;
+        if let Some(b) = hll {
+            HllSketch::deserialize(b)
+                .map_err(|e| SummaryError::malformed(format!("hll sketch: {e}")))?;
+        }
+        let weight = frequent
+            .as_ref()
+            .map_or(0, FrequentItemsSketch::total_weight);
+        if weight != c.count || hll.is_some() != (c.count > 0) {
+            return Err(SummaryError::malformed(format!(
+                "categorical count {} disagrees with its sketches ({weight})",
+                c.count
+            )));
+        }
+        let Some(f) = frequent else {
+            return Ok(c);
+        };
+        if f.maximum_error() != 0 {
+            return Err(SummaryError::malformed(
+                "format 2 categorical summary past its sketch's exact range",
+            ));
+        }
+        let rows = f.frequent_items_with_threshold(ErrorType::NoFalseNegatives, 0);
+        let listed: u64 = rows.iter().map(|r| r.estimate()).sum();
+        if listed != c.count
+            || rows.len() > CATEGORY_EXACT_MAX
+            || rows.iter().any(|r| r.estimate() == 0)
+        {
+            return Err(SummaryError::malformed(
+                "format 2 categorical counts are not exact",
+            ));
+        }
+        for row in rows {
+            if c.exact
+                .insert(row.item().as_str().into(), row.estimate())
+                .is_some()
+            {
+                return Err(SummaryError::malformed("duplicate category"));
+            }
+        }
+        Ok(c)
+    }
 }
 
 impl SignatureSummary {
@@ -436,14 +506,18 @@ impl SignatureSummary {
         bytes: &[u8],
         interner: &mut FeatureInterner,
     ) -> Result<SignatureSummary, SummaryError> {
-        let mut r = Reader { rest: bytes };
+        let mut r = Reader {
+            rest: bytes,
+            version: FORMAT_VERSION,
+        };
         if r.take(4, "magic")? != MAGIC {
             return Err(SummaryError::malformed("bad magic"));
         }
         let version = r.u8("version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 2 {
             return Err(SummaryError::UnsupportedVersion(version));
         }
+        r.version = version;
         let mut s = SignatureSummary {
             predictions: r.count("predictions")?,
             ..SignatureSummary::default()
@@ -618,5 +692,44 @@ mod tests {
             SignatureSummary::from_bytes(&bytes, &mut small),
             Err(SummaryError::FeaturesExhausted { .. })
         ));
+    }
+
+    #[test]
+    fn format_2_reads_exact_categoricals_and_refuses_purged_ones() {
+        use super::super::categorical::{new_frequent, new_hll};
+        let interner = FeatureInterner::new();
+        let v2 = |counts: &[(String, u64)]| {
+            let mut s = SignatureSummary::new();
+            let mut f = new_frequent().unwrap();
+            let mut h = new_hll().unwrap();
+            for (v, n) in counts {
+                for _ in 0..*n {
+                    s.update_output(Some(v), None, None);
+                }
+                f.update_with_count(v.clone(), *n);
+                h.update(v.as_str());
+            }
+            let v3 = s.to_bytes(&interner).unwrap();
+            let cat_len = encode_categorical(&s.predicted_label).0.len();
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            let mut w = Writer(v3[..13].to_vec());
+            w.0[4] = 2;
+            w.u64(total);
+            w.u64(0);
+            w.blob(Some(f.serialize())).unwrap();
+            w.blob(Some(h.serialize())).unwrap();
+            w.0.extend_from_slice(&v3[13 + cat_len..]);
+            (s, w.0)
+        };
+        let few: Vec<(String, u64)> = (0..100).map(|i| (format!("v{i}"), 1 + i % 7)).collect();
+        let (s, bytes) = v2(&few);
+        let back = SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).unwrap();
+        assert_eq!(
+            back.to_bytes(&interner).unwrap(),
+            s.to_bytes(&interner).unwrap()
+        );
+        let many: Vec<(String, u64)> = (0..2000).map(|i| (format!("v{i}"), 1)).collect();
+        let (_, bytes) = v2(&many);
+        assert!(SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).is_err());
     }
 }
