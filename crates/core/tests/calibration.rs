@@ -9,12 +9,14 @@
 //!   alone, which checks the distances' null distributions where the minimum effect hides
 //!   them;
 //! - where the test is a p-value test on exact data (KS with both samples ≤ 256 values; χ²
-//!   always, its counts being exact below 768 categories), the rate is also above the band's
+//!   always, its counts being exact), the rate is also above the band's
 //!   lower end: the test is not needlessly conservative;
 //! - the non-default distances (PSI, numeric Jensen–Shannon, Hellinger): p < α at most as often
 //!   as the band's upper end, at four size pairs;
 //! - power at 1k × 1k: a 0.2 σ mean shift (numeric) and a 10-point move of the first
-//!   category's share to the second (categorical) are found in ≥ 90 % of pairs.
+//!   category's share to the second (categorical) are found in ≥ 90 % of pairs;
+//! - past 1024 categories, where χ² runs on hash buckets: its false-positive rate is within
+//!   the band and a 10-point move of a frequent category's share is found in ≥ 90 % of pairs.
 //!
 //! Sampling cost: a reference of 100k values is built [`REFS_LARGE`] times per cell and
 //! paired with PAIRS / REFS_LARGE currents each. Pairs sharing a reference are not
@@ -311,6 +313,9 @@ fn chi_square_on_buckets_holds_alpha_and_finds_a_moved_share() {
         "chi_square on buckets, 2000 Zipf categories, 20k × 1k: false positives {fpr:.3} \
          (band [{lo:.3}, {hi:.3}]), power of a 10-point move {power:.3}"
     );
-    assert!(fpr <= hi, "false-positive rate {fpr} above {hi}");
+    assert!(
+        (lo..=hi).contains(&fpr),
+        "false-positive rate {fpr} outside [{lo}, {hi}]"
+    );
     assert!(power >= 0.9, "power {power}");
 }
