@@ -2,38 +2,56 @@
 //!
 //! Layout (integers little-endian, `blob` = `u32` length + bytes, length 0 = absent):
 //! ```text
-//! "DWSG" version:u8(=2) predictions:u64
+//! "DWSG" version:u8(=3) predictions:u64
 //! predicted_label:cat predicted_value:num score:num
 //! n_features:u16 { name_len:u16 name:utf8 missing:u64 flags:u8 [num if flags&1] [cat if flags&2] }
 //! num = count:u64 missing:u64 min:f64 max:f64 mean:f64 m2:f64
 //!       n_sample:u16 { value:f64 count:leb128 }   (n_sample ≤ SAMPLE_K, increasing hash)
-//! cat = count:u64 missing:u64 frequent_items:blob hll:blob
+//! cat = count:u64 missing:u64 mode:u8
+//!       mode 0 (exact):    n:u16 { len:leb128 value:utf8 count:leb128 }
+//!                          (n ≤ CATEGORY_EXACT_MAX, values strictly increasing bytewise, counts ≥ 1)
+//!       mode 1 (bucketed): CATEGORY_BUCKETS × count:leb128  frequent_items:blob hll:blob
 //! ```
 //! The numeric sample is written in its canonical form ([`DistinctSample`]: entries in
 //! increasing hash order), so equal samples encode to equal bytes however they were built.
-//! The categorical blobs are DataSketches' own serialized forms (frequent items of strings,
-//! HLL_8), readable by the Java / C++ / Python libraries. Decoding checks lengths, UTF-8,
-//! duplicate names, that every count is at most [`MAX_COUNT`] and agrees with its sketch or
-//! sample (a sample of fewer than k values holds every value), that the sample is canonical
-//! and within [min, max], and that no bytes trail.
+//! The exact categories are written in their canonical (bytewise) order too, so a categorical
+//! summary in its exact mode encodes to the same bytes however it was built; in its bucketed
+//! mode the bucket counts are canonical and the display blobs (DataSketches' own serialized
+//! forms of frequent items of strings and HLL_8, readable by the Java / C++ / Python
+//! libraries) depend on the update order. Decoding checks lengths, UTF-8, duplicate names,
+//! that every count is at most [`MAX_COUNT`] and agrees with its categories, buckets, sketch
+//! or sample (a sample of fewer than k values holds every value), that the sample and the
+//! categories are canonical, the sample within [min, max], a bucketed summary has more than
+//! [`CATEGORY_EXACT_MAX`] values, and that no bytes trail.
 //!
-//! Version 1 carried a KLL sketch in place of the sample; it is not read any more (partials
-//! are transient: a version-1 partial in a topic at upgrade is reported as unsupported).
+//! Version 2 carried only the frequent-items and HLL sketches of a categorical summary
+//! (order-dependent beyond 768 categories): it is still read while every categorical sketch
+//! in it is exact (it then holds every category with its count), so reference profiles and
+//! partials of fewer categories carry over; one whose sketch purged is refused. Version 1
+//! carried a KLL sketch in place of the sample; it is not read any more (partials are
+//! transient: a version-1 partial in a topic at upgrade is reported as unsupported).
 
-use datasketches::frequencies::FrequentItemsSketch;
+use datasketches::frequencies::{ErrorType, FrequentItemsSketch};
 use datasketches::hll::HllSketch;
 
+use super::categorical::Bucketed;
 use super::{
     value_hash, CategoricalSummary, DistinctSample, FeatureInterner, FeatureSummary,
-    NumericSummary, SampleEntry, SignatureSummary, SummaryError, MAX_COUNT, SAMPLE_K,
+    NumericSummary, SampleEntry, SignatureSummary, SummaryError, CATEGORY_BUCKETS,
+    CATEGORY_EXACT_MAX, MAX_COUNT, SAMPLE_K,
 };
 
 const MAGIC: &[u8; 4] = b"DWSG";
 /// Current format version.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 const HAS_NUMERIC: u8 = 1;
 const HAS_CATEGORICAL: u8 = 2;
+
+/// Categorical mode: one count per category.
+const CAT_EXACT: u8 = 0;
+/// Categorical mode: one count per bucket, then the display sketches.
+const CAT_BUCKETED: u8 = 1;
 
 struct Writer(Vec<u8>);
 
@@ -87,15 +105,50 @@ impl Writer {
 
     fn categorical(&mut self, c: &CategoricalSummary) -> Result<(), SummaryError> {
         let c = c.flushed();
+        self.categorical_counts(&c)?;
+        if let Some(b) = &c.bucketed {
+            self.blob(b.frequent.as_ref().map(FrequentItemsSketch::serialize))?;
+            self.blob(b.hll.as_ref().map(HllSketch::serialize))?;
+        }
+        Ok(())
+    }
+
+    /// Everything of a (flushed) categorical summary but the display sketches: the part that
+    /// is a pure function of the values.
+    fn categorical_counts(&mut self, c: &CategoricalSummary) -> Result<(), SummaryError> {
         self.u64(c.count);
         self.u64(c.missing);
-        self.blob(c.frequent.as_ref().map(FrequentItemsSketch::serialize))?;
-        self.blob(c.hll.as_ref().map(HllSketch::serialize))
+        match &c.bucketed {
+            None => {
+                self.u8(CAT_EXACT);
+                let mut rows: Vec<(&str, u64)> = c.exact.iter().map(|(v, n)| (&**v, *n)).collect();
+                // Canonical order, so equal counts encode to equal bytes.
+                rows.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                let n = u16::try_from(rows.len())
+                    .map_err(|_| SummaryError::malformed("too many exact categories"))?;
+                self.u16(n);
+                for (value, count) in rows {
+                    self.leb128(value.len() as u64);
+                    self.0.extend_from_slice(value.as_bytes());
+                    self.leb128(count);
+                }
+                Ok(())
+            }
+            Some(b) => {
+                self.u8(CAT_BUCKETED);
+                for &count in b.counts.iter() {
+                    self.leb128(count);
+                }
+                Ok(())
+            }
+        }
     }
 }
 
 struct Reader<'a> {
     rest: &'a [u8],
+    /// Format version of the bytes (2 or 3).
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
@@ -223,6 +276,136 @@ impl<'a> Reader<'a> {
     fn categorical(&mut self) -> Result<CategoricalSummary, SummaryError> {
         let count = self.count("categorical count")?;
         let missing = self.count("categorical missing")?;
+        let mut c = CategoricalSummary::new();
+        c.count = count;
+        c.missing = missing;
+        if self.version == 2 {
+            return self.categorical_v2(c);
+        }
+        let mut weight = 0u64;
+        match self.u8("categorical mode")? {
+            CAT_EXACT => {
+                let n = usize::from(self.u16("category count")?);
+                if n > CATEGORY_EXACT_MAX {
+                    return Err(SummaryError::malformed(format!(
+                        "{n} exact categories exceed {CATEGORY_EXACT_MAX}"
+                    )));
+                }
+                let mut previous: Option<&[u8]> = None;
+                c.exact.reserve(n);
+                for _ in 0..n {
+                    let len = self.leb128("category length")?;
+                    let len = usize::try_from(len)
+                        .map_err(|_| SummaryError::malformed("category too long"))?;
+                    let bytes = self.take(len, "category")?;
+                    let value = std::str::from_utf8(bytes)
+                        .map_err(|_| SummaryError::malformed("category is not UTF-8"))?;
+                    if previous.is_some_and(|p| p >= bytes) {
+                        return Err(SummaryError::malformed(
+                            "categories not in strictly increasing order",
+                        ));
+                    }
+                    previous = Some(bytes);
+                    let n = self.leb128("category count")?;
+                    if n == 0 {
+                        return Err(SummaryError::malformed("category with count 0"));
+                    }
+                    weight = weight.saturating_add(n);
+                    c.exact.insert(value.into(), n);
+                }
+            }
+            CAT_BUCKETED => {
+                let mut counts = vec![0u64; CATEGORY_BUCKETS];
+                for slot in counts.iter_mut() {
+                    *slot = self.leb128("bucket count")?;
+                    weight = weight.saturating_add(*slot);
+                }
+                let frequent = match self.blob("frequent items sketch")? {
+                    Some(b) => Some(
+                        FrequentItemsSketch::<String>::deserialize(b)
+                            .map_err(|e| SummaryError::malformed(format!("frequent items: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let hll = match self.blob("hll sketch")? {
+                    Some(b) => Some(
+                        HllSketch::deserialize(b)
+                            .map_err(|e| SummaryError::malformed(format!("hll sketch: {e}")))?,
+                    ),
+                    None => None,
+                };
+                // More than CATEGORY_EXACT_MAX distinct values need at least as many values.
+                if count <= CATEGORY_EXACT_MAX as u64 {
+                    return Err(SummaryError::malformed(format!(
+                        "bucketed summary of only {count} values"
+                    )));
+                }
+                let sketched = frequent
+                    .as_ref()
+                    .map_or(0, FrequentItemsSketch::total_weight);
+                if sketched != count || hll.is_none() {
+                    return Err(SummaryError::malformed(format!(
+                        "categorical count {count} disagrees with its sketches ({sketched})"
+                    )));
+                }
+                c.bucketed = Some(Box::new(Bucketed {
+                    counts: counts.into_boxed_slice(),
+                    frequent,
+                    hll,
+                }));
+            }
+            mode => {
+                return Err(SummaryError::malformed(format!(
+                    "unknown categorical mode {mode}"
+                )))
+            }
+        }
+        if weight != count {
+            return Err(SummaryError::malformed(format!(
+                "categorical count {count} disagrees with its counts ({weight})"
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// The encoding of `c` (flushed) as in a signature, and the length of its part that is a pure
+/// function of the values (all of it in the exact mode; the bucketed mode's display sketches
+/// follow it).
+#[cfg(test)]
+pub(crate) fn encode_categorical(c: &CategoricalSummary) -> (Vec<u8>, usize) {
+    let c = c.flushed();
+    let mut pure = Writer(Vec::new());
+    let _ = pure.categorical_counts(&c);
+    let mut all = Writer(Vec::new());
+    let _ = all.categorical(&c);
+    (all.0, pure.0.len())
+}
+
+/// Decodes one categorical summary as [`encode_categorical`] wrote it, checking that no
+/// bytes trail.
+#[cfg(test)]
+pub(crate) fn decode_categorical(bytes: &[u8]) -> Result<CategoricalSummary, SummaryError> {
+    let mut r = Reader {
+        rest: bytes,
+        version: FORMAT_VERSION,
+    };
+    let c = r.categorical()?;
+    if !r.rest.is_empty() {
+        return Err(SummaryError::malformed("trailing bytes"));
+    }
+    Ok(c)
+}
+
+impl Reader<'_> {
+    /// Format 2's categorical summary (frequent-items and HLL blobs), read while its
+    /// frequent-items sketch never purged: its counts are then exact and complete (at most
+    /// 768 categories), so they carry over to the exact table. A purged one has lost the counts
+    /// the bucket table needs and is refused.
+    fn categorical_v2(
+        &mut self,
+        mut c: CategoricalSummary,
+    ) -> Result<CategoricalSummary, SummaryError> {
         let frequent = match self.blob("frequent items sketch")? {
             Some(b) => Some(
                 FrequentItemsSketch::<String>::deserialize(b)
@@ -230,31 +413,46 @@ impl<'a> Reader<'a> {
             ),
             None => None,
         };
-        let hll = match self.blob("hll sketch")? {
-            Some(b) => Some(
-                HllSketch::deserialize(b)
-                    .map_err(|e| SummaryError::malformed(format!("hll sketch: {e}")))?,
-            ),
-            None => None,
-        };
+        let hll = self.blob("hll sketch")?;
+        if let Some(b) = hll {
+            HllSketch::deserialize(b)
+                .map_err(|e| SummaryError::malformed(format!("hll sketch: {e}")))?;
+        }
         let weight = frequent
             .as_ref()
             .map_or(0, FrequentItemsSketch::total_weight);
-        if weight != count {
+        if weight != c.count || hll.is_some() != (c.count > 0) {
             return Err(SummaryError::malformed(format!(
-                "categorical count {count} disagrees with its sketch ({weight})"
+                "categorical count {} disagrees with its sketches ({weight})",
+                c.count
             )));
         }
-        if hll.is_some() != (count > 0) {
+        let Some(f) = frequent else {
+            return Ok(c);
+        };
+        if f.maximum_error() != 0 {
             return Err(SummaryError::malformed(
-                "hll sketch presence disagrees with count",
+                "format 2 categorical summary past its sketch's exact range",
             ));
         }
-        let mut c = CategoricalSummary::new();
-        c.count = count;
-        c.missing = missing;
-        c.frequent = frequent;
-        c.hll = hll;
+        let rows = f.frequent_items_with_threshold(ErrorType::NoFalseNegatives, 0);
+        let listed: u64 = rows.iter().map(|r| r.estimate()).sum();
+        if listed != c.count
+            || rows.len() > CATEGORY_EXACT_MAX
+            || rows.iter().any(|r| r.estimate() == 0)
+        {
+            return Err(SummaryError::malformed(
+                "format 2 categorical counts are not exact",
+            ));
+        }
+        for row in rows {
+            if c.exact
+                .insert(row.item().as_str().into(), row.estimate())
+                .is_some()
+            {
+                return Err(SummaryError::malformed("duplicate category"));
+            }
+        }
         Ok(c)
     }
 }
@@ -308,14 +506,18 @@ impl SignatureSummary {
         bytes: &[u8],
         interner: &mut FeatureInterner,
     ) -> Result<SignatureSummary, SummaryError> {
-        let mut r = Reader { rest: bytes };
+        let mut r = Reader {
+            rest: bytes,
+            version: FORMAT_VERSION,
+        };
         if r.take(4, "magic")? != MAGIC {
             return Err(SummaryError::malformed("bad magic"));
         }
         let version = r.u8("version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 2 {
             return Err(SummaryError::UnsupportedVersion(version));
         }
+        r.version = version;
         let mut s = SignatureSummary {
             predictions: r.count("predictions")?,
             ..SignatureSummary::default()
@@ -490,5 +692,44 @@ mod tests {
             SignatureSummary::from_bytes(&bytes, &mut small),
             Err(SummaryError::FeaturesExhausted { .. })
         ));
+    }
+
+    #[test]
+    fn format_2_reads_exact_categoricals_and_refuses_purged_ones() {
+        use super::super::categorical::{new_frequent, new_hll};
+        let interner = FeatureInterner::new();
+        let v2 = |counts: &[(String, u64)]| {
+            let mut s = SignatureSummary::new();
+            let mut f = new_frequent().unwrap();
+            let mut h = new_hll().unwrap();
+            for (v, n) in counts {
+                for _ in 0..*n {
+                    s.update_output(Some(v), None, None);
+                }
+                f.update_with_count(v.clone(), *n);
+                h.update(v.as_str());
+            }
+            let v3 = s.to_bytes(&interner).unwrap();
+            let cat_len = encode_categorical(&s.predicted_label).0.len();
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            let mut w = Writer(v3[..13].to_vec());
+            w.0[4] = 2;
+            w.u64(total);
+            w.u64(0);
+            w.blob(Some(f.serialize())).unwrap();
+            w.blob(Some(h.serialize())).unwrap();
+            w.0.extend_from_slice(&v3[13 + cat_len..]);
+            (s, w.0)
+        };
+        let few: Vec<(String, u64)> = (0..100).map(|i| (format!("v{i}"), 1 + i % 7)).collect();
+        let (s, bytes) = v2(&few);
+        let back = SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).unwrap();
+        assert_eq!(
+            back.to_bytes(&interner).unwrap(),
+            s.to_bytes(&interner).unwrap()
+        );
+        let many: Vec<(String, u64)> = (0..2000).map(|i| (format!("v{i}"), 1)).collect();
+        let (_, bytes) = v2(&many);
+        assert!(SignatureSummary::from_bytes(&bytes, &mut FeatureInterner::new()).is_err());
     }
 }

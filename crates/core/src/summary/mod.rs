@@ -10,11 +10,11 @@
 //! Every summary is a monoid: `Default` is the identity and `merge(&mut self, &other)` is
 //! associative, so partials can be merged in any grouping (per task, per window, across
 //! restarts) and "summarize the halves, then merge" equals "summarize the whole": exactly for
-//! counts, minima, maxima, missing counts and the numeric distinct-value sample (bit for bit:
-//! verdicts do not depend on batching, flush timing or restarts); up to floating-point
-//! rounding for mean and variance (Chan et al.'s parallel update); and exactly for frequent
-//! items while a summary has fewer than 768 distinct categories (see
-//! [`CategoricalSummary`]).
+//! counts, minima, maxima, missing counts, the numeric distinct-value sample and the
+//! categorical counts (bit for bit: verdicts do not depend on batching, flush timing or
+//! restarts); up to floating-point rounding for mean and variance (Chan et al.'s parallel
+//! update). Only the display sketches of a categorical summary past 1024 categories (frequent
+//! items, HLL) depend on the order; no verdict reads them (see [`CategoricalSummary`]).
 //!
 //! # Sketches
 //! - numeric distributions: a [`DistinctSample`], the k = [`SAMPLE_K`] = 2048 distinct values
@@ -24,22 +24,33 @@
 //!   size (Σc)² / Σc² of the kept counts (≈ 2048 for continuous data: ε ≈ 3.6 %). Unlike a
 //!   randomized quantile sketch (KLL), it is a pure function of the stream's values, so every
 //!   merge grouping gives the same sample.
-//! - frequent items: Apache DataSketches' Misra–Gries based frequent-items sketch with a
-//!   maximum map size of 2^[`FREQUENT_LG_MAX`] = 1024 (lg_max_k 10, as whylogs). Counts are
-//!   exact while fewer than 0.75 · 1024 = 768 distinct values were seen; beyond that every
-//!   estimate is within ε · N with ε = 3.5 / 1024 ≈ 0.34 % of the stream length N.
-//! - distinct count: DataSketches' HyperLogLog (HLL_8) with lg_k = [`HLL_LG_K`] = 12:
+//! - categorical distributions: every category with its exact count while a summary has at
+//!   most [`CATEGORY_EXACT_MAX`] = 1024 distinct values; beyond, exact counts of
+//!   [`CATEGORY_BUCKETS`] = 1024 buckets by a fixed, seedless hash ([`category_bucket`]).
+//!   Which of the two a summary holds depends only on its distinct set, and both are sums, so
+//!   the state is a pure function of the multiset of values; the drift tests run on the
+//!   category table, or on the bucket table when either side is bucketed (a coarsening: a
+//!   valid two-sample test, blind only to shifts between categories of one bucket).
+//! - frequent items, for display past 1024 categories: Apache DataSketches' Misra–Gries based
+//!   frequent-items sketch with a maximum map size of 2^[`FREQUENT_LG_MAX`] = 1024 (lg_max_k
+//!   10, as whylogs): every estimate within ε · N, ε = 3.5 / 1024 ≈ 0.34 % of the stream
+//!   length N; its content depends on the update order once it purged.
+//! - distinct count: exact below 1024 categories; beyond, DataSketches' HyperLogLog (HLL_8)
+//!   with lg_k = [`HLL_LG_K`] = 12:
 //!   relative standard error ≈ 1.04 / √4096 ≈ 1.6 % (≈ 0.83 / √4096 ≈ 1.3 % while the HIP
 //!   estimator applies, i.e. before any merge); exact-ish (coupon mode) below a few hundred
 //!   distinct values. Reported only, never part of a verdict.
+//!
+//! Memory per categorical summary: at most 1024 names with their counts while exact; once
+//! bucketed, 8 KiB of bucket counts plus the two sketches (the exact table is freed).
 //!
 //! # Hot path
 //! 20 features × 1M predictions/s is 20M updates/s, so an update must cost nanoseconds:
 //! - feature names are interned once ([`FeatureInterner`], `&str` → `u16` without
 //!   allocating) and a signature keeps its features in a `Vec` indexed by that id;
 //! - categorical values are first counted exactly in a small per-feature staging table and
-//!   pushed into the frequent-items and HLL sketches in batches (one sketch update per
-//!   distinct value per batch, HLL being idempotent per value), so the cost per value is one
+//!   flushed into the counts in batches (one table or bucket update, and past 1024 categories
+//!   one sketch update, per distinct value per batch), so the cost per value is one
 //!   short-string hash and compare;
 //! - numeric values update the running moments, are hashed (three multiplies), and go into
 //!   an unsorted buffer unless a full sample already rejects their hash; the buffer is sorted
@@ -50,8 +61,9 @@
 //!
 //! # Serialization
 //! [`SignatureSummary::to_bytes`] writes a compact, versioned binary form (feature names
-//! spelled out, the numeric sample in its canonical order, the categorical sketches in
-//! DataSketches' serialized form) meant for an Avro `bytes` field of
+//! spelled out, the numeric sample and the exact categories in their canonical order, bucket
+//! counts, the display sketches in DataSketches' serialized form) meant for an Avro `bytes`
+//! field of
 //! `ModelPartial`. [`SignatureSummary::from_bytes`] checks every length, count and invariant
 //! and returns [`SummaryError`] on malformed input; it never panics.
 
@@ -63,7 +75,7 @@ mod intern;
 mod numeric;
 mod sample;
 
-pub use categorical::CategoricalSummary;
+pub use categorical::{category_bucket, CategoricalSummary};
 pub use codec::FORMAT_VERSION;
 pub use feature::{FeatureKind, FeatureSummary, SignatureSummary};
 pub(crate) use intern::same_bytes;
@@ -72,6 +84,12 @@ pub use numeric::{dkw_bound, NumericSummary};
 pub use sample::{
     value_hash, DistinctSample, Entry as SampleEntry, SortedSample, PENDING_MAX, SAMPLE_K,
 };
+/// Most distinct categories a [`CategoricalSummary`] counts one by one; beyond, it counts
+/// per hash bucket.
+pub const CATEGORY_EXACT_MAX: usize = 1024;
+/// Buckets of a [`CategoricalSummary`] past [`CATEGORY_EXACT_MAX`] categories (a power of
+/// two; see [`category_bucket`]).
+pub const CATEGORY_BUCKETS: usize = 1024;
 /// lg of the frequent-items sketch's maximum map size.
 pub const FREQUENT_LG_MAX: u8 = 10;
 /// lg_k of the HLL distinct-count sketch.

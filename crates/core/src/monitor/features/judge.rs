@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use crate::summary::drift::{self, calibrate, DriftMethod, DriftResult};
 use crate::summary::{
-    CategoricalSummary, FeatureInterner, FeatureKind, FeatureSummary, NumericSummary,
-    SignatureSummary,
+    category_bucket, CategoricalSummary, FeatureInterner, FeatureKind, FeatureSummary,
+    NumericSummary, SignatureSummary,
 };
 use crate::TimestampMs;
 
@@ -61,23 +61,35 @@ fn level(drifted: bool) -> Level {
     }
 }
 
-/// Share of the reference's categories among `current`'s values; `None` when the reference's
-/// sketch is no longer exact (a category missing from it may just have been purged).
+/// Share of `current`'s values whose category the reference never saw; `None` unless the
+/// reference is exact (at most `CATEGORY_EXACT_MAX` categories: a bucketed one no longer
+/// names them). A bucketed `current` gives a lower bound, the share of its values in buckets
+/// no reference category falls into (close to the truth when the reference has few
+/// categories), so the share is a pure function of both summaries' values either way.
 fn unseen_share(reference: &CategoricalSummary, current: &CategoricalSummary) -> Option<f64> {
-    if reference.max_error() > 0 || current.count() == 0 {
+    let known = reference.exact_counts()?;
+    if current.count() == 0 {
         return None;
     }
-    let known: BTreeSet<String> = reference
-        .frequent_items()
-        .into_iter()
-        .map(|(v, _)| v)
-        .collect();
-    let unseen: u64 = current
-        .frequent_items()
-        .into_iter()
-        .filter(|(v, _)| !known.contains(v))
-        .map(|(_, n)| n)
-        .sum();
+    let unseen: u64 = match current.exact_counts() {
+        Some(rows) => {
+            let known: BTreeSet<&str> = known.iter().map(|(v, _)| v.as_str()).collect();
+            rows.iter()
+                .filter(|(v, _)| !known.contains(v.as_str()))
+                .map(|(_, n)| n)
+                .sum()
+        }
+        None => {
+            let hit: BTreeSet<usize> = known.iter().map(|(v, _)| category_bucket(v)).collect();
+            current
+                .bucket_counts()
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| !hit.contains(b))
+                .map(|(_, n)| n)
+                .sum()
+        }
+    };
     Some(unseen as f64 / current.count() as f64)
 }
 

@@ -30,7 +30,7 @@ use super::{ModelConfig, ModelState, Monitor, PolicyState, VersionState};
 use crate::TimestampMs;
 
 /// Version of the record layout; bumped on any change to the state types.
-pub const SNAPSHOT_FORMAT: u8 = 7;
+pub const SNAPSHOT_FORMAT: u8 = 8;
 
 /// Why state could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,9 +10,10 @@
 //!   from a random (by hash) set of distinct values weighted by their counts, whose variance
 //!   at a point of CDF F is ≈ F(1 − F) / n_K with n_K Kish's effective size (Σc)² / Σc² of the
 //!   kept counts; so n_σ = n_K (σ = 1 / (2 √n_K)): ≈ 2048 for continuous data, and a sample
-//!   of 100 000 values counts as ≈ 2 000; exact samples (≤ 2048 distinct values) count fully;
-//! - frequent items, once purged: every count is over-estimated by at most `max_error`, so
-//!   each proportion by at most ε_f = max_error / N; taken as a 2σ bound, n_σ = 1 / ε_f².
+//!   of 100 000 values counts as ≈ 2 000; exact samples (≤ 2048 distinct values) count fully.
+//!
+//! Categorical summaries need no such term: their counts (per category, or per hash bucket
+//! beyond 1024 categories) are exact.
 //!
 //! Every test then uses n' and m' where it would use n and m. This is what keeps the p-value
 //! of a sampled KS test honest at 10⁵ values per side, where the sample's error (≈ 1.1 %
@@ -63,15 +64,6 @@ pub fn sample_sigma(n_kish: f64) -> f64 {
         0.5 / n_kish.sqrt()
     } else {
         0.0
-    }
-}
-
-/// σ of a frequent-items sketch's proportion error: its bound `max_error / n` as 2σ.
-pub fn frequent_sigma(max_error: u64, n: u64) -> f64 {
-    if max_error == 0 || n == 0 {
-        0.0
-    } else {
-        0.5 * max_error as f64 / n as f64
     }
 }
 
@@ -210,7 +202,6 @@ mod tests {
         );
         assert!(effective_size(1000, s) > 600.0);
         assert_eq!(sample_sigma(f64::INFINITY), 0.0);
-        assert_eq!(frequent_sigma(0, 10), 0.0);
     }
 
     #[test]

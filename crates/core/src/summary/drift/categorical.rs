@@ -1,24 +1,25 @@
-//! Drift tests of categorical features, from two [`CategoricalSummary`]s' frequent items.
+//! Drift tests of categorical features, from two [`CategoricalSummary`]s' exact counts.
 //!
 //! # The table
-//! Both summaries' counts over the union of their categories (sorted by name), plus an
-//! "other" cell for mass a purged sketch no longer lists. Every test runs on the table after
-//! [`pool_sparse`]: categories expected fewer than [`MIN_EXPECTED`] times in the smaller
-//! sample are pooled with "other" into one cell (and that cell, if still sparse, into the
-//! smallest remaining category). Pearson's χ² and the χ² approximations of the distances'
-//! null laws need about five expected per cell; pooling keeps them honest on long tails
-//! instead of letting one rare category decide.
+//! While both summaries are exact (at most [`CATEGORY_EXACT_MAX`](crate::summary::CATEGORY_EXACT_MAX) distinct categories each),
+//! the table is both summaries' counts over the union of their categories (sorted by name).
+//! Once either is bucketed, it is both summaries' counts per hash bucket
+//! ([`category_bucket`](crate::summary::category_bucket), the exact side bucketed the same way), buckets empty on both sides
+//! left out: a coarsening of the category table (categories sharing a bucket add up), so
+//! still a valid two-sample test of the same null hypothesis, with less power only against
+//! shifts between categories of one bucket. Either way every count is exact and a pure
+//! function of the values, so the verdict does not depend on merge order, batching or
+//! restarts.
 //!
-//! # Error from the sketches (frequent items, map size 1024)
-//! Counts are exact while the sketch never purged (fewer than 768 distinct values seen):
-//! every statistic is then the exact one. After a purge each listed count is over-estimated by
-//! at most `max_error` ≤ 3.5 / 1024 · N ≈ 0.34 % of the stream, so each proportion by at most
-//! ε_f = max_error / N; the tests take it into account as extra sampling noise (effective
-//! sizes, see [`calibrate`](super::calibrate)).
+//! Every test runs on the table after [`pool_sparse`]: categories expected fewer than
+//! [`MIN_EXPECTED`] times in the smaller sample are pooled into one cell (and that cell, if
+//! still sparse, into the smallest remaining category). Pearson's χ² and the χ² approximations
+//! of the distances' null laws need about five expected per cell; pooling keeps them honest on
+//! long tails instead of letting one rare category decide.
 
 use std::collections::BTreeMap;
 
-use super::calibrate::{effective_size, frequent_sigma, harmonic, BinnedDistance};
+use super::calibrate::{harmonic, BinnedDistance};
 use super::special::chi2_sf;
 use super::{
     distance_result, hellinger_of, jensen_shannon_of, p_result, DriftError, DriftMethod,
@@ -29,8 +30,8 @@ use crate::summary::CategoricalSummary;
 /// Fewest expected values per cell (in the smaller sample) before a category is pooled.
 pub const MIN_EXPECTED: f64 = 5.0;
 
-/// Counts of both summaries over the union of their categories (sorted by name), plus an
-/// "other" cell when a purged sketch left mass unaccounted for. Not pooled.
+/// Counts of both summaries per category (both exact: the union of their categories, sorted
+/// by name) or per non-empty hash bucket (either bucketed). Not pooled.
 pub fn category_counts(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
@@ -41,25 +42,23 @@ pub fn category_counts(
     if current.count() == 0 {
         return Err(DriftError::EmptyCurrent);
     }
-    let mut table: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let (ri, ci) = (reference.frequent_items(), current.frequent_items());
-    for (k, c) in &ri {
-        table.entry(k.clone()).or_default().0 = *c as f64;
+    if let (Some(ri), Some(ci)) = (reference.exact_counts(), current.exact_counts()) {
+        let mut table: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for (k, c) in ri {
+            table.entry(k).or_default().0 = c as f64;
+        }
+        for (k, c) in ci {
+            table.entry(k).or_default().1 = c as f64;
+        }
+        return Ok(table.into_values().unzip());
     }
-    for (k, c) in &ci {
-        table.entry(k.clone()).or_default().1 = *c as f64;
-    }
-    let (mut r, mut c): (Vec<f64>, Vec<f64>) = table.into_values().unzip();
-    let other = |total: u64, listed: &[(String, u64)]| {
-        let listed: u64 = listed.iter().map(|(_, c)| c).sum();
-        total.saturating_sub(listed) as f64
-    };
-    let (ro, co) = (other(reference.count(), &ri), other(current.count(), &ci));
-    if ro > 0.0 || co > 0.0 {
-        r.push(ro);
-        c.push(co);
-    }
-    Ok((r, c))
+    let (rb, cb) = (reference.bucket_counts(), current.bucket_counts());
+    Ok(rb
+        .iter()
+        .zip(&cb)
+        .filter(|(r, c)| **r > 0 || **c > 0)
+        .map(|(r, c)| (*r as f64, *c as f64))
+        .unzip())
 }
 
 /// Pools sparse cells (see the module docs). `other_last`: the last cell is "other", always
@@ -100,52 +99,31 @@ pub fn pool_sparse(r: &[f64], c: &[f64], other_last: bool) -> (Vec<f64>, Vec<f64
     (kr, kc)
 }
 
-/// The pooled table and the samples' effective sizes.
+/// The pooled table and the samples' sizes.
 fn table(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
 ) -> Result<(Vec<f64>, Vec<f64>, f64, f64), DriftError> {
     let (r, c) = category_counts(reference, current)?;
-    let listed = |s: &CategoricalSummary| {
-        s.frequent_items()
-            .iter()
-            .map(|(_, n)| n)
-            .sum::<u64>()
-            .min(s.count())
-    };
-    let other = listed(reference) < reference.count() || listed(current) < current.count();
-    let (r, c) = pool_sparse(&r, &c, other);
-    let size = |s: &CategoricalSummary| {
-        effective_size(s.count(), frequent_sigma(s.max_error(), s.count()))
-    };
-    Ok((r, c, size(reference), size(current)))
+    let (r, c) = pool_sparse(&r, &c, false);
+    Ok((r, c, reference.count() as f64, current.count() as f64))
 }
 
 /// Pearson's χ² test of homogeneity on the 2 × k table of both samples' counts, as
 /// `scipy.stats.chi2_contingency(table, correction=False)`: expected counts from the pooled
 /// proportions, k − 1 degrees of freedom. Yates' continuity correction (scipy's default at
 /// k = 2) is not applied: it makes the test conservative, and the calibration suite shows the
-/// uncorrected test holds its level from 100 values on. Once a sketch purged, the statistic is
-/// scaled by n_e' / n_e (effective over actual harmonic size). Drifts when p <
-/// `settings.alpha`.
+/// uncorrected test holds its level from 100 values on. Drifts when p < `settings.alpha`.
 ///
-/// Sketch error: none while both frequent-items sketches are exact (`max_error` 0, fewer than
-/// 768 distinct values seen); after a purge each count is over-estimated by at most
-/// `max_error` (≤ 0.34 % of the stream), taken into account by the effective sizes.
+/// Exact on the category table while both summaries are exact, on the bucket table otherwise
+/// (see the module docs): never an estimate.
 pub fn chi_square(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
     settings: &DriftSettings,
 ) -> Result<DriftResult, DriftError> {
-    let (r, c, n, m) = table(reference, current)?;
+    let (r, c, _, _) = table(reference, current)?;
     let (stat, p) = chi_square_of(&r, &c);
-    let actual = harmonic(r.iter().sum(), c.iter().sum());
-    let (stat, p) = if actual > 0.0 && harmonic(n, m) < actual {
-        let scaled = stat * harmonic(n, m) / actual;
-        (scaled, chi2_sf(scaled, (r.len().max(2) - 1) as f64))
-    } else {
-        (stat, p)
-    };
     Ok(p_result(DriftMethod::ChiSquare, stat, p, settings.alpha))
 }
 
@@ -175,8 +153,7 @@ pub fn chi_square_of(reference: &[f64], observed: &[f64]) -> (f64, f64) {
 }
 
 /// Jensen–Shannon distance (base 2) between the pooled category proportions; drifts at
-/// max(`settings.jensen_shannon`, its null quantile). Sketch error: as for [`chi_square`];
-/// each proportion within `max_error / n` of the stream's.
+/// max(`settings.jensen_shannon`, its null quantile). On the table of [`chi_square`].
 pub fn jensen_shannon_categorical(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,
@@ -196,7 +173,7 @@ pub fn jensen_shannon_categorical(
 }
 
 /// Hellinger distance between the pooled category proportions; drifts at
-/// max(`settings.hellinger`, its null quantile). Sketch error: as for [`chi_square`].
+/// max(`settings.hellinger`, its null quantile). On the table of [`chi_square`].
 pub fn hellinger(
     reference: &CategoricalSummary,
     current: &CategoricalSummary,

@@ -22,7 +22,7 @@
 //! firing on noise. Equivalently: p < α *and* statistic ≥ minimum effect.
 //!
 //! Per-summary error bounds and how they enter: see [`numeric`] (the distinct-value sample)
-//! and [`categorical`] (frequent items).
+//! and [`categorical`] (exact category or bucket counts).
 //!
 //! # Defaults ([`default_test`])
 //! Evidently's choice of test, which users know: with a reference of at most
