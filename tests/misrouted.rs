@@ -310,11 +310,15 @@ async fn with_repartition_crc32_labels_are_joined_exactly_as_the_offline_referen
     let (join, _) = stages.stop().await;
 
     // Every input accounted once, as the offline reference says: the misrouted labels were
-    // joined as their copies, and their originals are not counted again.
-    assert_eq!(
-        counters_by_model(std::slice::from_ref(&join)),
-        scenario.expected
-    );
+    // joined as their copies, and their originals are not counted again. The copies are
+    // announced misrouted (a measure apart from the outcomes, which the reference lacks).
+    let mut counted = counters_by_model(std::slice::from_ref(&join));
+    let copies: u64 = counted.values().map(|c| c.misrouted_labels).sum();
+    assert!(counted.values().all(|c| c.misrouted_predictions == 0));
+    for c in counted.values_mut() {
+        c.misrouted_labels = 0;
+    }
+    assert_eq!(counted, scenario.expected);
     let gt = &join.misrouted[&s.topics.ground_truth];
     assert!(gt.tally.misrouted >= apart && apart > 0, "{gt:?}");
     assert_eq!(gt.repartitioned, gt.tally.misrouted, "{gt:?}");
@@ -327,6 +331,12 @@ async fn with_repartition_crc32_labels_are_joined_exactly_as_the_offline_referen
     );
     if join.transactions_aborted == 0 {
         assert_eq!(gt.repartitioned, apart, "{gt:?}");
+        // Every copy that reached a task; the few undecodable ones were dead-lettered first.
+        let dead: u64 = scenario.expected.values().map(|c| c.dead_lettered).sum();
+        assert!(
+            copies <= apart && copies + dead >= apart,
+            "{copies} of {apart}"
+        );
         assert_eq!(join.events_out[&s.topics.repartition], apart);
     }
 }
