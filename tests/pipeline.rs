@@ -182,6 +182,12 @@ async fn monitor_flags_the_drifting_model_and_only_it() {
             .collect();
         false_alarms += early.len();
         assert!(early.is_empty(), "seed {seed}: false alarms {early:#?}");
+        // Every producer here partitions by murmur2: no misrouted-inputs event at all.
+        assert!(
+            o.drift.iter().all(|e| e.detector != "misrouted_inputs"),
+            "seed {seed}: {:#?}",
+            o.drift
+        );
         assert!(
             o.retrain.iter().all(|e| e.model_id == "fraud"),
             "seed {seed}: {:#?}",

@@ -459,6 +459,14 @@ impl AvroRecord for ModelPartial {
             put_f64(out, c.scored_score_sum);
         }
         put_block_end(out);
+        // Misrouted counts of the join's counters, written last: they came after the
+        // per-class sums with defaults of 0, and readers before them stop at the end of those.
+        put_u64(
+            out,
+            self.counters.misrouted_predictions,
+            "misrouted_predictions",
+        )?;
+        put_u64(out, self.counters.misrouted_labels, "misrouted_labels")?;
         Ok(())
     }
 
@@ -481,6 +489,8 @@ impl AvroRecord for ModelPartial {
                 late_labels: read_u64(c, "late_labels")?,
                 dead_lettered: read_u64(c, "dead_lettered")?,
                 received_predictions: read_u64(c, "received_predictions")?,
+                // Written last (see below).
+                ..JoinCounters::default()
             };
             let mut confusion = Vec::new();
             loop {
@@ -541,6 +551,12 @@ impl AvroRecord for ModelPartial {
                         scored_score_sum: c.read_f64()?,
                     });
                 }
+            }
+            // The misrouted counts came after the per-class sums, with defaults of 0.
+            let mut counters = counters;
+            if c.remaining() > 0 {
+                counters.misrouted_predictions = read_u64(c, "misrouted_predictions")?;
+                counters.misrouted_labels = read_u64(c, "misrouted_labels")?;
             }
             Ok(ModelPartial {
                 model_id,

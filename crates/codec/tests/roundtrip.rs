@@ -181,6 +181,8 @@ fn model_partial() -> ModelPartial {
             late_labels: 3,
             dead_lettered: 4,
             received_predictions: 11,
+            misrouted_predictions: 5,
+            misrouted_labels: 6,
         },
         confusion: vec![
             ConfusionCell {
@@ -338,6 +340,8 @@ fn model_partial_of_the_released_schema_reads_without_signature() {
             // Nor the received count: its default.
             counters: JoinCounters {
                 received_predictions: 0,
+                misrouted_predictions: 0,
+                misrouted_labels: 0,
                 ..p.counters
             },
             ..p
@@ -356,12 +360,17 @@ fn model_partial_written_without_an_epoch_reads_as_none() {
         scored_score_sum: 0.0,
         scored_correct: 0,
         class_scores: vec![],
+        counters: JoinCounters {
+            misrouted_predictions: 0,
+            misrouted_labels: 0,
+            ..model_partial().counters
+        },
         ..model_partial()
     };
     let mut datum = to_avro(&p).unwrap();
-    // The score sums after it: 0, 0.0, 0.0, 0 (1 + 8 + 8 + 1 bytes), and the empty array of
-    // class scores (1 byte).
-    datum.truncate(datum.len() - 19);
+    // The score sums after it: 0, 0.0, 0.0, 0 (1 + 8 + 8 + 1 bytes), the empty array of
+    // class scores (1 byte) and the two misrouted counts (1 byte each).
+    datum.truncate(datum.len() - 21);
     assert_eq!(datum.pop(), Some(0), "the null branch of the last field");
     assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), p);
     let with = model_partial();
@@ -378,13 +387,48 @@ fn model_partial_written_without_class_scores_reads_them_empty() {
     let p = model_partial();
     let without = ModelPartial {
         class_scores: vec![],
+        counters: JoinCounters {
+            misrouted_predictions: 0,
+            misrouted_labels: 0,
+            ..p.counters
+        },
         ..p.clone()
     };
     let mut datum = to_avro(&without).unwrap();
+    // The two misrouted counts (0: one byte each) come last.
+    datum.truncate(datum.len() - 2);
     assert_eq!(datum.pop(), Some(0), "the empty array ends the datum");
     assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), without);
     assert_eq!(from_avro::<ModelPartial>(&to_avro(&p).unwrap()).unwrap(), p);
     assert_eq!(from_json::<ModelPartial>(&to_json(&p).unwrap()).unwrap(), p);
+}
+
+/// A datum written before the misrouted counts existed ends after `class_scores`: it reads
+/// them as 0; a current one keeps them (top-level in Avro, in `counters` in Rust and JSON).
+#[test]
+fn model_partial_written_without_misrouted_counts_reads_zero() {
+    let p = model_partial();
+    assert_eq!(
+        (
+            p.counters.misrouted_predictions,
+            p.counters.misrouted_labels
+        ),
+        (5, 6)
+    );
+    let mut datum = to_avro(&p).unwrap();
+    assert_eq!(from_avro::<ModelPartial>(&datum).unwrap(), p);
+    assert_eq!(from_json::<ModelPartial>(&to_json(&p).unwrap()).unwrap(), p);
+    // 5 and 6, zigzag-encoded: one byte each.
+    assert_eq!(datum.split_off(datum.len() - 2), vec![10, 12]);
+    let old = from_avro::<ModelPartial>(&datum).unwrap();
+    assert_eq!(
+        old.counters,
+        JoinCounters {
+            misrouted_predictions: 0,
+            misrouted_labels: 0,
+            ..p.counters
+        }
+    );
 }
 
 /// JSON of a writer without `counters.received_predictions` reads it as 0.
@@ -460,6 +504,11 @@ fn schema_fields_match_the_rust_records() {
         let mut from_schema = names_of_schema(kind);
         from_schema.sort();
         let mut from_record = names_of_json(&json);
+        if kind == RecordKind::ModelPartial {
+            // The misrouted counts live in `counters` in Rust and JSON but are the last
+            // top-level fields in Avro, so that readers of the earlier layout stay compatible.
+            from_record.extend(["misrouted_labels".into(), "misrouted_predictions".into()]);
+        }
         from_record.sort();
         assert_eq!(from_schema, from_record, "{}", kind.file_name());
     }

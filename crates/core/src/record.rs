@@ -203,6 +203,16 @@ pub struct JoinCounters {
     /// coverage divides by, so that predictions still waiting for a label count too.
     #[serde(default)]
     pub received_predictions: u64,
+    /// Predictions the join processed that sat on another partition than their key's murmur2
+    /// one, or came back through the repartition topic (misrouted at their producer). Counted
+    /// when processed, by prediction time; a separate measure like `received_predictions`, not
+    /// an outcome: the misrouted prediction still ends in one of the buckets above.
+    #[serde(default)]
+    pub misrouted_predictions: u64,
+    /// Labels the join processed that were misrouted likewise, by label time, attributed to
+    /// the label's model hint (no version: a label carries none). Not an outcome either.
+    #[serde(default)]
+    pub misrouted_labels: u64,
 }
 
 impl JoinCounters {
@@ -228,14 +238,21 @@ impl JoinCounters {
             received_predictions: self
                 .received_predictions
                 .saturating_add(other.received_predictions),
+            misrouted_predictions: self
+                .misrouted_predictions
+                .saturating_add(other.misrouted_predictions),
+            misrouted_labels: self.misrouted_labels.saturating_add(other.misrouted_labels),
         }
     }
 
     /// Whether any input ended here (any counter but `received_predictions`, which counts
-    /// predictions taken in, resolved or not).
+    /// predictions taken in, resolved or not, and the misrouted counts, which say how inputs
+    /// came, not how they ended).
     pub fn has_outcomes(&self) -> bool {
         JoinCounters {
             received_predictions: 0,
+            misrouted_predictions: 0,
+            misrouted_labels: 0,
             ..*self
         } != JoinCounters::default()
     }

@@ -80,14 +80,35 @@ fn new_task() -> JoinTask {
     t
 }
 
+/// Whether the caller's routing check finds `r` misrouted: a fixed share of the keys, so
+/// every feed of the same records marks the same ones.
+fn misrouted(r: &Rec) -> bool {
+    let key = match r {
+        Rec::Pred(p) => p.key,
+        Rec::Label(l) => l.key,
+    };
+    key.hi % 5 == 0
+}
+
 fn push(task: &mut JoinTask, r: &Rec) {
-    match r {
-        Rec::Pred(p) => task.push_prediction(*p),
-        Rec::Label(l) => task.push_label(*l),
+    let input = match r {
+        Rec::Pred(p) => {
+            task.push_prediction(*p);
+            Input::Predictions
+        }
+        Rec::Label(l) => {
+            task.push_label(*l);
+            Input::Labels
+        }
+    };
+    if misrouted(r) {
+        assert!(task.mark_misrouted(input));
     }
 }
 
-fn check_accounting(task: &JoinTask, n_pred: u64, n_label: u64) {
+/// Every input in exactly one bucket; besides, each marked input counted misrouted once
+/// (`n_misrouted`: predictions, labels).
+fn check_accounting(task: &JoinTask, n_pred: u64, n_label: u64, n_misrouted: (u64, u64)) {
     let mut total = JoinCounters::default();
     for (model, c) in task.all_counters() {
         assert_eq!(
@@ -113,6 +134,8 @@ fn check_accounting(task: &JoinTask, n_pred: u64, n_label: u64) {
     assert_eq!(total.predictions, n_pred);
     assert_eq!(total.labels, n_label);
     assert_eq!(task.total_counters().predictions, n_pred);
+    let t = task.total_counters();
+    assert_eq!((t.misrouted_predictions, t.misrouted_labels), n_misrouted);
     assert_eq!(task.queued(), (0, 0));
     assert!(task.buffer().is_empty());
 }
@@ -187,10 +210,16 @@ proptest! {
         let mut task = new_task();
         let mut now = BASE;
         let (mut n_pred, mut n_label) = (0, 0);
+        let mut n_misrouted = (0, 0);
         for (r, (cp, cl, dt)) in recs.iter().zip(polls.iter().cycle()) {
             match r {
                 Rec::Pred(_) => n_pred += 1,
                 Rec::Label(_) => n_label += 1,
+            }
+            match (r, misrouted(r)) {
+                (Rec::Pred(_), true) => n_misrouted.0 += 1,
+                (Rec::Label(_), true) => n_misrouted.1 += 1,
+                _ => {}
             }
             push(&mut task, r);
             task.set_caught_up(Input::Predictions, *cp);
@@ -209,7 +238,7 @@ proptest! {
         task.drain(&mut |e| events.push(e));
         let rejected = events.iter().filter(|e| matches!(e, JoinEvent::Rejected { .. })).count();
         prop_assert_eq!(rejected, 0);
-        check_accounting(&task, n_pred, n_label);
+        check_accounting(&task, n_pred, n_label, n_misrouted);
     }
 
     /// With each input in time order, the outcome counts do not depend on how the two inputs
@@ -258,7 +287,7 @@ proptest! {
 
 fn event() -> impl Strategy<Value = JoinEvent> {
     (
-        0u8..7,
+        0u8..9,
         1u16..3,
         0i64..5_000,
         0u32..3,
@@ -308,6 +337,16 @@ fn event() -> impl Strategy<Value = JoinEvent> {
                     key,
                     model,
                     prediction_time: t,
+                },
+                7 => JoinEvent::Misrouted {
+                    input: Input::Predictions,
+                    model,
+                    time: t,
+                },
+                8 => JoinEvent::Misrouted {
+                    input: Input::Labels,
+                    model,
+                    time: t,
                 },
                 6 => JoinEvent::Received {
                     key,
@@ -370,7 +409,7 @@ fn signature() -> impl Strategy<Value = Option<Vec<u8>>> {
 
 fn partial() -> impl Strategy<Value = ModelPartial> {
     (
-        proptest::collection::vec(0u64..1_000, 10),
+        proptest::collection::vec(0u64..1_000, 12),
         proptest::collection::btree_map((0u8..3, 0u8..3), 1u64..50, 0..5),
         proptest::collection::vec(0.0f64..1e3, 7),
         (0u64..100, 0u64..100, 0u64..1_000, -1_000i64..1_000),
@@ -390,6 +429,8 @@ fn partial() -> impl Strategy<Value = ModelPartial> {
                     late_labels: c[7],
                     dead_lettered: c[8],
                     received_predictions: c[9],
+                    misrouted_predictions: c[10],
+                    misrouted_labels: c[11],
                 },
                 confusion: cells
                     .into_iter()

@@ -194,3 +194,53 @@ fn labels_long_after_the_data_do_not_run_a_cooldown_out() {
         out.drift_events
     );
 }
+
+/// The drifting model of [`changes`] whose label producer goes wrong at minute 100: from then
+/// on, each task also reads 10 labels a minute off their key's partition, which never meet
+/// their predictions and are accounted to the model with no version (as in
+/// `join.misrouted = "account"`).
+fn changes_with_misrouted_labels(minutes: i64) -> Vec<ModelPartial> {
+    let mut out = Vec::new();
+    for p in changes(minutes) {
+        let t = p.bucket_start / MIN;
+        let task = p.source_partition;
+        out.push(p);
+        if t >= 100 {
+            let mut orphans = empty_partial("m", "", (t + 1) * MIN, MIN, task);
+            orphans.epoch_start = Some((t + 1) * MIN);
+            orphans.sequence = (t + 1) as u64;
+            orphans.counters.labels = 10;
+            orphans.counters.orphan_labels = 10;
+            orphans.counters.misrouted_labels = 10;
+            out.push(orphans);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn the_misrouted_inputs_event_is_the_same_under_any_flushes(
+        cuts in prop::collection::vec(prop::collection::vec(0usize..1_000, 0..40), TASKS),
+        order in prop::collection::vec(0usize..TASKS, 1..20),
+        advance in any::<bool>(),
+    ) {
+        let all = changes_with_misrouted_labels(240);
+        let one_flush = vec![Vec::new(); TASKS];
+        let reference = run(&all, &one_flush, &[0, 1, 2], true);
+        let misrouted: Vec<_> = reference
+            .drift_events
+            .iter()
+            .filter(|e| e.detector == "misrouted_inputs")
+            .collect();
+        prop_assert!(misrouted
+            .iter()
+            .any(|e| e.state == DriftState::Drift && e.model_version == "v1"));
+        // Advisory: the one retrain is the accuracy drop's, as without misrouted labels.
+        prop_assert_eq!(reference.retrain_events.len(), 1);
+        let got = run(&all, &cuts, &order, advance);
+        prop_assert_eq!(got, reference);
+    }
+}

@@ -197,6 +197,18 @@ pub enum JoinEvent {
         /// The prediction's time when it was still known.
         prediction_time: Option<TimestampMs>,
     },
+    /// An input that reached its task misrouted: read on another partition than its key's
+    /// murmur2 one (`join.misrouted = "account"`), or through the repartition topic, which
+    /// only carries records misrouted at their producer. Emitted when the task processes it,
+    /// before the decisions on it, like [`JoinEvent::Received`] (so a restore neither loses
+    /// nor repeats it), and no outcome: the input still ends in exactly one bucket. `model` is
+    /// a prediction's own model version, a label's model hint (or unknown); `time` its event
+    /// time. Counted in `misrouted_predictions` / `misrouted_labels` only.
+    Misrouted {
+        input: Input,
+        model: ModelVersionId,
+        time: TimestampMs,
+    },
     /// An input whose time the buffer cannot represent (an absurd timestamp): the caller
     /// dead-letters it. Counted as `dead_lettered`.
     Rejected {
@@ -219,15 +231,21 @@ impl JoinEvent {
             | JoinEvent::DuplicatePrediction { model, .. }
             | JoinEvent::DuplicateLabel { model, .. }
             | JoinEvent::LateLabel { model, .. }
+            | JoinEvent::Misrouted { model, .. }
             | JoinEvent::Rejected { model, .. } => *model,
         }
     }
 
     /// Adds this event to `counters`: the inputs it accounts for and their final bucket
-    /// (for [`JoinEvent::Received`]: `received_predictions`).
+    /// (for [`JoinEvent::Received`]: `received_predictions`; for [`JoinEvent::Misrouted`]:
+    /// `misrouted_predictions` or `misrouted_labels`).
     pub fn count_into(&self, counters: &mut crate::JoinCounters) {
         match self {
             JoinEvent::Received { .. } => counters.received_predictions += 1,
+            JoinEvent::Misrouted { input, .. } => match input {
+                Input::Predictions => counters.misrouted_predictions += 1,
+                Input::Labels => counters.misrouted_labels += 1,
+            },
             JoinEvent::Matched(_) => {
                 counters.predictions += 1;
                 counters.labels += 1;

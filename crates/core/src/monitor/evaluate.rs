@@ -2,6 +2,7 @@
 //! feature detectors, the drift state machines and the retrain policy (see the parent module).
 
 use super::policy::{self, Decision, DetectorStatus};
+use super::UnversionedTally;
 use super::{detectors, Metrics, ModelState, Monitor, MonitorOutput, VersionState, WindowView};
 use super::{Judgement, ModelConfig, PolicyConfig, PolicyState, MAX_CATCH_UP_JUDGEMENTS};
 use crate::{DriftEvent, DriftState, ModelMetrics, RetrainEvent, TimestampMs};
@@ -29,6 +30,7 @@ impl Monitor {
                 config: cfg,
                 versions,
                 policy: policy_state,
+                unversioned,
                 dirty,
             } = model;
             let policy_before = policy_state.clone();
@@ -91,6 +93,9 @@ impl Monitor {
                 }
                 if cfg.estimated_drop.enabled {
                     judge_estimated(v, model_id, version, cfg, now, &mut out);
+                }
+                if cfg.misrouted_inputs.enabled {
+                    judge_misrouted(v, unversioned, model_id, version, cfg, now, &mut out);
                 }
                 let mut verdicts = Vec::new();
                 for s in &mut v.streams {
@@ -155,6 +160,44 @@ fn judge_estimated(
         // still come in), every earlier end is considered once.
         if verdict.is_some() || Some(view.end) != current {
             v.last_estimated_end = Some(view.end);
+        }
+        if let Some(j) = verdict {
+            out.drift_events
+                .extend(step_machine(v, model_id, version, &j, cfg, now));
+        }
+    }
+}
+
+/// The misrouted-inputs check on every end of its window passed since its last verdict, in
+/// order, with the model's unversioned labels over each window's span: the same windows are
+/// judged however often the monitor evaluates. Needs no baseline.
+fn judge_misrouted(
+    v: &mut VersionState,
+    unversioned: &UnversionedTally,
+    model_id: &str,
+    version: &str,
+    cfg: &ModelConfig,
+    now: TimestampMs,
+    out: &mut MonitorOutput,
+) {
+    let window = cfg
+        .misrouted_inputs
+        .window
+        .as_deref()
+        .unwrap_or(&cfg.accuracy_drop.window);
+    let views = v
+        .windows
+        .views_since(window, v.last_misrouted_end, MAX_CATCH_UP_JUDGEMENTS);
+    let current = views.last().map(|w| w.end);
+    let key = (detectors::MISROUTED_INPUTS.to_owned(), None);
+    for view in views {
+        let labels = unversioned.sum(view.start, view.end);
+        let seen = v.machines.contains_key(&key);
+        let verdict = detectors::judge_misrouted_inputs(&cfg.misrouted_inputs, &view, labels, seen);
+        // As the drop test: the current end stays open while it abstains (its inputs may still
+        // come in), every earlier end is considered once.
+        if verdict.is_some() || Some(view.end) != current {
+            v.last_misrouted_end = Some(view.end);
         }
         if let Some(j) = verdict {
             out.drift_events

@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod policy;
 pub mod snapshot;
 pub mod state;
+mod unversioned;
 pub mod window;
 
 use std::collections::btree_map::Entry;
@@ -63,7 +64,8 @@ pub use clock::{Epoch, EpochQueue, JoinClock};
 pub use config::{ConfigError, ModelConfig, ModelOverride, MonitorConfig};
 pub use decay::{DecayEstimate, DecayFit, DecayShape};
 pub use detectors::{
-    AccuracyDropConfig, EstimatedDropConfig, Judgement, Level, StreamDetectorConfig,
+    AccuracyDropConfig, EstimatedDropConfig, Judgement, Level, MisroutedInputsConfig,
+    StreamDetectorConfig,
 };
 pub use duration::{format_duration_ms, parse_duration_ms, DurationError};
 pub use features::{FeatureDriftConfig, SignatureTracker};
@@ -76,6 +78,8 @@ pub use window::{ModelWindows, Placement, WindowError, WindowSpec, WindowStats, 
 use crate::{DriftEvent, DriftState, ModelMetrics, ModelPartial, RetrainEvent, TimestampMs};
 use detectors::StreamWatch;
 use evaluate::snapshot;
+pub use unversioned::unversioned_labels;
+use unversioned::UnversionedTally;
 
 /// Why the monitor refused something.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -145,6 +149,8 @@ struct VersionState {
     last_judged_end: Option<TimestampMs>,
     /// Window end the estimated drop last judged.
     last_estimated_end: Option<TimestampMs>,
+    /// Window end the misrouted-inputs check last judged.
+    last_misrouted_end: Option<TimestampMs>,
     submitted: Vec<Judgement>,
     signatures: SignatureTracker,
     /// Accuracy against time since go-live, from matured buckets.
@@ -180,6 +186,7 @@ impl VersionState {
             verdicts: BTreeMap::new(),
             last_judged_end: None,
             last_estimated_end: None,
+            last_misrouted_end: None,
             submitted: Vec::new(),
             decay: DecayFit::new(),
         })
@@ -191,6 +198,8 @@ struct ModelState {
     config: ModelConfig,
     versions: BTreeMap<String, VersionState>,
     policy: PolicyState,
+    /// Labels of partials without a version, for the misrouted-inputs check of every version.
+    unversioned: UnversionedTally,
     /// Changed since its last [`Monitor::export_model`]: the changelog needs a new snapshot.
     dirty: bool,
 }
@@ -201,6 +210,7 @@ impl ModelState {
             config,
             versions: BTreeMap::new(),
             policy: PolicyState::default(),
+            unversioned: UnversionedTally::default(),
             dirty: true,
         }
     }
@@ -249,7 +259,8 @@ impl Monitor {
     /// detectors; evicts what no window needs any more. Its signature, if any, goes to the
     /// version's signature tracker; a malformed one is dropped (and counted) while the
     /// partial's counters still merge. A partial of [`unversioned_labels`] starts no version
-    /// series: [`Placement::Unversioned`].
+    /// series: [`Placement::Unversioned`]; its labels go to the model's tally of unversioned
+    /// labels (the `misrouted_inputs` check's, see `unversioned`).
     pub fn ingest(&mut self, p: &ModelPartial) -> Result<Placement, MonitorError> {
         // Look up by `&str` first: the common case allocates nothing.
         if let Some(m) = self.models.get_mut(p.model_id.as_str()) {
@@ -259,6 +270,7 @@ impl Monitor {
             }
         }
         if unversioned_labels(p) {
+            self.tally_unversioned(p);
             return Ok(Placement::Unversioned);
         }
         let v = self.version_mut(&p.model_id, &p.model_version)?;
@@ -550,6 +562,7 @@ impl Monitor {
     pub fn hand_over(&mut self, model_id: &str) {
         if let Some(m) = self.models.get_mut(model_id) {
             m.versions.clear();
+            m.unversioned.clear();
             m.dirty = false;
         }
     }
@@ -574,22 +587,6 @@ fn carries_traffic(p: &ModelPartial) -> bool {
         || p.counters.matched > 0
         || !p.confusion.is_empty()
         || p.regression.count > 0
-}
-
-/// Whether a partial only accounts for labels the join could not attribute to a version:
-/// orphan and duplicate labels (and dead-lettered ones) go to the model their label names, with
-/// an empty version, because labels carry none. Windows, metrics and drift states of such a
-/// phantom version `""` would be noise (no predictions, and a progress driven by label times);
-/// the counters stay on the partials topic and in the join's accounting. A model whose
-/// predictions really have an empty version gets its series from their partials (received
-/// predictions, outcomes, signatures), and these then merge into it.
-pub fn unversioned_labels(p: &ModelPartial) -> bool {
-    p.model_version.is_empty()
-        && p.counters.predictions == 0
-        && p.counters.received_predictions == 0
-        && p.confusion.is_empty()
-        && p.regression.count == 0
-        && p.signature.is_none()
 }
 
 #[cfg(test)]

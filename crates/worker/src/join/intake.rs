@@ -76,7 +76,12 @@ impl Join {
                     }
                     Processed::Taken(None)
                 }
-                _ => self.process_message(msg, source, input, now),
+                // Account mode: processed where it was read, and announced to the join as
+                // misrouted (the per-model data-quality check counts it).
+                _ => {
+                    let misrouted = matches!(routing, Routing::Misrouted { .. });
+                    self.process_message(msg, source, input, now, misrouted)
+                }
             };
             if let Processed::Taken(_) = processed {
                 self.routing.count(input, msg.topic(), partition, routing);
@@ -113,8 +118,9 @@ impl Join {
             }
             return Processed::Taken(None);
         };
-        // Not counted in `events_in` again: its original was, when it was read.
-        self.process_message(msg, REPARTITION_SOURCE, input, now)
+        // Not counted in `events_in` again: its original was, when it was read. Only
+        // misrouted records are republished, so this one came misrouted from its producer.
+        self.process_message(msg, REPARTITION_SOURCE, input, now, true)
     }
 
     fn process_message(
@@ -123,6 +129,7 @@ impl Join {
         source: usize,
         input: Input,
         now: i64,
+        misrouted: bool,
     ) -> Processed {
         let partition = msg.partition();
         let payload = msg.payload().unwrap_or(&[]);
@@ -153,11 +160,11 @@ impl Join {
                 return Processed::Held;
             }
         }
-        Processed::Taken(self.queue(msg, source, input, received_before, now))
+        Processed::Taken(self.queue(msg, source, input, received_before, now, misrouted))
     }
 
-    /// Moves the task's offsets past `msg`, polls it; an input partition to pause when its
-    /// queue is full.
+    /// Moves the task's offsets past `msg`, marks it misrouted if it came so, polls it; an
+    /// input partition to pause when its queue is full.
     fn queue(
         &mut self,
         msg: &BorrowedMessage<'_>,
@@ -165,12 +172,16 @@ impl Join {
         input: Input,
         received_before: Option<(u64, u64)>,
         now: i64,
+        misrouted: bool,
     ) -> Option<(usize, i32)> {
         let partition = msg.partition();
         let task = self.tasks.get_mut(&partition)?;
         task.next_offset[source] = msg.offset() + 1;
         if received_before.is_some_and(|before| before != task.task.received()) {
             task.queued_offsets[input_index(input)].push_back((source, msg.offset()));
+            if misrouted {
+                task.task.mark_misrouted(input);
+            }
         }
         self.poll_one(partition, now);
         let task = self.tasks.get(&partition)?;

@@ -84,6 +84,7 @@ fn counters(seed: u64) -> JoinCounters {
         late_labels: 5,
         dead_lettered: 6,
         received_predictions: 9 * seed,
+        ..JoinCounters::default()
     }
 }
 

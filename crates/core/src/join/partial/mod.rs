@@ -262,7 +262,7 @@ impl PartialAggregator {
             JoinEvent::Orphan { label_time, .. }
             | JoinEvent::DuplicateLabel { label_time, .. }
             | JoinEvent::LateLabel { label_time, .. } => *label_time,
-            JoinEvent::Rejected { time, .. } => *time,
+            JoinEvent::Misrouted { time, .. } | JoinEvent::Rejected { time, .. } => *time,
         };
         // When the change happened: a match once both records were in, anything else at the
         // time it is bucketed by.

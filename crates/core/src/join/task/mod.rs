@@ -28,6 +28,9 @@
 //! `received_predictions` is a separate measure: a prediction is counted there when it is
 //! processed and taken in (not a duplicate, not rejected), before it resolves, so
 //! `received_predictions − matched − expired_unlabeled` is the number of predictions pending.
+//! `misrouted_predictions` / `misrouted_labels` are separate measures too: an input the caller
+//! marked misrouted ([`JoinTask::mark_misrouted`]) is counted there when processed, whatever
+//! its outcome.
 
 use std::collections::VecDeque;
 
@@ -83,8 +86,9 @@ pub struct JoinTask {
     buffer: JoinBuffer,
     interner: Interner,
     counters: Vec<JoinCounters>,
-    predictions: VecDeque<PredictionIn>,
-    labels: VecDeque<LabelIn>,
+    /// Queued inputs, each with whether it came misrouted (see [`JoinTask::mark_misrouted`]).
+    predictions: VecDeque<(PredictionIn, bool)>,
+    labels: VecDeque<(LabelIn, bool)>,
     pred_input: InputState,
     label_input: InputState,
     /// Processing time at which the task started waiting for an empty, not caught-up input.
@@ -177,16 +181,27 @@ impl JoinTask {
 
     /// Queues a prediction.
     pub fn push_prediction(&mut self, p: PredictionIn) {
-        self.predictions.push_back(p);
+        self.predictions.push_back((p, false));
         self.pred_input.fresh = true;
         self.pred_input.received += 1;
     }
 
     /// Queues a label.
     pub fn push_label(&mut self, l: LabelIn) {
-        self.labels.push_back(l);
+        self.labels.push_back((l, false));
         self.label_input.fresh = true;
         self.label_input.received += 1;
+    }
+
+    /// Marks the record last queued on `input` as misrouted (the caller's routing check: off
+    /// its key's murmur2 partition, or read back from the repartition topic): when the task
+    /// processes it, it emits [`JoinEvent::Misrouted`] first. False when that queue is empty.
+    pub fn mark_misrouted(&mut self, input: Input) -> bool {
+        let flag = match input {
+            Input::Predictions => self.predictions.back_mut().map(|(_, m)| m),
+            Input::Labels => self.labels.back_mut().map(|(_, m)| m),
+        };
+        flag.map(|m| *m = true).is_some()
     }
 
     /// Tells whether an input partition has been read up to its end (position == high
@@ -255,6 +270,8 @@ impl JoinTask {
             t.late_labels += c.late_labels;
             t.dead_lettered += c.dead_lettered;
             t.received_predictions += c.received_predictions;
+            t.misrouted_predictions += c.misrouted_predictions;
+            t.misrouted_labels += c.misrouted_labels;
         }
         t
     }
@@ -275,7 +292,7 @@ impl JoinTask {
         };
         loop {
             let next = match (self.predictions.front(), self.labels.front()) {
-                (Some(p), Some(l)) => {
+                (Some((p, _)), Some((l, _))) => {
                     self.waiting_since = None;
                     if p.time <= l.time {
                         Input::Predictions
@@ -309,8 +326,15 @@ impl JoinTask {
             };
             match next {
                 Input::Predictions => {
-                    if let Some(p) = self.predictions.pop_front() {
+                    if let Some((p, misrouted)) = self.predictions.pop_front() {
                         self.pred_input.progress = self.pred_input.progress.max(p.time);
+                        if misrouted {
+                            counted(JoinEvent::Misrouted {
+                                input: Input::Predictions,
+                                model: p.model,
+                                time: p.time,
+                            });
+                        }
                         // Taken in unless it ends as a duplicate or rejected right away (the
                         // buffer only emits events of this request here).
                         let mut taken_in = true;
@@ -341,8 +365,15 @@ impl JoinTask {
                     }
                 }
                 Input::Labels => {
-                    if let Some(l) = self.labels.pop_front() {
+                    if let Some((l, misrouted)) = self.labels.pop_front() {
                         self.label_input.progress = self.label_input.progress.max(l.time);
+                        if misrouted {
+                            counted(JoinEvent::Misrouted {
+                                input: Input::Labels,
+                                model: l.model_hint.unwrap_or(ModelVersionId::UNKNOWN),
+                                time: l.time,
+                            });
+                        }
                         self.buffer.on_label(&l, &mut counted);
                     }
                 }

@@ -396,3 +396,54 @@ fn invalid_config_is_refused() {
         Err(JoinError::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn a_marked_input_is_announced_misrouted_when_processed_and_still_ends_once() {
+    let mut f = Fixture::new(quick());
+    let hint = f.task.intern_model_hint("fraud").unwrap();
+    f.pred(1, 100);
+    assert!(f.task.mark_misrouted(Input::Predictions));
+    f.pred(2, 150);
+    f.task.push_label(LabelIn {
+        key: key(3),
+        model_hint: Some(hint),
+        time: BASE + 200,
+        actual: Actual::Value(2.0),
+    });
+    assert!(f.task.mark_misrouted(Input::Labels));
+    f.label(1, 300);
+    f.task.set_caught_up(Input::Predictions, true);
+    f.task.set_caught_up(Input::Labels, true);
+    f.drain();
+    let misrouted: Vec<_> = f
+        .events
+        .iter()
+        .filter(|e| matches!(e, JoinEvent::Misrouted { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        misrouted,
+        vec![
+            JoinEvent::Misrouted {
+                input: Input::Predictions,
+                model: f.model,
+                time: BASE + 100,
+            },
+            JoinEvent::Misrouted {
+                input: Input::Labels,
+                model: hint,
+                time: BASE + 200,
+            },
+        ]
+    );
+    // Counted apart: the prediction still matched, the label still became an orphan.
+    let (p, l) = (f.task.counters(f.model), f.task.counters(hint));
+    assert_eq!((p.misrouted_predictions, p.misrouted_labels), (1, 0));
+    assert_eq!((l.misrouted_predictions, l.misrouted_labels), (0, 1));
+    assert_eq!((p.matched, l.orphan_labels), (1, 1));
+    let t = f.totals();
+    assert_eq!((t.misrouted_predictions, t.misrouted_labels), (1, 1));
+    assert_accounting(&t);
+    // Nothing queued: nothing to mark.
+    assert!(!f.task.mark_misrouted(Input::Labels));
+}

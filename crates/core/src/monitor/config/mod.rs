@@ -3,7 +3,7 @@
 //! Every struct rejects unknown fields (a misspelt threshold must fail loudly, not silently
 //! fall back to its default) and fills missing ones with documented defaults. An override
 //! replaces whole sections of the default profile (`windows`, `maturity`, `baseline`,
-//! `accuracy_drop`, `estimated_drop`, `adwin`, `page_hinkley`, `ddm`, `eddm`, `feature_drift`,
+//! `accuracy_drop`, `estimated_drop`, `misrouted_inputs`, `adwin`, `page_hinkley`, `ddm`, `eddm`, `feature_drift`,
 //! `hysteresis`, `policy`);
 //! fields missing inside an overriding section take the built-in defaults, not the profile's.
 //!
@@ -26,8 +26,8 @@ use crate::detect::{AdwinConfig, DdmConfig, EddmConfig, PageHinkleyConfig};
 
 use super::baseline::BaselineConfig;
 use super::detectors::{
-    AccuracyDropConfig, EstimatedDropConfig, StreamDetectorConfig, ACCURACY_DROP, ADWIN, DDM, EDDM,
-    ESTIMATED_DROP, PAGE_HINKLEY,
+    AccuracyDropConfig, EstimatedDropConfig, MisroutedInputsConfig, StreamDetectorConfig,
+    ACCURACY_DROP, ADWIN, DDM, EDDM, ESTIMATED_DROP, MISROUTED_INPUTS, PAGE_HINKLEY,
 };
 use super::duration::{self, parse_duration_ms};
 use super::features::FeatureDriftConfig;
@@ -68,6 +68,9 @@ pub struct ModelConfig {
     /// The drop of the accuracy estimated from scores before labels come (CBPE); off by
     /// default, see `detectors::EstimatedDropConfig`.
     pub estimated_drop: EstimatedDropConfig,
+    /// Data quality: the share of inputs read off their key's murmur2 partition; on by
+    /// default and advisory, see `detectors::MisroutedInputsConfig`.
+    pub misrouted_inputs: MisroutedInputsConfig,
     pub adwin: StreamDetectorConfig<AdwinConfig>,
     pub page_hinkley: StreamDetectorConfig<PageHinkleyConfig>,
     pub ddm: StreamDetectorConfig<DdmConfig>,
@@ -88,6 +91,7 @@ impl Default for ModelConfig {
             baseline: BaselineConfig::default(),
             accuracy_drop: AccuracyDropConfig::default(),
             estimated_drop: EstimatedDropConfig::default(),
+            misrouted_inputs: MisroutedInputsConfig::default(),
             adwin: StreamDetectorConfig::default(),
             page_hinkley: StreamDetectorConfig::default(),
             ddm: StreamDetectorConfig::default(),
@@ -113,6 +117,7 @@ pub struct ModelOverride {
     pub baseline: Option<BaselineConfig>,
     pub accuracy_drop: Option<AccuracyDropConfig>,
     pub estimated_drop: Option<EstimatedDropConfig>,
+    pub misrouted_inputs: Option<MisroutedInputsConfig>,
     pub adwin: Option<StreamDetectorConfig<AdwinConfig>>,
     pub page_hinkley: Option<StreamDetectorConfig<PageHinkleyConfig>>,
     pub ddm: Option<StreamDetectorConfig<DdmConfig>>,
@@ -152,6 +157,9 @@ impl MonitorConfig {
             }
             if let Some(v) = o.estimated_drop {
                 c.estimated_drop = v;
+            }
+            if let Some(v) = o.misrouted_inputs {
+                c.misrouted_inputs = v;
             }
             if let Some(v) = o.adwin {
                 c.adwin = v;
@@ -207,6 +215,7 @@ impl ModelConfig {
         [
             ACCURACY_DROP,
             ESTIMATED_DROP,
+            MISROUTED_INPUTS,
             ADWIN,
             PAGE_HINKLEY,
             DDM,
@@ -222,6 +231,7 @@ impl ModelConfig {
         match name {
             ACCURACY_DROP => Some(self.accuracy_drop.enabled),
             ESTIMATED_DROP => Some(self.estimated_drop.enabled),
+            MISROUTED_INPUTS => Some(self.misrouted_inputs.enabled),
             ADWIN => Some(self.adwin.enabled),
             PAGE_HINKLEY => Some(self.page_hinkley.enabled),
             DDM => Some(self.ddm.enabled),
@@ -318,6 +328,9 @@ impl ModelConfig {
         )?;
 
         self.estimated_drop
+            .validate(&self.windows)
+            .map_err(|(field, message)| err(field, message))?;
+        self.misrouted_inputs
             .validate(&self.windows)
             .map_err(|(field, message)| err(field, message))?;
 

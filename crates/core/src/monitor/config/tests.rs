@@ -236,7 +236,13 @@ fn the_estimated_drop_is_off_by_default_and_checked_when_on() {
     assert_eq!(c.builtin_enabled("estimated_drop"), Some(false));
     assert_eq!(
         c.enabled_detectors(),
-        vec!["accuracy_drop", "adwin", "page_hinkley", "ddm"]
+        vec![
+            "accuracy_drop",
+            "misrouted_inputs",
+            "adwin",
+            "page_hinkley",
+            "ddm"
+        ]
     );
     // Off, its window need not exist.
     let mut off = ModelConfig {

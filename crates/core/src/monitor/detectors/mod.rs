@@ -34,6 +34,11 @@
 //! absolute floor: a drop that lowers the model's confidence shows before the labels come.
 //! Judged window end by window end in event time, like the drop test.
 //!
+//! # Misrouted inputs (`misrouted_inputs`, data quality)
+//! The share of a version's window of inputs (its predictions and labels, and the model's
+//! labels without a version) that reached the join off their key's murmur2 partition. See
+//! the `misrouted` module.
+//!
 //! # Extension point
 //! Any other detector (data drift over feature sketches, say) produces a [`Judgement`] with its
 //! own detector name and feature and submits it through
@@ -46,12 +51,14 @@ use crate::TimestampMs;
 
 mod drop;
 mod estimated;
+mod misrouted;
 mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use drop::{judge_accuracy_drop, AccuracyDropConfig};
 pub use estimated::{judge_estimated_drop, EstimatedDropConfig};
+pub use misrouted::{judge_misrouted_inputs, MisroutedInputsConfig, UnversionedLabels};
 pub use stream::{
     default_adwin, default_ddm, default_eddm, default_page_hinkley, StreamDetectorConfig,
     StreamWatch,
@@ -66,6 +73,8 @@ pub const DDM: &str = "ddm";
 pub const EDDM: &str = "eddm";
 /// Name of the drop of the accuracy estimated from scores, before labels.
 pub const ESTIMATED_DROP: &str = "estimated_drop";
+/// Name of the data-quality check of inputs read off their key's murmur2 partition.
+pub const MISROUTED_INPUTS: &str = "misrouted_inputs";
 
 /// An accuracy drop of this many points (or a doubling of RMSE) is severity 1.
 pub const FULL_SEVERITY_DROP: f64 = 0.20;

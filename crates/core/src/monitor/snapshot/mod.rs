@@ -7,7 +7,7 @@
 //!
 //! | part | key | value | written |
 //! |---|---|---|---|
-//! | head | model | config, policy, every version without its buckets and summaries | when the model changed |
+//! | head | model | config, policy, every version without its buckets and summaries, the tally of unversioned labels | when the model changed |
 //! | window bucket | model, version, bucket start | the merged partial and its `(source partition, sequence)` list | when the bucket changed; `None` once evicted |
 //! | signature bucket | model, version, bucket start | the bucket's signature summary | when it changed; `None` once dropped |
 //! | signature reference | model, version | the reference summary | while it is learned or when it is set |
@@ -26,11 +26,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{ModelConfig, ModelState, Monitor, PolicyState, VersionState};
+use super::{ModelConfig, ModelState, Monitor, PolicyState, UnversionedTally, VersionState};
 use crate::TimestampMs;
 
 /// Version of the record layout; bumped on any change to the state types.
-pub const SNAPSHOT_FORMAT: u8 = 8;
+pub const SNAPSHOT_FORMAT: u8 = 9;
 
 /// Why state could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,7 +209,12 @@ pub struct Restored {
     pub stale_keys: Vec<Vec<u8>>,
 }
 
-type Head = (ModelConfig, BTreeMap<String, VersionState>, PolicyState);
+type Head = (
+    ModelConfig,
+    BTreeMap<String, VersionState>,
+    PolicyState,
+    UnversionedTally,
+);
 
 impl Monitor {
     /// Models changed since their last export, in id order.
@@ -235,7 +240,7 @@ impl Monitor {
             reason,
         };
         let mut out = Vec::new();
-        let head = (&m.config, &m.versions, &m.policy);
+        let head = (&m.config, &m.versions, &m.policy, &m.unversioned);
         out.push(StateRecord {
             key: encode_key(model_id, &Part::Head),
             value: Some(postcard::to_allocvec(&head).map_err(|e| fail(e.to_string()))?),
@@ -289,7 +294,7 @@ impl Monitor {
             // Parts without a head: left behind by a head that was never committed, cannot be.
             return Err(fail("records without a head".into()));
         };
-        let (config, mut versions, policy): Head =
+        let (config, mut versions, policy, mut unversioned): Head =
             postcard::from_bytes(&head).map_err(|e| fail(e.to_string()))?;
         let current = self.config.for_model(model_id);
         let config_changed = config != current;
@@ -302,6 +307,7 @@ impl Monitor {
         };
         if config_changed {
             versions.clear();
+            unversioned.clear();
             restored.stale_keys = records.keys;
         } else {
             let mut with_reference = std::collections::BTreeSet::new();
@@ -349,6 +355,7 @@ impl Monitor {
                 config: current,
                 versions,
                 policy,
+                unversioned,
                 // A changed configuration restarted the windows: the new state must be written.
                 dirty: config_changed,
             },
