@@ -5,8 +5,9 @@
 //! error code 40403 for an unknown id) and `GET /subjects` — and it can be stopped (the port
 //! closes: connection refused) and started again on the same port.
 //!
-//! No real registry could be assembled here from the package registries this project may use
-//! (see docs/OPERATIONS.md, "Schema registry"), so the tests use this stub.
+//! The real registry of scripts/schema-registry (tests/schema_registry_real.rs) keeps its
+//! schemas in memory, so a restart hands out new ids: the outage test uses this stub, which
+//! keeps them (see docs/OPERATIONS.md, "Schema registry").
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
