@@ -6,12 +6,14 @@
 //! - predictions of `Prediction`, predictions of an evolved writer (one more field, with a
 //!   default) and labels of `GroundTruth` join, exactly counted;
 //! - predictions framed with an id the registry does not have go to the dead-letter topic with
-//!   kind `registry_schema` and the registry's 40403 reason.
-//!
-//! The registry stopped mid-run is tested against the stub (tests/schema_registry.rs): this
-//! registry keeps its schemas in memory, so a restart would hand out a new set of ids.
+//!   kind `registry_schema` and the registry's 40403 reason;
+//! - with the registry stopped (`scripts/schema-registry stop`, the same `DRIFTWATCH_SR_DIR`),
+//!   predictions of the evolved writer's id, not fetched yet, wait — nothing is dead-lettered or
+//!   lost, the worker reports the registry as not ready — and are joined once it is started
+//!   again (same port, same schemas and ids).
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::Duration;
 
 use driftwatch_codec::{encode_framed, encode_ground_truth, encode_prediction, RecordKind};
@@ -92,8 +94,44 @@ fn total(stats: &JoinStats) -> JoinCounters {
         .fold(JoinCounters::default(), |a, c| a.merged(c))
 }
 
+/// `scripts/schema-registry <verb>`; returns what it printed.
+fn registry_script(verb: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/schema-registry");
+    let out = Command::new(script)
+        .arg(verb)
+        .output()
+        .unwrap_or_else(|e| panic!("{script} {verb}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn wait_for(
+    what: &str,
+    stats: impl Fn() -> JoinStats,
+    done: impl Fn(&JoinStats) -> bool,
+) -> JoinStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = stats();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached; counters {:?}, registry error {:?}",
+            total(&s),
+            s.schema_registry_error
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_framed_with_ids_of_a_real_registry_are_decoded_and_unknown_ids_dead_lettered() {
+async fn records_framed_with_ids_of_a_real_registry_are_decoded_and_wait_while_it_is_down() {
     driftwatch_tests::init_logging();
     let Some(url) = require_schema_registry() else {
         return;
@@ -149,43 +187,72 @@ async fn records_framed_with_ids_of_a_real_registry_are_decoded_and_unknown_ids_
     const OLD: usize = 200;
     const EVOLVED: usize = 100;
     const UNKNOWN: usize = 3;
-    // "channel" = "app": string length 3 (zig-zag 6), then the bytes.
-    let channel = [6u8, b'a', b'p', b'p'];
-    let mut records: Vec<Record> = (0..OLD + EVOLVED)
+    let mut first: Vec<Record> = (0..OLD)
         .flat_map(|i| {
-            let p = if i < OLD {
-                framed_prediction(&prediction(i, t0), p_id, &[])
-            } else {
-                framed_prediction(&prediction(i, t0), evolved_id, &channel)
-            };
-            [p, framed_label(&label(i, t0), g_id)]
+            [
+                framed_prediction(&prediction(i, t0), p_id, &[]),
+                framed_label(&label(i, t0), g_id),
+            ]
         })
         .collect();
     for i in 0..UNKNOWN {
-        records.push(framed_prediction(
+        first.push(framed_prediction(
             &prediction(10_000 + i, t0),
             unknown_id,
             &[],
         ));
     }
-    produce_records(&s, &records).await;
+    produce_records(&s, &first).await;
 
     let running = Pipeline::new(&s, Role::Join).expect("join stage").start();
     let handle = running.handles().join.clone().expect("join stage runs");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = handle.stats();
-        let c = total(&st);
-        if c.matched >= (OLD + EVOLVED) as u64 && c.dead_lettered >= UNKNOWN as u64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not all joined: counters {c:?}, registry error {:?}",
-            st.schema_registry_error
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = || handle.stats();
+    let after_first = wait_for("first batch joined", stats, |st| {
+        let c = total(st);
+        c.matched >= OLD as u64 && c.dead_lettered >= UNKNOWN as u64
+    })
+    .await;
+    assert!(after_first.schema_registry_error.is_none());
+
+    // The registry goes away; predictions of the evolved writer's id arrive.
+    registry_script("stop");
+    // "channel" = "app": string length 3 (zig-zag 6), then the bytes.
+    let channel = [6u8, b'a', b'p', b'p'];
+    let second: Vec<Record> = (OLD..OLD + EVOLVED)
+        .flat_map(|i| {
+            [
+                framed_prediction(&prediction(i, t0), evolved_id, &channel),
+                framed_label(&label(i, t0), g_id),
+            ]
+        })
+        .collect();
+    produce_records(&s, &second).await;
+    wait_for("the registry reported as failing", stats, |st| {
+        st.schema_registry_error.is_some() && st.schema_registry_held > 0
+    })
+    .await;
+    let status = driftwatch_worker::status::StageHandles {
+        join: Some((handle.clone(), s.kafka.join_group_id.clone())),
+        ..Default::default()
     }
+    .status();
+    assert!(!status.readiness.schema_registry && !status.readiness.is_ready());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = total(&handle.stats());
+    assert_eq!(
+        still.matched, OLD as u64,
+        "nothing of the evolved id while down"
+    );
+    assert_eq!(
+        still.dead_lettered, UNKNOWN as u64,
+        "nothing dead-lettered while down"
+    );
+
+    assert_eq!(registry_script("start"), url, "restarted on the same URL");
+    wait_for("second batch joined", stats, |st| {
+        total(st).matched >= (OLD + EVOLVED) as u64 && st.schema_registry_error.is_none()
+    })
+    .await;
     running.stop().await.expect("join stage run");
     let end = handle.stats();
     assert!(end.schema_registry_error.is_none(), "{end:?}");

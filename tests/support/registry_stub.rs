@@ -5,9 +5,8 @@
 //! error code 40403 for an unknown id) and `GET /subjects` — and it can be stopped (the port
 //! closes: connection refused) and started again on the same port.
 //!
-//! The real registry of scripts/schema-registry (tests/schema_registry_real.rs) keeps its
-//! schemas in memory, so a restart hands out new ids: the outage test uses this stub, which
-//! keeps them (see docs/OPERATIONS.md, "Schema registry").
+//! tests/schema_registry_real.rs runs against the real registry of scripts/schema-registry;
+//! this stub also counts the requests it answers, so a test can check what driftwatch caches.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
