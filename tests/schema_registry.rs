@@ -1,6 +1,7 @@
 //! Framed Avro with writer schemas from a schema registry, on the real broker. The registry is
 //! the in-process **stub** of tests/support/registry_stub.rs (the Confluent REST calls
-//! driftwatch makes, not a registry product). Schemas are registered over HTTP as a
+//! driftwatch makes, not a registry product; tests/schema_registry_real.rs runs against a real
+//! one), which counts the requests: each id is fetched once. Schemas are registered over HTTP as a
 //! serializer registers them, and the records carry the ids handed out (1, 2, 3):
 //! - predictions framed with id 1 (`Prediction`) and labels with id 2 (`GroundTruth`) join,
 //!   exactly counted;

@@ -11,6 +11,7 @@ pub mod monitor_outputs;
 pub mod outcomes;
 pub mod registry_stub;
 pub mod scenario;
+pub mod schema_registry;
 pub mod stages;
 pub mod worker;
 

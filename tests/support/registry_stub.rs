@@ -5,8 +5,8 @@
 //! error code 40403 for an unknown id) and `GET /subjects` — and it can be stopped (the port
 //! closes: connection refused) and started again on the same port.
 //!
-//! No real registry could be assembled here from the package registries this project may use
-//! (see docs/OPERATIONS.md, "Schema registry"), so the tests use this stub.
+//! tests/schema_registry_real.rs runs against the real registry of scripts/schema-registry;
+//! this stub also counts the requests it answers, so a test can check what driftwatch caches.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
