@@ -228,12 +228,20 @@ fn sample(
                 if let Some((200, body)) = &metrics {
                     let lag: f64 = topics
                         .iter()
-                        .map(|t| outside::sum(body, "kafka_consumergroup_lag", &[t.clone()]))
+                        .map(|t| {
+                            outside::sum(body, "kafka_consumergroup_lag", std::slice::from_ref(t))
+                        })
                         .sum();
                     s.max_lag = s.max_lag.max(lag);
                     s.read = topics
                         .iter()
-                        .map(|t| outside::sum(body, "driftwatch_events_in_total", &[t.clone()]))
+                        .map(|t| {
+                            outside::sum(
+                                body,
+                                "driftwatch_events_in_total",
+                                std::slice::from_ref(t),
+                            )
+                        })
                         .sum();
                     if s.read > 0.0 && s.first_read.is_none() {
                         s.first_read = Some(Instant::now());
