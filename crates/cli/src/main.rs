@@ -212,6 +212,14 @@ enum BenchCommand {
     ///   driftwatch bench state --pending 20000000 --memory-budget 256MiB --state-dir /tmp/s
     #[command(verbatim_doc_comment)]
     State(bench::state::StateArgs),
+    /// One worker process offered about twice its capacity for minutes, then nothing, on a
+    /// real broker: peak RSS (from /proc), lag (/metrics, /readyz), catch-up time and exact
+    /// accounting; see `bench/overload.rs`.
+    ///
+    /// Example:
+    ///   driftwatch bench overload --bootstrap-servers "$(scripts/kafka bootstrap)" --overload-time 5m
+    #[command(verbatim_doc_comment)]
+    Overload(bench::overload::OverloadArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -409,6 +417,10 @@ async fn execute(
             what: Some(BenchCommand::State(args)),
             ..
         }) => bench::state::run(&args),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCommand::Overload(args)),
+            ..
+        }) => bench::overload::run(&settings, args).await,
         Command::Bench(args) => {
             let mut settings = settings;
             if let Some(b) = args.bootstrap_servers {

@@ -18,6 +18,8 @@
 mod backlog;
 mod completion;
 mod latency;
+mod outside;
+pub mod overload;
 pub mod state;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
