@@ -212,9 +212,11 @@ enum BenchCommand {
     ///   driftwatch bench state --pending 20000000 --memory-budget 256MiB --state-dir /tmp/s
     #[command(verbatim_doc_comment)]
     State(bench::state::StateArgs),
-    /// One worker process offered about twice its capacity for minutes, then nothing, on a
-    /// real broker: peak RSS (from /proc), lag (/metrics, /readyz), catch-up time and exact
-    /// accounting; see `bench/overload.rs`.
+    /// One worker process overloaded at twice its capacity, on a real broker.
+    ///
+    /// It is offered about twice its capacity for minutes, then nothing: peak RSS (from
+    /// /proc), lag (/metrics, /readyz), catch-up time and exact accounting; see
+    /// `bench/overload.rs`.
     ///
     /// Example:
     ///   driftwatch bench overload --bootstrap-servers "$(scripts/kafka bootstrap)" --overload-time 5m

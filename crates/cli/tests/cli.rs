@@ -199,7 +199,9 @@ fn example_config_is_valid_offline() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("configuration is valid"), "{stdout}");
     assert!(
-        stdout.contains("detectors:     accuracy_drop, adwin, page_hinkley, ddm (default"),
+        stdout.contains(
+            "detectors:     accuracy_drop, misrouted_inputs, adwin, page_hinkley, ddm (default"
+        ),
         "{stdout}"
     );
     // The estimated drop, off by default, shows once enabled.
@@ -215,7 +217,7 @@ fn example_config_is_valid_offline() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("detectors:     accuracy_drop, estimated_drop, adwin"),
+        stdout.contains("detectors:     accuracy_drop, estimated_drop, misrouted_inputs, adwin"),
         "{stdout}"
     );
 }
