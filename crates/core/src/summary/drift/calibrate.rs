@@ -150,6 +150,42 @@ pub fn bridge_l1_moments(dq: &[f64]) -> (f64, f64) {
     (mean, (second - mean * mean).max(0.0))
 }
 
+/// Mean and variance of S = Σᵢ wᵢ |Z(xᵢ)| for Z(x) = Σₛ Bₛ(Fₛ(x)) / √nₛ, a sum of independent
+/// Brownian bridges, one per side s with CDF values `sides[s].0[i]` = Fₛ(xᵢ) at increasing
+/// points xᵢ and effective size `sides[s].1`. This is the law of ∫ |(F̂_r − F_r) − (F̂_c − F_c)| dx,
+/// the error two independent samples' CDFs put on a Wasserstein distance (each sample's CDF
+/// error is a bridge over its own CDF), evaluated cell by cell: Cov(Z(xᵢ), Z(xⱼ)) =
+/// Σₛ Fₛ(xᵢ)(1 − Fₛ(xⱼ)) / nₛ for xᵢ ≤ xⱼ, and the half-normal moments as in
+/// [`bridge_l1_moments`].
+pub fn bridges_l1_moments(w: &[f64], sides: &[(Vec<f64>, f64)]) -> (f64, f64) {
+    let g = w.len();
+    let cov = |i: usize, j: usize| -> f64 {
+        sides
+            .iter()
+            .map(|(f, n)| f[i] * (1.0 - f[j]) / n)
+            .sum::<f64>()
+    };
+    let sd: Vec<f64> = (0..g).map(|i| cov(i, i).max(0.0).sqrt()).collect();
+    let two_over_pi = 2.0 / std::f64::consts::PI;
+    let mean: f64 = (0..g).map(|i| two_over_pi.sqrt() * sd[i] * w[i]).sum();
+    let mut second = 0.0;
+    for i in 0..g {
+        if w[i] == 0.0 || sd[i] == 0.0 {
+            continue;
+        }
+        second += sd[i] * sd[i] * w[i] * w[i];
+        for j in i + 1..g {
+            if w[j] == 0.0 || sd[j] == 0.0 {
+                continue;
+            }
+            let rho = (cov(i, j) / (sd[i] * sd[j])).clamp(-1.0, 1.0);
+            let e = two_over_pi * sd[i] * sd[j] * ((1.0 - rho * rho).sqrt() + rho * rho.asin());
+            second += 2.0 * e * w[i] * w[j];
+        }
+    }
+    (mean, (second - mean * mean).max(0.0))
+}
+
 /// p-value of an observed S = `s_obs` and S's (1 − `alpha`) quantile, from a gamma law with
 /// the given mean and variance.
 pub fn gamma_null(s_obs: f64, mean: f64, var: f64, alpha: f64) -> (f64, f64) {
@@ -215,6 +251,22 @@ mod tests {
         );
         // Var ∫|B| for the uniform: 0.0185 by simulation (20 000 bridges on 2 000 steps).
         assert!((var - 0.0185).abs() < 0.001, "{var}");
+    }
+
+    #[test]
+    fn two_bridges_add_their_variances() {
+        // One side with F(x) = x on a uniform grid is bridge_l1_moments' uniform case / √n.
+        let g = 512;
+        let w = vec![1.0 / g as f64; g];
+        let f: Vec<f64> = (0..g).map(|i| (i as f64 + 0.5) / g as f64).collect();
+        let (m1, v1) = bridges_l1_moments(&w, &[(f.clone(), 100.0)]);
+        let (m0, v0) = bridge_l1_moments(&w);
+        assert!((m1 - m0 / 10.0).abs() < 1e-9, "{m1} {m0}");
+        assert!((v1 - v0 / 100.0).abs() < 1e-6, "{v1} {v0}");
+        // Two sides of one distribution and size n are one side of size n / 2.
+        let (m2, v2) = bridges_l1_moments(&w, &[(f.clone(), 100.0), (f.clone(), 100.0)]);
+        let (m3, v3) = bridges_l1_moments(&w, &[(f, 50.0)]);
+        assert!((m2 - m3).abs() < 1e-12 && (v2 - v3).abs() < 1e-12);
     }
 
     #[test]
