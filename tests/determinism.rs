@@ -66,6 +66,9 @@ async fn run_settings(flush: Duration, commit: Duration, fetch_bytes: &str) -> S
     d.windows = vec!["15m".into(), "1h".into()];
     d.maturity_ms = 5 * 60_000;
     d.accuracy_drop.window = "15m".into();
+    // Short enough that the covariate shift of `x0` at the halfway mark is judged too.
+    d.feature_drift.window = "30m".into();
+    d.feature_drift.reference = "30m".into();
     s.validate().expect("valid settings");
     s
 }
@@ -228,6 +231,12 @@ async fn a_backlog_and_a_paced_run_with_a_restart_publish_the_same_verdicts() {
             && e.detector == "accuracy_drop"
             && e.state == DriftState::Drift),
         "no accuracy drift for fraud: {drift:#?}"
+    );
+    assert!(
+        drift
+            .iter()
+            .any(|e| e.model_id == "fraud" && e.feature.is_some() && e.state == DriftState::Drift),
+        "no feature drift for fraud: {drift:#?}"
     );
     assert_eq!(retrain.len(), 1, "{retrain:#?}");
     assert_eq!(

@@ -16,83 +16,20 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use driftwatch_codec::{encode_framed, encode_ground_truth, encode_prediction, RecordKind};
-use driftwatch_core::{FeatureValue, GroundTruth, JoinCounters, Prediction};
-use driftwatch_tests::scenario::{counters_by_model, produce_records, Record, Side};
+use driftwatch_codec::RecordKind;
+use driftwatch_tests::registry_records::{
+    evolved_prediction_schema, framed_label, framed_prediction, label, prediction, total, wait_for,
+};
+use driftwatch_tests::scenario::{produce_records, Record};
 use driftwatch_tests::schema_registry::{register, require_schema_registry};
 use driftwatch_tests::{create_topic, now_ms, settings, unique};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::join::JoinStats;
 use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::Message;
-
-/// `Prediction` with one more field, with a default: a writer version a model server may
-/// register before driftwatch's reader schema knows the field.
-fn evolved_prediction_schema() -> String {
-    let mut v: serde_json::Value =
-        serde_json::from_str(RecordKind::Prediction.schema_text()).expect("schema");
-    v["fields"].as_array_mut().expect("fields").push(
-        serde_json::json!({"name": "channel", "type": "string", "default": "web", "doc": "x"}),
-    );
-    v.to_string()
-}
-
-fn prediction(i: usize, t0: i64) -> Prediction {
-    Prediction {
-        request_id: format!("srr-{i:05}"),
-        model_id: "registry-model".into(),
-        model_version: "v1".into(),
-        timestamp: t0 + i as i64,
-        features: vec![("x".into(), FeatureValue::Number(i as f64))],
-        predicted_label: Some(if i % 2 == 0 { "yes" } else { "no" }.into()),
-        predicted_value: None,
-        scores: None,
-        tags: vec![],
-    }
-}
-
-fn label(i: usize, t0: i64) -> GroundTruth {
-    GroundTruth {
-        request_id: format!("srr-{i:05}"),
-        model_id: Some("registry-model".into()),
-        timestamp: t0 + i as i64 + 1_000,
-        label: Some("yes".into()),
-        value: None,
-    }
-}
-
-fn framed_prediction(p: &Prediction, id: u32, extra: &[u8]) -> Record {
-    let mut datum = Vec::new();
-    encode_prediction(p, &mut datum).expect("encode");
-    datum.extend_from_slice(extra);
-    Record {
-        side: Side::Predictions,
-        key: p.request_id.clone(),
-        payload: encode_framed(id, &datum),
-        time: p.timestamp,
-    }
-}
-
-fn framed_label(l: &GroundTruth, id: u32) -> Record {
-    let mut datum = Vec::new();
-    encode_ground_truth(l, &mut datum).expect("encode");
-    Record {
-        side: Side::Labels,
-        key: l.request_id.clone(),
-        payload: encode_framed(id, &datum),
-        time: l.timestamp,
-    }
-}
-
-fn total(stats: &JoinStats) -> JoinCounters {
-    counters_by_model(std::slice::from_ref(stats))
-        .values()
-        .fold(JoinCounters::default(), |a, c| a.merged(c))
-}
 
 /// `scripts/schema-registry <verb>`; returns what it printed.
 fn registry_script(verb: &str) -> String {
@@ -109,26 +46,8 @@ fn registry_script(verb: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-async fn wait_for(
-    what: &str,
-    stats: impl Fn() -> JoinStats,
-    done: impl Fn(&JoinStats) -> bool,
-) -> JoinStats {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = stats();
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached; counters {:?}, registry error {:?}",
-            total(&s),
-            s.schema_registry_error
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+/// Request-id prefix of this test's records.
+const PREFIX: &str = "srr";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_framed_with_ids_of_a_real_registry_are_decoded_and_wait_while_it_is_down() {
@@ -190,14 +109,14 @@ async fn records_framed_with_ids_of_a_real_registry_are_decoded_and_wait_while_i
     let mut first: Vec<Record> = (0..OLD)
         .flat_map(|i| {
             [
-                framed_prediction(&prediction(i, t0), p_id, &[]),
-                framed_label(&label(i, t0), g_id),
+                framed_prediction(&prediction(PREFIX, i, t0), p_id, &[]),
+                framed_label(&label(PREFIX, i, t0), g_id),
             ]
         })
         .collect();
     for i in 0..UNKNOWN {
         first.push(framed_prediction(
-            &prediction(10_000 + i, t0),
+            &prediction(PREFIX, 10_000 + i, t0),
             unknown_id,
             &[],
         ));
@@ -221,8 +140,8 @@ async fn records_framed_with_ids_of_a_real_registry_are_decoded_and_wait_while_i
     let second: Vec<Record> = (OLD..OLD + EVOLVED)
         .flat_map(|i| {
             [
-                framed_prediction(&prediction(i, t0), evolved_id, &channel),
-                framed_label(&label(i, t0), g_id),
+                framed_prediction(&prediction(PREFIX, i, t0), evolved_id, &channel),
+                framed_label(&label(PREFIX, i, t0), g_id),
             ]
         })
         .collect();

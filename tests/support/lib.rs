@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod monitor_outputs;
 pub mod outcomes;
+pub mod registry_records;
 pub mod registry_stub;
 pub mod scenario;
 pub mod schema_registry;
