@@ -85,13 +85,19 @@ pub fn require_schema_registry() -> Option<String> {
     None
 }
 
-/// Registers `schema` (Avro) under `subject` as a serializer does and returns the id the
-/// registry hands out. Panics, with the registry's answer, unless it gives one.
-pub async fn register(url: &str, subject: &str, schema: &str) -> u32 {
+/// Sends `method <url><path>` (with a JSON `body` when given) and returns the JSON object of
+/// the answer. Panics, naming `what`, when there is none.
+async fn call(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    what: &str,
+) -> serde_json::Value {
     let (authority, prefix) = split_url(url).unwrap_or_else(|| panic!("not an http URL: {url}"));
-    let body = serde_json::json!({ "schemaType": "AVRO", "schema": schema }).to_string();
+    let body = body.unwrap_or("");
     let request = format!(
-        "POST {prefix}/subjects/{subject}/versions HTTP/1.1\r\nhost: {authority}\r\n\
+        "{method} {prefix}{path} HTTP/1.1\r\nhost: {authority}\r\n\
          content-type: application/vnd.schemaregistry.v1+json\r\ncontent-length: {}\r\n\
          connection: close\r\n\r\n{body}",
         body.len()
@@ -106,13 +112,38 @@ pub async fn register(url: &str, subject: &str, schema: &str) -> u32 {
     let json = answer
         .split_once("\r\n\r\n")
         .and_then(|(_, body)| Some(&body[body.find('{')?..=body.rfind('}')?]))
-        .unwrap_or_else(|| panic!("register {subject}: no JSON in {answer:?}"));
-    let v: serde_json::Value =
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("register {subject}: {e}: {json}"));
+        .unwrap_or_else(|| panic!("{what}: no JSON in {answer:?}"));
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{what}: {e}: {json}"))
+}
+
+/// Registers `schema` (Avro) under `subject` as a serializer does and returns the id the
+/// registry hands out. Panics, with the registry's answer, unless it gives one.
+pub async fn register(url: &str, subject: &str, schema: &str) -> u32 {
+    let body = serde_json::json!({ "schemaType": "AVRO", "schema": schema }).to_string();
+    let what = format!("register {subject}");
+    let v = call(
+        url,
+        "POST",
+        &format!("/subjects/{subject}/versions"),
+        Some(&body),
+        &what,
+    )
+    .await;
     v["id"]
         .as_u64()
         .and_then(|id| u32::try_from(id).ok())
-        .unwrap_or_else(|| panic!("register {subject}: no id in {json}"))
+        .unwrap_or_else(|| panic!("{what}: no id in {v}"))
+}
+
+/// The schema text the registry serves for `id` (`GET /schemas/ids/{id}`), as a
+/// registry-aware deserializer fetches it.
+pub async fn schema_by_id(url: &str, id: u32) -> String {
+    let what = format!("schema id {id}");
+    let v = call(url, "GET", &format!("/schemas/ids/{id}"), None, &what).await;
+    v["schema"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no schema in {v}"))
+        .to_string()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod error;
 pub mod format;
 pub mod framing;
 pub mod json;
+pub mod registration;
 pub mod registry;
 pub mod resolve;
 pub mod schema;

@@ -1,17 +1,21 @@
-//! The HTTP side of the schema registry: `GET <url>/schemas/ids/{id}` with basic auth and
-//! TLS, one connection per request (a schema is fetched once per id, then cached by the
-//! join stage). What an answer means is decided without I/O in
-//! [`driftwatch_codec::registry`].
+//! The HTTP side of the schema registry, with basic auth and TLS, one connection per request:
+//! `GET <url>/schemas/ids/{id}` (a schema is fetched once per id, then cached by the join
+//! stage) and `POST <url>/subjects/{subject}/versions` (the monitor registers the schemas of
+//! its framed outputs at start). What an answer means is decided without I/O in
+//! [`driftwatch_codec::registry`] and [`driftwatch_codec::registration`].
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use base64::Engine;
+use driftwatch_codec::registration::{
+    interpret_registration, registration_body, versions_path, Registration,
+};
 use driftwatch_codec::registry::{interpret, schema_path, Lookup};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
-use hyper::{Request, Uri};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use openssl::ssl::{SslConnector, SslMethod};
 use thiserror::Error;
@@ -129,6 +133,48 @@ impl RegistryClient {
         }
     }
 
+    /// Registers the Avro schema `schema_text` under `subject` and returns the answer's
+    /// meaning; a request that fails is [`Registration::Retry`].
+    pub async fn register(&self, subject: &str, schema_text: &str) -> Registration {
+        let body = registration_body(schema_text);
+        match self
+            .send(Method::POST, &versions_path(subject), Bytes::from(body))
+            .await
+        {
+            Ok((status, answer)) => interpret_registration(subject, status, &answer),
+            Err(e) => Registration::Retry(e.to_string()),
+        }
+    }
+
+    /// [`register`](Self::register), asked again after retryable failures (waits doubling
+    /// from 200 ms up to `max_backoff`, each failure logged) until it is registered or
+    /// refused; the error names the subject and the registry's reason.
+    pub async fn register_until_done(
+        &self,
+        subject: &str,
+        schema_text: &str,
+        max_backoff: Duration,
+    ) -> Result<u32, RegistryError> {
+        let mut wait = crate::settings::MIN_BACKOFF;
+        loop {
+            match self.register(subject, schema_text).await {
+                Registration::Registered(id) => return Ok(id),
+                Registration::Refused(reason) => {
+                    return Err(RegistryError::Request {
+                        url: self.base.clone(),
+                        message: reason,
+                    })
+                }
+                Registration::Retry(reason) => {
+                    tracing::warn!(registry = %self.base, subject, %reason, retry_in = ?wait,
+                        "schema registration failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(max_backoff);
+                }
+            }
+        }
+    }
+
     /// Whether the registry answers (`GET /subjects` with status 200).
     pub async fn check(&self) -> Result<(), RegistryError> {
         let (status, body) = self.get("/subjects").await?;
@@ -146,7 +192,18 @@ impl RegistryClient {
 
     /// `GET <base><path>`: status and body, within the timeout.
     pub async fn get(&self, path: &str) -> Result<(u16, Bytes), RegistryError> {
-        match tokio::time::timeout(self.timeout, self.get_unbounded(path)).await {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+
+    /// `<method> <base><path>` with `body` (sent as the registry's JSON when not empty):
+    /// status and answer, within the timeout.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), RegistryError> {
+        match tokio::time::timeout(self.timeout, self.send_unbounded(method, path, body)).await {
             Ok(r) => r,
             Err(_) => Err(RegistryError::Timeout {
                 url: self.base.clone(),
@@ -155,7 +212,12 @@ impl RegistryClient {
         }
     }
 
-    async fn get_unbounded(&self, path: &str) -> Result<(u16, Bytes), RegistryError> {
+    async fn send_unbounded(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), RegistryError> {
         let fail = |m: String| RegistryError::Request {
             url: self.base.clone(),
             message: m,
@@ -190,7 +252,9 @@ impl RegistryClient {
         } else {
             format!("{}:{}", self.host, self.port)
         };
-        let mut request = Request::get(target.as_str())
+        let mut request = Request::builder()
+            .method(method)
+            .uri(target.as_str())
             .header(HOST, host)
             .header(
                 ACCEPT,
@@ -203,8 +267,11 @@ impl RegistryClient {
         if let Some(auth) = &self.authorization {
             request = request.header(AUTHORIZATION, auth.clone());
         }
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, "application/vnd.schemaregistry.v1+json");
+        }
         let request = request
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(body))
             .map_err(|e| fail(format!("request: {e}")))?;
         let response = sender
             .send_request(request)
@@ -281,6 +348,29 @@ mod tests {
             panic!("40403 is absent: {lookup:?}");
         };
         assert!(e.to_string().contains("40403"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn registers_a_schema_under_its_subject() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_once(
+            listener,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{\"id\":3}",
+        ));
+        let client =
+            RegistryClient::new(&settings(format!("http://{addr}/apis/ccompat/v7"))).unwrap();
+        let answer = client.register("t-value", "\"string\"").await;
+        let head = server.await.unwrap();
+        assert!(
+            head.starts_with("POST /apis/ccompat/v7/subjects/t-value/versions HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("content-type: application/vnd.schemaregistry.v1+json"),
+            "{head}"
+        );
+        assert_eq!(answer, Registration::Registered(3));
     }
 
     #[tokio::test]

@@ -58,6 +58,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use driftwatch_codec::registration::value_subject;
+use driftwatch_codec::RecordKind;
 use driftwatch_core::monitor::{DetectorState, Monitor};
 use driftwatch_core::{DriftEvent, ModelMetrics, ModelReference, RetrainEvent};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -66,7 +68,9 @@ use crate::changelog::{ensure_changelog, ChangelogReader};
 use crate::clients::{member_config, producer_config, transactional_producer_config};
 use crate::error::{Result, WorkerError};
 use crate::runtime::{Commits, Eos, Guarantee, Schedule, Shell, StageContext};
-use crate::settings::Settings;
+use crate::schema_registry::RegistryClient;
+use crate::settings::{OutputFormat, Settings};
+use output::OutputSchemaIds;
 use stage::Monitoring;
 
 /// What the monitor stage published so far, readable while it runs.
@@ -219,6 +223,16 @@ impl MonitorStage {
             )
             .await?;
         }
+        let mut shutdown = std::pin::pin!(shutdown);
+        if settings.monitor.output_format == OutputFormat::AvroRegistry {
+            tokio::select! {
+                ids = register_output_schemas(settings) => {
+                    self.monitoring.output_ids = Some(ids?);
+                }
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+        let settings = &self.monitoring.settings;
         let (tx, references) = tokio::sync::mpsc::unbounded_channel::<ModelReference>();
         let follower = history::follow_references(settings, tx);
         self.monitoring.references = Some(references);
@@ -228,4 +242,39 @@ impl MonitorStage {
         }
         result
     }
+}
+
+/// Registers the output topics' schemas under `<topic>-value` (`output_format =
+/// "avro_registry"`), waiting while the registry does not answer: nothing is written before
+/// every id is known. A refusal (incompatible with the subject's earlier versions, bad
+/// credentials) stops the stage with the registry's reason.
+async fn register_output_schemas(settings: &Settings) -> Result<OutputSchemaIds> {
+    let client = RegistryClient::new(&settings.schema_registry)
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let t = &settings.topics;
+    let mut ids = [0u32; 3];
+    for (slot, (topic, kind)) in ids.iter_mut().zip([
+        (&t.drift_events, RecordKind::DriftEvent),
+        (&t.retrain_events, RecordKind::RetrainEvent),
+        (&t.model_metrics, RecordKind::ModelMetrics),
+    ]) {
+        let subject = value_subject(topic);
+        *slot = client
+            .register_until_done(
+                &subject,
+                kind.schema_text(),
+                settings.schema_registry.max_backoff,
+            )
+            .await
+            .map_err(|e| {
+                WorkerError::Config(format!("monitor.output_format = \"avro_registry\": {e}"))
+            })?;
+        tracing::info!(subject, id = *slot, "output schema registered");
+    }
+    let [drift_events, retrain_events, model_metrics] = ids;
+    Ok(OutputSchemaIds {
+        drift_events,
+        retrain_events,
+        model_metrics,
+    })
 }

@@ -8,7 +8,7 @@
 //! again after the rewind are dropped as duplicates, so that output would never be derived
 //! again.
 
-use driftwatch_codec::{to_avro, to_json, AvroRecord, JsonRecord};
+use driftwatch_codec::{encode_framed, to_avro, to_json, AvroRecord, JsonRecord};
 use driftwatch_core::monitor::MonitorOutput;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
@@ -31,6 +31,14 @@ pub(crate) struct OutputRecord {
     pub(super) payload: Option<Vec<u8>>,
     /// Set for changelog records: the partition of the model's partials.
     pub(super) partition: Option<i32>,
+}
+
+/// The registry's ids of the output topics' schemas (`output_format = "avro_registry"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutputSchemaIds {
+    pub(crate) drift_events: u32,
+    pub(crate) retrain_events: u32,
+    pub(crate) model_metrics: u32,
 }
 
 /// The output of the epochs judged since the last commit, the state changes (exactly-once)
@@ -75,6 +83,7 @@ impl Monitoring {
     pub(super) fn record_output(&mut self, out: &MonitorOutput) {
         let t = &self.settings.topics;
         let format = self.settings.monitor.output_format;
+        let ids = self.output_ids;
         for e in &out.drift_events {
             info!(
                 model = %e.model_id, version = %e.model_version, detector = %e.detector,
@@ -82,17 +91,32 @@ impl Monitoring {
                 to = e.state.as_str(), value = e.value, threshold = e.threshold, id = %e.event_id,
                 "drift event"
             );
-            self.unpublished
-                .extend(encode(&t.drift_events, &e.model_id, e, format));
+            self.unpublished.extend(encode(
+                &t.drift_events,
+                &e.model_id,
+                e,
+                format,
+                ids.map(|i| i.drift_events),
+            ));
         }
         for e in &out.retrain_events {
             info!(model = %e.model_id, version = %e.model_version, id = %e.event_id, reasons = ?e.reasons, dry_run = e.dry_run, "retrain event");
-            self.unpublished
-                .extend(encode(&t.retrain_events, &e.model_id, e, format));
+            self.unpublished.extend(encode(
+                &t.retrain_events,
+                &e.model_id,
+                e,
+                format,
+                ids.map(|i| i.retrain_events),
+            ));
         }
         for m in &out.metrics {
-            self.unpublished
-                .extend(encode(&t.model_metrics, &m.model_id, m, format));
+            self.unpublished.extend(encode(
+                &t.model_metrics,
+                &m.model_id,
+                m,
+                format,
+                ids.map(|i| i.model_metrics),
+            ));
         }
         self.calibration.warn(&out.metrics);
         let mut s = lock(&self.stats);
@@ -135,16 +159,26 @@ impl Monitoring {
     }
 }
 
-/// Encodes one output record in the configured format.
+/// Encodes one output record in the configured format; `schema_id` is the topic's registered
+/// schema (set when the format is `avro_registry`).
 fn encode<T: AvroRecord + JsonRecord>(
     topic: &str,
     key: &str,
     record: &T,
     format: OutputFormat,
+    schema_id: Option<u32>,
 ) -> Option<OutputRecord> {
-    let payload = match format {
-        OutputFormat::Avro => to_avro(record),
-        OutputFormat::Json => to_json(record).map(String::into_bytes),
+    let payload = match (format, schema_id) {
+        (OutputFormat::Avro, _) => to_avro(record),
+        (OutputFormat::Json, _) => to_json(record).map(String::into_bytes),
+        (OutputFormat::AvroRegistry, Some(id)) => {
+            to_avro(record).map(|datum| encode_framed(id, &datum))
+        }
+        (OutputFormat::AvroRegistry, None) => {
+            // The stage registers the schemas before it reads anything.
+            error!(topic, "output schema not registered; record not written");
+            return None;
+        }
     };
     match payload {
         Ok(payload) => Some(OutputRecord {

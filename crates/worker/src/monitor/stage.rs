@@ -28,7 +28,7 @@ use tracing::error;
 
 use super::calibration::CalibrationWarnings;
 use super::epochs::PartitionClock;
-use super::output::{MonitorBatch, OutputRecord};
+use super::output::{MonitorBatch, OutputRecord, OutputSchemaIds};
 use super::{lock, MonitorStats};
 use crate::changelog::ChangelogReader;
 use crate::error::Result;
@@ -59,6 +59,8 @@ pub(crate) struct Monitoring {
     pub(super) references: Option<UnboundedReceiver<ModelReference>>,
     /// Model versions already warned about miscalibrated scores.
     pub(super) calibration: CalibrationWarnings,
+    /// The output topics' registered schema ids (`output_format = "avro_registry"`).
+    pub(super) output_ids: Option<OutputSchemaIds>,
     last_metrics: Instant,
 }
 
@@ -83,6 +85,7 @@ impl Monitoring {
             unpublished: Vec::new(),
             references: None,
             calibration: CalibrationWarnings::default(),
+            output_ids: None,
             last_metrics: Instant::now(),
         }
     }

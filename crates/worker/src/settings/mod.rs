@@ -248,6 +248,10 @@ pub enum OutputFormat {
     Avro,
     /// The documented JSON form (easiest for orchestrators' Kafka sensors).
     Json,
+    /// Avro datums in the Confluent wire format (`0x00`, the 4-byte schema id, the datum),
+    /// each topic's schema registered at start with `[schema_registry]` under
+    /// `<topic>-value`, as registry-aware deserializers expect. Needs `schema_registry.url`.
+    AvroRegistry,
 }
 
 /// Settings of the monitor stage.
@@ -265,7 +269,8 @@ pub struct MonitorSettings {
     /// How often metrics snapshots are published. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub metrics_interval: Duration,
-    /// Encoding of the output topics. Default `avro`.
+    /// Encoding of the output topics: `avro` (bare datums), `json`, or `avro_registry`
+    /// (framed with ids of `[schema_registry]`). Default `avro`.
     pub output_format: OutputFormat,
     /// Windows, detectors, hysteresis and retrain policy: a default profile plus overrides by
     /// model id (`[monitor.detection.default]`, `[monitor.detection.models.<id>]`).
@@ -289,6 +294,13 @@ impl Settings {
     pub fn validate(&self) -> Result<(), WorkerError> {
         let bad = |m: String| Err(WorkerError::Config(m));
         self.schema_registry.validate()?;
+        if self.monitor.output_format == OutputFormat::AvroRegistry
+            && !self.schema_registry.enabled()
+        {
+            return bad(
+                "monitor.output_format = \"avro_registry\" needs schema_registry.url: the schemas of the outputs are registered there".into(),
+            );
+        }
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return bad("kafka.bootstrap_servers is empty: set it to host:port of a broker".into());
         }
@@ -456,6 +468,16 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framed_outputs_need_a_registry() {
+        let mut s = Settings::default();
+        s.monitor.output_format = OutputFormat::AvroRegistry;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("schema_registry.url"), "{e}");
+        s.schema_registry.url = "http://registry:8081".into();
+        s.validate().unwrap();
+    }
 
     #[test]
     fn defaults_are_valid() {
