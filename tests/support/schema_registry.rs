@@ -85,6 +85,38 @@ pub fn require_schema_registry() -> Option<String> {
     None
 }
 
+/// The environment variable `scripts/test` exports the registry's HTTPS URL in.
+pub const SCHEMA_REGISTRY_TLS_ENV: &str = "DRIFTWATCH_TEST_SCHEMA_REGISTRY_TLS";
+
+/// The same registry over HTTPS (`scripts/schema-registry tls-url`), with the test CA that
+/// signed its certificate and a CA that signed nothing: `(https url, ca.pem, other-ca.pem)`.
+/// Found by the rule of the module docs (the environment, then `tls-url` in the state
+/// directory); without it, under CI the test fails, elsewhere it is skipped loudly.
+pub fn require_schema_registry_tls() -> Option<(String, PathBuf, PathBuf)> {
+    let tls = state_dir().join("tls");
+    let url = std::env::var(SCHEMA_REGISTRY_TLS_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| std::fs::read_to_string(state_dir().join("tls-url")).ok())
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty() && tls.join("ca.pem").is_file());
+    if let Some(u) = url {
+        return Some((u, tls.join("ca.pem"), tls.join("other-ca.pem")));
+    }
+    let missing = format!(
+        "{} needs the HTTPS port of scripts/schema-registry, and there is none: \
+         {SCHEMA_REGISTRY_TLS_ENV} is unset and {} names none (run scripts/test, or \
+         scripts/schema-registry start)",
+        std::thread::current().name().unwrap_or("this test"),
+        state_dir().join("tls-url").display()
+    );
+    if on_ci() {
+        panic!("CI: {missing}");
+    }
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {missing}\n");
+    None
+}
+
 /// Sends `method <url><path>` (with a JSON `body` when given) and returns the JSON object of
 /// the answer. Panics, naming `what`, when there is none.
 async fn call(
