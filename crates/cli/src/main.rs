@@ -5,10 +5,12 @@
 
 mod backtest;
 mod bench;
+mod check_config;
 mod compare;
 mod demo;
 mod generate;
 mod input;
+mod logging;
 mod profile;
 mod settings_file;
 
@@ -19,7 +21,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use driftwatch_worker::clients::create_topics;
 use driftwatch_worker::settings::Settings;
-use driftwatch_worker::topics::TopicChecker;
 
 /// Exit code of bad usage or configuration (clap uses the same for bad flags).
 const EXIT_CONFIG: u8 = 2;
@@ -289,7 +290,7 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    let log_file = init_logging(cli.log_format, log_file);
+    let log_file = logging::init_logging(cli.log_format, log_file);
     // Offline and synchronous: need neither the configuration nor the async runtime.
     let offline = match &cli.command {
         Command::Compare(args) => Some(compare::run(args)),
@@ -414,7 +415,7 @@ async fn execute(
             }
             result.map(|_| ())
         }
-        Command::CheckConfig { offline } => check_config(&settings, offline),
+        Command::CheckConfig { offline } => check_config::check_config(&settings, offline),
         Command::Bench(BenchArgs {
             what: Some(BenchCommand::State(args)),
             ..
@@ -516,145 +517,6 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     Ok(result?)
 }
 
-fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
-    let t = &settings.topics;
-    println!("configuration is valid");
-    println!("  brokers:       {}", settings.kafka.bootstrap_servers);
-    println!("  join group:    {}", settings.kafka.join_group_id);
-    println!("  inputs:        {} + {}", t.predictions, t.ground_truth);
-    println!("  partials to:   {}", t.model_partials);
-    println!("  dead letters:  {}", t.dead_letter);
-    println!("  monitor group: {}", settings.monitor.group_id);
-    let detection = &settings.monitor.detection;
-    println!(
-        "  detectors:     {} (default profile; {} model override(s))",
-        detection.default.enabled_detectors().join(", "),
-        detection.models.len()
-    );
-    if settings.kafka.exactly_once() {
-        println!(
-            "  guarantee:     exactly_once (state in {} and {})",
-            settings.join_changelog_topic(),
-            settings.monitor_changelog_topic()
-        );
-    } else {
-        println!("  guarantee:     at_least_once (state in memory only)");
-    }
-    println!(
-        "  label timeout: {:?} (orphan timeout {:?})",
-        settings.join.label_timeout, settings.join.orphan_timeout
-    );
-    let state = &settings.join.state;
-    match state.dir() {
-        Some(dir) => {
-            // A local check: done offline too.
-            state.check_dir()?;
-            println!(
-                "  join state:    {} (writable); {} of entries in memory per worker, the rest on disk",
-                dir.display(),
-                state.memory_budget()
-            );
-        }
-        None => println!("  join state:    in memory only (join.state.dir not set)"),
-    }
-    let registry = &settings.schema_registry;
-    if registry.enabled() {
-        println!(
-            "  schema registry: {} (writer schemas of framed payloads by id{})",
-            registry.url.trim(),
-            if registry.username.is_some() {
-                ", basic auth"
-            } else {
-                ""
-            }
-        );
-    } else {
-        println!(
-            "  schema registry: none (a framed payload is dead-lettered: unknown writer schema id)"
-        );
-    }
-    if offline {
-        return Ok(());
-    }
-    if registry.enabled() {
-        let client = driftwatch_worker::schema_registry::RegistryClient::new(registry)?;
-        let answered = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(client.check())
-        });
-        answered.map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("  schema registry answers: GET /subjects returned 200");
-    }
-    let brokers = driftwatch_worker::clients::probe(&settings.kafka, Duration::from_secs(10))?;
-    println!("  reachable:     {brokers} broker(s)");
-    let checker = TopicChecker::new(&settings.kafka, Duration::from_secs(10))?;
-    let n = checker.copartitioned(&t.predictions, &t.ground_truth)?;
-    println!("  inputs are co-partitioned: {n} partitions each; up to {n} join workers get work");
-    for out in [&t.model_partials, &t.dead_letter] {
-        let p = checker.partitions(out)?;
-        println!("  output {out}: {p} partitions");
-    }
-    if settings.join.misrouted.repartitions() {
-        checker.copartitioned(&t.predictions, &t.repartition)?;
-        println!(
-            "  misrouted:     repartitioned through {} (co-partitioned)",
-            t.repartition
-        );
-    }
-    check_routing(settings, n)
-}
-
-/// Samples the latest records of each input partition and checks each against its key's
-/// murmur2 partition; fails when a topic's misrouted share is above
-/// `join.misrouted_alert_share`.
-fn check_routing(settings: &Settings, partitions: usize) -> anyhow::Result<()> {
-    use driftwatch_worker::join::TopicRouting;
-    const PER_PARTITION: i64 = 1_000;
-    let j = &settings.join;
-    let mut flagged = Vec::new();
-    for topic in [&settings.topics.predictions, &settings.topics.ground_truth] {
-        let tally = driftwatch_worker::routing_sample::sample_routing(
-            &settings.kafka,
-            topic,
-            partitions,
-            PER_PARTITION,
-            Duration::from_secs(10),
-        )?;
-        let r = TopicRouting::of(tally, j.misrouted_alert_share, j.misrouted_min_records);
-        if tally.checked == 0 {
-            println!("  routing of {topic}: no recent keyed records to check");
-            continue;
-        }
-        println!(
-            "  routing of {topic}: {} recent keyed records checked, {} misrouted ({:.1} %), partitioner {}",
-            tally.checked,
-            tally.misrouted,
-            100.0 * r.share,
-            r.likely_partitioner.describe()
-        );
-        if r.alert {
-            flagged.push(format!(
-                "{topic}: {:.1} % of recent records are not on their key's murmur2 partition (likely partitioner: {})",
-                100.0 * r.share,
-                r.likely_partitioner.describe()
-            ));
-        }
-    }
-    if !flagged.is_empty() && j.misrouted.repartitions() {
-        println!(
-            "  misrouted records are joined through {} (join.misrouted = repartition), one extra hop each: {}",
-            settings.topics.repartition,
-            flagged.join("; ")
-        );
-    } else if !flagged.is_empty() {
-        anyhow::bail!(
-            "misrouted input records (above join.misrouted_alert_share = {}): {}; such records cannot meet their partners",
-            j.misrouted_alert_share,
-            flagged.join("; ")
-        );
-    }
-    Ok(())
-}
-
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -675,44 +537,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
-    }
-}
-
-/// Logs to `file` when given and it can be created (returned then), else to standard error;
-/// colours only on a terminal.
-fn init_logging(format: LogFormat, file: Option<PathBuf>) -> Option<PathBuf> {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("DRIFTWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let opened = file.and_then(|path| match std::fs::File::create(&path) {
-        Ok(f) => Some((path, f)),
-        Err(e) => {
-            eprintln!("note: logs on stderr: {} not writable: {e}", path.display());
-            None
-        }
-    });
-    match opened {
-        Some((path, f)) => {
-            let builder = builder
-                .with_writer(std::sync::Mutex::new(f))
-                .with_ansi(false);
-            match format {
-                LogFormat::Text => builder.init(),
-                LogFormat::Json => builder.json().init(),
-            }
-            Some(path)
-        }
-        None => {
-            let builder = builder
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal());
-            match format {
-                LogFormat::Text => builder.init(),
-                LogFormat::Json => builder.json().init(),
-            }
-            None
-        }
     }
 }
