@@ -50,13 +50,14 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the pipeline: both stages, or one of them.
+    /// Run the pipeline: every stage, or one of them.
     ///
     /// Example: driftwatch run -c deploy/driftwatch.example.toml
     Run {
-        /// Which stage to run. Default `all`: the join alone publishes no drift or retrain
-        /// event, so a first run with one role would show none; deployments that scale the
-        /// stages apart name theirs.
+        /// Which stage to run. Default `all`: join and monitor, and the sources stage when
+        /// `[[sources]]` are configured (the join alone publishes no drift or retrain event, so
+        /// a first run with one role would show none); deployments that scale the stages apart
+        /// name theirs.
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
@@ -264,7 +265,11 @@ enum Role {
     Join,
     /// The monitor stage: model partials → drift events, retrain events, metrics snapshots.
     Monitor,
-    /// Both stages in one process.
+    /// The sources stage: Seldon Core 2 / KServe topics (`[[sources]]`) → predictions. Runs
+    /// as one member of its group.
+    Sources,
+    /// Join and monitor in one process, and the sources stage when `[[sources]]` are
+    /// configured.
     All,
 }
 
@@ -480,6 +485,7 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     let role = match role {
         Role::Join => pipeline::Role::Join,
         Role::Monitor => pipeline::Role::Monitor,
+        Role::Sources => pipeline::Role::Sources,
         Role::All => pipeline::Role::Both,
     };
     let pipeline = Pipeline::new(&settings, role)?;
@@ -556,6 +562,21 @@ fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
             );
         }
         None => println!("  join state:    in memory only (join.state.dir not set)"),
+    }
+    for s in &settings.sources {
+        println!(
+            "  source:        {} ({}; reads {}; pairs within {:?}) -> {} (group {}, one member)",
+            s.name,
+            if s.seldon.is_some() {
+                "Seldon Core 2"
+            } else {
+                "KServe"
+            },
+            s.subscription().join(", "),
+            s.pair_wait,
+            t.predictions,
+            settings.sources_group_id()
+        );
     }
     let registry = &settings.schema_registry;
     if registry.enabled() {

@@ -88,6 +88,14 @@ pub enum MetricName {
     JoinMisrouted,
     /// `driftwatch_join_misrouted_share{topic}`: their share of the keyed records read.
     JoinMisroutedShare,
+    /// `driftwatch_source_records_total{source}`: model-server records read (halves).
+    SourceRecords,
+    /// `driftwatch_source_halves_total{source,outcome}`: how each half ended.
+    SourceHalves,
+    /// `driftwatch_source_pending_halves{source}`: halves waiting for their other half.
+    SourcePendingHalves,
+    /// `driftwatch_source_predictions_total{source}`: predictions written.
+    SourcePredictions,
 }
 
 /// Prometheus metric type of a series.
@@ -100,7 +108,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 21] = [
+    pub const ALL: [MetricName; 25] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -122,6 +130,10 @@ impl MetricName {
         MetricName::JoinCommitDuration,
         MetricName::JoinMisrouted,
         MetricName::JoinMisroutedShare,
+        MetricName::SourceRecords,
+        MetricName::SourceHalves,
+        MetricName::SourcePendingHalves,
+        MetricName::SourcePredictions,
     ];
 
     /// The exposed name (counters with their `_total` suffix).
@@ -148,6 +160,10 @@ impl MetricName {
             MetricName::JoinCommitDuration => "driftwatch_join_commit_seconds",
             MetricName::JoinMisrouted => "driftwatch_join_misrouted_total",
             MetricName::JoinMisroutedShare => "driftwatch_join_misrouted_share",
+            MetricName::SourceRecords => "driftwatch_source_records_total",
+            MetricName::SourceHalves => "driftwatch_source_halves_total",
+            MetricName::SourcePendingHalves => "driftwatch_source_pending_halves",
+            MetricName::SourcePredictions => "driftwatch_source_predictions_total",
         }
     }
 
@@ -161,7 +177,10 @@ impl MetricName {
             | MetricName::RestoreBytes
             | MetricName::RestoreEntries
             | MetricName::Transactions
-            | MetricName::JoinMisrouted => MetricKind::Counter,
+            | MetricName::JoinMisrouted
+            | MetricName::SourceRecords
+            | MetricName::SourceHalves
+            | MetricName::SourcePredictions => MetricKind::Counter,
             MetricName::ProcessingLatency | MetricName::JoinCommitDuration => MetricKind::Summary,
             _ => MetricKind::Gauge,
         }
@@ -209,6 +228,12 @@ impl MetricName {
             MetricName::JoinMisroutedShare => {
                 "Share of the keyed input records read that are not on their key's murmur2 partition"
             }
+            MetricName::SourceRecords => "Model-server records (request or response halves) read, by source",
+            MetricName::SourceHalves => {
+                "Halves by source and outcome (paired, unmapped, expired, duplicate, dead_lettered)"
+            }
+            MetricName::SourcePendingHalves => "Halves waiting for their other half, by source",
+            MetricName::SourcePredictions => "Predictions written from paired halves, by source",
         }
     }
 
@@ -346,6 +371,8 @@ pub struct WorkerStatus {
     pub transactions: BTreeMap<(String, String), u64>,
     /// Routing check of the join's inputs, per topic.
     pub misrouted: BTreeMap<String, crate::join::TopicRouting>,
+    /// The sources stage's committed counts, per source.
+    pub sources: BTreeMap<String, crate::sources::SourceCounts>,
 }
 
 /// Rendering options.
@@ -496,6 +523,10 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
         }
     }
 
+    if !s.sources.is_empty() {
+        sources::register(&mut registry, &s.sources);
+    }
+
     let ready = gauge_family(&mut registry, MetricName::Ready);
     for (condition, ok) in s.readiness.conditions() {
         ready
@@ -587,5 +618,6 @@ pub fn drift_state_value(state: DriftState) -> f64 {
     }
 }
 
+mod sources;
 #[cfg(test)]
 pub(crate) mod tests;
