@@ -19,17 +19,18 @@
 //!   quantile labels only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 
 use driftwatch_core::record::{DriftState, JoinCounters};
-use hdrhistogram::Histogram;
 use prometheus_client::encoding::prometheus_text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+
+use summary::write_summary;
+pub use summary::LatencySummary;
 
 /// `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -268,34 +269,6 @@ pub struct JoinBufferGauge {
     pub entries: u64,
     /// Event-time age of the oldest of them, seconds (0 when empty).
     pub oldest_pending_age_seconds: f64,
-}
-
-/// Processing-latency percentiles, seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LatencySummary {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    /// Observations.
-    pub count: u64,
-    /// Sum of the observations, seconds (from the histogram's mean: within its precision).
-    pub sum: f64,
-}
-
-impl LatencySummary {
-    /// Summarizes a histogram of latencies recorded in microseconds.
-    pub fn from_micros(h: &Histogram<u64>) -> Self {
-        let s = |micros: u64| micros as f64 / 1e6;
-        LatencySummary {
-            p50: s(h.value_at_quantile(0.5)),
-            p90: s(h.value_at_quantile(0.9)),
-            p99: s(h.value_at_quantile(0.99)),
-            max: s(h.max()),
-            count: h.len(),
-            sum: h.mean() * h.len() as f64 / 1e6,
-        }
-    }
 }
 
 /// What `/readyz` checks.
@@ -592,22 +565,6 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
 }
 
 /// Writes a summary in the text format (`prometheus-client` has no summary type).
-fn write_summary(out: &mut String, metric: MetricName, l: &LatencySummary) -> std::fmt::Result {
-    let name = metric.as_str();
-    writeln!(out, "# HELP {name} {}.", metric.help())?;
-    writeln!(out, "# TYPE {name} summary")?;
-    for (q, v) in [
-        ("0.5", l.p50),
-        ("0.9", l.p90),
-        ("0.99", l.p99),
-        ("1", l.max),
-    ] {
-        writeln!(out, "{name}{{quantile=\"{q}\"}} {v}")?;
-    }
-    writeln!(out, "{name}_sum {}", l.sum)?;
-    writeln!(out, "{name}_count {}", l.count)
-}
-
 /// The number `driftwatch_drift_state` shows for a state.
 pub fn drift_state_value(state: DriftState) -> f64 {
     match state {
@@ -619,5 +576,6 @@ pub fn drift_state_value(state: DriftState) -> f64 {
 }
 
 mod sources;
+mod summary;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,6 +1,8 @@
 //! Unit tests of the Prometheus rendering, beside it, and the sample parser other modules'
 //! tests use.
 
+use hdrhistogram::Histogram;
+
 use super::*;
 
 /// One parsed sample line: name, labels, value.
