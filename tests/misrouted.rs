@@ -172,6 +172,7 @@ async fn crc32_labels_are_reported_misrouted_and_every_input_is_still_accounted(
         join: Some((stages.join.clone(), s.kafka.join_group_id.clone())),
         monitor: None,
         monitor_group: s.monitor.group_id.clone(),
+        sources: None,
     };
     let status = handles.status();
     // The per-model data-quality event: judged in event time once the epochs are applied.

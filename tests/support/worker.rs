@@ -1,5 +1,6 @@
-//! `driftwatch run --role all` worker processes for the tests that stop and restart them
-//! (SIGKILL, SIGTERM, fault points): the chaos and local-store tests.
+//! `driftwatch run` worker processes (`--role all` unless a test names another) for the tests
+//! that stop and restart them (SIGKILL, SIGTERM, fault points): the chaos, local-store and
+//! sources tests.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -45,6 +46,18 @@ impl Worker {
         fault: Option<&str>,
         env: &[(&str, String)],
     ) -> Worker {
+        Worker::start_role(s, name, instance, "all", fault, env)
+    }
+
+    /// [`Worker::start_with`] running `role` (`driftwatch run --role <role>`).
+    pub fn start_role(
+        s: &(Settings, PathBuf),
+        name: &str,
+        instance: Option<&str>,
+        role: &str,
+        fault: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Worker {
         let (s, config) = s;
         let t = &s.topics;
         let log = std::env::temp_dir().join(format!("{}-{name}.log", s.kafka.join_group_id));
@@ -60,7 +73,7 @@ impl Worker {
             .open(&log)
             .expect("worker log file");
         let child = Command::new(driftwatch_binary())
-            .args(["run", "--role", "all", "--config"])
+            .args(["run", "--role", role, "--config"])
             .arg(config)
             .env(
                 "DRIFTWATCH__KAFKA__BOOTSTRAP_SERVERS",

@@ -47,6 +47,21 @@ pub fn check_config(settings: &Settings, offline: bool) -> anyhow::Result<()> {
         }
         None => println!("  join state:    in memory only (join.state.dir not set)"),
     }
+    for s in &settings.sources {
+        println!(
+            "  source:        {} ({}; reads {}; pairs within {:?}) -> {} (group {}, one member)",
+            s.name,
+            if s.seldon.is_some() {
+                "Seldon Core 2"
+            } else {
+                "KServe"
+            },
+            s.subscription().join(", "),
+            s.pair_wait,
+            t.predictions,
+            settings.sources_group_id()
+        );
+    }
     let registry = &settings.schema_registry;
     if registry.enabled() {
         println!(

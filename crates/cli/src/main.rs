@@ -51,13 +51,14 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the pipeline: both stages, or one of them.
+    /// Run the pipeline: every stage, or one of them.
     ///
     /// Example: driftwatch run -c deploy/driftwatch.example.toml
     Run {
-        /// Which stage to run. Default `all`: the join alone publishes no drift or retrain
-        /// event, so a first run with one role would show none; deployments that scale the
-        /// stages apart name theirs.
+        /// Which stage to run. Default `all`: join and monitor, and the sources stage when
+        /// `[[sources]]` are configured (the join alone publishes no drift or retrain event, so
+        /// a first run with one role would show none); deployments that scale the stages apart
+        /// name theirs.
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
@@ -265,7 +266,11 @@ enum Role {
     Join,
     /// The monitor stage: model partials → drift events, retrain events, metrics snapshots.
     Monitor,
-    /// Both stages in one process.
+    /// The sources stage: Seldon Core 2 / KServe topics (`[[sources]]`) → predictions. Runs
+    /// as one member of its group.
+    Sources,
+    /// Join and monitor in one process, and the sources stage when `[[sources]]` are
+    /// configured.
     All,
 }
 
@@ -481,6 +486,7 @@ async fn run_role(settings: Settings, role: Role) -> anyhow::Result<()> {
     let role = match role {
         Role::Join => pipeline::Role::Join,
         Role::Monitor => pipeline::Role::Monitor,
+        Role::Sources => pipeline::Role::Sources,
         Role::All => pipeline::Role::Both,
     };
     let pipeline = Pipeline::new(&settings, role)?;

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SourceError};
 use crate::half::{Decoded, InferenceHalf, Message};
@@ -24,7 +24,7 @@ use crate::mapping::{SourceMapping, ValueFrom};
 use crate::{kserve, seldon};
 
 /// Seldon Core 2 model topics of one namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeldonConfig {
     /// Seldon's `topicPrefix` (its Kafka configuration); default `seldon`.
@@ -50,14 +50,14 @@ fn default_id_header() -> String {
 
 /// Topics that KServe's inference logger writes CloudEvents to (through Knative's Kafka
 /// broker or sink).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KserveConfig {
     pub topics: Vec<String>,
 }
 
 /// One `[[sources]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Name in logs, metrics and dead-letter headers.
@@ -119,6 +119,29 @@ impl SourceConfig {
                 .collect(),
             (None, Some(k)) => k.topics.clone(),
             (None, None) => Vec::new(),
+        }
+    }
+
+    /// Whether a record of `topic` belongs to this source: a KServe topic it names, or a Seldon
+    /// model topic of its prefix and namespace (and of one of its models, when it names any).
+    pub fn reads(&self, topic: &str) -> bool {
+        match (&self.seldon, &self.kserve) {
+            (Some(s), _) => {
+                let base = format!("{}.{}.model.", s.topic_prefix, s.namespace);
+                let Some(rest) = topic.strip_prefix(&base) else {
+                    return false;
+                };
+                let model = rest
+                    .strip_suffix(".inputs")
+                    .or_else(|| rest.strip_suffix(".outputs"));
+                model.is_some_and(|m| {
+                    !m.is_empty()
+                        && !m.contains('.')
+                        && (s.models.is_empty() || s.models.iter().any(|x| x == m))
+                })
+            }
+            (None, Some(k)) => k.topics.iter().any(|t| t == topic),
+            (None, None) => false,
         }
     }
 

@@ -34,6 +34,16 @@ pub enum Output {
     Duplicate { id: String, kind: HalfKind },
 }
 
+/// How the set of waiting halves changed: what a stage that keeps the waiting halves
+/// elsewhere (a changelog) needs to follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingChange {
+    /// The half just offered waits for its other half under this id.
+    Waiting(String),
+    /// The half that waited under this id left: paired or expired.
+    Left(String),
+}
+
 /// Counts of one source's intake.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IntakeCounters {
@@ -60,6 +70,7 @@ pub struct SourceIntake {
     mapped_pairs: u64,
     unmapped_pairs: u64,
     predictions: u64,
+    changes: Vec<PendingChange>,
 }
 
 impl SourceIntake {
@@ -72,6 +83,7 @@ impl SourceIntake {
             mapped_pairs: 0,
             unmapped_pairs: 0,
             predictions: 0,
+            changes: Vec::new(),
         }
     }
 
@@ -111,13 +123,59 @@ impl SourceIntake {
             HalfKind::Response => Half::Response(half),
         };
         let events = self.pairing.offer(&id, half, time);
+        // The offered half waits unless an event of its id says otherwise: paired (its
+        // other half left), duplicate (the first stays) or expired at once (never waited).
+        let mut waits = true;
+        for e in &events {
+            match e {
+                PairEvent::Paired { id: i, .. } => {
+                    waits &= *i != id;
+                    self.changes.push(PendingChange::Left(i.clone()));
+                }
+                PairEvent::Expired { id: i, .. } if *i == id => waits = false,
+                PairEvent::Expired { id: i, .. } => {
+                    self.changes.push(PendingChange::Left(i.clone()))
+                }
+                PairEvent::Duplicate { id: i, .. } => waits &= *i != id,
+            }
+        }
+        if waits {
+            self.changes.push(PendingChange::Waiting(id));
+        }
         self.outputs(events)
+    }
+
+    /// Moves the event-time watermark to `time` (when later); returns what expired. A stage
+    /// that rebuilt the waiting halves calls it with the watermark it had.
+    pub fn advance(&mut self, time: TimestampMs) -> Vec<Output> {
+        let events = self.pairing.advance(time);
+        self.note_left(&events);
+        self.outputs(events)
+    }
+
+    /// The largest event time offered (or advanced to) so far.
+    pub fn watermark(&self) -> TimestampMs {
+        self.pairing.watermark()
     }
 
     /// Expires every pending half (end of input, partitions handed away).
     pub fn drain(&mut self) -> Vec<Output> {
         let events = self.pairing.drain();
+        self.note_left(&events);
         self.outputs(events)
+    }
+
+    /// How the waiting halves changed since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<PendingChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn note_left(&mut self, events: &[PairEvent<InferenceHalf, InferenceHalf>]) {
+        for e in events {
+            if let PairEvent::Expired { id, .. } = e {
+                self.changes.push(PendingChange::Left(id.clone()));
+            }
+        }
     }
 
     fn outputs(&mut self, events: Vec<PairEvent<InferenceHalf, InferenceHalf>>) -> Vec<Output> {

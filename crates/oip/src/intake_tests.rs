@@ -146,3 +146,64 @@ fn mixed_traffic_is_accounted_exactly_and_predictions_are_canonical() {
     });
     assert_eq!(b, Some(1_003));
 }
+
+#[test]
+fn pending_changes_follow_the_waiting_halves_and_a_rebuild_expires_alike() {
+    let mut intake = SourceIntake::new(config());
+    let offer = |intake: &mut SourceIntake, topic: &str, id: &str, payload: &[u8], time: i64| {
+        let headers = [("x-request-id", id.as_bytes())];
+        let msg = Message {
+            topic,
+            headers: &headers,
+            payload,
+        };
+        intake.offer(&msg, time)
+    };
+    use PendingChange::{Left, Waiting};
+    offer(&mut intake, IN, "a", &request(1), 0);
+    offer(&mut intake, IN, "a", &request(1), 1); // duplicate: "a" still waits
+    offer(&mut intake, IN, "b", &request(1), 2);
+    assert_eq!(
+        intake.take_changes(),
+        vec![Waiting("a".into()), Waiting("b".into())]
+    );
+    offer(&mut intake, OUT, "a", &response(1), 3);
+    offer(&mut intake, OUT, "c", &response(1), 20_000); // "b" expires, "c" waits
+    assert_eq!(
+        intake.take_changes(),
+        vec![Left("a".into()), Left("b".into()), Waiting("c".into())]
+    );
+    // A rebuild from the waiting half and the watermark expires "c" where the original does.
+    let mut rebuilt = SourceIntake::new(config());
+    offer(&mut rebuilt, OUT, "c", &response(1), 20_000);
+    assert!(rebuilt.advance(intake.watermark()).is_empty());
+    for i in [&mut intake, &mut rebuilt] {
+        i.take_changes();
+        let out = offer(i, IN, "d", &request(1), 30_001);
+        assert!(matches!(&out[..], [Output::Unpaired { id, .. }] if id == "c"));
+        assert_eq!(
+            i.take_changes(),
+            vec![Left("c".into()), Waiting("d".into())]
+        );
+    }
+}
+
+#[test]
+fn a_source_reads_its_own_topics_only() {
+    let c = config();
+    assert!(c.reads(IN) && c.reads(OUT));
+    for other in [
+        "seldon.prod.model.iris.other",
+        "seldon.test.model.iris.inputs",
+        "seldon.prod.model..inputs",
+        "seldon.prod.model.a.b.inputs",
+        "seldon.prod.pipeline.iris.inputs",
+    ] {
+        assert!(!c.reads(other), "{other}");
+    }
+    let mut named = c.clone();
+    if let Some(s) = &mut named.seldon {
+        s.models = vec!["wine".into()];
+    }
+    assert!(!named.reads(IN) && named.reads("seldon.prod.model.wine.outputs"));
+}

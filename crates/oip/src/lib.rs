@@ -32,7 +32,7 @@ pub mod tensor;
 pub use config::{KserveConfig, SeldonConfig, SourceConfig};
 pub use error::{Result, SourceError};
 pub use half::{HalfKind, InferenceHalf, Message};
-pub use intake::{IntakeCounters, Output, SourceIntake};
+pub use intake::{IntakeCounters, Output, PendingChange, SourceIntake};
 pub use mapping::{FeatureMap, PredictionAs, PredictionMap, ScoresMap, SourceMapping, ValueFrom};
 pub use tensor::{Datatype, Elements, Tensor};
 

@@ -8,14 +8,14 @@
 //! `<id>/<i>` otherwise, so a ground-truth label for a batched row is keyed `<id>/<i>`.
 
 use driftwatch_core::{FeatureValue, Prediction, TimestampMs};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SourceError};
 use crate::half::InferenceHalf;
 use crate::tensor::{Elements, Tensor};
 
 /// Where a model id or version is read from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ValueFrom {
     /// The topic: the `<model>` segment of a Seldon model topic, else the whole topic name.
@@ -32,7 +32,7 @@ pub enum ValueFrom {
 }
 
 /// One feature, or one feature per column of a 2-D tensor.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureMap {
     /// Request tensor to read.
@@ -47,7 +47,7 @@ pub struct FeatureMap {
 }
 
 /// How the prediction is read from a response tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PredictionAs {
     /// A class: a string, or a class index looked up in `labels` (the integer itself as text
@@ -60,7 +60,7 @@ pub enum PredictionAs {
 }
 
 /// The prediction.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictionMap {
     /// Response tensor to read.
@@ -76,7 +76,7 @@ pub struct PredictionMap {
 }
 
 /// Class scores (probabilities).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoresMap {
     /// Response tensor `[n, k]` of scores.
@@ -86,7 +86,7 @@ pub struct ScoresMap {
 }
 
 /// The `[sources.mapping]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceMapping {
     pub model_id: ValueFrom,

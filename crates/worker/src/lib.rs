@@ -15,7 +15,9 @@
 //!   rebalance hand-off; the hooks a stage implements.
 //! - [`join`]: the join stage: predictions and ground truth in; partials and dead letters out.
 //! - [`monitor`]: the monitor stage: partials in; drift, retrain and metrics records out.
-//! - [`pipeline`]: the stages of a role (join, monitor or both) started and stopped as one.
+//! - [`sources`]: the sources stage: Seldon Core 2 / KServe topics in; predictions and dead
+//!   letters out.
+//! - [`pipeline`]: the stages of a role (sources, join, monitor, or all) started and stopped as one.
 //! - [`fault`]: named fault points for tests (only with the `fault-points` feature).
 //! - [`error`]: [`WorkerError`], classified retryable or not.
 //! - [`schema_registry`]: the HTTP client of a Confluent-compatible Schema Registry (writer
@@ -47,6 +49,7 @@ pub mod runtime;
 pub mod schema_registry;
 pub mod security;
 pub mod settings;
+pub mod sources;
 pub mod status;
 pub mod topics;
 

@@ -1,8 +1,10 @@
-//! The pipeline: the join stage, the monitor stage, or both, started and stopped as one.
+//! The pipeline: the sources stage, the join stage, the monitor stage, or all of them, started
+//! and stopped as one.
 //!
 //! Every process that runs stages goes through [`Pipeline`]: `driftwatch run`, the demo, the
 //! bench and the integration tests. Each stage runs as its own task on the caller's tokio
-//! runtime. They stop in order: the join first, so that its last partials and the progress
+//! runtime. They stop in order, upstream first: the sources (its last predictions committed
+//! while the join still reads), then the join, so that its last partials and the progress
 //! records that follow them are committed while the monitor still reads, then the monitor,
 //! which commits what it applied. When a stage ends on its own (an error, a panic), the other
 //! is stopped the same way and the first error is returned.
@@ -17,6 +19,7 @@ use crate::error::{Result, WorkerError};
 use crate::join::{JoinStage, JoinStageHandle};
 use crate::monitor::{MonitorStage, MonitorStageHandle};
 use crate::settings::Settings;
+use crate::sources::{SourcesStage, SourcesStageHandle};
 use crate::status::StageHandles;
 
 /// Which stages a pipeline runs.
@@ -26,11 +29,21 @@ pub enum Role {
     Join,
     /// The monitor stage: model partials → drift events, retrain events, metrics snapshots.
     Monitor,
-    /// Both stages in one process.
+    /// Both stages in one process, and the sources stage when `[[sources]]` are configured.
     Both,
+    /// The sources stage: model-server topics → predictions.
+    Sources,
 }
 
 impl Role {
+    fn runs_sources(self, settings: &Settings) -> bool {
+        match self {
+            Role::Sources => true,
+            Role::Both => !settings.sources.is_empty(),
+            Role::Join | Role::Monitor => false,
+        }
+    }
+
     fn runs_join(self) -> bool {
         matches!(self, Role::Join | Role::Both)
     }
@@ -47,10 +60,13 @@ pub struct PipelineHandles {
     pub join: Option<JoinStageHandle>,
     /// The monitor stage's, when it runs.
     pub monitor: Option<MonitorStageHandle>,
+    /// The sources stage's, when it runs.
+    pub sources: Option<SourcesStageHandle>,
 }
 
 /// The stages of a [`Role`], built and checked but not yet consuming.
 pub struct Pipeline {
+    sources: Option<SourcesStage>,
     join: Option<JoinStage>,
     monitor: Option<MonitorStage>,
     handles: PipelineHandles,
@@ -59,9 +75,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the stages `role` names from `settings` (the join first), each checking its
+    /// Builds the stages `role` names from `settings` (upstream first), each checking its
     /// topics; the first error is returned.
     pub fn new(settings: &Settings, role: Role) -> Result<Self> {
+        let sources = role
+            .runs_sources(settings)
+            .then(|| SourcesStage::new(settings.clone()))
+            .transpose()?;
         let join = role
             .runs_join()
             .then(|| JoinStage::new(settings.clone()))
@@ -73,8 +93,10 @@ impl Pipeline {
         let handles = PipelineHandles {
             join: join.as_ref().map(JoinStage::handle),
             monitor: monitor.as_ref().map(MonitorStage::handle),
+            sources: sources.as_ref().map(SourcesStage::handle),
         };
         Ok(Pipeline {
+            sources,
             join,
             monitor,
             handles,
@@ -98,12 +120,19 @@ impl Pipeline {
                 .map(|h| (h, self.join_group.clone())),
             monitor: self.handles.monitor.clone(),
             monitor_group: self.monitor_group.clone(),
+            sources: self.handles.sources.clone(),
         }
     }
 
     /// Runs the stages until `shutdown` resolves or one of them ends on its own, then stops
-    /// them in order (join, then monitor). Returns the first error.
+    /// them in order (sources, join, monitor). Returns the first error.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let (stop_sources, sources_stopped) = oneshot::channel::<()>();
+        let mut sources = self.sources.map(|stage| {
+            tokio::spawn(stage.run(async {
+                let _ = sources_stopped.await;
+            }))
+        });
         let (stop_join, join_stopped) = oneshot::channel::<()>();
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
         let mut join = self.join.map(|stage| {
@@ -120,6 +149,10 @@ impl Pipeline {
         tokio::pin!(shutdown);
         tokio::select! {
             _ = &mut shutdown => {}
+            r = ended(&mut sources) => {
+                sources = None;
+                keep_first(&mut first_error, "sources", r);
+            }
             r = ended(&mut join) => {
                 join = None;
                 keep_first(&mut first_error, "join", r);
@@ -128,6 +161,10 @@ impl Pipeline {
                 monitor = None;
                 keep_first(&mut first_error, "monitor", r);
             }
+        }
+        let _ = stop_sources.send(());
+        if let Some(task) = sources {
+            keep_first(&mut first_error, "sources", task.await);
         }
         let _ = stop_join.send(());
         if let Some(task) = join {
@@ -173,7 +210,7 @@ impl RunningPipeline {
         self.task.is_finished()
     }
 
-    /// Stops the stages in order (join, then monitor) and waits for them; returns their
+    /// Stops the stages in order (sources, join, monitor) and waits for them; returns their
     /// handles, or the first error.
     pub async fn stop(self) -> Result<PipelineHandles> {
         let _ = self.stop.send(());
@@ -229,6 +266,14 @@ mod tests {
         assert!(Role::Join.runs_join() && !Role::Join.runs_monitor());
         assert!(!Role::Monitor.runs_join() && Role::Monitor.runs_monitor());
         assert!(Role::Both.runs_join() && Role::Both.runs_monitor());
+        let mut s = Settings::default();
+        assert!(Role::Sources.runs_sources(&s) && !Role::Sources.runs_join());
+        assert!(!Role::Both.runs_sources(&s) && !Role::Join.runs_sources(&s));
+        s.sources = vec![toml::from_str(
+            "name = \"m\"\n[kserve]\ntopics = [\"k\"]\n[mapping]\nmodel_id = { from = \"field\" }\nmodel_version = { from = \"field\" }\nprediction = { tensor = \"p\", as = \"value\" }\n",
+        )
+        .unwrap()];
+        assert!(Role::Both.runs_sources(&s) && !Role::Monitor.runs_sources(&s));
     }
 
     #[tokio::test]

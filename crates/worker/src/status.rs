@@ -8,6 +8,7 @@ use crate::console::ConsoleView;
 use crate::join::JoinStageHandle;
 use crate::monitor::MonitorStageHandle;
 use crate::prometheus::{JoinBufferGauge, LatencySummary, MonitorStatus, Readiness, WorkerStatus};
+use crate::sources::SourcesStageHandle;
 
 /// The stages running in this process.
 #[derive(Clone, Default)]
@@ -16,6 +17,7 @@ pub struct StageHandles {
     pub monitor: Option<MonitorStageHandle>,
     /// The monitor's consumer group (the console names it).
     pub monitor_group: String,
+    pub sources: Option<SourcesStageHandle>,
 }
 
 impl StageHandles {
@@ -155,6 +157,31 @@ impl StageHandles {
                 );
             }
             w.monitor = Some(m);
+        }
+        if let Some(sources) = &self.sources {
+            let s = sources.stats();
+            w.sources = s.sources.clone();
+            w.transactions.insert(
+                ("sources".into(), "committed".into()),
+                s.transactions_committed,
+            );
+            w.transactions
+                .insert(("sources".into(), "aborted".into()), s.transactions_aborted);
+            if s.restores > 0 {
+                w.restore.insert(
+                    "sources".into(),
+                    crate::changelog::RestoreTotals {
+                        restores: s.restores,
+                        resumed: 0,
+                        records: s.restore_records,
+                        bytes: s.restore_bytes,
+                        entries: s.restored_halves,
+                        seconds: s.restore_seconds,
+                    },
+                );
+            }
+            ready.assigned &= !s.assigned.is_empty();
+            ready.restored &= !sources.exactly_once() || s.restores > 0;
         }
         w.readiness = ready;
         w

@@ -30,6 +30,10 @@ pub enum TopicRole {
     References,
     /// A stage's state (exactly-once only): created by the stage itself when missing.
     Changelog,
+    /// Read by the sources stage, written by a model server (`[[sources]]`): the KServe topics
+    /// and the Seldon model topics named one by one (a Seldon source of every model of a
+    /// namespace subscribes by pattern, and its topics are Seldon's to create).
+    Source,
 }
 
 /// How many partitions a topic gets.
@@ -71,7 +75,7 @@ impl RequiredTopic {
     /// changelogs only when the stages keep them (exactly-once).
     pub fn owned_by_run(&self, settings: &Settings) -> bool {
         match self.role {
-            TopicRole::References => false,
+            TopicRole::References | TopicRole::Source => false,
             TopicRole::Changelog => settings.kafka.exactly_once(),
             _ => true,
         }
@@ -152,6 +156,27 @@ pub fn required(settings: &Settings) -> Vec<RequiredTopic> {
     // Misrouted input re-published by the join (`join.misrouted = "repartition"`), read by
     // the join as a third input: co-partitioned with the inputs.
     all.extend(repartition);
+    if !settings.sources.is_empty() {
+        // The waiting halves of every source, one partition: one member pairs them all.
+        all.push(compacted(
+            settings.sources_changelog_topic(),
+            Partitions::One,
+            crate::changelog::changelog_configs(),
+        ));
+        let mut named: Vec<String> = settings
+            .sources
+            .iter()
+            .flat_map(|s| s.subscription())
+            .filter(|t| !t.starts_with('^'))
+            .collect();
+        named.sort();
+        named.dedup();
+        all.extend(
+            named
+                .iter()
+                .map(|n| topic(n, TopicRole::Source, Partitions::One)),
+        );
+    }
     all
 }
 
@@ -349,5 +374,37 @@ mod tests {
         let owned = names(&s);
         assert!(!owned.contains(&s.monitor_changelog_topic()));
         assert_eq!(owned.len(), 7);
+    }
+
+    #[test]
+    fn sources_add_their_changelog_and_named_topics() {
+        let source = toml::from_str(
+            r#"
+name = "iris"
+[kserve]
+topics = ["kserve-logger"]
+[mapping]
+model_id = { from = "fixed", value = "iris" }
+model_version = { from = "fixed", value = "1" }
+prediction = { tensor = "predict", as = "label" }
+"#,
+        )
+        .unwrap();
+        let s = Settings {
+            sources: vec![source],
+            ..Settings::default()
+        };
+        let all = required(&s);
+        let changelog = all
+            .iter()
+            .find(|t| t.name == s.sources_changelog_topic())
+            .unwrap();
+        assert_eq!(
+            (changelog.role, changelog.partitions),
+            (TopicRole::Changelog, Partitions::One)
+        );
+        let source = all.iter().find(|t| t.name == "kserve-logger").unwrap();
+        assert_eq!(source.role, TopicRole::Source);
+        assert!(!source.owned_by_run(&s));
     }
 }

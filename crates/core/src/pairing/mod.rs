@@ -219,6 +219,17 @@ impl<Q, R> Pairing<Q, R> {
         out
     }
 
+    /// Moves the watermark to `watermark` (when later) as an offer at that event time would,
+    /// and returns the halves that expire. A stage that rebuilds the state from the waiting
+    /// halves alone (after a restart) restores the watermark with it, so the same halves
+    /// expire at the same point as without the restart.
+    pub fn advance(&mut self, watermark: TimestampMs) -> Vec<PairEvent<Q, R>> {
+        self.watermark = self.watermark.max(watermark);
+        let mut out = Vec::new();
+        self.expire(self.watermark, &mut out);
+        out
+    }
+
     /// Expires every waiting half (end of input, or a partition handed away) and forgets the
     /// paired ids.
     pub fn drain(&mut self) -> Vec<PairEvent<Q, R>> {

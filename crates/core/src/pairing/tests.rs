@@ -88,6 +88,26 @@ fn first_half_wins_and_redeliveries_within_the_wait_are_duplicates() {
     assert_eq!(p.counters().accounted(), p.counters().halves_in);
 }
 
+#[test]
+fn waiting_halves_offered_again_with_the_watermark_expire_as_they_would_have() {
+    let mut p = P::new(100);
+    p.offer("a", Half::Request(1), 0);
+    p.offer("b", Half::Request(2), 80);
+    // Rebuilt from the waiting halves only, then the watermark restored: "a" expires at the
+    // same next offer as in the uninterrupted state.
+    let mut q = P::new(100);
+    q.offer("a", Half::Request(1), 0);
+    assert!(q.advance(80).is_empty());
+    for s in [&mut p, &mut q] {
+        let e = s.offer("c", Half::Request(3), 101);
+        assert!(
+            matches!(&e[..], [PairEvent::Expired { id, .. }] if id == "a"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(q.advance(10).len(), 0, "the watermark never goes back");
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Offer { id: u8, request: bool, time: i64 },

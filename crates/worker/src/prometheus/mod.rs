@@ -19,17 +19,18 @@
 //!   quantile labels only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 
 use driftwatch_core::record::{DriftState, JoinCounters};
-use hdrhistogram::Histogram;
 use prometheus_client::encoding::prometheus_text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+
+use summary::write_summary;
+pub use summary::LatencySummary;
 
 /// `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -88,6 +89,14 @@ pub enum MetricName {
     JoinMisrouted,
     /// `driftwatch_join_misrouted_share{topic}`: their share of the keyed records read.
     JoinMisroutedShare,
+    /// `driftwatch_source_records_total{source}`: model-server records read (halves).
+    SourceRecords,
+    /// `driftwatch_source_halves_total{source,outcome}`: how each half ended.
+    SourceHalves,
+    /// `driftwatch_source_pending_halves{source}`: halves waiting for their other half.
+    SourcePendingHalves,
+    /// `driftwatch_source_predictions_total{source}`: predictions written.
+    SourcePredictions,
 }
 
 /// Prometheus metric type of a series.
@@ -100,7 +109,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 21] = [
+    pub const ALL: [MetricName; 25] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -122,6 +131,10 @@ impl MetricName {
         MetricName::JoinCommitDuration,
         MetricName::JoinMisrouted,
         MetricName::JoinMisroutedShare,
+        MetricName::SourceRecords,
+        MetricName::SourceHalves,
+        MetricName::SourcePendingHalves,
+        MetricName::SourcePredictions,
     ];
 
     /// The exposed name (counters with their `_total` suffix).
@@ -148,6 +161,10 @@ impl MetricName {
             MetricName::JoinCommitDuration => "driftwatch_join_commit_seconds",
             MetricName::JoinMisrouted => "driftwatch_join_misrouted_total",
             MetricName::JoinMisroutedShare => "driftwatch_join_misrouted_share",
+            MetricName::SourceRecords => "driftwatch_source_records_total",
+            MetricName::SourceHalves => "driftwatch_source_halves_total",
+            MetricName::SourcePendingHalves => "driftwatch_source_pending_halves",
+            MetricName::SourcePredictions => "driftwatch_source_predictions_total",
         }
     }
 
@@ -161,7 +178,10 @@ impl MetricName {
             | MetricName::RestoreBytes
             | MetricName::RestoreEntries
             | MetricName::Transactions
-            | MetricName::JoinMisrouted => MetricKind::Counter,
+            | MetricName::JoinMisrouted
+            | MetricName::SourceRecords
+            | MetricName::SourceHalves
+            | MetricName::SourcePredictions => MetricKind::Counter,
             MetricName::ProcessingLatency | MetricName::JoinCommitDuration => MetricKind::Summary,
             _ => MetricKind::Gauge,
         }
@@ -209,6 +229,12 @@ impl MetricName {
             MetricName::JoinMisroutedShare => {
                 "Share of the keyed input records read that are not on their key's murmur2 partition"
             }
+            MetricName::SourceRecords => "Model-server records (request or response halves) read, by source",
+            MetricName::SourceHalves => {
+                "Halves by source and outcome (paired, unmapped, expired, duplicate, dead_lettered)"
+            }
+            MetricName::SourcePendingHalves => "Halves waiting for their other half, by source",
+            MetricName::SourcePredictions => "Predictions written from paired halves, by source",
         }
     }
 
@@ -243,34 +269,6 @@ pub struct JoinBufferGauge {
     pub entries: u64,
     /// Event-time age of the oldest of them, seconds (0 when empty).
     pub oldest_pending_age_seconds: f64,
-}
-
-/// Processing-latency percentiles, seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LatencySummary {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    /// Observations.
-    pub count: u64,
-    /// Sum of the observations, seconds (from the histogram's mean: within its precision).
-    pub sum: f64,
-}
-
-impl LatencySummary {
-    /// Summarizes a histogram of latencies recorded in microseconds.
-    pub fn from_micros(h: &Histogram<u64>) -> Self {
-        let s = |micros: u64| micros as f64 / 1e6;
-        LatencySummary {
-            p50: s(h.value_at_quantile(0.5)),
-            p90: s(h.value_at_quantile(0.9)),
-            p99: s(h.value_at_quantile(0.99)),
-            max: s(h.max()),
-            count: h.len(),
-            sum: h.mean() * h.len() as f64 / 1e6,
-        }
-    }
 }
 
 /// What `/readyz` checks.
@@ -346,6 +344,8 @@ pub struct WorkerStatus {
     pub transactions: BTreeMap<(String, String), u64>,
     /// Routing check of the join's inputs, per topic.
     pub misrouted: BTreeMap<String, crate::join::TopicRouting>,
+    /// The sources stage's committed counts, per source.
+    pub sources: BTreeMap<String, crate::sources::SourceCounts>,
 }
 
 /// Rendering options.
@@ -496,6 +496,10 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
         }
     }
 
+    if !s.sources.is_empty() {
+        sources::register(&mut registry, &s.sources);
+    }
+
     let ready = gauge_family(&mut registry, MetricName::Ready);
     for (condition, ok) in s.readiness.conditions() {
         ready
@@ -561,22 +565,6 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
 }
 
 /// Writes a summary in the text format (`prometheus-client` has no summary type).
-fn write_summary(out: &mut String, metric: MetricName, l: &LatencySummary) -> std::fmt::Result {
-    let name = metric.as_str();
-    writeln!(out, "# HELP {name} {}.", metric.help())?;
-    writeln!(out, "# TYPE {name} summary")?;
-    for (q, v) in [
-        ("0.5", l.p50),
-        ("0.9", l.p90),
-        ("0.99", l.p99),
-        ("1", l.max),
-    ] {
-        writeln!(out, "{name}{{quantile=\"{q}\"}} {v}")?;
-    }
-    writeln!(out, "{name}_sum {}", l.sum)?;
-    writeln!(out, "{name}_count {}", l.count)
-}
-
 /// The number `driftwatch_drift_state` shows for a state.
 pub fn drift_state_value(state: DriftState) -> f64 {
     match state {
@@ -587,5 +575,7 @@ pub fn drift_state_value(state: DriftState) -> f64 {
     }
 }
 
+mod sources;
+mod summary;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,6 +1,8 @@
 //! Unit tests of the Prometheus rendering, beside it, and the sample parser other modules'
 //! tests use.
 
+use hdrhistogram::Histogram;
+
 use super::*;
 
 /// One parsed sample line: name, labels, value.
@@ -162,6 +164,13 @@ pub(crate) fn sample_status() -> WorkerStatus {
         "ground-truth".into(),
         crate::join::TopicRouting::of(tally, 0.01, 100),
     );
+    let mut source = crate::sources::SourceCounts::default();
+    source.counters.pairing.halves_in = 3;
+    source.counters.pairing.paired = 1;
+    source.counters.mapped_pairs = 1;
+    source.counters.predictions = 1;
+    source.pending = 1;
+    s.sources.insert("iris".into(), source);
     s
 }
 

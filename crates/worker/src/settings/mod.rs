@@ -16,6 +16,7 @@ use crate::security::SecuritySettings;
 
 mod join;
 mod registry;
+mod sources;
 
 pub use join::{
     JoinSettings, JoinStateSettings, MisroutedMode, ModelJoinSettings, DEFAULT_MEMORY_BUDGET,
@@ -213,6 +214,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Writer schemas of framed payloads from a Confluent-compatible Schema Registry.
     pub schema_registry: SchemaRegistrySettings,
+    /// Model-server topics the sources stage reads (`[[sources]]`, see [`sources`]).
+    pub sources: Vec<driftwatch_oip::SourceConfig>,
 }
 
 /// The metrics and health endpoints.
@@ -420,6 +423,7 @@ impl Settings {
             .validate()
             .map_err(|e| WorkerError::Config(format!("monitor.detection: {e}")))?;
         j.state.validate()?;
+        self.validate_sources()?;
         self.join_config()?
             .validate()
             .map_err(|e| WorkerError::Config(e.to_string()))
