@@ -62,6 +62,25 @@ def bootstrap():
     return b
 
 
+@pytest.fixture(scope="session")
+def schema_registry():
+    """The URL of the real schema registry of scripts/schema-registry (Apicurio's Confluent
+    API): `DRIFTWATCH_TEST_SCHEMA_REGISTRY` (scripts/test exports it), else the `url` file of
+    `DRIFTWATCH_SR_DIR` (default `<repo>/.schema-registry`); fails under CI without one."""
+    u = os.environ.get("DRIFTWATCH_TEST_SCHEMA_REGISTRY", "").strip()
+    if not u:
+        state = Path(os.environ.get("DRIFTWATCH_SR_DIR") or REPO / ".schema-registry")
+        try:
+            u = (state / "url").read_text().strip()
+        except OSError:
+            u = ""
+    if not u:
+        require("the schema registry of scripts/schema-registry",
+                "DRIFTWATCH_TEST_SCHEMA_REGISTRY is unset and no .schema-registry/url exists "
+                "(run scripts/test, or scripts/schema-registry start)")
+    return u
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
 
