@@ -2,14 +2,14 @@
 //!
 //! # Why
 //! librdkafka's own defaults hold far more than a join needs: a consumer pre-fetches up to
-//! `queued.min.messages` (100 000) records or `queued.max.messages.kbytes` (64 MiB) **per
-//! partition**, and the transactional producer was given 2 M records / 1 GiB of queue. Under
-//! overload every input partition has a backlog, so the pre-fetch fills to those limits: with
-//! 16 input partitions, a worker with a 256 MiB budget reached 1.7–1.9 GiB, of which a heap
-//! profile of the consumer's broker thread showed 2.5 M queued fetch ops (`rd_kafka_op_t`, 108 B
-//! each: 275 MB) and their decompressed batches (158 MB) in 48 s of the overload
-//! (BENCHMARKS.md, *Overload*). The join needs none of it: its own queue per task already
-//! holds `join.max_queued_records` records per input, and pauses the partition beyond that.
+//! `queued.min.messages` (100 000) records or `queued.max.messages.kbytes` (64 MiB) per
+//! partition, and the transactional producer was given 2 M records / 1 GiB of queue. Under
+//! overload every input partition has a backlog, so the pre-fetch fills: a worker with a
+//! 256 MiB budget reached 1.7–1.9 GiB, of which a heap profile of its consumer's broker thread
+//! showed 2.5 M queued fetched records (`rd_kafka_op_t`, 108 B each: 275 MB) and their
+//! decompressed batches (158 MB) in 48 s of the overload (BENCHMARKS.md, *Overload*). The join
+//! needs none of it: its own queue per task already holds `join.max_queued_records` records
+//! per input, and pauses the partition beyond that.
 //!
 //! # The derivation
 //! With `B` = `join.state.memory_budget` (256 MiB by default, used for sizing even without
@@ -17,17 +17,14 @@
 //! - the consumer, per input partition (`n` = input topics × their partition count, the most
 //!   one worker can hold): `f = max(F / n, 256 KiB)`, spent half on the records' bytes
 //!   (`queued.max.messages.kbytes = f / 2`) and half on librdkafka's per-record op
-//!   (`queued.min.messages = f / 2 / 128 B`); one fetch response brings at most
-//!   `fetch.max.bytes = clamp(F / 8, 1 MiB, 50 MiB)`, `max.partition.fetch.bytes =
-//!   min(fetch.max.bytes / n, 4 MiB)` of it per partition, so that every partition fits in
-//!   one response: a response is filled in partition order, and a smaller `fetch.max.bytes`
-//!   starved the input listed last (measured: labels stopped while predictions ran 1.7 M
-//!   records ahead, which the join then holds as pending entries). A response is small
-//!   because librdkafka checks the queue limits only before a fetch, and what a response
-//!   brings grows in memory several times over (an op of 108 B per record beside the
-//!   decompressed batches: with `fetch.max.bytes` at 32 MiB the queue was seen holding 4.5 M
-//!   records). The pre-fetch then stays within about `F` plus a few responses, `2 F` at most:
-//!   128 MiB for the default budget;
+//!   (`queued.min.messages = f / 2 / 128 B`). The fetch sizes stay as they were
+//!   (`max.partition.fetch.bytes` 4 MiB, librdkafka's `fetch.max.bytes` 50 MiB): measured,
+//!   responses of 8 MiB (512 KiB a partition) nearly halved the peak under overload (568 vs
+//!   975 MiB) but let the labels input, whose records are smaller, run 1.1 M records ahead of
+//!   the predictions, which then caught up against labels spilled to disk: 107 s instead of
+//!   9 s (BENCHMARKS.md, *Overload*). Set them in `kafka.properties` where memory matters
+//!   more than catch-up time. librdkafka checks the queue limits only before a fetch, so one
+//!   response (up to 50 MiB on the wire, several times that in memory) comes on top;
 //! - the transactional producer's queue: `queue.buffering.max.kbytes = F` and
 //!   `queue.buffering.max.messages = F / 256 B` (a queued record is a librdkafka message of
 //!   about 200 B with its delivery future, plus its key and value). A commit whose records do
@@ -42,12 +39,6 @@ use crate::settings::KafkaSettings;
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 
-/// librdkafka's own fetch size per partition, which the join asks for when the budget allows.
-const PARTITION_FETCH_BYTES: u64 = 4 * MIB;
-/// librdkafka's default `fetch.max.bytes`, the most one fetch response brings.
-const MAX_FETCH_BYTES: u64 = 50 * MIB;
-/// Least `max.partition.fetch.bytes`.
-const MIN_PARTITION_FETCH: u64 = 16 * KIB;
 /// Least bytes per input partition: below this a fetch would bring too few records to keep
 /// the loop busy.
 const MIN_PER_PARTITION: u64 = 256 * KIB;
@@ -64,8 +55,6 @@ pub struct ClientMemory {
     pub share_bytes: u64,
     pub queued_min_messages: u64,
     pub queued_max_messages_kbytes: u64,
-    pub max_partition_fetch_bytes: u64,
-    pub fetch_max_bytes: u64,
     pub queue_buffering_max_messages: u64,
     pub queue_buffering_max_kbytes: u64,
 }
@@ -77,23 +66,10 @@ impl ClientMemory {
         let share = (budget_bytes / 4).clamp(4 * MIB, 128 * MIB);
         let n = u64::try_from(input_partitions.max(1)).unwrap_or(u64::MAX);
         let per_partition = (share / n).max(MIN_PER_PARTITION);
-        // One fetch response is F / 8: what it brings is decoded into a librdkafka op per
-        // record (108 B) beside the decompressed batches, several times its size on the wire,
-        // and the queue limits are checked only before a fetch. Every partition's share fits
-        // in it: a response is filled in partition order up to `fetch.max.bytes`, and a
-        // smaller one starved the partitions listed last (the labels input stopped at 176
-        // records while the predictions ran 1.7 M ahead).
-        let fetch = (share / 8).clamp(MIB, MAX_FETCH_BYTES);
-        let partition_fetch = (fetch / n)
-            .min(PARTITION_FETCH_BYTES)
-            .max(MIN_PARTITION_FETCH);
         ClientMemory {
             share_bytes: share,
             queued_min_messages: (per_partition / 2 / OP_BYTES).max(1_000),
             queued_max_messages_kbytes: per_partition / 2 / KIB,
-            max_partition_fetch_bytes: partition_fetch,
-            // librdkafka wants it at least `message.max.bytes` (1 000 000 by default).
-            fetch_max_bytes: fetch.max(partition_fetch.saturating_mul(n).min(MAX_FETCH_BYTES)),
             queue_buffering_max_messages: (share / PRODUCED_RECORD_BYTES).max(10_000),
             queue_buffering_max_kbytes: share / KIB,
         }
@@ -106,12 +82,7 @@ impl ClientMemory {
             .set(
                 "queued.max.messages.kbytes",
                 self.queued_max_messages_kbytes.to_string(),
-            )
-            .set(
-                "max.partition.fetch.bytes",
-                self.max_partition_fetch_bytes.to_string(),
-            )
-            .set("fetch.max.bytes", self.fetch_max_bytes.to_string());
+            );
         reapply(c, settings);
     }
 
@@ -146,8 +117,6 @@ mod tests {
         // 4 MiB per partition: half for the records' bytes, half for 128-byte ops.
         assert_eq!(m.queued_max_messages_kbytes, 2 * 1024);
         assert_eq!(m.queued_min_messages, 2 * MIB / 128);
-        assert_eq!(m.fetch_max_bytes, 8 * MIB);
-        assert_eq!(m.max_partition_fetch_bytes, 512 * KIB);
         assert_eq!(m.queue_buffering_max_kbytes, 64 * 1024);
         assert_eq!(m.queue_buffering_max_messages, 64 * MIB / 256);
     }
@@ -164,16 +133,6 @@ mod tests {
                     per_partition * n as u64 <= m.share_bytes.max(floor * n as u64),
                     "budget {budget} n {n}: {m:?}"
                 );
-                assert!(
-                    m.fetch_max_bytes >= 1_000_000,
-                    "below message.max.bytes: {m:?}"
-                );
-                assert!(m.max_partition_fetch_bytes <= PARTITION_FETCH_BYTES);
-                // Every partition fits in one fetch response.
-                assert!(
-                    m.max_partition_fetch_bytes * n as u64 <= m.fetch_max_bytes,
-                    "{m:?}"
-                );
             }
         }
     }
@@ -182,8 +141,6 @@ mod tests {
     fn a_large_budget_does_not_raise_the_limits_past_the_cap() {
         let m = ClientMemory::for_budget(64 * 1024 * MIB, 2);
         assert_eq!(m.share_bytes, 128 * MIB);
-        assert_eq!(m.fetch_max_bytes, 16 * MIB);
-        assert_eq!(m.max_partition_fetch_bytes, 4 * MIB);
         assert!(m.queued_min_messages <= 100_000 * 3);
     }
 

@@ -161,7 +161,6 @@ impl JoinStage {
         info!(
             queued_min_messages = memory.queued_min_messages,
             queued_max_messages_kbytes = memory.queued_max_messages_kbytes,
-            fetch_max_bytes = memory.fetch_max_bytes,
             queue_buffering_max_kbytes = memory.queue_buffering_max_kbytes,
             "client buffers sized from join.state.memory_budget"
         );
