@@ -28,7 +28,8 @@ use crate::settings::{GroupProtocol, KafkaSettings};
 /// - `max.partition.fetch.bytes=4 MiB` (librdkafka's default is 1 MiB): fewer, larger fetches,
 ///   which made catching up on a backlog of both inputs much faster on the benchmark machine
 ///   (BENCHMARKS.md, and docs/perf-log.md for the run before and after); `kafka.properties`
-///   can set it back.
+///   can set it back. The join's consumer sizes it, and librdkafka's pre-fetch, from its
+///   memory budget instead ([`crate::client_memory`]).
 pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.bootstrap_servers)
@@ -103,7 +104,9 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// Configuration of a stage's transactional producer (exactly-once): `transactional.id` is
 /// `<group>-<instance>` (see [`KafkaSettings::instance`]); the local queue is large enough to
-/// hold a commit interval of changelog records without blocking.
+/// hold a commit interval of changelog records without blocking. The join stage bounds it by
+/// its memory budget instead ([`crate::client_memory`]): a queue of 2 M records is about
+/// 500 MB of librdkafka's memory.
 pub fn transactional_producer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut c = producer_config(settings);
     c.set(

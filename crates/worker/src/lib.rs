@@ -32,6 +32,7 @@
 
 pub mod changelog;
 pub mod chart;
+pub mod client_memory;
 pub mod clients;
 pub mod console;
 pub mod error;

@@ -81,7 +81,10 @@ pub use routing::TopicRouting;
 pub use stats::JoinStats;
 
 use crate::changelog::{ensure_changelog, ChangelogReader};
-use crate::clients::{member_config, producer_config, transactional_producer_config};
+use crate::client_memory::ClientMemory;
+use crate::clients::{
+    member_config, metadata_client, producer_config, transactional_producer_config,
+};
 use crate::error::{Result, WorkerError};
 use crate::runtime::{Commits, Eos, Guarantee, Schedule, Shell, StageContext};
 use crate::settings::Settings;
@@ -125,9 +128,46 @@ impl JoinStage {
         // rather than a store failure at the first spill.
         settings.join.state.check_dir()?;
         let eos = settings.kafka.exactly_once();
+        // The inputs' partition counts size librdkafka's pre-fetch (see `client_memory`), so
+        // they are looked up before the stage's own clients exist.
+        let t = &settings.topics;
+        let repartition = settings.join.misrouted.repartitions();
+        let bootstrap = &settings.kafka.bootstrap_servers;
+        let timeout = Duration::from_secs(10);
+        let metadata = metadata_client(&settings.kafka)?;
+        let partitions = check_copartitioned(
+            metadata.client(),
+            bootstrap,
+            &t.predictions,
+            &t.ground_truth,
+            timeout,
+        )?;
+        info!(partitions, predictions = %t.predictions, ground_truth = %t.ground_truth, "inputs co-partitioned");
+        if repartition {
+            check_copartitioned(
+                metadata.client(),
+                bootstrap,
+                &t.predictions,
+                &t.repartition,
+                timeout,
+            )?;
+            info!(repartition = %t.repartition, "misrouted records are repartitioned through it");
+        }
+        let inputs = if repartition { 3 } else { 2 };
+        let memory = ClientMemory::for_budget(
+            settings.join.state.memory_budget().as_u64(),
+            inputs * partitions,
+        );
+        info!(
+            queued_min_messages = memory.queued_min_messages,
+            queued_max_messages_kbytes = memory.queued_max_messages_kbytes,
+            queue_buffering_max_kbytes = memory.queue_buffering_max_kbytes,
+            "client buffers sized from join.state.memory_budget"
+        );
         let (producer_config, guarantee) = if eos {
-            let config =
+            let mut config =
                 transactional_producer_config(&settings.kafka, &settings.kafka.join_group_id);
+            memory.apply_to_producer(&mut config, &settings.kafka);
             let commits = Commits::Background {
                 flush_interval: settings.join.flush_interval,
             };
@@ -153,17 +193,17 @@ impl JoinStage {
                 .map_err(|e| WorkerError::Config(format!("ground-truth schema: {e}")))?
                 .with_max_message_bytes(max_bytes),
         };
-        let consumer: StreamConsumer<StageContext> = member_config(
+        let mut consumer_config = member_config(
             &settings.kafka,
             &settings.kafka.join_group_id,
             crate::group_protocol::resolve(&settings.kafka),
-        )
-        .set("statistics.interval.ms", "500")
-        .create_with_context(StageContext::default())?;
-        let t = &settings.topics;
+        );
+        memory.apply_to_consumer(&mut consumer_config, &settings.kafka);
+        let consumer: StreamConsumer<StageContext> = consumer_config
+            .set("statistics.interval.ms", "500")
+            .create_with_context(StageContext::default())?;
         let flush = settings.join.flush_interval;
         let mut topics = vec![t.predictions.clone(), t.ground_truth.clone()];
-        let repartition = settings.join.misrouted.repartitions();
         if repartition {
             // Its index in the subscription is the repartition source's (see `partition`).
             topics.push(t.repartition.clone());
@@ -176,15 +216,6 @@ impl JoinStage {
         };
         let shell = Shell::new(consumer, &producer_config, guarantee, schedule)?;
         let client = shell.consumer().client();
-        let bootstrap = &settings.kafka.bootstrap_servers;
-        let timeout = Duration::from_secs(10);
-        let partitions =
-            check_copartitioned(client, bootstrap, &t.predictions, &t.ground_truth, timeout)?;
-        info!(partitions, predictions = %t.predictions, ground_truth = %t.ground_truth, "inputs co-partitioned");
-        if repartition {
-            check_copartitioned(client, bootstrap, &t.predictions, &t.repartition, timeout)?;
-            info!(repartition = %t.repartition, "misrouted records are repartitioned through it");
-        }
         // The outputs must exist too: a missing one would otherwise surface as delivery errors
         // long after start-up.
         let partials_partitions = partition_count(client, bootstrap, &t.model_partials, timeout)?;
