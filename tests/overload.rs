@@ -34,12 +34,13 @@ const PREDICTIONS: usize = 100_000;
 /// `join.state.memory_budget` of the worker.
 const BUDGET_MIB: u64 = 4;
 /// What the worker's resident memory may reach besides the budget: per join partition the
-/// local store's cache (4 MiB) and memtables (up to 16 MiB), and a process allowance for the
+/// local store's cache (4 MiB), memtables (up to 16 MiB) and entries gathered for its next run
+/// (up to 16 MiB), and a process allowance for the
 /// binary, both stages, librdkafka's clients and their fetch queues (docs/OPERATIONS.md says
 /// about 100 MB for the process of a release build; this is a debug build). A worker that
 /// held its backlog or its join state in memory without bound would pass it: the scenario's
 /// records alone are about 40 MB, their join entries would not be.
-const PER_PARTITION_MIB: u64 = 20;
+const PER_PARTITION_MIB: u64 = 36;
 const PROCESS_MIB: u64 = 250;
 /// The lag the burst must have caused, records.
 const LAG_FLOOR: f64 = 10_000.0;
