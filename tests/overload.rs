@@ -34,13 +34,14 @@ const PREDICTIONS: usize = 100_000;
 /// `join.state.memory_budget` of the worker.
 const BUDGET_MIB: u64 = 4;
 /// What the worker's resident memory may reach besides the budget (docs/OPERATIONS.md,
-/// *Capacity*): per join partition the local store's cache (4 MiB) and memtables (up to
-/// 16 MiB); librdkafka's pre-fetch and producer queue, sized from the budget (`F` each, at
-/// least 4 MiB), plus one fetch response (`fetch.max.bytes`, 50 MiB); and a process allowance
-/// for the binary and both stages (about 100 MB for a release build; this is a debug build).
-/// A worker that held its backlog or its join state in memory without bound would fail it:
-/// the scenario's records alone are about 40 MB, their join entries would not be.
-const PER_PARTITION_MIB: u64 = 20;
+/// *Capacity*): per join partition the local store's cache (4 MiB), memtables (up to 16 MiB)
+/// and entries gathered for its next run (up to 16 MiB); librdkafka's pre-fetch and producer
+/// queue, sized from the budget (`F` each, at least 4 MiB), plus one fetch response
+/// (`fetch.max.bytes`, 50 MiB); and a process allowance for the binary and both stages (about
+/// 100 MB for a release build; this is a debug build). A worker that held its backlog or its
+/// join state in memory without bound would fail it: the scenario's records alone are about
+/// 40 MB, their join entries would not be.
+const PER_PARTITION_MIB: u64 = 36;
 const CLIENT_BUFFERS_MIB: u64 = 2 * 4 + 50;
 const PROCESS_MIB: u64 = 150;
 /// The lag the burst must have caused, records.

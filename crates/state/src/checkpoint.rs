@@ -24,8 +24,8 @@ pub const CHECKPOINT_FILE: &str = ".checkpoint";
 const TEMP_FILE: &str = ".checkpoint.tmp";
 const MAGIC: &[u8; 8] = b"DWJCKPT\0";
 /// Format version: of this file and of the store's layout (`crate` docs). A store of another
-/// version is rebuilt.
-pub const FORMAT_VERSION: u32 = 1;
+/// version is rebuilt. 2: entries in runs (1: an entries partition and a due index).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A checkpoint file that cannot be used.
 #[derive(Debug, thiserror::Error)]

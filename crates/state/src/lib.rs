@@ -2,18 +2,37 @@
 //! each join task, in one embedded LSM-tree store (fjall) per worker.
 //!
 //! # Layout
-//! One fjall keyspace under `<join.state.dir>/join-store`, two partitions per join task
-//! (partition pair `n`, `g` numbering the tasks the worker created):
+//! One fjall keyspace per store. Each join task's tier (named `p{n}_{g}`, `n`, `g` numbering
+//! the tasks the worker created) keeps its entries in *runs*, a location index, and a list of
+//! its runs:
 //!
-//! | partition   | key (bytes)                               | value (bytes)                          |
-//! |-------------|-------------------------------------------|----------------------------------------|
-//! | `p{n}_{g}_entries` | request key: `hi`, `lo` big-endian (16) | time i64, model u16, flags u16, payload u64, little-endian (20) |
-//! | `p{n}_{g}_due` | due time (i64, sign bit flipped, BE, 8) + request key (16) | empty                |
+//! | partition | key (bytes) | value (bytes) |
+//! |-----------|-------------|---------------|
+//! | `p{n}_{g}_r{id}` (a run) | due time (i64, sign bit flipped, BE, 8) + request key (`hi`, `lo` BE, 16) | time i64, model u16, flags u16, payload u64, little-endian (20) |
+//! | `p{n}_{g}_entries` | request key (16) | run id (u32 BE) + due time as in the run's key (12) |
+//! | `p{n}_{g}_runs` | run id (u32 BE), or `next` | how far the run was taken, its smallest and largest key (73), or the next run id (4); written at a seal |
 //!
-//! The first answers the point look-ups of the hot path (every input whose key is not in
-//! memory: bloom filters make a miss cheap); the second orders the entries by due time so the
-//! watermark's expiry is a range scan from its start, never a full scan. Flipping the sign bit
-//! makes the byte order of the due time its numeric order.
+//! Puts gather in memory (by due time and by key, up to [`StoreMemory::run_bytes`]); when
+//! full, they are bulk-loaded as a new run (fjall's `ingest`: one sorted table written
+//! straight to disk, no journal, no memtable, no bloom filter) and their locations are
+//! written to `entries`. Then:
+//! - a look-up (every input whose key is not in memory) reads `entries` (bloom filters make a
+//!   miss cheap), then the one run it names;
+//! - the watermark's expiry merges the due-ordered scans of the runs (and of the entries in
+//!   memory) up to the watermark, oldest due first. Taking writes nothing into a run: the
+//!   tier remembers how far each run was taken, and deletes a run's partition whole once the
+//!   scans passed its largest key. Only `entries` gets a deletion marker per entry taken;
+//! - a removal by key (an entry brought back into memory) writes a deletion marker into
+//!   `entries` and into the entry's run.
+//!
+//! Flipping the sign bit makes the byte order of the due time its numeric order.
+//!
+//! Why runs: with one partition of entries by key and one due index, both written through
+//! fjall's memtables, a perf profile put most of the time in the memtables' skiplists (every
+//! entry inserted twice, and the due index's scans stepping over the deletion markers of the
+//! entries already taken) and in a point look-up per entry taken; writes stalled on the
+//! journal's cap. A run is written once and read once, both sequentially; expired entries
+//! leave no markers behind.
 //!
 //! # A cache, not a database
 //! The changelog topic stays the source of truth. A [`StateStore`] opened with
@@ -26,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use fjall::{Config, Keyspace, PartitionCreateOptions};
+use fjall::{Config, Keyspace};
 
 pub mod checkpoint;
 mod partition;
@@ -61,15 +80,20 @@ pub struct StoreMemory {
     pub cache_bytes: u64,
     /// All memtables together (fjall's write buffer); at least 1 MiB.
     pub write_buffer_bytes: u64,
+    /// Entries put since the last run, kept in memory per tier until they make a run (about
+    /// 100 bytes each): the larger, the fewer runs a look-up and a take visit.
+    pub run_bytes: u64,
 }
 
 impl Default for StoreMemory {
-    /// 16 MiB of cache, 32 MiB of memtables: the look-ups are random (a larger cache would
-    /// mostly hold index and filter blocks), and the memtables only batch writes.
+    /// 16 MiB of cache, 32 MiB of memtables, 64 MiB of entries to make runs of: the
+    /// look-ups are random (a larger cache would mostly hold index and filter blocks), the
+    /// memtables only take the location index's writes.
     fn default() -> Self {
         StoreMemory {
             cache_bytes: 16 << 20,
             write_buffer_bytes: 32 << 20,
+            run_bytes: 64 << 20,
         }
     }
 }
@@ -92,6 +116,7 @@ pub struct StateStore {
     keyspace: Keyspace,
     path: PathBuf,
     generation: Arc<AtomicU64>,
+    run_bytes: u64,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -143,6 +168,7 @@ impl StateStore {
             keyspace,
             path,
             generation: Arc::new(AtomicU64::new(0)),
+            run_bytes: memory.run_bytes,
         })
     }
 
@@ -160,17 +186,12 @@ impl StateStore {
             source,
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        // 8 MiB memtables: the write buffer caps them all together anyway.
-        let options = || PartitionCreateOptions::default().max_memtable_size(8 << 20);
-        let entries = self
-            .keyspace
-            .open_partition(&format!("p{partition}_{generation}_entries"), options())
-            .map_err(fail)?;
-        let due = self
-            .keyspace
-            .open_partition(&format!("p{partition}_{generation}_due"), options())
-            .map_err(fail)?;
-        Ok(DiskColdTier::new(self.keyspace.clone(), entries, due))
+        DiskColdTier::open(
+            self.keyspace.clone(),
+            format!("p{partition}_{generation}"),
+            self.run_bytes,
+        )
+        .map_err(fail)
     }
 
     /// Bytes on disk: tables and journals.

@@ -115,3 +115,126 @@ fn an_unwritable_dir_is_a_clear_error() {
     assert!(e.to_string().starts_with("join.state.dir"), "{e}");
     std::fs::remove_file(&file).unwrap();
 }
+
+/// A store whose tiers write a run every `n` fresh entries.
+fn small_runs(n: u64) -> StoreMemory {
+    StoreMemory {
+        run_bytes: n * 100,
+        ..StoreMemory::default()
+    }
+}
+
+/// Random puts, look-ups with removal (as the buffer's promotion does) and chunked takes,
+/// the same on the disk tier and on the memory tier: every answer is the same, in the same
+/// order, whether the entries sit in the fresh map, in runs or in runs partly taken.
+fn matches_the_memory_tier_under_random_use(name: &str, memory: StoreMemory) {
+    let dir = temp_dir(name);
+    let store = StateStore::open_fresh(&dir, memory).unwrap();
+    let mut disk = store.tier(0).unwrap();
+    let mut mem = MemoryColdTier::new();
+    let mut x: u64 = 99;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 20
+    };
+    let mut keys: Vec<(RequestKey, i64)> = Vec::new();
+    let mut watermark = 0i64;
+    for round in 0..300u64 {
+        match next() % 4 {
+            0 | 1 => {
+                let batch: Vec<_> = (0..next() % 60)
+                    .map(|i| {
+                        let due = watermark + i64::try_from(next() % 5_000).unwrap() - 500;
+                        let key = RequestKey::from_parts(next(), round * 1000 + i);
+                        (key, rec(due - 7, i), due)
+                    })
+                    .collect();
+                keys.extend(batch.iter().map(|(k, _, d)| (*k, *d)));
+                disk.put(&batch).unwrap();
+                mem.put(&batch).unwrap();
+            }
+            2 => {
+                for _ in 0..5 {
+                    if keys.is_empty() {
+                        break;
+                    }
+                    let i = usize::try_from(next()).unwrap() % keys.len();
+                    let (key, due) = keys.swap_remove(i);
+                    let found = mem.get(key).unwrap();
+                    assert_eq!(disk.get(key).unwrap(), found, "round {round}");
+                    if found.is_some() {
+                        disk.remove(key, due).unwrap();
+                        mem.remove(key, due).unwrap();
+                    }
+                }
+            }
+            _ => {
+                watermark += i64::try_from(next() % 700).unwrap();
+                let limit = 1 + usize::try_from(next() % 40).unwrap();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                disk.take_due(watermark, limit, &mut a).unwrap();
+                mem.take_due(watermark, limit, &mut b).unwrap();
+                assert_eq!(a, b, "round {round}");
+            }
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    disk.take_due(i64::MAX, usize::MAX, &mut a).unwrap();
+    mem.take_due(i64::MAX, usize::MAX, &mut b).unwrap();
+    assert_eq!(a, b);
+    assert!(mem.is_empty());
+    assert_eq!(disk.run_count(), 0, "every run is dropped once taken");
+    drop(disk);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn small_runs_match_the_memory_tier_under_random_use() {
+    matches_the_memory_tier_under_random_use("random-runs", small_runs(50));
+}
+
+#[test]
+fn fresh_entries_match_the_memory_tier_under_random_use() {
+    matches_the_memory_tier_under_random_use("random-fresh", StoreMemory::default());
+}
+
+#[test]
+fn a_persisted_tier_reopens_with_its_runs_and_what_was_taken_from_them() {
+    let dir = temp_dir("reopen").join(STORE_DIR);
+    let _ = std::fs::remove_dir_all(&dir);
+    let k = |n: u64| RequestKey::from_parts(n, 1);
+    let store = StateStore::open_wiped(&dir, small_runs(4)).unwrap();
+    let mut t = store.tier(0).unwrap();
+    let batch: Vec<_> = (0..10u64)
+        .map(|n| (k(n), rec(0, n), i64::try_from(n).unwrap()))
+        .collect();
+    for chunk in batch.chunks(4) {
+        t.put(chunk).unwrap();
+    }
+    let mut out = Vec::new();
+    t.take_due(3, 100, &mut out).unwrap();
+    assert_eq!(out.len(), 3);
+    t.remove(k(5), 5).unwrap();
+    t.persist().unwrap();
+    let runs = t.run_count();
+    assert_eq!(runs, 3, "runs of 4, 4 and 2 (written by the seal)");
+    drop(t);
+    drop(store);
+    let store = StateStore::open_existing(&dir, small_runs(4)).unwrap();
+    let mut t = store.tier(0).unwrap();
+    assert_eq!(t.run_count(), runs);
+    assert_eq!(t.get(k(1)).unwrap(), None, "taken before the seal");
+    assert_eq!(t.get(k(5)).unwrap(), None, "removed before the seal");
+    assert_eq!(t.get(k(9)).unwrap(), Some(rec(0, 9)));
+    out.clear();
+    t.take_due(i64::MAX, 100, &mut out).unwrap();
+    let left: Vec<u64> = out.iter().map(|(key, _)| key.hi).collect();
+    assert_eq!(left, [3, 4, 6, 7, 8, 9]);
+    assert_eq!(t.run_count(), 0);
+    drop(t);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

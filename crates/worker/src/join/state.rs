@@ -31,8 +31,8 @@
 //! # Budget
 //! The budget is per worker, split evenly between the tasks built together (the range assignor
 //! is eager: every assignment restores all the worker's partitions at once); each task's table
-//! is sized from its share ([`hot_capacity_for_budget`]). The store's own cache and memtables
-//! ([`STORE_MEMORY`]) come on top, per task.
+//! is sized from its share ([`hot_capacity_for_budget`]). The store's own cache, memtables and
+//! entries gathered for its next run ([`STORE_MEMORY`]) come on top, per task.
 //!
 //! # Failures
 //! A store failure is kept by the task's buffer, which from then on decides as if the cold
@@ -58,11 +58,13 @@ use crate::changelog::RestoreStart;
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 
-/// The store's cache and memtables, per task: look-ups are random (a large cache would mostly
-/// hold index and filter blocks), and the memtables only batch the spills' writes.
+/// The store's cache, memtables and entries gathered for a run, per task: look-ups are random
+/// (a large cache would mostly hold index and filter blocks), the memtables only take the
+/// location index's writes, and a run of 16 MiB of entries (about 170 k) keeps the runs few.
 pub(super) const STORE_MEMORY: StoreMemory = StoreMemory {
     cache_bytes: 4 << 20,
     write_buffer_bytes: 16 << 20,
+    run_bytes: 16 << 20,
 };
 
 /// Where the stage's tasks keep their cold tiers, and the budget they share.
