@@ -148,6 +148,17 @@ fn main() {
             (&wk, Some(&wv)),
         ]),
     );
+    // The same log replayed record by record, and one with more entries than the replay
+    // target keeps hot (four), so some go to its cold tier and one cold entry is deleted.
+    let keys: Vec<_> = (0..8)
+        .map(|i| entry_key(RequestKey::from_request_id(&format!("req-{i}"))))
+        .collect();
+    let mut log: Vec<(&[u8], Option<&[u8]>)> =
+        vec![(&mk1, Some(&mv1)), (&mk2, Some(&mv2)), (&ck, Some(&cv))];
+    log.extend(keys.iter().map(|k| (&k[..], Some(&ev[..]))));
+    log.push((&keys[1], None));
+    log.push((&wk, Some(&wv)));
+    write("replay_join_changelog", "task", &encode_records(&log));
 
     // The monitor's state records after a few partials.
     let mut monitor = Monitor::new(MonitorConfig::default()).expect("monitor");
