@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 
 import pytest
 from confluent_kafka import Producer as KafkaProducer
@@ -23,7 +22,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from conftest import unique
 from driftwatch_client import _schemas, records
-from test_roundtrip import SETTLE_SECONDS, Worker, join_inputs, scenario
+from test_roundtrip import SETTLE_SECONDS, Worker, scenario, settled_join_inputs
 
 
 @pytest.fixture
@@ -78,17 +77,7 @@ def test_records_of_the_confluent_serializer_are_joined_exactly(
         producer.poll(0)
     assert producer.flush(60) == 0 and not errors, errors
 
-    total = sum(expected.values())
-    deadline = time.monotonic() + SETTLE_SECONDS
-    seen: Counter = Counter()
-    while time.monotonic() < deadline:
-        worker.alive()
-        page = worker.metrics()
-        if page is not None:
-            seen = join_inputs(page)
-            if sum(seen.values()) >= total:
-                break
-        time.sleep(0.5)
+    seen = settled_join_inputs(worker, sum(expected.values()))
     assert seen == expected, (
         f"join outcomes differ from the offline count:\n"
         f"  missing/short: {dict(expected - seen)}\n  extra: {dict(seen - expected)}\n"

@@ -226,6 +226,22 @@ class Worker:
             return None
 
 
+def settled_join_inputs(worker: Worker, total: int) -> Counter:
+    """The worker's `driftwatch_join_inputs_total` once it counts `total` inputs, or as it
+    stands after `SETTLE_SECONDS` (the caller's comparison then says what is missing)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    seen: Counter = Counter()
+    while time.monotonic() < deadline:
+        worker.alive()
+        page = worker.metrics()
+        if page is not None:
+            seen = join_inputs(page)
+            if sum(seen.values()) >= total:
+                break
+        time.sleep(0.5)
+    return seen
+
+
 @pytest.fixture
 def worker(driftwatch_binary, bootstrap):
     w = Worker(driftwatch_binary, bootstrap)
@@ -282,17 +298,7 @@ def test_producer_to_worker_counts_equal_the_offline_expectation(bootstrap, work
                 model, rid, label, tl = r
                 p.log_ground_truth(rid, label, tl, model_id=model)
 
-    total = sum(expected.values())
-    deadline = time.monotonic() + SETTLE_SECONDS
-    seen: Counter = Counter()
-    while time.monotonic() < deadline:
-        worker.alive()
-        page = worker.metrics()
-        if page is not None:
-            seen = join_inputs(page)
-            if sum(seen.values()) >= total:
-                break
-        time.sleep(0.5)
+    seen = settled_join_inputs(worker, sum(expected.values()))
     assert seen == expected, (
         f"join outcomes differ from the offline count "
         f"(sent {len(predictions)} predictions, {len(labels)} labels):\n"

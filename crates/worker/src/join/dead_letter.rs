@@ -215,29 +215,7 @@ impl Join {
                 reject.message
             ),
         );
-        let partition = msg.partition().to_string();
-        let offset = msg.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "driftwatch.source.topic",
-                value: Some(msg.topic()),
-            })
-            .insert(Header {
-                key: "driftwatch.source.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "driftwatch.source.offset",
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: "driftwatch.error.kind",
-                value: Some(reject.kind),
-            })
-            .insert(Header {
-                key: "driftwatch.error.message",
-                value: Some(&reject.message),
-            });
+        let headers = dead_letter_headers(msg, reject.kind, &reject.message);
         // An oversized payload is not copied: the headers say where to find it.
         let payload = if reject.kind == "oversized" {
             None
@@ -258,6 +236,38 @@ impl Join {
             .entry(self.topics.dead_letter.clone())
             .or_default() += 1;
     }
+}
+
+/// The headers of every dead letter: where the record came from (`driftwatch.source.topic`,
+/// `.partition`, `.offset`) and why it was rejected (`driftwatch.error.kind`, `.message`).
+pub(crate) fn dead_letter_headers(
+    msg: &BorrowedMessage<'_>,
+    kind: &str,
+    message: &str,
+) -> OwnedHeaders {
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "driftwatch.source.topic",
+            value: Some(msg.topic()),
+        })
+        .insert(Header {
+            key: "driftwatch.source.partition",
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: "driftwatch.source.offset",
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: "driftwatch.error.kind",
+            value: Some(kind),
+        })
+        .insert(Header {
+            key: "driftwatch.error.message",
+            value: Some(message),
+        })
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders, WriterS
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tracing::info;
 
+pub(crate) use dead_letter::dead_letter_headers;
 pub use routing::TopicRouting;
 pub use stats::JoinStats;
 

@@ -15,6 +15,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, TopicPartitionList};
 
+use crate::join::dead_letter_headers;
 use crate::runtime::Batch;
 
 /// One record to write.
@@ -37,33 +38,10 @@ pub(super) fn dead_letter(
     message: &str,
     id: Option<&str>,
 ) -> OutRecord {
-    let partition = msg.partition().to_string();
-    let offset = msg.offset().to_string();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "driftwatch.source.name",
-            value: Some(source),
-        })
-        .insert(Header {
-            key: "driftwatch.source.topic",
-            value: Some(msg.topic()),
-        })
-        .insert(Header {
-            key: "driftwatch.source.partition",
-            value: Some(&partition),
-        })
-        .insert(Header {
-            key: "driftwatch.source.offset",
-            value: Some(&offset),
-        })
-        .insert(Header {
-            key: "driftwatch.error.kind",
-            value: Some(kind),
-        })
-        .insert(Header {
-            key: "driftwatch.error.message",
-            value: Some(message),
-        });
+    let headers = dead_letter_headers(msg, kind, message).insert(Header {
+        key: "driftwatch.source.name",
+        value: Some(source),
+    });
     let (key, payload) = match id {
         // A pair that did not map: two records are behind it; the id names both.
         Some(id) => (id.as_bytes().to_vec(), None),
