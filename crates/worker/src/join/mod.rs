@@ -65,6 +65,8 @@ mod repartition;
 mod routing;
 mod schemas;
 mod stage;
+mod standby;
+mod standby_choice;
 mod state;
 mod stats;
 mod visitor;
@@ -79,6 +81,7 @@ use tracing::info;
 
 pub(crate) use dead_letter::dead_letter_headers;
 pub use routing::TopicRouting;
+pub use standby::StandbyCounters;
 pub use stats::JoinStats;
 
 use crate::changelog::{ensure_changelog, ChangelogReader};

@@ -31,6 +31,7 @@ use super::partition::{PartitionTask, SOURCES};
 use super::repartition::Repartition;
 use super::routing::RoutingCheck;
 use super::schemas::RegistrySchemas;
+use super::standby::{Standby, StandbyConfig};
 use super::state::LocalState;
 use super::stats::{record_micros, Meters, Shared};
 use crate::changelog::ChangelogReader;
@@ -88,6 +89,8 @@ pub(crate) struct Join {
     pub(super) repartition: Option<Repartition>,
     /// The local store of the entries beyond the memory budget (`join.state.dir`).
     pub(super) local_state: Option<LocalState>,
+    /// Warm copies of partitions other workers own (`join.standby_replicas`).
+    pub(super) standby: Option<Standby>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -101,6 +104,19 @@ impl Join {
     ) -> Result<Self> {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let t = &settings.topics;
+        let local_state = LocalState::new(settings)?;
+        let standby = match &local_state {
+            Some(state) if settings.join.standby_replicas > 0 && changelog.is_some() => {
+                Some(Standby::start(StandbyConfig {
+                    settings: settings.clone(),
+                    layout: state.layout(),
+                    join_config: settings.join_config()?,
+                    partitions: i32::try_from(join_tasks).unwrap_or(i32::MAX),
+                    budget_bytes: state.budget_bytes(),
+                })?)
+            }
+            _ => None,
+        };
         Ok(Join {
             topics: Topics {
                 predictions: t.predictions.clone(),
@@ -133,7 +149,8 @@ impl Join {
                 .misrouted
                 .repartitions()
                 .then(|| Repartition::new(t.repartition.clone())),
-            local_state: LocalState::new(settings)?,
+            local_state,
+            standby,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
         })
     }
@@ -161,8 +178,10 @@ impl Stage for Join {
             resumable.retain(|p| !registry.is_held(p));
         }
         if let Some(state) = &mut self.local_state {
-            let tasks = &self.tasks;
-            state.sweep_if_due(|p| tasks.contains_key(&p));
+            let (tasks, standby) = (&self.tasks, &self.standby);
+            state.sweep_if_due(|p| {
+                tasks.contains_key(&p) || standby.as_ref().is_some_and(|s| s.held().contains(&p))
+            });
         }
         self.log_stats(false);
         resumable
@@ -238,8 +257,14 @@ impl Stage for Join {
             }
         }
         if self.exactly_once {
+            // A standby of these partitions is sealed first, so their restore resumes it.
+            if let Some(standby) = &self.standby {
+                standby.release(&partitions);
+            }
             // Restored before any of their records is processed.
-            return self.restore(&partitions);
+            self.restore(&partitions)?;
+            self.tell_standby();
+            return Ok(());
         }
         let tasks = self.tasks_after(&partitions);
         for partition in partitions {
@@ -272,6 +297,7 @@ impl Stage for Join {
             // letters still waiting for a covering offset are the next owner's to write.
             self.abandon(&partitions);
             self.rejections.forget_partitions(&partitions);
+            self.tell_standby();
         } else {
             self.retire(&partitions);
         }
@@ -314,6 +340,13 @@ impl Join {
         })?;
         self.install_restored(restored);
         Ok(())
+    }
+
+    /// Tells the standby thread (if any) which partitions this worker owns now.
+    fn tell_standby(&self) {
+        if let Some(standby) = &self.standby {
+            standby.owned(self.tasks.keys().copied().collect());
+        }
     }
 
     /// How many tasks the worker holds once `partitions` have theirs: the tasks sharing the

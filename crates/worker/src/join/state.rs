@@ -170,32 +170,79 @@ impl LocalState {
         hot_capacity_for_budget(share)
     }
 
-    fn folder_name(&self, partition: i32) -> String {
-        format!("{}-{partition}", self.predictions_topic)
-    }
-
     /// An empty cold tier for `partition`'s task and the task's hot capacity, when `tasks`
     /// tasks share the budget.
     pub(super) fn tier(&self, partition: i32, tasks: usize) -> Result<(Box<dyn ColdTier>, usize)> {
-        let tier = open_partition_tier(&self.dir, &self.folder_name(partition), STORE_MEMORY)
-            .map_err(|e| WorkerError::State(format!("partition {partition}: {e}")))?;
-        Ok((boxed(tier), self.hot_capacity(tasks)))
+        Ok((self.layout().tier(partition)?, self.hot_capacity(tasks)))
     }
 
-    /// Where `partition`'s restore starts: its sealed store resumed when it is valid for the
-    /// changelog partition `changelog`[`partition`] of watermarks `(low, high)` (see the module
-    /// docs), else an empty store and the whole changelog.
+    /// Where `partition`'s restore starts (see [`open_for_replay`]), when `tasks` tasks share
+    /// the budget.
     pub(super) fn restore_start(
         &self,
         config: &JoinConfig,
         changelog: &str,
         partition: i32,
-        (low, high): (i64, i64),
+        watermarks: (i64, i64),
         tasks: usize,
+    ) -> Result<RestoreStart> {
+        self.layout().open_for_replay(
+            config,
+            changelog,
+            partition,
+            watermarks,
+            self.hot_capacity(tasks),
+        )
+    }
+
+    /// Where the stores are and how they are named, for the standby replicas' thread.
+    pub(super) fn layout(&self) -> StoreLayout {
+        StoreLayout {
+            dir: self.dir.clone(),
+            predictions_topic: self.predictions_topic.clone(),
+        }
+    }
+
+    /// The memory budget, bytes.
+    pub(super) fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
+    }
+}
+
+/// Where the stores of a join group are (`<join.state.dir>/<join group>`), and the prefix of
+/// their folder names (the predictions topic).
+#[derive(Debug, Clone)]
+pub(super) struct StoreLayout {
+    pub(super) dir: PathBuf,
+    pub(super) predictions_topic: String,
+}
+
+impl StoreLayout {
+    fn folder_name(&self, partition: i32) -> String {
+        format!("{}-{partition}", self.predictions_topic)
+    }
+
+    /// An empty cold tier for `partition`.
+    fn tier(&self, partition: i32) -> Result<Box<dyn ColdTier>> {
+        let tier = open_partition_tier(&self.dir, &self.folder_name(partition), STORE_MEMORY)
+            .map_err(|e| WorkerError::State(format!("partition {partition}: {e}")))?;
+        Ok(boxed(tier))
+    }
+
+    /// Where a replay of `partition` starts: its sealed store resumed when it is valid for
+    /// the changelog partition `changelog`[`partition`] of watermarks `(low, high)` (see the
+    /// module docs), else an empty store and the whole changelog. The task keeps at most
+    /// `hot_capacity` entries in memory.
+    pub(super) fn open_for_replay(
+        &self,
+        config: &JoinConfig,
+        changelog: &str,
+        partition: i32,
+        (low, high): (i64, i64),
+        hot_capacity: usize,
     ) -> Result<RestoreStart> {
         let fail =
             |e: &dyn std::fmt::Display| WorkerError::State(format!("partition {partition}: {e}"));
-        let hot_capacity = self.hot_capacity(tasks);
         let name = self.folder_name(partition);
         let accept = |c: &StoreCheckpoint| {
             checkpoint_validity(c, config, changelog, partition, (low, high), now_ms())
@@ -205,7 +252,7 @@ impl LocalState {
         let rebuild = |why: &str| {
             warn!(partition, reason = %why, "join state store not usable: rebuilding it from the changelog");
         };
-        let (tier, capacity) = match opened {
+        let tier = match opened {
             Opened::Resumed(c) => {
                 match JoinTask::resume(config.clone(), &c, boxed(tier), hot_capacity) {
                     Ok(task) => {
@@ -223,18 +270,18 @@ impl LocalState {
                     Err(e) => {
                         // The tier went with the failed task; unsealed, its folder went too.
                         rebuild(&format!("the sealed state does not resume: {e}"));
-                        self.tier(partition, tasks)?
+                        self.tier(partition)?
                     }
                 }
             }
             Opened::Wiped(why) => {
                 rebuild(&why);
-                (boxed(tier), hot_capacity)
+                boxed(tier)
             }
-            Opened::Fresh => (boxed(tier), hot_capacity),
+            Opened::Fresh => boxed(tier),
         };
         let mut task = JoinTask::new(config.clone()).map_err(|e| fail(&e))?;
-        task.set_cold_tier(tier, capacity);
+        task.set_cold_tier(tier, hot_capacity);
         Ok(RestoreStart { task, from: None })
     }
 }
@@ -253,7 +300,7 @@ fn boxed(tier: impl ColdTier + 'static) -> Box<dyn ColdTier> {
 /// a deletion the changelog no longer holds.
 pub(super) const TOMBSTONE_RETENTION: Duration = Duration::from_millis(86_400_000);
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -20,6 +20,7 @@ use tracing::info;
 
 use super::partition::{input_index, model_key};
 use super::stage::Join;
+use super::standby::StandbyCounters;
 use crate::changelog::RestoreTotals;
 
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
@@ -70,6 +71,9 @@ pub struct JoinStats {
     /// Changelog restores (exactly-once): records and bytes read, entries rebuilt, and the
     /// wall-clock seconds spent, summed over every restore of this worker.
     pub restore: RestoreTotals,
+    /// Standby replicas (`join.standby_replicas`): partitions followed now, changelog
+    /// records applied to them, stores sealed for a hand-over or a stop.
+    pub standby: StandbyCounters,
     /// Transactions committed and aborted (exactly-once).
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
@@ -281,6 +285,11 @@ impl Join {
             commit_micros: m.commit_micros.clone(),
             signature_losses,
             restore: m.restore,
+            standby: self
+                .standby
+                .as_ref()
+                .map(|s| s.counters())
+                .unwrap_or_default(),
             transactions_committed: m.transactions_committed,
             transactions_aborted: m.transactions_aborted,
             exactly_once: self.exactly_once,

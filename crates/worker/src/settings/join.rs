@@ -71,6 +71,11 @@ pub struct JoinSettings {
     /// Where pending predictions and orphan labels beyond a memory budget go
     /// (`[join.state]`). Default: all in memory.
     pub state: JoinStateSettings,
+    /// Warm copies of each partition's state kept by other workers, which tail its changelog
+    /// into their local store (as Kafka Streams' `num.standby.replicas`): when the partition
+    /// moves to one of them, its restore replays only the changelog's tail. Needs
+    /// `join.state.dir` and exactly-once. Default 0.
+    pub standby_replicas: usize,
 }
 
 /// `join.misrouted`: what happens to a record read from a partition other than its key's
@@ -119,6 +124,7 @@ impl Default for JoinSettings {
             misrouted: MisroutedMode::Account,
             models: BTreeMap::new(),
             state: JoinStateSettings::default(),
+            standby_replicas: 0,
         }
     }
 }
@@ -260,6 +266,30 @@ mod tests {
             serde_json::from_str(r#"{"join": {"state": {"cleanup_delay": "1h"}}}"#).expect("parse");
         let e = s.validate().expect_err("refused without a dir").to_string();
         assert!(e.contains("join.state.cleanup_delay"), "{e}");
+    }
+
+    #[test]
+    fn standby_replicas_need_a_state_dir_and_exactly_once() {
+        let s: Settings =
+            serde_json::from_str(r#"{"join": {"standby_replicas": 1}}"#).expect("parse");
+        let e = s.validate().expect_err("refused without a dir").to_string();
+        assert!(
+            e.contains("join.standby_replicas") && e.contains("join.state.dir"),
+            "{e}"
+        );
+        let s: Settings = serde_json::from_str(
+            r#"{"join": {"standby_replicas": 1, "state": {"dir": "/tmp/x"}},
+                "kafka": {"processing_guarantee": "at_least_once"}}"#,
+        )
+        .expect("parse");
+        let e = s.validate().expect_err("refused at least once").to_string();
+        assert!(e.contains("exactly_once"), "{e}");
+        let s: Settings = serde_json::from_str(
+            r#"{"join": {"standby_replicas": 2, "state": {"dir": "/tmp/x"}}}"#,
+        )
+        .expect("parse");
+        s.validate().expect("valid");
+        assert_eq!(Settings::default().join.standby_replicas, 0);
     }
 
     #[test]

@@ -317,6 +317,20 @@ impl Settings {
                 }
             }
         }
+        if self.join.standby_replicas > 0 {
+            if self.join.state.dir().is_none() {
+                return bad(format!(
+                    "join.standby_replicas = {} needs join.state.dir: standbys are kept in the local store",
+                    self.join.standby_replicas
+                ));
+            }
+            if !self.kafka.exactly_once() {
+                return bad(format!(
+                    "join.standby_replicas = {} needs kafka.processing_guarantee = \"exactly_once\": without it the join keeps no changelog to follow",
+                    self.join.standby_replicas
+                ));
+            }
+        }
         if let Some(v) = self.kafka.properties.get("group.protocol") {
             return bad(format!(
                 "kafka.properties sets group.protocol = `{v}`: use kafka.group_protocol (auto | consumer | classic) instead"

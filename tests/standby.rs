@@ -1,0 +1,176 @@
+//! Standby replicas of the join state (`join.standby_replicas`) on the real broker: two
+//! workers (`driftwatch run --role all`, the KIP-848 protocol, a local store each with a
+//! 1 MiB budget) each follow the other's partitions from the changelog. The one that leaves
+//! starts first and owns every partition until the other joins, so the other never held the
+//! partitions it will take. The first leaves (SIGTERM, a scale-in): the other takes its
+//! partitions and resumes them from its standby stores, replaying only the changelog's tail
+//! (its `join state restored` line: `resumed=` both moved partitions, `records=` well below
+//! the `entries=` restored), and the counts stay exact against the offline reference.
+//!
+//! `DRIFTWATCH_STANDBY_PREDICTIONS` sets the scenario's size (default 20 000);
+//! `DRIFTWATCH_STANDBY_REPLICAS=0` runs the same without standbys, for comparison: the moved
+//! partitions are then rebuilt from the whole changelog (`resumed=0`). The test prints the
+//! moved partitions' restore line either way.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use driftwatch_tests::monitor_outputs::{create_topics_of, MONITOR_TOML};
+use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
+use driftwatch_tests::scenario::{produce_in_background, Scenario};
+use driftwatch_tests::worker::{log_field, log_text, Worker};
+use driftwatch_tests::{settings, unique};
+use driftwatch_worker::settings::{GroupProtocol, Settings};
+
+const PARTITIONS: i32 = 4;
+
+/// The lines of `log` containing `needle`, once `enough` holds of them (waiting up to `within`).
+fn wait_for_lines(
+    log: &Path,
+    needle: &str,
+    within: Duration,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let lines: Vec<String> = log_text(log)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect();
+        if enough(&lines) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such `{needle}` in {} within {within:?}: {lines:?}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a `join standby replicas followed` line names two partitions.
+fn follows_two(line: &str) -> bool {
+    line.split("partitions=")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .is_some_and(|list| list.matches(',').count() == 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moved_to_its_standby_replays_only_the_changelog_tail() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    s.kafka.group_protocol = GroupProtocol::Consumer;
+    create_topics_of(&mut s, PARTITIONS).await;
+    let config = std::env::temp_dir().join(format!("{}.toml", s.monitor.group_id));
+    std::fs::write(&config, MONITOR_TOML).expect("worker configuration file");
+    let base = std::env::temp_dir().join(unique("driftwatch-standby"));
+    let setup = (s, config);
+    let s = &setup.0;
+    let env_number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let predictions = env_number("DRIFTWATCH_STANDBY_PREDICTIONS", 20_000);
+    let replicas = env_number("DRIFTWATCH_STANDBY_REPLICAS", 1);
+    let scenario = Scenario::generate(71, predictions, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    let producing = produce_in_background(s, &scenario, 40, Duration::from_millis(500));
+    let start = |name: &str| {
+        let dir: PathBuf = base.join(name);
+        Worker::start_with(
+            &setup,
+            name,
+            None,
+            None,
+            &[
+                ("DRIFTWATCH__JOIN__STATE__DIR", dir.display().to_string()),
+                ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", "1MiB".to_string()),
+                ("DRIFTWATCH__JOIN__STANDBY_REPLICAS", replicas.to_string()),
+            ],
+        )
+    };
+    let leaving = start("leaving");
+    wait_for_lines(
+        &leaving.log,
+        "join state restored",
+        Duration::from_secs(120),
+        |lines| !lines.is_empty(),
+    );
+    let staying = start("staying");
+    let follows = |log: &Path| {
+        wait_for_lines(
+            log,
+            "join standby replicas followed",
+            Duration::from_secs(180),
+            |lines| lines.last().is_some_and(|l| follows_two(l)),
+        )
+    };
+    if replicas > 0 {
+        follows(&staying.log);
+        follows(&leaving.log);
+    } else {
+        wait_for_lines(
+            &staying.log,
+            "join state restored",
+            Duration::from_secs(120),
+            |lines| !lines.is_empty(),
+        );
+    }
+    // Input keeps coming: the standbys follow what the owners write meanwhile.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let restores_before =
+        wait_for_lines(&staying.log, "join state restored", Duration::ZERO, |_| {
+            true
+        })
+        .len();
+    let leaving_log = leaving.log.clone();
+    let status = leaving.terminate();
+    assert!(status.success(), "the leaving worker stopped with {status}");
+    let restores = wait_for_lines(
+        &staying.log,
+        "join state restored",
+        Duration::from_secs(120),
+        |lines| lines.len() > restores_before,
+    );
+    let moved = &restores[restores_before];
+    eprintln!("partitions moved to their standby: {moved}");
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(240));
+    assert_reference(
+        &reader.seen,
+        &reference,
+        &[staying.log.clone(), leaving_log],
+    );
+    let resumed = log_field(moved, "resumed");
+    let records = log_field(moved, "records").unwrap_or(u64::MAX);
+    let entries = log_field(moved, "entries").unwrap_or(0);
+    assert!(entries > 500, "the moved partitions held state: {moved}");
+    if replicas == 0 {
+        assert_eq!(resumed, Some(0), "rebuilt without standbys: {moved}");
+    } else {
+        assert_eq!(
+            resumed,
+            Some(2),
+            "both moved partitions resumed from their standby: {moved}; log {}",
+            staying.log.display()
+        );
+        assert!(
+            records * 4 < entries,
+            "only the changelog's tail replayed: {moved}"
+        );
+    }
+    let status = staying.terminate();
+    assert!(status.success(), "the staying worker stopped with {status}");
+    let _ = std::fs::remove_dir_all(&base);
+}
