@@ -74,8 +74,13 @@ fn model_section<'a>(dom: &'a str, model: &str) -> &'a str {
 }
 
 /// Reads the demo's output into `seen` until a line containing `mark` (a guard against a hung
-/// demo, not a timing assertion).
-fn read_until(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, mark: &str) -> String {
+/// demo, not a timing assertion); a failure shows the end of the demo's standard error.
+fn read_until(
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    mark: &str,
+    stderr: &Path,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -86,7 +91,17 @@ fn read_until(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, mark: &str
                     return line;
                 }
             }
-            Err(_) => panic!("no line with {mark:?} from the demo:\n{}", seen.join("\n")),
+            Err(_) => {
+                let errors = std::fs::read_to_string(stderr).unwrap_or_default();
+                let tail: Vec<&str> = errors.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "no line with {mark:?} from the demo:\n{}\n--- the end of its standard error ({}):\n{}",
+                    seen.join("\n"),
+                    stderr.display(),
+                    tail.join("\n")
+                )
+            }
         }
     }
 }
@@ -107,6 +122,8 @@ fn the_console_shows_both_models_and_the_drifting_one_in_drift() {
     };
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let profile = artifacts.join(format!("console-chromium-{}", std::process::id()));
+    let stderr_path = artifacts.join("console-demo.stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("the demo's stderr file");
 
     let mut demo = KillOnDrop(
         Command::new(driftwatch_binary())
@@ -123,7 +140,7 @@ fn the_console_shows_both_models_and_the_drifting_one_in_drift() {
                 "--ui",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("driftwatch demo starts"),
     );
@@ -138,13 +155,13 @@ fn the_console_shows_both_models_and_the_drifting_one_in_drift() {
         }
     });
     let mut seen: Vec<String> = Vec::new();
-    let url = read_until(&lines, &mut seen, "console: ")
+    let url = read_until(&lines, &mut seen, "console: ", &stderr_path)
         .trim_start_matches("console: ")
         .trim()
         .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let logs = read_until(&lines, &mut seen, "logs: ");
-    read_until(&lines, &mut seen, "the console stays up");
+    let logs = read_until(&lines, &mut seen, "logs: ", &stderr_path);
+    read_until(&lines, &mut seen, "the console stays up", &stderr_path);
 
     // Only the table, the events and the summary on stdout; the logs in their file.
     for line in &seen {
@@ -247,7 +264,7 @@ fn the_console_shows_both_models_and_the_drifting_one_in_drift() {
     // Ctrl-C ends `--ui`: the demo stops its console and deletes its topics.
     let pid = demo.0.id().to_string();
     let _ = Command::new("kill").args(["-INT", &pid]).status();
-    read_until(&lines, &mut seen, "deleting the run's topics");
+    read_until(&lines, &mut seen, "deleting the run's topics", &stderr_path);
     let status = demo.0.wait().expect("demo exits");
     assert!(status.success(), "demo exited with {status}");
     eprintln!("console screenshot: {}", shot.display());

@@ -50,6 +50,16 @@ fn wait_for_lines(
     }
 }
 
+/// The time of day of a log line (its leading RFC 3339 UTC timestamp), in seconds.
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let time = line.get(11..)?.split('Z').next()?;
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
 /// Whether a `join standby replicas followed` line names two partitions.
 fn follows_two(line: &str) -> bool {
     line.split("partitions=")
@@ -143,7 +153,18 @@ async fn a_partition_moved_to_its_standby_replays_only_the_changelog_tail() {
         |lines| lines.len() > restores_before,
     );
     let moved = &restores[restores_before];
-    eprintln!("partitions moved to their standby: {moved}");
+    // The moved partitions make no progress from the leaving worker's last commit (its
+    // stores sealed right after it) until their restore ends here.
+    let sealed = wait_for_lines(
+        &leaving_log,
+        "join state stores sealed",
+        Duration::ZERO,
+        |_| true,
+    );
+    let pause = sealed
+        .last()
+        .and_then(|l| Some(seconds_of_day(moved)? - seconds_of_day(l)?));
+    eprintln!("partitions moved (standby replicas {replicas}): paused {pause:?} s; {moved}");
     producing.await.expect("producer");
     let mut reader = PartialsReader::new(s, PARTITIONS);
     reader.read_until(reference.total(), Duration::from_secs(240));

@@ -168,6 +168,9 @@ impl ChangelogReader {
                 .set("enable.partition.eof", "true")
                 .set("fetch.max.bytes", "52428800")
                 .set("max.partition.fetch.bytes", "10485760")
+                // A restore reads to the end and stops there: a broker holding an empty fetch
+                // open for new records (500 ms by default) only delays the last step.
+                .set("fetch.wait.max.ms", "10")
                 .create_with_context(RestoreContext)?;
         Ok(ChangelogReader {
             consumer,

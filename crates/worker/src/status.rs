@@ -78,6 +78,7 @@ impl StageHandles {
             // is given them); a failed restore stops the stage.
             ready.restored = !s.exactly_once || s.restore.restores > 0;
             w.restore.insert("join".into(), s.restore);
+            w.join_standby = s.standby;
             w.transactions.insert(
                 ("join".into(), "committed".into()),
                 s.transactions_committed,

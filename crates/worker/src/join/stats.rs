@@ -72,8 +72,8 @@ pub struct JoinStats {
     /// wall-clock seconds spent, summed over every restore of this worker.
     pub restore: RestoreTotals,
     /// Standby replicas (`join.standby_replicas`): partitions followed now, changelog
-    /// records applied to them, stores sealed for a hand-over or a stop.
-    pub standby: StandbyCounters,
+    /// records applied to them, stores sealed for a hand-over or a stop (`None`: off).
+    pub standby: Option<StandbyCounters>,
     /// Transactions committed and aborted (exactly-once).
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
@@ -285,11 +285,7 @@ impl Join {
             commit_micros: m.commit_micros.clone(),
             signature_losses,
             restore: m.restore,
-            standby: self
-                .standby
-                .as_ref()
-                .map(|s| s.counters())
-                .unwrap_or_default(),
+            standby: self.standby.as_ref().map(|s| s.counters()),
             transactions_committed: m.transactions_committed,
             transactions_aborted: m.transactions_aborted,
             exactly_once: self.exactly_once,

@@ -79,6 +79,14 @@ pub enum MetricName {
     RestoreEntries,
     /// `driftwatch_restore_seconds{stage}`: wall-clock seconds spent restoring, summed.
     RestoreSeconds,
+    /// `driftwatch_restore_resumed_total{stage}`: partitions restored from a sealed local
+    /// store (only the changelog's tail replayed).
+    RestoreResumed,
+    /// `driftwatch_join_standby_partitions`: partitions owned elsewhere that this worker keeps
+    /// a warm copy of (`join.standby_replicas`).
+    JoinStandbyPartitions,
+    /// `driftwatch_join_standby_records_total`: changelog records applied to those copies.
+    JoinStandbyRecords,
     /// `driftwatch_transactions_total{stage,result}`: transactions committed / aborted.
     Transactions,
     /// `driftwatch_join_commit_seconds{quantile}` (summary): a join commit from its start to
@@ -109,7 +117,7 @@ pub enum MetricKind {
 
 impl MetricName {
     /// Every series, in rendering order.
-    pub const ALL: [MetricName; 25] = [
+    pub const ALL: [MetricName; 28] = [
         MetricName::ConsumerGroupLag,
         MetricName::EventsIn,
         MetricName::EventsOut,
@@ -127,6 +135,9 @@ impl MetricName {
         MetricName::RestoreBytes,
         MetricName::RestoreEntries,
         MetricName::RestoreSeconds,
+        MetricName::RestoreResumed,
+        MetricName::JoinStandbyPartitions,
+        MetricName::JoinStandbyRecords,
         MetricName::Transactions,
         MetricName::JoinCommitDuration,
         MetricName::JoinMisrouted,
@@ -157,6 +168,9 @@ impl MetricName {
             MetricName::RestoreBytes => "driftwatch_restore_bytes_total",
             MetricName::RestoreEntries => "driftwatch_restore_entries_total",
             MetricName::RestoreSeconds => "driftwatch_restore_seconds",
+            MetricName::RestoreResumed => "driftwatch_restore_resumed_total",
+            MetricName::JoinStandbyPartitions => "driftwatch_join_standby_partitions",
+            MetricName::JoinStandbyRecords => "driftwatch_join_standby_records_total",
             MetricName::Transactions => "driftwatch_transactions_total",
             MetricName::JoinCommitDuration => "driftwatch_join_commit_seconds",
             MetricName::JoinMisrouted => "driftwatch_join_misrouted_total",
@@ -177,6 +191,8 @@ impl MetricName {
             | MetricName::RestoreRecords
             | MetricName::RestoreBytes
             | MetricName::RestoreEntries
+            | MetricName::RestoreResumed
+            | MetricName::JoinStandbyRecords
             | MetricName::Transactions
             | MetricName::JoinMisrouted
             | MetricName::SourceRecords
@@ -219,6 +235,13 @@ impl MetricName {
                 "State entries rebuilt from the changelog (join buffer entries, monitor models)"
             }
             MetricName::RestoreSeconds => "Wall-clock seconds spent restoring state, summed",
+            MetricName::RestoreResumed => {
+                "Partitions restored from a sealed local store, replaying only the changelog's tail"
+            }
+            MetricName::JoinStandbyPartitions => {
+                "Partitions owned elsewhere that this worker keeps a warm copy of"
+            }
+            MetricName::JoinStandbyRecords => "Changelog records applied to standby copies",
             MetricName::Transactions => "Kafka transactions by stage and result (committed, aborted)",
             MetricName::JoinCommitDuration => {
                 "Time from the start of a join commit to its transaction committed"
@@ -340,6 +363,8 @@ pub struct WorkerStatus {
     pub monitor: Option<MonitorStatus>,
     /// State restores (exactly-once) per stage (`join`, `monitor`).
     pub restore: BTreeMap<String, crate::changelog::RestoreTotals>,
+    /// Standby replicas of the join (`join.standby_replicas`), when on.
+    pub join_standby: Option<crate::join::StandbyCounters>,
     /// Transactions per (stage, result).
     pub transactions: BTreeMap<(String, String), u64>,
     /// Routing check of the join's inputs, per topic.
@@ -471,13 +496,23 @@ pub fn render(snapshot: &WorkerStatus, options: &RenderOptions) -> Result<String
         let bytes = counter_family(&mut registry, MetricName::RestoreBytes);
         let entries = counter_family(&mut registry, MetricName::RestoreEntries);
         let seconds = gauge_family(&mut registry, MetricName::RestoreSeconds);
+        let resumed = counter_family(&mut registry, MetricName::RestoreResumed);
         for (stage, r) in restoring {
             let labels = vec![("stage", stage.clone())];
+            resumed.get_or_create(&labels).inc_by(r.resumed);
             records.get_or_create(&labels).inc_by(r.records);
             bytes.get_or_create(&labels).inc_by(r.bytes);
             entries.get_or_create(&labels).inc_by(r.entries);
             seconds.get_or_create(&labels).set(r.seconds);
         }
+    }
+    if let Some(standby) = &s.join_standby {
+        gauge_family(&mut registry, MetricName::JoinStandbyPartitions)
+            .get_or_create(&Vec::new())
+            .set(standby.partitions as f64);
+        counter_family(&mut registry, MetricName::JoinStandbyRecords)
+            .get_or_create(&Vec::new())
+            .inc_by(standby.records);
     }
     let transactions = counter_family(&mut registry, MetricName::Transactions);
     for ((stage, result), n) in &s.transactions {

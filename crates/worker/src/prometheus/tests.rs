@@ -145,7 +145,7 @@ pub(crate) fn sample_status() -> WorkerStatus {
         "join".into(),
         crate::changelog::RestoreTotals {
             restores: 1,
-            resumed: 0,
+            resumed: 1,
             records: 10,
             bytes: 380,
             entries: 8,
@@ -171,6 +171,11 @@ pub(crate) fn sample_status() -> WorkerStatus {
     source.counters.predictions = 1;
     source.pending = 1;
     s.sources.insert("iris".into(), source);
+    s.join_standby = Some(crate::join::StandbyCounters {
+        partitions: 2,
+        records: 10,
+        sealed: 1,
+    });
     s
 }
 
