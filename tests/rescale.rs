@@ -1,0 +1,258 @@
+//! How long each partition stops while the join group is rescaled, per rebalancing mode: a
+//! benchmark on the real broker, not part of the test command (`#[ignore]`: run it with
+//! `cargo test -p driftwatch-tests --test rescale -- --ignored --nocapture`).
+//!
+//! For each mode — `classic` (eager), `consumer` (KIP-848 incremental), and `consumer` with
+//! `join.standby_replicas = 1` — the same scenario (8 partitions, `DRIFTWATCH_RESCALE_PREDICTIONS`
+//! predictions, default 400 000, with their labels) is produced over about a minute while
+//! workers with a local store (1 MiB budget) go 1 → 2 → 4 → 2 (SIGTERM) and one more is
+//! SIGKILLed. From the workers' `partitions revoked` / `partitions assigned` lines, for every
+//! assignment of a partition: whether it moved to another worker, and how long it had no owner
+//! processing it (from its revocation, or the SIGKILL, to the end of its restore on the new
+//! owner). Input is waiting throughout. Counts are exact against the offline reference at the
+//! end of every mode (asserted: that is the test's part); the table is printed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use driftwatch_tests::monitor_outputs::{create_topics_of, MONITOR_TOML};
+use driftwatch_tests::outcomes::{assert_reference, Outcomes, PartialsReader};
+use driftwatch_tests::scenario::{produce_in_background, Scenario};
+use driftwatch_tests::worker::{log_text, Worker};
+use driftwatch_tests::{settings, unique};
+use driftwatch_worker::settings::{GroupProtocol, Settings};
+
+const PARTITIONS: i32 = 8;
+
+/// The time of day of a log line (its leading RFC 3339 UTC timestamp), in seconds.
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let time = line.get(11..)?.split('Z').next()?;
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn now_of_day() -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    now % 86_400.0
+}
+
+fn partitions_of(line: &str) -> Vec<i32> {
+    line.split("partitions=[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .map(|list| {
+            list.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One ownership change of a partition, from the logs.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    Revoked { worker: String },
+    Killed { worker: String },
+    Assigned { worker: String, resumed: bool },
+}
+
+/// The join stage's revocations and assignments per partition, in time order.
+fn timeline(logs: &[(String, PathBuf)], kills: &[(String, f64)]) -> Vec<(f64, i32, Change)> {
+    let mut out = Vec::new();
+    for (worker, log) in logs {
+        let text = log_text(log);
+        let mut resumed_next = false;
+        for line in text.lines().filter(|l| l.contains("stage=\"join\"")) {
+            let Some(t) = seconds_of_day(line) else {
+                continue;
+            };
+            if line.contains("join state restored") {
+                resumed_next = !line.contains("resumed=0");
+            } else if line.contains("partitions revoked") {
+                for p in partitions_of(line) {
+                    let worker = worker.clone();
+                    out.push((t, p, Change::Revoked { worker }));
+                }
+            } else if line.contains("partitions assigned") {
+                for p in partitions_of(line) {
+                    let worker = worker.clone();
+                    let resumed = resumed_next;
+                    out.push((t, p, Change::Assigned { worker, resumed }));
+                }
+                resumed_next = false;
+            }
+        }
+    }
+    for (worker, t) in kills {
+        for p in 0..PARTITIONS {
+            let worker = worker.clone();
+            out.push((*t, p, Change::Killed { worker }));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// Per assignment: (time, partition, new owner, moved, paused s, resumed).
+fn pauses(timeline: &[(f64, i32, Change)]) -> Vec<(f64, i32, String, bool, f64, bool)> {
+    let mut owner: BTreeMap<i32, String> = BTreeMap::new();
+    let mut released: BTreeMap<i32, (f64, String)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (t, p, change) in timeline {
+        match change {
+            Change::Revoked { worker } => {
+                released.insert(*p, (*t, worker.clone()));
+                owner.remove(p);
+            }
+            Change::Killed { worker } => {
+                if owner.get(p) == Some(worker) {
+                    released.insert(*p, (*t, worker.clone()));
+                    owner.remove(p);
+                }
+            }
+            Change::Assigned { worker, resumed } => {
+                if let Some((since, from)) = released.remove(p) {
+                    out.push((*t, *p, worker.clone(), from != *worker, t - since, *resumed));
+                }
+                owner.insert(*p, worker.clone());
+            }
+        }
+    }
+    out
+}
+
+async fn run_mode(name: &str, protocol: GroupProtocol, replicas: usize, predictions: usize) {
+    let mut s = Settings {
+        kafka: settings(),
+        ..Settings::default()
+    };
+    s.kafka.group_protocol = protocol;
+    create_topics_of(&mut s, PARTITIONS).await;
+    let config = std::env::temp_dir().join(format!("{}.toml", s.monitor.group_id));
+    std::fs::write(&config, MONITOR_TOML).expect("worker configuration file");
+    let base = std::env::temp_dir().join(unique("driftwatch-rescale"));
+    let setup = (s, config);
+    let s = &setup.0;
+    let scenario = Scenario::generate(81, predictions, driftwatch_tests::now_ms() - 4 * 3_600_000);
+    let reference = Outcomes::reference(&scenario);
+    let producing = produce_in_background(s, &scenario, 60, Duration::from_millis(1000));
+    let start = |worker: &str| {
+        Worker::start_with(
+            &setup,
+            worker,
+            None,
+            None,
+            &[
+                (
+                    "DRIFTWATCH__JOIN__STATE__DIR",
+                    base.join(worker).display().to_string(),
+                ),
+                ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", "1MiB".to_string()),
+                ("DRIFTWATCH__JOIN__STANDBY_REPLICAS", replicas.to_string()),
+            ],
+        )
+    };
+    let step = Duration::from_secs(15);
+    let w0 = start("w0");
+    tokio::time::sleep(step).await;
+    let w1 = start("w1");
+    tokio::time::sleep(step).await;
+    let w2 = start("w2");
+    let w3 = start("w3");
+    tokio::time::sleep(step).await;
+    let mut logs: Vec<(String, PathBuf)> = [("w0", &w0), ("w1", &w1), ("w2", &w2), ("w3", &w3)]
+        .iter()
+        .map(|(n, w)| (n.to_string(), w.log.clone()))
+        .collect();
+    assert!(w3.terminate().success());
+    assert!(w2.terminate().success());
+    tokio::time::sleep(step).await;
+    let killed_at = now_of_day();
+    w1.kill_nine();
+    producing.await.expect("producer");
+    let mut reader = PartialsReader::new(s, PARTITIONS);
+    reader.read_until(reference.total(), Duration::from_secs(600));
+    let paths: Vec<PathBuf> = logs.iter().map(|(_, p)| p.clone()).collect();
+    assert_reference(&reader.seen, &reference, &paths);
+    assert!(w0.terminate().success());
+    logs.sort();
+    let kills = [("w1".to_string(), killed_at)];
+    println!("\n{name}: partition, new owner, moved, paused s, resumed from a local store");
+    for (t, p, worker, moved, paused, resumed) in pauses(&timeline(&logs, &kills)) {
+        println!("  {name:<20} t={t:>9.1} p{p} → {worker} moved={moved:<5} paused={paused:>6.2} s resumed={resumed}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand with --ignored --nocapture"]
+async fn per_partition_pauses_of_a_rescale_in_each_mode() {
+    assert!(
+        driftwatch_tests::broker_available(),
+        "the benchmark needs the broker (scripts/kafka start)"
+    );
+    let predictions = std::env::var("DRIFTWATCH_RESCALE_PREDICTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    run_mode("eager", GroupProtocol::Classic, 0, predictions).await;
+    run_mode("incremental", GroupProtocol::Consumer, 0, predictions).await;
+    run_mode(
+        "incremental+standby",
+        GroupProtocol::Consumer,
+        1,
+        predictions,
+    )
+    .await;
+}
+
+#[test]
+fn pauses_are_read_from_revocations_kills_and_assignments() {
+    let a = |worker: &str, resumed| Change::Assigned {
+        worker: worker.into(),
+        resumed,
+    };
+    let timeline = vec![
+        (1.0, 0, a("w0", false)),
+        (
+            5.0,
+            0,
+            Change::Revoked {
+                worker: "w0".into(),
+            },
+        ),
+        (6.5, 0, a("w1", true)),
+        (
+            9.0,
+            0,
+            Change::Killed {
+                worker: "w0".into(),
+            },
+        ),
+        (
+            10.0,
+            0,
+            Change::Killed {
+                worker: "w1".into(),
+            },
+        ),
+        (12.0, 0, a("w0", false)),
+    ];
+    let got = pauses(&timeline);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].2, "w1");
+    assert!(got[0].3 && (got[0].4 - 1.5).abs() < 1e-9 && got[0].5);
+    // The kill of a worker that no longer owned the partition does not count.
+    assert!((got[1].4 - 2.0).abs() < 1e-9);
+    assert_eq!(
+        partitions_of("x partitions=[0, 1, 7] committed=true"),
+        vec![0, 1, 7]
+    );
+}
