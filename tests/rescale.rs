@@ -8,8 +8,8 @@
 //! workers with a local store (1 MiB budget) go 1 → 2 → 4 → 2 (SIGTERM) and one more is
 //! SIGKILLed. From the workers' `partitions revoked` / `partitions assigned` lines, for every
 //! assignment of a partition: whether it moved to another worker, and how long it had no owner
-//! processing it (from its revocation, or the SIGKILL, to the end of its restore on the new
-//! owner). Input is waiting throughout. Counts are exact against the offline reference at the
+//! processing it (from its revocation, or the SIGTERM or SIGKILL of its owner, to the end of its
+//! restore on the new owner). Input is waiting throughout. Counts are exact against the offline reference at the
 //! end of every mode (asserted: that is the test's part); the table is printed.
 
 use std::collections::BTreeMap;
@@ -58,9 +58,17 @@ fn partitions_of(line: &str) -> Vec<i32> {
 /// One ownership change of a partition, from the logs.
 #[derive(Debug, Clone, PartialEq)]
 enum Change {
-    Revoked { worker: String },
-    Killed { worker: String },
-    Assigned { worker: String, resumed: bool },
+    Revoked {
+        worker: String,
+    },
+    /// Told to stop (SIGTERM, logging no revocation) or SIGKILLed.
+    Killed {
+        worker: String,
+    },
+    Assigned {
+        worker: String,
+        resumed: bool,
+    },
 }
 
 /// The join stage's revocations and assignments per partition, in time order.
@@ -171,6 +179,9 @@ async fn run_mode(name: &str, protocol: GroupProtocol, replicas: usize, predicti
         .iter()
         .map(|(n, w)| (n.to_string(), w.log.clone()))
         .collect();
+    // A worker that leaves logs no revocation: its partitions are released when it is told
+    // to stop.
+    let left_at = now_of_day();
     assert!(w3.terminate().success());
     assert!(w2.terminate().success());
     tokio::time::sleep(step).await;
@@ -183,7 +194,11 @@ async fn run_mode(name: &str, protocol: GroupProtocol, replicas: usize, predicti
     assert_reference(&reader.seen, &reference, &paths);
     assert!(w0.terminate().success());
     logs.sort();
-    let kills = [("w1".to_string(), killed_at)];
+    let kills = [
+        ("w2".to_string(), left_at),
+        ("w3".to_string(), left_at),
+        ("w1".to_string(), killed_at),
+    ];
     println!("\n{name}: partition, new owner, moved, paused s, resumed from a local store");
     for (t, p, worker, moved, paused, resumed) in pauses(&timeline(&logs, &kills)) {
         println!("  {name:<20} t={t:>9.1} p{p} → {worker} moved={moved:<5} paused={paused:>6.2} s resumed={resumed}");

@@ -29,6 +29,10 @@ use super::stats::warn_rate_limited;
 use crate::changelog::Restored;
 use crate::runtime::InputPartition;
 
+/// A gap between two polls of every task longer than this is a stall of the loop (ticks come
+/// every 100 ms at most).
+const STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One partition pair's join state.
 pub(super) struct PartitionTask {
     pub(super) task: JoinTask,
@@ -216,6 +220,21 @@ impl Join {
     ) -> Vec<InputPartition> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         let at = Instant::now();
+        if self
+            .last_poll_all
+            .is_some_and(|t| at.duration_since(t) > STALL)
+        {
+            // The loop was held (a restore, a seal, a slow commit, the machine): the last
+            // stable offsets are as old as the stall and may call an input caught up that has
+            // records waiting. Marked not caught up, each input's idle clock starts over once
+            // the flags below set it again, so the processing-time fallback needs a quiet
+            // stretch observed after the stall, never the stall itself.
+            for t in self.tasks.values_mut() {
+                t.task.set_caught_up(Input::Predictions, false);
+                t.task.set_caught_up(Input::Labels, false);
+            }
+        }
+        self.last_poll_all = Some(at);
         for p in partitions {
             let source_caught_up = |source: usize| {
                 let last_stable = self.meters.last_stable.get(&(source, p));

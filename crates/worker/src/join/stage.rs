@@ -91,6 +91,8 @@ pub(crate) struct Join {
     pub(super) local_state: Option<LocalState>,
     /// Warm copies of partitions other workers own (`join.standby_replicas`).
     pub(super) standby: Option<Standby>,
+    /// When every task was last polled by a tick (a longer gap is a stall, see `poll_all`).
+    pub(super) last_poll_all: Option<Instant>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -151,6 +153,7 @@ impl Join {
                 .then(|| Repartition::new(t.repartition.clone())),
             local_state,
             standby,
+            last_poll_all: None,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
         })
     }
