@@ -51,7 +51,6 @@ async fn topics() -> Topics {
     j.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
     j.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
     j.allowed_lateness = Duration::from_secs(30);
-    j.max_task_idle = Duration::from_secs(1);
     j.idle_timeout = Duration::from_secs(3);
     j.flush_interval = Duration::from_millis(500);
     j.max_message_bytes = OVERSIZED_LIMIT;

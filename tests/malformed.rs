@@ -276,7 +276,6 @@ async fn every_malformed_kind_is_dead_lettered_once_with_its_kind() {
     }
     s.join.max_message_bytes = LIMIT;
     s.join.flush_interval = Duration::from_millis(500);
-    s.join.max_task_idle = Duration::from_secs(1);
 
     let now = now_ms();
     let cases = catalogue(now);

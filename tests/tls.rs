@@ -182,7 +182,6 @@ fn start_worker(s: &Settings, config: &Path, log: &Path) -> KillOnDrop {
             format!("{LABEL_TIMEOUT_MS}ms"),
         )
         .env("DRIFTWATCH__JOIN__ALLOWED_LATENESS", "30s")
-        .env("DRIFTWATCH__JOIN__MAX_TASK_IDLE", "1s")
         .env("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "3s")
         .env("DRIFTWATCH__JOIN__FLUSH_INTERVAL", "500ms")
         .stdout(Stdio::null())

@@ -30,7 +30,6 @@ pub async fn scenario_settings_with(kafka: KafkaSettings, partitions: i32) -> Se
     s.join.label_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
     s.join.orphan_timeout = Duration::from_millis(LABEL_TIMEOUT_MS as u64);
     s.join.allowed_lateness = Duration::from_secs(30);
-    s.join.max_task_idle = Duration::from_secs(1);
     s.join.idle_timeout = Duration::from_secs(3);
     s.join.flush_interval = Duration::from_millis(500);
     crate::with_state_from_env(&mut s);

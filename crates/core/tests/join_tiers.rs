@@ -54,7 +54,7 @@ fn new_task(hot_capacity: Option<usize>) -> JoinTask {
         label_timeout_ms: 1_000,
         orphan_timeout_ms: 1_500,
         allowed_lateness_ms: 0,
-        max_task_idle_ms: 50,
+        max_task_idle_ms: 0,
         idle_timeout_ms: 200,
         ..JoinConfig::default()
     };

@@ -75,7 +75,6 @@ fn fresh(settings: &Settings, tag: &str) -> Settings {
     s.topics.join_changelog.clear();
     s.topics.monitor_changelog.clear();
     s.join.idle_timeout = Duration::from_secs(2);
-    s.join.max_task_idle = Duration::from_millis(500);
     s
 }
 

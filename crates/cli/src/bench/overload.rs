@@ -190,7 +190,6 @@ fn start_worker(s: &Settings, args: &OverloadArgs, state: &Path) -> anyhow::Resu
             humantime::format_duration(TIMEOUT).to_string(),
         )
         .env("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "2s")
-        .env("DRIFTWATCH__JOIN__MAX_TASK_IDLE", "500ms")
         .env("DRIFTWATCH_LOG", "warn");
     for kv in &args.worker_env {
         let (k, v) = kv

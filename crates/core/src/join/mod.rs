@@ -309,8 +309,9 @@ pub struct JoinConfig {
     /// The watermark trails the slower input by this much, so slightly out-of-order records
     /// are not judged before they arrive. Default 5 s.
     pub allowed_lateness_ms: i64,
-    /// How long (processing time) to wait for an empty input that is not caught up before
-    /// processing the other one anyway (Kafka Streams' `max.task.idle.ms`). Default 2 s.
+    /// How long (processing time) to wait for producers on an empty input that is caught up
+    /// before processing the other one (Kafka Streams' `max.task.idle.ms`). An empty input
+    /// that is not caught up is always waited for. Default 0: go on at once.
     pub max_task_idle_ms: i64,
     /// A caught-up input silent for this long (processing time) stops holding the watermark
     /// back. Default 30 s.
@@ -325,7 +326,7 @@ impl Default for JoinConfig {
             label_timeout_ms: 24 * HOUR_MS,
             orphan_timeout_ms: 24 * HOUR_MS,
             allowed_lateness_ms: 5_000,
-            max_task_idle_ms: 2_000,
+            max_task_idle_ms: 0,
             idle_timeout_ms: 30_000,
             label_timeout_overrides_ms: BTreeMap::new(),
         }
@@ -404,7 +405,7 @@ mod tests {
         assert_eq!(c.label_timeout_ms, 86_400_000);
         assert_eq!(c.orphan_timeout_ms, 86_400_000);
         assert_eq!(c.allowed_lateness_ms, 5_000);
-        assert_eq!(c.max_task_idle_ms, 2_000);
+        assert_eq!(c.max_task_idle_ms, 0);
         assert_eq!(c.idle_timeout_ms, 30_000);
     }
 

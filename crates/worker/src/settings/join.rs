@@ -29,8 +29,9 @@ pub struct JoinSettings {
     /// The watermark trails the slower input by this much. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
-    /// Wait this long for an empty input that is not caught up before going on with the other
-    /// (Kafka Streams' `max.task.idle.ms`). Default `2s`.
+    /// Wait this long for producers on an empty input that is caught up before going on with
+    /// the other (Kafka Streams' `max.task.idle.ms`). An empty input that is not caught up has
+    /// records on the broker and is always waited for. Default `0s`: go on at once.
     #[serde(with = "humantime_serde")]
     pub max_task_idle: Duration,
     /// A caught-up input silent this long advances by processing time. Default `30s`.
@@ -112,7 +113,7 @@ impl Default for JoinSettings {
             label_timeout: Duration::from_secs(24 * 3600),
             orphan_timeout: Duration::from_secs(24 * 3600),
             allowed_lateness: Duration::from_secs(5),
-            max_task_idle: Duration::from_secs(2),
+            max_task_idle: Duration::ZERO,
             idle_timeout: Duration::from_secs(30),
             bucket_width: Duration::from_secs(60),
             flush_interval: Duration::from_secs(1),

@@ -3,10 +3,14 @@
 //! # Merge order
 //! Records are queued per input and processed in timestamp order, always taking the smaller
 //! head of the two queues (ties: prediction first), as a Kafka Streams task does. When one
-//! queue is empty the task goes on with the other only if the empty input is caught up (read
-//! to its end); otherwise it waits up to `max_task_idle_ms` of processing time and then goes
-//! on anyway. This is what keeps a backlog on one input from running ahead of records still
-//! unread on the other.
+//! queue is empty the task goes on with the other only once the empty input is caught up (read
+//! to its end), and then after `max_task_idle_ms` more of processing time (0 by default: at
+//! once), waiting for producers. An empty input that is not caught up has records on the
+//! broker not yet fetched: the task waits for them, however long the fetch takes. This is what
+//! keeps one input from running ahead of records still unread on the other, so the order of
+//! processing, and with it every outcome, does not depend on how fast either input is fetched
+//! (under overload, a bounded wait let the input with the smaller records run ahead by
+//! millions, each then an orphan-to-be spilled to disk).
 //!
 //! # Watermark
 //! `progress_i` is the largest event time processed from input *i*. A caught-up input that
@@ -91,8 +95,11 @@ pub struct JoinTask {
     labels: VecDeque<(LabelIn, bool)>,
     pred_input: InputState,
     label_input: InputState,
-    /// Processing time at which the task started waiting for an empty, not caught-up input.
+    /// Processing time at which the task started waiting for producers on an empty, caught-up
+    /// input (`max_task_idle_ms`).
     waiting_since: Option<i64>,
+    /// Set by [`JoinTask::drain`] for its last poll: no more records will come.
+    draining: bool,
     watermark: i64,
 }
 
@@ -120,6 +127,7 @@ impl JoinTask {
             pred_input: InputState::new(),
             label_input: InputState::new(),
             waiting_since: None,
+            draining: false,
             watermark: i64::MIN,
         };
         // Models interned before the task existed get their overrides too.
@@ -300,24 +308,24 @@ impl JoinTask {
                         Input::Labels
                     }
                 }
-                (Some(_), None) if self.label_input.caught_up => {
-                    self.waiting_since = None;
-                    Input::Predictions
-                }
-                (None, Some(_)) if self.pred_input.caught_up => {
-                    self.waiting_since = None;
-                    Input::Labels
-                }
                 (Some(_), None) | (None, Some(_)) => {
-                    let since = *self.waiting_since.get_or_insert(now_ms);
-                    if now_ms.saturating_sub(since) < self.config.max_task_idle_ms {
+                    let (empty, other) = if self.predictions.is_empty() {
+                        (&self.pred_input, Input::Labels)
+                    } else {
+                        (&self.label_input, Input::Predictions)
+                    };
+                    if !empty.caught_up {
+                        // Records on the broker not fetched yet: wait for them.
+                        self.waiting_since = None;
                         break;
                     }
-                    if self.predictions.is_empty() {
-                        Input::Labels
-                    } else {
-                        Input::Predictions
+                    let since = *self.waiting_since.get_or_insert(now_ms);
+                    if !self.draining
+                        && now_ms.saturating_sub(since) < self.config.max_task_idle_ms
+                    {
+                        break;
                     }
+                    other
                 }
                 (None, None) => {
                     self.waiting_since = None;
@@ -444,8 +452,10 @@ impl JoinTask {
             (self.pred_input.caught_up, self.label_input.caught_up);
         self.pred_input.caught_up = true;
         self.label_input.caught_up = true;
+        self.draining = true;
         // `i64::MIN` as processing time keeps the idle fallback out of the watermark.
         self.poll(i64::MIN, sink);
+        self.draining = false;
         self.pred_input.caught_up = pred_caught_up;
         self.label_input.caught_up = label_caught_up;
         let counters = &mut self.counters;

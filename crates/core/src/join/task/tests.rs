@@ -66,7 +66,7 @@ fn quick() -> JoinConfig {
         label_timeout_ms: 1_000,
         orphan_timeout_ms: 1_000,
         allowed_lateness_ms: 0,
-        max_task_idle_ms: 100,
+        max_task_idle_ms: 0,
         idle_timeout_ms: 500,
         ..JoinConfig::default()
     }
@@ -103,15 +103,70 @@ fn merges_in_timestamp_order() {
 }
 
 #[test]
-fn waits_for_an_input_that_is_not_caught_up_then_goes_on() {
-    let mut f = Fixture::new(quick());
+fn waits_for_an_input_that_is_not_caught_up_however_long_it_takes() {
+    let mut f = Fixture::new(JoinConfig {
+        max_task_idle_ms: 100,
+        ..quick()
+    });
     f.pred(1, 0);
     f.poll(1_000);
     assert_eq!(f.task.queued(), (1, 0), "waits for the label input");
-    f.poll(1_099);
+    // Records are on the broker: no processing-time bound lets the prediction go first.
+    f.poll(1_000 + 3_600_000);
     assert_eq!(f.task.queued(), (1, 0));
-    f.poll(1_100);
+    // Read to its end, the label input is waited for max_task_idle_ms more (for producers).
+    f.task.set_caught_up(Input::Labels, true);
+    f.poll(2_000_000);
+    assert_eq!(f.task.queued(), (1, 0));
+    f.poll(2_000_099);
+    assert_eq!(f.task.queued(), (1, 0));
+    f.poll(2_000_100);
     assert_eq!(f.task.queued(), (0, 0), "max_task_idle_ms elapsed");
+}
+
+#[test]
+fn draining_does_not_wait_for_producers() {
+    let mut f = Fixture::new(JoinConfig {
+        max_task_idle_ms: 100,
+        ..quick()
+    });
+    f.pred(1, 0);
+    f.drain();
+    assert_eq!(f.task.queued(), (0, 0));
+    assert_eq!(f.totals().expired_unlabeled, 1);
+}
+
+#[test]
+fn with_no_idle_time_a_caught_up_empty_input_is_not_waited_for() {
+    let mut f = Fixture::new(quick());
+    f.pred(1, 0);
+    f.poll(1_000);
+    assert_eq!(f.task.queued(), (1, 0));
+    f.task.set_caught_up(Input::Labels, true);
+    f.poll(1_000);
+    assert_eq!(f.task.queued(), (0, 0));
+}
+
+#[test]
+fn an_input_that_falls_behind_again_is_waited_for_again() {
+    let mut f = Fixture::new(quick());
+    f.task.set_caught_up(Input::Labels, true);
+    f.pred(1, 0);
+    f.poll(0);
+    f.poll(100);
+    assert_eq!(f.task.queued(), (0, 0));
+    // New labels are on the broker: the next prediction waits for them.
+    f.task.set_caught_up(Input::Labels, false);
+    f.pred(2, 10);
+    f.poll(10_000);
+    assert_eq!(f.task.queued(), (1, 0));
+    f.label(2, 5);
+    f.poll(10_000);
+    assert_eq!(
+        f.task.queued(),
+        (1, 0),
+        "the label at 5 goes first, then the queue is empty"
+    );
 }
 
 #[test]
