@@ -11,6 +11,7 @@ mod demo;
 mod generate;
 mod input;
 mod logging;
+mod malloc;
 mod profile;
 mod settings_file;
 
@@ -287,6 +288,7 @@ enum TopicsCommand {
 }
 
 fn main() -> ExitCode {
+    malloc::limit_arenas();
     let cli = Cli::parse();
     // The demo's terminal is its live table: its logs go to a file unless `--verbose`.
     let log_file = match &cli.command {

@@ -158,13 +158,23 @@ impl JoinStage {
             info!(repartition = %t.repartition, "misrouted records are repartitioned through it");
         }
         let inputs = if repartition { 3 } else { 2 };
-        let memory = ClientMemory::for_budget(
+        // librdkafka requires fetch.max.bytes >= message.max.bytes (1 000 000 by default).
+        let message_max_bytes = settings
+            .kafka
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let memory = ClientMemory::for_budget_and_message_size(
             settings.join.state.memory_budget().as_u64(),
             inputs * partitions,
+            message_max_bytes,
         );
         info!(
             queued_min_messages = memory.queued_min_messages,
             queued_max_messages_kbytes = memory.queued_max_messages_kbytes,
+            fetch_max_bytes = memory.fetch_max_bytes,
+            max_partition_fetch_bytes = memory.max_partition_fetch_bytes,
             queue_buffering_max_kbytes = memory.queue_buffering_max_kbytes,
             "client buffers sized from join.state.memory_budget"
         );
