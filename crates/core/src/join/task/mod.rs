@@ -320,8 +320,7 @@ impl JoinTask {
                         break;
                     }
                     let since = *self.waiting_since.get_or_insert(now_ms);
-                    if !self.draining
-                        && now_ms.saturating_sub(since) < self.config.max_task_idle_ms
+                    if !self.draining && now_ms.saturating_sub(since) < self.config.max_task_idle_ms
                     {
                         break;
                     }
