@@ -13,6 +13,7 @@ use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use super::completion::{self, Committed, Finish, MonitorCommits};
+use super::outside;
 use super::{drop_topics, fresh, generator, now_ms, topics, BenchOptions, LabelDelays};
 
 /// The backlog's predictions end this long before the run. Its labels come at most half of it
@@ -126,6 +127,11 @@ async fn catch_up(s: &Settings, total: u64, data_end: i64, raw_rate: f64) -> any
     let inputs =
         completion::end_offsets(&s.kafka, &[&s.topics.predictions, &s.topics.ground_truth])?;
     let join_group = Committed::new(&s.kafka, &s.kafka.join_group_id)?;
+    // The phase's cost as the kernel counts it: CPU time of the whole process (both stages and
+    // this loop) and its peak resident set since here.
+    let pid = std::process::id();
+    let peak_reset = outside::reset_peak(pid);
+    let cpu_before = outside::cpu_seconds(pid);
     let running = Pipeline::new(s, Role::Both)?.start();
     let handles = running.handles().clone();
     let join = handles.join.context("the pipeline runs the join stage")?;
@@ -176,6 +182,10 @@ async fn catch_up(s: &Settings, total: u64, data_end: i64, raw_rate: f64) -> any
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let (js, ms) = (join.stats(), monitor.stats());
+    let cpu = cpu_before
+        .zip(outside::cpu_seconds(pid))
+        .map(|(a, b)| b - a);
+    let memory = outside::memory(pid);
     running.stop().await?;
 
     let join_took = join_done - first;
@@ -220,6 +230,23 @@ async fn catch_up(s: &Settings, total: u64, data_end: i64, raw_rate: f64) -> any
             finish.last_epoch_end(),
             ms.partials
         ),
+    }
+    if let Some(cpu) = cpu {
+        println!(
+            "  cost:         {cpu:.2} CPU s for {total} inputs = {:.2} CPU s per million inputs (whole process, user + system, /proc)",
+            cpu / (total as f64 / 1e6)
+        );
+    }
+    match memory {
+        Some(m) if peak_reset => println!(
+            "                peak RSS {} MiB during the catch-up (VmHWM, reset when it began)",
+            m.hwm >> 20
+        ),
+        Some(m) => println!(
+            "                peak RSS {} MiB since the bench began (VmHWM; it could not be reset)",
+            m.hwm >> 20
+        ),
+        None => {}
     }
     if js.transactions_aborted + ms.transactions_aborted > 0 {
         println!(

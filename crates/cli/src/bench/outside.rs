@@ -1,7 +1,7 @@
-//! What `driftwatch bench overload` sees of its worker from outside the worker's process: the
-//! kernel's memory figures (`/proc/<pid>/status`) and the worker's own HTTP endpoints
-//! (`/metrics`, `/readyz`), as an operator's tools would. Nothing here trusts a figure the
-//! worker computes about its own memory.
+//! What `driftwatch bench` sees of a process from outside its own code: the kernel's memory
+//! and CPU figures (`/proc/<pid>/status`, `/proc/<pid>/stat`) and, for `bench overload`'s
+//! worker, its HTTP endpoints (`/metrics`, `/readyz`), as an operator's tools would. Nothing
+//! here trusts a figure a process computes about its own memory.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,6 +32,32 @@ pub fn parse_status(text: &str) -> Option<Memory> {
 /// The memory of process `pid` now; `None` once it is gone.
 pub fn memory(pid: u32) -> Option<Memory> {
     parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s CPU times: `USER_HZ`, 100 in every Linux
+/// ABI (the kernel converts to it whatever its own tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// User plus system CPU seconds of a `/proc/<pid>/stat` text (fields 14 and 15, counted after
+/// the command name, which may itself hold spaces and parentheses).
+pub fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Fields from the third (state) on: utime and stime are the 12th and 13th of these.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// CPU seconds process `pid` has used, all its threads; `None` once it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    parse_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Resets the kernel's peak resident set (`VmHWM`) of process `pid` to its current one, so a
+/// phase's peak can be read afterwards (`clear_refs` value 5). False where not permitted.
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
 /// One HTTP/1.0 GET on 127.0.0.1 (blocking, 5 s at most): status code and body.
@@ -68,6 +94,23 @@ pub fn readyz_lag(body: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stat_lines_give_cpu_seconds_even_with_odd_names() {
+        let stat =
+            "4242 (drift watch) (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
+        assert_eq!(super::parse_cpu_seconds(stat), Some(3.25));
+        assert_eq!(super::parse_cpu_seconds("4242 (x"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_its_peak_can_be_reset() {
+        let pid = std::process::id();
+        assert!(super::cpu_seconds(pid).is_some_and(|c| c >= 0.0));
+        assert!(super::reset_peak(pid));
+        let m = super::memory(pid).unwrap_or_default();
+        assert!(m.hwm >= m.rss && m.rss > 0, "{m:?}");
+    }
+
     use super::*;
 
     #[test]
