@@ -238,3 +238,33 @@ fn a_persisted_tier_reopens_with_its_runs_and_what_was_taken_from_them() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_run_larger_than_one_location_batch_is_found_whole() {
+    let dir = temp_dir("big-run");
+    // Runs of about 2.5 location batches, so a run's locations take several batches.
+    let n = (crate::tier::LOCATION_BATCH as u64) * 5 / 2;
+    let store = StateStore::open_fresh(
+        &dir,
+        StoreMemory {
+            run_bytes: n * 100,
+            ..StoreMemory::default()
+        },
+    )
+    .unwrap();
+    let mut t = store.tier(0).unwrap();
+    let k = |i: u64| RequestKey::from_parts(i, i.rotate_left(17));
+    let items: Vec<_> = (0..n + 10)
+        .map(|i| (k(i), rec(i as i64, i), i as i64))
+        .collect();
+    t.put(&items).unwrap();
+    for i in (0..n + 10).step_by(997) {
+        assert_eq!(t.get(k(i)).unwrap(), Some(rec(i as i64, i)), "key {i}");
+    }
+    let mut out = Vec::new();
+    t.take_due(i64::MAX, usize::MAX, &mut out).unwrap();
+    assert_eq!(out.len() as u64, n + 10);
+    drop(t);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
