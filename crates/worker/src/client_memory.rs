@@ -77,14 +77,20 @@ pub struct ClientMemory {
 
 impl ClientMemory {
     /// The limits for a worker with `budget_bytes` of `join.state.memory_budget` that may hold
-    /// up to `input_partitions` input partitions (all inputs together).
-    pub fn for_budget(budget_bytes: u64, input_partitions: usize) -> Self {
-        Self::for_budget_and_message_size(budget_bytes, input_partitions, MIN_FETCH)
+    /// up to `input_partitions` input partitions (all inputs together), its clients configured
+    /// by `kafka` (a `message.max.bytes` there raises the least `fetch.max.bytes`).
+    pub fn for_worker(budget_bytes: u64, input_partitions: usize, kafka: &KafkaSettings) -> Self {
+        let message_max_bytes = kafka
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MIN_FETCH);
+        Self::for_budget_and_message_size(budget_bytes, input_partitions, message_max_bytes)
     }
 
-    /// [`ClientMemory::for_budget`] for a consumer whose `message.max.bytes` is
-    /// `message_max_bytes`: librdkafka requires `fetch.max.bytes` to be at least that.
-    pub fn for_budget_and_message_size(
+    /// The limits for a consumer whose `message.max.bytes` is `message_max_bytes`: librdkafka
+    /// requires `fetch.max.bytes` to be at least that.
+    fn for_budget_and_message_size(
         budget_bytes: u64,
         input_partitions: usize,
         message_max_bytes: u64,
@@ -146,6 +152,13 @@ fn reapply(c: &mut ClientConfig, settings: &KafkaSettings) {
 mod tests {
     use super::*;
 
+    impl ClientMemory {
+        /// With librdkafka's default `message.max.bytes`.
+        fn for_budget(budget_bytes: u64, input_partitions: usize) -> Self {
+            Self::for_worker(budget_bytes, input_partitions, &KafkaSettings::default())
+        }
+    }
+
     #[test]
     fn the_default_budget_gives_a_quarter_to_the_consumer_and_its_queue_is_shared() {
         let m = ClientMemory::for_budget(256 * MIB, 16);
@@ -198,7 +211,11 @@ mod tests {
     #[test]
     fn a_response_is_never_below_the_largest_message() {
         assert_eq!(ClientMemory::for_budget(MIB, 16).fetch_max_bytes, MIB);
-        let m = ClientMemory::for_budget_and_message_size(256 * MIB, 16, 10 * MIB);
+        let mut kafka = KafkaSettings::default();
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), (10 * MIB).to_string());
+        let m = ClientMemory::for_worker(256 * MIB, 16, &kafka);
         assert_eq!(m.fetch_max_bytes, 10 * MIB);
     }
 

@@ -158,17 +158,10 @@ impl JoinStage {
             info!(repartition = %t.repartition, "misrouted records are repartitioned through it");
         }
         let inputs = if repartition { 3 } else { 2 };
-        // librdkafka requires fetch.max.bytes >= message.max.bytes (1 000 000 by default).
-        let message_max_bytes = settings
-            .kafka
-            .properties
-            .get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
-        let memory = ClientMemory::for_budget_and_message_size(
+        let memory = ClientMemory::for_worker(
             settings.join.state.memory_budget().as_u64(),
             inputs * partitions,
-            message_max_bytes,
+            &settings.kafka,
         );
         info!(
             queued_min_messages = memory.queued_min_messages,
