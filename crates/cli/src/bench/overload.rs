@@ -360,10 +360,16 @@ async fn publish_live(
         .collect();
     if let (Some(lo), Some(hi)) = (behind.iter().min(), behind.iter().max()) {
         println!(
-            "  publishers:   at most {:.1}–{:.1} s behind their schedules (the reference needs them within the allowed lateness of each other)",
+            "  publishers:   at most {:.1}–{:.1} s behind their schedules",
             *lo as f64 / 1e3,
             *hi as f64 / 1e3
         );
+        let lateness = u64::try_from(s.join.allowed_lateness.as_millis()).unwrap_or(u64::MAX);
+        if hi - lo > lateness {
+            println!(
+                "                their lags differ by more than the join's allowed lateness: records of the one further behind may come late, and the accounting below may differ for that reason"
+            );
+        }
     }
     Ok((made, reports))
 }
