@@ -58,7 +58,7 @@ pub use intake::{
 };
 pub use intern::{ClassId, Interner, ModelVersionId};
 pub use key::{KeyHashBuilder, KeyHasher, RequestKey};
-pub use partial::{merge_partials, PartialAggregator, PartialMergeError};
+pub use partial::{merge_partials, PartialAggregator, PartialMergeError, UnfinishedPartials};
 pub use routing::{Partitioner, Routing, RoutingTally};
 pub use task::{Input, JoinTask, TaskCheckpoint};
 

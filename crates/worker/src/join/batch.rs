@@ -6,9 +6,10 @@
 //!
 //! 1. `join.misrouted = "repartition"`: the misrouted records re-published to the
 //!    repartition topic ([`super::repartition`]); then the dead letters of the interval;
-//! 2. the partials of every task, Avro-encoded, keyed by model id; then one progress record
-//!    ([`crate::join_progress`]) per partials partition with every task's watermark, after
-//!    the partials it vouches for;
+//! 2. the partials of every task, keyed by model id — only taken from the aggregators here;
+//!    their signatures are folded and serialized, and the partials Avro-encoded, by the
+//!    committing thread; then one progress record ([`crate::join_progress`]) per partials
+//!    partition with every task's watermark, after the partials it vouches for;
 //! 3. exactly-once: per task, the changelog records of its state changes
 //!    ([`driftwatch_core::join::changelog`]) — only swapped out of the task here, sorted and
 //!    encoded by the committing thread, so a key changed many times is written once;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use driftwatch_codec::avro::to_avro;
 use driftwatch_core::join::changelog::ChangelogDelta;
-use driftwatch_core::join::ModelVersionId;
+use driftwatch_core::join::{ModelVersionId, UnfinishedPartials};
 use driftwatch_core::{JoinCounters, ModelPartial};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
@@ -56,10 +57,6 @@ impl PartialsRecord {
         }
         r
     }
-
-    fn is_partial(&self) -> bool {
-        self.partition.is_none()
-    }
 }
 
 /// Everything one commit carries, taken from the state at one moment.
@@ -72,8 +69,10 @@ pub(crate) struct CommitBatch {
     republished: Vec<Republished>,
     repartition_topic: String,
     dead_letters: Vec<DeadLetter>,
-    /// Partials, then the progress records that follow them.
-    partials: Vec<PartialsRecord>,
+    /// Partials of every task (finished and encoded by the committing thread), then the
+    /// progress records that follow them.
+    partials: Vec<UnfinishedPartials>,
+    progress: Vec<PartialsRecord>,
     /// Per task partition: what its changelog partition gets (encoded by the committing thread).
     changelog: Vec<(i32, ChangelogDelta)>,
     offsets: TopicPartitionList,
@@ -86,8 +85,10 @@ pub(crate) struct CommitOutcome {
     counters: Vec<(i32, Vec<(ModelVersionId, JoinCounters)>)>,
     rejected: PerModel,
     rejected_through: RejectedThrough,
+    /// Counted by the committing thread as it writes them, as are the next two.
     partials: usize,
-    /// Counted by the committing thread as it writes them.
+    /// Signatures that could not be serialized (their partials go out without one).
+    signature_errors: u64,
     changelog_records: usize,
     /// Copies re-published per target partition.
     republished: Vec<(i32, usize)>,
@@ -119,7 +120,26 @@ impl Batch for CommitBatch {
             send(record)?;
             crate::fault::point("dead_letter.sent");
         }
-        for r in &self.partials {
+        // Folded, serialized and encoded here, on the committing thread, not in the loop.
+        for unfinished in std::mem::take(&mut self.partials) {
+            let (partials, errors) = unfinished.finish();
+            self.outcome.signature_errors += errors;
+            for partial in partials {
+                match to_avro::<ModelPartial>(&partial) {
+                    Ok(payload) => {
+                        let record = PartialsRecord {
+                            key: Some(partial.model_id),
+                            partition: None,
+                            payload,
+                        };
+                        send(record.future(&self.partials_topic))?;
+                        self.outcome.partials += 1;
+                    }
+                    Err(e) => error!(error = %e, "partial not encodable"),
+                }
+            }
+        }
+        for r in &self.progress {
             send(r.future(&self.partials_topic))?;
         }
         // The changes are sorted and encoded here, on the committing thread, not in the loop.
@@ -151,7 +171,7 @@ impl Join {
     /// Exactly-once: partials, changelog deltas, dead letters and offsets of every task, for
     /// one transaction.
     pub(super) fn take_transaction_batch(&mut self) -> CommitBatch {
-        let partials = self.flush_partials();
+        let (partials, progress) = self.take_partials();
         let changelog = self
             .tasks
             .iter_mut()
@@ -180,23 +200,31 @@ impl Join {
                 .collect(),
             rejected,
             rejected_through,
-            partials: partials.iter().filter(|r| r.is_partial()).count(),
+            partials: 0,
+            signature_errors: 0,
             changelog_records: 0,
             republished: per_partition,
         };
-        let mut batch = self.batch(partials, changelog, dead_letters, offsets, outcome);
+        let mut batch = self.batch(
+            (partials, progress),
+            changelog,
+            dead_letters,
+            offsets,
+            outcome,
+        );
         batch.republished = republished;
         batch
     }
 
     /// At-least-once: partials, dead letters and offsets (no changelog).
     pub(super) fn take_batch_at_least_once(&mut self) -> CommitBatch {
-        let partials = self.flush_partials();
+        let partials = self.take_partials();
         let outcome = CommitOutcome {
             counters: Vec::new(),
             rejected: PerModel::new(),
             rejected_through: RejectedThrough::new(),
-            partials: partials.iter().filter(|r| r.is_partial()).count(),
+            partials: 0,
+            signature_errors: 0,
             changelog_records: 0,
             republished: Vec::new(),
         };
@@ -207,7 +235,7 @@ impl Join {
 
     fn batch(
         &mut self,
-        partials: Vec<PartialsRecord>,
+        (partials, progress): (Vec<UnfinishedPartials>, Vec<PartialsRecord>),
         changelog: Vec<(i32, ChangelogDelta)>,
         dead_letters: Vec<DeadLetter>,
         offsets: TopicPartitionList,
@@ -225,6 +253,7 @@ impl Join {
                 .unwrap_or_default(),
             dead_letters,
             partials,
+            progress,
             changelog,
             offsets,
             outcome,
@@ -239,11 +268,13 @@ impl Join {
             rejected,
             rejected_through,
             partials,
+            signature_errors,
             changelog_records,
             republished,
         } = outcome;
         let m = &mut self.meters;
         m.producing = true;
+        m.signature_errors += signature_errors;
         if self.exactly_once {
             record_micros(&mut m.commit_micros, took);
             m.transactions_committed += 1;
@@ -269,25 +300,21 @@ impl Join {
         }
     }
 
-    /// Partials of every task, Avro-encoded, keyed by model id; then a progress record with
-    /// every task's watermark for each partials partition (after the partials it vouches for).
-    fn flush_partials(&mut self) -> Vec<PartialsRecord> {
-        let mut out = Vec::new();
+    /// Partials of every task, taken from the aggregators (finished by the committing
+    /// thread); then a progress record with every task's watermark for each partials partition
+    /// (after the partials it vouches for).
+    fn take_partials(&mut self) -> (Vec<UnfinishedPartials>, Vec<PartialsRecord>) {
+        let mut partials = Vec::with_capacity(self.tasks.len());
         let mut watermarks = Vec::with_capacity(self.tasks.len());
         for (&partition, t) in &mut self.tasks {
             let watermark = t.task.watermark();
             watermarks.push((partition, watermark));
-            for partial in t.aggregator.flush(t.task.interner(), watermark) {
-                match to_avro::<ModelPartial>(&partial) {
-                    Ok(payload) => out.push(PartialsRecord {
-                        key: Some(partial.model_id),
-                        partition: None,
-                        payload,
-                    }),
-                    Err(e) => error!(error = %e, "partial not encodable"),
-                }
+            let unfinished = t.aggregator.take(t.task.interner(), watermark);
+            if !unfinished.is_empty() {
+                partials.push(unfinished);
             }
         }
+        let mut progress = Vec::new();
         if !watermarks.is_empty() {
             let payload = JoinProgress {
                 tasks: self.join_tasks,
@@ -295,13 +322,13 @@ impl Join {
             }
             .encode();
             for p in 0..self.partials_partitions {
-                out.push(PartialsRecord {
+                progress.push(PartialsRecord {
                     key: None,
                     partition: i32::try_from(p).ok(),
                     payload: payload.clone(),
                 });
             }
         }
-        out
+        (partials, progress)
     }
 }

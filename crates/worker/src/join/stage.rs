@@ -307,6 +307,7 @@ impl Stage for Join {
     }
 
     fn publish(&mut self) {
+        self.scan_buffers(false);
         self.shared.publish(self.stats());
     }
 

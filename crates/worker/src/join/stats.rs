@@ -36,7 +36,7 @@ pub struct JoinStats {
     /// and were dropped with it.
     pub dropped_on_revoke: u64,
     /// Per partition: entries in the join buffer (pending and tombstones) and the event time of
-    /// the oldest pending one.
+    /// the oldest pending one, as of the last scan ([`BUFFER_SCAN_EVERY`]).
     pub buffers: BTreeMap<i32, (u64, Option<i64>)>,
     /// Records read per topic.
     pub events_in: BTreeMap<String, u64>,
@@ -60,13 +60,14 @@ pub struct JoinStats {
     /// the consumer's fetch queue.
     pub input_age_ms: Option<Histogram<u64>>,
     /// Exactly-once: time the stage's loop waits while a commit's batch is taken from the
-    /// state (partials serialized, changelog records collected), µs.
+    /// state (partials taken from the aggregators, changelog changes swapped out; both are
+    /// encoded by the committing thread), µs.
     pub batch_micros: Option<Histogram<u64>>,
     /// Exactly-once: time from a commit's start to its transaction committed (records sent,
     /// offsets added, commit acknowledged), µs; the stage keeps processing meanwhile.
     pub commit_micros: Option<Histogram<u64>>,
-    /// Feature values of current tasks left out of signatures: the task's feature-name
-    /// interner was full, or a signature could not be serialized at a flush.
+    /// Feature values left out of signatures: a current task's feature-name interner was
+    /// full, or a signature could not be serialized (counted when its batch committed).
     pub signature_losses: u64,
     /// Changelog restores (exactly-once): records and bytes read, entries rebuilt, and the
     /// wall-clock seconds spent, summed over every restore of this worker.
@@ -168,6 +169,11 @@ pub(super) struct Meters {
     pub(super) transactions_committed: u64,
     pub(super) transactions_aborted: u64,
     pub(super) dropped_on_revoke: u64,
+    /// Signatures the committed batches could not serialize.
+    pub(super) signature_errors: u64,
+    /// The buffers' gauges ([`JoinStats::buffers`]) and when they were scanned.
+    pub(super) buffers: BTreeMap<i32, (u64, Option<i64>)>,
+    pub(super) buffers_scanned: Option<Instant>,
     /// Per kind of warning: when it was last logged and how many were suppressed since.
     pub(super) warnings: HashMap<&'static str, (Instant, u64)>,
     pub(super) last_log: Instant,
@@ -193,6 +199,9 @@ impl Default for Meters {
             transactions_committed: 0,
             transactions_aborted: 0,
             dropped_on_revoke: 0,
+            signature_errors: 0,
+            buffers: BTreeMap::new(),
+            buffers_scanned: None,
             warnings: HashMap::new(),
             last_log: Instant::now(),
         }
@@ -224,8 +233,38 @@ pub(super) fn warn_rate_limited(
     }
 }
 
+/// How often the buffers are counted for [`JoinStats::buffers`] while the assignment stays
+/// the same. Counting scans every entry, tombstones included (millions per partition with
+/// days-long timeouts): at every publish (5 per second) that held the loop for milliseconds
+/// each time and cost more CPU than decoding the labels.
+pub(super) const BUFFER_SCAN_EVERY: Duration = Duration::from_secs(5);
+
 impl Join {
-    /// The stage's accounting as of now.
+    /// Counts the buffers' entries again when the last count is older than
+    /// [`BUFFER_SCAN_EVERY`], the partitions held have changed since, or `force`.
+    pub(super) fn scan_buffers(&mut self, force: bool) {
+        let m = &mut self.meters;
+        let same_partitions = m.buffers.len() == self.tasks.len()
+            && self.tasks.keys().all(|p| m.buffers.contains_key(p));
+        let fresh = m
+            .buffers_scanned
+            .is_some_and(|at| at.elapsed() < BUFFER_SCAN_EVERY);
+        if !force && same_partitions && fresh {
+            return;
+        }
+        m.buffers = self
+            .tasks
+            .iter()
+            .map(|(p, t)| {
+                let b = t.task.buffer().stats();
+                let entries = (b.pending_predictions + b.pending_labels + b.tombstones) as u64;
+                (*p, (entries, b.oldest_pending))
+            })
+            .collect();
+        m.buffers_scanned = Some(Instant::now());
+    }
+
+    /// The stage's accounting as of now (the buffers' gauges as of [`Self::scan_buffers`]).
     pub(super) fn stats(&self) -> JoinStats {
         let mut per_model = self.retired.clone();
         for (k, c) in self.rejections.counted() {
@@ -247,20 +286,12 @@ impl Join {
                 (model.clone(), (q(0.5), q(0.9), q(0.99), h.len()))
             })
             .collect();
-        let buffers = self
-            .tasks
-            .iter()
-            .map(|(p, t)| {
-                let b = t.task.buffer().stats();
-                let entries = (b.pending_predictions + b.pending_labels + b.tombstones) as u64;
-                (*p, (entries, b.oldest_pending))
-            })
-            .collect();
         let signature_losses = self
             .tasks
             .values()
             .map(|t| t.features_dropped + t.aggregator.signature_errors())
-            .sum();
+            .sum::<u64>()
+            + self.meters.signature_errors;
         let (state_spilled, state_on_disk) = self.spill_counts();
         JoinStats {
             state_spilled,
@@ -269,7 +300,7 @@ impl Join {
             label_delay_ms,
             assigned: self.assigned_partitions(),
             dropped_on_revoke: m.dropped_on_revoke,
-            buffers,
+            buffers: m.buffers.clone(),
             // Filled live by the handle (`Shared::stats`).
             events_in: BTreeMap::new(),
             events_out: m.events_out.clone(),
@@ -343,6 +374,7 @@ impl Join {
             return;
         }
         self.meters.last_log = Instant::now();
+        self.scan_buffers(force);
         let stats = self.stats();
         for ((model, version), c) in &stats.per_model {
             info!(

@@ -302,30 +302,29 @@ impl PartialAggregator {
     /// is folded from now on is dated no earlier. Names come from `interner`; an id it does not
     /// know is written as `#<id>`.
     /// Each pending signature is serialized into the partial of its key (one with zero
-    /// counters when no event fell there) and reset.
+    /// counters when no event fell there) and reset. [`take`](Self::take) and
+    /// [`UnfinishedPartials::finish`] in one step.
     pub fn flush(&mut self, interner: &Interner, watermark: TimestampMs) -> Vec<ModelPartial> {
+        let (out, errors) = self.take(interner, watermark).finish();
+        self.signature_errors += errors;
+        out
+    }
+
+    /// The cheap half of [`flush`](Self::flush): takes what was folded, numbers it and names
+    /// it, and leaves the signatures to be folded and serialized by
+    /// [`UnfinishedPartials::finish`], which may run on another thread (the stage's loop
+    /// does not wait for that work). The result is the same as `flush`'s, except that
+    /// signature errors are counted by `finish`, not here.
+    pub fn take(&mut self, interner: &Interner, watermark: TimestampMs) -> UnfinishedPartials {
         self.announced = self.announced.max(watermark);
         let mut accs = std::mem::take(&mut self.accs);
         let mut signatures = std::mem::take(&mut self.signatures);
         for key in signatures.keys() {
             accs.entry(*key).or_default();
         }
-        let mut out = Vec::with_capacity(accs.len());
+        let mut partials = Vec::with_capacity(accs.len());
         for ((model, bucket_start, epoch_start), acc) in accs {
-            let signature = signatures
-                .remove(&(model, bucket_start, epoch_start))
-                .and_then(|mut sig| {
-                    sig.flush();
-                    match sig.to_bytes(&self.features) {
-                        Ok(bytes) => Some(bytes),
-                        Err(_) => {
-                            // Only a feature id unknown to the interner or a sketch over 4 GiB can
-                            // get here; the counters still go out.
-                            self.signature_errors += 1;
-                            None
-                        }
-                    }
-                });
+            let signature = signatures.remove(&(model, bucket_start, epoch_start));
             let (model_id, model_version) = interner
                 .model(model)
                 .map(|(m, v)| (m.to_owned(), v.to_owned()))
@@ -355,7 +354,7 @@ impl PartialAggregator {
                         scored_score_sum,
                     });
             }
-            out.push(ModelPartial {
+            let partial = ModelPartial {
                 model_id,
                 model_version,
                 bucket_start,
@@ -369,7 +368,7 @@ impl PartialAggregator {
                 brier_sum: acc.brier_sum,
                 scored: acc.scored,
                 label_delay_sum_ms: acc.label_delay_sum_ms,
-                signature,
+                signature: None,
                 epoch_start: Some(epoch_start),
                 received_scored: acc.received_scored,
                 received_score_sum: acc.received_score_sum,
@@ -382,10 +381,57 @@ impl PartialAggregator {
                         c
                     })
                     .collect(),
-            });
+            };
+            partials.push((partial, signature));
             self.next_sequence += 1;
         }
-        out
+        // Names only grow: a copy as of now resolves every id the signatures use.
+        let features = (!partials.iter().all(|(_, s)| s.is_none())).then(|| self.features.clone());
+        UnfinishedPartials { partials, features }
+    }
+}
+
+/// Partials taken from a [`PartialAggregator`] whose signatures are still to be folded and
+/// serialized ([`finish`](Self::finish)).
+#[derive(Debug, Clone)]
+pub struct UnfinishedPartials {
+    partials: Vec<(ModelPartial, Option<SignatureSummary>)>,
+    /// The task's feature names when a signature is pending.
+    features: Option<FeatureInterner>,
+}
+
+impl UnfinishedPartials {
+    /// Number of partials.
+    pub fn len(&self) -> usize {
+        self.partials.len()
+    }
+
+    /// True when there is no partial.
+    pub fn is_empty(&self) -> bool {
+        self.partials.is_empty()
+    }
+
+    /// The partials with their signatures folded and serialized, and how many signatures
+    /// could not be serialized (only a feature id unknown to the interner or a sketch over
+    /// 4 GiB; the counters still go out).
+    pub fn finish(self) -> (Vec<ModelPartial>, u64) {
+        let mut errors = 0;
+        let features = self.features;
+        let out = self
+            .partials
+            .into_iter()
+            .map(|(mut partial, signature)| {
+                if let (Some(mut sig), Some(features)) = (signature, features.as_ref()) {
+                    sig.flush();
+                    match sig.to_bytes(features) {
+                        Ok(bytes) => partial.signature = Some(bytes),
+                        Err(_) => errors += 1,
+                    }
+                }
+                partial
+            })
+            .collect();
+        (out, errors)
     }
 }
 

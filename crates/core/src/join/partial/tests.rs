@@ -348,3 +348,48 @@ fn merge_refuses_different_keys_and_marks_mixed_partitions() {
     );
     assert_eq!(merge_partials(&a, &a).unwrap().source_partition, 1);
 }
+
+#[test]
+fn a_take_finished_later_gives_what_a_flush_gives_now() {
+    let mut i = Interner::new();
+    let m = i.intern_model("fraud", "v1").unwrap();
+    let yes = i.intern_class("yes").unwrap();
+    let fill = |agg: &mut PartialAggregator, t: i64| {
+        agg.fold(&outcome(
+            m,
+            t,
+            Predicted::Class(yes),
+            Actual::Class(yes),
+            Some(0.7),
+        ));
+        for k in 0..300 {
+            let age = (k % 97) as f64;
+            agg.record_prediction(
+                m,
+                &prediction(t + k, age, if k % 3 == 0 { "FR" } else { "DE" }),
+            )
+            .unwrap();
+        }
+    };
+    let mut flushed = PartialAggregator::new(2, 1_000).unwrap();
+    let mut taken = flushed.clone();
+    fill(&mut flushed, 100);
+    fill(&mut taken, 100);
+    let now = flushed.flush(&i, 900);
+    let unfinished = taken.take(&i, 900);
+    assert_eq!(unfinished.len(), now.len());
+    // The aggregator goes on (new features included) before the taken partials are finished:
+    // they do not see it.
+    fill(&mut taken, 1_100);
+    let age = taken.features_mut().intern("height").unwrap();
+    taken.signature_mut(m, 1_200).update_number(age, 1.8);
+    let (later, errors) = unfinished.finish();
+    assert_eq!(errors, 0);
+    assert_eq!(later, now);
+    assert!(now.iter().all(|p| p.signature.is_some()));
+    // And the next flush of each numbers on from the same sequence.
+    fill(&mut flushed, 1_100);
+    flushed.features_mut().intern("height").unwrap();
+    flushed.signature_mut(m, 1_200).update_number(age, 1.8);
+    assert_eq!(taken.flush(&i, 1_900), flushed.flush(&i, 1_900));
+}
