@@ -386,7 +386,10 @@ impl PartialAggregator {
             self.next_sequence += 1;
         }
         // Names only grow: a copy as of now resolves every id the signatures use.
-        let features = (!partials.iter().all(|(_, s)| s.is_none())).then(|| self.features.clone());
+        let features = partials
+            .iter()
+            .any(|(_, s)| s.is_some())
+            .then(|| self.features.clone());
         UnfinishedPartials { partials, features }
     }
 }
