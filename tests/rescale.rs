@@ -12,8 +12,10 @@
 //! workers' `partitions revoked` / `partitions assigned` lines, for every assignment of a
 //! partition: whether it moved to another worker, and how long it had no owner processing it
 //! (from its revocation, or the SIGTERM or SIGKILL of its owner, to the end of its restore on
-//! the new owner). Input is waiting throughout. Counts are exact against the offline reference
-//! at the end of every mode (asserted: that is the test's part); the table is printed.
+//! the new owner). Input is waiting throughout. The table is printed, then the counts are
+//! asserted exact against the offline reference at the end of every mode. At the default size
+//! they differ today by a few matches in every mode (BENCHMARKS.md, *Rescaling*): the test
+//! fails until that fault is found.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,18 +39,14 @@ const PARTITIONS: i32 = 8;
 const DAYS_SCALE: i64 = 288;
 
 /// Sum of the join group's committed offsets on the predictions topic, and of the topic's
-/// high watermarks.
-fn predictions_committed(s: &Settings) -> (i64, i64) {
-    let consumer: BaseConsumer =
-        driftwatch_worker::clients::consumer_config(&s.kafka, &s.kafka.join_group_id)
-            .create()
-            .expect("offset reader");
+/// high watermarks, read by `reader` (a consumer of the join group that never subscribes).
+fn predictions_committed(reader: &BaseConsumer, s: &Settings) -> (i64, i64) {
     let topic = &s.topics.predictions;
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
+    let committed = reader
         .committed_offsets(tpl, Duration::from_secs(10))
         .map(|c| {
             c.elements()
@@ -60,7 +58,7 @@ fn predictions_committed(s: &Settings) -> (i64, i64) {
         .unwrap_or(0);
     let end = (0..PARTITIONS)
         .filter_map(|p| {
-            consumer
+            reader
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .ok()
         })
@@ -236,9 +234,13 @@ async fn run_mode(name: &str, protocol: GroupProtocol, replicas: usize, predicti
     };
     let w0 = start("w0");
     // The first worker takes every prediction in (and commits) before the group changes.
+    let reader: BaseConsumer =
+        driftwatch_worker::clients::consumer_config(&s.kafka, &s.kafka.join_group_id)
+            .create()
+            .expect("offset reader");
     let taken_in = std::time::Instant::now();
     loop {
-        let (committed, end) = predictions_committed(s);
+        let (committed, end) = predictions_committed(&reader, s);
         if end > 0 && committed >= end {
             break;
         }
