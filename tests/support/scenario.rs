@@ -12,7 +12,6 @@ use std::time::Duration;
 use driftwatch_codec::{encode_framed, to_avro, to_json};
 use driftwatch_core::{GroundTruth, JoinCounters, Prediction};
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 /// Which input a record goes to.
@@ -44,6 +43,8 @@ pub struct Scenario {
 }
 
 pub const LABEL_TIMEOUT_MS: i64 = 10 * 60_000;
+/// How far out of event-time order the scenario's records come, at most.
+const JITTER_MS: i64 = 2_000;
 /// `join.max_message_bytes` of the tests: the scenario sends two messages just above it.
 pub const OVERSIZED_LIMIT: usize = 64 * 1024;
 const CLASSES: [&str; 3] = ["cat", "dog", "bird"];
@@ -282,12 +283,18 @@ impl Scenario {
                 time: start_ms,
             });
         }
-        // Time order with local shuffles: records arrive a little out of order (within ~2 s
-        // of event time, well inside the allowed lateness), as from real producers.
-        records.sort_by_key(|r| r.time);
-        for chunk in records.chunks_mut(100) {
-            chunk.shuffle(&mut rng);
-        }
+        // Time order with local shuffles: records arrive a little out of order, as from real
+        // producers, by at most `JITTER_MS` of event time, well inside the allowed lateness.
+        // The bound is in time, not in records: where records are sparse (the tail of
+        // multi-day label delays) a shuffle of n neighbours would reorder by hours, and the
+        // pipeline would rightly expire a prediction before its label that the reference,
+        // which knows no order, matches.
+        let mut jittered: Vec<(i64, Record)> = records
+            .into_iter()
+            .map(|r| (r.time.saturating_add(rng.gen_range(0..JITTER_MS)), r))
+            .collect();
+        jittered.sort_by_key(|(t, _)| *t);
+        let records: Vec<Record> = jittered.into_iter().map(|(_, r)| r).collect();
         // Every prediction taken in (not a duplicate, not dead-lettered) ends matched or
         // expired: once all are resolved, that is the join's received count.
         for c in expected.values_mut() {
