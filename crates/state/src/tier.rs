@@ -135,6 +135,10 @@ fn decode_run(b: &[u8]) -> Option<(Option<IndexKey>, IndexKey, IndexKey)> {
 /// The key of `runs_meta` under which the next run id is kept (run ids are never reused: a
 /// deleted partition's name may linger until fjall has removed its folder).
 const NEXT_RUN_KEY: &[u8] = b"next";
+
+/// The marker [`delete_partition`] writes: one byte, no key of a run, of `entries` or of
+/// `runs` (24, 16 and 4 bytes).
+const QUIESCE_KEY: &[u8] = &[0xff];
 /// Locations written per fjall batch when a run is made.
 pub(crate) const LOCATION_BATCH: usize = 8_192;
 
@@ -301,7 +305,7 @@ impl DiskColdTier {
 
     fn drop_run(&mut self, id: u32) -> Result<(), ColdError> {
         if let Some(run) = self.runs.remove(&id) {
-            self.keyspace.delete_partition(run.handle).map_err(err)?;
+            delete_partition(&self.keyspace, run.handle).map_err(err)?;
         }
         Ok(())
     }
@@ -466,7 +470,20 @@ impl Drop for DiskColdTier {
         for id in ids {
             let _ = self.drop_run(id);
         }
-        let _ = self.keyspace.delete_partition(self.entries.clone());
-        let _ = self.keyspace.delete_partition(self.runs_meta.clone());
+        let _ = delete_partition(&self.keyspace, self.entries.clone());
+        let _ = delete_partition(&self.keyspace, self.runs_meta.clone());
     }
+}
+
+/// Deletes `handle`'s partition once no flush of it is in flight. fjall 2.11 panics in its
+/// flush thread (and poisons the keyspace) when a partition is deleted while a flush of its
+/// memtable runs: the deletion removes the partition's flush queue, and the flush, done,
+/// then dequeues from an empty one. A run's memtable holds the deletion markers of entries
+/// brought back into memory, so its flushes come and go. A marker makes the memtable not
+/// empty, so that rotating it waits until every queued flush of the keyspace, this
+/// partition's included, is done; nothing else writes to the partition meanwhile.
+fn delete_partition(keyspace: &Keyspace, handle: PartitionHandle) -> fjall::Result<()> {
+    handle.remove(QUIESCE_KEY)?;
+    handle.rotate_memtable_and_wait()?;
+    keyspace.delete_partition(handle)
 }
