@@ -11,8 +11,8 @@
 //! minutes while the workers go 1 → 2 → 4 → 2 (SIGTERM) and one more is SIGKILLed. From the
 //! workers' `partitions revoked` / `partitions assigned` lines, for every assignment of a
 //! partition: whether it moved to another worker, and how long it had no owner processing it
-//! (from its revocation, or the SIGTERM or SIGKILL of its owner, to the end of its restore on
-//! the new owner). Input is waiting throughout. The table is printed, then the counts are
+//! (from the start of its revocation — the line's `seconds` before it —, or the SIGTERM or
+//! SIGKILL of its owner, to the end of its restore on the new owner). Input is waiting throughout. The table is printed, then the counts are
 //! asserted exact against the offline reference at the end of every mode. At the default size
 //! they differ today by a few matches in every mode (BENCHMARKS.md, *Rescaling*): the test
 //! fails until that fault is found.
@@ -85,6 +85,16 @@ fn now_of_day() -> f64 {
     now % 86_400.0
 }
 
+/// The `seconds=` field of a log line.
+fn seconds_field(line: &str) -> Option<f64> {
+    line.split(" seconds=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn partitions_of(line: &str) -> Vec<i32> {
     line.split("partitions=[")
         .nth(1)
@@ -126,6 +136,8 @@ fn timeline(logs: &[(String, PathBuf)], kills: &[(String, f64)]) -> Vec<(f64, i3
             if line.contains("join state restored") {
                 resumed_next = !line.contains("resumed=0");
             } else if line.contains("partitions revoked") {
+                // From when the revocation began: the commit and sealing before the line.
+                let t = t - seconds_field(line).unwrap_or(0.0);
                 for p in partitions_of(line) {
                     let worker = worker.clone();
                     out.push((t, p, Change::Revoked { worker }));
@@ -276,14 +288,15 @@ async fn run_mode(
         }
         // A worker that leaves logs no revocation: its partitions are released when it is
         // told to stop.
-        let left_at = now_of_day();
+        let w3_left_at = now_of_day();
         assert!(w3.terminate().success());
+        let w2_left_at = now_of_day();
         assert!(w2.terminate().success());
         tokio::time::sleep(step).await;
         let killed_at = now_of_day();
         w1.kill_nine();
-        kills.push(("w2".to_string(), left_at));
-        kills.push(("w3".to_string(), left_at));
+        kills.push(("w2".to_string(), w2_left_at));
+        kills.push(("w3".to_string(), w3_left_at));
         kills.push(("w1".to_string(), killed_at));
     }
     producing.await.expect("producer");
@@ -379,5 +392,9 @@ fn pauses_are_read_from_revocations_kills_and_assignments() {
     assert_eq!(
         partitions_of("x partitions=[0, 1, 7] committed=true"),
         vec![0, 1, 7]
+    );
+    assert_eq!(
+        seconds_field("x partitions=[0] committed=true lost=false seconds=2.5 y"),
+        Some(2.5)
     );
 }

@@ -149,6 +149,15 @@ impl Join {
         }
     }
 
+    /// Takes `partition`'s task out as [`Self::abandon`] drops it (its committed counts
+    /// kept in the totals), to hand it to the standby thread.
+    pub(super) fn take_task(&mut self, partition: i32) -> Option<JoinTask> {
+        let t = self.tasks.remove(&partition)?;
+        keep_totals(&mut self.retired, &t.task, t.committed.iter().copied());
+        self.retire_spills(&t.task);
+        Some(t.task)
+    }
+
     /// Drops tasks with their pending state (at-least-once: revoked), counted in
     /// `dropped_on_revoke`.
     pub(super) fn retire(&mut self, partitions: &HashSet<i32>) {

@@ -34,7 +34,7 @@ use super::schemas::RegistrySchemas;
 use super::standby::{Standby, StandbyConfig};
 use super::state::LocalState;
 use super::stats::{record_micros, Meters, Shared};
-use crate::changelog::ChangelogReader;
+use crate::changelog::{ChangelogReader, RestoreStart};
 use crate::error::Result;
 use crate::runtime::{InputPartition, Stage};
 use crate::settings::Settings;
@@ -93,6 +93,9 @@ pub(crate) struct Join {
     pub(super) standby: Option<Standby>,
     /// When every task was last polled by a tick (a longer gap is a stall, see `poll_all`).
     pub(super) last_poll_all: Option<Instant>,
+    /// At a clean stop, the changelog's end per partition right after the final commit: the
+    /// stores are sealed at these offsets once the consumer has left the group.
+    pub(super) closing_ends: Option<Vec<(i32, i64)>>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -154,6 +157,7 @@ impl Join {
             local_state,
             standby,
             last_poll_all: None,
+            closing_ends: None,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
         })
     }
@@ -260,12 +264,14 @@ impl Stage for Join {
             }
         }
         if self.exactly_once {
-            // A standby of these partitions is sealed first, so their restore resumes it.
-            if let Some(standby) = &self.standby {
-                standby.release(&partitions);
-            }
+            // A standby of these partitions is handed over first: their restore goes on
+            // with it.
+            let handed = match &self.standby {
+                Some(s) if !partitions.is_empty() => s.release(&partitions),
+                _ => BTreeMap::new(),
+            };
             // Restored before any of their records is processed.
-            self.restore(&partitions)?;
+            self.restore_from(&partitions, handed)?;
             self.tell_standby();
             return Ok(());
         }
@@ -292,8 +298,12 @@ impl Stage for Join {
         }
         if self.exactly_once {
             if !lost {
-                // Committed: the local stores hold what the changelog does.
-                let sealing: Vec<i32> = partitions.iter().copied().collect();
+                // Committed: the local stores hold what the changelog does. With standbys
+                // the tasks go on as standbys; the others are sealed.
+                let mut sealing: Vec<i32> = partitions.iter().copied().collect();
+                sealing.sort_unstable();
+                let handed = self.hand_to_standby(&sealing);
+                sealing.retain(|p| !handed.contains(p));
                 self.seal_stores(&sealing);
             }
             // Their state is in the changelog as of the last committed transaction; dead
@@ -312,11 +322,17 @@ impl Stage for Join {
     }
 
     fn closed(&mut self) {
+        // Sealed in `stopped`, after the consumer has left: the next owners need not wait
+        // for every hot entry to be written out. The offsets are taken now, before any of
+        // them writes to the changelog.
         let all = self.assigned_partitions();
-        self.seal_stores(&all);
+        self.closing_ends = Some(self.changelog_ends(&all));
     }
 
     fn stopped(&mut self) {
+        if let Some(ends) = self.closing_ends.take() {
+            self.seal_stores_at(&ends);
+        }
         self.log_stats(true);
     }
 }
@@ -324,6 +340,15 @@ impl Stage for Join {
 impl Join {
     /// Rebuilds the tasks of `partitions` from the changelog.
     fn restore(&mut self, partitions: &[i32]) -> Result<()> {
+        self.restore_from(partitions, BTreeMap::new())
+    }
+
+    /// [`Self::restore`], going on with the standbys' tasks `handed` where they are usable.
+    fn restore_from(
+        &mut self,
+        partitions: &[i32],
+        mut handed: BTreeMap<i32, RestoreStart>,
+    ) -> Result<()> {
         if self.changelog.is_none() || partitions.is_empty() {
             return Ok(());
         }
@@ -340,6 +365,11 @@ impl Join {
         };
         let this = &*self;
         let restored = reader.restore(partitions, RESTORE_TIMEOUT, |p, watermarks| {
+            if let Some(start) = handed.remove(&p) {
+                if let Some(start) = this.go_on_with(p, start, watermarks, tasks) {
+                    return Ok(start);
+                }
+            }
             this.restore_start(p, watermarks, tasks)
         })?;
         self.install_restored(restored);

@@ -20,13 +20,21 @@
 //!
 //! # Hand-over
 //! Before the stage restores partitions it was assigned, it asks the thread to release them
-//! ([`Standby::release`]) and waits: the thread seals each of their stores with a checkpoint
-//! at the offset after the last record it applied (`read_committed`: every transaction
-//! before it is decided), which the restore then resumes, replaying only the rest. Stores of
-//! partitions the thread stops following are sealed the same way (the sweep removes them
-//! after `join.state.cleanup_delay`), and so are all of them when the stage stops. A worker
-//! killed leaves them unsealed: the next start wipes and rebuilds them, as any unsealed
-//! folder. Only one of the stage and the thread opens a folder at a time: the thread owns a
+//! ([`Standby::release`]) and waits: the thread stops following each and hands its task
+//! over as it is, store open, with the changelog offset after the last record it applied
+//! (`read_committed`: every transaction before it is decided). The restore replays only the
+//! rest into it and gives it the owner's share of the memory budget. Handing the open task
+//! over, rather than sealing the store for the restore to open again, spares the seal (every
+//! hot entry written out) and the reopening (the store's journals replayed): seconds per
+//! partition with millions pending. A task the restore cannot use (its offset no longer in
+//! the changelog) is dropped unsealed, and its folder rebuilt from the changelog. The other
+//! way round too: a partition revoked from the stage, once committed, goes to the thread
+//! with its task as it is ([`Standby::adopt`]), to be followed from the changelog's end; it
+//! is neither sealed while the partition waits for its next owner nor opened again. Stores of
+//! partitions the thread stops following are sealed (the sweep removes them after
+//! `join.state.cleanup_delay`), and so are all of them when the stage stops. A worker killed
+//! leaves them unsealed: the next start wipes and rebuilds them, as any unsealed folder.
+//! Only one of the stage and the thread opens a folder at a time: the thread owns a
 //! partition's folder from when it picks it until it releases it, and never picks one the
 //! stage owns.
 
@@ -37,14 +45,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use driftwatch_core::join::changelog::ChangelogReplay;
-use driftwatch_core::join::{hot_capacity_for_budget, JoinConfig, StoreCheckpoint};
+use driftwatch_core::join::{hot_capacity_for_budget, JoinConfig, JoinTask, StoreCheckpoint};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::standby_choice::{assigned_partitions, standby_partitions, Member};
 use super::state::{now_ms, StoreLayout};
-use crate::changelog::RestoreContext;
+use crate::changelog::{RestoreContext, RestoreStart};
 use crate::clients::consumer_config;
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
@@ -63,8 +71,12 @@ const RELEASE_WAIT: Duration = Duration::from_secs(60);
 enum Command {
     /// The stage's partitions now (after an assignment or a revocation).
     Owned(BTreeSet<i32>),
-    /// Seal and give up these partitions (the stage restores them next); answer when done.
-    Release(Vec<i32>, mpsc::Sender<()>),
+    /// Follow these partitions with the tasks the stage just gave up (committed, their
+    /// stores open), each from the changelog offset its state reflects.
+    Adopt(Vec<(i32, JoinTask, i64)>),
+    /// Give up these partitions (the stage restores them next): answer with the task of
+    /// each one followed, and where its replay goes on.
+    Release(Vec<i32>, mpsc::Sender<Vec<(i32, RestoreStart)>>),
 }
 
 /// What the standby thread was given to work with.
@@ -83,8 +95,10 @@ pub struct StandbyCounters {
     pub partitions: u64,
     /// Changelog records applied to standbys.
     pub records: u64,
-    /// Standby stores sealed (released to the stage, dropped or at a stop).
+    /// Standby stores sealed (dropped, or at a stop).
     pub sealed: u64,
+    /// Standby tasks handed to the stage, open, when their partition came to this worker.
+    pub handed: u64,
 }
 
 #[derive(Default)]
@@ -129,16 +143,37 @@ impl Standby {
         }
     }
 
-    /// Has the thread seal and give up `partitions`, and waits for it (bounded).
-    pub(super) fn release(&self, partitions: &[i32]) {
-        let Some(tx) = &self.commands else {
+    /// Gives the thread the tasks of partitions the stage gave up (committed; each with the
+    /// changelog offset its state reflects) to follow as standbys; no wait.
+    pub(super) fn adopt(&self, tasks: Vec<(i32, JoinTask, i64)>) {
+        if tasks.is_empty() {
             return;
+        }
+        if let Some(tx) = &self.commands {
+            // A thread that stopped drops them: unsealed, their folders go.
+            let _ = tx.send(Command::Adopt(tasks));
+        }
+    }
+
+    /// Has the thread give up `partitions` and waits for it (bounded): the tasks it followed
+    /// of them, open, each with the changelog offset its replay goes on from.
+    pub(super) fn release(&self, partitions: &[i32]) -> BTreeMap<i32, RestoreStart> {
+        let Some(tx) = &self.commands else {
+            return BTreeMap::new();
         };
         let (done, wait) = mpsc::channel();
-        if tx.send(Command::Release(partitions.to_vec(), done)).is_ok()
-            && wait.recv_timeout(RELEASE_WAIT).is_err()
+        if tx
+            .send(Command::Release(partitions.to_vec(), done))
+            .is_err()
         {
-            warn!(partitions = ?partitions, "standby stores not released in time: the restore rebuilds them");
+            return BTreeMap::new();
+        }
+        match wait.recv_timeout(RELEASE_WAIT) {
+            Ok(handed) => handed.into_iter().collect(),
+            Err(_) => {
+                warn!(partitions = ?partitions, "standby stores not released in time: the restore rebuilds them");
+                BTreeMap::new()
+            }
         }
     }
 
@@ -265,13 +300,23 @@ impl Follower {
                 // Choose again now: the group just changed.
                 self.last_refresh = None;
             }
-            Command::Release(partitions, done) => {
-                for p in partitions {
-                    self.owned.insert(p);
-                    self.seal(p);
+            Command::Adopt(tasks) => {
+                for (p, task, next) in tasks {
+                    self.adopt(p, task, next);
                 }
                 self.publish();
-                let _ = done.send(());
+            }
+            Command::Release(partitions, done) => {
+                let mut handed = Vec::new();
+                for p in partitions {
+                    self.owned.insert(p);
+                    if let Some(start) = self.hand_over(p) {
+                        handed.push((p, start));
+                    }
+                }
+                self.publish();
+                // A stage that stopped waiting drops them: unsealed, their folders go.
+                let _ = done.send(handed);
             }
         }
     }
@@ -388,6 +433,69 @@ impl Follower {
             replay: ChangelogReplay::new(start.task),
             next: start.from.unwrap_or(low),
         })
+    }
+
+    /// Follows `partition` with `task`, given up by the stage, from changelog offset `next`:
+    /// its hot entries cut to a standby's share of the budget (spilled here, off the
+    /// stage's loop).
+    fn adopt(&mut self, partition: i32, mut task: JoinTask, next: i64) {
+        self.owned.remove(&partition);
+        task.forget_transient();
+        task.set_hot_capacity(self.hot_capacity(self.warm.len() + 1));
+        if let Some(e) = task.cold_error() {
+            warn!(partition, error = %e, "standby not adopted: its folder is dropped");
+            return;
+        }
+        info!(
+            partition,
+            offset = next,
+            entries = task.buffer().len(),
+            "standby adopted from the stage"
+        );
+        if let Ok(mut s) = self.shared.lock() {
+            s.held.insert(partition);
+        }
+        self.warm.insert(
+            partition,
+            Warm {
+                replay: ChangelogReplay::new(task),
+                next,
+            },
+        );
+        self.reassign = true;
+    }
+
+    /// Stops following `partition` and gives its task, open, to the stage that now owns the
+    /// partition: no seal, no closing and reopening of the store, only the changelog after
+    /// the last record applied left to replay. `None` when not followed, or when its store
+    /// failed (dropped unsealed: the restore rebuilds it).
+    fn hand_over(&mut self, partition: i32) -> Option<RestoreStart> {
+        let w = self.warm.remove(&partition)?;
+        self.reassign = true;
+        if let Ok(mut s) = self.shared.lock() {
+            s.held.remove(&partition);
+        }
+        match w.replay.suspend() {
+            Ok(task) => {
+                if let Ok(mut s) = self.shared.lock() {
+                    s.counters.handed += 1;
+                }
+                info!(
+                    partition,
+                    offset = w.next,
+                    entries = task.buffer().len(),
+                    "standby handed over"
+                );
+                Some(RestoreStart {
+                    task,
+                    from: Some(w.next),
+                })
+            }
+            Err(e) => {
+                warn!(partition, error = %e, "standby not handed over: its folder is dropped");
+                None
+            }
+        }
     }
 
     /// Seals `partition`'s store at the offset after its last record applied and stops

@@ -165,7 +165,7 @@ impl LocalState {
         }
     }
 
-    fn hot_capacity(&self, tasks: usize) -> usize {
+    pub(super) fn hot_capacity(&self, tasks: usize) -> usize {
         let share = self.budget_bytes / u64::try_from(tasks.max(1)).unwrap_or(u64::MAX);
         hot_capacity_for_budget(share)
     }
@@ -371,41 +371,118 @@ impl Join {
         }
     }
 
+    /// A standby's task handed over for `partition` (see [`super::standby`]), with the
+    /// owner's share of the memory budget when `tasks` tasks share it; `None` (the task and
+    /// its unsealed folder dropped, before the restore opens the folder again) when the
+    /// changelog, of watermarks `(low, high)`, no longer holds where its replay goes on.
+    pub(super) fn go_on_with(
+        &self,
+        partition: i32,
+        mut start: RestoreStart,
+        (low, high): (i64, i64),
+        tasks: usize,
+    ) -> Option<RestoreStart> {
+        let from = start.from?;
+        if from < low || from > high {
+            warn!(
+                partition,
+                from, low, high, "standby's task not usable: the changelog moved past it"
+            );
+            return None;
+        }
+        if let Some(state) = &self.local_state {
+            start.task.set_hot_capacity(state.hot_capacity(tasks));
+        }
+        info!(
+            partition,
+            from,
+            end = high,
+            "join state taken over from a standby: replaying the changelog's tail"
+        );
+        Some(start)
+    }
+
+    /// Exactly-once, right after a commit that covers everything the tasks of `partitions`
+    /// did, with standbys on: hands their tasks, stores open, to the standby thread, which
+    /// follows the changelog from its end on (see [`super::standby`]). Sealing them instead
+    /// would write every hot entry out while the partitions wait for their next owner, and
+    /// the thread would open the stores again to follow them. Returns the partitions handed
+    /// over; the rest are left to [`Self::seal_stores`].
+    pub(super) fn hand_to_standby(&mut self, partitions: &[i32]) -> Vec<i32> {
+        if self.standby.is_none() {
+            return Vec::new();
+        }
+        let mut handed = Vec::new();
+        for (p, end) in self.changelog_ends(partitions) {
+            if self
+                .tasks
+                .get(&p)
+                .is_some_and(|t| t.task.cold_error().is_none())
+            {
+                if let Some(task) = self.take_task(p) {
+                    handed.push((p, task, end));
+                }
+            }
+        }
+        let numbers: Vec<i32> = handed.iter().map(|(p, _, _)| *p).collect();
+        if let Some(standby) = &self.standby {
+            standby.adopt(handed);
+        }
+        numbers
+    }
+
     /// Exactly-once, right after a commit that covers everything the tasks of `partitions`
     /// did: seals their stores (see the module docs). A store that fails to seal is only
     /// reported: it is rebuilt at its next assignment.
     pub(super) fn seal_stores(&mut self, partitions: &[i32]) {
+        let ends = self.changelog_ends(partitions);
+        self.seal_stores_at(&ends);
+    }
+
+    /// The changelog's end offset of each of `partitions` with a local store to seal (none
+    /// without a local store or after it failed); a partition whose end is unknown is left
+    /// out, with a warning, and so not sealed.
+    pub(super) fn changelog_ends(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
         let (Some(state), Some(reader)) = (self.local_state.as_ref(), self.changelog.as_ref())
         else {
-            return;
+            return Vec::new();
         };
         if state.failure.is_some() {
-            return;
+            return Vec::new();
         }
+        partitions
+            .iter()
+            .filter(|p| self.tasks.contains_key(p))
+            .filter_map(|&p| match reader.end_offset(p, Duration::from_secs(10)) {
+                Ok(end) => Some((p, end)),
+                Err(e) => {
+                    warn!(partition = p, error = %e, "join state store not sealed: changelog end unknown");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Seals the stores of the tasks of `ends`' partitions, each with a checkpoint at its
+    /// offset: the changelog's end when everything the task did was committed.
+    pub(super) fn seal_stores_at(&mut self, ends: &[(i32, i64)]) {
         let started = std::time::Instant::now();
         let mut sealed = Vec::new();
         let mut entries = 0u64;
-        for p in partitions {
-            let Some(t) = self.tasks.get_mut(p) else {
+        for &(p, end) in ends {
+            let Some(t) = self.tasks.get_mut(&p) else {
                 continue;
-            };
-            let end = match reader.end_offset(*p, Duration::from_secs(10)) {
-                Ok(end) => end,
-                Err(e) => {
-                    warn!(partition = p, error = %e, "join state store not sealed: changelog end unknown");
-                    continue;
-                }
             };
             let checkpoint = StoreCheckpoint {
                 changelog_topic: self.topics.changelog.clone(),
-                changelog_partition: *p,
+                changelog_partition: p,
                 changelog_offset: end,
                 written_at_ms: now_ms(),
                 ..Default::default()
             };
             match t.task.seal_cold_tier(checkpoint) {
                 Ok(()) => {
-                    sealed.push(*p);
+                    sealed.push(p);
                     entries += t.task.buffer().len() as u64;
                 }
                 Err(e) => warn!(partition = p, error = %e, "join state store not sealed"),

@@ -175,6 +175,7 @@ pub(crate) fn sample_status() -> WorkerStatus {
         partitions: 2,
         records: 10,
         sealed: 1,
+        handed: 1,
     });
     s
 }

@@ -103,7 +103,7 @@ impl Shell {
             // Only after an error: a commit still running is awaited before the producer goes.
             let _ = blocking(|| thread.finish(true));
         }
-        l.consumer.unsubscribe();
+        leave(l.consumer.clone()).await;
         let _ = l.producer.flush(Duration::from_secs(10));
         l.stage.stopped();
         l.stage.publish();
@@ -485,6 +485,7 @@ impl<S: Stage> Loop<S> {
     /// Commits the open work with its offsets (aborts it when the assignment was lost), has
     /// the stage drop the partitions, then gives them up.
     async fn revoke(&mut self, partitions: TopicPartitionList, lost: bool) {
+        let started = Instant::now();
         let lost = lost || self.consumer.assignment_lost();
         let mut committed = false;
         match &self.guarantee {
@@ -526,7 +527,10 @@ impl<S: Stage> Loop<S> {
                 .get(p.topic)
                 .is_none_or(|t| partitions.find_partition(t, p.partition).is_none())
         });
-        info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), committed, lost, "partitions revoked");
+        // `seconds`: how long the revocation held the partitions (the commit, then the
+        // stage's part) before giving them up.
+        let seconds = started.elapsed().as_secs_f64();
+        info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), committed, lost, seconds, "partitions revoked");
         if let Err(e) = answer_revoke(self.consumer.as_ref(), &partitions) {
             warn!(error = %e, "unassign");
         }
@@ -588,4 +592,20 @@ fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
     p.sort_unstable();
     p.dedup();
     p
+}
+
+/// Longest wait for the consumer to give its partitions up at a stop.
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
+
+/// Leaves the group: unsubscribes and serves the consumer (its rebalance callback gives
+/// the partitions up) until it holds none, for at most [`LEAVE_WAIT`]. The partitions
+/// then go to their next owners while the stage's `stopped` hook does its slow part
+/// (sealing the join's local stores) instead of after it. Records read meanwhile are
+/// dropped: their offsets are not committed, so their next owner reads them.
+async fn leave(consumer: Arc<StreamConsumer<StageContext>>) {
+    consumer.unsubscribe();
+    let deadline = Instant::now() + LEAVE_WAIT;
+    while Instant::now() < deadline && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
 }

@@ -371,3 +371,29 @@ fn expire_all_classifies_everything_pending() {
     assert_eq!((c.matched, c.expired_unlabeled, c.orphan_labels), (1, 1, 1));
     assert!(b.is_empty());
 }
+
+#[test]
+fn a_new_hot_capacity_spills_past_it_and_then_lets_the_table_fill_to_it() {
+    let mut b = buf();
+    b.set_cold_tier(Box::new(crate::join::MemoryColdTier::default()), 64);
+    let mut ev = Vec::new();
+    for n in 0..40 {
+        b.on_prediction(&pred(n, 0), &mut |e| ev.push(e));
+    }
+    assert_eq!((b.hot_len(), b.cold_len()), (40, 0));
+    b.set_hot_capacity(8);
+    assert!(b.hot_len() <= 8, "{} hot", b.hot_len());
+    assert_eq!(b.hot_len() + b.cold_len(), 40);
+    b.set_hot_capacity(128);
+    let spilled = b.cold_spilled();
+    for n in 40..140 {
+        b.on_prediction(&pred(n, 0), &mut |e| ev.push(e));
+    }
+    assert_eq!(
+        b.cold_spilled(),
+        spilled,
+        "room for 100 more without a spill"
+    );
+    assert_eq!(b.len(), 140);
+    assert!(ev.is_empty(), "{ev:?}");
+}

@@ -156,6 +156,24 @@ impl JoinBuffer {
         });
     }
 
+    /// Changes how many entries stay in memory (a standby's task handed to the stage that
+    /// now owns its partition gets the owner's share of the budget). Past the new capacity
+    /// the oldest go cold as in a spill; the table is then rebuilt at the new size, so it
+    /// still never grows.
+    pub fn set_hot_capacity(&mut self, hot_capacity: usize) {
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
+        cold.hot_capacity = hot_capacity.max(2);
+        let capacity = cold.hot_capacity;
+        if self.map.len() >= capacity {
+            self.make_room();
+        }
+        let mut map = hashbrown::HashMap::with_capacity_and_hasher(capacity, Default::default());
+        map.extend(self.map.drain());
+        self.map = map;
+    }
+
     /// The first failure of the cold tier, if any. After one the buffer's decisions can be
     /// wrong: the owner must stop without committing them.
     pub fn cold_error(&self) -> Option<&ColdError> {

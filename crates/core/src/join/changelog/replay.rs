@@ -49,6 +49,16 @@ impl ChangelogReplay {
         self.bytes
     }
 
+    /// The task as replayed so far, not tracking changes, for a replay that another
+    /// [`ChangelogReplay`] goes on with (a standby handed to the stage that now owns its
+    /// partition). Fails when its cold tier failed.
+    pub fn suspend(self) -> Result<JoinTask, ChangelogError> {
+        if let Some(e) = self.task.cold_error() {
+            return Err(ChangelogError::Store(e.clone()));
+        }
+        Ok(self.task)
+    }
+
     /// The task, tracking changes from here on. Fails when its cold tier failed.
     pub fn finish(mut self) -> Result<JoinTask, ChangelogError> {
         if let Some(e) = self.task.cold_error() {

@@ -112,12 +112,15 @@ proptest! {
     /// A task that seals its store at `seal`, while another owner goes on to `tail` and
     /// commits, then resumes from the sealed store and replays only the changelog after the
     /// seal, decides as one that ran straight through; and so does a task streamed from the
-    /// whole changelog into a small hot table.
+    /// whole changelog into a small hot table, and so does a standby handed over at the seal
+    /// with another hot capacity, and so does the owner's own task given up at the seal to a
+    /// standby that follows the changelog.
     #[test]
     fn resumed_and_streamed_tasks_continue_exactly(
         steps in proptest::collection::vec((any::<bool>(), 0u8..40, 0u16..600, 0u8..2), 1..200),
         a in any::<prop::sample::Index>(),
         b in any::<prop::sample::Index>(),
+        hot in 2usize..64,
     ) {
         let (seal, tail) = {
             let (x, y) = (a.index(steps.len() + 1), b.index(steps.len() + 1));
@@ -136,6 +139,14 @@ proptest! {
         run(&mut first, &steps[..seal], &mut got);
         cursor.changes(&mut first, &mut log);
         let offset = log.len();
+        // The same owner again, giving its task up to a standby instead of sealing it: its
+        // records still queued (the next owner reads them again) and idle state forgotten.
+        let mut adopted = tiered(Shared::default());
+        adopted.track_changes();
+        let mut adopted_cursor = ChangelogCursor::default();
+        run(&mut adopted, &steps[..seal], &mut Vec::new());
+        adopted_cursor.changes(&mut adopted, &mut Vec::new());
+        adopted.forget_transient();
         first
             .seal_cold_tier(StoreCheckpoint { changelog_offset: offset as i64, ..Default::default() })
             .unwrap();
@@ -155,14 +166,35 @@ proptest! {
         let resumed = JoinTask::resume(config(), &checkpoint, Box::new(store.clone()), 4).unwrap();
         let mut resumed = replay(resumed, &log[offset..]);
         let mut streamed = replay(tiered(Shared::default()), &log);
+        // A standby that followed the changelog up to the seal with a small hot table, then
+        // handed over with a larger one, replays the rest.
+        let mut standby = ChangelogReplay::new(tiered(Shared::default()));
+        for (k, v) in &log[..offset] {
+            standby.apply(k, v.as_deref()).unwrap();
+        }
+        let mut handed = standby.suspend().unwrap();
+        handed.set_hot_capacity(hot);
+        let mut handed = replay(handed, &log[offset..]);
+        adopted.set_hot_capacity(hot);
+        let mut adopted = replay(adopted, &log[offset..]);
         let mut streamed_events = got.clone();
+        let mut handed_events = got.clone();
+        let mut adopted_events = got.clone();
         run(&mut resumed, &steps[tail..], &mut got);
         run(&mut streamed, &steps[tail..], &mut streamed_events);
+        run(&mut handed, &steps[tail..], &mut handed_events);
+        run(&mut adopted, &steps[tail..], &mut adopted_events);
         straight.sweep(&mut |e| expected.push(e));
         resumed.sweep(&mut |e| got.push(e));
         streamed.sweep(&mut |e| streamed_events.push(e));
+        handed.sweep(&mut |e| handed_events.push(e));
+        adopted.sweep(&mut |e| adopted_events.push(e));
         prop_assert_eq!(sorted(&got), sorted(&expected));
         prop_assert_eq!(sorted(&streamed_events), sorted(&expected));
+        prop_assert_eq!(sorted(&handed_events), sorted(&expected));
+        prop_assert_eq!(handed.buffer().len(), straight.buffer().len());
+        prop_assert_eq!(sorted(&adopted_events), sorted(&expected));
+        prop_assert_eq!(adopted.buffer().len(), straight.buffer().len());
         prop_assert_eq!(resumed.buffer().len(), straight.buffer().len());
     }
 }

@@ -546,6 +546,12 @@ impl JoinTask {
         self.buffer.set_cold_tier(tier, hot_capacity);
     }
 
+    /// Changes how many of the buffer's entries stay in memory (see
+    /// [`JoinBuffer::set_hot_capacity`]); nothing without a cold tier.
+    pub fn set_hot_capacity(&mut self, hot_capacity: usize) {
+        self.buffer.set_hot_capacity(hot_capacity);
+    }
+
     /// The first failure of the buffer's cold tier: decisions since then must not be
     /// committed.
     pub fn cold_error(&self) -> Option<&super::ColdError> {

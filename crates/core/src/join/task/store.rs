@@ -2,7 +2,7 @@
 //! one, and replaying changelog records in log order (see
 //! [`crate::join::buffer::seal`] and [`crate::join::changelog::ChangelogReplay`]).
 
-use super::{JoinTask, TaskCheckpoint};
+use super::{InputState, JoinTask, TaskCheckpoint};
 use crate::join::{
     ColdError, ColdTier, EntryRecord, Interner, JoinConfig, JoinError, ModelVersionId, RequestKey,
     StoreCheckpoint,
@@ -48,6 +48,29 @@ impl JoinTask {
         task.buffer
             .adopt_cold_tier(tier, hot_capacity, &checkpoint.cold);
         Ok(task)
+    }
+
+    /// Keeps only what the changelog holds of the task — the buffer (with its cold tier),
+    /// the names, the watermark and each input's progress — and forgets the rest: queued
+    /// records (not processed, so not committed: the next owner reads them again), the
+    /// inputs' caught-up and idle state (read by processing time), the counters, and change
+    /// tracking. A task its owner gave up after committing becomes what a restore from the
+    /// changelog would make of it, so it can follow the changelog as a standby and be taken
+    /// over later. Kept, the idle state would let the next owner's first poll count both
+    /// inputs idle since the revocation and move the watermark to the wall clock.
+    pub fn forget_transient(&mut self) {
+        self.buffer.track_changes(false);
+        self.predictions.clear();
+        self.labels.clear();
+        self.counters.clear();
+        self.waiting_since = None;
+        self.draining = false;
+        for input in [&mut self.pred_input, &mut self.label_input] {
+            *input = InputState {
+                progress: input.progress,
+                ..InputState::new()
+            };
+        }
     }
 
     /// Sets watermark and progress, as a changelog checkpoint record replayed.

@@ -502,3 +502,26 @@ fn a_marked_input_is_announced_misrouted_when_processed_and_still_ends_once() {
     // Nothing queued: nothing to mark.
     assert!(!f.task.mark_misrouted(Input::Labels));
 }
+
+#[test]
+fn a_task_given_up_forgets_its_queue_and_idle_state_but_not_its_watermark() {
+    let mut f = Fixture::new(quick());
+    f.task.set_caught_up(Input::Predictions, true);
+    f.task.set_caught_up(Input::Labels, true);
+    f.pred(1, 0);
+    f.pred(2, 100);
+    f.poll(BASE);
+    // Pushed, not processed: not committed, so read again by the next owner.
+    f.label(3, 300);
+    assert_eq!(f.task.queued(), (0, 1));
+    let watermark = f.task.watermark();
+    f.task.forget_transient();
+    assert_eq!(f.task.queued(), (0, 0));
+    assert_eq!(f.task.total_counters(), JoinCounters::default());
+    assert_eq!(f.task.watermark(), watermark);
+    // Long after, the next owner's first poll: nothing read yet, so neither input counts as
+    // idle and the watermark stays where the records put it.
+    f.poll(BASE + 1_000_000);
+    assert_eq!(f.task.watermark(), watermark);
+    assert_eq!(f.task.buffer().len(), 2);
+}
