@@ -30,6 +30,11 @@ use crate::error::kafka_error_is_retryable;
 use crate::error::{Result, WorkerError};
 use crate::settings::Settings;
 
+/// How long apart [`ChangelogReader::settled_end_offsets`] asks twice.
+const SETTLE_STEP: Duration = Duration::from_millis(50);
+/// Longest [`ChangelogReader::settled_end_offsets`] asks again.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
+
 /// Creates a stage's changelog topic (compacted, `partitions` partitions) when it does not
 /// exist, and checks that an existing one has as many partitions as the stage's input.
 /// `setting` names the key that overrides the topic's name, for the error message.
@@ -258,6 +263,41 @@ impl ChangelogReader {
     /// The high watermark of `partition`: the offset after everything written to it so far.
     pub fn end_offset(&self, partition: i32, timeout: Duration) -> Result<i64> {
         Ok(self.watermarks(partition, Instant::now() + timeout)?.1)
+    }
+
+    /// [`Self::end_offset`] of each of `partitions` right after a commit, once settled: the
+    /// same answer twice [`SETTLE_STEP`] apart (asking again for at most [`SETTLE_WAIT`]).
+    /// The reader is `read_committed`, so the end it gets is the last stable offset, and a
+    /// commit returns before the transaction's markers are written to the partitions: asked
+    /// at once, the end can still be the first offset of the transaction just committed. An
+    /// end taken too early is safe (a resume replays that transaction's records again, which
+    /// leaves the same state), only longer. A partition whose end is not known is left out.
+    pub fn settled_end_offsets(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Vec<(i32, Result<i64>)> {
+        let deadline = Instant::now() + SETTLE_WAIT;
+        let mut ends: Vec<(i32, Result<i64>)> = partitions
+            .iter()
+            .map(|&p| (p, self.end_offset(p, timeout)))
+            .collect();
+        let mut settled = vec![false; ends.len()];
+        while settled.iter().any(|s| !s) && Instant::now() < deadline {
+            std::thread::sleep(SETTLE_STEP);
+            for ((p, end), done) in ends.iter_mut().zip(settled.iter_mut()) {
+                if *done {
+                    continue;
+                }
+                let now = self.end_offset(*p, timeout);
+                *done = match (&*end, &now) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => now.is_err(),
+                };
+                *end = now;
+            }
+        }
+        ends
     }
 
     /// Reads `partitions` from their start to their end: [`Self::read_partitions_from`] from

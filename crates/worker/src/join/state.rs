@@ -439,9 +439,10 @@ impl Join {
         self.seal_stores_at(&ends);
     }
 
-    /// The changelog's end offset of each of `partitions` with a local store to seal (none
-    /// without a local store or after it failed); a partition whose end is unknown is left
-    /// out, with a warning, and so not sealed.
+    /// The changelog's end offset of each of `partitions` with a local store to seal, right
+    /// after a commit (settled, see [`ChangelogReader::settled_end_offsets`]; none without a
+    /// local store or after it failed); a partition whose end is unknown is left out, with a
+    /// warning, and so not sealed.
     pub(super) fn changelog_ends(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
         let (Some(state), Some(reader)) = (self.local_state.as_ref(), self.changelog.as_ref())
         else {
@@ -450,10 +451,15 @@ impl Join {
         if state.failure.is_some() {
             return Vec::new();
         }
-        partitions
+        let held: Vec<i32> = partitions
             .iter()
+            .copied()
             .filter(|p| self.tasks.contains_key(p))
-            .filter_map(|&p| match reader.end_offset(p, Duration::from_secs(10)) {
+            .collect();
+        reader
+            .settled_end_offsets(&held, Duration::from_secs(10))
+            .into_iter()
+            .filter_map(|(p, end)| match end {
                 Ok(end) => Some((p, end)),
                 Err(e) => {
                     warn!(partition = p, error = %e, "join state store not sealed: changelog end unknown");
