@@ -142,15 +142,12 @@ impl Join {
     /// abort). Their totals keep what was committed.
     pub(super) fn abandon(&mut self, partitions: &HashSet<i32>) {
         for p in partitions {
-            if let Some(t) = self.tasks.remove(p) {
-                keep_totals(&mut self.retired, &t.task, t.committed.iter().copied());
-                self.retire_spills(&t.task);
-            }
+            self.take_task(*p);
         }
     }
 
-    /// Takes `partition`'s task out as [`Self::abandon`] drops it (its committed counts
-    /// kept in the totals), to hand it to the standby thread.
+    /// Takes `partition`'s task out, its committed counts kept in the totals: to drop it
+    /// ([`Self::abandon`]) or to hand it to the standby thread.
     pub(super) fn take_task(&mut self, partition: i32) -> Option<JoinTask> {
         let t = self.tasks.remove(&partition)?;
         keep_totals(&mut self.retired, &t.task, t.committed.iter().copied());

@@ -465,16 +465,23 @@ impl Follower {
         self.reassign = true;
     }
 
-    /// Stops following `partition` and gives its task, open, to the stage that now owns the
-    /// partition: no seal, no closing and reopening of the store, only the changelog after
-    /// the last record applied left to replay. `None` when not followed, or when its store
-    /// failed (dropped unsealed: the restore rebuilds it).
-    fn hand_over(&mut self, partition: i32) -> Option<RestoreStart> {
+    /// Stops following `partition` (the consumer's assignment is set again, its folder no
+    /// longer held): what was followed of it, if anything.
+    fn unfollow(&mut self, partition: i32) -> Option<Warm> {
         let w = self.warm.remove(&partition)?;
         self.reassign = true;
         if let Ok(mut s) = self.shared.lock() {
             s.held.remove(&partition);
         }
+        Some(w)
+    }
+
+    /// Stops following `partition` and gives its task, open, to the stage that now owns the
+    /// partition: no seal, no closing and reopening of the store, only the changelog after
+    /// the last record applied left to replay. `None` when not followed, or when its store
+    /// failed (dropped unsealed: the restore rebuilds it).
+    fn hand_over(&mut self, partition: i32) -> Option<RestoreStart> {
+        let w = self.unfollow(partition)?;
         match w.replay.suspend() {
             Ok(task) => {
                 if let Ok(mut s) = self.shared.lock() {
@@ -501,13 +508,9 @@ impl Follower {
     /// Seals `partition`'s store at the offset after its last record applied and stops
     /// following it (nothing when not followed).
     fn seal(&mut self, partition: i32) {
-        let Some(w) = self.warm.remove(&partition) else {
+        let Some(w) = self.unfollow(partition) else {
             return;
         };
-        self.reassign = true;
-        if let Ok(mut s) = self.shared.lock() {
-            s.held.remove(&partition);
-        }
         let mut task = match w.replay.finish() {
             Ok(t) => t,
             Err(e) => {
