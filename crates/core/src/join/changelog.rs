@@ -381,22 +381,24 @@ pub struct ChangelogDelta {
 impl ChangelogDelta {
     /// Appends the records to write, in order: names, then the latest state of each changed
     /// entry (a key changed several times is written once), then the checkpoint.
-    pub fn write_into(self, out: &mut Vec<ChangelogRecord>) {
+    pub fn write_into(mut self, out: &mut Vec<ChangelogRecord>) {
         self.for_each_record(|k, v| out.push((k.to_vec(), v.map(<[u8]>::to_vec))));
     }
 
     /// Hands each record to `write` (key, value; `None` = tombstone) in the order of
     /// [`write_into`](Self::write_into), without allocating one per record: a commit writes
-    /// about one record per input.
-    pub fn for_each_record(self, mut write: impl FnMut(&[u8], Option<&[u8]>)) -> usize {
+    /// about one record per input. Handing them out again gives the same records (a commit
+    /// retried in a new transaction).
+    pub fn for_each_record(&mut self, mut write: impl FnMut(&[u8], Option<&[u8]>)) -> usize {
         let mut n = 0;
         for (k, v) in &self.names {
             write(k, v.as_deref());
             n += 1;
         }
-        for (key, state) in self.entries.latest() {
+        self.entries.settle();
+        for (key, state) in self.entries.settled() {
             let value = state.map(|e| entry_value(&e));
-            write(&entry_key(key), value.as_ref().map(|v| &v[..]));
+            write(&entry_key(*key), value.as_ref().map(|v| &v[..]));
             n += 1;
         }
         if let Some((k, v)) = &self.checkpoint {
@@ -534,6 +536,31 @@ mod tests {
         assert_eq!(b.buffer().len(), task.buffer().len());
         assert_eq!(a.checkpoint(), task.checkpoint());
         assert_eq!(b.checkpoint(), task.checkpoint());
+    }
+
+    #[test]
+    fn a_delta_handed_out_again_gives_the_same_records() {
+        // A commit refused for a stale group generation is retried in a new transaction with
+        // the same batch: it must write exactly what it wrote the first time.
+        let steps: Vec<Step> = (0..90u8)
+            .map(|i| (i % 3 == 0, i % 25, u16::from(i) * 5, i % 2))
+            .collect();
+        let mut task = JoinTask::new(config()).unwrap();
+        task.track_changes();
+        let mut cursor = ChangelogCursor::default();
+        let mut events = Vec::new();
+        run(&mut task, &steps, &mut events);
+        let mut delta = cursor.delta(&mut task);
+        let mut first = Vec::new();
+        let n = delta.for_each_record(|k, v| first.push((k.to_vec(), v.map(<[u8]>::to_vec))));
+        let mut again = Vec::new();
+        let m = delta.for_each_record(|k, v| again.push((k.to_vec(), v.map(<[u8]>::to_vec))));
+        assert_eq!((n, m), (first.len(), again.len()));
+        assert!(n > 25, "{n}");
+        assert_eq!(first, again);
+        // Each changed key once (the names and the checkpoint are records of their own).
+        let keys: std::collections::BTreeSet<&Vec<u8>> = first.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), first.len());
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!
 //! The outcome holds each task's counters as of the batch and the interval's rejection
 //! counts: once the batch commits they are what survives an abort.
+//!
+//! A batch can be produced twice: a transaction refused for a stale group membership is
+//! committed again with the same batch ([`crate::runtime::eos::commit`]). So the finished
+//! partials are kept, and the changelog deltas are only settled in place, not consumed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -72,6 +76,7 @@ pub(crate) struct CommitBatch {
     /// Partials of every task (finished and encoded by the committing thread), then the
     /// progress records that follow them.
     partials: Vec<UnfinishedPartials>,
+    finished_partials: Vec<PartialsRecord>,
     progress: Vec<PartialsRecord>,
     /// Per task partition: what its changelog partition gets (encoded by the committing thread).
     changelog: Vec<(i32, ChangelogDelta)>,
@@ -120,30 +125,17 @@ impl Batch for CommitBatch {
             send(record)?;
             crate::fault::point("dead_letter.sent");
         }
-        // Folded, serialized and encoded here, on the committing thread, not in the loop.
-        for unfinished in std::mem::take(&mut self.partials) {
-            let (partials, errors) = unfinished.finish();
-            self.outcome.signature_errors += errors;
-            for partial in partials {
-                match to_avro::<ModelPartial>(&partial) {
-                    Ok(payload) => {
-                        let record = PartialsRecord {
-                            key: Some(partial.model_id),
-                            partition: None,
-                            payload,
-                        };
-                        send(record.future(&self.partials_topic))?;
-                        self.outcome.partials += 1;
-                    }
-                    Err(e) => error!(error = %e, "partial not encodable"),
-                }
-            }
+        self.finish_partials();
+        for r in &self.finished_partials {
+            send(r.future(&self.partials_topic))?;
         }
         for r in &self.progress {
             send(r.future(&self.partials_topic))?;
         }
         // The changes are sorted and encoded here, on the committing thread, not in the loop.
-        for (partition, delta) in std::mem::take(&mut self.changelog) {
+        self.outcome.changelog_records = 0;
+        for (partition, delta) in &mut self.changelog {
+            let partition = *partition;
             let mut sent = Ok(());
             self.outcome.changelog_records += delta.for_each_record(|key, value| {
                 if sent.is_err() {
@@ -164,6 +156,28 @@ impl Batch for CommitBatch {
 
     fn into_outcome(self) -> CommitOutcome {
         self.outcome
+    }
+}
+
+impl CommitBatch {
+    /// Folds, serializes and encodes the partials, once: on the committing thread, not in the
+    /// loop; a batch produced again (a retried transaction) sends the same records.
+    fn finish_partials(&mut self) {
+        for unfinished in std::mem::take(&mut self.partials) {
+            let (partials, errors) = unfinished.finish();
+            self.outcome.signature_errors += errors;
+            for partial in partials {
+                match to_avro::<ModelPartial>(&partial) {
+                    Ok(payload) => self.finished_partials.push(PartialsRecord {
+                        key: Some(partial.model_id),
+                        partition: None,
+                        payload,
+                    }),
+                    Err(e) => error!(error = %e, "partial not encodable"),
+                }
+            }
+        }
+        self.outcome.partials = self.finished_partials.len();
     }
 }
 
@@ -253,6 +267,7 @@ impl Join {
                 .unwrap_or_default(),
             dead_letters,
             partials,
+            finished_partials: Vec::new(),
             progress,
             changelog,
             offsets,

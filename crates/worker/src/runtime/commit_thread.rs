@@ -9,6 +9,8 @@
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
@@ -57,7 +59,7 @@ impl<O: Send + 'static> CommitThread<O> {
         &mut self,
         producer: FutureProducer,
         batch: B,
-        metadata: Option<ConsumerGroupMetadata>,
+        metadata: Arc<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>,
         timeout: Duration,
     ) -> std::io::Result<()> {
         let yield_first = commits_keep_up(self.last_commit, self.flush_interval);

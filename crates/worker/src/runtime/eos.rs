@@ -9,6 +9,8 @@
 //!     produce the batch's records                               commit()
 //!     send_offsets_to_transaction(batch offsets, group metadata)
 //!     commit_transaction; begin_transaction
+//!       (offsets refused for a stale membership: abort, begin, the same batch again
+//!        with the current group metadata, a few times)
 //!     stage.committed(outcome)
 //! on an error:
 //!     abort_transaction; begin_transaction                      Eos::recover → Aborted
@@ -139,15 +141,59 @@ fn abort(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError>
     producer.begin_transaction()
 }
 
+/// Where a commit gets the consumer's group metadata: asked when the offsets are sent, and
+/// again before a retry, so that a membership that moved on meanwhile is the one that commits.
+pub type GroupMetadata<'a> = &'a (dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync);
+
+/// How often a batch refused for a stale group generation is committed again in a new
+/// transaction before the refusal counts as failed ([`is_stale_membership`]).
+const STALE_MEMBERSHIP_RETRIES: u32 = 4;
+
 /// Sends a batch into the open transaction with the offsets it accounts for, commits it and
 /// opens the next one (blocking). Returns how long the transaction took to commit.
+///
+/// When the group coordinator refuses the offsets because the membership the commit carried
+/// is no longer current (under the `consumer` group protocol, any assignment change moves the
+/// member epoch, and a commit in flight at that moment carries the old one), the transaction
+/// is aborted and the same batch committed again in a new one with the current membership.
+/// The partitions are still ours: a revocation waits for this commit before it is
+/// acknowledged, and a member that lost them is refused again. Without the retry the stage
+/// would rewind and rebuild every task from its changelog, seconds of standstill for one
+/// refused request.
 pub fn commit<B: Batch>(
     producer: &FutureProducer,
     batch: &mut B,
-    metadata: Option<&ConsumerGroupMetadata>,
+    metadata: GroupMetadata<'_>,
     timeout: Duration,
 ) -> Result<Duration, KafkaError> {
     let started = Instant::now();
+    let mut retries = 0;
+    loop {
+        match commit_once(producer, batch, metadata, timeout) {
+            Err(e) if is_stale_membership(&e) && retries < STALE_MEMBERSHIP_RETRIES => {
+                retries += 1;
+                warn!(error = %e, retry = retries, "offsets refused for a stale group membership: committing the batch again in a new transaction");
+                retrying("abort", || producer.abort_transaction(timeout))?;
+                producer.begin_transaction()?;
+                // The consumer learns its new epoch from the heartbeat that moved it.
+                std::thread::sleep(Duration::from_millis(50) * retries);
+            }
+            Err(e) => return Err(e),
+            Ok(()) => break,
+        }
+    }
+    let took = started.elapsed();
+    producer.begin_transaction()?;
+    Ok(took)
+}
+
+/// One attempt of [`commit`]: produce, send the offsets, commit.
+fn commit_once<B: Batch>(
+    producer: &FutureProducer,
+    batch: &mut B,
+    metadata: GroupMetadata<'_>,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
     let mut sent = 0u64;
     batch.produce(|record| {
         sent += 1;
@@ -158,16 +204,30 @@ pub fn commit<B: Batch>(
     }
     let offsets = batch.offsets();
     if offsets.count() > 0 {
-        let metadata = metadata.ok_or(KafkaError::MessageProduction(
+        let metadata = metadata().ok_or(KafkaError::MessageProduction(
             RDKafkaErrorCode::InvalidGroupId,
         ))?;
         retrying("send offsets", || {
-            producer.send_offsets_to_transaction(offsets, metadata, timeout)
+            producer.send_offsets_to_transaction(offsets, &metadata, timeout)
         })?;
         crate::fault::point("transaction.offsets_sent");
     }
-    retrying("commit", || producer.commit_transaction(timeout))?;
-    let took = started.elapsed();
-    producer.begin_transaction()?;
-    Ok(took)
+    retrying("commit", || producer.commit_transaction(timeout))
+}
+
+/// Whether a transaction failed only because the group membership it carried is stale (a
+/// generation or member epoch that moved on): abortable, and worth committing again with the
+/// current one. A fatal error (fenced producer) never is.
+pub fn is_stale_membership(e: &KafkaError) -> bool {
+    if is_fatal(e) {
+        return false;
+    }
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::StaleMemberEpoch
+                | RDKafkaErrorCode::RebalanceInProgress
+        )
+    )
 }

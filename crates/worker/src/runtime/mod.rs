@@ -97,6 +97,8 @@ pub trait Batch: Send + 'static {
 
     /// Hands every record of the batch to `send`, in order, stopping at its first error.
     /// Runs on the committing thread: expensive encoding belongs here, not in `take_batch`.
+    /// Called again after an attempt aborted for a stale group membership
+    /// ([`eos::commit`]): it must hand out the same records.
     fn produce<F>(&mut self, send: F) -> Result<(), KafkaError>
     where
         F: FnMut(FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError>;

@@ -317,7 +317,8 @@ impl<S: Stage> Loop<S> {
                 return Ok(());
             };
             let batch = self.stage.take_batch();
-            let metadata = self.consumer.group_metadata();
+            let consumer = self.consumer.clone();
+            let metadata = Arc::new(move || consumer.group_metadata());
             if let Err(e) = thread.start(self.producer.clone(), batch, metadata, timeout) {
                 // The batch went with the thread that never ran: redo its work.
                 error!(error = %e, "commit thread not started: aborting the transaction");
@@ -346,10 +347,11 @@ impl<S: Stage> Loop<S> {
             return Err((None, KafkaError::MessageProduction(RDKafkaErrorCode::Fail)));
         }
         let mut batch = self.stage.take_batch();
-        let metadata = self.consumer.group_metadata();
+        let consumer = &self.consumer;
+        let metadata = move || consumer.group_metadata();
         let timeout = self.timeout();
         let producer = &self.producer;
-        match blocking(|| eos::commit(producer, &mut batch, metadata.as_ref(), timeout)) {
+        match blocking(|| eos::commit(producer, &mut batch, &metadata, timeout)) {
             Ok(took) => {
                 if let Some(thread) = &mut self.background {
                     thread.committed_inline(took);

@@ -101,16 +101,30 @@ pub struct EntryChanges(Vec<(RequestKey, Option<EntryRecord>)>);
 impl EntryChanges {
     /// The latest state of each changed key (`None`: gone), sorted by key.
     pub fn latest(mut self) -> Vec<(RequestKey, Option<EntryRecord>)> {
+        self.settle();
+        self.0
+    }
+
+    /// Keeps only the latest state of each changed key, sorted by key; settling again changes
+    /// nothing, so a commit retried in a new transaction writes the same records.
+    pub fn settle(&mut self) {
         // A stable sort keeps each key's changes in order: the last of a run is the latest.
         self.0.sort_by_key(|(k, _)| *k);
-        let mut out: Vec<(RequestKey, Option<EntryRecord>)> = Vec::with_capacity(self.0.len());
-        for (k, e) in self.0 {
-            match out.last_mut() {
-                Some(last) if last.0 == k => last.1 = e,
-                _ => out.push((k, e)),
+        let mut kept = 0;
+        for i in 0..self.0.len() {
+            if kept > 0 && self.0[kept - 1].0 == self.0[i].0 {
+                self.0[kept - 1].1 = self.0[i].1;
+            } else {
+                self.0.swap(kept, i);
+                kept += 1;
             }
         }
-        out
+        self.0.truncate(kept);
+    }
+
+    /// The changes as they stand (settled: each key once, sorted).
+    pub fn settled(&self) -> &[(RequestKey, Option<EntryRecord>)] {
+        &self.0
     }
 }
 

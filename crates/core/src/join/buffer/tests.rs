@@ -397,3 +397,29 @@ fn a_new_hot_capacity_spills_past_it_and_then_lets_the_table_fill_to_it() {
     assert_eq!(b.len(), 140);
     assert!(ev.is_empty(), "{ev:?}");
 }
+
+proptest::proptest! {
+    /// Settling keeps the last change of each key, sorted by key, and settling again changes
+    /// nothing (a retried commit writes the same records).
+    #[test]
+    fn settled_changes_are_the_last_per_key_and_stay_so(
+        changes in proptest::collection::vec((0u64..12, proptest::option::of(0u64..5)), 0..80),
+    ) {
+        let record = |p: u64| EntryRecord { time: 1, model: 0, flags: 0, payload: p };
+        let mut c = EntryChanges(
+            changes
+                .iter()
+                .map(|&(k, p)| (RequestKey::from_parts(k, 0), p.map(record)))
+                .collect(),
+        );
+        let mut expected = std::collections::BTreeMap::new();
+        for &(k, p) in &changes {
+            expected.insert(RequestKey::from_parts(k, 0), p.map(record));
+        }
+        let expected: Vec<_> = expected.into_iter().collect();
+        c.settle();
+        proptest::prop_assert_eq!(c.settled(), &expected[..]);
+        c.settle();
+        proptest::prop_assert_eq!(c.settled(), &expected[..]);
+    }
+}
