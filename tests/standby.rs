@@ -5,7 +5,9 @@
 //! partitions it will take. The first leaves (SIGTERM, a scale-in): the other takes its
 //! partitions and resumes them from its standby stores, replaying only the changelog's tail
 //! (its `join state restored` line: `resumed=` both moved partitions, `records=` well below
-//! the `entries=` restored), and the counts stay exact against the offline reference.
+//! the `entries=` restored), and the counts stay exact against the offline reference. The
+//! other's joining (a scale-out) is warm too: it catches its standbys up before it joins the
+//! group (`join.standby_warm_up`), so the partitions moved to it resume the same way.
 //!
 //! `DRIFTWATCH_STANDBY_PREDICTIONS` sets the scenario's size (default 20 000);
 //! `DRIFTWATCH_STANDBY_REPLICAS=0` runs the same without standbys, for comparison: the moved
@@ -126,6 +128,27 @@ async fn a_partition_moved_to_its_standby_replays_only_the_changelog_tail() {
         )
     };
     if replicas > 0 {
+        // Scale-out: the joining worker caught its standbys up before it joined the group
+        // (`join.standby_warm_up`), so the partitions moved to it resume warm too.
+        let joined = wait_for_lines(
+            &staying.log,
+            "join state restored",
+            Duration::from_secs(120),
+            |lines| !lines.is_empty(),
+        );
+        let first = &joined[0];
+        eprintln!("partitions moved at scale-out: {first}");
+        let records = log_field(first, "records").unwrap_or(u64::MAX);
+        let entries = log_field(first, "entries").unwrap_or(0);
+        assert_eq!(
+            log_field(first, "resumed"),
+            Some(2),
+            "both partitions moved at scale-out resumed from warmed standbys: {first}"
+        );
+        assert!(
+            entries > 500 && records * 4 < entries,
+            "only the changelog's tail replayed at scale-out: {first}"
+        );
         follows(&staying.log);
         follows(&leaving.log);
     } else {

@@ -23,7 +23,7 @@ use driftwatch_core::JoinCounters;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
-use tracing::error;
+use tracing::{error, info, warn};
 
 use super::batch::{CommitBatch, CommitOutcome};
 use super::dead_letter::Rejections;
@@ -91,6 +91,8 @@ pub(crate) struct Join {
     pub(super) local_state: Option<LocalState>,
     /// Warm copies of partitions other workers own (`join.standby_replicas`).
     pub(super) standby: Option<Standby>,
+    /// `join.standby_warm_up`.
+    standby_warm_up: Duration,
     /// When every task was last polled by a tick (a longer gap is a stall, see `poll_all`).
     pub(super) last_poll_all: Option<Instant>,
     /// At a clean stop, the changelog's end per partition right after the final commit: the
@@ -156,6 +158,7 @@ impl Join {
                 .then(|| Repartition::new(t.repartition.clone())),
             local_state,
             standby,
+            standby_warm_up: settings.join.standby_warm_up,
             last_poll_all: None,
             closing_ends: None,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
@@ -165,6 +168,11 @@ impl Join {
 
 impl Stage for Join {
     type Batch = CommitBatch;
+
+    fn started(&mut self) -> Result<()> {
+        self.warm_up_standbys();
+        Ok(())
+    }
 
     #[inline]
     fn on_record(&mut self, msg: &BorrowedMessage<'_>, now_ms: i64) -> Option<InputPartition> {
@@ -374,6 +382,31 @@ impl Join {
         })?;
         self.install_restored(restored);
         Ok(())
+    }
+
+    /// Before joining the group: catches the standbys up with their changelogs
+    /// (`join.standby_warm_up`, see [`Standby::warm_up`]).
+    fn warm_up_standbys(&mut self) {
+        let bound = self.standby_warm_up;
+        let Some(standby) = &self.standby else {
+            return;
+        };
+        if bound.is_zero() {
+            return;
+        }
+        let started = Instant::now();
+        match standby.warm_up(bound) {
+            Some(w) => info!(
+                partitions = w.partitions,
+                records = w.records,
+                seconds = started.elapsed().as_secs_f64(),
+                "standby replicas warmed up before joining the group"
+            ),
+            None => warn!(
+                bound = ?bound,
+                "standby replicas not caught up within join.standby_warm_up: joining the group anyway"
+            ),
+        }
     }
 
     /// Tells the standby thread (if any) which partitions this worker owns now.

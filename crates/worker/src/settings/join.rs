@@ -77,6 +77,12 @@ pub struct JoinSettings {
     /// moves to one of them, its restore replays only the changelog's tail. Needs
     /// `join.state.dir` and exactly-once. Default 0.
     pub standby_replicas: usize,
+    /// With standby replicas: how long a starting worker may spend catching its standbys up
+    /// with their changelogs before it joins the group, so that the partitions a scale-out
+    /// moves to it are warm (under the `consumer` protocol it follows every partition it
+    /// does not own). Past it the worker joins anyway. `0s`: join at once. Default 2m.
+    #[serde(with = "humantime_serde")]
+    pub standby_warm_up: Duration,
 }
 
 /// `join.misrouted`: what happens to a record read from a partition other than its key's
@@ -126,6 +132,7 @@ impl Default for JoinSettings {
             models: BTreeMap::new(),
             state: JoinStateSettings::default(),
             standby_replicas: 0,
+            standby_warm_up: Duration::from_secs(120),
         }
     }
 }

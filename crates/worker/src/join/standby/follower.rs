@@ -1,203 +1,31 @@
-//! Standby replicas of the join state (`join.standby_replicas`, as Kafka Streams'
-//! `num.standby.replicas`): a worker keeps warm copies of partitions it does not own by
-//! tailing their changelog partitions into its local store, so when such a partition comes
-//! to it (its owner died or left), the restore resumes that store and replays only the
-//! changelog's tail instead of the whole changelog.
-//!
-//! # How
-//! One thread per worker ([`Standby`]) with its own changelog consumer (assigned, never
-//! subscribed; `read_committed`, so aborted records are never applied):
-//! - every [`REFRESH_EVERY`], and whenever the stage's assignment changes, it asks the
-//!   coordinator to describe the join's group and picks its partitions by
-//!   [`standby_partitions`] (rendezvous hashing: `replicas` members other than the owner per
-//!   partition). A description it cannot place itself in (a rebalance in progress) leaves
-//!   the set as it was;
-//! - each standby partition is a [`ChangelogReplay`] into a task whose store is the folder the
-//!   active task would use, opened as a restore opens it (a sealed folder is resumed, so a
-//!   partition this worker just gave up is followed from where it was sealed);
-//! - records are applied as they come; the task keeps at most [`STANDBY_SHARE`] of the
-//!   budget in memory (split between the standbys), the rest on disk.
-//!
-//! # Hand-over
-//! Before the stage restores partitions it was assigned, it asks the thread to release them
-//! ([`Standby::release`]) and waits: the thread stops following each and hands its task
-//! over as it is, store open, with the changelog offset after the last record it applied
-//! (`read_committed`: every transaction before it is decided). The restore replays only the
-//! rest into it and gives it the owner's share of the memory budget. Handing the open task
-//! over, rather than sealing the store for the restore to open again, spares the seal (every
-//! hot entry written out) and the reopening (the store's journals replayed): seconds per
-//! partition with millions pending. A task the restore cannot use (its offset no longer in
-//! the changelog) is dropped unsealed, and its folder rebuilt from the changelog. The other
-//! way round too: a partition revoked from the stage, once committed, goes to the thread
-//! with its task as it is ([`Standby::adopt`]), to be followed from the changelog's end; it
-//! is neither sealed while the partition waits for its next owner nor opened again. Stores of
-//! partitions the thread stops following are sealed (the sweep removes them after
-//! `join.state.cleanup_delay`), and so are all of them when the stage stops. A worker killed
-//! leaves them unsealed: the next start wipes and rebuilds them, as any unsealed folder.
-//! Only one of the stage and the thread opens a folder at a time: the thread owns a
-//! partition's folder from when it picks it until it releases it, and never picks one the
-//! stage owns.
+//! The standby thread's side: what it follows, and how it picks, opens, applies, hands over
+//! and seals standbys (see the parent module for the design).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use driftwatch_core::join::changelog::ChangelogReplay;
-use driftwatch_core::join::{hot_capacity_for_budget, JoinConfig, JoinTask, StoreCheckpoint};
+use driftwatch_core::join::{hot_capacity_for_budget, JoinTask, StoreCheckpoint};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::standby_choice::{assigned_partitions, standby_partitions, Member};
-use super::state::{now_ms, StoreLayout};
+use super::super::standby_choice::{assigned_partitions, standby_partitions, Member};
+use super::super::state::now_ms;
+use super::{
+    Command, Shared, StandbyConfig, StandbyCounters, WarmedUp, REFRESH_EVERY, STANDBY_SHARE,
+};
 use crate::changelog::{RestoreContext, RestoreStart};
-use crate::clients::consumer_config;
-use crate::error::{Result, WorkerError};
-use crate::settings::Settings;
+use crate::error::Result;
 
-/// How often the group is described and the standby set chosen again.
-const REFRESH_EVERY: Duration = Duration::from_secs(5);
-
-/// Share of `join.state.memory_budget` the standbys of a worker keep in memory together, on
-/// top of the active tasks' budget: a standby is only written until it is needed.
-pub(super) const STANDBY_SHARE: u64 = 4;
-
-/// Longest wait for the thread to seal released stores: past it, the restore goes on and
-/// finds them unsealed (rebuilt from the whole changelog, nothing lost).
-const RELEASE_WAIT: Duration = Duration::from_secs(60);
-
-enum Command {
-    /// The stage's partitions now (after an assignment or a revocation).
-    Owned(BTreeSet<i32>),
-    /// Follow these partitions with the tasks the stage just gave up (committed, their
-    /// stores open), each from the changelog offset its state reflects.
-    Adopt(Vec<(i32, JoinTask, i64)>),
-    /// Give up these partitions (the stage restores them next): answer with the task of
-    /// each one followed, and where its replay goes on.
-    Release(Vec<i32>, mpsc::Sender<Vec<(i32, RestoreStart)>>),
-}
-
-/// What the standby thread was given to work with.
-pub(super) struct StandbyConfig {
-    pub(super) settings: Settings,
-    pub(super) layout: StoreLayout,
-    pub(super) join_config: JoinConfig,
-    pub(super) partitions: i32,
-    pub(super) budget_bytes: u64,
-}
-
-/// Counters of the standby thread, read by the stage's metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct StandbyCounters {
-    /// Partitions followed now.
-    pub partitions: u64,
-    /// Changelog records applied to standbys.
-    pub records: u64,
-    /// Standby stores sealed (dropped, or at a stop).
-    pub sealed: u64,
-    /// Standby tasks handed to the stage, open, when their partition came to this worker.
-    pub handed: u64,
-}
-
-#[derive(Default)]
-struct Shared {
-    held: BTreeSet<i32>,
-    counters: StandbyCounters,
-}
-
-/// The standby thread of one join stage; dropping it seals every standby and stops it.
-pub(super) struct Standby {
-    commands: Option<mpsc::Sender<Command>>,
-    shared: Arc<Mutex<Shared>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Standby {
-    /// Starts the thread (its consumer is created here, so a bad client setting fails now).
-    pub(super) fn start(config: StandbyConfig) -> Result<Self> {
-        let group = config.settings.kafka.join_group_id.clone();
-        let consumer: BaseConsumer<RestoreContext> =
-            consumer_config(&config.settings.kafka, &format!("{group}-standby"))
-                .set("fetch.max.bytes", "52428800")
-                .create_with_context(RestoreContext)?;
-        let (tx, rx) = mpsc::channel();
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("join-standby".into())
-            .spawn(move || Follower::new(config, consumer, thread_shared).run(&rx))
-            .map_err(|e| WorkerError::State(format!("standby thread: {e}")))?;
-        Ok(Standby {
-            commands: Some(tx),
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    /// Tells the thread which partitions the stage owns now.
-    pub(super) fn owned(&self, owned: BTreeSet<i32>) {
-        if let Some(tx) = &self.commands {
-            let _ = tx.send(Command::Owned(owned));
-        }
-    }
-
-    /// Gives the thread the tasks of partitions the stage gave up (committed; each with the
-    /// changelog offset its state reflects) to follow as standbys; no wait.
-    pub(super) fn adopt(&self, tasks: Vec<(i32, JoinTask, i64)>) {
-        if tasks.is_empty() {
-            return;
-        }
-        if let Some(tx) = &self.commands {
-            // A thread that stopped drops them: unsealed, their folders go.
-            let _ = tx.send(Command::Adopt(tasks));
-        }
-    }
-
-    /// Has the thread give up `partitions` and waits for it (bounded): the tasks it followed
-    /// of them, open, each with the changelog offset its replay goes on from.
-    pub(super) fn release(&self, partitions: &[i32]) -> BTreeMap<i32, RestoreStart> {
-        let Some(tx) = &self.commands else {
-            return BTreeMap::new();
-        };
-        let (done, wait) = mpsc::channel();
-        if tx
-            .send(Command::Release(partitions.to_vec(), done))
-            .is_err()
-        {
-            return BTreeMap::new();
-        }
-        match wait.recv_timeout(RELEASE_WAIT) {
-            Ok(handed) => handed.into_iter().collect(),
-            Err(_) => {
-                warn!(partitions = ?partitions, "standby stores not released in time: the restore rebuilds them");
-                BTreeMap::new()
-            }
-        }
-    }
-
-    /// Partitions whose folders the thread holds (kept by the sweep).
-    pub(super) fn held(&self) -> BTreeSet<i32> {
-        self.shared
-            .lock()
-            .map(|s| s.held.clone())
-            .unwrap_or_default()
-    }
-
-    pub(super) fn counters(&self) -> StandbyCounters {
-        self.shared.lock().map(|s| s.counters).unwrap_or_default()
-    }
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        // Closing the channel is the stop signal.
-        self.commands = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A warm-up in progress: the end to reach per partition, and whom to tell.
+struct Warming {
+    targets: BTreeMap<i32, i64>,
+    records_before: u64,
+    done: mpsc::Sender<WarmedUp>,
+    last_check: Instant,
 }
 
 /// What the coordinator said of the join's group.
@@ -218,7 +46,7 @@ struct Warm {
 }
 
 /// The thread's state.
-struct Follower {
+pub(super) struct Follower {
     config: StandbyConfig,
     consumer: BaseConsumer<RestoreContext>,
     shared: Arc<Mutex<Shared>>,
@@ -230,10 +58,11 @@ struct Follower {
     last_refresh: Option<Instant>,
     /// The partitions followed as last logged.
     logged: BTreeSet<i32>,
+    warming: Option<Warming>,
 }
 
 impl Follower {
-    fn new(
+    pub(super) fn new(
         config: StandbyConfig,
         consumer: BaseConsumer<RestoreContext>,
         shared: Arc<Mutex<Shared>>,
@@ -249,10 +78,11 @@ impl Follower {
             reassign: false,
             last_refresh: None,
             logged: BTreeSet::new(),
+            warming: None,
         }
     }
 
-    fn run(mut self, commands: &mpsc::Receiver<Command>) {
+    pub(super) fn run(mut self, commands: &mpsc::Receiver<Command>) {
         loop {
             loop {
                 match commands.try_recv() {
@@ -270,6 +100,7 @@ impl Follower {
             if self.reassign {
                 self.assign();
             }
+            self.check_warm_up();
             if self.warm.is_empty() {
                 match commands.recv_timeout(Duration::from_millis(500)) {
                     Ok(c) => self.command(c),
@@ -318,6 +149,79 @@ impl Follower {
                 // A stage that stopped waiting drops them: unsealed, their folders go.
                 let _ = done.send(handed);
             }
+            Command::WarmUp(done) => {
+                self.refresh();
+                if self.reassign {
+                    self.assign();
+                }
+                let mut targets = BTreeMap::new();
+                for &p in self.warm.keys() {
+                    match self.consumer.fetch_watermarks(
+                        &self.changelog,
+                        p,
+                        Duration::from_secs(10),
+                    ) {
+                        Ok((_, high)) => {
+                            targets.insert(p, high);
+                        }
+                        Err(e) => {
+                            warn!(partition = p, error = %e, "standby warm-up: changelog end unknown; not waited for");
+                        }
+                    }
+                }
+                self.warming = Some(Warming {
+                    targets,
+                    records_before: self.counters().records,
+                    done,
+                    last_check: Instant::now(),
+                });
+                self.check_warm_up();
+            }
+        }
+    }
+
+    fn counters(&self) -> StandbyCounters {
+        self.shared.lock().map(|s| s.counters).unwrap_or_default()
+    }
+
+    /// Answers the warm-up once every partition it waits for is followed no more, or its
+    /// consumer position (past the commit markers: `read_committed`) reached the end taken
+    /// when it began. Checked at most every 100 ms.
+    fn check_warm_up(&mut self) {
+        let Some(w) = &mut self.warming else {
+            return;
+        };
+        let warm = &self.warm;
+        w.targets.retain(|p, _| warm.contains_key(p));
+        if !w.targets.is_empty() {
+            if w.last_check.elapsed() < Duration::from_millis(100) {
+                return;
+            }
+            w.last_check = Instant::now();
+            let Ok(positions) = self.consumer.position() else {
+                return;
+            };
+            let changelog = &self.changelog;
+            w.targets.retain(|p, end| {
+                let position =
+                    positions
+                        .find_partition(changelog, *p)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                position.is_none_or(|o| o < *end) && warm.get(p).is_none_or(|f| f.next < *end)
+            });
+            if !w.targets.is_empty() {
+                return;
+            }
+        }
+        if let Some(w) = self.warming.take() {
+            let records = self.counters().records.saturating_sub(w.records_before);
+            let _ = w.done.send(WarmedUp {
+                partitions: self.warm.len(),
+                records,
+            });
         }
     }
 
