@@ -12,10 +12,12 @@
 //! workers' `partitions revoked` / `partitions assigned` lines, for every assignment of a
 //! partition: whether it moved to another worker, and how long it had no owner processing it
 //! (from the start of its revocation — the line's `seconds` before it —, or the SIGTERM or
-//! SIGKILL of its owner, to the end of its restore on the new owner). Input is waiting throughout. The table is printed, then the counts are
-//! asserted exact against the offline reference at the end of every mode. At the default size
-//! they differ today by a few matches in every mode (BENCHMARKS.md, *Rescaling*): the test
-//! fails until that fault is found.
+//! SIGKILL of its owner, to the end of its restore on the new owner). Input is waiting
+//! throughout. Each step waits until the workers it started own partitions (with standbys they
+//! first warm up, `join.standby_warm_up`). The groups' session timeout is 10 s
+//! (`kafka.session_timeout`): it bounds how soon a SIGKILLed worker's partitions move. The
+//! table is printed, then the counts are asserted exact against the offline reference at the
+//! end of every mode.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -247,6 +249,7 @@ async fn run_mode(
                 ("DRIFTWATCH__JOIN__STANDBY_REPLICAS", replicas.to_string()),
                 ("DRIFTWATCH__JOIN__LABEL_TIMEOUT", timeout.clone()),
                 ("DRIFTWATCH__JOIN__ORPHAN_TIMEOUT", timeout.clone()),
+                ("DRIFTWATCH__KAFKA__SESSION_TIMEOUT", "10s".to_string()),
             ],
         )
     };
@@ -279,9 +282,12 @@ async fn run_mode(
     if rescale {
         tokio::time::sleep(step).await;
         let w1 = start("w1");
+        owns_partitions(&w1.log).await;
         tokio::time::sleep(step).await;
         let w2 = start("w2");
         let w3 = start("w3");
+        owns_partitions(&w2.log).await;
+        owns_partitions(&w3.log).await;
         tokio::time::sleep(step).await;
         for (n, w) in [("w1", &w1), ("w2", &w2), ("w3", &w3)] {
             logs.push((n.to_string(), w.log.clone()));
@@ -312,6 +318,19 @@ async fn run_mode(
     }
     assert_reference(&reader.seen, &reference, &paths);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Waits (up to 5 minutes) until the worker logging to `log` owns join partitions.
+async fn owns_partitions(log: &std::path::Path) {
+    let started = std::time::Instant::now();
+    while !log_text(log).contains("partitions assigned stage=\"join\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{} owns no join partition after 5 minutes",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,11 +68,20 @@ pub fn member_config(
         c.set("group.protocol", "consumer")
             .set("group.remote.assignor", "range");
     }
-    if protocol != GroupProtocol::Consumer && !settings.instance_id.trim().is_empty() {
-        c.set(
-            "group.instance.id",
-            format!("{group_id}-{}", settings.instance_id.trim()),
-        );
+    if protocol != GroupProtocol::Consumer {
+        // Under `consumer` these are the group's ([`crate::group_protocol::set_group_timeouts`]).
+        if let Some(d) = settings.session_timeout {
+            c.set("session.timeout.ms", d.as_millis().to_string());
+        }
+        if let Some(d) = settings.heartbeat_interval {
+            c.set("heartbeat.interval.ms", d.as_millis().to_string());
+        }
+        if !settings.instance_id.trim().is_empty() {
+            c.set(
+                "group.instance.id",
+                format!("{group_id}-{}", settings.instance_id.trim()),
+            );
+        }
         // Pass-through properties still win.
         for (k, v) in &settings.properties {
             c.set(k, v);

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use futures::executor::block_on;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
@@ -52,6 +52,60 @@ pub fn resolve(settings: &KafkaSettings) -> GroupProtocol {
             fixed
         }
     }
+}
+
+/// Under `consumer`: sets `kafka.session_timeout` and `kafka.heartbeat_interval` on `group`
+/// as its `consumer.session.timeout.ms` and `consumer.heartbeat.interval.ms` (KIP-848 makes
+/// them the group's, not the client's; under `classic` they are client settings, see
+/// [`crate::clients::member_config`]). Nothing when neither is set. The request replaces the
+/// group's dynamic settings as a whole (rust-rdkafka has no incremental form). A failure
+/// (no `AlterConfigs` permission on the group, an old broker) is logged: the brokers'
+/// defaults then apply.
+pub fn set_group_timeouts(settings: &KafkaSettings, group: &str, protocol: GroupProtocol) {
+    let entries = group_timeouts(settings);
+    if protocol != GroupProtocol::Consumer || entries.is_empty() {
+        return;
+    }
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("client.id", format!("{}-admin", settings.client_id));
+    let admin = apply_common(&mut c, settings)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            c.create::<AdminClient<DefaultClientContext>>()
+                .map_err(|e| e.to_string())
+        });
+    let set = admin.and_then(|admin| {
+        let mut alter = AlterConfig::new(ResourceSpecifier::Group(group));
+        for (k, v) in &entries {
+            alter = alter.set(k, v);
+        }
+        let opts = AdminOptions::new().request_timeout(Some(ASK_TIMEOUT));
+        let results = block_on(admin.alter_configs([&alter], &opts)).map_err(|e| e.to_string())?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err((_, e))) => Err(e.to_string()),
+            None => Err("no answer".into()),
+        }
+    });
+    match set {
+        Ok(()) => info!(group, settings = ?entries, "group timeouts set"),
+        Err(e) => warn!(group, error = %e, "group timeouts not set: the brokers' defaults apply"),
+    }
+}
+
+/// The group settings `kafka.session_timeout` and `kafka.heartbeat_interval` make under
+/// `consumer`.
+fn group_timeouts(settings: &KafkaSettings) -> Vec<(&'static str, String)> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut out = Vec::new();
+    if let Some(d) = settings.session_timeout {
+        out.push(("consumer.session.timeout.ms", ms(d)));
+    }
+    if let Some(d) = settings.heartbeat_interval {
+        out.push(("consumer.heartbeat.interval.ms", ms(d)));
+    }
+    out
 }
 
 /// `consumer` when `list` (comma-separated) names it.
@@ -108,6 +162,21 @@ mod tests {
         assert_eq!(protocol_of("classic"), GroupProtocol::Classic);
         assert_eq!(protocol_of(""), GroupProtocol::Classic);
         assert_eq!(protocol_of("consumers"), GroupProtocol::Classic);
+    }
+
+    #[test]
+    fn timeouts_become_the_groups_settings_in_milliseconds() {
+        let mut s = KafkaSettings::default();
+        assert!(group_timeouts(&s).is_empty());
+        s.session_timeout = Some(Duration::from_secs(8));
+        s.heartbeat_interval = Some(Duration::from_millis(1500));
+        assert_eq!(
+            group_timeouts(&s),
+            vec![
+                ("consumer.session.timeout.ms", "8000".to_string()),
+                ("consumer.heartbeat.interval.ms", "1500".to_string()),
+            ]
+        );
     }
 
     #[test]

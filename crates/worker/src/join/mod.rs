@@ -200,11 +200,14 @@ impl JoinStage {
                 .map_err(|e| WorkerError::Config(format!("ground-truth schema: {e}")))?
                 .with_max_message_bytes(max_bytes),
         };
-        let mut consumer_config = member_config(
+        let protocol = crate::group_protocol::resolve(&settings.kafka);
+        crate::group_protocol::set_group_timeouts(
             &settings.kafka,
             &settings.kafka.join_group_id,
-            crate::group_protocol::resolve(&settings.kafka),
+            protocol,
         );
+        let mut consumer_config =
+            member_config(&settings.kafka, &settings.kafka.join_group_id, protocol);
         memory.apply_to_consumer(&mut consumer_config, &settings.kafka);
         let consumer: StreamConsumer<StageContext> = consumer_config
             .set("statistics.interval.ms", "500")

@@ -14,7 +14,7 @@
 //! | `check` | before each batch: fails the stage once a task's local store failed ([`super::state`]) |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use driftwatch_codec::framing::{GroundTruthDecoders, PredictionDecoders};
@@ -31,7 +31,7 @@ use super::partition::{PartitionTask, SOURCES};
 use super::repartition::Repartition;
 use super::routing::RoutingCheck;
 use super::schemas::RegistrySchemas;
-use super::standby::{Standby, StandbyConfig};
+use super::standby::{Standby, StandbyConfig, WarmedUp};
 use super::state::LocalState;
 use super::stats::{record_micros, Meters, Shared};
 use crate::changelog::{ChangelogReader, RestoreStart};
@@ -93,12 +93,23 @@ pub(crate) struct Join {
     pub(super) standby: Option<Standby>,
     /// `join.standby_warm_up`.
     standby_warm_up: Duration,
+    warm_up: WarmUp,
     /// When every task was last polled by a tick (a longer gap is a stall, see `poll_all`).
     pub(super) last_poll_all: Option<Instant>,
     /// At a clean stop, the changelog's end per partition right after the final commit: the
     /// stores are sealed at these offsets once the consumer has left the group.
     pub(super) closing_ends: Option<Vec<(i32, i64)>>,
     pub(super) shared: Arc<Shared>,
+}
+
+/// Where the standbys' warm-up before joining the group stands.
+pub(super) enum WarmUp {
+    NotAsked,
+    Waiting {
+        answer: mpsc::Receiver<WarmedUp>,
+        since: Instant,
+    },
+    Done,
 }
 
 impl Join {
@@ -159,6 +170,7 @@ impl Join {
             local_state,
             standby,
             standby_warm_up: settings.join.standby_warm_up,
+            warm_up: WarmUp::NotAsked,
             last_poll_all: None,
             closing_ends: None,
             shared: Arc::new(Shared::new(t.predictions.clone(), t.ground_truth.clone())),
@@ -169,9 +181,8 @@ impl Join {
 impl Stage for Join {
     type Batch = CommitBatch;
 
-    fn started(&mut self) -> Result<()> {
-        self.warm_up_standbys();
-        Ok(())
+    fn ready_to_join(&mut self) -> bool {
+        self.standbys_warm()
     }
 
     #[inline]
@@ -384,29 +395,48 @@ impl Join {
         Ok(())
     }
 
-    /// Before joining the group: catches the standbys up with their changelogs
-    /// (`join.standby_warm_up`, see [`Standby::warm_up`]).
-    fn warm_up_standbys(&mut self) {
+    /// Before joining the group: whether the standbys caught up with their changelogs
+    /// (`join.standby_warm_up`, see [`Standby::warm_up`]), or the bound passed.
+    fn standbys_warm(&mut self) -> bool {
         let bound = self.standby_warm_up;
-        let Some(standby) = &self.standby else {
-            return;
+        let (answer, since) = match &self.warm_up {
+            WarmUp::Done => return true,
+            WarmUp::NotAsked => {
+                let asked = self
+                    .standby
+                    .as_ref()
+                    .filter(|_| !bound.is_zero())
+                    .and_then(Standby::warm_up);
+                self.warm_up = match asked {
+                    Some(answer) => WarmUp::Waiting {
+                        answer,
+                        since: Instant::now(),
+                    },
+                    None => WarmUp::Done,
+                };
+                return matches!(self.warm_up, WarmUp::Done);
+            }
+            WarmUp::Waiting { answer, since } => (answer, since),
         };
-        if bound.is_zero() {
-            return;
-        }
-        let started = Instant::now();
-        match standby.warm_up(bound) {
-            Some(w) => info!(
+        let seconds = since.elapsed().as_secs_f64();
+        match answer.try_recv() {
+            Ok(w) => info!(
                 partitions = w.partitions,
                 records = w.records,
-                seconds = started.elapsed().as_secs_f64(),
+                seconds,
                 "standby replicas warmed up before joining the group"
             ),
-            None => warn!(
+            Err(mpsc::TryRecvError::Empty) if since.elapsed() < bound => return false,
+            Err(mpsc::TryRecvError::Empty) => warn!(
                 bound = ?bound,
                 "standby replicas not caught up within join.standby_warm_up: joining the group anyway"
             ),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                warn!("standby thread gone before its warm-up ended: joining the group")
+            }
         }
+        self.warm_up = WarmUp::Done;
+        true
     }
 
     /// Tells the standby thread (if any) which partitions this worker owns now.

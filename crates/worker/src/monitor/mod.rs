@@ -145,12 +145,15 @@ impl MonitorStage {
         settings.validate()?;
         let monitor = Monitor::new(settings.monitor.detection.clone())
             .map_err(|e| WorkerError::Config(format!("monitor: {e}")))?;
-        let consumer: StreamConsumer<StageContext> = member_config(
+        let protocol = crate::group_protocol::resolve(&settings.kafka);
+        crate::group_protocol::set_group_timeouts(
             &settings.kafka,
             &settings.monitor.group_id,
-            crate::group_protocol::resolve(&settings.kafka),
-        )
-        .create_with_context(StageContext::default())?;
+            protocol,
+        );
+        let consumer: StreamConsumer<StageContext> =
+            member_config(&settings.kafka, &settings.monitor.group_id, protocol)
+                .create_with_context(StageContext::default())?;
         let eos = settings.kafka.exactly_once();
         let changelog = if eos {
             Some(ChangelogReader::for_monitor(&settings)?)

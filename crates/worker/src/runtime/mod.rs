@@ -118,6 +118,13 @@ pub trait Stage: Send {
         Ok(())
     }
 
+    /// Asked every [`JOIN_POLL`] after [`Stage::started`] until it says yes, before the
+    /// consumer subscribes: a stage may prepare first (the join's standbys catch up with
+    /// their changelogs). A shutdown meanwhile ends the loop without joining the group.
+    fn ready_to_join(&mut self) -> bool {
+        true
+    }
+
     /// One record of an assigned partition at processing time `now_ms`. The hot path: no
     /// allocation, lock or channel per record. Returns an input partition to pause (its
     /// queue is full); [`Stage::on_tick`] says when it may resume.
@@ -185,6 +192,9 @@ pub trait Stage: Send {
     /// The loop ended.
     fn stopped(&mut self) {}
 }
+
+/// How often [`Stage::ready_to_join`] is asked.
+pub const JOIN_POLL: Duration = Duration::from_millis(100);
 
 /// Least time between two [`Stage::publish`] calls on ticks.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);

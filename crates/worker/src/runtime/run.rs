@@ -19,7 +19,7 @@ use super::commit_thread::CommitThread;
 use super::context::{answer_assign, answer_revoke, Rebalance, StageContext};
 use super::eos::{self, Commits, Recovery};
 use super::transaction::{blocking, rewind_to_committed};
-use super::{now_ms, Batch, Guarantee, InputPartition, Stage, PUBLISH_EVERY};
+use super::{now_ms, Batch, Guarantee, InputPartition, Stage, JOIN_POLL, PUBLISH_EVERY};
 use crate::error::Result;
 
 /// When a stage's loop does what.
@@ -139,13 +139,23 @@ impl<S: Stage> Loop<S> {
             eos.begin(&self.producer)?;
         }
         blocking(|| self.stage.started())?;
+        tokio::pin!(shutdown);
+        while !self.stage.ready_to_join() {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    info!(stage = self.schedule.name, "shutting down before joining the group");
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(JOIN_POLL) => {}
+            }
+        }
         let context = self.consumer.context().clone();
         // Rebalances go to this loop from here on; when it ends (returns or unwinds), the
         // callback answers them itself again and whatever is still queued is answered.
         let _hand_off = context.hand_off(self.consumer.clone());
         let topics: Vec<&str> = self.schedule.topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics)?;
-        self.drive(&context, shutdown).await?;
+        self.drive(&context, &mut shutdown).await?;
         info!(stage = self.schedule.name, "shutting down: committing");
         self.finish().await;
         Ok(())

@@ -62,6 +62,22 @@ pub struct KafkaSettings {
     /// when the brokers offer it, else `classic`. Both keep partition *i* of both inputs on
     /// one member (docs/ARCHITECTURE.md, "Rebalances").
     pub group_protocol: GroupProtocol,
+    /// How long a stage's group waits for a silent member (a killed worker) before its
+    /// partitions go to the others. Under `classic` the client's `session.timeout.ms`; under
+    /// `consumer` the group's own `consumer.session.timeout.ms`, set on each stage's group when
+    /// the stage starts, within the brokers' `group.consumer.min.session.timeout.ms` (45 s by
+    /// default, so a lower value needs the brokers' minimum lowered too). Default: unset, the
+    /// brokers' (`consumer`, 45 s) or librdkafka's (`classic`, 45 s).
+    #[serde(with = "humantime_serde::option")]
+    pub session_timeout: Option<Duration>,
+    /// How often members heartbeat; under `consumer` also how soon a member hears of an
+    /// assignment change (a moved partition waits up to one interval at each end). As
+    /// `session_timeout`: the client's `heartbeat.interval.ms` (`classic`) or the group's
+    /// `consumer.heartbeat.interval.ms` (`consumer`, within the brokers'
+    /// `group.consumer.min.heartbeat.interval.ms`). Under `consumer` the two are set on the
+    /// group together; one left unset goes back to the brokers' default. Default: unset.
+    #[serde(with = "humantime_serde::option")]
+    pub heartbeat_interval: Option<Duration>,
     /// Any librdkafka property (e.g. `fetch.max.bytes`), applied last to every client, so it
     /// overrides driftwatch's choices. Values are never logged.
     pub properties: BTreeMap<String, String>,
@@ -141,6 +157,8 @@ impl Default for KafkaSettings {
             instance_id: String::new(),
             transaction_timeout: Duration::from_secs(10),
             group_protocol: GroupProtocol::Classic,
+            session_timeout: None,
+            heartbeat_interval: None,
             properties: BTreeMap::new(),
         }
     }
@@ -331,6 +349,25 @@ impl Settings {
                 ));
             }
         }
+        if let (Some(session), Some(heartbeat)) =
+            (self.kafka.session_timeout, self.kafka.heartbeat_interval)
+        {
+            if heartbeat >= session {
+                return bad(format!(
+                    "kafka.heartbeat_interval ({heartbeat:?}) must be below kafka.session_timeout ({session:?}): a member would time out between two heartbeats"
+                ));
+            }
+        }
+        for (key, d) in [
+            ("kafka.session_timeout", self.kafka.session_timeout),
+            ("kafka.heartbeat_interval", self.kafka.heartbeat_interval),
+        ] {
+            if d.is_some_and(|d| d < Duration::from_millis(100)) {
+                return bad(format!(
+                    "{key} is below 100ms: Kafka counts it in milliseconds and refuses such values"
+                ));
+            }
+        }
         if let Some(v) = self.kafka.properties.get("group.protocol") {
             return bad(format!(
                 "kafka.properties sets group.protocol = `{v}`: use kafka.group_protocol (auto | consumer | classic) instead"
@@ -495,6 +532,22 @@ mod tests {
         assert!(e.contains("schema_registry.url"), "{e}");
         s.schema_registry.url = "http://registry:8081".into();
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn a_heartbeat_must_come_within_the_session_timeout() {
+        let mut s = Settings::default();
+        s.kafka.session_timeout = Some(Duration::from_secs(6));
+        s.kafka.heartbeat_interval = Some(Duration::from_secs(6));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("kafka.heartbeat_interval"), "{e}");
+        s.kafka.heartbeat_interval = Some(Duration::from_secs(1));
+        s.validate().expect("valid");
+        let parsed: KafkaSettings =
+            serde_json::from_str(r#"{"session_timeout": "8s", "heartbeat_interval": "500ms"}"#)
+                .expect("parsed");
+        assert_eq!(parsed.session_timeout, Some(Duration::from_secs(8)));
+        assert_eq!(parsed.heartbeat_interval, Some(Duration::from_millis(500)));
     }
 
     #[test]

@@ -131,12 +131,11 @@ impl SourcesStage {
             ));
         }
         let group = settings.sources_group_id();
-        let consumer: StreamConsumer<StageContext> = member_config(
-            &settings.kafka,
-            &group,
-            crate::group_protocol::resolve(&settings.kafka),
-        )
-        .create_with_context(StageContext::default())?;
+        let protocol = crate::group_protocol::resolve(&settings.kafka);
+        crate::group_protocol::set_group_timeouts(&settings.kafka, &group, protocol);
+        let consumer: StreamConsumer<StageContext> =
+            member_config(&settings.kafka, &group, protocol)
+                .create_with_context(StageContext::default())?;
         let eos = settings.kafka.exactly_once();
         let changelog = if eos {
             Some(ChangelogReader::of(

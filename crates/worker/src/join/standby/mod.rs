@@ -200,18 +200,17 @@ impl Standby {
         }
     }
 
-    /// Before this worker joins the group: has the thread pick its partitions now and waits
-    /// until each has caught up with its changelog's end as of now, for at most `bound`.
-    /// Under the `consumer` protocol the thread follows every partition this worker does not
-    /// own, so whichever partitions the coordinator then moves here are warm: a scale-out
-    /// moves them with a tail to replay, not their whole changelog (as Kafka Streams' warm-up
-    /// replicas). `None` when the bound passed first (the worker joins anyway; its standbys
-    /// go on catching up).
-    pub(super) fn warm_up(&self, bound: Duration) -> Option<WarmedUp> {
+    /// Before this worker joins the group: has the thread pick its partitions now; the answer
+    /// comes once each has caught up with its changelog's end as of now. Under the
+    /// `consumer` protocol the thread follows every partition this worker does not own, so
+    /// whichever partitions the coordinator then moves here are warm: a scale-out moves them
+    /// with a tail to replay, not their whole changelog (as Kafka Streams' warm-up replicas).
+    /// `None` when the thread is gone.
+    pub(super) fn warm_up(&self) -> Option<mpsc::Receiver<WarmedUp>> {
         let tx = self.commands.as_ref()?;
         let (done, wait) = mpsc::channel();
         tx.send(Command::WarmUp(done)).ok()?;
-        wait.recv_timeout(bound).ok()
+        Some(wait)
     }
 
     /// Partitions whose folders the thread holds (kept by the sweep).
