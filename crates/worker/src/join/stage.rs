@@ -423,6 +423,7 @@ impl Join {
             Ok(w) => info!(
                 partitions = w.partitions,
                 records = w.records,
+                rounds = w.rounds,
                 seconds,
                 "standby replicas warmed up before joining the group"
             ),

@@ -145,9 +145,9 @@ fn abort(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError>
 /// again before a retry, so that a membership that moved on meanwhile is the one that commits.
 pub type GroupMetadata<'a> = &'a (dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync);
 
-/// How often a batch refused for a stale group generation is committed again in a new
-/// transaction before the refusal counts as failed ([`is_stale_membership`]).
-const STALE_MEMBERSHIP_RETRIES: u32 = 4;
+/// How often a batch is committed again in a new transaction after an attempt that failed in a
+/// way that says nothing of the batch ([`worth_committing_again`]) before the failure counts.
+const COMMIT_RETRIES: u32 = 4;
 
 /// Sends a batch into the open transaction with the offsets it accounts for, commits it and
 /// opens the next one (blocking). Returns how long the transaction took to commit.
@@ -159,7 +159,7 @@ const STALE_MEMBERSHIP_RETRIES: u32 = 4;
 /// The partitions are still ours: a revocation waits for this commit before it is
 /// acknowledged, and a member that lost them is refused again. Without the retry the stage
 /// would rewind and rebuild every task from its changelog, seconds of standstill for one
-/// refused request.
+/// refused request. The sequence gap that can follow an abort is retried the same way.
 pub fn commit<B: Batch>(
     producer: &FutureProducer,
     batch: &mut B,
@@ -170,9 +170,13 @@ pub fn commit<B: Batch>(
     let mut retries = 0;
     loop {
         match commit_once(producer, batch, metadata, timeout) {
-            Err(e) if is_stale_membership(&e) && retries < STALE_MEMBERSHIP_RETRIES => {
+            Err(e) if worth_committing_again(&e) && retries < COMMIT_RETRIES => {
                 retries += 1;
-                warn!(error = %e, retry = retries, "offsets refused for a stale group membership: committing the batch again in a new transaction");
+                if is_stale_membership(&e) {
+                    warn!(error = %e, retry = retries, "offsets refused for a stale group membership: committing the batch again in a new transaction");
+                } else {
+                    warn!(error = %e, retry = retries, "sequence gap after an abort: committing the batch again in a new transaction");
+                }
                 retrying("abort", || producer.abort_transaction(timeout))?;
                 producer.begin_transaction()?;
                 // The consumer learns its new epoch from the heartbeat that moved it.
@@ -215,6 +219,18 @@ fn commit_once<B: Batch>(
     retrying("commit", || producer.commit_transaction(timeout))
 }
 
+/// Whether a failed attempt of [`commit`] is aborted and the same batch committed again: a
+/// stale membership ([`is_stale_membership`]), or the sequence gap librdkafka reports on the
+/// first records after an abort whose in-flight records it purged ("skipped sequence numbers",
+/// `OUT_OF_ORDER_SEQUENCE_NUMBER`, requiring an epoch bump, which the abort does). Neither says
+/// anything of the batch or of who owns the partitions, so committing it again is the same as
+/// committing it once; rewinding and rebuilding every task would cost seconds for nothing.
+fn worth_committing_again(e: &KafkaError) -> bool {
+    is_stale_membership(e)
+        || (!is_fatal(e)
+            && e.rdkafka_error_code() == Some(RDKafkaErrorCode::OutOfOrderSequenceNumber))
+}
+
 /// Whether a transaction failed only because the group membership it carried is stale (a
 /// generation or member epoch that moved on): abortable, and worth committing again with the
 /// current one. A fatal error (fenced producer) never is.
@@ -230,4 +246,39 @@ pub fn is_stale_membership(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::RebalanceInProgress
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_that_say_nothing_of_the_batch_are_committed_again() {
+        let e = |code| KafkaError::MessageProduction(code);
+        assert!(worth_committing_again(&e(
+            RDKafkaErrorCode::IllegalGeneration
+        )));
+        assert!(worth_committing_again(&e(
+            RDKafkaErrorCode::StaleMemberEpoch
+        )));
+        assert!(worth_committing_again(&e(
+            RDKafkaErrorCode::OutOfOrderSequenceNumber
+        )));
+        // The member lost its partitions, or the producer is finished: no retry.
+        assert!(!worth_committing_again(&e(
+            RDKafkaErrorCode::UnknownMemberId
+        )));
+        assert!(!worth_committing_again(&e(
+            RDKafkaErrorCode::FencedMemberEpoch
+        )));
+        assert!(!worth_committing_again(&e(
+            RDKafkaErrorCode::ProducerFenced
+        )));
+        assert!(!worth_committing_again(&e(
+            RDKafkaErrorCode::MessageTimedOut
+        )));
+        assert!(!is_stale_membership(&e(
+            RDKafkaErrorCode::OutOfOrderSequenceNumber
+        )));
+    }
 }

@@ -20,13 +20,27 @@ use super::{
 use crate::changelog::{RestoreContext, RestoreStart};
 use crate::error::Result;
 
-/// A warm-up in progress: the end to reach per partition, and whom to tell.
+/// A warm-up in progress: the end to reach per partition in this round, and whom to tell.
 struct Warming {
     targets: BTreeMap<i32, i64>,
     records_before: u64,
     done: mpsc::Sender<WarmedUp>,
     last_check: Instant,
+    /// When the round began: the changelog grew meanwhile, so a long round is followed by
+    /// another towards the ends as they are then ([`WARM_ROUND`]).
+    round: Instant,
+    rounds: u32,
 }
+
+/// A warm-up round that took longer than this is followed by another, towards the changelog's
+/// ends as they are when it ends: the tail left to the restore is what one short round lets
+/// pile up, not what the whole warm-up did (tens of thousands of records a partition while
+/// four workers replay millions on two cores).
+const WARM_ROUND: Duration = Duration::from_secs(1);
+
+/// At most this many rounds (a changelog written faster than a standby applies never lets
+/// the last round be short).
+const MAX_WARM_ROUNDS: u32 = 8;
 
 /// What the coordinator said of the join's group.
 enum Described {
@@ -154,30 +168,36 @@ impl Follower {
                 if self.reassign {
                     self.assign();
                 }
-                let mut targets = BTreeMap::new();
-                for &p in self.warm.keys() {
-                    match self.consumer.fetch_watermarks(
-                        &self.changelog,
-                        p,
-                        Duration::from_secs(10),
-                    ) {
-                        Ok((_, high)) => {
-                            targets.insert(p, high);
-                        }
-                        Err(e) => {
-                            warn!(partition = p, error = %e, "standby warm-up: changelog end unknown; not waited for");
-                        }
-                    }
-                }
                 self.warming = Some(Warming {
-                    targets,
+                    targets: self.changelog_ends(),
                     records_before: self.counters().records,
                     done,
                     last_check: Instant::now(),
+                    round: Instant::now(),
+                    rounds: 1,
                 });
                 self.check_warm_up();
             }
         }
+    }
+
+    /// The changelog's end (high watermark) of every partition followed.
+    fn changelog_ends(&self) -> BTreeMap<i32, i64> {
+        let mut ends = BTreeMap::new();
+        for &p in self.warm.keys() {
+            match self
+                .consumer
+                .fetch_watermarks(&self.changelog, p, Duration::from_secs(10))
+            {
+                Ok((_, high)) => {
+                    ends.insert(p, high);
+                }
+                Err(e) => {
+                    warn!(partition = p, error = %e, "standby warm-up: changelog end unknown; not waited for");
+                }
+            }
+        }
+        ends
     }
 
     fn counters(&self) -> StandbyCounters {
@@ -186,7 +206,8 @@ impl Follower {
 
     /// Answers the warm-up once every partition it waits for is followed no more, or its
     /// consumer position (past the commit markers: `read_committed`) reached the end taken
-    /// when it began. Checked at most every 100 ms.
+    /// when the round began, in a round short enough ([`WARM_ROUND`]). Checked at most every
+    /// 100 ms.
     fn check_warm_up(&mut self) {
         let Some(w) = &mut self.warming else {
             return;
@@ -216,11 +237,25 @@ impl Follower {
                 return;
             }
         }
+        let again = self
+            .warming
+            .as_ref()
+            .is_some_and(|w| w.round.elapsed() > WARM_ROUND && w.rounds < MAX_WARM_ROUNDS);
+        if again {
+            let ends = self.changelog_ends();
+            if let Some(w) = &mut self.warming {
+                w.rounds += 1;
+                w.round = Instant::now();
+                w.targets = ends;
+            }
+            return;
+        }
         if let Some(w) = self.warming.take() {
             let records = self.counters().records.saturating_sub(w.records_before);
             let _ = w.done.send(WarmedUp {
                 partitions: self.warm.len(),
                 records,
+                rounds: w.rounds,
             });
         }
     }

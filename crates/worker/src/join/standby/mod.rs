@@ -96,6 +96,8 @@ pub(super) struct WarmedUp {
     pub(super) partitions: usize,
     /// Changelog records applied meanwhile.
     pub(super) records: u64,
+    /// Rounds it took: each towards the changelog's ends as they were when it began.
+    pub(super) rounds: u32,
 }
 
 /// What the standby thread was given to work with.
