@@ -6,7 +6,7 @@
 //! `join.standby_replicas = 1` — the same scenario on 8 partitions: `DRIFTWATCH_RESCALE_PREDICTIONS`
 //! predictions (default 2 200 000) within about 40 minutes of event time, their labels 0–24 h
 //! later (2-day timeouts, a few 2–3 days late). The predictions are produced first and one
-//! worker (a local store with a 1 MiB budget: nearly every entry on disk) takes them in, so
+//! worker (a local store with a 1 MiB budget, `DRIFTWATCH_RESCALE_BUDGET`: nearly every entry on disk) takes them in, so
 //! they are all pending when the rescale starts; the labels are then produced over about two
 //! minutes while the workers go 1 → 2 → 4 → 2 (SIGTERM) and one more is SIGKILLed. From the
 //! workers' `partitions revoked` / `partitions assigned` lines, for every assignment of a
@@ -234,6 +234,9 @@ async fn run_mode(
         garbage: 0,
     };
     let timeout = format!("{}ms", LABEL_TIMEOUT_MS * DAYS_SCALE);
+    // `DRIFTWATCH_RESCALE_BUDGET`: the workers' `join.state.memory_budget` (default 1MiB:
+    // nearly every entry, active or standby, on disk).
+    let budget = std::env::var("DRIFTWATCH_RESCALE_BUDGET").unwrap_or_else(|_| "1MiB".into());
     let start = |worker: &str| {
         Worker::start_with(
             &setup,
@@ -245,7 +248,7 @@ async fn run_mode(
                     "DRIFTWATCH__JOIN__STATE__DIR",
                     base.join(worker).display().to_string(),
                 ),
-                ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", "1MiB".to_string()),
+                ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", budget.clone()),
                 ("DRIFTWATCH__JOIN__STANDBY_REPLICAS", replicas.to_string()),
                 ("DRIFTWATCH__JOIN__LABEL_TIMEOUT", timeout.clone()),
                 ("DRIFTWATCH__JOIN__ORPHAN_TIMEOUT", timeout.clone()),
