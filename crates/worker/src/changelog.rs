@@ -378,13 +378,7 @@ impl ChangelogReader {
                 let mut finished = Vec::new();
                 for (&p, since) in &waiting {
                     let (_, high) = self.watermarks(p, deadline)?;
-                    let position = positions
-                        .find_partition(&self.topic, p)
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        })
-                        .unwrap_or(-1);
+                    let position = position_of(&positions, &self.topic, p).unwrap_or(-1);
                     if position >= high {
                         finished.push(p);
                     } else if since.elapsed() > self.open_transaction_wait {
@@ -436,5 +430,14 @@ impl ChangelogReader {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// A consumer's position in `topic`'s partition `partition`, from [`Consumer::position`]'s
+/// list; `None` when it has none yet (nothing fetched).
+pub fn position_of(positions: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
     }
 }

@@ -17,7 +17,7 @@ use super::super::state::now_ms;
 use super::{
     Command, Shared, StandbyConfig, StandbyCounters, WarmedUp, REFRESH_EVERY, STANDBY_SHARE,
 };
-use crate::changelog::{RestoreContext, RestoreStart};
+use crate::changelog::{position_of, RestoreContext, RestoreStart};
 use crate::error::Result;
 
 /// A warm-up in progress: the end to reach per partition in this round, and whom to tell.
@@ -224,14 +224,8 @@ impl Follower {
             };
             let changelog = &self.changelog;
             w.targets.retain(|p, end| {
-                let position =
-                    positions
-                        .find_partition(changelog, *p)
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        });
-                position.is_none_or(|o| o < *end) && warm.get(p).is_none_or(|f| f.next < *end)
+                position_of(&positions, changelog, *p).is_none_or(|o| o < *end)
+                    && warm.get(p).is_none_or(|f| f.next < *end)
             });
             if !w.targets.is_empty() {
                 return;
