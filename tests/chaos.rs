@@ -109,8 +109,9 @@ async fn kill_nine_repeatedly_loses_and_duplicates_nothing() {
         worker.kill_nine();
         // Mostly restarted under the same name: a static member that takes its partitions
         // back at once and fences the dead one's open transaction. Once as a new dynamic
-        // member, which waits for the dead one to leave the group and must wait, while
-        // restoring, for the abandoned transaction to time out.
+        // member, which waits for the dead one to leave the group and, while restoring,
+        // fences the dead one's transactional id (named by its records) to end the open
+        // transaction.
         worker = if k == 2 {
             Worker::start(&setup, "b", None)
         } else {

@@ -150,8 +150,14 @@ fn a_commit_refused_for_a_stale_membership_is_committed_again_with_the_current_o
         offsets: offsets.clone(),
         produced: 0,
     };
-    let refused = eos::commit(&producer, &mut batch, &only_stale, Duration::from_secs(30))
-        .expect_err("stale metadata is refused");
+    let refused = eos::commit(
+        &producer,
+        "",
+        &mut batch,
+        &only_stale,
+        Duration::from_secs(30),
+    )
+    .expect_err("stale metadata is refused");
     assert!(
         is_stale_membership(&refused),
         "a refusal for a stale membership is told apart: {refused:?}"
@@ -179,6 +185,7 @@ fn a_commit_refused_for_a_stale_membership_is_committed_again_with_the_current_o
     };
     eos::commit(
         &producer,
+        "",
         &mut batch,
         &stale_then_current,
         Duration::from_secs(30),

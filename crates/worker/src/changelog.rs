@@ -7,12 +7,16 @@
 //! records of an aborted transaction are never restored. A partition is restored before any of
 //! its input is processed.
 //!
-//! The end is the high watermark, not just the last stable offset: a previous owner killed
-//! mid-transaction leaves a transaction open (until its transactional id is reused, which
-//! aborts it at once, or `transaction_timeout` passes), and records another owner committed
-//! after it stay invisible until then. Stopping at the last stable offset would miss them while
-//! the committed input offsets already count them as done. So the reader waits, bounded, until
-//! its position reaches the high watermark.
+//! A restore of partitions its stage now owns ([`ChangelogReader::fencing`]) reads to the high
+//! watermark, not just to the last stable offset (which is all a `read_committed` client's
+//! watermarks give): a previous owner killed mid-transaction leaves a transaction open (until
+//! its transactional id is reused, which aborts it at once, or the broker times it out), and
+//! records another owner committed after it stay invisible until then. Stopping at the last
+//! stable offset would miss them while the committed input offsets already count them as done.
+//! So the reader goes on until its position reaches the high watermark, and after
+//! [`FENCE_AFTER`] at a transaction still open it fences the transaction's writer, which aborts
+//! it at once ([`crate::runtime::writer`]). Other reads (the retrain history, the sources'
+//! state) stop at the last stable offset: what is committed when they start.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -28,7 +32,14 @@ use tracing::info;
 use crate::clients::{consumer_config, create_topics, TopicSpec};
 use crate::error::kafka_error_is_retryable;
 use crate::error::{Result, WorkerError};
+use crate::runtime::writer::Fencer;
 use crate::settings::Settings;
+
+/// How long a restore stays at a partition's visible end below its high watermark before it
+/// fences the open transaction's writer: far longer than a live commit's markers take to be
+/// written (milliseconds), far shorter than the broker's own abort of a dead writer's
+/// transaction (`transaction.timeout.ms` plus its abort sweep, 10–20 s by default).
+pub const FENCE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long apart [`ChangelogReader::settled_end_offsets`] asks twice.
 const SETTLE_STEP: Duration = Duration::from_millis(50);
@@ -144,6 +155,14 @@ pub struct ChangelogReader {
     topic: String,
     /// Longest wait for an abandoned transaction to be aborted.
     open_transaction_wait: Duration,
+    /// Fences the writer of a transaction left open ([`Self::fencing`]); `None` waits for
+    /// the broker to abort it.
+    fencer: Option<Fencer>,
+    /// Connection settings of the reader (for the fencer's one-record read).
+    consumer_config: rdkafka::ClientConfig,
+    /// A `read_uncommitted` client whose watermarks are the high watermarks (fencing readers
+    /// only: the others' ends are the last stable offsets).
+    ends: Option<BaseConsumer<RestoreContext>>,
 }
 
 impl ChangelogReader {
@@ -168,20 +187,40 @@ impl ChangelogReader {
     /// A reader of any topic read the same way (to its committed end), e.g. the retrain
     /// history; `group` only names the client (no group membership, nothing committed).
     pub fn of(settings: &Settings, topic: String, group: &str) -> Result<Self> {
-        let consumer: BaseConsumer<RestoreContext> =
-            consumer_config(&settings.kafka, &format!("{group}-restore"))
-                .set("enable.partition.eof", "true")
-                .set("fetch.max.bytes", "52428800")
-                .set("max.partition.fetch.bytes", "10485760")
-                // A restore reads to the end and stops there: a broker holding an empty fetch
-                // open for new records (500 ms by default) only delays the last step.
-                .set("fetch.wait.max.ms", "10")
-                .create_with_context(RestoreContext)?;
+        let config = consumer_config(&settings.kafka, &format!("{group}-restore"));
+        let consumer: BaseConsumer<RestoreContext> = config
+            .clone()
+            .set("enable.partition.eof", "true")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "10485760")
+            // A restore reads to the end and stops there: a broker holding an empty fetch
+            // open for new records (500 ms by default) only delays the last step.
+            .set("fetch.wait.max.ms", "10")
+            .create_with_context(RestoreContext)?;
         Ok(ChangelogReader {
             consumer,
             topic,
             open_transaction_wait: settings.kafka.transaction_timeout + Duration::from_secs(10),
+            fencer: None,
+            consumer_config: config,
+            ends: None,
         })
+    }
+
+    /// This reader restores partitions its stage now owns, whose transactional producer is
+    /// configured by `producer_config`: a transaction still open in one of them belongs to a
+    /// writer that lost it without giving it up (killed, or a zombie), and is fenced after
+    /// [`FENCE_AFTER`] instead of waited for (see [`crate::runtime::writer`]). Never for
+    /// partitions another worker may own (standbys, shared histories).
+    pub fn fencing(mut self, producer_config: rdkafka::ClientConfig) -> Result<Self> {
+        self.ends = Some(
+            self.consumer_config
+                .clone()
+                .set("isolation.level", "read_uncommitted")
+                .create_with_context(RestoreContext)?,
+        );
+        self.fencer = Some(Fencer::new(producer_config, self.consumer_config.clone()));
+        Ok(self)
     }
 
     /// The topic read.
@@ -328,7 +367,8 @@ impl ChangelogReader {
         let mut tpl = TopicPartitionList::new();
         let mut remaining = 0usize;
         for &(p, from) in starts {
-            let (low, high) = self.watermarks(p, deadline)?;
+            let (low, _) = self.watermarks(p, deadline)?;
+            let high = self.end(p, deadline)?;
             if high > from.unwrap_or(low).max(low) {
                 let offset = from.map_or(Offset::Beginning, Offset::Offset);
                 tpl.add_partition_offset(&self.topic, p, offset)?;
@@ -340,6 +380,7 @@ impl ChangelogReader {
         }
         let mut done: Vec<i32> = Vec::new();
         let mut waiting: HashMap<i32, Instant> = HashMap::new();
+        let mut fenced: Vec<i32> = Vec::new();
         let mut last_check = Instant::now();
         let mut waited = false;
         while done.len() < remaining {
@@ -377,10 +418,17 @@ impl ChangelogReader {
                 let positions = self.consumer.position()?;
                 let mut finished = Vec::new();
                 for (&p, since) in &waiting {
-                    let (_, high) = self.watermarks(p, deadline)?;
+                    let high = self.end(p, deadline)?;
                     let position = position_of(&positions, &self.topic, p).unwrap_or(-1);
                     if position >= high {
                         finished.push(p);
+                    } else if since.elapsed() > FENCE_AFTER
+                        && position >= 0
+                        && !fenced.contains(&p)
+                        && self.fencer.is_some()
+                    {
+                        fenced.push(p);
+                        self.fence_open(p, position);
                     } else if since.elapsed() > self.open_transaction_wait {
                         return Err(WorkerError::State(format!(
                             "changelog `{}`[{p}] stays at {position} below its end {high} for {:?}: a transaction is still open",
@@ -406,29 +454,80 @@ impl ChangelogReader {
         Ok(totals)
     }
 
-    /// A partition's low and high watermarks. A broker that is down or restarting (its
+    /// Fences the writer of the transaction open at `offset` of partition `p` (once per
+    /// partition and restore) when it is another stage's and still open once its name was
+    /// read; a failure only leaves the restore waiting for the broker.
+    fn fence_open(&self, p: i32, offset: i64) {
+        let Some(fencer) = &self.fencer else {
+            return;
+        };
+        let started = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let fenced = fencer
+            .open_writer(&self.topic, p, offset, timeout)
+            .and_then(|writer| match writer {
+                // Its transaction ended meanwhile (the last stable offset moved on): nothing to
+                // fence.
+                Some(_) if self.watermarks(p, Instant::now() + timeout)?.1 > offset => Ok(None),
+                Some(w) => fencer.fence(&w, timeout).map(|()| Some(w)),
+                None => Ok(None),
+            });
+        match fenced {
+            Ok(Some(writer)) => info!(
+                topic = %self.topic,
+                partition = p,
+                offset,
+                writer,
+                seconds = started.elapsed().as_secs_f64(),
+                "fenced the writer of a transaction left open in a partition this stage now owns"
+            ),
+            Ok(None) => {
+                info!(topic = %self.topic, partition = p, offset, "no other writer's transaction to fence: waiting for the end")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %self.topic, partition = p, offset, "fencing the open transaction's writer failed: waiting for it to end")
+            }
+        }
+    }
+
+    /// Where reading `partition` ends: its high watermark for a fencing reader, else its last
+    /// stable offset.
+    fn end(&self, partition: i32, deadline: Instant) -> Result<i64> {
+        match &self.ends {
+            Some(c) => Ok(watermarks_of(c, &self.topic, partition, deadline)?.1),
+            None => Ok(self.watermarks(partition, deadline)?.1),
+        }
+    }
+
+    /// A partition's low and high watermarks, as a `read_committed` client sees them: the
+    /// high one is the last stable offset. A broker that is down or restarting (its
     /// errors are retryable) is asked again until `deadline`: a restore that happens to run
     /// during an outage waits for the broker instead of failing the stage. Before asking
     /// again the topic's metadata is fetched afresh: the client's cache may still hold the
     /// topic as it was before the stage created it ("Local: Unknown partition"), and would
     /// keep it until its periodic refresh, minutes later.
     fn watermarks(&self, partition: i32, deadline: Instant) -> Result<(i64, i64)> {
-        loop {
-            match self
-                .consumer
-                .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
-            {
-                Ok(w) => return Ok(w),
-                Err(e) if kafka_error_is_retryable(&e) && Instant::now() < deadline => {
-                    tracing::warn!(error = %e, topic = %self.topic, partition, "changelog watermarks not available yet; asking again");
-                    std::thread::sleep(Duration::from_millis(500));
-                    // Errors here are the same outage; the next attempt reports them.
-                    let _ = self
-                        .consumer
-                        .fetch_metadata(Some(&self.topic), Duration::from_secs(5));
-                }
-                Err(e) => return Err(e.into()),
+        watermarks_of(&self.consumer, &self.topic, partition, deadline)
+    }
+}
+
+/// [`ChangelogReader::watermarks`] asked of `consumer`.
+fn watermarks_of(
+    consumer: &BaseConsumer<RestoreContext>,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+) -> Result<(i64, i64)> {
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => return Ok(w),
+            Err(e) if kafka_error_is_retryable(&e) && Instant::now() < deadline => {
+                tracing::warn!(error = %e, topic, partition, "changelog watermarks not available yet; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+                // Errors here are the same outage; the next attempt reports them.
+                let _ = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
             }
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -184,7 +184,9 @@ impl JoinStage {
             (producer_config(&settings.kafka), Guarantee::AtLeastOnce)
         };
         let changelog = if eos {
-            Some(ChangelogReader::new(&settings)?)
+            // Restores read partitions this stage now owns: a transaction left open in one
+            // by a dead owner is fenced, not waited for.
+            Some(ChangelogReader::new(&settings)?.fencing(producer_config.clone())?)
         } else {
             None
         };

@@ -171,6 +171,11 @@ impl MonitorStage {
         } else {
             (producer_config(&settings.kafka), Guarantee::AtLeastOnce)
         };
+        // Restores read partitions this stage now owns: a transaction left open in one by a
+        // dead owner is fenced, not waited for.
+        let changelog = changelog
+            .map(|r| r.fencing(producer_config.clone()))
+            .transpose()?;
         let m = &settings.monitor;
         let schedule = Schedule {
             name: "monitor",

@@ -58,6 +58,7 @@ impl<O: Send + 'static> CommitThread<O> {
     pub fn start<B: Batch<Outcome = O>>(
         &mut self,
         producer: FutureProducer,
+        writer: Arc<str>,
         batch: B,
         metadata: Arc<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>,
         timeout: Duration,
@@ -70,7 +71,7 @@ impl<O: Send + 'static> CommitThread<O> {
                     yield_to_the_loop();
                 }
                 let mut batch = batch;
-                let result = commit(&producer, &mut batch, metadata.as_ref(), timeout);
+                let result = commit(&producer, &writer, &mut batch, metadata.as_ref(), timeout);
                 (batch.into_outcome(), result)
             })?;
         self.in_flight = Some(handle);

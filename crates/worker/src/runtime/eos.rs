@@ -39,6 +39,7 @@ use rdkafka::ClientConfig;
 use tracing::{error, warn};
 
 use super::transaction::{is_fatal, reincarnate, retrying, send_waiting, Reincarnations};
+use super::writer::Tagger;
 use super::Batch;
 
 /// How a stage commits its transactions.
@@ -60,6 +61,8 @@ pub struct Eos {
     pub(super) timeout: Duration,
     pub(super) commits: Commits,
     reincarnations: Reincarnations,
+    /// The producer's transactional id (empty when the configuration has none).
+    writer: std::sync::Arc<str>,
 }
 
 /// What became of a failed transaction.
@@ -76,12 +79,20 @@ pub enum Recovery {
 
 impl Eos {
     pub fn new(producer_config: ClientConfig, timeout: Duration, commits: Commits) -> Self {
+        let writer = producer_config.get("transactional.id").unwrap_or("").into();
         Eos {
             producer_config,
             timeout,
             commits,
             reincarnations: Reincarnations::default(),
+            writer,
         }
+    }
+
+    /// The producer's transactional id, which the records it writes name
+    /// ([`super::writer`]).
+    pub(super) fn writer(&self) -> std::sync::Arc<str> {
+        self.writer.clone()
     }
 
     /// Longest wait of `init_transactions`.
@@ -160,8 +171,13 @@ const COMMIT_RETRIES: u32 = 4;
 /// acknowledged, and a member that lost them is refused again. Without the retry the stage
 /// would rewind and rebuild every task from its changelog, seconds of standstill for one
 /// refused request. The sequence gap that can follow an abort is retried the same way.
+///
+/// `writer` is the producer's transactional id: the first record of each named partition in
+/// the transaction carries it ([`super::writer`]), so a next owner can fence a writer that
+/// died with the transaction open.
 pub fn commit<B: Batch>(
     producer: &FutureProducer,
+    writer: &str,
     batch: &mut B,
     metadata: GroupMetadata<'_>,
     timeout: Duration,
@@ -169,7 +185,7 @@ pub fn commit<B: Batch>(
     let started = Instant::now();
     let mut retries = 0;
     loop {
-        match commit_once(producer, batch, metadata, timeout) {
+        match commit_once(producer, writer, batch, metadata, timeout) {
             Err(e) if worth_committing_again(&e) && retries < COMMIT_RETRIES => {
                 retries += 1;
                 if is_stale_membership(&e) {
@@ -194,14 +210,16 @@ pub fn commit<B: Batch>(
 /// One attempt of [`commit`]: produce, send the offsets, commit.
 fn commit_once<B: Batch>(
     producer: &FutureProducer,
+    writer: &str,
     batch: &mut B,
     metadata: GroupMetadata<'_>,
     timeout: Duration,
 ) -> Result<(), KafkaError> {
     let mut sent = 0u64;
+    let mut tagger = Tagger::new(writer);
     batch.produce(|record| {
         sent += 1;
-        send_waiting(producer, record)
+        send_waiting(producer, tagger.tag(record))
     })?;
     if sent > 0 {
         crate::fault::point("transaction.records_sent");

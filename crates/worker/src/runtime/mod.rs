@@ -42,6 +42,8 @@
 //! `max.poll.interval.ms` as a callback doing the same work inline would have had to.
 //!
 //! - [`transaction`]: retry, abort and fatal classification of transaction calls.
+//! - [`writer`]: the transactional id a transaction's records name, and fencing a writer that
+//!   died with its transaction open.
 
 pub mod at_least_once;
 pub mod commit_thread;
@@ -49,6 +51,7 @@ pub mod context;
 pub mod eos;
 mod run;
 pub mod transaction;
+pub mod writer;
 
 use std::collections::HashSet;
 use std::time::Duration;

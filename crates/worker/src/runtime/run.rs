@@ -323,13 +323,17 @@ impl<S: Stage> Loop<S> {
         };
         if start && !thread.busy() {
             self.stage.check()?;
+            let writer = match &self.guarantee {
+                Guarantee::ExactlyOnce(eos) => eos.writer(),
+                Guarantee::AtLeastOnce => Arc::from(""),
+            };
             let Some(thread) = &mut self.background else {
                 return Ok(());
             };
             let batch = self.stage.take_batch();
             let consumer = self.consumer.clone();
             let metadata = Arc::new(move || consumer.group_metadata());
-            if let Err(e) = thread.start(self.producer.clone(), batch, metadata, timeout) {
+            if let Err(e) = thread.start(self.producer.clone(), writer, batch, metadata, timeout) {
                 // The batch went with the thread that never ran: redo its work.
                 error!(error = %e, "commit thread not started: aborting the transaction");
                 return self.recover(None, KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
@@ -361,7 +365,11 @@ impl<S: Stage> Loop<S> {
         let metadata = move || consumer.group_metadata();
         let timeout = self.timeout();
         let producer = &self.producer;
-        match blocking(|| eos::commit(producer, &mut batch, &metadata, timeout)) {
+        let writer = match &self.guarantee {
+            Guarantee::ExactlyOnce(eos) => eos.writer(),
+            Guarantee::AtLeastOnce => Arc::from(""),
+        };
+        match blocking(|| eos::commit(producer, &writer, &mut batch, &metadata, timeout)) {
             Ok(took) => {
                 if let Some(thread) = &mut self.background {
                     thread.committed_inline(took);
