@@ -7,7 +7,7 @@
 //! predictions (default 2 200 000) within about 40 minutes of event time, their labels 0–24 h
 //! later (2-day timeouts, a few 2–3 days late). The predictions are produced first and one
 //! worker (a local store with a 1 MiB budget, `DRIFTWATCH_RESCALE_BUDGET`: nearly every entry on disk) takes them in, so
-//! they are all pending when the rescale starts; the labels are then produced over about two
+//! they are all pending when the rescale starts; the labels are then produced over about three
 //! minutes while the workers go 1 → 2 → 4 → 2 (SIGTERM) and one more is SIGKILLed. From the
 //! workers' `partitions revoked` / `partitions assigned` lines, for every assignment of a
 //! partition: whether it moved to another worker, and how long it had no owner processing it
@@ -278,7 +278,9 @@ async fn run_mode(
         "{name}: about {pending} predictions pending after {:.0} s; labels come now",
         taken_in.elapsed().as_secs_f64()
     );
-    let producing = produce_in_background(s, &labels, 120, Duration::from_millis(1000));
+    // Over about three minutes: the SIGKILL at the end lands while labels still come, so the
+    // killed worker dies with work in hand (an open transaction more often than not).
+    let producing = produce_in_background(s, &labels, 180, Duration::from_millis(1000));
     let step = Duration::from_secs(15);
     let mut logs: Vec<(String, PathBuf)> = vec![("w0".to_string(), w0.log.clone())];
     let mut kills = Vec::new();
@@ -319,6 +321,15 @@ async fn run_mode(
     for (t, p, worker, moved, paused, resumed) in pauses(&timeline(&logs, &kills)) {
         println!("  {name:<20} t={t:>9.1} p{p} → {worker} moved={moved:<5} paused={paused:>6.2} s resumed={resumed}");
     }
+    let fenced: usize = paths
+        .iter()
+        .map(|p| {
+            log_text(p)
+                .matches("fenced the writer of a transaction left open")
+                .count()
+        })
+        .sum();
+    println!("  {name:<20} restores that fenced a dead writer's open transaction: {fenced}");
     assert_reference(&reader.seen, &reference, &paths);
     let _ = std::fs::remove_dir_all(&base);
 }
