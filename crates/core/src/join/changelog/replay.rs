@@ -49,6 +49,16 @@ impl ChangelogReplay {
         self.bytes
     }
 
+    /// Sets the task's hot capacity (see [`JoinTask::set_hot_capacity`]): entries beyond it
+    /// go to its cold tier. Fails when the cold tier failed.
+    pub fn set_hot_capacity(&mut self, hot_capacity: usize) -> Result<(), ChangelogError> {
+        self.task.set_hot_capacity(hot_capacity);
+        match self.task.cold_error() {
+            Some(e) => Err(ChangelogError::Store(e.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// The task as replayed so far, not tracking changes, for a replay that another
     /// [`ChangelogReplay`] goes on with (a standby handed to the stage that now owns its
     /// partition). Fails when its cold tier failed.
