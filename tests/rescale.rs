@@ -253,6 +253,13 @@ async fn run_mode(
                 ("DRIFTWATCH__JOIN__LABEL_TIMEOUT", timeout.clone()),
                 ("DRIFTWATCH__JOIN__ORPHAN_TIMEOUT", timeout.clone()),
                 ("DRIFTWATCH__KAFKA__SESSION_TIMEOUT", "10s".to_string()),
+                // The scenario's event time is days behind the clock: once both inputs of a
+                // task are caught up and quiet for this long, its watermark moves to the
+                // clock and every pending prediction expires. The test workers' 3 s let the
+                // pause between the intake and the first labels do that (seen once: 2.15 M
+                // predictions expired before their labels); the default (30 s) does not,
+                // and still ends the run's last pending predictions once the labels stop.
+                ("DRIFTWATCH__JOIN__IDLE_TIMEOUT", "30s".to_string()),
             ],
         )
     };
