@@ -184,12 +184,23 @@ async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
     let scenario = Scenario::generate(23, n, driftwatch_tests::now_ms() - 4 * 3_600_000);
     let reference = Outcomes::reference(&scenario);
     let producing = produce_in_background(s, &scenario, 20, Duration::from_millis(500));
-    let first = Worker::start(&setup, "one", None);
+    // Monitor standbys on: the monitor partitions that move are restored from the copies the
+    // receiving worker kept, and the monitor's whole-run metrics must still be exact.
+    let start = |name: &str| {
+        Worker::start_with(
+            &setup,
+            name,
+            None,
+            None,
+            &[("DRIFTWATCH__MONITOR__STANDBY_REPLICAS", "1".to_string())],
+        )
+    };
+    let first = start("one");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let second = Worker::start(&setup, "two", None);
+    let second = start("two");
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let third = Worker::start(&setup, "three", None);
-    let fourth = Worker::start(&setup, "four", None);
+    let third = start("three");
+    let fourth = start("four");
     let logs = vec![
         first.log.clone(),
         second.log.clone(),
@@ -212,6 +223,20 @@ async fn scaling_with_the_consumer_protocol_moves_only_moved_partitions() {
         log.contains("protocol=\"consumer\""),
         "worker one did not run the consumer protocol; log {}",
         first.log.display()
+    );
+    let from_standby: u64 = logs
+        .iter()
+        .flat_map(|l| {
+            driftwatch_tests::worker::strip_ansi(&std::fs::read_to_string(l).unwrap_or_default())
+                .lines()
+                .filter(|l| l.contains("monitor state restored"))
+                .filter_map(|l| driftwatch_tests::worker::log_field(l, "from_standby"))
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert!(
+        from_standby > 0,
+        "no monitor partition was restored from a standby copy; logs {logs:?}"
     );
     let revocations = join_revocations(&first.log);
     assert!(

@@ -9,6 +9,10 @@
 //! other's joining (a scale-out) is warm too: it catches its standbys up before it joins the
 //! group (`join.standby_warm_up`), so the partitions moved to it resume the same way.
 //!
+//! The monitor's standbys (`monitor.standby_replicas`, the same count) are on too: the monitor
+//! partitions that move at the scale-in are restored from the copies the staying worker kept
+//! (its `monitor state restored` line: `from_standby=` every moved partition).
+//!
 //! `DRIFTWATCH_STANDBY_PREDICTIONS` sets the scenario's size (default 20 000);
 //! `DRIFTWATCH_STANDBY_REPLICAS=0` runs the same without standbys, for comparison: the moved
 //! partitions are then rebuilt from the whole changelog (`resumed=0`). The test prints the
@@ -108,6 +112,10 @@ async fn a_partition_moved_to_its_standby_replays_only_the_changelog_tail() {
                 ("DRIFTWATCH__JOIN__STATE__DIR", dir.display().to_string()),
                 ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", "1MiB".to_string()),
                 ("DRIFTWATCH__JOIN__STANDBY_REPLICAS", replicas.to_string()),
+                (
+                    "DRIFTWATCH__MONITOR__STANDBY_REPLICAS",
+                    replicas.to_string(),
+                ),
             ],
         )
     };
@@ -166,6 +174,13 @@ async fn a_partition_moved_to_its_standby_replays_only_the_changelog_tail() {
             true
         })
         .len();
+    let monitor_restores_before = wait_for_lines(
+        &staying.log,
+        "monitor state restored",
+        Duration::ZERO,
+        |_| true,
+    )
+    .len();
     let leaving_log = leaving.log.clone();
     let status = leaving.terminate();
     assert!(status.success(), "the leaving worker stopped with {status}");
@@ -214,6 +229,29 @@ async fn a_partition_moved_to_its_standby_replays_only_the_changelog_tail() {
             "only the changelog's tail replayed: {moved}"
         );
     }
+    // The monitor's partitions moved too: with standbys, restored from the copies this
+    // worker kept (`from_standby=` every partition of the line), the changelog's tail only.
+    let monitor_restores = wait_for_lines(
+        &staying.log,
+        "monitor state restored",
+        Duration::from_secs(60),
+        |lines| lines.len() > monitor_restores_before,
+    );
+    let monitor_moved = &monitor_restores[monitor_restores_before];
+    eprintln!("monitor partitions moved (standby replicas {replicas}): {monitor_moved}");
+    let moved_count = monitor_moved
+        .split_once("partitions=[")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map_or(0, |(list, _)| {
+            list.split(',').filter(|p| !p.trim().is_empty()).count()
+        });
+    assert!(moved_count > 0, "monitor partitions moved: {monitor_moved}");
+    let expected_from_standby = if replicas == 0 { 0 } else { moved_count };
+    assert_eq!(
+        log_field(monitor_moved, "from_standby"),
+        Some(expected_from_standby as u64),
+        "monitor partitions restored from standby copies: {monitor_moved}"
+    );
     let status = staying.terminate();
     assert!(status.success(), "the staying worker stopped with {status}");
     let _ = std::fs::remove_dir_all(&base);

@@ -66,7 +66,7 @@ mod routing;
 mod schemas;
 mod stage;
 mod standby;
-mod standby_choice;
+pub(crate) mod standby_choice;
 mod state;
 mod stats;
 mod visitor;

@@ -1,6 +1,7 @@
-//! Which partitions a worker keeps warm copies of (`join.standby_replicas`): a pure choice
-//! from the group's members and what each holds, plus the parser of the member assignments
-//! the coordinator describes.
+//! Which partitions a worker keeps warm copies of (`join.standby_replicas`,
+//! `monitor.standby_replicas`): a pure choice from the group's members and what each holds,
+//! the parser of the member assignments the coordinator describes, and the one call that asks
+//! the coordinator ([`describe`]).
 //!
 //! Each partition's standbys are the `replicas` members other than its owner ranked highest
 //! for it by rendezvous hashing of (member id, partition): every member computes the same
@@ -8,20 +9,23 @@
 //! standbys it ranks for, not all of them.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::client::{Client, ClientContext};
 
 /// One member of the join's consumer group, as the coordinator describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Member {
-    pub(super) id: String,
+pub(crate) struct Member {
+    pub(crate) id: String,
     /// Partitions of the predictions topic it holds.
-    pub(super) partitions: Vec<i32>,
+    pub(crate) partitions: Vec<i32>,
 }
 
 /// The partitions this worker keeps standbys of: it owns `mine` of `partitions` partitions
 /// in a group of `members`. `None` when this worker is not found among them (no member holds
 /// any of `mine`, or it owns nothing and more than one member does), or when a partition has
 /// no owner yet (a rebalance in progress): the caller keeps what it has.
-pub(super) fn standby_partitions(
+pub(crate) fn standby_partitions(
     members: &[Member],
     mine: &BTreeSet<i32>,
     partitions: i32,
@@ -57,6 +61,70 @@ pub(super) fn standby_partitions(
     Some(chosen)
 }
 
+/// What the coordinator said of a group.
+pub(crate) enum Described {
+    Members(Vec<Member>),
+    /// Not listed, or listed dead or empty: the group speaks KIP-848, whose members the
+    /// classic description does not show (rust-rdkafka has no ConsumerGroupDescribe).
+    NotListed,
+    /// No answer, or an assignment that does not parse.
+    Unknown,
+}
+
+/// The members of `group` and what each holds of `topic`, as the classic protocol's
+/// description (DescribeGroups) gives them.
+pub(crate) fn describe<C: ClientContext>(
+    client: &Client<C>,
+    group: &str,
+    topic: &str,
+) -> Described {
+    let Ok(list) = client.fetch_group_list(Some(group), Duration::from_secs(5)) else {
+        return Described::Unknown;
+    };
+    let Some(g) = list.groups().iter().find(|g| g.name() == group) else {
+        return Described::NotListed;
+    };
+    if g.state() == "Dead" || g.members().is_empty() {
+        return Described::NotListed;
+    }
+    let members: Option<Vec<Member>> = g
+        .members()
+        .iter()
+        .map(|m| {
+            let bytes = m.assignment().unwrap_or_default();
+            let partitions = if bytes.is_empty() {
+                Vec::new()
+            } else {
+                assigned_partitions(bytes, topic)?
+            };
+            Some(Member {
+                id: m.id().to_string(),
+                partitions,
+            })
+        })
+        .collect();
+    members.map_or(Described::Unknown, Described::Members)
+}
+
+/// The partitions (of `partitions`) a worker that owns `owned` follows, from what the
+/// coordinator said: its `replicas` share ([`standby_partitions`]); under KIP-848 (not listed
+/// by the classic description) every partition it does not own; `None` when it cannot tell
+/// (the caller keeps what it follows).
+pub(crate) fn choose(
+    described: Described,
+    owned: &BTreeSet<i32>,
+    partitions: i32,
+    replicas: usize,
+) -> Option<BTreeSet<i32>> {
+    let mut chosen = match described {
+        Described::Members(members) => standby_partitions(&members, owned, partitions, replicas)?,
+        Described::NotListed => (0..partitions).collect(),
+        Described::Unknown => return None,
+    };
+    chosen.retain(|p| !owned.contains(p));
+    Some(chosen)
+}
+
 /// Rendezvous weight of `member` for `partition` (seedless xxh3: the same on every worker).
 fn rank(member: &str, partition: i32) -> u64 {
     let mut bytes = member.as_bytes().to_vec();
@@ -67,7 +135,7 @@ fn rank(member: &str, partition: i32) -> u64 {
 /// The partitions of `topic` in a member assignment as the coordinator describes it (Kafka's
 /// `ConsumerProtocolAssignment`: version i16, then topics as an i32 count of (i16-length name,
 /// i32 count of i32 partitions), then user data). `None` when the bytes do not parse.
-pub(super) fn assigned_partitions(bytes: &[u8], topic: &str) -> Option<Vec<i32>> {
+pub(crate) fn assigned_partitions(bytes: &[u8], topic: &str) -> Option<Vec<i32>> {
     let mut r = Reader(bytes);
     r.take(2)?;
     let topics = r.i32()?;

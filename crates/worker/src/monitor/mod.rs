@@ -52,6 +52,7 @@ mod history;
 mod models;
 mod output;
 mod stage;
+mod standby;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -230,6 +231,10 @@ impl MonitorStage {
                 "topics.monitor_changelog",
             )
             .await?;
+            if settings.monitor.standby_replicas > 0 {
+                let count = i32::try_from(partitions).unwrap_or(i32::MAX);
+                self.monitoring.standby = Some(standby::MonitorStandby::start(settings, count)?);
+            }
         }
         let mut shutdown = std::pin::pin!(shutdown);
         if settings.monitor.output_format == OutputFormat::AvroRegistry {

@@ -27,9 +27,26 @@ impl Monitoring {
         let Some(reader) = &self.changelog else {
             return Ok(());
         };
-        // Per partition, the latest value of each key (`None`: deleted).
+        // Per partition, the latest value of each key (`None`: deleted): from the standby's
+        // copy when this worker followed the partition, then the changelog after it.
         let mut latest: BTreeMap<i32, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = BTreeMap::new();
-        let totals = reader.read_partitions(partitions, RESTORE_TIMEOUT, |m| {
+        let mut handed = self
+            .standby
+            .as_ref()
+            .map(|s| s.release(partitions))
+            .unwrap_or_default();
+        let from_standby = handed.len();
+        let starts: Vec<(i32, Option<i64>)> = partitions
+            .iter()
+            .map(|&p| match handed.remove(&p) {
+                Some(copy) => {
+                    latest.insert(p, copy.latest);
+                    (p, copy.next)
+                }
+                None => (p, None),
+            })
+            .collect();
+        let totals = reader.read_partitions_from(&starts, RESTORE_TIMEOUT, |m| {
             latest.entry(m.partition()).or_default().insert(
                 m.key().unwrap_or_default().to_vec(),
                 m.payload().map(<[u8]>::to_vec),
@@ -71,6 +88,7 @@ impl Monitoring {
         info!(
             topic = %topic,
             partitions = ?partitions,
+            from_standby,
             records = totals.records,
             bytes = totals.bytes,
             models,

@@ -29,6 +29,7 @@ use tracing::error;
 use super::calibration::CalibrationWarnings;
 use super::epochs::PartitionClock;
 use super::output::{MonitorBatch, OutputRecord, OutputSchemaIds};
+use super::standby::MonitorStandby;
 use super::{lock, MonitorStats};
 use crate::changelog::ChangelogReader;
 use crate::error::Result;
@@ -61,6 +62,8 @@ pub(crate) struct Monitoring {
     pub(super) calibration: CalibrationWarnings,
     /// The output topics' registered schema ids (`output_format = "avro_registry"`).
     pub(super) output_ids: Option<OutputSchemaIds>,
+    /// Standby replicas of other partitions' models (`monitor.standby_replicas`).
+    pub(super) standby: Option<MonitorStandby>,
     last_metrics: Instant,
 }
 
@@ -86,6 +89,7 @@ impl Monitoring {
             references: None,
             calibration: CalibrationWarnings::default(),
             output_ids: None,
+            standby: None,
             last_metrics: Instant::now(),
         }
     }
@@ -170,13 +174,23 @@ impl Stage for Monitoring {
             self.restore(&new)?;
             self.assigned.extend(new);
         }
-        lock(&self.stats).assigned_partitions = self.assigned.iter().copied().collect();
+        self.assignment_changed();
         Ok(())
     }
 
     fn revoked(&mut self, tpl: &TopicPartitionList, _lost: bool) {
         let gone: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         self.forget(&gone);
+        self.assignment_changed();
+    }
+}
+
+impl Monitoring {
+    /// Tells the statistics and the standby thread what the stage holds now.
+    fn assignment_changed(&mut self) {
         lock(&self.stats).assigned_partitions = self.assigned.iter().copied().collect();
+        if let Some(s) = &self.standby {
+            s.owned(self.assigned.clone());
+        }
     }
 }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use driftwatch_core::join::JoinConfig;
-use driftwatch_core::monitor::MonitorConfig;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,12 +14,14 @@ use crate::error::WorkerError;
 use crate::security::SecuritySettings;
 
 mod join;
+mod monitor;
 mod registry;
 mod sources;
 
 pub use join::{
     JoinSettings, JoinStateSettings, MisroutedMode, ModelJoinSettings, DEFAULT_MEMORY_BUDGET,
 };
+pub use monitor::{MonitorSettings, OutputFormat};
 pub use registry::{SchemaRegistrySettings, MIN_BACKOFF};
 
 /// How to reach the brokers, plus any librdkafka property passed through unchanged.
@@ -260,56 +261,6 @@ impl Default for HttpSettings {
     }
 }
 
-/// How the monitor stage writes drift events, retrain events and metrics snapshots.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputFormat {
-    /// Bare Avro datums of the schemas in `schemas/`.
-    #[default]
-    Avro,
-    /// The documented JSON form (easiest for orchestrators' Kafka sensors).
-    Json,
-    /// Avro datums in the Confluent wire format (`0x00`, the 4-byte schema id, the datum),
-    /// each topic's schema registered at start with `[schema_registry]` under
-    /// `<topic>-value`, as registry-aware deserializers expect. Needs `schema_registry.url`.
-    AvroRegistry,
-}
-
-/// Settings of the monitor stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MonitorSettings {
-    /// Consumer group of the monitor stage. Default `driftwatch-monitor`.
-    pub group_id: String,
-    /// How often the output of the epochs judged since the last time (drift and retrain
-    /// events, changed state) is published and the partials' offsets committed (processing
-    /// time). Verdicts do not depend on it: the monitor judges at event-time epoch ends as the
-    /// join's announced watermarks pass them. Default `1s`.
-    #[serde(with = "humantime_serde")]
-    pub commit_interval: Duration,
-    /// How often metrics snapshots are published. Default `10s`.
-    #[serde(with = "humantime_serde")]
-    pub metrics_interval: Duration,
-    /// Encoding of the output topics: `avro` (bare datums), `json`, or `avro_registry`
-    /// (framed with ids of `[schema_registry]`). Default `avro`.
-    pub output_format: OutputFormat,
-    /// Windows, detectors, hysteresis and retrain policy: a default profile plus overrides by
-    /// model id (`[monitor.detection.default]`, `[monitor.detection.models.<id>]`).
-    pub detection: MonitorConfig,
-}
-
-impl Default for MonitorSettings {
-    fn default() -> Self {
-        MonitorSettings {
-            group_id: "driftwatch-monitor".into(),
-            commit_interval: Duration::from_secs(1),
-            metrics_interval: Duration::from_secs(10),
-            output_format: OutputFormat::Avro,
-            detection: MonitorConfig::default(),
-        }
-    }
-}
-
 impl Settings {
     /// Cross-field checks, with a message that says what to change.
     pub fn validate(&self) -> Result<(), WorkerError> {
@@ -473,6 +424,12 @@ impl Settings {
         m.detection
             .validate()
             .map_err(|e| WorkerError::Config(format!("monitor.detection: {e}")))?;
+        if m.standby_replicas > 0 && !self.kafka.exactly_once() {
+            return bad(format!(
+                "monitor.standby_replicas = {} needs kafka.processing_guarantee = \"exactly_once\": standbys follow the monitor changelog, which only exactly-once keeps",
+                m.standby_replicas
+            ));
+        }
         j.state.validate()?;
         self.validate_sources()?;
         self.join_config()?

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::super::standby_choice::{assigned_partitions, standby_partitions, Member};
+use super::super::standby_choice::{choose, describe};
 use super::super::state::now_ms;
 use super::{
     Command, Shared, StandbyConfig, StandbyCounters, WarmedUp, REFRESH_EVERY, STANDBY_SHARE,
@@ -48,16 +48,6 @@ const MAX_WARM_ROUNDS: u32 = 8;
 /// usually assigns it others a second or two later: their hand-over must not wait behind the
 /// spills. The memory meanwhile is what the stage held a moment before.
 const TRIM_AFTER: Duration = Duration::from_secs(5);
-
-/// What the coordinator said of the join's group.
-enum Described {
-    Members(Vec<Member>),
-    /// Not listed, or listed dead or empty: the group speaks KIP-848, whose members the
-    /// classic description does not show (rust-rdkafka has no ConsumerGroupDescribe).
-    NotListed,
-    /// No answer, or an assignment that does not parse.
-    Unknown,
-}
 
 /// One partition followed.
 struct Warm {
@@ -269,20 +259,17 @@ impl Follower {
     /// Describes the group and follows the partitions it picks for this worker.
     fn refresh(&mut self) {
         self.last_refresh = Some(Instant::now());
-        let replicas = self.config.settings.join.standby_replicas;
-        let chosen = match self.describe() {
-            Described::Members(members) => {
-                standby_partitions(&members, &self.owned, self.config.partitions, replicas)
-            }
-            // Not listed by the classic protocol's description (a KIP-848 group is not):
-            // every partition this worker does not own.
-            Described::NotListed => Some((0..self.config.partitions).collect()),
-            Described::Unknown => None,
-        }
-        .map(|mut c| {
-            c.retain(|p| !self.owned.contains(p));
-            c
-        });
+        let settings = &self.config.settings;
+        let chosen = choose(
+            describe(
+                self.consumer.client(),
+                &settings.kafka.join_group_id,
+                &settings.topics.predictions,
+            ),
+            &self.owned,
+            self.config.partitions,
+            settings.join.standby_replicas,
+        );
         let Some(chosen) = chosen else {
             // Not placed in the group now: drop only what the stage owns.
             let owned: Vec<i32> = self
@@ -325,42 +312,6 @@ impl Follower {
     fn hot_capacity(&self, standbys: usize) -> usize {
         let share = self.config.budget_bytes / STANDBY_SHARE;
         hot_capacity_for_budget(share / u64::try_from(standbys.max(1)).unwrap_or(u64::MAX))
-    }
-
-    /// The group's members and what each holds of the predictions topic, as the classic
-    /// protocol's description (DescribeGroups) gives them.
-    fn describe(&self) -> Described {
-        let group = &self.config.settings.kafka.join_group_id;
-        let topic = &self.config.settings.topics.predictions;
-        let Ok(list) = self
-            .consumer
-            .fetch_group_list(Some(group), Duration::from_secs(5))
-        else {
-            return Described::Unknown;
-        };
-        let Some(g) = list.groups().iter().find(|g| g.name() == group) else {
-            return Described::NotListed;
-        };
-        if g.state() == "Dead" || g.members().is_empty() {
-            return Described::NotListed;
-        }
-        let members: Option<Vec<Member>> = g
-            .members()
-            .iter()
-            .map(|m| {
-                let bytes = m.assignment().unwrap_or_default();
-                let partitions = if bytes.is_empty() {
-                    Vec::new()
-                } else {
-                    assigned_partitions(bytes, topic)?
-                };
-                Some(Member {
-                    id: m.id().to_string(),
-                    partitions,
-                })
-            })
-            .collect();
-        members.map_or(Described::Unknown, Described::Members)
     }
 
     fn open(&self, partition: i32, hot_capacity: usize) -> Result<Warm> {
