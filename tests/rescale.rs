@@ -3,7 +3,7 @@
 //! `cargo test --release -p driftwatch-tests --test rescale -- --ignored --nocapture`).
 //!
 //! For each mode — `classic` (eager), `consumer` (KIP-848 incremental), and `consumer` with
-//! `join.standby_replicas = 1` — the same scenario on 8 partitions: `DRIFTWATCH_RESCALE_PREDICTIONS`
+//! `join.standby_replicas = 1` and `monitor.standby_replicas = 1` — the same scenario on 8 partitions: `DRIFTWATCH_RESCALE_PREDICTIONS`
 //! predictions (default 2 200 000) within about 40 minutes of event time, their labels 0–24 h
 //! later (2-day timeouts, a few 2–3 days late). The predictions are produced first and one
 //! worker (a local store with a 1 MiB budget, `DRIFTWATCH_RESCALE_BUDGET`: nearly every entry on disk) takes them in, so
@@ -250,6 +250,10 @@ async fn run_mode(
                 ),
                 ("DRIFTWATCH__JOIN__STATE__MEMORY_BUDGET", budget.clone()),
                 ("DRIFTWATCH__JOIN__STANDBY_REPLICAS", replicas.to_string()),
+                (
+                    "DRIFTWATCH__MONITOR__STANDBY_REPLICAS",
+                    replicas.to_string(),
+                ),
                 ("DRIFTWATCH__JOIN__LABEL_TIMEOUT", timeout.clone()),
                 ("DRIFTWATCH__JOIN__ORPHAN_TIMEOUT", timeout.clone()),
                 ("DRIFTWATCH__KAFKA__SESSION_TIMEOUT", "10s".to_string()),
