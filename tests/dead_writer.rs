@@ -190,6 +190,119 @@ fn a_restore_fences_the_writer_of_a_transaction_left_open() {
     assert!(late.is_err(), "the fenced writer committed: {late:?}");
 }
 
+#[test]
+fn offsets_left_pending_by_a_dead_owner_are_freed_by_fencing_its_last_writer() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    init_logging();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let input = unique("dead-owner-input");
+    let changelog = unique("dead-owner-changelog");
+    rt.block_on(create_topic(&input, 1));
+    rt.block_on(create_topic(&changelog, 1));
+    let kafka = KafkaSettings {
+        transaction_timeout: Duration::from_secs(120),
+        ..settings()
+    };
+    let s = Settings {
+        kafka: kafka.clone(),
+        ..Settings::default()
+    };
+    let group = unique("dead-owner-group");
+    let member: BaseConsumer = driftwatch_worker::clients::consumer_config(&kafka, &group)
+        .create()
+        .expect("consumer");
+    let offsets_at = |offset: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&input, 0, rdkafka::Offset::Offset(offset))
+            .expect("partition");
+        tpl
+    };
+
+    // The owner commits state and input offsets (5) together, as a stage does.
+    let (owner, owner_id) = producer(&kafka, &unique("owner-x"));
+    let mut batch = Records {
+        topic: changelog.clone(),
+        n: 2,
+        offsets: offsets_at(5),
+    };
+    eos::commit(
+        &owner,
+        &owner_id,
+        &mut batch,
+        &|| member.group_metadata(),
+        Duration::from_secs(30),
+    )
+    .expect("committed");
+
+    // Its next transaction holds the offsets 9 but none of its records reached the
+    // changelog when it dies: the restore finds no open transaction to fence.
+    let metadata = member.group_metadata().expect("group metadata");
+    owner
+        .send_offsets_to_transaction(&offsets_at(9), &metadata, Duration::from_secs(30))
+        .expect("offsets sent");
+    let owner = ManuallyDrop::new(owner);
+
+    // The next owner's question for stable offsets waits for that transaction.
+    let pending = member.committed_offsets(offsets_at(0), Duration::from_secs(2));
+    assert!(
+        pending.is_err(),
+        "offsets of an open transaction were answered: {pending:?}"
+    );
+    eprintln!(
+        "committed offsets held by an open transaction: {:?}",
+        pending.err()
+    );
+
+    // Fencing the changelog partition's last writer aborts it: the answer is the offsets
+    // committed before, long before the broker's 120 s timeout.
+    let own = transactional_producer_config(&kafka, &unique("owner-y"));
+    let reader = ChangelogReader::of(&s, changelog.clone(), &unique("fence"))
+        .expect("reader")
+        .fencing(own)
+        .expect("fencing reader");
+    assert_eq!(reader.fence_last_writers(&[0]), 1, "the last writer fenced");
+    let committed = member
+        .committed_offsets(offsets_at(0), Duration::from_secs(30))
+        .expect("committed offsets once the dead owner was fenced");
+    assert_eq!(
+        committed.find_partition(&input, 0).map(|e| e.offset()),
+        Some(rdkafka::Offset::Offset(5)),
+        "the offsets of the aborted transaction are not committed"
+    );
+    let late = owner.commit_transaction(Duration::from_secs(30));
+    assert!(late.is_err(), "the fenced owner committed: {late:?}");
+
+    // A reader whose stage is the last writer fences no one.
+    let own = transactional_producer_config(&kafka, &unique("owner-z"));
+    let (next, next_id) = {
+        let p: FutureProducer = own.create().expect("producer");
+        p.init_transactions(Duration::from_secs(30)).expect("init");
+        p.begin_transaction().expect("begin");
+        (p, own.get("transactional.id").expect("id").to_owned())
+    };
+    let mut batch = Records {
+        topic: changelog.clone(),
+        n: 1,
+        offsets: TopicPartitionList::new(),
+    };
+    eos::commit(
+        &next,
+        &next_id,
+        &mut batch,
+        &|| None,
+        Duration::from_secs(30),
+    )
+    .expect("committed");
+    let reader = ChangelogReader::of(&s, changelog, &unique("own"))
+        .expect("reader")
+        .fencing(own)
+        .expect("fencing reader");
+    assert_eq!(reader.fence_last_writers(&[0]), 0, "its own stage fenced");
+}
+
 /// The writer header of the first `n` records of `topic`[0], read uncommitted.
 fn read_uncommitted_writers(kafka: &KafkaSettings, topic: &str, n: usize) -> Vec<Option<String>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};

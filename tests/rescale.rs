@@ -332,15 +332,17 @@ async fn run_mode(
     for (t, p, worker, moved, paused, resumed) in pauses(&timeline(&logs, &kills)) {
         println!("  {name:<20} t={t:>9.1} p{p} → {worker} moved={moved:<5} paused={paused:>6.2} s resumed={resumed}");
     }
-    let fenced: usize = paths
-        .iter()
-        .map(|p| {
-            log_text(p)
-                .matches("fenced the writer of a transaction left open")
-                .count()
-        })
-        .sum();
-    println!("  {name:<20} restores that fenced a dead writer's open transaction: {fenced}");
+    let count = |line: &str| -> usize {
+        paths
+            .iter()
+            .map(|p| log_text(p).matches(line).count())
+            .sum()
+    };
+    println!(
+        "  {name:<20} fenced dead writers: {} holding changelog records, {} holding only offsets",
+        count("fenced the writer of a transaction left open"),
+        count("fenced the last writer of a partition whose committed offsets stay pending")
+    );
     assert_reference(&reader.seen, &reference, &paths);
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -490,6 +490,41 @@ impl ChangelogReader {
         }
     }
 
+    /// For `partitions` this stage now owns whose committed input offsets stay pending (a
+    /// transaction left open by their previous owner holds them, with no record in this
+    /// changelog to name it): fences the last writer of each that is another stage's, each
+    /// writer once (see [`crate::runtime::writer`]). A fencing reader only; returns how many
+    /// were fenced, failures only logged (the group's answer then waits for the broker).
+    pub fn fence_last_writers(&self, partitions: &[i32]) -> usize {
+        let Some(fencer) = &self.fencer else {
+            return 0;
+        };
+        let timeout = Duration::from_secs(10);
+        let mut fenced: Vec<String> = Vec::new();
+        for &p in partitions {
+            let started = Instant::now();
+            match fencer.last_writer(&self.topic, p, timeout) {
+                Ok(Some(w)) if fenced.contains(&w) => {}
+                Ok(Some(w)) => match fencer.fence(&w, timeout) {
+                    Ok(()) => {
+                        info!(topic = %self.topic, partition = p, writer = %w, seconds = started.elapsed().as_secs_f64(), "fenced the last writer of a partition whose committed offsets stay pending");
+                        fenced.push(w);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic = %self.topic, partition = p, writer = %w, "fencing the last writer failed: waiting for its transaction to end")
+                    }
+                },
+                Ok(None) => {
+                    info!(topic = %self.topic, partition = p, "no other stage named as the partition's last writer: waiting for the committed offsets")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %self.topic, partition = p, "the partition's last writer is unknown: waiting for the committed offsets")
+                }
+            }
+        }
+        fenced.len()
+    }
+
     /// Where reading `partition` ends: its high watermark for a fencing reader, else its last
     /// stable offset.
     fn end(&self, partition: i32, deadline: Instant) -> Result<i64> {

@@ -306,6 +306,12 @@ impl Stage for Join {
         Ok(())
     }
 
+    fn offsets_pending(&mut self, tpl: &TopicPartitionList) {
+        if let Some(reader) = &self.changelog {
+            reader.fence_last_writers(&crate::runtime::partition_numbers(tpl));
+        }
+    }
+
     fn positioned(&mut self, committed: &TopicPartitionList) {
         self.set_positions(committed);
     }

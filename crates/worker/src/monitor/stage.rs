@@ -178,6 +178,12 @@ impl Stage for Monitoring {
         Ok(())
     }
 
+    fn offsets_pending(&mut self, tpl: &TopicPartitionList) {
+        if let Some(reader) = &self.changelog {
+            reader.fence_last_writers(&crate::runtime::partition_numbers(tpl));
+        }
+    }
+
     fn revoked(&mut self, tpl: &TopicPartitionList, _lost: bool) {
         let gone: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         self.forget(&gone);

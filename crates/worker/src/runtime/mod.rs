@@ -176,6 +176,12 @@ pub trait Stage: Send {
     /// after this returns.
     fn assigned(&mut self, partitions: &TopicPartitionList) -> Result<()>;
 
+    /// Exactly-once, after [`Stage::assigned`]: the group's committed offsets of `partitions`
+    /// stayed pending for [`crate::changelog::FENCE_AFTER`], held by a transaction their
+    /// previous owner left open. The stage fences whoever holds it if it can tell (see
+    /// [`writer`]); the loop then asks again and waits.
+    fn offsets_pending(&mut self, _partitions: &TopicPartitionList) {}
+
     /// Where reading starts after an assignment or a rewind: the group's committed offsets
     /// (empty when unknown).
     fn positioned(&mut self, _committed: &TopicPartitionList) {}
@@ -208,4 +214,12 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The partition numbers of `tpl`, sorted, each once (for logs and per-partition hooks).
+pub fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
+    let mut p: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
 }

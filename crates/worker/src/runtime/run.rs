@@ -18,8 +18,10 @@ use super::at_least_once::{self, Flushed};
 use super::commit_thread::CommitThread;
 use super::context::{answer_assign, answer_revoke, Rebalance, StageContext};
 use super::eos::{self, Commits, Recovery};
-use super::transaction::{blocking, rewind_to_committed};
-use super::{now_ms, Batch, Guarantee, InputPartition, Stage, JOIN_POLL, PUBLISH_EVERY};
+use super::transaction::{blocking, committed_stable, rewind_to_committed};
+use super::{
+    now_ms, partition_numbers, Batch, Guarantee, InputPartition, Stage, JOIN_POLL, PUBLISH_EVERY,
+};
 use crate::error::Result;
 
 /// When a stage's loop does what.
@@ -581,12 +583,18 @@ impl<S: Stage> Loop<S> {
         let restored = blocking(|| {
             self.stage.assigned(&partitions)?;
             // Asked after the restore: a predecessor's transaction that was still open when
-            // the restore began has ended by now (the restore waits for it), so these are the
-            // offsets the restored state is as of.
-            let committed = self
-                .consumer
-                .committed_offsets(partitions.clone(), timeout)
-                .unwrap_or_else(|e| {
+            // the restore began has ended by now (the restore fenced it or waited for it), so
+            // these are the offsets the restored state is as of. One that held offsets but
+            // had no record in the changelog yet is ended here ([`committed_stable`]).
+            let exactly_once = matches!(self.guarantee, Guarantee::ExactlyOnce(_));
+            let stage = &mut self.stage;
+            let committed = committed_stable(self.consumer.as_ref(), &partitions, timeout, || {
+                if exactly_once {
+                    warn!(partitions = ?partition_numbers(&partitions), "committed offsets still pending: a previous owner's transaction holds them");
+                    stage.offsets_pending(&partitions);
+                }
+            })
+            .unwrap_or_else(|e| {
                     warn!(error = %e, "committed offsets unknown");
                     TopicPartitionList::new()
                 });
@@ -604,14 +612,6 @@ impl<S: Stage> Loop<S> {
         info!(stage = self.schedule.name, partitions = ?partition_numbers(&partitions), restored = restored.is_ok(), "partitions assigned");
         restored
     }
-}
-
-/// The partition numbers of `tpl`, sorted, each once (for logs).
-fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
-    let mut p: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-    p.sort_unstable();
-    p.dedup();
-    p
 }
 
 /// Longest wait for the consumer to give its partitions up at a stop.

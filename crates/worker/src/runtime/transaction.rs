@@ -15,6 +15,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::debug;
 
+use crate::changelog::FENCE_AFTER;
+
 /// Runs blocking client calls (transactions, restores: up to minutes while a broker is away)
 /// without starving the other tasks of a multi-threaded runtime.
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -79,6 +81,23 @@ pub fn rewind_to_committed<X: ConsumerContext, C: Consumer<X>>(
     }
     consumer.seek_partitions(seek, timeout)?;
     Ok(committed)
+}
+
+/// `consumer`'s committed offsets of `partitions`. A `read_committed` consumer asks for
+/// stable ones, which a transaction left open by a previous owner keeps pending until the
+/// broker aborts it; after [`FENCE_AFTER`] without an answer, `pending` is called (the stage
+/// may fence that owner, see [`super::writer`]) and the question asked again for `timeout`.
+pub fn committed_stable<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    partitions: &TopicPartitionList,
+    timeout: Duration,
+    pending: impl FnOnce(),
+) -> Result<TopicPartitionList, KafkaError> {
+    match consumer.committed_offsets(partitions.clone(), FENCE_AFTER.min(timeout)) {
+        Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut)) => pending(),
+        answered => return answered,
+    }
+    consumer.committed_offsets(partitions.clone(), timeout)
 }
 
 /// Enqueues a record, waiting while the local queue is full (the producer's thread drains it).

@@ -25,15 +25,28 @@
 //! giving it up: killed, or a zombie past its session. Fencing is what Kafka prescribes for
 //! both. Restores that read partitions other workers still own (standbys, the retrain history)
 //! never fence.
+//!
+//! # Offsets without records
+//! A transaction can hold a partition's input offsets with none of its records in the
+//! changelog yet: killed after `send_offsets_to_transaction` and before its records reached
+//! the broker, or a batch that changed no state of that partition. The new owner's restore
+//! then reads to the end, but the group's committed offsets stay pending (a `read_committed`
+//! consumer asks for stable ones) until the broker aborts the transaction. The owner that
+//! died is, as a rule, the partition's last writer: its last committed transaction there is
+//! named ([`last_writer`]), and the stage fences it. When the dead owner never committed to
+//! that partition, the writer fenced is its previous owner, alive elsewhere: it loses its open
+//! transaction and goes on with a new producer, and the wait is the broker's, as before.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers};
 use rdkafka::producer::{BaseProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use crate::changelog::RestoreContext;
 use crate::error::{Result, WorkerError};
 
 /// The header naming the transactional id of the transaction a record belongs to.
@@ -99,18 +112,77 @@ pub fn writer_at(
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if m.offset() >= offset => {
-                return Ok(m.headers().and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == WRITER_HEADER)
-                        .and_then(|h| h.value)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_owned)
-                }));
-            }
+            Some(Ok(m)) if m.offset() >= offset => return Ok(writer_of(&m)),
             Some(Ok(_)) | None => {}
             Some(Err(e)) => return Err(e.into()),
         }
+    }
+    Ok(None)
+}
+
+/// The writer named by `m`'s header, if any.
+fn writer_of(m: &BorrowedMessage<'_>) -> Option<String> {
+    m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == WRITER_HEADER)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    })
+}
+
+/// The writer of the last transaction committed to `topic`[`partition`] (the last writer
+/// header below its last stable offset), read committed with the connection settings of
+/// `config`, backwards in windows of records that grow eightfold; `None` when no committed
+/// record names one or `timeout` passes first.
+pub fn last_writer(
+    config: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Option<String>> {
+    let consumer: BaseConsumer<RestoreContext> = config
+        .clone()
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create_with_context(RestoreContext)?;
+    let deadline = Instant::now() + timeout;
+    let (low, stable) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    let mut upto = stable;
+    let mut window = 1024i64;
+    while upto > low {
+        let from = upto.saturating_sub(window).max(low);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+        consumer.assign(&tpl)?;
+        let mut last = None;
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) if m.offset() >= upto => break,
+                Some(Ok(m)) => {
+                    if let Some(w) = writer_of(&m) {
+                        last = Some(w);
+                    }
+                    if m.offset() + 1 >= upto {
+                        break;
+                    }
+                }
+                // The last stable offset: nothing committed beyond it to read.
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+        }
+        if last.is_some() {
+            return Ok(last);
+        }
+        upto = from;
+        window = window.saturating_mul(8);
     }
     Ok(None)
 }
@@ -162,6 +234,18 @@ impl Fencer {
         timeout: Duration,
     ) -> Result<Option<String>> {
         let writer = writer_at(&self.consumer_config, topic, partition, offset, timeout)?;
+        Ok(writer.filter(|w| Some(w.as_str()) != self.own()))
+    }
+
+    /// The writer of the last transaction committed to `topic`[`partition`]
+    /// ([`last_writer`]); `None` when none is named, or it is this stage.
+    pub fn last_writer(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<Option<String>> {
+        let writer = last_writer(&self.consumer_config, topic, partition, timeout)?;
         Ok(writer.filter(|w| Some(w.as_str()) != self.own()))
     }
 
