@@ -69,15 +69,14 @@ fn producer(kafka: &KafkaSettings, group: &str) -> (FutureProducer, String) {
     (p, id)
 }
 
-#[test]
-fn a_restore_fences_the_writer_of_a_transaction_left_open() {
-    if !driftwatch_tests::broker_available() {
-        return;
-    }
+/// Logging, `topics` created with one partition each, and the settings of the test's
+/// clients: a transaction timeout far beyond its waits.
+fn setup(topics: &[&str]) -> (KafkaSettings, Settings) {
     init_logging();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let topic = unique("dead-writer-changelog");
-    rt.block_on(create_topic(&topic, 1));
+    for topic in topics {
+        rt.block_on(create_topic(topic, 1));
+    }
     let kafka = KafkaSettings {
         transaction_timeout: Duration::from_secs(120),
         ..settings()
@@ -86,6 +85,16 @@ fn a_restore_fences_the_writer_of_a_transaction_left_open() {
         kafka: kafka.clone(),
         ..Settings::default()
     };
+    (kafka, s)
+}
+
+#[test]
+fn a_restore_fences_the_writer_of_a_transaction_left_open() {
+    if !driftwatch_tests::broker_available() {
+        return;
+    }
+    let topic = unique("dead-writer-changelog");
+    let (kafka, s) = setup(&[&topic]);
 
     // A previous owner commits two records, tagged as every stage's commits are.
     let (committer, committer_id) = producer(&kafka, &unique("owner-a"));
@@ -196,20 +205,9 @@ fn offsets_left_pending_by_a_dead_owner_are_freed_by_fencing_its_last_writer() {
     if !driftwatch_tests::broker_available() {
         return;
     }
-    init_logging();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let input = unique("dead-owner-input");
     let changelog = unique("dead-owner-changelog");
-    rt.block_on(create_topic(&input, 1));
-    rt.block_on(create_topic(&changelog, 1));
-    let kafka = KafkaSettings {
-        transaction_timeout: Duration::from_secs(120),
-        ..settings()
-    };
-    let s = Settings {
-        kafka: kafka.clone(),
-        ..Settings::default()
-    };
+    let (kafka, s) = setup(&[&input, &changelog]);
     let group = unique("dead-owner-group");
     let member: BaseConsumer = driftwatch_worker::clients::consumer_config(&kafka, &group)
         .create()
@@ -276,13 +274,9 @@ fn offsets_left_pending_by_a_dead_owner_are_freed_by_fencing_its_last_writer() {
     assert!(late.is_err(), "the fenced owner committed: {late:?}");
 
     // A reader whose stage is the last writer fences no one.
-    let own = transactional_producer_config(&kafka, &unique("owner-z"));
-    let (next, next_id) = {
-        let p: FutureProducer = own.create().expect("producer");
-        p.init_transactions(Duration::from_secs(30)).expect("init");
-        p.begin_transaction().expect("begin");
-        (p, own.get("transactional.id").expect("id").to_owned())
-    };
+    let (next, next_id) = producer(&kafka, &unique("owner-z"));
+    let mut own = transactional_producer_config(&kafka, &unique("owner-z"));
+    own.set("transactional.id", &next_id);
     let mut batch = Records {
         topic: changelog.clone(),
         n: 1,
