@@ -15,6 +15,7 @@
 //! | the batch did not become final | [`Stage::aborted`] |
 //! | exactly-once, after an abort: state back to the committed offsets | [`Stage::rewound`] |
 //! | partitions assigned (before the consumer fetches them) | [`Stage::assigned`], [`Stage::positioned`] |
+//! | exactly-once, their committed offsets still pending 1 s after the restore | [`Stage::offsets_pending`] |
 //! | partitions revoked (after the open work was committed or aborted) | [`Stage::revoked`] |
 //!
 //! The guarantee is one type, [`Guarantee`]: exactly-once ([`eos`], rust-rdkafka's
