@@ -5,8 +5,8 @@
 //! `transaction.timeout.ms` after it began plus up to the broker's abort sweep
 //! (`transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s by default). Until
 //! then every `read_committed` reader of its partitions stops at the transaction's first
-//! offset, and the next owner's restore waits there: 7–8 s of the 17.7 s take-over after a
-//! SIGKILL in the rescale benchmark. Kafka aborts such a transaction at once when a producer
+//! offset, and the next owner's restore waits there (BENCHMARKS.md, *Rescaling*, gives what
+//! that cost a SIGKILL's take-over). Kafka aborts such a transaction at once when a producer
 //! initializes with the same transactional id (which is how a restarted worker with a stable
 //! `kafka.instance_id` fences its predecessor); the next owner only has to know that id.
 //!
