@@ -14,14 +14,15 @@
 //!     stage.committed(outcome)
 //! on an error:
 //!     abort_transaction; begin_transaction                      Eos::recover → Aborted
-//!       (fenced, or the abort failed fatally: a new producer    → Reincarnated
+//!       (fenced, stuck, or the abort failed: a new producer     → Reincarnated
 //!        incarnation, at most Reincarnations::MAX in ten minutes, else Fatal)
 //!     stage.aborted(outcome)
 //!     seek to the committed offsets; stage.rewound(committed)   rewind_to_committed
 //! ```
 //!
 //! Calls that librdkafka marks retriable (a broker away, a coordinator moving) are retried for
-//! up to [`super::transaction::TRANSACTION_RETRY_FOR`] before they count as failed. A batch is
+//! up to [`super::transaction::stuck_after`] the transaction timeout; a producer that is still
+//! failing then is stuck, and replaced like a fenced one. A batch is
 //! taken by value and its outcome handed back whatever happens: the commit never reaches into
 //! the stage, which is why it can run on a thread of its own ([`super::commit_thread`]).
 //!
@@ -38,7 +39,9 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::ClientConfig;
 use tracing::{error, warn};
 
-use super::transaction::{is_fatal, reincarnate, retrying, send_waiting, Reincarnations};
+use super::transaction::{
+    is_fatal, is_stuck, reincarnate, retrying, send_waiting, stuck_after, Reincarnations,
+};
 use super::writer::Tagger;
 use super::Batch;
 
@@ -110,13 +113,11 @@ impl Eos {
     /// After the open transaction failed with `cause` (`None`: nothing failed, but the
     /// transaction must not commit, e.g. the assignment was lost): aborts it and opens the
     /// next, or, when the producer cannot go on, replaces it.
-    pub(super) fn recover(
-        &mut self,
-        producer: &FutureProducer,
-        cause: Option<KafkaError>,
-    ) -> Recovery {
+    pub fn recover(&mut self, producer: &FutureProducer, cause: Option<KafkaError>) -> Recovery {
         let cause = match cause {
-            Some(e) if is_fatal(&e) => e,
+            // A stuck producer would wait on the same coordinator to abort: replace it, and
+            // the new incarnation's `init_transactions` aborts what this one left open.
+            Some(e) if is_fatal(&e) || is_stuck(&e) => e,
             cause => {
                 if let Some(e) = &cause {
                     warn!(error = %e, "transaction failed: aborting it");
@@ -124,10 +125,10 @@ impl Eos {
                 match abort(producer, self.timeout) {
                     Ok(()) => return Recovery::Aborted,
                     // The abort itself can leave the producer unusable (seen after a broker
-                    // restart: INVALID_TXN_STATE on ending the transaction): replace it as
-                    // when fenced, instead of ending the stage.
-                    Err(a) if is_fatal(&a) => {
-                        warn!(error = %a, "abort failed fatally");
+                    // restart: INVALID_TXN_STATE on ending the transaction), or get stuck:
+                    // replace it as when fenced, instead of ending the stage.
+                    Err(a) if is_fatal(&a) || is_stuck(&a) => {
+                        warn!(error = %a, "abort failed");
                         a
                     }
                     Err(a) => return Recovery::Fatal(a),
@@ -138,7 +139,7 @@ impl Eos {
             error!(error = %cause, limit = Reincarnations::MAX, "fatal transaction error again: stopping the stage");
             return Recovery::Fatal(cause);
         }
-        warn!(error = %cause, "producer fenced or failed: opening a new incarnation");
+        warn!(error = %cause, "producer fenced, failed or stuck: opening a new incarnation");
         match reincarnate(producer, &self.producer_config, self.init_timeout()) {
             Ok(fresh) => Recovery::Reincarnated(fresh),
             Err(e) => Recovery::Fatal(e),
@@ -148,7 +149,9 @@ impl Eos {
 
 /// Aborts the open transaction and opens the next one.
 fn abort(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
-    retrying("abort", || producer.abort_transaction(timeout))?;
+    retrying("abort", stuck_after(timeout), || {
+        producer.abort_transaction(timeout)
+    })?;
     producer.begin_transaction()
 }
 
@@ -193,7 +196,9 @@ pub fn commit<B: Batch>(
                 } else {
                     warn!(error = %e, retry = retries, "sequence gap after an abort: committing the batch again in a new transaction");
                 }
-                retrying("abort", || producer.abort_transaction(timeout))?;
+                retrying("abort", stuck_after(timeout), || {
+                    producer.abort_transaction(timeout)
+                })?;
                 producer.begin_transaction()?;
                 // The consumer learns its new epoch from the heartbeat that moved it.
                 std::thread::sleep(Duration::from_millis(50) * retries);
@@ -229,12 +234,14 @@ fn commit_once<B: Batch>(
         let metadata = metadata().ok_or(KafkaError::MessageProduction(
             RDKafkaErrorCode::InvalidGroupId,
         ))?;
-        retrying("send offsets", || {
+        retrying("send offsets", stuck_after(timeout), || {
             producer.send_offsets_to_transaction(offsets, &metadata, timeout)
         })?;
         crate::fault::point("transaction.offsets_sent");
     }
-    retrying("commit", || producer.commit_transaction(timeout))
+    retrying("commit", stuck_after(timeout), || {
+        producer.commit_transaction(timeout)
+    })
 }
 
 /// Whether a failed attempt of [`commit`] is aborted and the same batch committed again: a

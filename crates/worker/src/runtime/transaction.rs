@@ -28,28 +28,73 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// How long a transaction call is retried while the broker is unreachable (the consumer keeps
-/// its membership meanwhile: heartbeats do not depend on the stage's loop, and it stays well
-/// within `max.poll.interval.ms`).
+/// How long `init_transactions` of a new producer incarnation is retried while the broker is
+/// unreachable (the consumer keeps its membership meanwhile: heartbeats do not depend on the
+/// stage's loop, and it stays well within `max.poll.interval.ms`).
 pub const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
 
+/// How long a call on a producer that has already been used is retried before the producer
+/// counts as stuck ([`is_stuck`]) and is replaced: at least this, and at least three of the
+/// calls' own timeouts. A client can stay unable to reach its transaction coordinator after a
+/// broker restart while every other client reconnected (seen as `ADDOFFSETS` requests timing
+/// out in the coordinator's queue for minutes); a new incarnation looks the coordinator up
+/// afresh, and its `init_transactions` aborts what the stuck one left open.
+pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// The bound of [`retrying`] for calls that each wait up to `timeout`.
+pub fn stuck_after(timeout: Duration) -> Duration {
+    STUCK_AFTER.max(timeout.saturating_mul(3))
+}
+
 /// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
-/// coordinator moves, a broker outage), up to [`TRANSACTION_RETRY_FOR`].
+/// coordinator moves, a broker outage), for up to `bound`; the last error once it is over.
 pub fn retrying(
     what: &str,
+    bound: Duration,
     mut op: impl FnMut() -> rdkafka::error::KafkaResult<()>,
 ) -> Result<(), KafkaError> {
+    retry_while(
+        bound,
+        Duration::from_millis(200),
+        &mut op,
+        |e| matches!(e, KafkaError::Transaction(t) if t.is_retriable()),
+        |e| debug!(error = %e, what, "transaction call retried"),
+    )
+}
+
+/// Calls `op` until it succeeds, fails with an error `retriable` refuses, or `bound` has
+/// passed since the first call (then the last error), pausing `pause` between calls.
+fn retry_while<T, E>(
+    bound: Duration,
+    pause: Duration,
+    mut op: impl FnMut() -> Result<T, E>,
+    retriable: impl Fn(&E) -> bool,
+    mut retried: impl FnMut(&E),
+) -> Result<T, E> {
     let started = Instant::now();
     loop {
         match op() {
-            Err(KafkaError::Transaction(e))
-                if e.is_retriable() && started.elapsed() < TRANSACTION_RETRY_FOR =>
-            {
-                debug!(error = %e, what, "transaction call retried");
-                std::thread::sleep(Duration::from_millis(200));
+            Err(e) if retriable(&e) && started.elapsed() + pause < bound => {
+                retried(&e);
+                std::thread::sleep(pause);
             }
             other => return other,
         }
+    }
+}
+
+/// Whether a transaction call failed in a way that retrying for [`stuck_after`] did not cure
+/// (still retriable, or a timeout): the producer is replaced rather than used to abort, since
+/// the abort would wait on the same coordinator.
+pub fn is_stuck(e: &KafkaError) -> bool {
+    if is_fatal(e) {
+        return false;
+    }
+    match e {
+        KafkaError::Transaction(t) => {
+            t.is_retriable() || t.code() == RDKafkaErrorCode::OperationTimedOut
+        }
+        _ => e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut),
     }
 }
 
@@ -133,7 +178,10 @@ pub fn reincarnate(
     timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
     let fresh: FutureProducer = config.create()?;
-    fresh.init_transactions(timeout)?;
+    // The broker may still be away (that is often why the old one got stuck): wait for it.
+    retrying("init transactions", TRANSACTION_RETRY_FOR, || {
+        fresh.init_transactions(timeout)
+    })?;
     fresh.begin_transaction()?;
     old.purge(PurgeConfig::default().queue().inflight());
     Ok(fresh)
@@ -192,5 +240,75 @@ mod tests {
         assert!(!is_fatal(&KafkaError::MessageProduction(
             RDKafkaErrorCode::QueueFull
         )));
+    }
+
+    #[test]
+    fn a_timeout_is_stuck_and_a_fenced_producer_or_a_full_queue_is_not() {
+        let e = |code| KafkaError::MessageProduction(code);
+        assert!(is_stuck(&e(RDKafkaErrorCode::OperationTimedOut)));
+        assert!(!is_stuck(&e(RDKafkaErrorCode::ProducerFenced)));
+        assert!(!is_stuck(&e(RDKafkaErrorCode::QueueFull)));
+        assert!(!is_stuck(&e(RDKafkaErrorCode::MessageTimedOut)));
+    }
+
+    #[test]
+    fn retrying_stops_at_its_bound_with_the_last_error() {
+        let mut calls = 0;
+        let mut retried = 0;
+        let r: Result<(), u32> = retry_while(
+            Duration::from_millis(50),
+            Duration::from_millis(10),
+            || {
+                calls += 1;
+                Err(calls)
+            },
+            |_| true,
+            |_| retried += 1,
+        );
+        // Calls at about 0, 10, 20, 30 ms; a fifth would start past the bound.
+        assert!((2..=5).contains(&calls), "{calls} calls");
+        assert_eq!(r, Err(calls));
+        assert_eq!(retried, calls - 1);
+    }
+
+    #[test]
+    fn retrying_stops_at_an_error_that_is_not_retriable_and_at_success() {
+        let mut calls = 0;
+        let r: Result<(), u32> = retry_while(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            || {
+                calls += 1;
+                Err(calls)
+            },
+            |e| *e < 3,
+            |_| {},
+        );
+        assert_eq!(r, Err(3));
+        let mut n = 0;
+        let ok: Result<u32, u32> = retry_while(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            || {
+                n += 1;
+                if n < 4 {
+                    Err(n)
+                } else {
+                    Ok(n)
+                }
+            },
+            |_| true,
+            |_| {},
+        );
+        assert_eq!(ok, Ok(4));
+    }
+
+    #[test]
+    fn a_stuck_call_gets_at_least_three_of_its_own_timeouts() {
+        assert_eq!(stuck_after(Duration::from_secs(5)), STUCK_AFTER);
+        assert_eq!(
+            stuck_after(Duration::from_secs(60)),
+            Duration::from_secs(180)
+        );
     }
 }
