@@ -31,6 +31,7 @@
 //! transaction is empty but for the batch being committed, and aborting it only ever discards
 //! one batch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -40,7 +41,8 @@ use rdkafka::ClientConfig;
 use tracing::{error, warn};
 
 use super::transaction::{
-    is_fatal, is_stuck, reincarnate, retrying, send_waiting, stuck_after, Reincarnations,
+    bounded_call, is_fatal, is_stuck, reincarnate, retrying, send_waiting, stuck_after,
+    Reincarnations, TransactionCall,
 };
 use super::writer::Tagger;
 use super::Batch;
@@ -150,7 +152,7 @@ impl Eos {
 /// Aborts the open transaction and opens the next one.
 fn abort(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
     retrying("abort", stuck_after(timeout), || {
-        producer.abort_transaction(timeout)
+        bounded_call("abort", producer, TransactionCall::Abort, timeout)
     })?;
     producer.begin_transaction()
 }
@@ -197,7 +199,7 @@ pub fn commit<B: Batch>(
                     warn!(error = %e, retry = retries, "sequence gap after an abort: committing the batch again in a new transaction");
                 }
                 retrying("abort", stuck_after(timeout), || {
-                    producer.abort_transaction(timeout)
+                    bounded_call("abort", producer, TransactionCall::Abort, timeout)
                 })?;
                 producer.begin_transaction()?;
                 // The consumer learns its new epoch from the heartbeat that moved it.
@@ -234,13 +236,14 @@ fn commit_once<B: Batch>(
         let metadata = metadata().ok_or(KafkaError::MessageProduction(
             RDKafkaErrorCode::InvalidGroupId,
         ))?;
+        let call = TransactionCall::SendOffsets(offsets.clone(), Arc::new(metadata));
         retrying("send offsets", stuck_after(timeout), || {
-            producer.send_offsets_to_transaction(offsets, &metadata, timeout)
+            bounded_call("send offsets", producer, call.clone(), timeout)
         })?;
         crate::fault::point("transaction.offsets_sent");
     }
     retrying("commit", stuck_after(timeout), || {
-        producer.commit_transaction(timeout)
+        bounded_call("commit", producer, TransactionCall::Commit, timeout)
     })
 }
 

@@ -7,13 +7,15 @@
 //! transaction cycle from them.
 
 use std::collections::VecDeque;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::consumer::{Consumer, ConsumerContext, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::changelog::FENCE_AFTER;
 
@@ -44,6 +46,76 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(30);
 /// The bound of [`retrying`] for calls that each wait up to `timeout`.
 pub fn stuck_after(timeout: Duration) -> Duration {
     STUCK_AFTER.max(timeout.saturating_mul(3))
+}
+
+/// How much longer than its own timeout a transaction call may block before it is abandoned
+/// ([`abandoned_after`]).
+pub const BLOCKED_GRACE: Duration = Duration::from_secs(5);
+
+/// `send_offsets_to_transaction`, `commit_transaction` or `abort_transaction` of `producer`,
+/// abandoned when it blocks [`BLOCKED_GRACE`] past its timeout.
+pub fn bounded_call(
+    what: &'static str,
+    producer: &FutureProducer,
+    call: TransactionCall,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let producer = producer.clone();
+    abandoned_after(what, timeout + BLOCKED_GRACE, move || match &call {
+        TransactionCall::SendOffsets(offsets, metadata) => {
+            producer.send_offsets_to_transaction(offsets, metadata, timeout)
+        }
+        TransactionCall::Commit => producer.commit_transaction(timeout),
+        TransactionCall::Abort => producer.abort_transaction(timeout),
+    })
+}
+
+/// A transaction call [`bounded_call`] makes; it owns what the call needs, since an abandoned
+/// call outlives its caller.
+#[derive(Clone)]
+pub enum TransactionCall {
+    SendOffsets(TopicPartitionList, Arc<ConsumerGroupMetadata>),
+    Commit,
+    Abort,
+}
+
+/// Runs `op` on a thread of its own and waits for it up to `bound`. A call still running then
+/// is left to finish (or not) on that thread, with its own handle to the producer, and
+/// reported as a timeout, which makes the producer stuck ([`is_stuck`]): it is replaced.
+///
+/// librdkafka documents that its transaction calls return within their timeout, but
+/// `send_offsets_to_transaction` can wait forever for a group coordinator it lost track of
+/// while the broker was away (confluentinc/librdkafka#5456, #5511): a broker-restart run saw
+/// it block for ten minutes after every other client had reconnected.
+fn abandoned_after<T: Send + 'static>(
+    what: &'static str,
+    bound: Duration,
+    op: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("txn-call".into())
+        .spawn(move || {
+            // The receiver is gone when the call was abandoned: nothing to tell.
+            let _ = tx.send(op());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, what, "no thread for a transaction call");
+        return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+    }
+    match rx.recv_timeout(bound) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => {
+            warn!(what, bound = ?bound, "transaction call still blocked past its timeout: abandoning it and its producer");
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::OperationTimedOut,
+            ))
+        }
+        // The call panicked.
+        Err(RecvTimeoutError::Disconnected) => {
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail))
+        }
+    }
 }
 
 /// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
@@ -309,6 +381,31 @@ mod tests {
         assert_eq!(
             stuck_after(Duration::from_secs(60)),
             Duration::from_secs(180)
+        );
+    }
+
+    #[test]
+    fn a_call_blocked_past_its_bound_is_abandoned_as_a_timeout() {
+        let started = Instant::now();
+        let r: Result<(), KafkaError> = abandoned_after("test", Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(5));
+            Ok(())
+        });
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let e = r.expect_err("abandoned");
+        assert!(is_stuck(&e), "{e}");
+    }
+
+    #[test]
+    fn a_call_that_returns_in_time_gives_its_own_result() {
+        let ok: Result<u8, KafkaError> = abandoned_after("test", Duration::from_secs(30), || Ok(7));
+        assert_eq!(ok.ok(), Some(7));
+        let full = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
+        let r: Result<(), KafkaError> =
+            abandoned_after("test", Duration::from_secs(30), move || Err(full));
+        assert_eq!(
+            r.expect_err("its error").rdkafka_error_code(),
+            Some(RDKafkaErrorCode::QueueFull)
         );
     }
 }
