@@ -90,6 +90,9 @@ pub(super) async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow:
 
     // 4. Restore the state the pipeline left behind.
     if s.kafka.exactly_once() {
+        let pid = std::process::id();
+        let before = outside::memory(pid);
+        let peak_reset = outside::reset_peak(pid);
         let running = Pipeline::new(&s, Role::Join)?.start();
         let handle = running
             .handles()
@@ -111,6 +114,13 @@ pub(super) async fn maximum(settings: &Settings, opts: &BenchOptions) -> anyhow:
             r.records as f64 / r.seconds.max(1e-9),
             r.entries as f64 / r.seconds.max(1e-9)
         );
+        if let (Some(b), Some(m), true) = (before, outside::memory(pid), peak_reset) {
+            println!(
+                "                peak RSS {} MiB during the restore (VmHWM, reset when it began; {} MiB before)",
+                m.hwm >> 20,
+                b.rss >> 20
+            );
+        }
     }
     drop_topics(&s).await?;
     Ok(max_rate)
