@@ -41,8 +41,7 @@ use rdkafka::ClientConfig;
 use tracing::{error, warn};
 
 use super::transaction::{
-    bounded_call, is_fatal, is_stuck, reincarnate, retrying, send_waiting, stuck_after,
-    Reincarnations, TransactionCall,
+    self, is_fatal, is_stuck, reincarnate, send_waiting, Reincarnations, TransactionCall,
 };
 use super::writer::Tagger;
 use super::Batch;
@@ -151,9 +150,7 @@ impl Eos {
 
 /// Aborts the open transaction and opens the next one.
 fn abort(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
-    retrying("abort", stuck_after(timeout), || {
-        bounded_call("abort", producer, TransactionCall::Abort, timeout)
-    })?;
+    transaction::call(producer, TransactionCall::Abort, timeout)?;
     producer.begin_transaction()
 }
 
@@ -198,9 +195,7 @@ pub fn commit<B: Batch>(
                 } else {
                     warn!(error = %e, retry = retries, "sequence gap after an abort: committing the batch again in a new transaction");
                 }
-                retrying("abort", stuck_after(timeout), || {
-                    bounded_call("abort", producer, TransactionCall::Abort, timeout)
-                })?;
+                transaction::call(producer, TransactionCall::Abort, timeout)?;
                 producer.begin_transaction()?;
                 // The consumer learns its new epoch from the heartbeat that moved it.
                 std::thread::sleep(Duration::from_millis(50) * retries);
@@ -237,14 +232,10 @@ fn commit_once<B: Batch>(
             RDKafkaErrorCode::InvalidGroupId,
         ))?;
         let call = TransactionCall::SendOffsets(offsets.clone(), Arc::new(metadata));
-        retrying("send offsets", stuck_after(timeout), || {
-            bounded_call("send offsets", producer, call.clone(), timeout)
-        })?;
+        transaction::call(producer, call, timeout)?;
         crate::fault::point("transaction.offsets_sent");
     }
-    retrying("commit", stuck_after(timeout), || {
-        bounded_call("commit", producer, TransactionCall::Commit, timeout)
-    })
+    transaction::call(producer, TransactionCall::Commit, timeout)
 }
 
 /// Whether a failed attempt of [`commit`] is aborted and the same batch committed again: a

@@ -43,40 +43,55 @@ pub const TRANSACTION_RETRY_FOR: Duration = Duration::from_secs(180);
 /// afresh, and its `init_transactions` aborts what the stuck one left open.
 pub const STUCK_AFTER: Duration = Duration::from_secs(30);
 
-/// The bound of [`retrying`] for calls that each wait up to `timeout`.
+/// The bound of [`call`]'s retries for calls that each wait up to `timeout`.
 pub fn stuck_after(timeout: Duration) -> Duration {
     STUCK_AFTER.max(timeout.saturating_mul(3))
 }
 
 /// How much longer than its own timeout a transaction call may block before it is abandoned
-/// ([`abandoned_after`]).
+/// ([`call`]).
 pub const BLOCKED_GRACE: Duration = Duration::from_secs(5);
 
-/// `send_offsets_to_transaction`, `commit_transaction` or `abort_transaction` of `producer`,
-/// abandoned when it blocks [`BLOCKED_GRACE`] past its timeout.
-pub fn bounded_call(
-    what: &'static str,
+/// Makes `call` on `producer`: retried while librdkafka says retrying can succeed, for up to
+/// [`stuck_after`] the timeout, each attempt on a thread of its own and abandoned when it
+/// blocks [`BLOCKED_GRACE`] past its timeout. An error still retriable, or a timeout, at the
+/// end makes the producer stuck ([`is_stuck`]).
+pub fn call(
     producer: &FutureProducer,
     call: TransactionCall,
     timeout: Duration,
 ) -> Result<(), KafkaError> {
-    let producer = producer.clone();
-    abandoned_after(what, timeout + BLOCKED_GRACE, move || match &call {
-        TransactionCall::SendOffsets(offsets, metadata) => {
-            producer.send_offsets_to_transaction(offsets, metadata, timeout)
-        }
-        TransactionCall::Commit => producer.commit_transaction(timeout),
-        TransactionCall::Abort => producer.abort_transaction(timeout),
+    let what = call.name();
+    retrying(what, stuck_after(timeout), || {
+        let producer = producer.clone();
+        let call = call.clone();
+        abandoned_after(what, timeout + BLOCKED_GRACE, move || match &call {
+            TransactionCall::SendOffsets(offsets, metadata) => {
+                producer.send_offsets_to_transaction(offsets, metadata, timeout)
+            }
+            TransactionCall::Commit => producer.commit_transaction(timeout),
+            TransactionCall::Abort => producer.abort_transaction(timeout),
+        })
     })
 }
 
-/// A transaction call [`bounded_call`] makes; it owns what the call needs, since an abandoned
-/// call outlives its caller.
+/// A transaction call [`call`] makes; it owns what the call needs, since an abandoned call
+/// outlives its caller.
 #[derive(Clone)]
 pub enum TransactionCall {
     SendOffsets(TopicPartitionList, Arc<ConsumerGroupMetadata>),
     Commit,
     Abort,
+}
+
+impl TransactionCall {
+    fn name(&self) -> &'static str {
+        match self {
+            TransactionCall::SendOffsets(..) => "send offsets",
+            TransactionCall::Commit => "commit",
+            TransactionCall::Abort => "abort",
+        }
+    }
 }
 
 /// Runs `op` on a thread of its own and waits for it up to `bound`. A call still running then
@@ -120,7 +135,7 @@ fn abandoned_after<T: Send + 'static>(
 
 /// Calls a transaction operation again while librdkafka says retrying can succeed (timeouts,
 /// coordinator moves, a broker outage), for up to `bound`; the last error once it is over.
-pub fn retrying(
+fn retrying(
     what: &str,
     bound: Duration,
     mut op: impl FnMut() -> rdkafka::error::KafkaResult<()>,
