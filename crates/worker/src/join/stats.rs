@@ -47,7 +47,7 @@ pub struct JoinStats {
     pub events_out: BTreeMap<String, u64>,
     /// Consumer lag per (topic, partition), from the client's statistics.
     pub consumer_lag: BTreeMap<(String, i32), i64>,
-    /// Time to decode and join one message, microseconds.
+    /// Time to decode and join one message, microseconds: one message in 16 is timed.
     pub processing_micros: Option<Histogram<u64>>,
     /// Whether the last flush of partials was delivered.
     pub producing: bool,
@@ -160,6 +160,8 @@ pub(super) struct Meters {
     /// Whether every broker was up in the latest statistics.
     pub(super) brokers_up: bool,
     pub(super) processing_micros: Option<Histogram<u64>>,
+    /// Messages handled, for timing one in so many ([`Join::handle_message`]).
+    pub(super) untimed: u64,
     pub(super) producing: bool,
     pub(super) outcome_lag_ms: Option<Histogram<u64>>,
     pub(super) input_age_ms: Option<Histogram<u64>>,
@@ -190,6 +192,7 @@ impl Default for Meters {
             brokers_up: false,
             // One µs to one minute at 3 significant figures; cannot fail for these constants.
             processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+            untimed: 0,
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             input_age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
