@@ -5,7 +5,7 @@
 //! ```text
 //! init_transactions; begin_transaction                          Eos::begin
 //! every commit interval:
-//!     batch = stage.take_batch()                                (the loop, run.rs)
+//!     batch = stage.take_batch()                                (the loop, run/)
 //!     produce the batch's records                               commit()
 //!     send_offsets_to_transaction(batch offsets, group metadata)
 //!     commit_transaction; begin_transaction
