@@ -187,28 +187,8 @@ impl<S: Stage> Loop<S> {
                 biased;
                 _ = &mut shutdown => return Ok(()),
                 _ = context.rebalanced() => self.rebalance(context).await?,
-                first = records.next() => {
-                    // The records already fetched are taken in one burst, with one clock read:
-                    // a pass through this `select!` per record cost more than the record.
-                    let now = now_ms();
-                    let mut next = first;
-                    for taken in 1.. {
-                        match next {
-                            Some(Ok(m)) => self.take(context, &m, now).await?,
-                            Some(Err(e)) => {
-                                warn!(stage = self.schedule.name, error = %e, "consumer error");
-                            }
-                            None => break,
-                        }
-                        if taken == BURST {
-                            break;
-                        }
-                        match records.next().now_or_never() {
-                            Some(n) => next = n,
-                            None => break,
-                        }
-                    }
-                }
+                // Before the records: under a steady backlog they are always ready, and the
+                // ticks (statistics, commits, resumes) must still come on time.
                 _ = tick.tick() => {
                     if let Some(s) = context.take_statistics() {
                         self.stage.on_statistics(&s);
@@ -230,6 +210,28 @@ impl<S: Stage> Loop<S> {
                     }
                     if self.last_publish.elapsed() >= PUBLISH_EVERY {
                         self.publish();
+                    }
+                }
+                first = records.next() => {
+                    // The records already fetched are taken in one burst, with one clock read:
+                    // a pass through this `select!` per record cost more than the record.
+                    let now = now_ms();
+                    let mut next = first;
+                    for taken in 1.. {
+                        match next {
+                            Some(Ok(m)) => self.take(context, &m, now).await?,
+                            Some(Err(e)) => {
+                                warn!(stage = self.schedule.name, error = %e, "consumer error");
+                            }
+                            None => break,
+                        }
+                        if taken == BURST {
+                            break;
+                        }
+                        match records.next().now_or_never() {
+                            Some(n) => next = n,
+                            None => break,
+                        }
                     }
                 }
             }
