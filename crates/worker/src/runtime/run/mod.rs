@@ -214,7 +214,8 @@ impl<S: Stage> Loop<S> {
                 }
                 first = records.next() => {
                     // The records already fetched are taken in one burst, with one clock read:
-                    // a pass through this `select!` per record cost more than the record.
+                    // a pass through this `select!` and a clock read per record were about a
+                    // fifth of the loop's time in a catch-up (docs/perf-log.md, 2026-12-07).
                     let now = now_ms();
                     let mut next = first;
                     for taken in 1.. {
