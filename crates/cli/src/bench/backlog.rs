@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use driftwatch_generator::publish::{publish_with, Pace};
 use driftwatch_worker::clients::consumer_config;
-use driftwatch_worker::join::JoinStageHandle;
+use driftwatch_worker::join::{JoinStageHandle, TIMED_EVERY};
 use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
@@ -208,7 +208,7 @@ async fn catch_up(s: &Settings, total: u64, data_end: i64, raw_rate: f64) -> any
     );
     if let Some(h) = &js.processing_micros {
         println!(
-            "                decode+join per message (one in 16 timed): p50 {} µs, p99 {} µs, max {} µs",
+            "                decode+join per message (one in {TIMED_EVERY} timed): p50 {} µs, p99 {} µs, max {} µs",
             h.value_at_quantile(0.5),
             h.value_at_quantile(0.99),
             h.max()

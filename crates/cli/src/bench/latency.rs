@@ -9,6 +9,7 @@ use driftwatch_core::ModelMetrics;
 use driftwatch_generator::publish::{publish_with, Pace};
 use driftwatch_generator::{GeneratedRecord, RecordKind, Side};
 use driftwatch_worker::clients::consumer_config;
+use driftwatch_worker::join::TIMED_EVERY;
 use driftwatch_worker::pipeline::{Pipeline, Role};
 use driftwatch_worker::settings::Settings;
 use futures::StreamExt;
@@ -144,7 +145,7 @@ pub(super) async fn latency(
         &stats.input_age_ms,
     );
     quantiles(
-        "decode+join per message (one in 16 timed)",
+        &format!("decode+join per message (one in {TIMED_EVERY} timed)"),
         "µs",
         1,
         &stats.processing_micros,

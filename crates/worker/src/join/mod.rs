@@ -82,7 +82,7 @@ use tracing::info;
 pub(crate) use dead_letter::dead_letter_headers;
 pub use routing::TopicRouting;
 pub use standby::StandbyCounters;
-pub use stats::JoinStats;
+pub use stats::{JoinStats, TIMED_EVERY};
 
 use crate::changelog::{ensure_changelog, ChangelogReader};
 use crate::client_memory::ClientMemory;

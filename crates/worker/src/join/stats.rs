@@ -23,6 +23,11 @@ use super::stage::Join;
 use super::standby::StandbyCounters;
 use crate::changelog::RestoreTotals;
 
+/// [`JoinStats::processing_micros`] times one message in this many: two clock reads for
+/// every message were a measurable part of the loop's time, and a sample gives the same
+/// quantiles.
+pub const TIMED_EVERY: u64 = 16;
+
 /// Accounting of the join stage, per (model id, model version). Inputs that could not be
 /// attributed to a model are under `("unknown", "")`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,7 +52,8 @@ pub struct JoinStats {
     pub events_out: BTreeMap<String, u64>,
     /// Consumer lag per (topic, partition), from the client's statistics.
     pub consumer_lag: BTreeMap<(String, i32), i64>,
-    /// Time to decode and join one message, microseconds: one message in 16 is timed.
+    /// Time to decode and join one message, microseconds: one message in [`TIMED_EVERY`] is
+    /// timed.
     pub processing_micros: Option<Histogram<u64>>,
     /// Whether the last flush of partials was delivered.
     pub producing: bool,
@@ -160,8 +166,8 @@ pub(super) struct Meters {
     /// Whether every broker was up in the latest statistics.
     pub(super) brokers_up: bool,
     pub(super) processing_micros: Option<Histogram<u64>>,
-    /// Messages handled, for timing one in so many ([`Join::handle_message`]).
-    pub(super) untimed: u64,
+    /// Messages handled, for timing one in [`TIMED_EVERY`] ([`Join::handle_message`]).
+    pub(super) handled: u64,
     pub(super) producing: bool,
     pub(super) outcome_lag_ms: Option<Histogram<u64>>,
     pub(super) input_age_ms: Option<Histogram<u64>>,
@@ -192,7 +198,7 @@ impl Default for Meters {
             brokers_up: false,
             // One µs to one minute at 3 significant figures; cannot fail for these constants.
             processing_micros: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
-            untimed: 0,
+            handled: 0,
             producing: false,
             outcome_lag_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
             input_age_ms: Histogram::new_with_bounds(1, 3_600_000, 3).ok(),
