@@ -69,10 +69,36 @@ pub fn call(
             TransactionCall::SendOffsets(offsets, metadata) => {
                 producer.send_offsets_to_transaction(offsets, metadata, timeout)
             }
-            TransactionCall::Commit => producer.commit_transaction(timeout),
+            TransactionCall::Commit => {
+                flush(&producer, timeout)?;
+                producer.commit_transaction(timeout)
+            }
             TransactionCall::Abort => producer.abort_transaction(timeout),
         })
     })
+}
+
+/// Waits until every record produced so far is delivered or failed, for up to `timeout`.
+///
+/// rust-rdkafka's `commit_transaction` flushes first, and its `flush` checks once without
+/// waiting and then polls the producer's event queue for up to 100 ms at a time: a queue the
+/// `FutureProducer`'s own polling thread also serves, and which takes most delivery reports.
+/// A commit with records still in flight thus waited for a multiple of 100 ms (librdkafka's
+/// debug log showed exactly 100 ms between the offsets sent and the commit called). Called
+/// with a timeout, librdkafka's flush waits on its count of queued records, wakes as soon as
+/// it reaches zero, and sends waiting batches without their `linger.ms`; after it, the
+/// wrapper's check finds nothing left and returns at once.
+#[allow(unsafe_code)] // One librdkafka call on the producer's own handle.
+fn flush(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let handle = producer.client().native_ptr();
+    // SAFETY: `handle` is the live librdkafka producer `producer` owns (borrowed for the
+    // call), and `rd_kafka_flush` may be called from any thread.
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(handle, ms) };
+    match RDKafkaErrorCode::from(err) {
+        RDKafkaErrorCode::NoError => Ok(()),
+        code => Err(KafkaError::Flush(code)),
+    }
 }
 
 /// A transaction call [`call`] makes; it owns what the call needs, since an abandoned call
