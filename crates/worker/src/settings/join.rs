@@ -40,7 +40,12 @@ pub struct JoinSettings {
     /// Width of the prediction-time buckets of the partials sent to the monitor. Default `1m`.
     #[serde(with = "humantime_serde")]
     pub bucket_width: Duration,
-    /// How often partials are flushed and offsets committed. Default `1s`.
+    /// How often partials are flushed and offsets committed: a transaction of the join.
+    /// Default `250ms`. A commit sends the changelog records of its interval in one burst,
+    /// which the broker serves before the fetches queued behind it, so a longer interval
+    /// lengthens the tail of the inputs' latency (BENCHMARKS.md, *Latency*); a shorter one
+    /// adds transactions for the same work. Kafka Streams commits every 100 ms under
+    /// exactly-once.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// A prediction or label stamped further than this ahead of the wall clock is dead-lettered
@@ -122,7 +127,7 @@ impl Default for JoinSettings {
             max_task_idle: Duration::ZERO,
             idle_timeout: Duration::from_secs(30),
             bucket_width: Duration::from_secs(60),
-            flush_interval: Duration::from_secs(1),
+            flush_interval: Duration::from_millis(250),
             max_future_skew: Duration::from_secs(24 * 3600),
             max_message_bytes: 1 << 20,
             max_queued_records: 50_000,
