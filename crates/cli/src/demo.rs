@@ -237,8 +237,14 @@ pub async fn run(settings: Settings, opts: DemoOptions) -> anyhow::Result<DemoRe
     let started = Instant::now();
     let span_ms = i64::try_from(opts.event_span.as_millis()).context("event span")?;
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    // The traffic starts on a bucket boundary: verdicts follow event time, so every run of the
+    // demo with one seed then puts the same records in the same buckets and prints the same
+    // events at the same event times (from the wall clock alone they would shift with it).
+    let bucket_ms = i64::try_from(settings.join.bucket_width.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
     let mut gen_cfg = GeneratorConfig::two_models(opts.seed);
-    gen_cfg.start_ms = now_ms - span_ms;
+    gen_cfg.start_ms = (now_ms - span_ms).div_euclid(bucket_ms) * bucket_ms;
     gen_cfg.duration_ms = span_ms;
     gen_cfg.predictions_per_second = opts.predictions as f64 / opts.event_span.as_secs_f64();
     gen_cfg.scenario = Scenario::Drift;
