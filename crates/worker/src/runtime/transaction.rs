@@ -89,7 +89,7 @@ pub fn call(
 /// it reaches zero, and sends waiting batches without their `linger.ms`; after it, the
 /// wrapper's check finds nothing left and returns at once.
 #[allow(unsafe_code)] // One librdkafka call on the producer's own handle.
-fn flush(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
+pub(crate) fn flush(producer: &FutureProducer, timeout: Duration) -> Result<(), KafkaError> {
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let handle = producer.client().native_ptr();
     // SAFETY: `handle` is the live librdkafka producer `producer` owns (borrowed for the

@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use tracing::{debug, error, info, warn, Instrument};
 
@@ -19,7 +19,7 @@ use super::at_least_once::{self, Flushed};
 use super::commit_thread::CommitThread;
 use super::context::StageContext;
 use super::eos::{self, Commits, Recovery};
-use super::transaction::{blocking, rewind_to_committed};
+use super::transaction::{self, blocking, rewind_to_committed};
 use super::{now_ms, Batch, Guarantee, InputPartition, Stage, JOIN_POLL, PUBLISH_EVERY};
 use crate::error::Result;
 
@@ -113,7 +113,8 @@ impl Shell {
             let _ = blocking(|| thread.finish(true));
         }
         leave(l.consumer.clone()).await;
-        let _ = l.producer.flush(Duration::from_secs(10));
+        // librdkafka's own flush: rust-rdkafka's would poll in steps of 100 ms.
+        let _ = transaction::flush(&l.producer, Duration::from_secs(10));
         l.stage.stopped();
         l.stage.publish();
         result
