@@ -288,7 +288,6 @@ enum TopicsCommand {
 }
 
 fn main() -> ExitCode {
-    malloc::limit_arenas();
     let cli = Cli::parse();
     // The demo's terminal is its live table: its logs go to a file unless `--verbose`.
     let log_file = match &cli.command {
