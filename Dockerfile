@@ -4,7 +4,8 @@
 #   docker run --rm driftwatch:local check-config --offline
 #
 # librdkafka is compiled from source by the rdkafka crate (C toolchain, make, zlib) with OpenSSL
-# (TLS and SASL/SCRAM), so the runtime image needs only libssl3, zlib and the CA certificates.
+# (TLS and SASL/SCRAM), and jemalloc by tikv-jemalloc-sys (linked statically), so the runtime
+# image needs only libssl3, zlib and the CA certificates.
 
 FROM rust:1-bookworm AS builder
 RUN apt-get update \
